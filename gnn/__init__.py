@@ -1,0 +1,71 @@
+"""gnn: a compact deep-learning library; the same model code on NumPy (CPU) or CuPy (GPU)."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from gnn import functional  # noqa: F401  (binds Tensor's operators)
+from gnn.backend import Device, cuda_available
+from gnn.config import (
+    default_device,
+    default_dtype,
+    enable_grad,
+    get_default_device,
+    get_default_dtype,
+    is_grad_enabled,
+    manual_seed,
+    no_grad,
+    set_default_device,
+    set_default_dtype,
+    set_grad_enabled,
+)
+from gnn.creation import (
+    arange,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from gnn.dtypes import bool_, float16, float32, float64, int32, int64
+from gnn.functional import cat, stack, where
+from gnn.tensor import Tensor
+
+bool = bool_  # noqa: A001  (gnn.bool, as torch.bool)
+float = float32  # noqa: A001
+double = float64
+half = float16
+long = int64
+
+__all__ = [
+    "Device", "Tensor", "arange", "bool", "cat", "cuda_available", "default_device",
+    "default_dtype", "double", "enable_grad", "eye", "float", "float16", "float32", "float64",
+    "from_numpy", "full", "full_like", "functional", "get_default_device", "get_default_dtype",
+    "half", "int32", "int64", "is_grad_enabled", "linspace", "long", "manual_seed", "no_grad",
+    "ones", "ones_like", "rand", "rand_like", "randint", "randn", "randn_like",
+    "set_default_device", "set_default_dtype", "set_grad_enabled", "stack", "tensor", "where",
+    "zeros", "zeros_like",
+]  # fmt: skip
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    """Load the heavier subpackages (nn, optim, data, ...) on first use, keeping import gnn fast."""
+    import importlib
+
+    lazy = {
+        "nn", "optim", "data", "datasets", "testing", "io", "layers", "train", "models",
+        "examples", "cli",
+    }  # fmt: skip
+    if name in lazy:
+        return importlib.import_module(f"gnn.{name}")
+    raise AttributeError(f"module 'gnn' has no attribute {name!r}")

@@ -1,0 +1,104 @@
+"""Devices and backends: `get_backend("cpu" | "cuda[:N]")` returns the object that owns arrays there.
+
+Only `gnn/backend/cuda.py` imports CuPy, and only when a CUDA backend is first asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+
+from gnn.backend.numpy import NumpyBackend
+
+__all__ = ["Device", "NumpyBackend", "cuda_available", "get_backend", "parse_device"]
+
+CUDA_INSTALL_HINT = (
+    "install the CUDA extra that matches your driver: pip install 'gnn[cuda12]' "
+    "or pip install 'gnn[cuda13]'"
+)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device: type "cpu" or "cuda", and for cuda the GPU index."""
+
+    type: str
+    index: int | None = None
+
+    def __str__(self) -> str:
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self) -> str:
+        return f"device({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            try:
+                other = parse_device(other)
+            except ValueError:
+                return False
+        if not isinstance(other, Device):
+            return NotImplemented
+        if self.type != other.type:
+            return False
+        # "cuda" means the current GPU (index 0 here), as a user comparing with "cuda" expects.
+        return (self.index or 0) == (other.index or 0)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.index or 0))
+
+
+def parse_device(device: Any) -> Device:
+    """Parse "cpu", "cuda", "cuda:1", a Device, or None (the default device)."""
+    if device is None:
+        from gnn.config import get_default_device
+
+        device = get_default_device()
+    if isinstance(device, Device):
+        return device
+    if hasattr(device, "device") and isinstance(device.device, Device):  # a Tensor
+        return device.device
+    if not isinstance(device, str):
+        raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+    text = device.strip().lower()
+    if text == "cpu":
+        return Device("cpu")
+    if text == "cuda" or text == "gpu":
+        return Device("cuda", 0)
+    if text.startswith("cuda:"):
+        index = text[5:]
+        if index.isdigit():
+            return Device("cuda", int(index))
+    raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+
+
+_cpu_backend = NumpyBackend()
+_cuda_backends: dict[int, Any] = {}
+
+
+def get_backend(device: Any = None) -> NumpyBackend:
+    """The backend that owns arrays on `device` (created on first use)."""
+    dev = parse_device(device)
+    if dev.type == "cpu":
+        return _cpu_backend
+    index = dev.index or 0
+    be = _cuda_backends.get(index)
+    if be is None:
+        if importlib.util.find_spec("cupy") is None:
+            raise RuntimeError(f"device {str(dev)!r} needs CuPy, which is not installed; "
+                               + CUDA_INSTALL_HINT)
+        from gnn.backend.cuda import CupyBackend
+
+        be = CupyBackend(index)  # raises a clear error when there is no such GPU
+        _cuda_backends[index] = be
+    return be
+
+
+def cuda_available() -> bool:
+    """True when CuPy is installed and sees at least one CUDA device."""
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    from gnn.backend.cuda import device_count
+
+    return device_count() > 0

@@ -1,0 +1,219 @@
+"""NumpyBackend: the CPU backend, and the reference implementation of every fused entry point.
+
+The fused methods are written against `self.xp`, so they run unchanged on CuPy too: the CuPy
+backend subclasses this one and overrides only the entry points that have a CUDA kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gnn import config
+
+
+class NumpyBackend:
+    """Arrays in host memory, math by NumPy."""
+
+    name = "cpu"
+
+    def __init__(self) -> None:
+        from gnn.backend import Device
+
+        self.xp = np
+        self.device = Device("cpu")
+        self._rng: Any = None
+        self._seed_generation = -1
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.device})"
+
+    # ---- arrays --------------------------------------------------------------------------------
+
+    def is_array(self, a: Any) -> bool:
+        return isinstance(a, self.xp.ndarray)
+
+    def asarray(self, data: Any, dtype: Any = None) -> Any:
+        """An array on this device (no copy when `data` already is one of the right dtype)."""
+        return self.xp.asarray(data, dtype=dtype)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return np.asarray(a)
+
+    def synchronize(self) -> None:
+        """Wait for queued work (nothing to wait for on the CPU)."""
+
+    # ---- random numbers ------------------------------------------------------------------------
+
+    def _new_generator(self, seed: int | None) -> Any:
+        return np.random.default_rng(seed)
+
+    def rng(self) -> Any:
+        """This device's generator, re-seeded after every `gnn.manual_seed`."""
+        generation, seed = config.seed_state()
+        if self._rng is None or generation != self._seed_generation:
+            self._rng = self._new_generator(seed)
+            self._seed_generation = generation
+        return self._rng
+
+    def get_rng_state(self) -> dict:
+        return self.rng().bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self.rng().bit_generator.state = state
+
+    def randn(self, shape: tuple, dtype: Any) -> Any:
+        out = self.rng().standard_normal(shape, dtype=np.float64 if dtype == np.float16 else dtype)
+        return out.astype(dtype, copy=False)
+
+    def rand(self, shape: tuple, dtype: Any) -> Any:
+        out = self.rng().random(shape, dtype=np.float64 if dtype == np.float16 else dtype)
+        return out.astype(dtype, copy=False)
+
+    def randint(self, low: int, high: int, shape: tuple, dtype: Any) -> Any:
+        return self.rng().integers(low, high, size=shape, dtype=dtype)
+
+    def permutation(self, n: int) -> Any:
+        return self.rng().permutation(n)
+
+    # ---- helpers that differ between NumPy and CuPy --------------------------------------------
+
+    def index_add(self, target: Any, index: Any, values: Any) -> None:
+        """target[index] += values, accumulating over repeated indices (in place)."""
+        np.add.at(target, index, values)
+
+    def erf(self, x: Any) -> Any:
+        """The error function, elementwise (max abs error 1.2e-7; NumPy has no erf of its own)."""
+        xp = self.xp
+        # Chebyshev-fitted erfc (Numerical Recipes, 2nd ed., section 6.2), float64 inside.
+        z = xp.abs(x).astype(np.float64)
+        t = 1.0 / (1.0 + 0.5 * z)
+        poly = -z * z - 1.26551223 + t * (
+            1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (
+                0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
+            ))))
+        )
+        erfc = t * xp.exp(poly)
+        out = xp.where(x >= 0, 1.0 - erfc, erfc - 1.0)
+        return out.astype(x.dtype, copy=False)
+
+    # ---- fused entry points (reference implementations) ----------------------------------------
+
+    def sigmoid(self, x: Any) -> Any:
+        """y = 1 / (1 + exp(-x)), in the overflow-free form 0.5 * tanh(0.5 x) + 0.5."""
+        xp = self.xp
+        y = xp.multiply(x, 0.5)
+        xp.tanh(y, out=y)
+        y *= 0.5
+        y += 0.5
+        return y
+
+    def sigmoid_backward(self, y: Any, gy: Any) -> Any:
+        """gx = gy * y * (1 - y), from the saved output y."""
+        gx = self.xp.subtract(1, y, dtype=y.dtype)
+        gx *= y
+        gx *= gy
+        return gx
+
+    def check_class_targets(self, target: Any, num_classes: int, ignore_index: int) -> None:
+        """Raise IndexError for labels outside [0, C) other than ignore_index (CPU: before use)."""
+        xp = self.xp
+        bad = ((target < 0) | (target >= num_classes)) & (target != ignore_index)
+        if bool(bad.any()):
+            first = int(target[bad].ravel()[0])
+            raise IndexError(
+                f"cross_entropy: target {first} is out of bounds for {num_classes} classes "
+                f"(valid: 0..{num_classes - 1}, or ignore_index={ignore_index}); "
+                f"{int(xp.count_nonzero(bad))} bad label(s)"
+            )
+
+    def softmax_cross_entropy(
+        self,
+        logits: Any,
+        target: Any,
+        weight: Any = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> tuple[Any, Any]:
+        """Cross-entropy of softmax(logits) (N, C) against class labels (N,).
+
+        Returns (loss, saved): loss is 0-d for "mean"/"sum" and (N,) for "none"; `saved` is what
+        the backward needs: the per-row log-sum-exp and the normaliser of "mean".
+        """
+        xp = self.xp
+        n, c = logits.shape
+        self.check_class_targets(target, c, ignore_index)
+        acc = np.float64 if logits.dtype == np.float64 else np.float32
+        z = logits.astype(acc, copy=False)
+        # One N x C temporary: z - max, exponentiated in place, summed per row.
+        m = z.max(axis=1) if c else xp.zeros((n,), acc)
+        tmp = xp.subtract(z, m[:, None])
+        xp.exp(tmp, out=tmp)
+        lse = xp.log(tmp.sum(axis=1)) + m
+        del tmp
+        valid = target != ignore_index
+        safe_t = xp.where(valid, target, 0)
+        z_t = xp.take_along_axis(z, safe_t[:, None], axis=1)[:, 0] if c else xp.zeros((n,), acc)
+        w_t = xp.where(valid, 1.0 if weight is None else weight.astype(acc)[safe_t], 0.0).astype(acc)
+        eps = float(label_smoothing)
+        loss = (1.0 - eps) * w_t * (lse - z_t)
+        if eps > 0.0:
+            if weight is None:
+                smooth = lse - z.sum(axis=1) / c
+            else:
+                wz = z @ weight.astype(acc)
+                smooth = (weight.astype(acc).sum() * lse - wz) / c
+            loss = loss + eps * xp.where(valid, smooth, 0.0)
+        if reduction == "none":
+            return loss.astype(logits.dtype, copy=False), (lse, None)
+        total = loss.sum()
+        if reduction == "sum":
+            return total.astype(logits.dtype), (lse, None)
+        denom = w_t.sum()  # on the device: no host sync; 0/0 gives NaN as in PyTorch
+        return (total / denom).astype(logits.dtype), (lse, denom)
+
+    def softmax_cross_entropy_backward(
+        self,
+        logits: Any,
+        target: Any,
+        saved: tuple[Any, Any],
+        gloss: Any,
+        weight: Any = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> Any:
+        """glogits = (softmax(logits) - target_distribution) * scale, written in one N x C array."""
+        xp = self.xp
+        lse, denom = saved
+        n, c = logits.shape
+        acc = lse.dtype
+        valid = target != ignore_index
+        safe_t = xp.where(valid, target, 0)
+        gloss = gloss.astype(acc, copy=False)
+        if reduction == "none":
+            scale = xp.where(valid, gloss, 0.0)
+        elif reduction == "sum":
+            scale = xp.where(valid, gloss, 0.0)
+        else:
+            scale = xp.where(valid, gloss / denom, 0.0)
+        scale = scale.astype(acc, copy=False)
+        eps = float(label_smoothing)
+        w = None if weight is None else weight.astype(acc)
+        w_t = xp.ones((n,), acc) if w is None else w[safe_t]
+        total_w = float(c) if w is None else w.sum()
+        # row coefficient of softmax: (1 - eps) w_t + eps / C * sum(w)
+        coef = ((1.0 - eps) * w_t + (eps / c) * total_w) * scale if c else scale
+        g = xp.subtract(logits, lse[:, None], dtype=acc)
+        xp.exp(g, out=g)
+        g *= coef[:, None]
+        rows = xp.arange(n)
+        g[rows, safe_t] -= (1.0 - eps) * w_t * scale
+        if eps > 0.0:
+            if w is None:
+                g -= (eps / c) * scale[:, None]
+            else:
+                g -= (eps / c) * (scale[:, None] * w[None, :])
+        return g.astype(logits.dtype, copy=False)

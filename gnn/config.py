@@ -1,0 +1,131 @@
+"""Process-wide settings: default device, default dtype, grad mode and the random seed.
+
+These are the only global mutable state in gnn; each has a setter and a context manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from gnn.dtypes import float32, parse_dtype
+
+
+class _State(threading.local):
+    def __init__(self) -> None:
+        self.grad_enabled = True
+
+
+_state = _State()
+_default_dtype: np.dtype = float32
+_default_device: str | None = None  # None: read GNN_DEVICE on first use, else "cpu"
+_seed_generation = 0  # bumped by manual_seed so backends re-seed their generators
+_seed: int | None = None
+
+
+# ---- grad mode -------------------------------------------------------------------------------
+
+
+def is_grad_enabled() -> bool:
+    return _state.grad_enabled
+
+
+def set_grad_enabled(mode: bool) -> None:
+    _state.grad_enabled = bool(mode)
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager (and decorator) that turns graph recording off."""
+
+    def __enter__(self) -> None:
+        self._prev = _state.grad_enabled
+        _state.grad_enabled = False
+
+    def __exit__(self, *exc: Any) -> None:
+        _state.grad_enabled = self._prev
+
+
+class enable_grad(contextlib.ContextDecorator):
+    """Context manager (and decorator) that turns graph recording on."""
+
+    def __enter__(self) -> None:
+        self._prev = _state.grad_enabled
+        _state.grad_enabled = True
+
+    def __exit__(self, *exc: Any) -> None:
+        _state.grad_enabled = self._prev
+
+
+# ---- default dtype ---------------------------------------------------------------------------
+
+
+def get_default_dtype() -> np.dtype:
+    return _default_dtype
+
+
+def set_default_dtype(dtype: Any) -> None:
+    """Set the dtype of new floating tensors (float16, float32 or float64)."""
+    global _default_dtype
+    dt = parse_dtype(dtype)
+    if dt.kind != "f":
+        raise TypeError(f"set_default_dtype: default dtype must be floating, got {dt}")
+    _default_dtype = dt
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: Any) -> Iterator[None]:
+    prev = _default_dtype
+    set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        set_default_dtype(prev)
+
+
+# ---- default device --------------------------------------------------------------------------
+
+
+def get_default_device() -> str:
+    global _default_device
+    if _default_device is None:
+        _default_device = os.environ.get("GNN_DEVICE", "cpu").strip() or "cpu"
+    return _default_device
+
+
+def set_default_device(device: Any) -> None:
+    """Set the device of new tensors: "cpu", "cuda" or "cuda:N" (checked at once)."""
+    global _default_device
+    from gnn.backend import get_backend  # checks the name and that the device exists
+
+    _default_device = str(get_backend(device).device)
+
+
+@contextlib.contextmanager
+def default_device(device: Any) -> Iterator[None]:
+    prev = get_default_device()
+    set_default_device(device)
+    try:
+        yield
+    finally:
+        global _default_device
+        _default_device = prev
+
+
+# ---- random seed -----------------------------------------------------------------------------
+
+
+def manual_seed(seed: int) -> None:
+    """Seed every backend's random generator (weights init, dropout, shuffling)."""
+    global _seed_generation, _seed
+    _seed = int(seed)
+    _seed_generation += 1
+
+
+def seed_state() -> tuple[int, int | None]:
+    """(generation, seed): backends re-seed when the generation changes."""
+    return _seed_generation, _seed

@@ -1,0 +1,156 @@
+"""Functions that make new tensors: tensor, zeros, ones, full, randn, rand, arange, eye, ..."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gnn import config
+from gnn.backend import get_backend
+from gnn.dtypes import parse_dtype
+from gnn.tensor import Tensor
+
+
+def _shape(size: tuple) -> tuple[int, ...]:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    shape = tuple(int(s) for s in size)
+    if any(s < 0 for s in shape):
+        raise ValueError(f"negative dimension in shape {shape}")
+    return shape
+
+
+def _float_dtype(dtype: Any) -> np.dtype:
+    return config.get_default_dtype() if dtype is None else parse_dtype(dtype)
+
+
+def _new(arr: Any, be: Any, requires_grad: bool) -> Tensor:
+    t = Tensor._make(arr, be, False)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of `data` (lists, scalars, NumPy/CuPy arrays or Tensors)."""
+    t = Tensor(data, dtype=dtype, device=device, requires_grad=False)
+    if isinstance(data, np.ndarray) and t.data is data:
+        t.data = data.copy()  # tensor() copies, as torch.tensor does; from_numpy shares
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A CPU tensor sharing memory with a NumPy array."""
+    return Tensor._make(np.asarray(array), get_backend("cpu"), False)
+
+
+def empty(shape: tuple, dtype: Any = None, device: Any = None) -> Tensor:
+    """An uninitialised tensor (for layers that initialise their parameters right after)."""
+    be = get_backend(device)
+    return _new(be.xp.empty(tuple(shape), dtype=_float_dtype(dtype)), be, False)
+
+
+def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros."""
+    be = get_backend(device)
+    return _new(be.xp.zeros(_shape(size), dtype=_float_dtype(dtype)), be, requires_grad)
+
+
+def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones."""
+    be = get_backend(device)
+    return _new(be.xp.ones(_shape(size), dtype=_float_dtype(dtype)), be, requires_grad)
+
+
+def full(
+    size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    """A tensor filled with one value (dtype from the value when not given, as in PyTorch)."""
+    be = get_backend(device)
+    if dtype is None:
+        dtype = (
+            "bool" if isinstance(fill_value, bool)
+            else "int64" if isinstance(fill_value, int)
+            else config.get_default_dtype()
+        )
+    shape = _shape((size,) if isinstance(size, int) else (tuple(size),))
+    return _new(be.xp.full(shape, fill_value, dtype=parse_dtype(dtype)), be, requires_grad)
+
+
+def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Samples from the standard normal distribution (seeded by gnn.manual_seed)."""
+    be = get_backend(device)
+    return _new(be.randn(_shape(size), _float_dtype(dtype)), be, requires_grad)
+
+
+def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Samples from the uniform distribution on [0, 1) (seeded by gnn.manual_seed)."""
+    be = get_backend(device)
+    return _new(be.rand(_shape(size), _float_dtype(dtype)), be, requires_grad)
+
+
+def randint(low: int, high: int, size: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    """Integers drawn uniformly from [low, high)."""
+    be = get_backend(device)
+    shape = _shape((size,) if isinstance(size, int) else (tuple(size),))
+    return _new(be.randint(low, high, shape, parse_dtype(dtype or "int64")), be, False)
+
+
+def arange(
+    start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    """Evenly spaced values in [start, end) (int64 for integer arguments, as in PyTorch)."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        ints = all(isinstance(v, int) for v in (start, end, step))
+        dtype = "int64" if ints else config.get_default_dtype()
+    be = get_backend(device)
+    return _new(be.xp.arange(start, end, step, dtype=parse_dtype(dtype)), be, requires_grad)
+
+
+def linspace(start: float, end: float, steps: int, dtype: Any = None, device: Any = None) -> Tensor:
+    """`steps` evenly spaced values from start to end, inclusive."""
+    be = get_backend(device)
+    return _new(be.xp.linspace(start, end, steps, dtype=_float_dtype(dtype)), be, False)
+
+
+def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None) -> Tensor:
+    """The identity matrix (n x m)."""
+    be = get_backend(device)
+    return _new(be.xp.eye(n, m, dtype=_float_dtype(dtype)), be, False)
+
+
+def _like(t: Tensor, dtype: Any, device: Any) -> tuple[Any, np.dtype]:
+    be = t._be if device is None else get_backend(device)
+    return be, t.dtype if dtype is None else parse_dtype(dtype)
+
+
+def zeros_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Zeros with t's shape, dtype and device."""
+    be, dt = _like(t, dtype, device)
+    return _new(be.xp.zeros(t.shape, dtype=dt), be, requires_grad)
+
+
+def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Ones with t's shape, dtype and device."""
+    be, dt = _like(t, dtype, device)
+    return _new(be.xp.ones(t.shape, dtype=dt), be, requires_grad)
+
+
+def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    """fill_value with t's shape, dtype and device."""
+    be, dt = _like(t, dtype, device)
+    return _new(be.xp.full(t.shape, fill_value, dtype=dt), be, False)
+
+
+def randn_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
+    """Standard normal samples with t's shape, dtype and device."""
+    be, dt = _like(t, dtype, device)
+    return _new(be.randn(t.shape, dt), be, False)
+
+
+def rand_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
+    """Uniform [0, 1) samples with t's shape, dtype and device."""
+    be, dt = _like(t, dtype, device)
+    return _new(be.rand(t.shape, dt), be, False)

@@ -1,0 +1,87 @@
+"""gnn.functional (imported as F): every differentiable op, PyTorch-named.
+
+The ops are written in gnn/ops/; this module gathers their public functions in one namespace and
+binds itself as the implementation behind Tensor's operators and methods.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gnn import tensor as _tensor_module
+from gnn.ops.dropout import dropout
+from gnn.ops.elementwise import (
+    abs,
+    add,
+    clamp,
+    clone,
+    div,
+    eq,
+    exp,
+    ge,
+    gelu,
+    gt,
+    le,
+    leaky_relu,
+    log,
+    lt,
+    masked_fill,
+    mul,
+    ne,
+    neg,
+    pow,
+    relu,
+    sigmoid,
+    sqrt,
+    sub,
+    tanh,
+    where,
+)
+from gnn.ops.linalg import linear, matmul
+from gnn.ops.loss import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+)
+from gnn.ops.reduce import (
+    argmax,
+    argmin,
+    log_softmax,
+    max,
+    mean,
+    min,
+    softmax,
+    std,
+    sum,
+    var,
+)
+from gnn.ops.shape import (
+    cast,
+    cat,
+    expand,
+    flatten,
+    getitem,
+    permute,
+    reshape,
+    squeeze,
+    stack,
+    to_device,
+    transpose,
+    unsqueeze,
+    view,
+)
+
+__all__ = [
+    "abs", "add", "argmax", "argmin", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "cast", "cat", "clamp", "clone", "cross_entropy", "div", "dropout", "eq", "exp", "expand",
+    "flatten", "ge", "gelu", "getitem", "gt", "l1_loss", "le", "leaky_relu", "linear", "log",
+    "log_softmax", "lt", "masked_fill", "matmul", "max", "mean", "min", "mse_loss", "mul", "ne",
+    "neg", "nll_loss", "permute", "pow", "relu", "reshape", "sigmoid", "softmax", "sqrt",
+    "squeeze", "stack", "std", "sub", "sum", "tanh", "to_device", "transpose", "unsqueeze", "var",
+    "view", "where",
+]  # fmt: skip
+
+_tensor_module.F = sys.modules[__name__]

@@ -1,0 +1,28 @@
+"""Parameter: a Tensor that a Module registers as trainable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gnn.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A leaf Tensor that requires grad by default and is found by Module.parameters()."""
+
+    __slots__ = ()
+
+    def __init__(self, data: Any, requires_grad: bool = True) -> None:
+        if isinstance(data, Tensor):
+            self.data, self._be = data.data, data._be
+        else:
+            source = Tensor(data)
+            self.data, self._be = source.data, source._be
+        self.grad = None
+        self._creator = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()

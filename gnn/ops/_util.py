@@ -1,0 +1,67 @@
+"""Small helpers shared by the ops: turning arguments into Tensors, normalising dims."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gnn import config
+from gnn.tensor import Tensor
+
+
+def as_tensor(x: Any, like: Tensor) -> Tensor:
+    """`x` as a Tensor on `like`'s device; Python scalars take `like`'s dtype (as in PyTorch)."""
+    if isinstance(x, Tensor):
+        return x
+    be = like._be
+    if isinstance(x, bool):
+        dt = like.dtype
+    elif isinstance(x, int):
+        dt = like.dtype
+    elif isinstance(x, float):
+        dt = like.dtype if like.dtype.kind == "f" else config.get_default_dtype()
+    else:
+        arr = np.asarray(x) if not be.is_array(x) else x
+        dt = arr.dtype
+        if dt.kind == "f" and like.dtype.kind == "f" and arr.ndim == 0:
+            dt = like.dtype
+        return Tensor._make(be.asarray(arr, dtype=dt), be, False)
+    return Tensor._make(be.xp.asarray(x, dtype=dt), be, False)
+
+
+def pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """Both operands as Tensors on one device (at least one of them is a Tensor)."""
+    if isinstance(a, Tensor):
+        return a, as_tensor(b, a)
+    if isinstance(b, Tensor):
+        return as_tensor(a, b), b
+    raise TypeError(f"expected a Tensor operand, got {type(a).__name__} and {type(b).__name__}")
+
+
+def norm_dim(dim: int, ndim: int, op: str) -> int:
+    """A dim in [-ndim, ndim) as a non-negative index, or a clear IndexError."""
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor of {ndim} dims")
+    return dim % n
+
+
+def norm_dims(dim: Any, ndim: int, op: str) -> tuple[int, ...] | None:
+    """None (all dims) or a tuple of non-negative dims."""
+    if dim is None:
+        return None
+    if isinstance(dim, int):
+        return (norm_dim(dim, ndim, op),)
+    return tuple(norm_dim(d, ndim, op) for d in dim)
+
+
+def broadcast_error(op: str, a: Any, b: Any) -> ValueError:
+    return ValueError(f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be broadcast together")
+
+
+def check_broadcast(op: str, a: Any, b: Any) -> None:
+    """Raise a gnn-worded error when two shapes do not broadcast."""
+    for m, n in zip(reversed(a.shape), reversed(b.shape)):
+        if m != n and m != 1 and n != 1:
+            raise broadcast_error(op, a, b)

@@ -1,0 +1,33 @@
+"""Dropout (inverted: kept elements are scaled by 1 / (1 - p) in training, identity otherwise)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gnn.autograd import Function
+from gnn.tensor import Tensor
+
+
+class Dropout(Function):
+    def __init__(self, mask: Any) -> None:
+        self.mask = mask  # already scaled by 1 / (1 - p)
+
+    def forward(self, x: Any) -> Any:
+        return x * self.mask
+
+    def backward(self, gy: Any) -> Any:
+        return gy * self.mask
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1 / (1 - p) (training only)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    be = x._be
+    keep = be.rand(x.shape, x.dtype) >= p
+    mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    return Dropout.apply(x, mask=mask)

@@ -1,0 +1,426 @@
+"""Elementwise ops: arithmetic with broadcasting, unary math, activations, comparisons, where, clamp.
+
+Gradients of broadcast operands are summed back to their shapes by the engine, not here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gnn.autograd import Function
+from gnn.ops._util import as_tensor, check_broadcast, pair
+from gnn.tensor import Tensor
+
+# ---- arithmetic ----------------------------------------------------------------------------------
+
+
+class Add(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def backward(self, gy: Any) -> Any:
+        return gy, gy
+
+
+class Sub(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        return a - b
+
+    def backward(self, gy: Any) -> Any:
+        return gy, (-gy if self.needs_input_grad[1] else None)
+
+
+class Mul(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, gy: Any) -> Any:
+        ga = gy * self.b if self.needs_input_grad[0] else None
+        gb = gy * self.a if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, gy: Any) -> Any:
+        ga = gy / self.b if self.needs_input_grad[0] else None
+        gb = -gy * self.a / (self.b * self.b) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class PowScalar(Function):
+    """x ** p for a Python number p."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        if self.p == 2:
+            return x * x
+        return x**self.p
+
+    def backward(self, gy: Any) -> Any:
+        p = self.p
+        if p == 2:
+            return gy * (2 * self.x)
+        return gy * (p * self.x ** (p - 1))
+
+
+class Pow(Function):
+    """a ** b, both tensors (d/db uses log a, so a must be positive where b needs a gradient)."""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        self.y = a**b
+        return self.y
+
+    def backward(self, gy: Any) -> Any:
+        xp = self.be.xp
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = gy * self.b * self.a ** (self.b - 1)
+        if self.needs_input_grad[1]:
+            gb = gy * self.y * xp.log(xp.where(self.a > 0, self.a, 1))
+        return ga, gb
+
+
+def _binary(fn: type[Function], name: str, a: Any, b: Any) -> Tensor:
+    a, b = pair(a, b)
+    try:
+        return fn.apply(a, b)
+    except ValueError:
+        check_broadcast(name, a, b)
+        raise
+
+
+def add(a: Any, b: Any) -> Tensor:
+    """a + b with broadcasting."""
+    return _binary(Add, "add", a, b)
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    """a - b with broadcasting."""
+    return _binary(Sub, "sub", a, b)
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    """a * b with broadcasting."""
+    return _binary(Mul, "mul", a, b)
+
+
+def div(a: Any, b: Any) -> Tensor:
+    """a / b with broadcasting."""
+    return _binary(Div, "div", a, b)
+
+
+def pow(a: Any, b: Any) -> Tensor:
+    """a ** b; a Python-number exponent takes the cheaper path."""
+    if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return PowScalar.apply(a, p=b)
+    return _binary(Pow, "pow", a, b)
+
+
+# ---- unary math ----------------------------------------------------------------------------------
+
+
+class Neg(Function):
+    def forward(self, x: Any) -> Any:
+        return -x
+
+    def backward(self, gy: Any) -> Any:
+        return -gy
+
+
+class Exp(Function):
+    def forward(self, x: Any) -> Any:
+        self.y = self.be.xp.exp(x)
+        return self.y
+
+    def backward(self, gy: Any) -> Any:
+        return gy * self.y
+
+
+class Log(Function):
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.be.xp.log(x)
+
+    def backward(self, gy: Any) -> Any:
+        return gy / self.x
+
+
+class Sqrt(Function):
+    def forward(self, x: Any) -> Any:
+        self.y = self.be.xp.sqrt(x)
+        return self.y
+
+    def backward(self, gy: Any) -> Any:
+        return gy / (2 * self.y)
+
+
+class Abs(Function):
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.be.xp.abs(x)
+
+    def backward(self, gy: Any) -> Any:
+        return gy * self.be.xp.sign(self.x)
+
+
+class Clone(Function):
+    def forward(self, x: Any) -> Any:
+        return x.copy()
+
+    def backward(self, gy: Any) -> Any:
+        return gy
+
+
+def neg(x: Tensor) -> Tensor:
+    """-x."""
+    return Neg.apply(x)
+
+
+def exp(x: Tensor) -> Tensor:
+    """e ** x, elementwise."""
+    return Exp.apply(x)
+
+
+def log(x: Tensor) -> Tensor:
+    """Natural logarithm, elementwise."""
+    return Log.apply(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    """Square root, elementwise."""
+    return Sqrt.apply(x)
+
+
+def abs(x: Tensor) -> Tensor:
+    """|x|, elementwise (gradient 0 at 0, as in PyTorch)."""
+    return Abs.apply(x)
+
+
+def clone(x: Tensor) -> Tensor:
+    """A copy of x that stays in the graph."""
+    return Clone.apply(x)
+
+
+# ---- activations ---------------------------------------------------------------------------------
+
+
+class Tanh(Function):
+    def forward(self, x: Any) -> Any:
+        self.y = self.be.xp.tanh(x)
+        return self.y
+
+    def backward(self, gy: Any) -> Any:
+        return gy * (1 - self.y * self.y)
+
+
+class Sigmoid(Function):
+    """Fused on both backends: forward saves only the output y; backward is one pass."""
+
+    def forward(self, x: Any) -> Any:
+        self.y = self.be.sigmoid(x)
+        return self.y
+
+    def backward(self, gy: Any) -> Any:
+        return self.be.sigmoid_backward(self.y, gy)
+
+
+class Relu(Function):
+    def forward(self, x: Any) -> Any:
+        self.y = self.be.xp.maximum(x, 0)
+        return self.y
+
+    def backward(self, gy: Any) -> Any:
+        return gy * (self.y > 0)
+
+
+class LeakyRelu(Function):
+    def __init__(self, negative_slope: float) -> None:
+        self.slope = negative_slope
+
+    def forward(self, x: Any) -> Any:
+        self.mask = x > 0
+        return self.be.xp.where(self.mask, x, x * self.slope)
+
+    def backward(self, gy: Any) -> Any:
+        return self.be.xp.where(self.mask, gy, gy * self.slope)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class Gelu(Function):
+    """x * Phi(x); approximate="tanh" uses 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+
+    def __init__(self, approximate: str) -> None:
+        self.approximate = approximate
+
+    def forward(self, x: Any) -> Any:
+        xp = self.be.xp
+        self.x = x
+        if self.approximate == "tanh":
+            self.t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+            return 0.5 * x * (1 + self.t)
+        self.cdf = 0.5 * (1 + self.be.erf(x * _INV_SQRT_2))
+        return x * self.cdf
+
+    def backward(self, gy: Any) -> Any:
+        xp = self.be.xp
+        x = self.x
+        if self.approximate == "tanh":
+            t = self.t
+            dinner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            return gy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner)
+        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * x * x)
+        return gy * (self.cdf + x * pdf)
+
+
+def tanh(x: Tensor) -> Tensor:
+    """Hyperbolic tangent, elementwise."""
+    return Tanh.apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + e^-x), elementwise, through the backend's fused entry points."""
+    return Sigmoid.apply(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0), elementwise."""
+    return Relu.apply(x)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x where x > 0, else negative_slope * x."""
+    return LeakyRelu.apply(x, negative_slope=negative_slope)
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """Gaussian error linear unit; approximate is "none" (erf) or "tanh"."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return Gelu.apply(x, approximate=approximate)
+
+
+# ---- selection -----------------------------------------------------------------------------------
+
+
+class Where(Function):
+    def __init__(self, cond: Any) -> None:
+        self.cond = cond
+
+    def forward(self, a: Any, b: Any) -> Any:
+        return self.be.xp.where(self.cond, a, b)
+
+    def backward(self, gy: Any) -> Any:
+        xp = self.be.xp
+        ga = xp.where(self.cond, gy, 0) if self.needs_input_grad[0] else None
+        gb = xp.where(self.cond, 0, gy) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Clamp(Function):
+    def __init__(self, lo: Any, hi: Any) -> None:
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x: Any) -> Any:
+        xp = self.be.xp
+        self.x = x
+        return xp.clip(x, self.lo, self.hi)
+
+    def backward(self, gy: Any) -> Any:
+        x = self.x
+        keep = True
+        if self.lo is not None:
+            keep = x >= self.lo
+        if self.hi is not None:
+            keep = keep & (x <= self.hi) if self.lo is not None else x <= self.hi
+        return gy * keep
+
+
+def where(condition: Any, a: Any, b: Any) -> Tensor:
+    """Elements of a where condition holds, else of b (all three broadcast)."""
+    ref = next((t for t in (a, b, condition) if isinstance(t, Tensor)), None)
+    if ref is None:
+        raise TypeError("where: expected at least one Tensor argument")
+    cond = as_tensor(condition, ref)
+    if cond.dtype.kind != "b":
+        cond = Tensor._make(cond.data != 0, cond._be, False)
+    a, b = pair(a, b)
+    if cond._be is not a._be:
+        raise RuntimeError(f"where: condition is on {cond.device}, values on {a.device}")
+    try:
+        return Where.apply(a, b, cond=cond.data)
+    except ValueError:
+        check_broadcast("where", a, b)
+        check_broadcast("where", cond, a)
+        check_broadcast("where", cond, b)
+        raise
+
+
+def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
+    """x limited to [min, max] (either bound may be None); gradient 1 inside, 0 where clipped."""
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    return Clamp.apply(x, lo=min, hi=max)
+
+
+def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
+    """x with `value` where mask is True (mask broadcasts against x)."""
+    return where(mask, as_tensor(value, x), x)
+
+
+# ---- comparisons (no gradient) -------------------------------------------------------------------
+
+
+def _compare(name: str, a: Any, b: Any) -> Tensor:
+    a, b = pair(a, b)
+    if a._be is not b._be:
+        raise RuntimeError(f"{name}: inputs are on different devices ({a.device} and {b.device})")
+    op = getattr(a._be.xp, name)
+    try:
+        return Tensor._make(op(a.data, b.data), a._be, False)
+    except ValueError:
+        check_broadcast(name, a, b)
+        raise
+
+
+def eq(a: Any, b: Any) -> Tensor:
+    """a == b, elementwise (bool tensor)."""
+    return _compare("equal", a, b)
+
+
+def ne(a: Any, b: Any) -> Tensor:
+    """a != b, elementwise (bool tensor)."""
+    return _compare("not_equal", a, b)
+
+
+def lt(a: Any, b: Any) -> Tensor:
+    """a < b, elementwise (bool tensor)."""
+    return _compare("less", a, b)
+
+
+def le(a: Any, b: Any) -> Tensor:
+    """a <= b, elementwise (bool tensor)."""
+    return _compare("less_equal", a, b)
+
+
+def gt(a: Any, b: Any) -> Tensor:
+    """a > b, elementwise (bool tensor)."""
+    return _compare("greater", a, b)
+
+
+def ge(a: Any, b: Any) -> Tensor:
+    """a >= b, elementwise (bool tensor)."""
+    return _compare("greater_equal", a, b)

@@ -1,0 +1,83 @@
+"""Matrix products: matmul (batched, broadcasting, 1-D cases as in NumPy/PyTorch) and linear."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gnn.autograd import Function
+from gnn.ops._util import pair
+from gnn.ops.shape import squeeze, unsqueeze
+from gnn.tensor import Tensor
+
+
+class MatMul(Function):
+    """a @ b for operands of at least 2 dims (matmul() promotes 1-D ones around it)."""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, gy: Any) -> Any:
+        xp = self.be.xp
+        ga = gy @ xp.swapaxes(self.b, -1, -2) if self.needs_input_grad[0] else None
+        gb = xp.swapaxes(self.a, -1, -2) @ gy if self.needs_input_grad[1] else None
+        return ga, gb  # batch dims that were broadcast are summed by the engine
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    """Matrix product with NumPy's rules: batched over leading dims, which broadcast."""
+    a, b = pair(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least 1 dim, got {a.shape} @ {b.shape}")
+    k_a = a.shape[-1]
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ValueError(f"matmul: {a.shape} @ {b.shape}: inner dims {k_a} != {k_b}")
+    if a.ndim == 1:  # (n,) @ (..., n, m): a row vector, dropped again after
+        return squeeze(matmul(unsqueeze(a, 0), b), -2)
+    if b.ndim == 1:  # (..., m, n) @ (n,): a column vector, dropped again after
+        return squeeze(matmul(a, unsqueeze(b, -1)), -1)
+    try:
+        return MatMul.apply(a, b)
+    except ValueError:
+        raise ValueError(
+            f"matmul: {a.shape} @ {b.shape}: batch dims {a.shape[:-2]} and {b.shape[:-2]} "
+            "do not broadcast"
+        ) from None
+
+
+class Linear(Function):
+    """y = x @ W.T + b over the last dim of x; one Function so a layer costs one graph node."""
+
+    def forward(self, x: Any, w: Any, b: Any = None) -> Any:
+        self.x, self.w = x, w
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        y = x2 @ w.T
+        if b is not None:
+            y += b
+        return y.reshape(x.shape[:-1] + (w.shape[0],)) if x.ndim != 2 else y
+
+    def backward(self, gy: Any) -> Any:
+        x, w = self.x, self.w
+        g2 = gy.reshape(-1, gy.shape[-1]) if gy.ndim != 2 else gy
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            gx = (g2 @ w).reshape(x.shape)
+        if self.needs_input_grad[1]:
+            x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+            gw = g2.T @ x2
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            gb = g2.sum(axis=0)
+        return gx, gw, gb
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias, weight of shape (out_features, in_features) as in PyTorch."""
+    if x.ndim == 0 or x.shape[-1] != weight.shape[-1]:
+        raise ValueError(
+            f"linear: input of shape {x.shape} has {x.shape[-1] if x.ndim else 0} features, "
+            f"weight {weight.shape} expects {weight.shape[-1]}"
+        )
+    if bias is None:
+        return Linear.apply(x, weight)
+    return Linear.apply(x, weight, bias)

@@ -1,0 +1,187 @@
+"""Reductions (sum, mean, var, max, min, argmax) and the softmax family, PyTorch-shaped (dim, keepdim)."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any
+
+from gnn.autograd import Function
+from gnn.ops._util import norm_dim, norm_dims
+from gnn.tensor import Tensor
+
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+
+
+def _expand_back(xp: Any, gy: Any, shape: tuple, axes: tuple | None, keepdim: bool) -> Any:
+    """A reduced gradient broadcast back over the reduced axes (a view, no copy)."""
+    if axes is None:
+        return xp.broadcast_to(gy.reshape((1,) * len(shape)), shape)
+    if not keepdim:
+        gy = xp.expand_dims(gy, axes)
+    return xp.broadcast_to(gy, shape)
+
+
+class Sum(Function):
+    def __init__(self, axes: tuple | None, keepdim: bool) -> None:
+        self.axes, self.keepdim = axes, keepdim
+
+    def forward(self, x: Any) -> Any:
+        self.shape = x.shape
+        return x.sum(axis=self.axes, keepdims=self.keepdim)
+
+    def backward(self, gy: Any) -> Any:
+        return _expand_back(self.be.xp, gy, self.shape, self.axes, self.keepdim)
+
+
+class Mean(Function):
+    def __init__(self, axes: tuple | None, keepdim: bool) -> None:
+        self.axes, self.keepdim = axes, keepdim
+
+    def forward(self, x: Any) -> Any:
+        self.shape = x.shape
+        axes = range(x.ndim) if self.axes is None else self.axes
+        self.count = 1
+        for a in axes:
+            self.count *= x.shape[a]
+        return x.mean(axis=self.axes, keepdims=self.keepdim)
+
+    def backward(self, gy: Any) -> Any:
+        g = gy / self.count if self.count else gy
+        return _expand_back(self.be.xp, g, self.shape, self.axes, self.keepdim)
+
+
+class MaxMin(Function):
+    """max or min over axes; the gradient is shared evenly among tied extremes."""
+
+    def __init__(self, axes: tuple | None, keepdim: bool, take_max: bool) -> None:
+        self.axes, self.keepdim, self.take_max = axes, keepdim, take_max
+
+    def forward(self, x: Any) -> Any:
+        op = x.max if self.take_max else x.min
+        y = op(axis=self.axes, keepdims=True)
+        self.mask = x == y
+        return y if self.keepdim else (y.reshape(()) if self.axes is None else y.squeeze(self.axes))
+
+    def backward(self, gy: Any) -> Any:
+        xp = self.be.xp
+        mask = self.mask
+        count = mask.sum(axis=self.axes, keepdims=True)
+        if not self.keepdim:
+            gy = gy.reshape((1,) * mask.ndim) if self.axes is None else xp.expand_dims(gy, self.axes)
+        return mask * (gy / count)
+
+
+def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Sum over `dim` (an int, a tuple, or None for all)."""
+    return Sum.apply(x, axes=norm_dims(dim, x.ndim, "sum"), keepdim=keepdim)
+
+
+def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Mean over `dim` (an int, a tuple, or None for all)."""
+    if x.dtype.kind != "f":
+        raise TypeError(f"mean: needs a floating tensor, got {x.dtype} (use .float() first)")
+    return Mean.apply(x, axes=norm_dims(dim, x.ndim, "mean"), keepdim=keepdim)
+
+
+def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
+    """Variance over `dim` (Bessel-corrected unless unbiased=False), composed from mean."""
+    axes = norm_dims(dim, x.ndim, "var")
+    n = x.data.size if axes is None else 1
+    if axes is not None:
+        for a in axes:
+            n *= x.shape[a]
+    centered = x - mean(x, dim, keepdim=True)
+    return sum(centered * centered, dim, keepdim) / max(n - (1 if unbiased else 0), 1)
+
+
+def std(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
+    """Standard deviation over `dim`."""
+    return var(x, dim, keepdim, unbiased) ** 0.5
+
+
+def _extreme(x: Tensor, dim: Any, keepdim: bool, take_max: bool) -> Any:
+    name = "max" if take_max else "min"
+    if x.data.size == 0:
+        raise RuntimeError(f"{name}: cannot reduce an empty tensor of shape {x.shape}")
+    if dim is None:
+        return MaxMin.apply(x, axes=None, keepdim=False, take_max=take_max)
+    d = norm_dim(dim, x.ndim, name)
+    values = MaxMin.apply(x, axes=(d,), keepdim=keepdim, take_max=take_max)
+    arg = x.data.argmax if take_max else x.data.argmin
+    indices = arg(axis=d, keepdims=keepdim)
+    return MaxResult(values, Tensor._make(indices, x._be, False))
+
+
+def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
+    """Largest value; with `dim`, a (values, indices) pair as in PyTorch."""
+    return _extreme(x, dim, keepdim, True)
+
+
+def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
+    """Smallest value; with `dim`, a (values, indices) pair as in PyTorch."""
+    return _extreme(x, dim, keepdim, False)
+
+
+def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Index of the largest value (over the flattened tensor when dim is None)."""
+    if dim is None:
+        return Tensor._make(x._be.xp.asarray(x.data.argmax()), x._be, False)
+    d = norm_dim(dim, x.ndim, "argmax")
+    return Tensor._make(x.data.argmax(axis=d, keepdims=keepdim), x._be, False)
+
+
+def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Index of the smallest value (over the flattened tensor when dim is None)."""
+    if dim is None:
+        return Tensor._make(x._be.xp.asarray(x.data.argmin()), x._be, False)
+    d = norm_dim(dim, x.ndim, "argmin")
+    return Tensor._make(x.data.argmin(axis=d, keepdims=keepdim), x._be, False)
+
+
+# ---- softmax family ------------------------------------------------------------------------------
+
+
+class Softmax(Function):
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+
+    def forward(self, x: Any) -> Any:
+        xp = self.be.xp
+        y = x - x.max(axis=self.axis, keepdims=True)
+        xp.exp(y, out=y)
+        y /= y.sum(axis=self.axis, keepdims=True)
+        self.y = y
+        return y
+
+    def backward(self, gy: Any) -> Any:
+        y = self.y
+        gx = gy * y
+        gx -= y * gx.sum(axis=self.axis, keepdims=True)
+        return gx
+
+
+class LogSoftmax(Function):
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+
+    def forward(self, x: Any) -> Any:
+        xp = self.be.xp
+        shifted = x - x.max(axis=self.axis, keepdims=True)
+        lse = xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
+        shifted -= lse
+        self.y = shifted
+        return shifted
+
+    def backward(self, gy: Any) -> Any:
+        xp = self.be.xp
+        return gy - xp.exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along dim, computed stably."""
+    return Softmax.apply(x, axis=norm_dim(dim, x.ndim, "softmax"))
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """log(softmax(x)) along dim, computed stably."""
+    return LogSoftmax.apply(x, axis=norm_dim(dim, x.ndim, "log_softmax"))

@@ -1,0 +1,284 @@
+"""Shape ops (reshape, permute, expand, indexing, cat, stack) and moves between devices and dtypes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gnn.autograd import Function
+from gnn.backend import get_backend
+from gnn.dtypes import parse_dtype
+from gnn.ops._util import norm_dim
+from gnn.tensor import Tensor, _raw_index
+
+
+class Reshape(Function):
+    def __init__(self, shape: tuple) -> None:
+        self.shape = shape
+
+    def forward(self, x: Any) -> Any:
+        self.in_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, gy: Any) -> Any:
+        return gy.reshape(self.in_shape)
+
+
+class Permute(Function):
+    def __init__(self, dims: tuple) -> None:
+        self.dims = dims
+
+    def forward(self, x: Any) -> Any:
+        return x.transpose(self.dims)
+
+    def backward(self, gy: Any) -> Any:
+        inverse = [0] * len(self.dims)
+        for i, d in enumerate(self.dims):
+            inverse[d] = i
+        return gy.transpose(inverse)
+
+
+class Expand(Function):
+    def __init__(self, shape: tuple) -> None:
+        self.shape = shape
+
+    def forward(self, x: Any) -> Any:
+        return self.be.xp.broadcast_to(x, self.shape)
+
+    def backward(self, gy: Any) -> Any:
+        return gy  # the engine sums it back to the input's shape
+
+
+def _resolve_shape(numel: int, shape: tuple, op: str, in_shape: tuple) -> tuple:
+    shape = tuple(int(s) for s in shape)
+    unknown = [i for i, s in enumerate(shape) if s == -1]
+    if len(unknown) > 1:
+        raise ValueError(f"{op}: only one dimension can be -1, got {shape}")
+    known = math.prod(s for s in shape if s != -1)
+    if unknown:
+        if known == 0 or numel % known:
+            raise ValueError(f"{op}: shape {shape} is invalid for input of shape {in_shape}")
+        shape = shape[: unknown[0]] + (numel // known,) + shape[unknown[0] + 1 :]
+    elif known != numel:
+        raise ValueError(
+            f"{op}: shape {shape} is invalid for input of shape {in_shape} ({numel} elements)"
+        )
+    return shape
+
+
+def reshape(x: Tensor, shape: Any) -> Tensor:
+    """The same elements in a new shape (one dimension may be -1)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    shape = _resolve_shape(x.data.size, shape, "reshape", x.shape)
+    if shape == x.shape:
+        return x
+    return Reshape.apply(x, shape=shape)
+
+
+view = reshape
+
+
+def permute(x: Tensor, dims: Any) -> Tensor:
+    """Reorder the dimensions: out.shape[i] == x.shape[dims[i]]."""
+    dims = tuple(norm_dim(d, x.ndim, "permute") for d in dims)
+    if sorted(dims) != list(range(x.ndim)):
+        raise ValueError(f"permute: dims {dims} are not a permutation of {x.ndim} dims")
+    return Permute.apply(x, dims=dims)
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    """Swap two dimensions."""
+    d0, d1 = norm_dim(dim0, x.ndim, "transpose"), norm_dim(dim1, x.ndim, "transpose")
+    dims = list(range(x.ndim))
+    dims[d0], dims[d1] = dims[d1], dims[d0]
+    return Permute.apply(x, dims=tuple(dims))
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dimensions start_dim..end_dim into one."""
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    s, e = norm_dim(start_dim, x.ndim, "flatten"), norm_dim(end_dim, x.ndim, "flatten")
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    shape = x.shape[:s] + (math.prod(x.shape[s : e + 1]),) + x.shape[e + 1 :]
+    return reshape(x, shape)
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    """Insert a dimension of size 1 at `dim`."""
+    d = norm_dim(dim, x.ndim + 1, "unsqueeze")
+    return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
+
+
+def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
+    """Remove dimensions of size 1 (only `dim` when given, and only if it has size 1)."""
+    if dim is None:
+        return reshape(x, tuple(s for s in x.shape if s != 1))
+    d = norm_dim(dim, x.ndim, "squeeze")
+    if x.shape[d] != 1:
+        return x
+    return reshape(x, x.shape[:d] + x.shape[d + 1 :])
+
+
+def expand(x: Tensor, shape: Any) -> Tensor:
+    """Broadcast x to `shape` without copying (-1 keeps a dimension)."""
+    shape = tuple(shape)
+    lead = len(shape) - x.ndim
+    if lead < 0:
+        raise ValueError(f"expand: cannot expand shape {x.shape} to fewer dims {shape}")
+    full = tuple(x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(shape))
+    for i, n in enumerate(x.shape):
+        if n != 1 and n != full[i + lead]:
+            raise ValueError(f"expand: cannot expand shape {x.shape} to {shape}")
+    return Expand.apply(x, shape=full)
+
+
+# ---- indexing ------------------------------------------------------------------------------------
+
+
+class GetItem(Function):
+    def __init__(self, index: Any, advanced: bool) -> None:
+        self.index, self.advanced = index, advanced
+
+    def forward(self, x: Any) -> Any:
+        self.in_shape, self.in_dtype = x.shape, x.dtype
+        return x[self.index]
+
+    def backward(self, gy: Any) -> Any:
+        xp = self.be.xp
+        gx = xp.zeros(self.in_shape, dtype=gy.dtype)
+        if self.advanced:
+            self.be.index_add(gx, self.index, gy)  # repeated indices accumulate
+        else:
+            gx[self.index] = gy
+        return gx
+
+
+def _is_advanced(index: Any) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(not isinstance(p, (int, slice, type(None), type(Ellipsis))) for p in parts)
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    """x[index]: ints, slices, None, Ellipsis, bool masks and integer arrays (as NumPy)."""
+    raw = _raw_index(index)
+    if isinstance(raw, list):
+        raw = x._be.asarray(raw)
+    elif isinstance(raw, tuple):
+        raw = tuple(x._be.asarray(p) if isinstance(p, list) else p for p in raw)
+    try:
+        return GetItem.apply(x, index=raw, advanced=_is_advanced(raw))
+    except IndexError as exc:
+        raise IndexError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {exc}") from None
+
+
+# ---- joining -------------------------------------------------------------------------------------
+
+
+class Cat(Function):
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+
+    def forward(self, *xs: Any) -> Any:
+        self.sizes = [x.shape[self.axis] for x in xs]
+        return self.be.xp.concatenate(xs, axis=self.axis)
+
+    def backward(self, gy: Any) -> Any:
+        out, start = [], 0
+        for n, need in zip(self.sizes, self.needs_input_grad):
+            index = (slice(None),) * self.axis + (slice(start, start + n),)
+            out.append(gy[index] if need else None)
+            start += n
+        return tuple(out)
+
+
+class Stack(Function):
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+
+    def forward(self, *xs: Any) -> Any:
+        return self.be.xp.stack(xs, axis=self.axis)
+
+    def backward(self, gy: Any) -> Any:
+        return tuple(
+            gy.take(i, axis=self.axis) if need else None
+            for i, need in enumerate(self.needs_input_grad)
+        )
+
+
+def _check_join(op: str, tensors: Any) -> list:
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{op}: expected a non-empty sequence of tensors")
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: expected Tensors, got {type(t).__name__}")
+    return tensors
+
+
+def cat(tensors: Any, dim: int = 0) -> Tensor:
+    """Join tensors along an existing dimension."""
+    tensors = _check_join("cat", tensors)
+    d = norm_dim(dim, tensors[0].ndim, "cat")
+    ref = tensors[0].shape
+    for t in tensors[1:]:
+        if t.ndim != len(ref) or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != d):
+            shapes = ", ".join(str(t.shape) for t in tensors)
+            raise ValueError(f"cat: shapes must match except in dim {d}, got {shapes}")
+    return Cat.apply(*tensors, axis=d)
+
+
+def stack(tensors: Any, dim: int = 0) -> Tensor:
+    """Join tensors of one shape along a new dimension."""
+    tensors = _check_join("stack", tensors)
+    for t in tensors[1:]:
+        if t.shape != tensors[0].shape:
+            shapes = ", ".join(str(t.shape) for t in tensors)
+            raise ValueError(f"stack: all tensors must have the same shape, got {shapes}")
+    d = norm_dim(dim, tensors[0].ndim + 1, "stack")
+    return Stack.apply(*tensors, axis=d)
+
+
+# ---- device and dtype moves ----------------------------------------------------------------------
+
+
+class ToDevice(Function):
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def forward(self, x: Any) -> Any:
+        self.source = self.be
+        return self.target.asarray(self.be.to_numpy(x) if self.be.name != "cpu" else x)
+
+    def backward(self, gy: Any) -> Any:
+        src = self.source
+        return src.asarray(self.target.to_numpy(gy) if self.target.name != "cpu" else gy)
+
+
+class Cast(Function):
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = dtype
+
+    def forward(self, x: Any) -> Any:
+        self.in_dtype = x.dtype
+        return x.astype(self.dtype)
+
+    def backward(self, gy: Any) -> Any:
+        return gy.astype(self.in_dtype)
+
+
+def to_device(x: Tensor, device: Any) -> Tensor:
+    """A copy of x on another device; gradients flow back to the original device."""
+    target = get_backend(device)
+    out = ToDevice.apply(x, target=target)
+    out._be = target  # the output lives on the target backend
+    return out
+
+
+def cast(x: Tensor, dtype: Any) -> Tensor:
+    """x converted to another dtype (differentiable between floating dtypes)."""
+    dt = parse_dtype(dtype)
+    if dt.kind != "f" and x.requires_grad:
+        return Tensor._make(x.data.astype(dt), x._be, False)
+    return Cast.apply(x, dtype=dt)

@@ -1,0 +1,466 @@
+"""Tensor: an array on a device, plus what autograd needs (requires_grad, grad, creator).
+
+Operators and methods are one-liners that call `gnn.functional` (bound as `F` when that module
+loads, so this layer does not import the one above it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gnn import autograd, config
+from gnn.backend import Device, get_backend, parse_device
+from gnn.dtypes import parse_dtype
+
+F: Any = None  # gnn.functional, set by gnn/functional.py when it is imported
+
+
+class Tensor:
+    """A multi-dimensional array that can record the operations applied to it."""
+
+    __slots__ = ("data", "_be", "requires_grad", "grad", "_creator", "__weakref__")
+    __array_priority__ = 1000  # so numpy_array * tensor calls Tensor.__rmul__
+
+    def __init__(
+        self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> None:
+        be, arr = _to_array(data, dtype, device)
+        self.data = arr
+        self._be = be
+        self.grad: Tensor | None = None
+        self._creator: autograd.Function | None = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _make(cls, data: Any, be: Any, requires_grad: bool) -> Tensor:
+        """Wrap an array that already lives on `be` (no checks, no copy)."""
+        t = cls.__new__(cls)
+        t.data = data
+        t._be = be
+        t.requires_grad = requires_grad
+        t.grad = None
+        t._creator = None
+        return t
+
+    # ---- attributes ----------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def device(self) -> Device:
+        return self._be.device
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._creator is None
+
+    @property
+    def T(self) -> Tensor:
+        return F.permute(self, tuple(range(self.ndim - 1, -1, -1)))
+
+    def size(self, dim: int | None = None) -> Any:
+        return self.shape if dim is None else self.shape[dim]
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", precision=4, prefix="tensor(")
+        extra = ""
+        if self.device.type != "cpu":
+            extra += f", device='{self.device}'"
+        if self.dtype != config.get_default_dtype() and self.dtype.kind == "f":
+            extra += f", dtype={self.dtype}"
+        if self._creator is not None:
+            extra += f", grad_fn={type(self._creator).__name__}"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    # ---- conversion ----------------------------------------------------------------------------
+
+    def numpy(self) -> np.ndarray:
+        """The values as a NumPy array (shares memory on the CPU, a copy from the GPU)."""
+        return self._be.to_numpy(self.data)
+
+    def item(self) -> Any:
+        if self.data.size != 1:
+            raise ValueError(f"item(): tensor has {self.data.size} elements, expected exactly 1")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"the truth value of a tensor with {self.data.size} elements is ambiguous; "
+                "use .any() or .all()"
+            )
+        return bool(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iub" or self.data.size != 1:
+            raise TypeError("only integer tensors of one element can be used as an index")
+        return int(self.item())
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self.numpy()
+        return out if dtype is None else out.astype(dtype)
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph."""
+        return Tensor._make(self.data, self._be, False)
+
+    def clone(self) -> Tensor:
+        return F.clone(self)
+
+    def contiguous(self) -> Tensor:
+        return self
+
+    def to(self, device: Any = None, dtype: Any = None) -> Tensor:
+        """This tensor on another device and/or with another dtype (itself when nothing changes).
+
+        `t.to("cuda")`, `t.to(gnn.float64)`, `t.to("cpu", "float32")` and `t.to(other_tensor)` work.
+        """
+        if isinstance(device, Tensor):
+            device, dtype = device.device, device.dtype if dtype is None else dtype
+        elif device is not None and not isinstance(device, (str, Device)):
+            device, dtype = None, device  # t.to(gnn.float64)
+        elif isinstance(device, str) and dtype is None:
+            try:
+                parse_device(device)
+            except ValueError:
+                device, dtype = None, device  # t.to("float64")
+        out = self
+        if device is not None and parse_device(device) != self.device:
+            out = F.to_device(out, device)
+        if dtype is not None and parse_dtype(dtype) != out.dtype:
+            out = F.cast(out, dtype)
+        return out
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, index: int = 0) -> Tensor:
+        return self.to(f"cuda:{index}")
+
+    def float(self) -> Tensor:
+        return self.to(dtype="float32")
+
+    def double(self) -> Tensor:
+        return self.to(dtype="float64")
+
+    def half(self) -> Tensor:
+        return self.to(dtype="float16")
+
+    def long(self) -> Tensor:
+        return self.to(dtype="int64")
+
+    def int(self) -> Tensor:
+        return self.to(dtype="int32")
+
+    def bool(self) -> Tensor:
+        return self.to(dtype="bool")
+
+    def type(self, dtype: Any) -> Tensor:
+        return self.to(dtype=dtype)
+
+    # ---- autograd ------------------------------------------------------------------------------
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self.dtype.kind != "f":
+            raise RuntimeError(
+                f"only floating-point tensors can require gradients, got dtype {self.dtype}"
+            )
+        if not requires_grad and self._creator is not None:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor; use .detach()")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
+        """Compute the gradient of this tensor with respect to the leaves that require grad."""
+        autograd.backward(self, gradient, retain_graph=retain_graph)
+
+    # ---- in-place helpers (no graph; for initialisation and optimizers) -------------------------
+
+    def _check_inplace(self, what: str) -> None:
+        if config.is_grad_enabled() and (self.requires_grad or self._creator is not None):
+            raise RuntimeError(
+                f"{what}: in-place change of a tensor that requires grad; "
+                "do it under gnn.no_grad() or on .data"
+            )
+
+    def zero_(self) -> Tensor:
+        self._check_inplace("zero_")
+        self.data[...] = 0
+        return self
+
+    def fill_(self, value: Any) -> Tensor:
+        self._check_inplace("fill_")
+        self.data[...] = value
+        return self
+
+    def copy_(self, src: Any) -> Tensor:
+        """Copy values from `src` (any device, broadcastable shape) into this tensor."""
+        self._check_inplace("copy_")
+        values = src.numpy() if isinstance(src, Tensor) and src._be is not self._be else src
+        values = values.data if isinstance(values, Tensor) else values
+        self.data[...] = self._be.asarray(values, dtype=self.dtype)
+        return self
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self._check_inplace("__setitem__")
+        value = value.data if isinstance(value, Tensor) else value
+        self.data[_raw_index(index)] = value
+
+    # ---- operators -----------------------------------------------------------------------------
+
+    def __add__(self, other: Any) -> Tensor:
+        return F.add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return F.add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return F.sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return F.sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return F.mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return F.mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return F.div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return F.div(other, self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return F.pow(self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return F.pow(other, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return F.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return F.matmul(other, self)
+
+    def __neg__(self) -> Tensor:
+        return F.neg(self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return F.abs(self)
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return F.eq(self, other)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return F.ne(self, other)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return F.lt(self, other)
+
+    def __le__(self, other: Any) -> Tensor:
+        return F.le(self, other)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return F.gt(self, other)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return F.ge(self, other)
+
+    __hash__ = object.__hash__
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return F.getitem(self, index)
+
+    def __iter__(self) -> Any:
+        for i in range(len(self)):
+            yield self[i]
+
+    # ---- methods (PyTorch names) ---------------------------------------------------------------
+
+    def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return F.sum(self, dim, keepdim)
+
+    def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return F.mean(self, dim, keepdim)
+
+    def var(self, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
+        return F.var(self, dim, keepdim, unbiased)
+
+    def std(self, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
+        return F.std(self, dim, keepdim, unbiased)
+
+    def max(self, dim: Any = None, keepdim: bool = False) -> Any:
+        return F.max(self, dim, keepdim)
+
+    def min(self, dim: Any = None, keepdim: bool = False) -> Any:
+        return F.min(self, dim, keepdim)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return F.argmax(self, dim, keepdim)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return F.argmin(self, dim, keepdim)
+
+    def any(self) -> Tensor:
+        return Tensor._make(self._be.xp.asarray(self.data.any()), self._be, False)
+
+    def all(self) -> Tensor:
+        return Tensor._make(self._be.xp.asarray(self.data.all()), self._be, False)
+
+    def exp(self) -> Tensor:
+        return F.exp(self)
+
+    def log(self) -> Tensor:
+        return F.log(self)
+
+    def sqrt(self) -> Tensor:
+        return F.sqrt(self)
+
+    def abs(self) -> Tensor:
+        return F.abs(self)
+
+    def tanh(self) -> Tensor:
+        return F.tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        return F.sigmoid(self)
+
+    def relu(self) -> Tensor:
+        return F.relu(self)
+
+    def softmax(self, dim: int = -1) -> Tensor:
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim: int = -1) -> Tensor:
+        return F.log_softmax(self, dim)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        return F.reshape(self, _shape_args(shape))
+
+    def view(self, *shape: Any) -> Tensor:
+        return F.reshape(self, _shape_args(shape))
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        return F.transpose(self, dim0, dim1)
+
+    def permute(self, *dims: Any) -> Tensor:
+        return F.permute(self, _shape_args(dims))
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return F.flatten(self, start_dim, end_dim)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        return F.unsqueeze(self, dim)
+
+    def squeeze(self, dim: int | None = None) -> Tensor:
+        return F.squeeze(self, dim)
+
+    def expand(self, *sizes: Any) -> Tensor:
+        return F.expand(self, _shape_args(sizes))
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:
+        return F.clamp(self, min, max)
+
+    def masked_fill(self, mask: Any, value: float) -> Tensor:
+        return F.masked_fill(self, mask, value)
+
+    def pow(self, exponent: Any) -> Tensor:
+        return F.pow(self, exponent)
+
+    def matmul(self, other: Any) -> Tensor:
+        return F.matmul(self, other)
+
+
+def _shape_args(args: tuple) -> tuple:
+    """Accept both t.reshape(2, 3) and t.reshape((2, 3))."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return tuple(args)
+
+
+def _raw_index(index: Any) -> Any:
+    """An index with Tensors replaced by their arrays."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def _to_array(data: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
+    """(backend, array) for tensor(data, dtype, device): the dtype rules of torch.tensor."""
+    if isinstance(data, Tensor):
+        src_be = data._be
+        be = src_be if device is None else get_backend(device)
+        arr = data.data if be is src_be else be.asarray(data.numpy())
+    else:
+        be = get_backend(device)
+        arr = data
+    if dtype is not None:
+        dt = parse_dtype(dtype)
+    else:
+        dt = _infer_dtype(arr)
+    if be.is_array(arr) and arr.dtype == dt:
+        return be, arr.copy() if isinstance(data, Tensor) else arr
+    if not isinstance(arr, np.ndarray) and hasattr(arr, "get") and be.name == "cpu":
+        arr = arr.get()  # a CuPy array handed to a CPU tensor
+    try:
+        return be, be.asarray(arr, dtype=dt)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"tensor(): cannot make a tensor from {type(data).__name__}: {exc}") from None
+
+
+def _infer_dtype(data: Any) -> np.dtype:
+    """float data -> default dtype (float32); ints -> int64; bools -> bool; arrays keep theirs."""
+    if hasattr(data, "dtype") and not isinstance(data, (float, int, bool)):
+        dt = np.dtype(data.dtype)
+        return dt
+    probe = np.asarray(data)
+    if probe.dtype.kind == "f" or probe.dtype == object:
+        return config.get_default_dtype()
+    if probe.dtype.kind in "iu":
+        return np.dtype("int64")
+    if probe.dtype.kind == "b":
+        return np.dtype("bool")
+    raise TypeError(f"tensor(): unsupported data of dtype {probe.dtype}")
