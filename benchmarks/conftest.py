@@ -1,0 +1,51 @@
+"""Benchmark conventions: workloads in one pytest-benchmark group are compared with its baseline.
+
+Mark the baseline of a group with `benchmark.extra_info["role"] = "baseline"`. At the end of the
+run every other benchmark in the group gets `extra_info["ratio"]` = its median / the baseline's
+median (so < 1 is faster than the baseline), which lands in the JSON (--benchmark-json) and in
+the table printed after pytest-benchmark's own.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _benchmarks(config: pytest.Config) -> list:
+    session = getattr(config, "_benchmarksession", None)
+    return [b for b in getattr(session, "benchmarks", []) if b and b.stats]
+
+
+def _fill_ratios(config: pytest.Config) -> list[tuple[str, str, float, float]]:
+    rows = []
+    by_group: dict[str, list] = {}
+    for b in _benchmarks(config):
+        by_group.setdefault(b.group or b.name, []).append(b)
+    for group, benches in by_group.items():
+        base = next((b for b in benches if b.extra_info.get("role") == "baseline"), None)
+        if base is None:
+            continue
+        for b in benches:
+            if b is base:
+                continue
+            ratio = b.stats.median / base.stats.median
+            b.extra_info["ratio"] = round(ratio, 4)
+            b.extra_info["baseline"] = base.name
+            rows.append((group, b.name, ratio, b.extra_info.get("target", float("nan"))))
+    return rows
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    session.config._gnn_ratio_rows = _fill_ratios(session.config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    rows = getattr(terminalreporter.config, "_gnn_ratio_rows", [])
+    if not rows:
+        return
+    terminalreporter.write_sep("-", "gnn: median time / baseline median (same run)")
+    for group, name, ratio, target in rows:
+        goal = f"  (target <= {target:g}x)" if target == target else ""
+        terminalreporter.write_line(f"{group:28s} {name:48s} {ratio:6.3f}x{goal}")

@@ -1,0 +1,145 @@
+"""One training epoch of a 784-256-10 ReLU MLP (softmax cross-entropy, SGD, batch 128) on 60,000
+random float32 samples: gnn next to the same epoch written by hand in NumPy (and PyTorch if present).
+
+Target (issue 2): gnn within 1.10x of the hand-written NumPy epoch (median of rounds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gnn
+import gnn.functional as F
+from gnn import nn, optim
+
+N, D, H, C, BATCH, LR = 60_000, 784, 256, 10, 128, 0.01
+ROUNDS = 5
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, D), dtype=np.float32)
+    y = rng.integers(0, C, N).astype(np.int64)
+    return x, y
+
+
+def _init_weights() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    b1, b2 = 1 / np.sqrt(D), 1 / np.sqrt(H)
+    return {
+        "w1": rng.uniform(-b1, b1, (H, D)).astype(np.float32),
+        "b1": rng.uniform(-b1, b1, H).astype(np.float32),
+        "w2": rng.uniform(-b2, b2, (C, H)).astype(np.float32),
+        "b2": rng.uniform(-b2, b2, C).astype(np.float32),
+    }
+
+
+def numpy_epoch(x: np.ndarray, y: np.ndarray, p: dict[str, np.ndarray]) -> float:
+    """The epoch as a careful NumPy programmer writes it: forward, softmax-CE, backward, SGD."""
+    w1, b1, w2, b2 = p["w1"], p["b1"], p["w2"], p["b2"]
+    loss = 0.0
+    for i in range(0, len(x), BATCH):
+        xb, yb = x[i : i + BATCH], y[i : i + BATCH]
+        n = len(xb)
+        h = xb @ w1.T
+        h += b1
+        np.maximum(h, 0, out=h)
+        z = h @ w2.T
+        z += b2
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        s = e.sum(axis=1, keepdims=True)
+        loss = float(np.log(s[:, 0]).mean() - z[np.arange(n), yb].mean())
+        g = e / s  # softmax
+        g[np.arange(n), yb] -= 1
+        g /= n
+        gw2 = g.T @ h
+        gb2 = g.sum(axis=0)
+        gh = g @ w2
+        gh *= h > 0
+        gw1 = gh.T @ xb
+        gb1 = gh.sum(axis=0)
+        w1 -= LR * gw1
+        b1 -= LR * gb1
+        w2 -= LR * gw2
+        b2 -= LR * gb2
+    return loss
+
+
+def gnn_epoch(x: np.ndarray, y: np.ndarray, model: nn.Module, opt: optim.Optimizer) -> float:
+    loss = None
+    for i in range(0, len(x), BATCH):
+        xb = gnn.from_numpy(x[i : i + BATCH])
+        yb = gnn.from_numpy(y[i : i + BATCH])
+        opt.zero_grad()
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+    return loss.item()
+
+
+def _gnn_model() -> nn.Module:
+    model = nn.Sequential(nn.Linear(D, H), nn.ReLU(), nn.Linear(H, C))
+    w = _init_weights()
+    model.load_state_dict({"0.weight": w["w1"], "0.bias": w["b1"], "2.weight": w["w2"], "2.bias": w["b2"]})
+    return model
+
+
+@pytest.mark.benchmark(group="mlp-epoch-cpu")
+def test_mlp_epoch_numpy(benchmark, data) -> None:
+    x, y = data
+    benchmark.extra_info["role"] = "baseline"
+    params = _init_weights()
+    loss = benchmark.pedantic(numpy_epoch, args=(x, y, params), rounds=ROUNDS, warmup_rounds=1)
+    assert np.isfinite(loss)
+
+
+@pytest.mark.benchmark(group="mlp-epoch-cpu")
+def test_mlp_epoch_gnn(benchmark, data) -> None:
+    x, y = data
+    benchmark.extra_info["target"] = 1.10
+    model = _gnn_model()
+    opt = optim.SGD(model.parameters(), lr=LR)
+    loss = benchmark.pedantic(gnn_epoch, args=(x, y, model, opt), rounds=ROUNDS, warmup_rounds=1)
+    assert np.isfinite(loss)
+
+
+def test_gnn_epoch_matches_numpy(data) -> None:
+    """Not a timing: the two epochs compute the same thing (so the comparison is fair)."""
+    x, y = data
+    x, y = x[:2048], y[:2048]
+    params = _init_weights()
+    ref_loss = numpy_epoch(x, y, params)
+    model = _gnn_model()
+    loss = gnn_epoch(x, y, model, optim.SGD(model.parameters(), lr=LR))
+    assert abs(loss - ref_loss) < 1e-4
+    np.testing.assert_allclose(model[0].weight.numpy(), params["w1"], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.benchmark(group="mlp-epoch-cpu")
+def test_mlp_epoch_torch(benchmark, data) -> None:
+    torch = pytest.importorskip("torch")
+    x, y = data
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.ReLU(), torch.nn.Linear(H, C))
+    w = _init_weights()
+    with torch.no_grad():
+        for name, key in (("0.weight", "w1"), ("0.bias", "b1"), ("2.weight", "w2"), ("2.bias", "b2")):
+            model.state_dict()[name].copy_(torch.from_numpy(w[key]))
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def epoch() -> float:
+        loss = None
+        for i in range(0, N, BATCH):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(xt[i : i + BATCH]), yt[i : i + BATCH])
+            loss.backward()
+            opt.step()
+        return loss.item()
+
+    benchmark.extra_info["torch_threads"] = torch.get_num_threads()
+    loss = benchmark.pedantic(epoch, rounds=ROUNDS, warmup_rounds=1)
+    assert np.isfinite(loss)
