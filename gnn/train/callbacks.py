@@ -212,7 +212,7 @@ class EarlyStopping(Callback):
                 self.best_weights = _snapshot(self.model)
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
@@ -270,10 +270,25 @@ class ModelCheckpoint(Callback):
 
 
 def save_weights(model: Any, path: str) -> None:
-    """Write model.state_dict() to `path` with gnn.save (atomic: temp file, then rename)."""
-    import gnn
+    """Write model.state_dict() to `path` in safetensors, atomically (temp file, then rename)."""
+    try:
+        from gnn.io import save
+    except ImportError:  # gnn.io not in this build: the same atomic write, done here
+        save = _atomic_save
+    save(model.state_dict(), path)
 
-    gnn.save(model.state_dict(), path)
+
+def _atomic_save(state: dict, path: str) -> None:
+    from safetensors.numpy import save_file
+
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        save_file({k: v.numpy() for k, v in state.items()}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 class CSVLogger(Callback):

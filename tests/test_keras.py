@@ -1,0 +1,297 @@
+"""The Keras face: Dense, compile/fit/evaluate/predict/summary on gnn.Sequential, and its errors."""
+
+import numpy as np
+import pytest
+
+import gnn
+from gnn import nn
+from gnn.layers import Activation, Dense, optimizers, regularizers
+
+
+def blobs(n=200, seed=0):
+    """Two separable clusters in 4-D: label 1 when the sum of features is positive."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (x.sum(axis=1) > 0).astype(np.float32)
+    return x, y
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def binary_model(**dense_kwargs):
+    gnn.manual_seed(0)
+    model = gnn.Sequential()
+    model.add(Dense(8, activation="tanh", input_shape=(4,)))
+    model.add(Dense(1, activation="sigmoid", **dense_kwargs))
+    return model
+
+
+def test_sequential_is_nn_sequential_with_keras_methods():
+    assert gnn.Sequential is nn.Sequential
+    model = gnn.Sequential()
+    for name in ("compile", "fit", "evaluate", "predict", "summary"):
+        assert callable(getattr(model, name))
+
+
+def test_dense_infers_input_size_and_matches_numpy():
+    gnn.manual_seed(0)
+    layer = Dense(3, activation="relu")
+    assert not layer.built and layer.weight is None
+    x = np.random.default_rng(1).normal(size=(5, 7)).astype(np.float32)
+    out = layer(gnn.tensor(x)).numpy()
+    assert layer.in_features == 7
+    w, b = layer.weight.numpy(), layer.bias.numpy()
+    assert w.shape == (3, 7) and b.shape == (3,)  # PyTorch's layout
+    np.testing.assert_allclose(out, np.maximum(x @ w.T + b, 0), rtol=1e-5, atol=1e-6)
+    assert set(layer.state_dict()) == {"weight", "bias"}
+    bound = np.sqrt(6 / (7 + 3))  # glorot_uniform
+    assert np.abs(w).max() <= bound and np.all(b == 0)
+    with pytest.raises(ValueError, match="expected input with 7 features"):
+        layer(gnn.zeros(2, 5))
+
+
+def test_dense_errors():
+    with pytest.raises(ValueError, match="units"):
+        Dense(0)
+    with pytest.raises(ValueError, match="unknown activation 'relux'"):
+        Dense(2, activation="relux")
+
+
+def test_fit_learns_and_history_keys():
+    x, y = blobs(400)
+    model = binary_model()
+    model.compile(
+        optimizer=optimizers.SGD(learning_rate=0.5),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+    hist = model.fit(x, y, epochs=15, batch_size=16, validation_split=0.25, verbose=0)
+    assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(hist.history["loss"]) == 15
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
+    assert hist.history["val_accuracy"][-1] >= 0.9
+
+
+def test_evaluate_loss_and_accuracy_match_numpy():
+    x, y = blobs(100, seed=3)
+    model = binary_model()
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=2, verbose=0)
+    p = model.predict(x)[:, 0].astype(np.float64)
+    # reference from the model's own weights, computed by hand in NumPy
+    w0, b0 = model[0].weight.numpy(), model[0].bias.numpy()
+    w1, b1 = model[1].weight.numpy(), model[1].bias.numpy()
+    ref = sigmoid(np.tanh(x @ w0.T + b0) @ w1.T + b1)[:, 0]
+    np.testing.assert_allclose(p, ref, rtol=1e-5)
+    bce = -np.mean(y * np.log(ref) + (1 - y) * np.log(1 - ref))
+    result = model.evaluate(x, y)
+    assert result["loss"] == pytest.approx(bce, rel=1e-4)
+    assert result["accuracy"] == pytest.approx(np.mean((ref > 0.5) == y))
+
+
+def test_sparse_categorical_matches_numpy_and_fused_equals_unfused():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=60)
+    gnn.manual_seed(0)
+    fused = gnn.Sequential(Dense(3, activation="softmax", input_shape=(5,)))
+    gnn.manual_seed(0)
+    unfused = gnn.Sequential(Dense(3, input_shape=(5,)), Activation(lambda t: t.softmax(-1)))
+    for m in (fused, unfused):
+        m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    w, b = fused[0].weight.numpy(), fused[0].bias.numpy()
+    z = x @ w.T + b
+    logp = z - z.max(1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+    ce = -np.mean(logp[np.arange(60), y])
+    r1, r2 = fused.evaluate(x, y), unfused.evaluate(x, y)
+    assert r1["loss"] == pytest.approx(ce, rel=1e-5)
+    assert r2["loss"] == pytest.approx(ce, rel=1e-5)
+    assert r1["accuracy"] == pytest.approx(np.mean(z.argmax(1) == y))
+
+
+def test_categorical_crossentropy_one_hot():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, size=30)
+    onehot = np.eye(3, dtype=np.float32)[labels]
+    gnn.manual_seed(0)
+    m = gnn.Sequential(Dense(3, activation="softmax", input_shape=(4,)))
+    m.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    p = m.predict(x).astype(np.float64)
+    assert m.evaluate(x, onehot)["loss"] == pytest.approx(
+        -np.mean(np.log(p[np.arange(30), labels])), rel=1e-4
+    )
+    with pytest.raises(ValueError, match="sparse_categorical_crossentropy"):
+        m.fit(x, labels, verbose=0)
+
+
+def test_from_logits_and_mse():
+    x, y = blobs(50)
+    gnn.manual_seed(0)
+    m = gnn.Sequential(Dense(1, input_shape=(4,)))
+    m.compile(optimizer="sgd", loss="binary_crossentropy", from_logits=True)
+    z = m.predict(x)[:, 0].astype(np.float64)
+    ref = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
+    assert m.evaluate(x, y)["loss"] == pytest.approx(ref, rel=1e-5)
+    m.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    r = m.evaluate(x, y)
+    assert r["loss"] == pytest.approx(np.mean((z - y) ** 2), rel=1e-5)
+    assert r["mae"] == pytest.approx(np.mean(np.abs(z - y)), rel=1e-5)
+
+
+def test_kernel_regularizer_adds_penalty():
+    x, y = blobs(40)
+    plain = binary_model()
+    plain.compile(optimizer="sgd", loss="binary_crossentropy")  # builds the lazy layer
+    reg = binary_model(kernel_regularizer=regularizers.l2(0.1))
+    reg.compile(optimizer="sgd", loss="binary_crossentropy")
+    np.testing.assert_array_equal(plain[1].weight.numpy(), reg[1].weight.numpy())
+    w = reg[1].weight.numpy().astype(np.float64)
+    penalty = 0.1 * np.sum(w**2)
+    assert reg.evaluate(x, y)["loss"] == pytest.approx(
+        plain.evaluate(x, y)["loss"] + penalty, rel=1e-5
+    )
+    l1 = regularizers.l1_l2(l1=0.5, l2=0.0)
+    assert float(l1(gnn.tensor([1.0, -2.0]))) == pytest.approx(1.5)
+
+
+def test_tensor_inputs_and_lazy_model():
+    x, y = blobs(64)
+    gnn.manual_seed(0)
+    m = gnn.Sequential(Dense(4, activation="relu"), Dense(1, activation="sigmoid"))
+    m.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+    assert m.optimizer is None  # weights do not exist yet
+    h = m.fit(gnn.tensor(x), gnn.tensor(y), epochs=2, verbose=0)
+    assert len(h.history["loss"]) == 2
+    assert m[0].in_features == 4 and m.optimizer is not None
+
+
+def test_optimizer_objects_and_factories():
+    x, y = blobs(32)
+    m = binary_model()
+    opt = gnn.optim.SGD(m.parameters(), lr=0.1)
+    m.compile(optimizer=opt, loss="binary_crossentropy")
+    assert m.optimizer is opt
+    m.fit(x, y, verbose=0)
+    m2 = binary_model()
+    m2.compile(optimizer=lambda params: gnn.optim.SGD(params, lr=0.2, momentum=0.9), loss="mse")
+    assert m2.optimizer.param_groups[0]["momentum"] == 0.9
+
+
+def test_summary_counts(capsys):
+    m = binary_model()
+    text = m.summary()
+    assert "Total params: 49" in text  # (4*8 + 8) + (8*1 + 1)
+    assert "Trainable params: 49" in text
+    assert "(None, 8)" in text and "(None, 1)" in text
+    assert "Total params" in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match="not built"):
+        gnn.Sequential(Dense(2)).summary()
+
+
+def test_verbose_lines(capsys):
+    x, y = blobs(40)
+    m = binary_model()
+    m.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+    m.fit(x, y, epochs=3, verbose=2, validation_split=0.2)
+    out = capsys.readouterr().out
+    assert "32 samples for training, 8 for validation" in out
+    assert out.count("Epoch ") == 3 and "val_accuracy" in out
+    m.fit(x, y, epochs=2, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def compiled():
+    m = binary_model()
+    m.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def test_error_lengths_differ(compiled):
+    x, y = blobs(20)
+    with pytest.raises(ValueError, match="x has 20 samples but y has 19"):
+        compiled.fit(x, y[:19], verbose=0)
+
+
+def test_error_wrong_feature_count(compiled):
+    x, y = blobs(20)
+    with pytest.raises(ValueError, match=r"shape \(5,\).*expected input with 4 features"):
+        compiled.fit(np.hstack([x, x[:, :1]]), y, verbose=0)
+
+
+def test_error_three_classes_for_binary(compiled):
+    x, _ = blobs(30)
+    y = np.arange(30) % 3
+    with pytest.raises(ValueError, match=r"3 distinct values.*sparse_categorical_crossentropy"):
+        compiled.fit(x, y, verbose=0)
+
+
+def test_error_labels_out_of_range():
+    x, _ = blobs(10)
+    m = gnn.Sequential(Dense(3, activation="softmax", input_shape=(4,)))
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\).*from 0 to 5"):
+        m.fit(x, np.array([0, 1, 2, 5, 0, 1, 2, 0, 1, 2]), verbose=0)
+
+
+def test_error_nan_names_column(compiled):
+    x, y = blobs(20)
+    x[3, 2] = np.nan
+    x[7, 2] = np.nan
+    with pytest.raises(ValueError, match=r"NaN in column 2 \(2 row\(s\), first at row 3\)"):
+        compiled.fit(x, y, verbose=0)
+
+
+def test_error_unknown_names():
+    m = binary_model()
+    with pytest.raises(
+        ValueError, match=r"unknown optimizer 'adamm'; known: adam, adamw, sgd, rmsprop"
+    ):
+        m.compile(optimizer="adamm")
+    with pytest.raises(ValueError, match=r"unknown loss 'bce'; known: binary_crossentropy"):
+        m.compile(optimizer="sgd", loss="bce")
+    with pytest.raises(ValueError, match=r"unknown metric 'acuracy'; known: accuracy"):
+        m.compile(optimizer="sgd", metrics=["acuracy"])
+
+
+@pytest.mark.parametrize("split", [1.0, -0.1, 1.5])
+def test_error_validation_split_range(compiled, split):
+    x, y = blobs(20)
+    with pytest.raises(ValueError, match=r"validation_split must be in \[0, 1\)"):
+        compiled.fit(x, y, validation_split=split, verbose=0)
+
+
+def test_error_not_compiled():
+    with pytest.raises(RuntimeError, match="compile"):
+        binary_model().fit(*blobs(10), verbose=0)
+
+
+def test_warns_when_a_class_is_missing_from_validation(compiled):
+    x, y = blobs(50)
+    order = np.argsort(y)  # sorted labels: the last 20% are all ones
+    with pytest.warns(UserWarning, match=r"class\(es\) \[0\] missing from the validation data"):
+        compiled.fit(x[order], y[order], validation_split=0.2, verbose=0)
+
+
+@pytest.mark.gpu
+def test_fit_on_cuda():
+    if not gnn.cuda_available():
+        pytest.skip("needs a CUDA device")
+    x, y = blobs(200)
+    m = binary_model().to("cuda")
+    m.compile(
+        optimizer=optimizers.SGD(learning_rate=0.5),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+    h = m.fit(x, y, epochs=10, batch_size=16, verbose=0)
+    assert m[0].weight.device.type == "cuda"
+    assert h.history["accuracy"][-1] > 0.9
+    assert m.predict(x).shape == (200, 1)
