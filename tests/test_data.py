@@ -1,4 +1,4 @@
-"""gnn.data: TensorDataset, DataLoader (batching, seeded shuffling, drop_last, collation), splits."""
+"""gnn.data: TensorDataset, DataLoader (batches, seeded shuffling, drop_last, collation), splits."""
 
 import numpy as np
 import pytest
