@@ -1,16 +1,44 @@
-"""The `gnn` command: `gnn info`, `gnn train NAME` (more subcommands join as they are built)."""
+"""The `gnn` command: info, train NAME, evaluate / predict a saved example, generate text, bench."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-# name -> module in gnn.examples (each has main(args) -> dict of metrics)
-EXAMPLES = {"xor": "xor"}
+# `gnn train NAME` -> module in gnn.examples (each has main(args) -> dict of metrics)
+EXAMPLES = {
+    "xor": "xor",
+    "titanic": "titanic",
+    "digits": "digits",
+    "digits-cnn": "digits_cnn",
+    "autoencoder": "autoencoder",
+    "text": "text",
+    "translate": "translate",
+}
+# examples that `gnn evaluate` / `gnn predict` can rebuild from a saved file
+SAVEABLE = ("titanic", "digits", "digits-cnn", "autoencoder")
+
+
+def _example_module(name: str):  # noqa: ANN202
+    """Import gnn.examples.<name>, with a clear message when this build does not have it."""
+    mod = EXAMPLES[name]
+    try:
+        return importlib.import_module(f"gnn.examples.{mod}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith(f"gnn.examples.{mod}"):
+            raise RuntimeError(
+                f"the '{name}' example (gnn/examples/{mod}.py) is not in this build of gnn"
+            ) from exc
+        raise
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -32,8 +60,16 @@ def _info(args: argparse.Namespace) -> int:
         print(f"GPU 0: {props['name'].decode()}, {total / 2**30:.1f} GiB ({free / 2**30:.1f} free)")
         print(f"CuPy {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}")
     else:
-        print("; cuda: not available (no CuPy or no GPU; pip install 'gnn[cuda12]' or 'gnn[cuda13]')")
+        print(
+            "; cuda: not available (no CuPy or no GPU; pip install 'gnn[cuda12]' or 'gnn[cuda13]')"
+        )
     return 0
+
+
+def _summary(metrics: dict) -> str:
+    return ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -41,16 +77,193 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.device:
         gnn.set_default_device(args.device)
-    module = importlib.import_module(f"gnn.examples.{EXAMPLES[args.example]}")
+    module = _example_module(args.example)
     start = time.perf_counter()
     metrics = module.main(args)
     took = time.perf_counter() - start
-    summary = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-    print(f"done in {took:.1f} s: {summary}")
+    print(f"done in {took:.1f} s: {_summary(metrics)}")
     return 0
 
 
+def _load_saved(path: str, device: str | None):  # noqa: ANN202
+    """(metadata, example module, model with the saved weights)."""
+    import gnn
+    from gnn.examples._common import load_weights, read_metadata
+
+    meta = read_metadata(path)
+    name = meta.get("example")
+    if name not in SAVEABLE:
+        raise ValueError(
+            f"{path}: example {name!r} cannot be rebuilt here (known: {', '.join(SAVEABLE)})"
+        )
+    if device:
+        gnn.set_default_device(device)
+    module = _example_module(name)
+    model = module.build_model(meta["config"])
+    module.compile_model(model, 1e-3)  # builds lazy layers; the optimizer is not used
+    model.load_state_dict(load_weights(path))
+    return meta, module, model
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    meta, module, model = _load_saved(args.model, args.device)
+    seed = meta.get("seed", 0)
+    _, _, x_test, y_test = module.load_data(seed)[:4]
+    result = model.evaluate(x_test, y_test, batch_size=256)
+    print(
+        f"{meta['example']} ({args.model}), held-out split of seed {seed}, {len(x_test)} samples: "
+        f"{_summary(result)}"
+    )
+    return 0
+
+
+def _read_inputs(path: str):  # noqa: ANN202
+    import numpy as np
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no input file at {path}")
+    if p.suffix == ".npy":
+        return np.load(p)
+    rows = np.genfromtxt(p, delimiter=",", dtype=np.float32, names=None)
+    if rows.ndim == 1:
+        rows = rows[None, :]
+    if np.isnan(rows[0]).all():  # a header line
+        rows = rows[1:]
+    return rows
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    meta, _, model = _load_saved(args.model, args.device)
+    x = _read_inputs(args.input).astype(np.float32)
+    if meta["example"] == "digits-cnn":
+        x = x.reshape(-1, 1, 8, 8)
+    out = model.predict(x, batch_size=256)
+    if args.output:
+        np.save(args.output, out) if args.output.endswith(".npy") else np.savetxt(
+            args.output, out, delimiter=",", fmt="%.6g"
+        )
+        print(f"wrote {len(out)} predictions to {args.output}")
+        return 0
+    for i, row in enumerate(out):
+        if meta["example"] == "titanic":
+            print(f"{i}: survives with probability {row[0]:.3f}")
+        elif meta["example"] in ("digits", "digits-cnn"):
+            print(f"{i}: digit {int(np.argmax(row))}")
+        else:
+            print(f"{i}: " + " ".join(f"{v:.3f}" for v in np.ravel(row)))
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import gnn
+
+    if args.device:
+        gnn.set_default_device(args.device)
+    module = _example_module("text")
+    if not hasattr(module, "generate_main"):
+        raise RuntimeError("gnn.examples.text has no generate_main(args) in this build")
+    module.generate_main(args)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    folder = Path(args.dir) if args.dir else Path(__file__).resolve().parent.parent / "benchmarks"
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"no benchmarks folder at {folder}; run from a source checkout or pass --dir PATH"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "bench.json")
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(folder),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--benchmark-only",
+            f"--benchmark-json={out}",
+        ]
+        if args.k:
+            cmd += ["-k", args.k]
+        print("running: " + " ".join(cmd), flush=True)
+        proc = subprocess.run(cmd, cwd=folder.parent, capture_output=not args.verbose, text=True)
+        if not os.path.exists(out):
+            tail = (proc.stdout or "")[-3000:] + (proc.stderr or "")[-2000:]
+            raise RuntimeError(
+                f"the benchmark run wrote no results (exit {proc.returncode}); "
+                f"is pytest-benchmark installed (pip install 'gnn[dev]')?\n{tail}"
+            )
+        with open(out) as f:
+            results = json.load(f)
+    print(format_bench_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+        print(f"full results written to {args.json}")
+    return 0 if proc.returncode == 0 else proc.returncode
+
+
+def format_bench_table(results: dict) -> str:
+    """A table of each benchmark's median and its ratio to its group's baseline (extra_info)."""
+    rows = [("group", "benchmark", "median ms", "ratio", "vs", "notes")]
+    for b in results.get("benchmarks", []):
+        extra = dict(b.get("extra_info", {}))
+        ratio = extra.pop("ratio", None)
+        base = extra.pop("baseline", "")
+        role = extra.pop("role", "")
+        target = extra.pop("target", None)
+        notes = ", ".join(f"{k}={v}" for k, v in extra.items())
+        if target is not None:
+            notes = f"target <= {target}x" + (f", {notes}" if notes else "")
+        ratio_text = (
+            "baseline" if role == "baseline" else (f"{ratio:.3f}x" if ratio is not None else "")
+        )
+        rows.append(
+            (
+                b.get("group") or "",
+                b["name"],
+                f"{b['stats']['median'] * 1e3:.3f}",
+                ratio_text,
+                base,
+                notes,
+            )
+        )
+    machine = results.get("machine_info", {})
+    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
+    lines = [
+        f"machine: {machine.get('node', '?')}, {machine.get('cpu', {}).get('brand_raw', '?')}, "
+        f"Python {machine.get('python_version', '?')}"
+    ]
+    for r in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
+    return "\n".join(lines)
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: GNN_DEVICE or cpu)"
+    )
+    p.add_argument("--epochs", type=int, default=None, help="epochs (steps for xor)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--save",
+        default=None,
+        metavar="PATH",
+        help="save the weights (safetensors) to PATH and the settings to PATH's .json",
+    )
+    p.add_argument("--plot", default=None, metavar="PATH", help="write training curves (PNG)")
+    p.add_argument("--text", default=None, metavar="FILE", help="text example: train on this file")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the `gnn` command."""
     parser = argparse.ArgumentParser(prog="gnn", description="gnn: train and inspect models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -58,24 +271,55 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_info)
 
     train = sub.add_parser("train", help="train a shipped example")
-    train.add_argument("example", choices=sorted(EXAMPLES), help="which example to train")
-    train.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: GNN_DEVICE or cpu)")
-    train.add_argument("--epochs", type=int, default=None, help="epochs (steps for xor)")
-    train.add_argument("--batch-size", type=int, default=None)
-    train.add_argument("--lr", type=float, default=None, help="learning rate")
-    train.add_argument("--seed", type=int, default=None)
-    train.add_argument("--save", default=None, metavar="PATH", help="save the trained weights")
-    train.add_argument("--plot", default=None, metavar="PATH", help="write training curves (PNG)")
+    train.add_argument("example", choices=list(EXAMPLES), help="which example to train")
+    _add_train_options(train)
     train.set_defaults(func=_train)
+
+    ev = sub.add_parser("evaluate", help="evaluate a model saved by `gnn train NAME --save PATH`")
+    ev.add_argument("model", metavar="PATH", help="the weights file written by --save")
+    ev.add_argument("--device", default=None)
+    ev.set_defaults(func=_evaluate)
+
+    pr = sub.add_parser("predict", help="run a saved model on inputs from a CSV or .npy file")
+    pr.add_argument("model", metavar="PATH", help="the weights file written by --save")
+    pr.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE",
+        help="CSV (optional header) or .npy, one sample per row, features as in training",
+    )
+    pr.add_argument("--output", default=None, metavar="FILE", help="write predictions (.csv/.npy)")
+    pr.add_argument("--device", default=None)
+    pr.set_defaults(func=_predict)
+
+    gen = sub.add_parser("generate", help="sample text from a checkpoint of `gnn train text`")
+    gen.add_argument("--checkpoint", required=True, metavar="PATH")
+    gen.add_argument("--prompt", default="", metavar="TEXT")
+    gen.add_argument("--max-new-tokens", type=int, default=200)
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--device", default=None)
+    gen.set_defaults(func=_generate)
+
+    bench = sub.add_parser("bench", help="run the benchmark suite and print ratios to baselines")
+    bench.add_argument(
+        "-k", default=None, help="only benchmarks matching this pytest -k expression"
+    )
+    bench.add_argument("--dir", default=None, help="benchmarks folder (default: the checkout's)")
+    bench.add_argument("--json", default=None, metavar="PATH", help="also keep the raw JSON")
+    bench.add_argument("--verbose", action="store_true", help="show pytest's own output")
+    bench.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `gnn` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+    except (ValueError, RuntimeError, FileNotFoundError, ImportError) as exc:
         print(f"gnn: error: {exc}", file=sys.stderr)
         return 2
 
