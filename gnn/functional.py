@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from gnn import tensor as _tensor_module
+from gnn.ops.attention import scaled_dot_product_attention
 from gnn.ops.dropout import dropout
 from gnn.ops.elementwise import (
     abs,
@@ -37,6 +38,8 @@ from gnn.ops.elementwise import (
     tanh,
     where,
 )
+from gnn.ops.embedding import embedding
+from gnn.ops.layer_norm import layer_norm
 from gnn.ops.linalg import linear, matmul
 from gnn.ops.loss import (
     binary_cross_entropy,
@@ -83,5 +86,6 @@ __all__ = [
     "squeeze", "stack", "std", "sub", "sum", "tanh", "to_device", "transpose", "unsqueeze", "var",
     "view", "where",
 ]  # fmt: skip
+__all__ += ["embedding", "layer_norm", "scaled_dot_product_attention"]
 
 _tensor_module.F = sys.modules[__name__]

@@ -2,14 +2,31 @@
 
 from gnn.nn import init
 from gnn.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from gnn.nn.attention import MultiheadAttention
 from gnn.nn.container import ModuleDict, ModuleList, Sequential
+from gnn.nn.dropout import Dropout
+from gnn.nn.embedding import Embedding
 from gnn.nn.linear import Identity, Linear
 from gnn.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from gnn.nn.module import Module
+from gnn.nn.normalization import LayerNorm
 from gnn.nn.parameter import Parameter
+from gnn.nn.positional import LearnedPositionalEmbedding, PositionalEncoding
+from gnn.nn.transformer import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 __all__ = [
     "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "GELU", "Identity", "L1Loss",
     "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Module", "ModuleDict", "ModuleList",
     "NLLLoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "init",
+]  # fmt: skip
+__all__ += [
+    "Dropout", "Embedding", "LayerNorm", "LearnedPositionalEmbedding", "MultiheadAttention",
+    "PositionalEncoding", "Transformer", "TransformerDecoder", "TransformerDecoderLayer",
+    "TransformerEncoder", "TransformerEncoderLayer",
 ]  # fmt: skip

@@ -1,0 +1,61 @@
+"""Embedding lookup: rows of a weight matrix picked by integer ids (gradients scatter-add back)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gnn.autograd import Function
+from gnn.tensor import Tensor
+
+
+class Embedding(Function):
+    """weight[ids]; backward adds each output row's gradient into its id's row (repeats add up)."""
+
+    def __init__(self, ids: Any, padding_idx: int | None) -> None:
+        self.ids, self.padding_idx = ids, padding_idx
+
+    def forward(self, weight: Any) -> Any:
+        self.num = weight.shape[0]
+        return weight[self.ids]
+
+    def backward(self, gy: Any) -> Any:
+        xp = self.be.xp
+        d = gy.shape[-1]
+        gw = xp.zeros((self.num, d), dtype=gy.dtype)
+        self.be.index_add(gw, self.ids.reshape(-1), gy.reshape(-1, d))
+        if self.padding_idx is not None:
+            gw[self.padding_idx] = 0  # the padding row gets no gradient, as in PyTorch
+        return gw
+
+
+def embedding(
+    input: Any, weight: Tensor, padding_idx: int | None = None, max_norm: float | None = None
+) -> Tensor:
+    """Rows of `weight` (num_embeddings, embedding_dim) for the integer ids in `input`."""
+    if max_norm is not None:
+        raise NotImplementedError("embedding: max_norm is not supported")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num, dim), got shape {weight.shape}")
+    num = weight.shape[0]
+    ids = input.data if isinstance(input, Tensor) else weight._be.asarray(input)
+    if isinstance(input, Tensor) and input._be is not weight._be:
+        raise RuntimeError(
+            f"embedding: ids are on {input.device}, weight on {weight.device}; move them first"
+        )
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
+    if ids.size:
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= num:
+            bad = lo if lo < 0 else hi
+            raise IndexError(
+                f"embedding: id {bad} is out of range for an embedding of {num} rows "
+                f"(valid: 0..{num - 1})"
+            )
+    if padding_idx is not None:
+        if not -num <= padding_idx < num:
+            raise ValueError(
+                f"embedding: padding_idx {padding_idx} is out of range for {num} embeddings"
+            )
+        padding_idx %= num
+    return Embedding.apply(weight, ids=ids, padding_idx=padding_idx)
