@@ -1,21 +1,60 @@
-"""Optimizer base: parameter groups, zero_grad, state_dict / load_state_dict."""
+"""Optimizer base: parameter groups, hyperparameter checks, zero_grad, state_dict / load_state_dict.
+
+Updates run in place on `p.data` through the parameter's array namespace (`p._be.xp`); every
+scalar an update needs is a Python number computed on the host, so a step never waits on the GPU.
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+
+from gnn.config import enable_grad
 from gnn.tensor import Tensor
 
 
+def check_range(
+    who: str,
+    name: str,
+    value: Any,
+    low: float,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = True,
+) -> None:
+    """Raise ValueError naming `who`, the argument and its valid range when value is outside it."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{who}: {name} must be a number, got {value!r}") from None
+    ok = not math.isnan(v) and (v > low if low_open else v >= low)
+    if high is not None:
+        ok = ok and (v < high if high_open else v <= high)
+    if not ok:
+        left = "(" if low_open else "["
+        right = "inf)" if high is None else (f"{high:g})" if high_open else f"{high:g}]")
+        raise ValueError(f"{who}: {name} must be in {left}{low:g}, {right}, got {value!r}")
+
+
 class Optimizer:
-    """Holds param groups (dicts with "params" and hyperparameters) and per-parameter state."""
+    """Holds param groups (dicts with "params" and hyperparameters) and per-parameter state.
+
+    `state` maps each parameter (the Tensor itself, hashed by identity) to a dict of its state.
+    """
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
-        self.state: dict[int, dict[str, Any]] = {}  # id(param) -> state
+        self.state: dict[Tensor, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
+        if isinstance(params, Tensor):
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of Tensors or of dicts, "
+                "got a single Tensor (wrap it in a list)"
+            )
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -24,31 +63,35 @@ class Optimizer:
             self.add_param_group(g)
 
     def add_param_group(self, group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own hyperparameters (defaults fill the rest)."""
+        who = type(self).__name__
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"{who}: a param group must be a dict with a 'params' entry")
         group = dict(group)
         params = group["params"]
         group["params"] = [params] if isinstance(params, Tensor) else list(params)
         for p in group["params"]:
             if not isinstance(p, Tensor):
-                raise TypeError(f"{type(self).__name__}: params must be Tensors, got {type(p).__name__}")
+                raise TypeError(f"{who}: params must be Tensors, got {type(p).__name__}")
             if not p.requires_grad:
-                raise ValueError(f"{type(self).__name__}: a parameter of shape {p.shape} does not require grad")
+                raise ValueError(f"{who}: a parameter of shape {p.shape} does not require grad")
+        ids = [id(p) for p in group["params"]]
         seen = {id(p) for g in self.param_groups for p in g["params"]}
-        if any(id(p) in seen for p in group["params"]):
-            raise ValueError(f"{type(self).__name__}: a parameter appears in more than one group")
+        if len(set(ids)) != len(ids) or any(i in seen for i in ids):
+            raise ValueError(f"{who}: a parameter appears more than once (in one or more groups)")
         for k, v in self.defaults.items():
             group.setdefault(k, v)
         self._check_hyperparameters(group)
         self.param_groups.append(group)
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
-        lr = group.get("lr")
-        if lr is None or not lr > 0:
-            raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr!r}")
-        wd = group.get("weight_decay", 0.0)
-        if wd < 0:
-            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {wd}")
+        """Check a group's values; subclasses add their own and call this."""
+        who = type(self).__name__
+        check_range(who, "lr", group.get("lr"), 0.0, None, low_open=True)
+        check_range(who, "weight_decay", group.get("weight_decay", 0.0), 0.0)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every parameter's gradient (or fill it with zeros when set_to_none=False)."""
         for g in self.param_groups:
             for p in g["params"]:
                 if set_to_none:
@@ -56,15 +99,30 @@ class Optimizer:
                 elif p.grad is not None:
                     p.grad.data[...] = 0
 
-    def step(self) -> None:
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a gradient; returns closure() when one is given."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        self._step()
+        return loss
+
+    def _step(self) -> None:
         raise NotImplementedError
 
+    # ---- state dicts ---------------------------------------------------------------------------
+
     def state_dict(self) -> dict[str, Any]:
-        """{"state": {index: {...}}, "param_groups": [...]} with parameters numbered as in PyTorch."""
+        """{"state": {index: {...}}, "param_groups": [...]}, parameters numbered as in PyTorch.
+
+        Array state is returned as Tensors that share memory with the optimizer (as PyTorch does);
+        counters such as "step" are Python numbers.
+        """
         index: dict[int, int] = {}
         groups = []
         for g in self.param_groups:
-            entry = {k: v for k, v in g.items() if k != "params"}
+            entry = {k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
             entry["params"] = []
             for p in g["params"]:
                 index.setdefault(id(p), len(index))
@@ -73,36 +131,47 @@ class Optimizer:
         state = {}
         for g in self.param_groups:
             for p in g["params"]:
-                if id(p) in self.state:
+                if p in self.state:
                     state[index[id(p)]] = {
-                        k: (v.numpy().copy() if isinstance(v, Tensor) else copy.deepcopy(v))
-                        for k, v in self.state[id(p)].items()
+                        k: (v.detach() if isinstance(v, Tensor) else copy.deepcopy(v))
+                        for k, v in self.state[p].items()
                     }
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyperparameters and state saved by state_dict() (copies; any device)."""
+        who = f"{type(self).__name__}.load_state_dict"
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(
-                f"load_state_dict: {len(groups)} param groups saved, optimizer has {len(self.param_groups)}"
+                f"{who}: {len(groups)} param groups saved, the optimizer has "
+                f"{len(self.param_groups)}"
             )
-        params = []
-        for saved, g in zip(groups, self.param_groups):
+        pairs = []
+        for i, (saved, g) in enumerate(zip(groups, self.param_groups)):
             if len(saved["params"]) != len(g["params"]):
-                raise ValueError("load_state_dict: a param group has a different number of parameters")
-            params.extend(zip(saved["params"], g["params"]))
-            for k, v in saved.items():
-                if k != "params":
-                    g[k] = v
-        self.state = {}
-        for idx, p in params:
-            saved_state = state_dict["state"].get(idx, state_dict["state"].get(str(idx)))
-            if saved_state is None:
+                raise ValueError(
+                    f"{who}: param group {i} has {len(saved['params'])} parameters saved, "
+                    f"{len(g['params'])} in the optimizer"
+                )
+            pairs.extend(zip(saved["params"], g["params"]))
+        saved_state = state_dict.get("state", {})
+        new_state: dict[Tensor, dict[str, Any]] = {}
+        for idx, p in pairs:
+            entry = saved_state.get(idx, saved_state.get(str(idx)))
+            if entry is None:
                 continue
-            self.state[id(p)] = {
-                k: (Tensor._make(p._be.asarray(v), p._be, False) if hasattr(v, "shape") and getattr(v, "ndim", 0) > 0 else v)
-                for k, v in saved_state.items()
-            }
+            new_state[p] = {k: _state_value(v, p, who, k) for k, v in entry.items()}
+        # Everything checked: now change the optimizer.
+        for saved, g in zip(groups, self.param_groups):
+            for k, v in saved.items():
+                if k == "params":
+                    continue
+                # JSON turns tuples (betas) into lists: keep the type the optimizer uses.
+                if isinstance(v, list) and isinstance(g.get(k, self.defaults.get(k)), tuple):
+                    v = tuple(v)
+                g[k] = copy.deepcopy(v)
+        self.state = new_state
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -111,3 +180,20 @@ class Optimizer:
             for k in sorted(k for k in g if k != "params"):
                 lines.append(f"    {k}: {g[k]}")
         return "\n".join(lines) + "\n)"
+
+
+def _state_value(value: Any, p: Tensor, who: str, key: str) -> Any:
+    """A saved state entry as the optimizer keeps it: arrays become Tensors beside `p`."""
+    if isinstance(value, Tensor):
+        value = value.numpy() if value._be is not p._be else value.data
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        return copy.deepcopy(value)  # a counter such as "step"
+    if np.dtype(value.dtype).kind == "f" and value.shape != p.shape:
+        raise ValueError(
+            f"{who}: state {key!r} has shape {tuple(value.shape)}, parameter {p.shape}"
+        )
+    dtype = p.dtype if np.dtype(value.dtype).kind == "f" else value.dtype
+    data = p._be.asarray(value, dtype=dtype)
+    if data is value:  # the optimizer updates its state in place: never share the caller's array
+        data = data.copy()
+    return Tensor._make(data, p._be, False)

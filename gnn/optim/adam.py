@@ -1,0 +1,121 @@
+"""Adam and AdamW (PyTorch's update rules, bias correction, amsgrad and decoupled weight decay)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from gnn.config import no_grad
+from gnn.optim.optimizer import Optimizer, check_range
+from gnn.tensor import Tensor
+
+
+class Adam(Optimizer):
+    """Adam: m, v = running means of g and g*g; p -= lr * m_hat / (sqrt(v_hat) + eps).
+
+    weight_decay adds weight_decay * p to the gradient (L2); AdamW decays p itself instead.
+    """
+
+    _decoupled = False
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
+            weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+        )  # fmt: skip
+        super().__init__(params, defaults)
+
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        who = type(self).__name__
+        super()._check_hyperparameters(group)
+        check_range(who, "eps", group["eps"], 0.0)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{who}: betas must be a pair (beta1, beta2), got {betas!r}")
+        check_range(who, "betas[0]", betas[0], 0.0, 1.0)
+        check_range(who, "betas[1]", betas[1], 0.0, 1.0)
+
+    @no_grad()
+    def _step(self) -> None:
+        for g in self.param_groups:
+            lr, eps, wd = g["lr"], g["eps"], g["weight_decay"]
+            beta1, beta2 = g["betas"]
+            amsgrad, maximize = g["amsgrad"], g["maximize"]
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                xp, x, grad = p._be.xp, p.data, p.grad.data
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = self._init_state(p, amsgrad)
+                state["step"] += 1
+                step = state["step"]
+                m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+                if maximize:
+                    grad = xp.negative(grad)
+                if wd:
+                    if self._decoupled:
+                        x *= 1.0 - lr * wd
+                    else:
+                        decayed = xp.multiply(x, wd)
+                        decayed += grad
+                        grad = decayed
+                tmp = xp.subtract(grad, m)  # m += (1 - beta1) * (g - m), PyTorch's lerp
+                tmp *= 1.0 - beta1
+                m += tmp
+                xp.multiply(grad, grad, out=tmp)  # v = beta2 * v + (1 - beta2) * g * g
+                tmp *= 1.0 - beta2
+                v *= beta2
+                v += tmp
+                if amsgrad:
+                    vmax = state["max_exp_avg_sq"].data
+                    xp.maximum(vmax, v, out=vmax)
+                    v = vmax
+                # Bias corrections are host floats from the host step count: no device sync.
+                step_size = lr / (1.0 - beta1**step)
+                xp.sqrt(v, out=tmp)  # denom = sqrt(v) / sqrt(1 - beta2^t) + eps
+                tmp /= math.sqrt(1.0 - beta2**step)
+                tmp += eps
+                xp.divide(m, tmp, out=tmp)
+                tmp *= step_size
+                x -= tmp
+
+    @staticmethod
+    def _init_state(p: Tensor, amsgrad: bool) -> dict[str, Any]:
+        xp, be = p._be.xp, p._be
+        state: dict[str, Any] = {
+            "step": 0,
+            "exp_avg": Tensor._make(xp.zeros_like(p.data), be, False),
+            "exp_avg_sq": Tensor._make(xp.zeros_like(p.data), be, False),
+        }
+        if amsgrad:
+            state["max_exp_avg_sq"] = Tensor._make(xp.zeros_like(p.data), be, False)
+        return state
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p *= 1 - lr * weight_decay before the Adam step."""
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)

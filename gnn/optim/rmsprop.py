@@ -1,0 +1,93 @@
+"""RMSprop (PyTorch's rule: optional centering, momentum and L2 weight decay)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from gnn.config import no_grad
+from gnn.optim.optimizer import Optimizer, check_range
+from gnn.tensor import Tensor
+
+
+class RMSprop(Optimizer):
+    """sq = alpha * sq + (1 - alpha) * g * g; p -= lr * g / (sqrt(sq) + eps).
+
+    centered subtracts the square of the running mean of g inside the root; momentum keeps a buffer
+    of g / (sqrt(...) + eps) and steps along it.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+            centered=centered, maximize=maximize,
+        )  # fmt: skip
+        super().__init__(params, defaults)
+
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        super()._check_hyperparameters(group)
+        check_range("RMSprop", "eps", group["eps"], 0.0)
+        check_range("RMSprop", "momentum", group["momentum"], 0.0)
+        check_range("RMSprop", "alpha", group["alpha"], 0.0, 1.0, high_open=False)
+
+    @no_grad()
+    def _step(self) -> None:
+        for g in self.param_groups:
+            lr, alpha, eps, wd = g["lr"], g["alpha"], g["eps"], g["weight_decay"]
+            mom, centered, maximize = g["momentum"], g["centered"], g["maximize"]
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                xp, be, x, grad = p._be.xp, p._be, p.data, p.grad.data
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = {
+                        "step": 0,
+                        "square_avg": Tensor._make(xp.zeros_like(x), be, False),
+                    }
+                    if mom > 0:
+                        state["momentum_buffer"] = Tensor._make(xp.zeros_like(x), be, False)
+                    if centered:
+                        state["grad_avg"] = Tensor._make(xp.zeros_like(x), be, False)
+                state["step"] += 1
+                if maximize:
+                    grad = xp.negative(grad)
+                if wd:
+                    decayed = xp.multiply(x, wd)
+                    decayed += grad
+                    grad = decayed
+                sq = state["square_avg"].data
+                tmp = xp.multiply(grad, grad)
+                tmp *= 1.0 - alpha
+                sq *= alpha
+                sq += tmp
+                if centered:
+                    ga = state["grad_avg"].data
+                    xp.subtract(grad, ga, out=tmp)  # ga += (1 - alpha) * (g - ga), a lerp
+                    tmp *= 1.0 - alpha
+                    ga += tmp
+                    xp.multiply(ga, ga, out=tmp)
+                    xp.subtract(sq, tmp, out=tmp)
+                    xp.sqrt(tmp, out=tmp)
+                else:
+                    xp.sqrt(sq, out=tmp)
+                tmp += eps
+                xp.divide(grad, tmp, out=tmp)
+                if mom > 0:
+                    buf = state["momentum_buffer"].data
+                    buf *= mom
+                    buf += tmp
+                    xp.multiply(buf, lr, out=tmp)
+                else:
+                    tmp *= lr
+                x -= tmp
