@@ -1,6 +1,6 @@
 """gnn.nn: Module, Parameter and the layers, with PyTorch's names, arguments and key names."""
 
-from gnn.nn import init
+from gnn.nn import init, utils
 from gnn.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from gnn.nn.attention import MultiheadAttention
 from gnn.nn.container import ModuleDict, ModuleList, Sequential
@@ -30,3 +30,4 @@ __all__ += [
     "PositionalEncoding", "Transformer", "TransformerDecoder", "TransformerDecoderLayer",
     "TransformerEncoder", "TransformerEncoderLayer",
 ]  # fmt: skip
+__all__ += ["utils"]
