@@ -129,3 +129,13 @@ def manual_seed(seed: int) -> None:
 def seed_state() -> tuple[int, int | None]:
     """(generation, seed): backends re-seed when the generation changes."""
     return _seed_generation, _seed
+
+
+def restore_seed(seed: int | None) -> None:
+    """Record `seed` as the last manual_seed without re-seeding any generator.
+
+    Used when a checkpoint restores generator states: generators made later seed from it, as in
+    the saved run.
+    """
+    global _seed
+    _seed = None if seed is None else int(seed)
