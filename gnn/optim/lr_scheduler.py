@@ -58,8 +58,11 @@ class LRScheduler:
         return {k: v for k, v in self.__dict__.items() if k != "optimizer" and not callable(v)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore attributes saved by state_dict()."""
-        self.__dict__.update(state_dict)
+        """Restore attributes saved by state_dict() (keys this scheduler lacks are ignored)."""
+        own = self.state_dict()
+        for k, v in state_dict.items():
+            if k in own:
+                setattr(self, k, v)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, last_lr={self._last_lr})"
