@@ -17,6 +17,7 @@ SCRIPTS = {
     "neuralnetwork_xor.py": "JSON:",
     "titanic_keras.py": "validation accuracy",
     "digits_pytorch.py": "test accuracy",
+    "text_gpt.py": "sample:",
 }
 
 
@@ -47,6 +48,7 @@ def needs(*attrs: str) -> None:
 NEEDS = {
     "titanic_keras.py": ("datasets.titanic", "optim.Adam"),
     "digits_pytorch.py": ("datasets.digits",),
+    "text_gpt.py": ("datasets.text_corpus", "models.GPT", "optim.AdamW"),
 }
 
 

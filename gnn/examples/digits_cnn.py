@@ -25,6 +25,9 @@ def load_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 def build_model(config: dict) -> nn.Module:
     """conv3x3(c1)-ReLU-pool2, conv3x3(c2)-ReLU-pool2, flatten, linear to 10 logits."""
+    missing = [n for n in ("Conv2d", "MaxPool2d", "Flatten") if not hasattr(nn, n)]
+    if missing:
+        raise RuntimeError(f"digits-cnn needs gnn.nn.{', '.join(missing)}, not in this build")
     c1, c2 = config["channels"]
     return nn.Sequential(
         nn.Conv2d(1, c1, 3, padding=1),
