@@ -22,8 +22,8 @@ from gnn.tensor import Tensor
 
 # Measured on the 2-core CPU of the development machine: about 5 minutes (see docs/transformer.md).
 DEFAULTS = {
-    "epochs": 15,  # evaluations; each follows `steps_per_epoch` training steps
-    "steps_per_epoch": 100,
+    "epochs": 20,  # evaluations; each follows `steps_per_epoch` training steps
+    "steps_per_epoch": 150,
     "batch_size": 32,
     "lr": 3e-3,
     "seed": 0,

@@ -33,6 +33,8 @@ DEFAULTS = {
     "nhead": 4,
     "layers": 2,
     "dim_feedforward": 128,
+    "norm_first": True,
+    "dropout": 0.0,
 }
 
 ONES = "zero one two three four five six seven eight nine".split()
@@ -113,7 +115,10 @@ class Task:
 class NumberTranslator(nn.Module):
     """Word embeddings -> nn.Transformer (batch_first) -> digit logits."""
 
-    def __init__(self, d_model: int, nhead: int, layers: int, dim_feedforward: int) -> None:
+    def __init__(
+        self, d_model: int, nhead: int, layers: int, dim_feedforward: int,
+        norm_first: bool = True, dropout: float = 0.0,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.d_model = d_model
         self.src_emb = nn.Embedding(len(SRC_WORDS), d_model, padding_idx=PAD)
@@ -121,7 +126,8 @@ class NumberTranslator(nn.Module):
         self.pos = nn.PositionalEncoding(d_model, dropout=0.0, max_len=64, batch_first=True)
         self.transformer = nn.Transformer(
             d_model, nhead, num_encoder_layers=layers, num_decoder_layers=layers,
-            dim_feedforward=dim_feedforward, dropout=0.0, batch_first=True,
+            dim_feedforward=dim_feedforward, dropout=dropout, batch_first=True,
+            norm_first=norm_first,
         )  # fmt: skip
         self.out = nn.Linear(d_model, len(TGT_TOKENS))
 
@@ -192,7 +198,10 @@ def main(args: argparse.Namespace | None = None, log: Callable[..., Any] = print
     gnn.manual_seed(cfg["seed"])
     rng = np.random.default_rng(cfg["seed"])
     task = Task(cfg["max_number"], cfg["test_size"], cfg["seed"])
-    model = NumberTranslator(cfg["d_model"], cfg["nhead"], cfg["layers"], cfg["dim_feedforward"])
+    model = NumberTranslator(
+        cfg["d_model"], cfg["nhead"], cfg["layers"], cfg["dim_feedforward"], cfg["norm_first"],
+        cfg["dropout"],
+    )  # fmt: skip
     if device:
         model.to(device)
     opt = make_optimizer(model, cfg["lr"], 0.0)
