@@ -22,8 +22,8 @@ from gnn.examples.text import clip_grad_norm, make_optimizer
 from gnn.tensor import Tensor
 
 DEFAULTS = {
-    "epochs": 6,  # evaluations; each follows `steps_per_epoch` steps
-    "steps_per_epoch": 250,
+    "epochs": 8,  # evaluations; each follows `steps_per_epoch` steps
+    "steps_per_epoch": 750,
     "batch_size": 64,
     "lr": 1e-3,
     "seed": 0,
