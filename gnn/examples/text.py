@@ -20,7 +20,7 @@ from gnn.models import GPT, CharTokenizer, GPTConfig
 from gnn.optim.optimizer import Optimizer
 from gnn.tensor import Tensor
 
-# Measured on the 2-core CPU of the development machine: about 5 minutes (see docs/transformer.md).
+# Measured on the 2-core CPU of the development machine: 6.5 minutes (see docs/transformer.md).
 DEFAULTS = {
     "epochs": 20,  # evaluations; each follows `steps_per_epoch` training steps
     "steps_per_epoch": 150,
@@ -225,6 +225,13 @@ def main(args: argparse.Namespace | None = None, log: Callable[..., Any] = print
         f" x {cfg['n_embd']} wide, {cfg['n_head']} heads, context {cfg['block_size']}, "
         f"{model.num_parameters():,} parameters; {total} steps of batch {cfg['batch_size']}"
     )
+    if not getattr(args, "text", None):
+        try:
+            from gnn.datasets import text_source
+
+            log(f"corpus: {text_source()}")
+        except ImportError:
+            log("corpus: the Python standard library's source (gnn.datasets has no text corpus)")
     log(
         f"baselines: uniform log(V) = {math.log(tok.vocab_size):.3f}, "
         f"unigram = {baseline:.3f} nats/char"
@@ -284,7 +291,6 @@ def main(args: argparse.Namespace | None = None, log: Callable[..., Any] = print
         "uniform_loss": math.log(tok.vocab_size),
         "steps": step,
         "seconds": took,
-        "sample": sample,
     }
 
 
