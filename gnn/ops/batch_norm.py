@@ -1,0 +1,143 @@
+"""Batch normalisation over (N, C), (N, C, L) or (N, C, H, W): one Function, hand-written backward.
+
+In training the statistics come from the batch (and the running buffers are updated in place);
+in evaluation the running statistics are used and are constants for autograd.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gnn.autograd import Function
+from gnn.tensor import Tensor
+
+
+class BatchNorm(Function):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias per channel (dim 1).
+
+    Training: mean/var over every dim but 1, from the batch; backward needs xhat and 1/std.
+    Evaluation: mean/var given (running stats), so the op is an affine map per channel.
+    """
+
+    def __init__(
+        self,
+        training: bool,
+        eps: float,
+        stats: tuple | None,
+        momentum: float,
+        has_weight: bool,
+        has_bias: bool,
+    ) -> None:
+        self.training, self.eps, self.stats, self.momentum = training, eps, stats, momentum
+        self.has_weight, self.has_bias = has_weight, has_bias
+
+    def forward(self, x: Any, *affine: Any) -> Any:
+        xp = self.be.xp
+        axes = (0,) + tuple(range(2, x.ndim))
+        bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # per-channel values broadcast over x
+        acc = np.float64 if x.dtype == np.float64 else np.float32
+        xa = x.astype(acc, copy=False)
+        if self.training:
+            mean = xa.mean(axis=axes, keepdims=True)
+            xc = xa - mean
+            var = (xc * xc).mean(axis=axes, keepdims=True)
+            if self.stats is not None:
+                self._update_running(mean.reshape(-1), var.reshape(-1), x.size // x.shape[1])
+        else:
+            mean = self.stats[0].astype(acc, copy=False).reshape(bshape)
+            var = self.stats[1].astype(acc, copy=False).reshape(bshape)
+            xc = xa - mean
+        rstd = 1.0 / xp.sqrt(var + self.eps)
+        xc *= rstd  # now xhat
+        w = affine[0].astype(acc, copy=False).reshape(bshape) if self.has_weight else None
+        b = affine[-1].astype(acc, copy=False).reshape(bshape) if self.has_bias else None
+        self.xhat, self.rstd, self.w, self.axes = xc, rstd, w, axes
+        y = xc * w if w is not None else xc.copy() if b is not None else xc
+        if b is not None:
+            y += b
+        return y.astype(x.dtype, copy=False)
+
+    def _update_running(self, mean: Any, var: Any, count: int) -> None:
+        """running = (1 - momentum) * running + momentum * batch, unbiased variance (in place)."""
+        m = self.momentum
+        rm, rv = self.stats
+        rm *= 1.0 - m
+        rm += (m * mean).astype(rm.dtype, copy=False)
+        rv *= 1.0 - m
+        rv += (m * count / (count - 1) * var).astype(rv.dtype, copy=False)
+        self.stats = None  # not needed by backward
+
+    def backward(self, gy: Any) -> Any:
+        xhat, rstd, w, axes = self.xhat, self.rstd, self.w, self.axes
+        g = gy.astype(xhat.dtype, copy=False)
+        grads: list[Any] = [None]
+        if self.needs_input_grad[0]:
+            gxhat = g * w if w is not None else g
+            if self.training:  # the batch statistics depend on x too
+                m1 = gxhat.mean(axis=axes, keepdims=True)
+                m2 = (gxhat * xhat).mean(axis=axes, keepdims=True)
+                gx = gxhat - m1
+                gx -= xhat * m2
+                gx *= rstd
+            else:
+                gx = gxhat * rstd
+            grads[0] = gx.astype(gy.dtype, copy=False)
+        i = 1
+        if self.has_weight:
+            gw = (g * xhat).sum(axis=axes) if self.needs_input_grad[i] else None
+            grads.append(None if gw is None else gw.astype(gy.dtype, copy=False))
+            i += 1
+        if self.has_bias:
+            gb = g.sum(axis=axes) if self.needs_input_grad[i] else None
+            grads.append(None if gb is None else gb.astype(gy.dtype, copy=False))
+        return tuple(grads)
+
+
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float | None = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalise each channel (dim 1); in training, update running_mean/var in place with momentum.
+
+    The running variance is updated with the unbiased batch variance, as in PyTorch. Without
+    running statistics (None) the batch's own are used in evaluation too. momentum=None means
+    0.1 here; BatchNorm modules turn it into a cumulative average (1 / num_batches_tracked).
+    """
+    op = "batch_norm"
+    if input.ndim < 2:
+        raise ValueError(
+            f"{op}: expected an input of at least 2 dims (N, C, ...), got {input.shape}"
+        )
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):  # fmt: skip
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(
+                f"{op}: {name} of shape {t.shape} does not match the {c} channels of the input "
+                f"of shape {input.shape}"
+            )
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: give both running_mean and running_var, or neither")
+    count = input.data.size // c if c else 0
+    if training and count <= 1:
+        raise ValueError(
+            f"{op}: expected more than 1 value per channel when training, got input of shape "
+            f"{input.shape} (use a batch of 2 or more, or call .eval())"
+        )
+    if not training and running_mean is None:
+        training = True  # no running statistics to use: normalise with the batch's own
+    stats = None if running_mean is None else (running_mean.data, running_var.data)
+    m = 0.1 if momentum is None else float(momentum)
+    affine = [t for t in (weight, bias) if t is not None]
+    return BatchNorm.apply(
+        input, *affine, training=training, eps=float(eps), stats=stats, momentum=m,
+        has_weight=weight is not None, has_bias=bias is not None,
+    )  # fmt: skip
