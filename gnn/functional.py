@@ -87,5 +87,9 @@ __all__ = [
     "view", "where",
 ]  # fmt: skip
 __all__ += ["embedding", "layer_norm", "scaled_dot_product_attention"]
+from gnn.ops.batch_norm import batch_norm  # noqa: E402
+from gnn.ops.conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d  # noqa: E402
+
+__all__ += ["avg_pool2d", "batch_norm", "conv2d", "conv_transpose2d", "max_pool2d"]
 
 _tensor_module.F = sys.modules[__name__]

@@ -31,3 +31,13 @@ __all__ += [
     "TransformerEncoder", "TransformerEncoderLayer",
 ]  # fmt: skip
 __all__ += ["utils"]
+from gnn.nn.batchnorm import BatchNorm1d, BatchNorm2d  # noqa: E402
+from gnn.nn.conv import Conv2d, ConvTranspose2d  # noqa: E402
+from gnn.nn.flatten import Flatten, Unflatten  # noqa: E402
+from gnn.nn.pooling import AvgPool2d, MaxPool2d  # noqa: E402
+from gnn.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
+
+__all__ += [
+    "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Flatten", "GRU",
+    "GRUCell", "LSTM", "LSTMCell", "MaxPool2d", "RNN", "RNNCell", "Unflatten",
+]  # fmt: skip
