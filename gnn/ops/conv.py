@@ -93,7 +93,10 @@ def _pad(xp: Any, x: Any, g: _Geometry, fill: float) -> Any:
     """x (N, C, H, W) inside a (N, C, Hp, Wp) frame of `fill` (x itself when there is no frame)."""
     if not g.padded:
         return x
-    out = xp.full((g.n, g.c, g.hp, g.wp), fill, dtype=x.dtype)
+    if fill == 0.0:
+        out = xp.zeros((g.n, g.c, g.hp, g.wp), dtype=x.dtype)
+    else:
+        out = xp.full((g.n, g.c, g.hp, g.wp), fill, dtype=x.dtype)
     out[:, :, g.pt : g.pt + g.h, g.pl : g.pl + g.w] = x
     return out
 
@@ -181,7 +184,12 @@ class Conv2d(Function):
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
         xp, gr = self.be.xp, self.groups
         o, _, kh, kw = w.shape
-        g = _Geometry(x.shape, (kh, kw), self.stride, self.pads, self.dilation)
+        # The flat layout saves on im2col/col2im (C*kh*kw rows, twice with an input gradient) but
+        # costs junk columns and slower layout changes of the output (O rows, twice): measured.
+        rows = x.shape[1] * kh * kw * (2 if self.needs_input_grad[0] else 1)
+        g = _Geometry(
+            x.shape, (kh, kw), self.stride, self.pads, self.dilation, flat_ok=rows > 2 * o
+        )
         cols = _im2col(xp, x, g)  # (C, kh, kw, N, P)
         cols = cols.reshape(gr, -1, cols.shape[-2] * cols.shape[-1])  # (groups, C/g*kk, M)
         w3 = w.reshape(gr, o // gr, -1)  # (groups, O/g, C/g*kk)
