@@ -1,0 +1,323 @@
+"""Fused kernels against what runs without them, measured side by side (pytest-benchmark).
+
+GPU (skipped without CuPy and a CUDA device): each kernel vs the unfused composition (the NumPy
+reference running on CuPy arrays, which is what gnn runs when a kernel is missing), in GB/s of the
+minimum traffic and as a fraction of the measured device-to-device copy bandwidth; softmax
+cross-entropy also vs torch.nn.functional.cross_entropy when PyTorch with CUDA is importable.
+CPU: the NumPy reference softmax cross-entropy vs a naive NumPy composition with a one-hot matrix.
+
+Each group's baseline (the unfused composition) has extra_info["role"] = "baseline", so
+benchmarks/conftest.py adds every other entry's ratio to it.
+
+Run: python -m pytest benchmarks/test_bench_kernels.py --benchmark-only -q
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+from gnn.backend import NumpyBackend, cuda_available
+
+HAS_GPU = cuda_available()
+GPU_MARKS = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not HAS_GPU, reason="needs CuPy and a CUDA device"),
+]
+
+SIGMOID_ELEMENTS = 10**8  # 400 MB per float32 array: far beyond the 50 MB L2
+CE_SHAPE = (8192, 50257)  # GPT-2 vocabulary, a batch of 8192 tokens: 1.65 GB of float32 logits
+BYTES_PER_ELEMENT = 12  # both workloads: read two float32 streams, write one
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def cpu_median_s(fn, repeat=5):
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gpu_median_s(fn, repeat=10, warmup=2):
+    """Median time of fn() on the current stream, by CUDA events, after a warm-up (compiles)."""
+    import cupy
+
+    for _ in range(warmup):
+        fn()
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    times = []
+    for _ in range(repeat):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
+    return statistics.median(times)
+
+
+def synchronized(fn):
+    """fn followed by a device synchronisation, so pytest-benchmark times the GPU work."""
+    import cupy
+
+    def run():
+        out = fn()
+        cupy.cuda.Device().synchronize()
+        return out
+
+    return run
+
+
+@pytest.fixture
+def free_gpu_memory():
+    """Hand the pooled blocks of a test's gigabyte arrays back, so the next test has room."""
+    yield
+    import cupy
+
+    cupy.get_default_memory_pool().free_all_blocks()
+    try:
+        import torch
+
+        torch.cuda.empty_cache()
+    except Exception:
+        pass
+
+
+@pytest.fixture(scope="module")
+def copy_gbps():
+    """Measured device-to-device copy bandwidth (read + write bytes): these kernels' roofline."""
+    import cupy
+
+    src = cupy.ones(SIGMOID_ELEMENTS, dtype=cupy.float32)
+    dst = cupy.empty_like(src)
+    seconds = gpu_median_s(lambda: cupy.copyto(dst, src))
+    return 2 * 4 * SIGMOID_ELEMENTS / seconds / 1e9
+
+
+def report(benchmark, elements, seconds, copy, **extra):
+    gbps = BYTES_PER_ELEMENT * elements / seconds / 1e9
+    benchmark.extra_info.update(
+        {
+            "median_ms_cuda_events": round(seconds * 1e3, 4),
+            "GB/s": round(gbps, 1),
+            "copy_GB/s": round(copy, 1),
+            "fraction_of_copy": round(gbps / copy, 3),
+            **extra,
+        }
+    )
+
+
+@pytest.fixture
+def cuda_be():
+    from gnn.backend import get_backend
+
+    return get_backend("cuda")
+
+
+# ---- GPU: sigmoid backward ---------------------------------------------------------------------
+
+
+def sigmoid_operands():
+    import cupy
+
+    rng = cupy.random.default_rng(0)
+    y = rng.random(SIGMOID_ELEMENTS, dtype=cupy.float32)
+    gy = rng.standard_normal(SIGMOID_ELEMENTS, dtype=cupy.float32)
+    return y, gy
+
+
+@pytest.mark.benchmark(group="gpu-sigmoid-backward")
+class TestGpuSigmoidBackward:
+    pytestmark = [*GPU_MARKS, pytest.mark.usefixtures("free_gpu_memory")]
+
+    def test_copy_bandwidth(self, benchmark, copy_gbps):
+        import cupy
+
+        src = cupy.ones(SIGMOID_ELEMENTS, dtype=cupy.float32)
+        dst = cupy.empty_like(src)
+        benchmark.pedantic(synchronized(lambda: cupy.copyto(dst, src)), rounds=10, warmup_rounds=2)
+        benchmark.extra_info["copy_GB/s"] = round(copy_gbps, 1)
+
+    def test_fused_kernel(self, benchmark, cuda_be, copy_gbps):
+        y, gy = sigmoid_operands()
+        fused = gpu_median_s(lambda: cuda_be.sigmoid_backward(y, gy))
+        unfused = gpu_median_s(lambda: NumpyBackend.sigmoid_backward(cuda_be, y, gy))
+        benchmark.pedantic(
+            synchronized(lambda: cuda_be.sigmoid_backward(y, gy)), rounds=10, warmup_rounds=2
+        )
+        # predicted: 12 bytes per element instead of 32 (three CuPy kernels), ~2.7x faster
+        report(benchmark, y.size, fused, copy_gbps, speedup_vs_unfused=round(unfused / fused, 2))
+
+    def test_unfused_composition(self, benchmark, cuda_be, copy_gbps):
+        y, gy = sigmoid_operands()
+        unfused = gpu_median_s(lambda: NumpyBackend.sigmoid_backward(cuda_be, y, gy))
+        benchmark.pedantic(
+            synchronized(lambda: NumpyBackend.sigmoid_backward(cuda_be, y, gy)),
+            rounds=10,
+            warmup_rounds=2,
+        )
+        report(benchmark, y.size, unfused, copy_gbps, role="baseline")
+
+
+# ---- GPU: softmax cross-entropy forward + backward ---------------------------------------------
+
+
+def ce_operands():
+    import cupy
+
+    rng = cupy.random.default_rng(1)
+    n, c = CE_SHAPE
+    logits = rng.standard_normal(CE_SHAPE, dtype=cupy.float32)
+    target = rng.integers(0, c, n, dtype=cupy.int64)
+    return logits, target
+
+
+def ce_step(be, forward, backward, logits, target):
+    def step():
+        loss, saved = forward(be, logits, target)
+        return backward(be, logits, target, saved, cupy_one())
+
+    return step
+
+
+def cupy_one():
+    import cupy
+
+    return cupy.ones((), dtype=cupy.float32)
+
+
+def fused_step(be, logits, target):
+    return ce_step(
+        be,
+        type(be).softmax_cross_entropy,
+        type(be).softmax_cross_entropy_backward,
+        logits,
+        target,
+    )
+
+
+def unfused_step(be, logits, target):
+    return ce_step(
+        be,
+        NumpyBackend.softmax_cross_entropy,
+        NumpyBackend.softmax_cross_entropy_backward,
+        logits,
+        target,
+    )
+
+
+@pytest.mark.benchmark(group="gpu-softmax-cross-entropy")
+class TestGpuSoftmaxCrossEntropy:
+    pytestmark = [*GPU_MARKS, pytest.mark.usefixtures("free_gpu_memory")]
+
+    def test_fused_kernels(self, benchmark, cuda_be, copy_gbps):
+        logits, target = ce_operands()
+        fused = gpu_median_s(fused_step(cuda_be, logits, target))
+        unfused = gpu_median_s(unfused_step(cuda_be, logits, target), repeat=5)
+        benchmark.pedantic(synchronized(fused_step(cuda_be, logits, target)), rounds=10)
+        # forward reads the logits once, backward reads them again and writes the gradient
+        report(
+            benchmark, logits.size, fused, copy_gbps, speedup_vs_unfused=round(unfused / fused, 2)
+        )
+
+    def test_unfused_composition(self, benchmark, cuda_be, copy_gbps):
+        logits, target = ce_operands()
+        unfused = gpu_median_s(unfused_step(cuda_be, logits, target), repeat=5)
+        benchmark.pedantic(synchronized(unfused_step(cuda_be, logits, target)), rounds=5)
+        report(benchmark, logits.size, unfused, copy_gbps, role="baseline")
+
+    def test_pytorch_cross_entropy(self, benchmark, copy_gbps):
+        torch = pytest.importorskip("torch")
+        if not torch.cuda.is_available():
+            pytest.skip("PyTorch without CUDA")
+        n, c = CE_SHAPE
+        gen = torch.Generator(device="cuda").manual_seed(1)
+        logits = torch.randn(CE_SHAPE, device="cuda", generator=gen).requires_grad_(True)
+        target = torch.randint(0, c, (n,), device="cuda", generator=gen)
+
+        def step():
+            loss = torch.nn.functional.cross_entropy(logits, target)
+            return torch.autograd.grad(loss, logits)[0]
+
+        for _ in range(2):
+            step()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        times = []
+        for _ in range(10):
+            start.record()
+            step()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+
+        def synced():
+            step()
+            torch.cuda.synchronize()
+
+        benchmark.pedantic(synced, rounds=10, warmup_rounds=1)
+        report(benchmark, n * c, statistics.median(times), copy_gbps)
+
+
+# ---- CPU: NumPy reference vs a naive composition -----------------------------------------------
+
+CPU_SHAPE = (4096, 1000)
+
+
+def cpu_operands():
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal(CPU_SHAPE, dtype=np.float32)
+    target = rng.integers(0, CPU_SHAPE[1], CPU_SHAPE[0])
+    return logits, target
+
+
+def cpu_reference_step(logits, target):
+    be = NumpyBackend()
+
+    def step():
+        loss, saved = be.softmax_cross_entropy(logits, target)
+        return loss, be.softmax_cross_entropy_backward(logits, target, saved, np.float32(1.0))
+
+    return step
+
+
+def cpu_naive_step(logits, target):
+    """The textbook composition: softmax, a one-hot N x C matrix, log, multiply, subtract."""
+    n = logits.shape[0]
+
+    def step():
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        onehot = np.zeros_like(logits)
+        onehot[np.arange(n), target] = 1.0
+        loss = -(onehot * np.log(p)).sum() / n
+        return loss, (p - onehot) / n
+
+    return step
+
+
+@pytest.mark.benchmark(group="cpu-softmax-cross-entropy")
+def test_cpu_softmax_cross_entropy_reference(benchmark):
+    logits, target = cpu_operands()
+    reference, naive = cpu_reference_step(logits, target), cpu_naive_step(logits, target)
+    loss, grad = reference()
+    naive_loss, naive_grad = naive()
+    np.testing.assert_allclose(loss, naive_loss, rtol=1e-4)
+    np.testing.assert_allclose(grad, naive_grad, atol=1e-7)
+    naive_s = cpu_median_s(naive)
+    benchmark(reference)
+    benchmark.extra_info["naive_median_ms"] = round(naive_s * 1e3, 2)
+    benchmark.extra_info["speedup_vs_naive"] = round(naive_s / benchmark.stats.stats.median, 2)
+
+
+@pytest.mark.benchmark(group="cpu-softmax-cross-entropy")
+def test_cpu_softmax_cross_entropy_naive(benchmark):
+    benchmark.extra_info["role"] = "baseline"  # benchmarks/conftest.py adds ratios to it
+    benchmark(cpu_naive_step(*cpu_operands()))

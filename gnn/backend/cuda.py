@@ -1,0 +1,406 @@
+"""CupyBackend: arrays on an NVIDIA GPU through CuPy, with gnn's own CUDA kernels from kernels/.
+
+The only module in gnn that imports cupy, and only inside functions, so `import gnn` never does.
+Kernel errors (bad class labels) are flagged on the device and raised by `check_errors()`.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gnn.backend.numpy import NumpyBackend
+
+
+def device_count() -> int:
+    """Number of CUDA devices CuPy sees (0 when CuPy or the driver is missing)."""
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:
+        return 0
+
+
+# dtypes that have kernels, and the suffix of their kernel names; other dtypes (float64) take the
+# reference implementation, which runs on CuPy arrays as it stands.
+KERNEL_DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
+
+ELEMENTWISE_THREADS = 256
+BLOCKS_PER_SM = 8  # enough resident blocks of 256 threads to fill an SM (2048 threads)
+MAX_THREADS = 1024
+# Device error slots: flag, first bad label, classes, ignore_index, bad rows (see the .cu file)
+ERROR_SLOTS = 5
+
+
+def elementwise_launch(n: int, itemsize: int, sm_count: int) -> tuple[int, int]:
+    """(blocks, threads) for a grid-stride elementwise kernel over n elements in 16-byte packs."""
+    packs = -(-n // (16 // itemsize))
+    blocks = max(1, min(-(-packs // ELEMENTWISE_THREADS), sm_count * BLOCKS_PER_SM))
+    return blocks, ELEMENTWISE_THREADS
+
+
+def row_threads(c: int, itemsize: int) -> int:
+    """Threads for a one-block-per-row kernel: a 16-byte pack each, whole warps, at most 1024."""
+    packs = -(-c // (16 // itemsize))
+    return min(MAX_THREADS, max(32, 32 * -(-packs // 32)))
+
+
+def reduce_threads(n: int) -> int:
+    """Threads for the one-block reduction over n rows: whole warps, at most 1024."""
+    return min(MAX_THREADS, max(32, 32 * -(-n // 32)))
+
+
+def row_blocks(n: int) -> int:
+    """Blocks for a one-block-per-row kernel (the kernels stride over rows beyond the grid)."""
+    return max(1, min(n, 2**31 - 1))
+
+
+def kernel_dir() -> Path:
+    """Where the .cu files are: kernels/ in a checkout, gnn/_kernels in an installed wheel."""
+    source = Path(__file__).resolve().parents[2] / "kernels"
+    if (source / "sigmoid.cu").is_file():
+        return source
+    installed = Path(str(importlib.resources.files("gnn") / "_kernels"))
+    if installed.is_dir():
+        return installed
+    raise FileNotFoundError(f"gnn's CUDA kernels were not found in {source} nor in {installed}")
+
+
+class CupyBackend(NumpyBackend):
+    """Arrays in GPU memory; fused entry points run gnn's CUDA kernels."""
+
+    name = "cuda"
+
+    def __init__(self, index: int = 0) -> None:
+        from gnn.backend import CUDA_INSTALL_HINT, Device
+
+        try:
+            import cupy
+        except Exception as exc:  # ImportError, or a CuPy that cannot find its CUDA libraries
+            raise RuntimeError(f"cannot import CuPy ({exc}); {CUDA_INSTALL_HINT}") from exc
+        count = device_count()
+        if count == 0:
+            raise RuntimeError(
+                "device 'cuda' was requested but no CUDA GPU is visible "
+                "(check nvidia-smi and the driver); " + CUDA_INSTALL_HINT
+            )
+        if index >= count:
+            raise RuntimeError(f"device 'cuda:{index}' does not exist: {count} GPU(s) visible")
+        super().__init__()
+        self.xp = cupy
+        self.device = Device("cuda", index)
+        self._cuda_device = cupy.cuda.Device(index)
+        self._modules: dict[str, Any] = {}
+        self._functions: dict[tuple[str, str], Any] = {}
+        self._sm_count = 0
+        self._dummy: Any = None  # stands in for optional pointer arguments the kernel will not read
+        self._errors: Any = None  # int64[ERROR_SLOTS] on this GPU, made on first use
+        self._errors_pending = False  # a flagging kernel ran since the last check_errors()
+
+    # ---- arrays --------------------------------------------------------------------------------
+
+    def asarray(self, data: Any, dtype: Any = None) -> Any:
+        with self._cuda_device:
+            return self.xp.asarray(data, dtype=dtype)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        """Copy to host; first raise an error a kernel flagged since the last check (lazily)."""
+        if self._errors_pending:
+            self.check_errors()
+        return self.xp.asnumpy(a)
+
+    def synchronize(self) -> None:
+        self._cuda_device.synchronize()
+
+    # ---- random numbers ------------------------------------------------------------------------
+
+    def _new_generator(self, seed: int | None) -> Any:
+        with self._cuda_device:
+            return self.xp.random.default_rng(seed)
+
+    def get_rng_state(self) -> dict:
+        # CuPy's generators do not expose their state; checkpoints keep the seed generation only.
+        return {}
+
+    def set_rng_state(self, state: dict) -> None:
+        pass
+
+    def randn(self, shape: tuple, dtype: Any) -> Any:
+        out = self.rng().standard_normal(shape, dtype=np.float64 if dtype == np.float16 else dtype)
+        return out.astype(dtype, copy=False)
+
+    def rand(self, shape: tuple, dtype: Any) -> Any:
+        out = self.rng().random(shape, dtype=np.float64 if dtype == np.float16 else dtype)
+        return out.astype(dtype, copy=False)
+
+    def randint(self, low: int, high: int, shape: tuple, dtype: Any) -> Any:
+        return self.rng().integers(low, high, size=shape, dtype=dtype)
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def index_add(self, target: Any, index: Any, values: Any) -> None:
+        import cupyx
+
+        cupyx.scatter_add(target, index, values)
+
+    def erf(self, x: Any) -> Any:
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf(x)
+
+    # ---- kernels -------------------------------------------------------------------------------
+
+    def module(self, name: str) -> Any:
+        """The compiled RawModule for kernels/<name>.cu on this device (cached per device)."""
+        mod = self._modules.get(name)
+        if mod is None:
+            source = (kernel_dir() / f"{name}.cu").read_text()
+            with self._cuda_device:
+                mod = self.xp.RawModule(code=source, options=("--std=c++17",))
+            self._modules[name] = mod
+        return mod
+
+    def _kernel(self, module: str, name: str) -> Any:
+        fn = self._functions.get((module, name))
+        if fn is None:
+            fn = self.module(module).get_function(name)
+            self._functions[(module, name)] = fn
+        return fn
+
+    def _launch(self, module: str, name: str, blocks: int, threads: int, args: tuple) -> None:
+        """Queue kernels/<module>.cu:<name> on the current stream (GNN_DEBUG_SYNC=1: and wait)."""
+        self._kernel(module, name)((blocks,), (threads,), args)
+        if os.environ.get("GNN_DEBUG_SYNC") == "1":
+            self.check_errors()
+
+    def _sms(self) -> int:
+        if not self._sm_count:
+            self._sm_count = int(self._cuda_device.attributes["MultiProcessorCount"])
+        return self._sm_count
+
+    def _dummy_f32(self) -> Any:
+        if self._dummy is None:
+            self._dummy = self.xp.zeros((1,), dtype=np.float32)
+        return self._dummy
+
+    def _error_slots(self) -> Any:
+        if self._errors is None:
+            self._errors = self.xp.zeros((ERROR_SLOTS,), dtype=np.int64)
+        self._errors_pending = True
+        return self._errors
+
+    def check_errors(self) -> None:
+        """Wait for this GPU, then raise (and clear) an error a kernel flagged since the last check.
+
+        Kernels cannot raise: a bad class label sets a flag on the device instead. This is called
+        after every launch when the environment has GNN_DEBUG_SYNC=1, and lazily otherwise (by
+        `to_numpy`, hence `Tensor.numpy()` / `.item()`, after a kernel that can flag has run).
+        """
+        self.synchronize()  # also surfaces asynchronous CUDA errors of earlier launches
+        self._errors_pending = False
+        if self._errors is None:
+            return
+        with self._cuda_device:
+            slots = self.xp.asnumpy(self._errors)
+            if slots[0] == 0:
+                return
+            self._errors.fill(0)
+        label, classes, ignore_index, count = (int(v) for v in slots[1:])
+        raise IndexError(
+            f"cross_entropy: target {label} is out of bounds for {classes} classes "
+            f"(valid: 0..{classes - 1}, or ignore_index={ignore_index}); {count} bad label(s) "
+            f"found by the CUDA kernel on {self.device} (their loss and gradient rows are NaN)"
+        )
+
+    # ---- fused entry points (kernels/sigmoid.cu, kernels/softmax_cross_entropy.cu) ---------------
+
+    def sigmoid(self, x: Any) -> Any:
+        """y = 1 / (1 + exp(-x)), by the kernel for float16/float32 (float32 math)."""
+        suffix = KERNEL_DTYPES.get(x.dtype)
+        if suffix is None:
+            return super().sigmoid(x)
+        with self._cuda_device:
+            x_c = self.xp.ascontiguousarray(x)
+            y = self.xp.empty(x.shape, dtype=x.dtype)
+            if x.size:
+                blocks, threads = elementwise_launch(x.size, x.itemsize, self._sms())
+                args = (x_c, y, np.int64(x.size))
+                self._launch("sigmoid", f"sigmoid_forward_{suffix}", blocks, threads, args)
+        return y
+
+    def sigmoid_backward(self, y: Any, gy: Any) -> Any:
+        """gx = gy * y * (1 - y) in one pass (same shape and dtype; otherwise the reference)."""
+        suffix = KERNEL_DTYPES.get(y.dtype)
+        if suffix is None or not self.is_array(gy) or gy.dtype != y.dtype or gy.shape != y.shape:
+            return super().sigmoid_backward(y, gy)
+        with self._cuda_device:
+            y_c = self.xp.ascontiguousarray(y)
+            gy_c = self.xp.ascontiguousarray(gy)
+            gx = self.xp.empty(y.shape, dtype=y.dtype)
+            if y.size:
+                blocks, threads = elementwise_launch(y.size, y.itemsize, self._sms())
+                args = (y_c, gy_c, gx, np.int64(y.size))
+                self._launch("sigmoid", f"sigmoid_backward_{suffix}", blocks, threads, args)
+        return gx
+
+    def _class_args(self, logits: Any, target: Any, weight: Any, smoothing: float) -> tuple:
+        """Checked, contiguous kernel operands: logits, int64 target, float32 weight and its sum."""
+        xp = self.xp
+        n, c = logits.shape
+        if target.shape != (n,):
+            raise ValueError(
+                f"cross_entropy: target shape {tuple(target.shape)} does not match logits "
+                f"{tuple(logits.shape)}: expected ({n},)"
+            )
+        if target.dtype.kind not in "iu":
+            raise TypeError(f"cross_entropy: target must be integer labels, not {target.dtype}")
+        logits = xp.ascontiguousarray(logits)
+        target = xp.ascontiguousarray(target, dtype=np.int64)
+        if weight is None:
+            return logits, target, self._dummy_f32(), self._dummy_f32(), np.int32(0)
+        if weight.shape != (c,):
+            raise ValueError(
+                f"cross_entropy: weight shape {tuple(weight.shape)} does not match {c} classes"
+            )
+        weight = xp.ascontiguousarray(weight, dtype=np.float32)
+        # sum(weight) is read only with label smoothing; it stays on the device (no host sync)
+        weight_sum = weight.sum(keepdims=True) if smoothing > 0.0 else self._dummy_f32()
+        return logits, target, weight, weight_sum, np.int32(1)
+
+    def softmax_cross_entropy(
+        self,
+        logits: Any,
+        target: Any,
+        weight: Any = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> tuple[Any, Any]:
+        """Kernel version of NumpyBackend.softmax_cross_entropy: same arguments and results.
+
+        A label outside [0, C) (not ignore_index) does not raise here: the kernel flags it and
+        `check_errors()` raises IndexError later (the reference raises at once).
+        """
+        suffix = KERNEL_DTYPES.get(logits.dtype)
+        if suffix is None or logits.ndim != 2 or 0 in logits.shape:
+            return super().softmax_cross_entropy(
+                logits, target, weight, ignore_index, reduction, label_smoothing
+            )
+        xp = self.xp
+        n, c = logits.shape
+        eps = float(label_smoothing)
+        with self._cuda_device:
+            logits, target, weight, weight_sum, has_weight = self._class_args(
+                logits, target, weight, eps
+            )
+            errors = self._error_slots()
+            lse = xp.empty((n,), dtype=np.float32)
+            row_loss = xp.empty((n,), dtype=np.float32)
+            args = (
+                logits,
+                target,
+                weight,
+                weight_sum,
+                has_weight,
+                np.int64(n),
+                np.int64(c),
+                np.int64(ignore_index),
+                np.float32(eps),
+                lse,
+                row_loss,
+                errors,
+            )
+            self._launch(
+                "softmax_cross_entropy",
+                f"softmax_ce_forward_{suffix}",
+                row_blocks(n),
+                row_threads(c, logits.itemsize),
+                args,
+            )
+            if reduction == "none":
+                return row_loss.astype(logits.dtype, copy=False), (lse, None)
+            mean = reduction != "sum"  # as in the reference: anything else is "mean"
+            loss = xp.empty((), dtype=logits.dtype)
+            denom = xp.empty((), dtype=np.float32)
+            args = (
+                row_loss,
+                target,
+                weight,
+                has_weight,
+                np.int64(n),
+                np.int64(c),
+                np.int64(ignore_index),
+                np.int32(mean),
+                loss,
+                denom,
+            )
+            self._launch(
+                "softmax_cross_entropy", f"softmax_ce_reduce_{suffix}", 1, reduce_threads(n), args
+            )
+        return loss, (lse, denom if mean else None)
+
+    def softmax_cross_entropy_backward(
+        self,
+        logits: Any,
+        target: Any,
+        saved: tuple[Any, Any],
+        gloss: Any,
+        weight: Any = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> Any:
+        """Kernel version of NumpyBackend.softmax_cross_entropy_backward (one pass over logits)."""
+        suffix = KERNEL_DTYPES.get(logits.dtype)
+        n, c = logits.shape if logits.ndim == 2 else (0, 0)
+        gloss_size = int(getattr(gloss, "size", 1))
+        per_row = reduction == "none" and gloss_size == n and n > 1
+        if suffix is None or n == 0 or c == 0 or not (gloss_size == 1 or per_row):
+            return super().softmax_cross_entropy_backward(
+                logits, target, saved, gloss, weight, ignore_index, reduction, label_smoothing
+            )
+        xp = self.xp
+        lse, denom = saved
+        mean = reduction not in ("none", "sum")
+        if mean and denom is None:
+            raise ValueError("softmax_cross_entropy_backward: reduction 'mean' needs saved[1]")
+        eps = float(label_smoothing)
+        with self._cuda_device:
+            logits, target, weight, weight_sum, has_weight = self._class_args(
+                logits, target, weight, eps
+            )
+            lse = xp.ascontiguousarray(lse, dtype=np.float32)
+            gloss = xp.ascontiguousarray(xp.asarray(gloss), dtype=np.float32)
+            denom = xp.ascontiguousarray(denom, dtype=np.float32) if mean else self._dummy_f32()
+            glogits = xp.empty((n, c), dtype=logits.dtype)
+            args = (
+                logits,
+                target,
+                weight,
+                weight_sum,
+                has_weight,
+                lse,
+                gloss,
+                np.int64(1 if per_row else 0),
+                denom,
+                np.int32(mean),
+                np.int64(n),
+                np.int64(c),
+                np.int64(ignore_index),
+                np.float32(eps),
+                glogits,
+                self._error_slots(),
+            )
+            self._launch(
+                "softmax_cross_entropy",
+                f"softmax_ce_backward_{suffix}",
+                row_blocks(n),
+                row_threads(c, logits.itemsize),
+                args,
+            )
+        return glogits

@@ -1,0 +1,463 @@
+"""gnn's CUDA kernels against their NumPy references (kernels/*.cu vs gnn/backend/numpy.py).
+
+The reference runs in float64 on the same fresh random data; kernel outputs are poisoned with NaN
+before each launch (cupy.empty is patched), so an element the kernel fails to write shows up.
+GPU tests carry the `gpu` marker and skip themselves without CuPy and a CUDA device; the tests of
+kernel_dir() and of the launch shapes run on the CPU too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+
+from gnn.backend import NumpyBackend, cuda_available
+from gnn.backend import cuda as cuda_backend
+
+ref = NumpyBackend()
+rng = np.random.default_rng(7)
+
+GPU_MARKS = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA device"),
+]
+
+
+def needs_gpu(test):
+    """Mark a test `gpu` and skip it without CuPy and a CUDA device."""
+    for mark in GPU_MARKS:
+        test = mark(test)
+    return test
+
+
+DTYPES = [np.float32, np.float16]
+
+
+# ---- CPU: sources and launch shapes ------------------------------------------------------------
+
+
+def test_kernel_dir_holds_every_kernel_the_backend_launches():
+    folder = cuda_backend.kernel_dir()
+    expected = {
+        "sigmoid": ["sigmoid_forward", "sigmoid_backward"],
+        "softmax_cross_entropy": [
+            "softmax_ce_forward",
+            "softmax_ce_reduce",
+            "softmax_ce_backward",
+        ],
+    }
+    for module, stems in expected.items():
+        source = (folder / f"{module}.cu").read_text()
+        defined = set(
+            re.findall(r'extern "C" __global__ void __launch_bounds__\(\d+\)\s*(\w+)\(', source)
+        )
+        for stem, suffix in itertools.product(stems, cuda_backend.KERNEL_DTYPES.values()):
+            assert f"{stem}_{suffix}" in defined, f"{module}.cu lacks {stem}_{suffix}"
+
+
+def test_elementwise_launch_shapes():
+    assert cuda_backend.elementwise_launch(1, 4, 132) == (1, 256)
+    assert cuda_backend.elementwise_launch(1024, 4, 132) == (1, 256)  # 256 packs of 4
+    assert cuda_backend.elementwise_launch(1025, 4, 132) == (2, 256)
+    assert cuda_backend.elementwise_launch(2048, 2, 132) == (1, 256)  # 256 packs of 8 halves
+    assert cuda_backend.elementwise_launch(10**8, 4, 132) == (132 * 8, 256)  # capped: grid-stride
+
+
+def test_row_launch_shapes():
+    assert cuda_backend.row_threads(1, 4) == 32
+    assert cuda_backend.row_threads(1000, 4) == 256  # 250 packs of 4
+    assert cuda_backend.row_threads(50257, 4) == 1024
+    assert cuda_backend.row_threads(50257, 2) == 1024
+    for c in [1, 7, 31, 33, 129, 4097, 10**6]:
+        for itemsize in (2, 4):
+            threads = cuda_backend.row_threads(c, itemsize)
+            assert threads % 32 == 0 and 32 <= threads <= 1024
+    assert cuda_backend.reduce_threads(1) == 32
+    assert cuda_backend.reduce_threads(8192) == 1024
+    assert cuda_backend.row_blocks(5) == 5
+
+
+# ---- GPU fixtures and helpers ------------------------------------------------------------------
+
+
+@pytest.fixture
+def be(monkeypatch):
+    """The CUDA backend; float outputs of cupy.empty are NaN-filled; the error flag is clear."""
+    import cupy
+
+    from gnn.backend import get_backend
+
+    real_empty = cupy.empty
+
+    def poisoned_empty(shape, dtype=float, order="C"):
+        out = real_empty(shape, dtype=dtype, order=order)
+        if np.dtype(dtype).kind == "f":
+            out.fill(np.nan)
+        return out
+
+    monkeypatch.setattr(cupy, "empty", poisoned_empty)
+    monkeypatch.delenv("GNN_DEBUG_SYNC", raising=False)
+    backend = get_backend("cuda")
+    try:
+        backend.check_errors()
+    except IndexError:
+        pass  # left by an earlier test
+    return backend
+
+
+def gpu(a):
+    import cupy
+
+    return cupy.asarray(a)
+
+
+def host(a):
+    import cupy
+
+    return cupy.asnumpy(a)
+
+
+def assert_close(actual, expected, dtype, rtol=None, atol=None):
+    """Kernel output (any device) vs float64 reference: tolerance by dtype, atol scaled by size."""
+    actual = host(actual).astype(np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape
+    scale = max(1.0, float(np.nanmax(np.abs(expected)))) if expected.size else 1.0
+    if rtol is None:
+        rtol = 2e-5 if dtype == np.float32 else 4e-3
+    if atol is None:
+        atol = (2e-6 if dtype == np.float32 else 2e-3) * scale
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+def rounded(shape, dtype, scale=1.0):
+    """Fresh random data in dtype, and the same values in float64 for the reference."""
+    x = (rng.standard_normal(shape) * scale).astype(dtype)
+    return x, x.astype(np.float64)
+
+
+# ---- sigmoid -----------------------------------------------------------------------------------
+
+SIGMOID_SHAPES = [(0,), (3, 0), (), (1,), (7,), (1001,), (37, 53), (2**20 + 3,)]
+# 0.5 tanh(x/2) + 0.5 has absolute (not relative) error ~ float32 epsilon near y = 0
+SIGMOID_TOL = {np.float32: dict(rtol=1e-6, atol=5e-7), np.float16: dict(rtol=1e-3, atol=1e-3)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SIGMOID_SHAPES)
+class TestSigmoid:
+    pytestmark = GPU_MARKS
+
+    def test_forward(self, be, shape, dtype):
+        x, x64 = rounded(shape, dtype, scale=4.0)
+        y = be.sigmoid(gpu(x))
+        assert y.dtype == dtype and y.shape == shape
+        expected = ref.sigmoid(x64.reshape(-1)).reshape(shape)  # (the reference needs ndim >= 1)
+        assert_close(y, expected, dtype, **SIGMOID_TOL[dtype])
+
+    def test_backward(self, be, shape, dtype):
+        y = ref.sigmoid(rng.standard_normal(shape).reshape(-1) * 3).reshape(shape).astype(dtype)
+        gy, gy64 = rounded(shape, dtype)
+        gx = be.sigmoid_backward(gpu(y), gpu(gy))
+        assert gx.dtype == dtype and gx.shape == shape
+        assert_close(gx, ref.sigmoid_backward(y.astype(np.float64), gy64), dtype, rtol=1e-5)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_non_contiguous_and_misaligned_inputs(be, dtype):
+    x, x64 = rounded((64, 130), dtype, scale=4.0)
+    y = ref.sigmoid(x64).astype(dtype)  # a valid sigmoid output for the backward
+    gy, gy64 = rounded((64, 130), dtype)
+    views = {
+        "strided": (lambda a: a[:, ::3]),
+        "transposed": (lambda a: a.T),
+        "offset by one element (not 16-byte aligned)": (lambda a: a.reshape(-1)[1:4000]),
+    }
+    for name, view in views.items():
+        out = be.sigmoid(view(gpu(x)))
+        assert out.shape == view(x).shape, name
+        assert_close(out, ref.sigmoid(view(x64)), dtype, **SIGMOID_TOL[dtype])
+        gx = be.sigmoid_backward(view(gpu(y)), view(gpu(gy)))
+        expected = ref.sigmoid_backward(view(y).astype(np.float64), view(gy64))
+        assert_close(gx, expected, dtype, rtol=1e-5)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_extremes_are_exact(be, dtype):
+    big = 6e4 if dtype == np.float16 else 1e4
+    x = np.array([-big, -100.0, 0.0, 100.0, big], dtype=dtype)
+    y = host(be.sigmoid(gpu(x)))
+    assert y[0] == 0 and y[2] == 0.5 and y[-1] == 1 and np.all(np.isfinite(y))
+    gx = host(be.sigmoid_backward(gpu(y), gpu(np.ones_like(y))))
+    assert gx[0] == 0 and gx[2] == 0.25 and gx[-1] == 0
+
+
+@needs_gpu
+def test_sigmoid_float64_uses_the_reference(be):
+    x, x64 = rounded((33,), np.float64)
+    np.testing.assert_allclose(host(be.sigmoid(gpu(x))), ref.sigmoid(x64), rtol=1e-14)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_kernels_accept_any_grid(be, dtype):
+    # The grid-stride loops must cover every element with a grid smaller than the work.
+    suffix = cuda_backend.KERNEL_DTYPES[np.dtype(dtype)]
+    x, x64 = rounded((10_007,), dtype, scale=4.0)
+    y = gpu(np.full_like(x, np.nan))
+    fn = be._kernel("sigmoid", f"sigmoid_forward_{suffix}")
+    fn((1,), (64,), (gpu(x), y, np.int64(x.size)))
+    assert_close(y, ref.sigmoid(x64), dtype, **SIGMOID_TOL[dtype])
+
+
+# ---- softmax cross-entropy ---------------------------------------------------------------------
+
+
+def run_both(be, z, t, w=None, ignore_index=-100, reduction="mean", eps=0.0, gloss=None):
+    """Kernel and float64 reference, forward and backward, on the same data; returns both."""
+    dtype = z.dtype.type
+    z64 = host(z).astype(np.float64)
+    t_host = host(t)
+    w64 = None if w is None else host(w).astype(np.float64)
+    n = z.shape[0]
+    if gloss is None:
+        gloss = rng.standard_normal(n) if reduction == "none" else np.array(rng.standard_normal())
+    gloss = gloss.astype(dtype)
+    loss, saved = be.softmax_cross_entropy(z, t, w, ignore_index, reduction, eps)
+    g = be.softmax_cross_entropy_backward(z, t, saved, gpu(gloss), w, ignore_index, reduction, eps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rloss, rsaved = ref.softmax_cross_entropy(z64, t_host, w64, ignore_index, reduction, eps)
+        rg = ref.softmax_cross_entropy_backward(
+            z64, t_host, rsaved, gloss.astype(np.float64), w64, ignore_index, reduction, eps
+        )
+    assert loss.dtype == dtype and g.dtype == dtype
+    assert loss.shape == rloss.shape and g.shape == z.shape
+    assert saved[0].dtype == np.float32 and saved[0].shape == (n,)
+    assert (saved[1] is None) == (rsaved[1] is None)
+    return (loss, saved, g), (rloss, rsaved, rg)
+
+
+def check_against_reference(be, z, t, w=None, ignore_index=-100, reduction="mean", eps=0.0):
+    dtype = z.dtype.type
+    (loss, saved, g), (rloss, rsaved, rg) = run_both(be, z, t, w, ignore_index, reduction, eps)
+    assert_close(loss, rloss, dtype)
+    assert_close(saved[0], rsaved[0], np.float32)
+    if rsaved[1] is not None:
+        assert_close(saved[1], rsaved[1], np.float32)
+    assert_close(g, rg, dtype)
+
+
+def labels(n, c, ignored=False):
+    t = rng.integers(0, c, n)
+    if ignored:
+        t[rng.random(n) < 0.3] = -100
+    return t
+
+
+SCE_SHAPES = [(1, 1), (5, 1), (1, 7), (3, 10), (17, 33), (6, 1027), (2, 5000)]
+SCE_OPTIONS = list(itertools.product(["none", "sum", "mean"], [0.0, 0.1], [False, True]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SCE_SHAPES)
+@pytest.mark.parametrize("reduction, eps, weighted", SCE_OPTIONS)
+class TestSoftmaxCrossEntropy:
+    pytestmark = GPU_MARKS
+
+    def test_matches_reference(self, be, shape, dtype, reduction, eps, weighted):
+        n, c = shape
+        z, _ = rounded(shape, dtype, scale=3.0)
+        w = gpu(rng.random(c).astype(np.float32) + 0.5) if weighted else None
+        t = labels(n, c, ignored=n > 2)
+        check_against_reference(be, gpu(z), gpu(t), w, reduction=reduction, eps=eps)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction, eps, weighted", [("mean", 0.0, False), ("sum", 0.1, True)])
+def test_softmax_cross_entropy_vocabulary_50257(be, dtype, reduction, eps, weighted):
+    # rows of 50,257 elements start off 16-byte boundaries: scalar head, packs, scalar tail
+    n, c = 6, 50257
+    z, _ = rounded((n, c), dtype, scale=3.0)
+    w = gpu(rng.random(c).astype(np.float32) + 0.5) if weighted else None
+    t = np.array([0, c - 1, 12345, -100, 50000, 7])
+    check_against_reference(be, gpu(z), gpu(t), w, reduction=reduction, eps=eps)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_large_batch(be, dtype):
+    n, c = 4099, 10
+    z, _ = rounded((n, c), dtype, scale=3.0)
+    for reduction in ["none", "mean"]:
+        check_against_reference(be, gpu(z), gpu(labels(n, c, True)), reduction=reduction)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_non_contiguous_inputs(be, dtype):
+    big, _ = rounded((9, 2 * 301 + 1), dtype, scale=3.0)
+    t = gpu(labels(9, 301, True))
+    w = gpu((rng.random(301) + 0.5).astype(np.float32))
+    check_against_reference(be, gpu(big)[:, 1:302], t, w, reduction="mean", eps=0.1)
+    check_against_reference(be, gpu(big)[:, ::2][:, :301], t, reduction="sum")
+    zt, _ = rounded((301, 9), dtype)
+    check_against_reference(be, gpu(zt).T, t, reduction="none")
+    flat, _ = rounded((9 * 301 + 1,), dtype)
+    check_against_reference(be, gpu(flat)[1:].reshape(9, 301), t, reduction="mean")  # misaligned
+    check_against_reference(
+        be, gpu(big)[:, 1:302], gpu(host(t)[::-1].copy())[::-1], reduction="sum"
+    )
+
+
+@needs_gpu
+def test_softmax_cross_entropy_ignore_index_variants(be):
+    z, _ = rounded((8, 5), np.float32)
+    t = np.array([0, 1, 2, 3, 4, 0, 7, 7])
+    check_against_reference(be, gpu(z[:6]), gpu(t[:6]), ignore_index=0, reduction="mean")
+    check_against_reference(be, gpu(z), gpu(t), ignore_index=7, reduction="mean", eps=0.2)
+    check_against_reference(be, gpu(z), gpu(t.astype(np.int32)), ignore_index=7, reduction="sum")
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_all_ignored(be, dtype):
+    z = gpu(rounded((4, 6), dtype)[0])
+    t = gpu(np.full(4, -100))
+    loss, saved = be.softmax_cross_entropy(z, t, reduction="mean")
+    assert np.isnan(host(loss)) and host(saved[1]) == 0
+    g = be.softmax_cross_entropy_backward(z, t, saved, gpu(np.array(1.0, dtype)))
+    np.testing.assert_array_equal(host(g), 0)
+    loss, saved = be.softmax_cross_entropy(z, t, reduction="sum")
+    assert host(loss) == 0
+    loss, saved = be.softmax_cross_entropy(z, t, reduction="none")
+    np.testing.assert_array_equal(host(loss), 0)
+
+
+@needs_gpu
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_softmax_cross_entropy_empty_batch(be, reduction):
+    z = gpu(np.zeros((0, 5), np.float32))
+    t = gpu(np.zeros((0,), np.int64))
+    with np.errstate(invalid="ignore"):
+        loss, saved = be.softmax_cross_entropy(z, t, reduction=reduction)
+        rloss, _ = ref.softmax_cross_entropy(
+            np.zeros((0, 5)), np.zeros((0,), np.int64), None, -100, reduction
+        )
+    np.testing.assert_array_equal(host(loss), rloss)  # NaN for mean, 0 for sum, () for none
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gloss = gpu(np.ones(loss.shape, np.float32))
+        g = be.softmax_cross_entropy_backward(z, t, saved, gloss, reduction=reduction)
+    assert g.shape == (0, 5)
+
+
+@needs_gpu
+def test_softmax_cross_entropy_float64_uses_the_reference(be):
+    z, z64 = rounded((4, 9), np.float64)
+    t = labels(4, 9)
+    loss, saved = be.softmax_cross_entropy(gpu(z), gpu(t))
+    rloss, _ = ref.softmax_cross_entropy(z64, t)
+    np.testing.assert_allclose(host(loss), rloss, rtol=1e-14)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_kernels_accept_any_grid(be, dtype):
+    # Row kernels stride over rows: a grid of 3 blocks must still do all 10 rows.
+    suffix = cuda_backend.KERNEL_DTYPES[np.dtype(dtype)]
+    n, c = 10, 77
+    z, z64 = rounded((n, c), dtype, scale=3.0)
+    t = labels(n, c, True)
+    lse = gpu(np.full(n, np.nan, np.float32))
+    row_loss = gpu(np.full(n, np.nan, np.float32))
+    dummy = gpu(np.zeros(1, np.float32))
+    errors = gpu(np.zeros(5, np.int64))
+    fwd = be._kernel("softmax_cross_entropy", f"softmax_ce_forward_{suffix}")
+    args = (
+        gpu(z),
+        gpu(t),
+        dummy,
+        dummy,
+        np.int32(0),
+        np.int64(n),
+        np.int64(c),
+        np.int64(-100),
+        np.float32(0.0),
+        lse,
+        row_loss,
+        errors,
+    )
+    fwd((3,), (64,), args)
+    rloss, (rlse, _) = ref.softmax_cross_entropy(z64, t, reduction="none")
+    assert_close(row_loss, rloss, np.float32, rtol=1e-4, atol=1e-4)
+    assert_close(lse, rlse, np.float32)
+    g = gpu(np.full((n, c), np.nan, dtype))
+    bwd = be._kernel("softmax_cross_entropy", f"softmax_ce_backward_{suffix}")
+    ones = gpu(np.ones(1, np.float32))
+    args = (
+        gpu(z),
+        gpu(t),
+        dummy,
+        dummy,
+        np.int32(0),
+        lse,
+        ones,
+        np.int64(0),
+        dummy,
+        np.int32(0),
+        np.int64(n),
+        np.int64(c),
+        np.int64(-100),
+        np.float32(0.0),
+        g,
+        errors,
+    )
+    bwd((3,), (64,), args)
+    rg = ref.softmax_cross_entropy_backward(z64, t, (rlse, None), np.float64(1.0), reduction="sum")
+    assert_close(g, rg, dtype)
+    assert host(errors)[0] == 0
+
+
+# ---- bad labels: flagged on the device, raised by check_errors ---------------------------------
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_of_range_label_is_flagged_and_raised_by_check_errors(be, dtype):
+    z = gpu(rounded((4, 10), dtype)[0])
+    t = gpu(np.array([1, 10, -100, 3]))
+    loss, saved = be.softmax_cross_entropy(z, t, reduction="none")  # queued: no raise, no sync
+    with pytest.raises(IndexError, match=r"target 10 is out of bounds for 10 classes"):
+        be.check_errors()
+    be.check_errors()  # the flag was cleared
+    rows = host(loss)
+    assert np.isnan(rows[1]) and np.all(np.isfinite(rows[[0, 2, 3]]))
+    g = host(
+        be.softmax_cross_entropy_backward(z, t, saved, gpu(np.ones(4, dtype)), reduction="none")
+    )
+    assert np.all(np.isnan(g[1])) and np.all(np.isfinite(g[[0, 2, 3]]))
+    with pytest.raises(IndexError, match="target 10"):
+        be.check_errors()
+
+
+@needs_gpu
+def test_out_of_range_label_is_raised_lazily_when_read_to_host(be):
+    z = gpu(rounded((3, 4), np.float32)[0])
+    loss, _ = be.softmax_cross_entropy(z, gpu(np.array([0, -1, 2])), reduction="mean")
+    with pytest.raises(IndexError, match=r"target -1 is out of bounds for 4 classes.*1 bad label"):
+        be.to_numpy(loss)
+    assert np.isnan(be.to_numpy(loss))  # reported once; the mean is NaN
+
+
+@needs_gpu
+def test_out_of_range_label_raises_at_launch_with_debug_sync(be, monkeypatch):
+    monkeypatch.setenv("GNN_DEBUG_SYNC", "1")
+    z = gpu(rounded((3, 4), np.float32)[0])
+    with pytest.raises(IndexError, match="target 4 is out of bounds for 4 classes"):
+        be.softmax_cross_entropy(z, gpu(np.array([4, 4, 0])))
+    be.softmax_cross_entropy(z, gpu(np.array([3, 2, 0])))  # fine again
