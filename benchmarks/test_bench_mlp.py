@@ -1,5 +1,6 @@
 """One training epoch of a 784-256-10 ReLU MLP (softmax cross-entropy, SGD, batch 128) on 60,000
-random float32 samples: gnn next to the same epoch written by hand in NumPy (and PyTorch if present).
+random float32 samples: gnn next to the same epoch written by hand in NumPy (and PyTorch if
+present).
 
 Target (issue 2): gnn within 1.10x of the hand-written NumPy epoch (median of rounds).
 """
@@ -83,7 +84,9 @@ def gnn_epoch(x: np.ndarray, y: np.ndarray, model: nn.Module, opt: optim.Optimiz
 def _gnn_model() -> nn.Module:
     model = nn.Sequential(nn.Linear(D, H), nn.ReLU(), nn.Linear(H, C))
     w = _init_weights()
-    model.load_state_dict({"0.weight": w["w1"], "0.bias": w["b1"], "2.weight": w["w2"], "2.bias": w["b2"]})
+    model.load_state_dict(
+        {"0.weight": w["w1"], "0.bias": w["b1"], "2.weight": w["w2"], "2.bias": w["b2"]}
+    )
     return model
 
 
@@ -126,7 +129,12 @@ def test_mlp_epoch_torch(benchmark, data) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.ReLU(), torch.nn.Linear(H, C))
     w = _init_weights()
     with torch.no_grad():
-        for name, key in (("0.weight", "w1"), ("0.bias", "b1"), ("2.weight", "w2"), ("2.bias", "b2")):
+        for name, key in (
+            ("0.weight", "w1"),
+            ("0.bias", "b1"),
+            ("2.weight", "w2"),
+            ("2.bias", "b2"),
+        ):
             model.state_dict()[name].copy_(torch.from_numpy(w[key]))
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)

@@ -68,7 +68,9 @@ def __getattr__(name: str):  # noqa: ANN202
     }  # fmt: skip
     if name in lazy:
         return importlib.import_module(f"gnn.{name}")
-    if name == "Sequential":  # the Keras face: importing gnn.layers attaches compile/fit/... to Module
+    if (
+        name == "Sequential"
+    ):  # the Keras face: importing gnn.layers attaches compile/fit/... to Module
         importlib.import_module("gnn.layers")
         return importlib.import_module("gnn.nn").Sequential
     if name == "NeuralNetwork":  # the brain.js face

@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 
 
 class Function:
-    """One differentiable op. Subclasses set hyperparameters in __init__ and save what backward needs."""
+    """One differentiable op.
+
+    Subclasses set hyperparameters in __init__ and save what backward needs.
+    """
 
     # inputs: the Tensor arguments (None where the argument was not a Tensor)
     __slots__ = ("inputs", "needs_input_grad", "be", "__dict__")
@@ -26,7 +29,10 @@ class Function:
         raise NotImplementedError
 
     def backward(self, gy: Any) -> Any:
-        """Return one gradient per input (a tuple, or the array alone for one input); None = no grad."""
+        """Return one gradient per input (a tuple, or the array alone for one input).
+
+        None in place of a gradient means that input gets none.
+        """
         raise NotImplementedError
 
     @classmethod
@@ -80,7 +86,8 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         if root.data.size != 1:
             raise RuntimeError(
                 f"backward: grad can be implied only for a scalar output, got shape "
-                f"{tuple(root.shape)}; pass a gradient of that shape, e.g. y.backward(gnn.ones_like(y))"
+                f"{tuple(root.shape)}; pass a gradient of that shape, "
+                "e.g. y.backward(gnn.ones_like(y))"
             )
         g0 = xp.ones(root.data.shape, dtype=root.data.dtype)
     else:

@@ -68,8 +68,10 @@ def full(
     be = get_backend(device)
     if dtype is None:
         dtype = (
-            "bool" if isinstance(fill_value, bool)
-            else "int64" if isinstance(fill_value, int)
+            "bool"
+            if isinstance(fill_value, bool)
+            else "int64"
+            if isinstance(fill_value, int)
             else config.get_default_dtype()
         )
     shape = _shape((size,) if isinstance(size, int) else (tuple(size),))
@@ -96,7 +98,11 @@ def randint(low: int, high: int, size: Any, dtype: Any = None, device: Any = Non
 
 
 def arange(
-    start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None,
+    start: Any,
+    end: Any = None,
+    step: Any = 1,
+    dtype: Any = None,
+    device: Any = None,
     requires_grad: bool = False,
 ) -> Tensor:
     """Evenly spaced values in [start, end) (int64 for integer arguments, as in PyTorch)."""
@@ -126,13 +132,17 @@ def _like(t: Tensor, dtype: Any, device: Any) -> tuple[Any, np.dtype]:
     return be, t.dtype if dtype is None else parse_dtype(dtype)
 
 
-def zeros_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def zeros_like(
+    t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
     """Zeros with t's shape, dtype and device."""
     be, dt = _like(t, dtype, device)
     return _new(be.xp.zeros(t.shape, dtype=dt), be, requires_grad)
 
 
-def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def ones_like(
+    t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
     """Ones with t's shape, dtype and device."""
     be, dt = _like(t, dtype, device)
     return _new(be.xp.ones(t.shape, dtype=dt), be, requires_grad)

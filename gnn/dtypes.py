@@ -44,9 +44,7 @@ def parse_dtype(dtype: Any) -> np.dtype:
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise TypeError(
-            f"unknown dtype {dtype!r}; known: {', '.join(sorted(_BY_NAME))}"
-        ) from None
+        raise TypeError(f"unknown dtype {dtype!r}; known: {', '.join(sorted(_BY_NAME))}") from None
     if dt not in SUPPORTED:
         # Other NumPy dtypes (uint8, int16, ...) are accepted as storage; math promotes them.
         if dt.kind not in "biuf":

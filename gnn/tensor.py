@@ -448,7 +448,9 @@ def _to_array(data: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
     try:
         return be, be.asarray(arr, dtype=dt)
     except (ValueError, TypeError) as exc:
-        raise TypeError(f"tensor(): cannot make a tensor from {type(data).__name__}: {exc}") from None
+        raise TypeError(
+            f"tensor(): cannot make a tensor from {type(data).__name__}: {exc}"
+        ) from None
 
 
 def _infer_dtype(data: Any) -> np.dtype:

@@ -17,7 +17,10 @@ class GradcheckError(AssertionError):
 def numerical_grad(
     fn: Callable[..., Tensor], inputs: Sequence[Tensor], index: int, gy: np.ndarray, eps: float
 ) -> np.ndarray:
-    """d(sum(fn(*inputs) * gy)) / d(inputs[index]) by central differences (values changed in place)."""
+    """d(sum(fn(*inputs) * gy)) / d(inputs[index]) by central differences.
+
+    The input's values are changed in place and restored.
+    """
     x = inputs[index].data
     grad = np.zeros(x.shape, dtype=np.float64)
     flat = x.reshape(-1)  # a view: x is contiguous (gradcheck makes it so)
@@ -76,7 +79,11 @@ def gradcheck(
         numeric = numerical_grad(fn, tensors, i, gy, eps)
         bad = np.abs(analytic - numeric) > atol + rtol * np.abs(numeric)
         if bad.any():
-            where = np.unravel_index(int(np.argmax(np.abs(analytic - numeric))), t.shape) if t.shape else ()
+            where = (
+                np.unravel_index(int(np.argmax(np.abs(analytic - numeric))), t.shape)
+                if t.shape
+                else ()
+            )
             raise GradcheckError(
                 f"gradcheck: input {i} (shape {t.shape}): analytic and numerical gradients differ "
                 f"at {len(np.flatnonzero(bad))} of {t.data.size} elements; worst at {where}: "

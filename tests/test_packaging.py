@@ -40,8 +40,12 @@ def test_installed_wheel_finds_its_kernels(wheel: Path, tmp_path: Path) -> None:
     zipfile.ZipFile(wheel).extractall(site)
     code = "import gnn.backend.cuda as c; print(c.kernel_dir())"
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, timeout=60,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     found = Path(result.stdout.strip())

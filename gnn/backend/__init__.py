@@ -1,4 +1,5 @@
-"""Devices and backends: `get_backend("cpu" | "cuda[:N]")` returns the object that owns arrays there.
+"""Devices and backends: `get_backend("cpu" | "cuda[:N]")` returns the object that owns arrays
+there.
 
 Only `gnn/backend/cuda.py` imports CuPy, and only when a CUDA backend is first asked for.
 """
@@ -86,8 +87,9 @@ def get_backend(device: Any = None) -> NumpyBackend:
     be = _cuda_backends.get(index)
     if be is None:
         if importlib.util.find_spec("cupy") is None:
-            raise RuntimeError(f"device {str(dev)!r} needs CuPy, which is not installed; "
-                               + CUDA_INSTALL_HINT)
+            raise RuntimeError(
+                f"device {str(dev)!r} needs CuPy, which is not installed; " + CUDA_INSTALL_HINT
+            )
         from gnn.backend.cuda import CupyBackend
 
         be = CupyBackend(index)  # raises a clear error when there is no such GPU

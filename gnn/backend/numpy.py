@@ -89,10 +89,34 @@ class NumpyBackend:
         # Chebyshev-fitted erfc (Numerical Recipes, 2nd ed., section 6.2), float64 inside.
         z = xp.abs(x).astype(np.float64)
         t = 1.0 / (1.0 + 0.5 * z)
-        poly = -z * z - 1.26551223 + t * (
-            1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (
-                0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
-            ))))
+        poly = (
+            -z * z
+            - 1.26551223
+            + t
+            * (
+                1.00002368
+                + t
+                * (
+                    0.37409196
+                    + t
+                    * (
+                        0.09678418
+                        + t
+                        * (
+                            -0.18628806
+                            + t
+                            * (
+                                0.27886807
+                                + t
+                                * (
+                                    -1.13520398
+                                    + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))
+                                )
+                            )
+                        )
+                    )
+                )
+            )
         )
         erfc = t * xp.exp(poly)
         out = xp.where(x >= 0, 1.0 - erfc, erfc - 1.0)
@@ -156,7 +180,9 @@ class NumpyBackend:
         valid = target != ignore_index
         safe_t = xp.where(valid, target, 0)
         z_t = xp.take_along_axis(z, safe_t[:, None], axis=1)[:, 0] if c else xp.zeros((n,), acc)
-        w_t = xp.where(valid, 1.0 if weight is None else weight.astype(acc)[safe_t], 0.0).astype(acc)
+        w_t = xp.where(valid, 1.0 if weight is None else weight.astype(acc)[safe_t], 0.0).astype(
+            acc
+        )
         eps = float(label_smoothing)
         loss = (1.0 - eps) * w_t * (lse - z_t)
         if eps > 0.0:

@@ -88,7 +88,10 @@ def kaiming_normal_(
 
 
 def default_linear_init_(weight: Tensor, bias: Tensor | None) -> None:
-    """PyTorch's default for Linear/Conv: kaiming_uniform(a=sqrt(5)) weights, U(+-1/sqrt(fan_in)) bias."""
+    """PyTorch's default for Linear/Conv.
+
+    Weights kaiming_uniform(a=sqrt(5)), bias U(+-1/sqrt(fan_in)).
+    """
     kaiming_uniform_(weight, a=math.sqrt(5))
     if bias is not None:
         fan_in, _ = _fans(weight)

@@ -33,7 +33,11 @@ class Linear(Module):
     """y = x @ weight.T + bias; weight (out_features, in_features), PyTorch's default init."""
 
     def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, device: Any = None,
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__()
@@ -54,9 +58,11 @@ class Linear(Module):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"Linear(in_features={self.in_features}, out_features={self.out_features}): "
-                f"expected input with {self.in_features} features in the last dim, got shape {x.shape}"
+                f"expected input with {self.in_features} features in the last dim, "
+                f"got shape {x.shape}"
             )
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        bias = self.bias is not None
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={bias}"

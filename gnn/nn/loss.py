@@ -49,7 +49,10 @@ class BCEWithLogitsLoss(Module):
 
 class CrossEntropyLoss(Module):
     def __init__(
-        self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
+        self,
+        weight: Any = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
@@ -63,7 +66,9 @@ class CrossEntropyLoss(Module):
 
 
 class NLLLoss(Module):
-    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean") -> None:
+    def __init__(
+        self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean"
+    ) -> None:
         super().__init__()
         self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
 

@@ -103,7 +103,9 @@ class Module:
                 continue
             seen.add(id(mod))
             yield name, mod
-            children = [(f"{name}.{k}" if name else k, m) for k, m in mod._modules.items() if m is not None]
+            children = [
+                (f"{name}.{k}" if name else k, m) for k, m in mod._modules.items() if m is not None
+            ]
             stack.extend(reversed(children))
 
     def modules(self) -> Iterator[Module]:
@@ -119,7 +121,9 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         """(name, parameter) pairs with PyTorch's dotted names; shared parameters appear once."""
         seen: set[int] = set()
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
@@ -225,7 +229,11 @@ class Module:
         mismatched = []
         for k, target in own.items():
             if k in state_dict:
-                shape = tuple(np.shape(state_dict[k])) if not isinstance(state_dict[k], Tensor) else state_dict[k].shape
+                shape = (
+                    tuple(np.shape(state_dict[k]))
+                    if not isinstance(state_dict[k], Tensor)
+                    else state_dict[k].shape
+                )
                 if shape != target.shape:
                     mismatched.append(f"{k}: checkpoint {shape} vs model {target.shape}")
         problems = []
@@ -237,13 +245,18 @@ class Module:
             problems.append("size mismatch: " + "; ".join(mismatched))
         if problems:
             raise RuntimeError(
-                f"error(s) loading state_dict for {type(self).__name__}:\n  " + "\n  ".join(problems)
+                f"error(s) loading state_dict for {type(self).__name__}:\n  "
+                + "\n  ".join(problems)
             )
         params = dict(self._all_tensors())
         for k, value in state_dict.items():
             if k in params:
                 dest = params[k]
-                src = value.numpy() if isinstance(value, Tensor) and value._be is not dest._be else value
+                src = (
+                    value.numpy()
+                    if isinstance(value, Tensor) and value._be is not dest._be
+                    else value
+                )
                 src = src.data if isinstance(src, Tensor) else src
                 dest.data[...] = dest._be.asarray(src, dtype=dest.dtype)
         return missing, unexpected
@@ -280,7 +293,9 @@ class Module:
         return head + "\n  " + "\n  ".join(lines) + "\n)"
 
     def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._modules) | set(self._buffers))
+        return sorted(
+            set(super().__dir__()) | set(self._parameters) | set(self._modules) | set(self._buffers)
+        )
 
 
 def _move_in_place(t: Tensor, be: Any, dtype: Any) -> None:

@@ -57,7 +57,9 @@ def norm_dims(dim: Any, ndim: int, op: str) -> tuple[int, ...] | None:
 
 
 def broadcast_error(op: str, a: Any, b: Any) -> ValueError:
-    return ValueError(f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be broadcast together")
+    return ValueError(
+        f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be broadcast together"
+    )
 
 
 def check_broadcast(op: str, a: Any, b: Any) -> None:

@@ -1,4 +1,5 @@
-"""Elementwise ops: arithmetic with broadcasting, unary math, activations, comparisons, where, clamp.
+"""Elementwise ops: arithmetic with broadcasting, unary math, activations, comparisons, where,
+clamp.
 
 Gradients of broadcast operands are summed back to their shapes by the engine, not here.
 """

@@ -64,7 +64,9 @@ def binary_cross_entropy(
     _check_reduction("binary_cross_entropy", reduction)
     target = as_tensor(target, input)
     _check_same_shape("binary_cross_entropy", input, target)
-    loss = -(target * clamp(log(input), min=-100.0) + (1 - target) * clamp(log(1 - input), min=-100.0))
+    loss = -(
+        target * clamp(log(input), min=-100.0) + (1 - target) * clamp(log(1 - input), min=-100.0)
+    )
     if weight is not None:
         loss = loss * as_tensor(weight, input)
     return _reduce(loss, reduction)
@@ -118,7 +120,9 @@ def binary_cross_entropy_with_logits(
 class SoftmaxCrossEntropy(Function):
     """Fused log-softmax + nll over (N, C) logits and (N,) labels; backward in one pass."""
 
-    def __init__(self, target: Any, weight: Any, ignore_index: int, reduction: str, smoothing: float):
+    def __init__(
+        self, target: Any, weight: Any, ignore_index: int, reduction: str, smoothing: float
+    ):
         self.target, self.weight = target, weight
         self.ignore_index, self.reduction, self.smoothing = ignore_index, reduction, smoothing
 
@@ -131,8 +135,14 @@ class SoftmaxCrossEntropy(Function):
 
     def backward(self, gy: Any) -> Any:
         return self.be.softmax_cross_entropy_backward(
-            self.logits, self.target, self.saved, gy, self.weight,
-            self.ignore_index, self.reduction, self.smoothing,
+            self.logits,
+            self.target,
+            self.saved,
+            gy,
+            self.weight,
+            self.ignore_index,
+            self.reduction,
+            self.smoothing,
         )
 
 
@@ -162,14 +172,21 @@ def cross_entropy(
     if input.ndim == 1:  # one sample
         if target.ndim != 0:
             raise ValueError(f"cross_entropy: input (C,) needs a 0-d target, got {target.shape}")
-        loss = cross_entropy(reshape(input, (1, -1)), reshape(target, (1,)), weight,
-                             ignore_index, reduction, label_smoothing)
+        loss = cross_entropy(
+            reshape(input, (1, -1)),
+            reshape(target, (1,)),
+            weight,
+            ignore_index,
+            reduction,
+            label_smoothing,
+        )
         return reshape(loss, ()) if reduction == "none" else loss
     n, c = input.shape[0], input.shape[1]
     expected = (n,) + input.shape[2:]
     if target.shape != expected:
         raise ValueError(
-            f"cross_entropy: input {input.shape} needs target of shape {expected}, got {target.shape}"
+            f"cross_entropy: input {input.shape} needs target of shape {expected}, "
+            f"got {target.shape}"
         )
     if c == 0:
         raise ValueError(f"cross_entropy: input {input.shape} has no classes")
@@ -183,8 +200,12 @@ def cross_entropy(
         logits = reshape(permute(input, (0,) + tuple(range(2, input.ndim)) + (1,)), (-1, c))
     labels = target.data.reshape(-1)
     loss = SoftmaxCrossEntropy.apply(
-        logits, target=labels, weight=w, ignore_index=int(ignore_index),
-        reduction=reduction, smoothing=float(label_smoothing),
+        logits,
+        target=labels,
+        weight=w,
+        ignore_index=int(ignore_index),
+        reduction=reduction,
+        smoothing=float(label_smoothing),
     )
     if reduction == "none" and input.ndim != 2:
         loss = reshape(loss, expected)
@@ -212,13 +233,19 @@ def _soft_cross_entropy(
 
 
 def nll_loss(
-    input: Tensor, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean"
+    input: Tensor,
+    target: Any,
+    weight: Any = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
 ) -> Tensor:
     """Negative log-likelihood of log-probabilities (N, C) at labels (N,)."""
     _check_reduction("nll_loss", reduction)
     target = as_tensor(target, input) if not isinstance(target, Tensor) else target
     if input.ndim != 2 or target.shape != (input.shape[0],):
-        raise ValueError(f"nll_loss: expected input (N, C) and target (N,), got {input.shape} and {target.shape}")
+        raise ValueError(
+            f"nll_loss: expected input (N, C) and target (N,), got {input.shape} and {target.shape}"
+        )
     be = input._be
     xp = be.xp
     n, c = input.shape

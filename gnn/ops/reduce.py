@@ -1,4 +1,7 @@
-"""Reductions (sum, mean, var, max, min, argmax) and the softmax family, PyTorch-shaped (dim, keepdim)."""
+"""Reductions (sum, mean, var, max, min, argmax) and the softmax family.
+
+PyTorch-shaped: `dim`, `keepdim`.
+"""
 
 from __future__ import annotations
 
@@ -67,7 +70,9 @@ class MaxMin(Function):
         mask = self.mask
         count = mask.sum(axis=self.axes, keepdims=True)
         if not self.keepdim:
-            gy = gy.reshape((1,) * mask.ndim) if self.axes is None else xp.expand_dims(gy, self.axes)
+            gy = (
+                gy.reshape((1,) * mask.ndim) if self.axes is None else xp.expand_dims(gy, self.axes)
+            )
         return mask * (gy / count)
 
 

@@ -1,4 +1,7 @@
-"""Shape ops (reshape, permute, expand, indexing, cat, stack) and moves between devices and dtypes."""
+"""Shape ops (reshape, permute, expand, indexing, cat, stack).
+
+Also the moves between devices and dtypes.
+"""
 
 from __future__ import annotations
 
@@ -170,7 +173,9 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     try:
         return GetItem.apply(x, index=raw, advanced=_is_advanced(raw))
     except IndexError as exc:
-        raise IndexError(f"index {index!r} is invalid for a tensor of shape {x.shape}: {exc}") from None
+        raise IndexError(
+            f"index {index!r} is invalid for a tensor of shape {x.shape}: {exc}"
+        ) from None
 
 
 # ---- joining -------------------------------------------------------------------------------------
@@ -223,7 +228,9 @@ def cat(tensors: Any, dim: int = 0) -> Tensor:
     d = norm_dim(dim, tensors[0].ndim, "cat")
     ref = tensors[0].shape
     for t in tensors[1:]:
-        if t.ndim != len(ref) or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != d):
+        if t.ndim != len(ref) or any(
+            a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != d
+        ):
             shapes = ", ".join(str(t.shape) for t in tensors)
             raise ValueError(f"cat: shapes must match except in dim {d}, got {shapes}")
     return Cat.apply(*tensors, axis=d)
