@@ -166,7 +166,7 @@ def test_translation_reaches_high_exact_match():
     from gnn.examples import translate
 
     args = argparse.Namespace(
-        epochs=1, steps_per_epoch=500, batch_size=64, lr=2e-3, seed=0, device=None, save=None,
+        epochs=1, steps_per_epoch=800, batch_size=64, lr=2e-3, seed=0, device=None, save=None,
         quiet=True, max_number=9999, test_size=300, d_model=64, nhead=4, layers=2,
         dim_feedforward=128, norm_first=True,
     )  # fmt: skip

@@ -14,7 +14,15 @@ from gnn.examples import digits
 from gnn.examples._common import arg, plot, save_example
 from gnn.layers import optimizers
 
-DEFAULTS = {"epochs": 15, "batch_size": 32, "lr": 2e-3, "seed": 0, "channels": [16, 32]}
+DEFAULTS = {
+    "epochs": 20,
+    "batch_size": 32,
+    "lr": 2e-3,
+    "seed": 0,
+    "channels": [32, 64],
+    "hidden": 128,
+    "dropout": 0.3,
+}
 
 
 def load_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -24,11 +32,13 @@ def load_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 
 def build_model(config: dict) -> nn.Module:
-    """conv3x3(c1)-ReLU-pool2, conv3x3(c2)-ReLU-pool2, flatten, linear to 10 logits."""
+    """conv3x3(c1)-ReLU-pool2, conv3x3(c2)-ReLU-pool2, flatten, dropout, hidden ReLU, 10 logits."""
     missing = [n for n in ("Conv2d", "MaxPool2d", "Flatten") if not hasattr(nn, n)]
     if missing:
         raise RuntimeError(f"digits-cnn needs gnn.nn.{', '.join(missing)}, not in this build")
     c1, c2 = config["channels"]
+    hidden = config.get("hidden", DEFAULTS["hidden"])
+    p = config.get("dropout", DEFAULTS["dropout"])
     return nn.Sequential(
         nn.Conv2d(1, c1, 3, padding=1),
         nn.ReLU(),
@@ -37,7 +47,11 @@ def build_model(config: dict) -> nn.Module:
         nn.ReLU(),
         nn.MaxPool2d(2),  # (N, c2, 2, 2)
         nn.Flatten(),
-        nn.Linear(c2 * 2 * 2, 10),
+        nn.Dropout(p),
+        nn.Linear(c2 * 2 * 2, hidden),
+        nn.ReLU(),
+        nn.Dropout(p),
+        nn.Linear(hidden, 10),
     )
 
 
@@ -59,7 +73,7 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
     seed = arg(args, "seed", DEFAULTS["seed"])
     gnn.manual_seed(seed)
     x_tr, y_tr, x_te, y_te = load_data(seed)
-    config = {"channels": DEFAULTS["channels"]}
+    config = {k: DEFAULTS[k] for k in ("channels", "hidden", "dropout")}
     model = build_model(config)
     if getattr(args, "device", None):
         model.to(args.device)
