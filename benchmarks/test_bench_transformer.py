@@ -113,6 +113,47 @@ def _batch(cfg: GPTConfig, batch: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, cfg.vocab_size, shape), rng.integers(0, cfg.vocab_size, shape)
 
 
+def cuda_kernel_launches(fn) -> int | None:  # noqa: ANN001
+    """Kernels fn() launches on the GPU, counted by CUPTI through torch.profiler (None: unknown).
+
+    CUPTI records kernel activity for the whole process, so it sees CuPy's launches as well as
+    PyTorch's; a probe launch of one CuPy kernel checks that, and gives None when it is not seen.
+    """
+    try:
+        import torch
+        from torch.autograd import DeviceType
+        from torch.profiler import ProfilerActivity, profile
+    except ImportError:
+        return None
+
+    def count(run) -> int:  # noqa: ANN001
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run()
+            torch.cuda.synchronize()
+        events = prof.profiler.kineto_results.events()
+        return sum(
+            1
+            for e in events
+            if e.device_type() == DeviceType.CUDA and not e.name().startswith(("Memcpy", "Memset"))
+        )
+
+    try:
+        import cupy
+
+        probe = cupy.ones(16, dtype=cupy.float32)
+        if count(lambda: cupy.multiply(probe, 2.0)) < 1:
+            return None
+        return count(fn)
+    except Exception:
+        return None
+
+
+def _no_tf32(torch) -> None:  # noqa: ANN001
+    """float32 matmuls in full float32 on both sides (CuPy uses TF32 only with CUPY_TF32=1)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
 def _bench_step(benchmark, cfg: GPTConfig, device: str, role: str | None) -> None:  # noqa: ANN001
     gnn.manual_seed(0)
     model = GPT(cfg).to(device)
@@ -128,11 +169,21 @@ def _bench_step(benchmark, cfg: GPTConfig, device: str, role: str | None) -> Non
         be.synchronize()
 
     step()
-    benchmark.extra_info.update({"threads": THREADS, "target": 1.5})
+    if device == "cpu":
+        benchmark.extra_info.update({"threads": THREADS, "target": 1.5})
+    else:
+        torch = _torch()
+        if torch is not None and torch.cuda.is_available():
+            _no_tf32(torch)
+        benchmark.extra_info["target"] = 1.3
+        benchmark.extra_info["CUPY_TF32"] = os.environ.get("CUPY_TF32", "0")
+        benchmark.extra_info["kernel_launches_per_step"] = cuda_kernel_launches(step)
     benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
 
 
 def _bench_torch_step(benchmark, torch, cfg: GPTConfig, device: str) -> None:  # noqa: ANN001
+    if device != "cpu":
+        _no_tf32(torch)
     gnn.manual_seed(0)
     ref = GPT(cfg)  # the same initial weights as the gnn model
     model = torch_gpt(torch, cfg)
@@ -155,6 +206,8 @@ def _bench_torch_step(benchmark, torch, cfg: GPTConfig, device: str) -> None:  #
 
     step()
     benchmark.extra_info.update({"role": "baseline", "threads": THREADS})
+    if device != "cpu":
+        benchmark.extra_info["kernel_launches_per_step"] = cuda_kernel_launches(step)
     benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
 
 
