@@ -29,6 +29,16 @@ class NumpyBackend:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.device})"
 
+    # One backend object per device: copies of tensors and modules share it (copy.deepcopy of a
+    # model must not try to copy the array module), and unpickling finds it again by device.
+    def __deepcopy__(self, memo: dict) -> NumpyBackend:
+        return self
+
+    def __reduce__(self) -> tuple:
+        from gnn.backend import get_backend
+
+        return (get_backend, (str(self.device),))
+
     # ---- arrays --------------------------------------------------------------------------------
 
     def is_array(self, a: Any) -> bool:

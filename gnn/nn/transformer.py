@@ -35,11 +35,8 @@ def _activation(activation: Any, layer: str) -> Callable[[Tensor], Tensor]:
 
 
 def _clones(module: Module, n: int) -> ModuleList:
-    """n deep copies (same initial weights, as PyTorch); backends are shared, not copied."""
-    memo: dict[int, Any] = {}
-    for _, t in module._all_tensors():
-        memo[id(t._be)] = t._be
-    return ModuleList([copy.deepcopy(module, dict(memo)) for _ in range(n)])
+    """n deep copies (same initial weights, as PyTorch)."""
+    return ModuleList([copy.deepcopy(module) for _ in range(n)])
 
 
 class TransformerEncoderLayer(Module):

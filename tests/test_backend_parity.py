@@ -1,0 +1,172 @@
+"""The CuPy backend against the NumPy backend on whole models: forward, gradients, a few steps.
+
+Each model is built once on the CPU and copied to the GPU with the same weights; both see the same
+batch. Outputs, the loss, every parameter's gradient and the weights after three SGD steps must
+agree within float32 tolerance. These run only where CuPy and a CUDA device are present (the
+`gpu` marker); on the CPU the same models are covered by the layer and model tests.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+import gnn
+import gnn.functional as F
+from gnn import nn, optim
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not gnn.cuda_available(), reason="needs CuPy and a CUDA device"),
+]
+
+RTOL, ATOL = 2e-4, 2e-5
+
+
+def mlp_case():
+    model = nn.Sequential(nn.Linear(20, 32), nn.Sigmoid(), nn.Linear(32, 7))  # fused sigmoid
+    x = np.random.default_rng(0).standard_normal((16, 20)).astype(np.float32)
+    y = np.random.default_rng(1).integers(0, 7, 16)
+    return model, (x,), lambda out: F.cross_entropy(out, gnn.tensor(y, device=out.device))
+
+
+def cnn_case():
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(6, 3),
+    )
+    x = np.random.default_rng(2).standard_normal((5, 1, 8, 8)).astype(np.float32)
+    y = np.random.default_rng(3).integers(0, 3, 5)
+    return model, (x,), lambda out: F.cross_entropy(out, gnn.tensor(y, device=out.device))
+
+
+def autoencoder_case():
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2, padding=1),
+        nn.Tanh(),
+        nn.ConvTranspose2d(4, 1, 3, stride=2, padding=1, output_padding=1),
+    )
+    x = np.random.default_rng(4).standard_normal((3, 1, 8, 8)).astype(np.float32)
+    return model, (x,), lambda out: F.mse_loss(out, gnn.tensor(x, device=out.device))
+
+
+class RecurrentHead(nn.Module):
+    def __init__(self, kind: type) -> None:
+        super().__init__()
+        self.rnn = kind(5, 8, num_layers=2, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(16, 1)
+
+    def forward(self, x: gnn.Tensor) -> gnn.Tensor:
+        out = self.rnn(x)[0]  # (B, T, 16)
+        return self.head(out[:, -1])
+
+
+def recurrent_case(kind: type):
+    def case():
+        x = np.random.default_rng(5).standard_normal((4, 6, 5)).astype(np.float32)
+        target = np.random.default_rng(6).standard_normal((4, 1)).astype(np.float32)
+        return (
+            RecurrentHead(kind),
+            (x,),
+            lambda out: F.mse_loss(out, gnn.tensor(target, device=out.device)),
+        )
+
+    return case
+
+
+def gpt_case():
+    from gnn.models import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16))
+    idx = np.random.default_rng(7).integers(0, 11, (3, 8))
+    targets = np.random.default_rng(8).integers(0, 11, (3, 8))
+
+    class WithTargets(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gpt = model
+
+        def forward(self, i: gnn.Tensor) -> gnn.Tensor:
+            return self.gpt(i, gnn.tensor(targets, device=i.device))[1]
+
+    return WithTargets(), (idx,), lambda loss: loss
+
+
+def transformer_case():
+    model = nn.Transformer(
+        d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=24,
+        dropout=0.0, batch_first=True,
+    )  # fmt: skip
+    rng = np.random.default_rng(9)
+    src = rng.standard_normal((2, 5, 16)).astype(np.float32)
+    tgt = rng.standard_normal((2, 4, 16)).astype(np.float32)
+    mask = nn.Transformer.generate_square_subsequent_mask(4).numpy()
+    proj = rng.standard_normal((2, 4, 16)).astype(np.float32)  # the output is layer-normed
+
+    class WithMask(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.t = model
+
+        def forward(self, s: gnn.Tensor, t: gnn.Tensor) -> gnn.Tensor:
+            return self.t(s, t, tgt_mask=gnn.tensor(mask, device=s.device))
+
+    return WithMask(), (src, tgt), lambda out: (out * gnn.tensor(proj, device=out.device)).mean()
+
+
+CASES: dict[str, Callable] = {
+    "mlp_sigmoid_ce": mlp_case,
+    "cnn_batchnorm": cnn_case,
+    "conv_autoencoder": autoencoder_case,
+    "lstm": recurrent_case(nn.LSTM),
+    "gru": recurrent_case(nn.GRU),
+    "rnn": recurrent_case(nn.RNN),
+    "gpt": gpt_case,
+    "transformer": transformer_case,
+}
+
+
+def run(model: nn.Module, inputs: tuple, loss_fn: Callable, device: str) -> dict:
+    """Forward, backward and three SGD steps on `device`; everything returned as NumPy."""
+    tensors = [gnn.tensor(a, device=device) for a in inputs]
+    out = model(*tensors)
+    loss = loss_fn(out)
+    loss.backward()
+    result = {
+        "out": out.numpy(),
+        "loss": loss.item(),
+        "grads": {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None},
+    }
+    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(3):
+        opt.step()
+        opt.zero_grad()
+        loss_fn(model(*tensors)).backward()
+    result["weights"] = {n: p.numpy() for n, p in model.named_parameters()}
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_cuda_matches_cpu_on_whole_model(name: str) -> None:
+    gnn.manual_seed(0)
+    model, inputs, loss_fn = CASES[name]()
+    gpu_model = copy.deepcopy(model).to("cuda")
+    assert all(p.device.type == "cuda" for p in gpu_model.parameters())
+    cpu = run(model, inputs, loss_fn, "cpu")
+    gpu = run(gpu_model, inputs, loss_fn, "cuda")
+    np.testing.assert_allclose(gpu["out"], cpu["out"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(gpu["loss"], cpu["loss"], rtol=RTOL, atol=ATOL)
+    assert set(gpu["grads"]) == set(cpu["grads"]) and cpu["grads"]
+    for key, grad in cpu["grads"].items():
+        np.testing.assert_allclose(gpu["grads"][key], grad, rtol=1e-3, atol=1e-4, err_msg=key)
+    for key, weight in cpu["weights"].items():
+        np.testing.assert_allclose(gpu["weights"][key], weight, rtol=1e-3, atol=1e-4, err_msg=key)
