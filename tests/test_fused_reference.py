@@ -303,3 +303,19 @@ def test_cross_entropy_matches_pytorch_when_installed():
         )
         loss, _ = sce(z, t, w, reduction=reduction, eps=eps)
         np.testing.assert_allclose(loss, expected.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_with_logits_is_stable_for_large_logits(dtype):
+    """log(1 + exp(-|x|)) + max(x, 0) - x t, worked out by hand at |x| = 1e4 (no inf, no nan)."""
+    import gnn
+    import gnn.functional as F
+
+    x = gnn.tensor(np.array([1e4, -1e4, 1e4, -1e4, 0.0], dtype=dtype), requires_grad=True)
+    t = gnn.tensor(np.array([1.0, 0.0, 0.0, 1.0, 1.0], dtype=dtype))
+    loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    # right with certainty costs 0; wrong with certainty costs |x|; x = 0 costs log 2
+    np.testing.assert_allclose(loss.numpy(), [0.0, 0.0, 1e4, 1e4, np.log(2.0)], rtol=1e-6)
+    loss.sum().backward()
+    # d/dx = sigmoid(x) - t: 0, 0, 1, -1, -0.5
+    np.testing.assert_allclose(x.grad.numpy(), [0.0, 0.0, 1.0, -1.0, -0.5], atol=1e-6)
