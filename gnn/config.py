@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,10 @@ class _State(threading.local):
 _state = _State()
 _default_dtype: np.dtype = float32
 _default_device: str | None = None  # None: read GNN_DEVICE on first use, else "cpu"
+# Checks a device name and returns its canonical form ("gpu" -> "cuda:0"), raising a clear error
+# for unknown or missing devices. gnn.backend (the layer above) installs it when it loads, so this
+# module never imports upward.
+check_device: Callable[[Any], str] = str
 _seed_generation = 0  # bumped by manual_seed so backends re-seed their generators
 _seed: int | None = None
 
@@ -100,9 +104,7 @@ def get_default_device() -> str:
 def set_default_device(device: Any) -> None:
     """Set the device of new tensors: "cpu", "cuda" or "cuda:N" (checked at once)."""
     global _default_device
-    from gnn.backend import get_backend  # checks the name and that the device exists
-
-    _default_device = str(get_backend(device).device)
+    _default_device = check_device(device)
 
 
 @contextlib.contextmanager

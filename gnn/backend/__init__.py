@@ -10,6 +10,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
+from gnn import config
 from gnn.backend.numpy import NumpyBackend
 
 __all__ = ["Device", "NumpyBackend", "cuda_available", "get_backend", "parse_device"]
@@ -53,9 +54,7 @@ class Device:
 def parse_device(device: Any) -> Device:
     """Parse "cpu", "cuda", "cuda:1", a Device, or None (the default device)."""
     if device is None:
-        from gnn.config import get_default_device
-
-        device = get_default_device()
+        device = config.get_default_device()
     if isinstance(device, Device):
         return device
     if hasattr(device, "device") and isinstance(device.device, Device):  # a Tensor
@@ -95,6 +94,14 @@ def get_backend(device: Any = None) -> NumpyBackend:
         be = CupyBackend(index)  # raises a clear error when there is no such GPU
         _cuda_backends[index] = be
     return be
+
+
+def _check_device(device: Any) -> str:
+    """The canonical name of `device`, once its backend is known to work (for config)."""
+    return str(get_backend(device).device)
+
+
+config.check_device = _check_device
 
 
 def cuda_available() -> bool:
