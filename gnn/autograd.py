@@ -22,7 +22,7 @@ class Function:
     Subclasses set hyperparameters in __init__ and save what backward needs.
     """
 
-    # inputs: the Tensor arguments (None where the argument was not a Tensor)
+    # inputs: the Tensor arguments (set only while the Function is in a graph)
     __slots__ = ("inputs", "needs_input_grad", "be", "__dict__")
 
     def forward(self, *xs: Any) -> Any:
@@ -159,7 +159,9 @@ def _accumulate_leaf(t: Tensor, g: Any) -> None:
     """t.grad += g. The first gradient is stored as is when it is a fresh contiguous array (owned
     by nobody else); later ones are added in place, as PyTorch does."""
     if t.grad is None:
-        if g.dtype != t.data.dtype or not g.flags.c_contiguous or not g.flags.writeable:
+        # CuPy's flags have no `writeable` (its broadcast views are not C-contiguous instead).
+        writeable = getattr(g.flags, "writeable", True)
+        if g.dtype != t.data.dtype or not g.flags.c_contiguous or not writeable:
             g = t._be.xp.array(g, dtype=t.data.dtype, order="C")  # e.g. a broadcast view
         t.grad = type(t)._make(g, t._be, False)
     else:

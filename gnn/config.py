@@ -39,8 +39,19 @@ def is_grad_enabled() -> bool:
     return _state.grad_enabled
 
 
-def set_grad_enabled(mode: bool) -> None:
-    _state.grad_enabled = bool(mode)
+class set_grad_enabled:
+    """Turn graph recording on or off: at once when called, and back on leaving a `with` block
+    (`with gnn.set_grad_enabled(training):`, as in PyTorch)."""
+
+    def __init__(self, mode: bool) -> None:
+        self._prev = _state.grad_enabled
+        _state.grad_enabled = bool(mode)
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: Any) -> None:
+        _state.grad_enabled = self._prev
 
 
 class no_grad(contextlib.ContextDecorator):
