@@ -25,6 +25,13 @@ def _float_dtype(dtype: Any) -> np.dtype:
     return config.get_default_dtype() if dtype is None else parse_dtype(dtype)
 
 
+def _random_float_dtype(op: str, dtype: Any) -> np.dtype:
+    dt = _float_dtype(dtype)
+    if dt.kind != "f":
+        raise TypeError(f"{op}: dtype must be floating, got {dt} (use randint for integers)")
+    return dt
+
+
 def _new(arr: Any, be: Any, requires_grad: bool) -> Tensor:
     t = Tensor._make(arr, be, False)
     return t.requires_grad_(True) if requires_grad else t
@@ -33,7 +40,7 @@ def _new(arr: Any, be: Any, requires_grad: bool) -> Tensor:
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of `data` (lists, scalars, NumPy/CuPy arrays or Tensors)."""
     t = Tensor(data, dtype=dtype, device=device, requires_grad=False)
-    if isinstance(data, np.ndarray) and t.data is data:
+    if t.data is data:  # a NumPy or CuPy array already of the right dtype and device
         t.data = data.copy()  # tensor() copies, as torch.tensor does; from_numpy shares
     return t.requires_grad_(True) if requires_grad else t
 
@@ -81,20 +88,33 @@ def full(
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Samples from the standard normal distribution (seeded by gnn.manual_seed)."""
     be = get_backend(device)
-    return _new(be.randn(_shape(size), _float_dtype(dtype)), be, requires_grad)
+    return _new(be.randn(_shape(size), _random_float_dtype("randn", dtype)), be, requires_grad)
 
 
 def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Samples from the uniform distribution on [0, 1) (seeded by gnn.manual_seed)."""
     be = get_backend(device)
-    return _new(be.rand(_shape(size), _float_dtype(dtype)), be, requires_grad)
+    return _new(be.rand(_shape(size), _random_float_dtype("rand", dtype)), be, requires_grad)
 
 
-def randint(low: int, high: int, size: Any, dtype: Any = None, device: Any = None) -> Tensor:
-    """Integers drawn uniformly from [low, high)."""
+def randint(
+    low: int, high: Any = None, size: Any = None, dtype: Any = None, device: Any = None
+) -> Tensor:
+    """Integers drawn uniformly from [low, high); `randint(high, size)` means low = 0."""
+    if size is None:  # randint(high, size), as in PyTorch
+        low, high, size = 0, low, high
+    elif high is None:  # randint(high, size=...)
+        low, high = 0, low
+    if size is None or high is None:
+        raise TypeError("randint: expected randint(low, high, size) or randint(high, size)")
+    if not low < high:
+        raise ValueError(f"randint: low ({low}) must be less than high ({high})")
+    dt = parse_dtype("int64" if dtype is None else dtype)
+    if dt.kind not in "iu":
+        raise TypeError(f"randint: dtype must be an integer dtype, got {dt}")
     be = get_backend(device)
     shape = _shape((size,) if isinstance(size, int) else (tuple(size),))
-    return _new(be.randint(low, high, shape, parse_dtype(dtype or "int64")), be, False)
+    return _new(be.randint(low, high, shape, dt), be, False)
 
 
 def arange(
@@ -157,10 +177,12 @@ def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None)
 def randn_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
     """Standard normal samples with t's shape, dtype and device."""
     be, dt = _like(t, dtype, device)
+    dt = _random_float_dtype("randn_like", dt)
     return _new(be.randn(t.shape, dt), be, False)
 
 
 def rand_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
     """Uniform [0, 1) samples with t's shape, dtype and device."""
     be, dt = _like(t, dtype, device)
+    dt = _random_float_dtype("rand_like", dt)
     return _new(be.rand(t.shape, dt), be, False)

@@ -31,10 +31,10 @@ SUPPORTED = (float16, float32, float64, int32, int64, bool_)
 
 def parse_dtype(dtype: Any) -> np.dtype:
     """Turn a gnn/NumPy dtype, a Python type or a name like "float32" into a NumPy dtype."""
-    if isinstance(dtype, str):
-        if dtype in _BY_NAME:
-            return _BY_NAME[dtype]
-        raise TypeError(f"unknown dtype {dtype!r}; known: {', '.join(sorted(_BY_NAME))}")
+    if dtype is None:  # np.dtype(None) would silently be float64
+        raise TypeError("dtype None: pass a dtype such as gnn.float32 (or leave the argument out)")
+    if isinstance(dtype, str) and dtype in _BY_NAME:
+        return _BY_NAME[dtype]
     if dtype is float:
         return float32
     if dtype is int:
@@ -42,13 +42,15 @@ def parse_dtype(dtype: Any) -> np.dtype:
     if dtype is bool:
         return bool_
     try:
-        dt = np.dtype(dtype)
+        dt = np.dtype(dtype)  # also NumPy's names ("uint8", "f4") for storage dtypes
     except TypeError:
         raise TypeError(f"unknown dtype {dtype!r}; known: {', '.join(sorted(_BY_NAME))}") from None
     if dt not in SUPPORTED:
         # Other NumPy dtypes (uint8, int16, ...) are accepted as storage; math promotes them.
         if dt.kind not in "biuf":
-            raise TypeError(f"unsupported dtype {dt}; gnn supports numeric and bool dtypes")
+            raise TypeError(
+                f"unsupported dtype {dt}; gnn supports bool, integer and floating dtypes"
+            )
     return dt
 
 

@@ -91,7 +91,8 @@ class Tensor:
         extra = ""
         if self.device.type != "cpu":
             extra += f", device='{self.device}'"
-        if self.dtype != config.get_default_dtype() and self.dtype.kind == "f":
+        # As PyTorch: the dtype is shown unless the values imply it (default float, int64, bool).
+        if self.dtype not in (config.get_default_dtype(), np.int64, np.bool_):
             extra += f", dtype={self.dtype}"
         if self._creator is not None:
             extra += f", grad_fn={type(self._creator).__name__}"
@@ -159,6 +160,13 @@ class Tensor:
             try:
                 parse_device(device)
             except ValueError:
+                try:
+                    parse_dtype(device)
+                except TypeError:
+                    raise ValueError(
+                        f"to(): {device!r} is neither a device ('cpu', 'cuda', 'cuda:N') "
+                        "nor a dtype"
+                    ) from None
                 device, dtype = None, device  # t.to("float64")
         out = self
         if device is not None and parse_device(device) != self.device:
@@ -458,7 +466,12 @@ def _infer_dtype(data: Any) -> np.dtype:
     if hasattr(data, "dtype") and not isinstance(data, (float, int, bool)):
         dt = np.dtype(data.dtype)
         return dt
-    probe = np.asarray(data)
+    try:
+        probe = np.asarray(data)
+    except ValueError as exc:  # e.g. nested lists of different lengths
+        raise ValueError(
+            f"tensor(): cannot make a tensor from {type(data).__name__}: {exc}"
+        ) from None
     if probe.dtype.kind == "f" or probe.dtype == object:
         return config.get_default_dtype()
     if probe.dtype.kind in "iu":

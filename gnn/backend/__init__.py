@@ -54,7 +54,14 @@ class Device:
 def parse_device(device: Any) -> Device:
     """Parse "cpu", "cuda", "cuda:1", a Device, or None (the default device)."""
     if device is None:
-        device = config.get_default_device()
+        name = config.get_default_device()
+        try:
+            return parse_device(name)
+        except ValueError:  # set_default_device checks its argument: this came from GNN_DEVICE
+            raise ValueError(
+                f"unknown default device {name!r} from the GNN_DEVICE environment variable; "
+                "expected 'cpu', 'cuda' or 'cuda:N'"
+            ) from None
     if isinstance(device, Device):
         return device
     if hasattr(device, "device") and isinstance(device.device, Device):  # a Tensor
