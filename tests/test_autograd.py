@@ -16,6 +16,13 @@ import gnn
 from gnn.autograd import Function
 
 
+@pytest.fixture(autouse=True)
+def _restore_grad_mode() -> Any:
+    """A failing grad-mode test must not leave recording off for the tests after it."""
+    yield
+    gnn.set_grad_enabled(True)
+
+
 def leaf(values: Any, dtype: str = "float64", device: str = "cpu") -> gnn.Tensor:
     return gnn.tensor(np.asarray(values, dtype=dtype), device=device, requires_grad=True)
 

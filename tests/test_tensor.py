@@ -21,6 +21,14 @@ from gnn.tensor import Tensor
 HAS_CUPY = importlib.util.find_spec("cupy") is not None
 
 
+@pytest.fixture(autouse=True)
+def _restore_settings() -> Any:
+    """A failing test must not leave another default dtype or device to the tests after it."""
+    dtype, device = config._default_dtype, config._default_device
+    yield
+    config._default_dtype, config._default_device = dtype, device
+
+
 @pytest.fixture
 def fresh_default_device(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget the default device, so GNN_DEVICE is read again; restored after the test."""
