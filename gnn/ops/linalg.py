@@ -33,10 +33,15 @@ def matmul(a: Any, b: Any) -> Tensor:
     k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if k_a != k_b:
         raise ValueError(f"matmul: {a.shape} @ {b.shape}: inner dims {k_a} != {k_b}")
-    if a.ndim == 1:  # (n,) @ (..., n, m): a row vector, dropped again after
-        return squeeze(matmul(unsqueeze(a, 0), b), -2)
-    if b.ndim == 1:  # (..., m, n) @ (n,): a column vector, dropped again after
-        return squeeze(matmul(a, unsqueeze(b, -1)), -1)
+    if a.ndim == 1 or b.ndim == 1:
+        # (n,) @ (..., n, m): a row vector; (..., m, n) @ (n,): a column vector; both: a dot
+        # product. The added dims are dropped again after.
+        out = matmul(unsqueeze(a, 0) if a.ndim == 1 else a, unsqueeze(b, -1) if b.ndim == 1 else b)
+        if b.ndim == 1:
+            out = squeeze(out, -1)
+        if a.ndim == 1:
+            out = squeeze(out, -1 if b.ndim == 1 else -2)
+        return out
     try:
         return MatMul.apply(a, b)
     except ValueError:
