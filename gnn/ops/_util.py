@@ -51,9 +51,11 @@ def norm_dims(dim: Any, ndim: int, op: str) -> tuple[int, ...] | None:
     """None (all dims) or a tuple of non-negative dims."""
     if dim is None:
         return None
-    if isinstance(dim, int):
-        return (norm_dim(dim, ndim, op),)
-    return tuple(norm_dim(d, ndim, op) for d in dim)
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    axes = tuple(norm_dim(d, ndim, op) for d in dims)
+    if ndim == 0:  # a 0-d tensor takes dim 0 or -1 (as in PyTorch) but has no axis to name
+        return None
+    return axes
 
 
 def broadcast_error(op: str, a: Any, b: Any) -> ValueError:

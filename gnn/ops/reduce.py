@@ -5,11 +5,13 @@ PyTorch-shaped: `dim`, `keepdim`.
 
 from __future__ import annotations
 
+import builtins
 from collections import namedtuple
 from typing import Any
 
 from gnn.autograd import Function
 from gnn.ops._util import norm_dim, norm_dims
+from gnn.ops.shape import reshape
 from gnn.tensor import Tensor
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
@@ -96,7 +98,10 @@ def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True
         for a in axes:
             n *= x.shape[a]
     centered = x - mean(x, dim, keepdim=True)
-    return sum(centered * centered, dim, keepdim) / max(n - (1 if unbiased else 0), 1)
+    # As PyTorch: no degrees of freedom left (one element, unbiased) gives nan, not 0.
+    # (builtins: this module's own max is the tensor reduction.)
+    divisor = builtins.max(n - (1 if unbiased else 0), 0)
+    return sum(centered * centered, dim, keepdim) / divisor
 
 
 def std(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
@@ -106,11 +111,15 @@ def std(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True
 
 def _extreme(x: Tensor, dim: Any, keepdim: bool, take_max: bool) -> Any:
     name = "max" if take_max else "min"
-    if x.data.size == 0:
-        raise RuntimeError(f"{name}: cannot reduce an empty tensor of shape {x.shape}")
+    d = None if dim is None else norm_dim(dim, x.ndim, name)
+    if x.data.size == 0 and (d is None or x.shape[d] == 0):
+        where = "an empty tensor" if d is None else f"dim {dim} of size 0"
+        raise RuntimeError(f"{name}: cannot reduce {where} (shape {x.shape})")
     if dim is None:
         return MaxMin.apply(x, axes=None, keepdim=False, take_max=take_max)
-    d = norm_dim(dim, x.ndim, name)
+    if x.ndim == 0:  # dim 0 or -1 of a 0-d tensor: the element itself, at index 0
+        values = MaxMin.apply(x, axes=None, keepdim=False, take_max=take_max)
+        return MaxResult(values, Tensor._make(x._be.xp.zeros((), dtype="int64"), x._be, False))
     values = MaxMin.apply(x, axes=(d,), keepdim=keepdim, take_max=take_max)
     arg = x.data.argmax if take_max else x.data.argmin
     indices = arg(axis=d, keepdims=keepdim)
@@ -152,7 +161,7 @@ class Softmax(Function):
 
     def forward(self, x: Any) -> Any:
         xp = self.be.xp
-        y = x - x.max(axis=self.axis, keepdims=True)
+        y = x - (x.max(axis=self.axis, keepdims=True) if x.size else 0)  # empty: no max
         xp.exp(y, out=y)
         y /= y.sum(axis=self.axis, keepdims=True)
         self.y = y
@@ -171,7 +180,7 @@ class LogSoftmax(Function):
 
     def forward(self, x: Any) -> Any:
         xp = self.be.xp
-        shifted = x - x.max(axis=self.axis, keepdims=True)
+        shifted = x - (x.max(axis=self.axis, keepdims=True) if x.size else 0)  # empty: no max
         lse = xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
         shifted -= lse
         self.y = shifted
@@ -184,9 +193,15 @@ class LogSoftmax(Function):
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, computed stably."""
-    return Softmax.apply(x, axis=norm_dim(dim, x.ndim, "softmax"))
+    axis = norm_dim(dim, x.ndim, "softmax")
+    if x.ndim == 0:  # PyTorch takes dim 0 or -1 here; NumPy has no axis 0 in a 0-d array
+        return reshape(Softmax.apply(reshape(x, (1,)), axis=0), ())
+    return Softmax.apply(x, axis=axis)
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     """log(softmax(x)) along dim, computed stably."""
-    return LogSoftmax.apply(x, axis=norm_dim(dim, x.ndim, "log_softmax"))
+    axis = norm_dim(dim, x.ndim, "log_softmax")
+    if x.ndim == 0:  # as in softmax
+        return reshape(LogSoftmax.apply(reshape(x, (1,)), axis=0), ())
+    return LogSoftmax.apply(x, axis=axis)
