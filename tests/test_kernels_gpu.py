@@ -52,7 +52,7 @@ def test_kernel_dir_holds_every_kernel_the_backend_launches():
     for module, stems in expected.items():
         source = (folder / f"{module}.cu").read_text()
         defined = set(
-            re.findall(r'extern "C" __global__ void __launch_bounds__\(\d+\)\s*(\w+)\(', source)
+            re.findall(r'extern "C" __global__ void __launch_bounds__\([\d, ]+\)\s*(\w+)\(', source)
         )
         for stem, suffix in itertools.product(stems, cuda_backend.KERNEL_DTYPES.values()):
             assert f"{stem}_{suffix}" in defined, f"{module}.cu lacks {stem}_{suffix}"
