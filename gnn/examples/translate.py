@@ -17,9 +17,10 @@ import numpy as np
 import gnn
 from gnn import functional as F
 from gnn import nn
-from gnn.examples._common import arg, save_example
+from gnn.examples._common import arg, plot, save_example
 from gnn.examples.text import clip_grad_norm, make_optimizer
 from gnn.tensor import Tensor
+from gnn.train import History
 
 DEFAULTS = {
     "epochs": 8,  # evaluations; each follows `steps_per_epoch` steps
@@ -212,6 +213,7 @@ def main(args: argparse.Namespace | None = None, log: Callable[..., Any] = print
         f"{cfg['layers']} layers; {total} steps of batch {cfg['batch_size']}"
     )
     params = list(model.parameters())
+    history = History()
     start = time.perf_counter()
     loss_value = float("nan")
     step = 0
@@ -235,12 +237,15 @@ def main(args: argparse.Namespace | None = None, log: Callable[..., Any] = print
             opt.step()
             step += 1
             loss_value = loss.item()
+        logs = {"loss": loss_value}
         if not quiet:
             em = exact_match(model, task, task.test[:200], device)
+            logs["exact_match_first_200"] = em
             log(
                 f"epoch {epoch + 1}/{cfg['epochs']} step {step}: loss {loss_value:.4f}, "
                 f"held-out exact match (first 200) {em:.3f} ({time.perf_counter() - start:.0f} s)"
             )
+        history.record(epoch, logs)
     test_em = exact_match(model, task, task.test, device)
     train_em = exact_match(model, task, task.sample(len(task.test), rng), device)
     src, _ = task.encode(task.test[:3])
@@ -248,6 +253,7 @@ def main(args: argparse.Namespace | None = None, log: Callable[..., Any] = print
     for n, p in zip(task.test[:3].tolist(), pred):
         log(f"  {' '.join(number_words(n))!r} -> {to_digits(p)}")
     log(f"held-out exact match {test_em:.3f} ({len(task.test)} numbers), training {train_em:.3f}")
+    plot(history, getattr(args, "plot", None), log)
     if getattr(args, "save", None):
         save_example(model, args.save, "translate", cfg, metrics={"exact_match": test_em})
         log(f"saved to {args.save}")
