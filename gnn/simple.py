@@ -157,8 +157,13 @@ class NeuralNetwork:
                     f"NeuralNetwork.train: every {name} must have the same length, got {lengths}"
                 )
         x, y = np.stack(xs), np.stack(ys)
-        if np.isnan(x).any() or np.isnan(y).any():
-            raise ValueError("NeuralNetwork.train: NaN in the training data")
+        for name, a in (("input", x), ("output", y)):
+            bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
+            if bad.size:
+                raise ValueError(
+                    f"NeuralNetwork.train: the {name} of sample {bad[0]} is not finite "
+                    f"({a[bad[0]].tolist()}); {bad.size} sample(s) have NaN or infinite values"
+                )
         return x, y
 
     # ---- training -------------------------------------------------------------------------------

@@ -258,3 +258,54 @@ def test_progress_bar_on_a_terminal():
 def test_early_stopping_warns_on_missing_monitor():
     with pytest.warns(UserWarning, match="'val_loss' is not in the logs"):
         model().fit(*data(), epochs=2, verbose=0, callbacks=[EarlyStopping()])
+
+
+def test_nan_stop_keeps_history_aligned_and_checkpoint_clean(tmp_path, capsys):
+    x, y = data(48)
+    calls = {"n": 0}
+
+    def flaky_loss(y_true, y_pred):  # NaN from the 8th batch on (epoch 3, batch 2)
+        calls["n"] += 1
+        loss = F.mse_loss(y_pred, y_true)
+        return loss * float("nan") if calls["n"] >= 8 else loss
+
+    gnn.manual_seed(0)
+    m = gnn.Sequential(Dense(1, activation="sigmoid", input_shape=(3,)))
+    m.compile(optimizer="sgd", loss=flaky_loss, metrics=["accuracy"])
+    ends = []
+    cb = LambdaCallback(on_epoch_end=lambda e, logs: ends.append(weights(m)))
+    path = tmp_path / "best.safetensors"
+    ckpt = ModelCheckpoint(path, monitor="loss", save_best_only=True)
+    h = m.fit(x, y, epochs=5, batch_size=16, shuffle=False, verbose=0, callbacks=[cb, ckpt])
+    assert "stopped at epoch 3, batch 2 of 3" in capsys.readouterr().err
+    assert h.epoch == [0, 1, 2]
+    assert all(len(v) == 3 for v in h.history.values())  # NaN filled in for the stopped epoch
+    assert np.isnan(h.history["loss"][2]) and np.isnan(h.history["accuracy"][2])
+    from safetensors.numpy import load_file
+
+    saved = load_file(str(path))
+    for k, v in ends[1].items():  # the file holds epoch 2's weights, never the NaN epoch's
+        np.testing.assert_array_equal(saved[k], v)
+    if __import__("importlib").util.find_spec("matplotlib"):
+        h.plot(tmp_path / "curves.png")  # lists of equal length plot fine
+
+
+def test_progress_bar_on_a_terminal_that_reports_no_size():
+    pytest.importorskip("tqdm")
+    pty = pytest.importorskip("pty")
+    import os
+
+    master, slave = pty.openpty()  # a fresh pty reports 0 columns and 0 lines
+    try:
+        if os.get_terminal_size(slave) != (0, 0):
+            pytest.skip("this pty has a size")
+        with os.fdopen(slave, "w", closefd=False) as stream:
+            model().fit(
+                *data(), epochs=2, verbose=0, callbacks=[ProgbarLogger(verbose=1, stream=stream)]
+            )
+        os.set_blocking(master, False)
+        text = os.read(master, 1 << 16).decode("utf-8", "replace")
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert "Epoch 1/2" in text and "Epoch 2/2" in text and "100%" in text

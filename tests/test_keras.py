@@ -295,3 +295,124 @@ def test_fit_on_cuda():
     assert m[0].weight.device.type == "cuda"
     assert h.history["accuracy"][-1] > 0.9
     assert m.predict(x).shape == (200, 1)
+
+
+# ---- more bad input: infinities, strings, validation data, named columns -------------------------
+
+
+def test_error_inf_names_column(compiled):
+    x, y = blobs(20)
+    x[5, 1] = np.inf
+    with pytest.raises(
+        ValueError, match=r"infinite value in column 1 \(1 row\(s\), first at row 5"
+    ):
+        compiled.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match="predict: x contains an infinite value"):
+        compiled.predict(x)
+
+
+def test_error_strings_are_not_numbers(compiled):
+    x = np.array([["a", "b", "c", "d"]] * 10)
+    with pytest.raises(TypeError, match=r"x must be numeric, got dtype <U1"):
+        compiled.fit(x, np.zeros(10), verbose=0)
+
+
+class FakeFrame:
+    """What fit uses of a pandas DataFrame: .columns and .to_numpy()."""
+
+    def __init__(self, array, columns):
+        self.array, self.columns = array, columns
+
+    def to_numpy(self):
+        return self.array
+
+    def __len__(self):
+        return len(self.array)
+
+
+def test_nan_error_names_dataframe_columns(compiled):
+    x, y = blobs(20)
+    x[4, 3] = np.nan
+    frame = FakeFrame(x, ["age", "fare", "sibsp", "parch"])
+    with pytest.raises(ValueError, match=r"x contains NaN in column 3 \('parch'\)"):
+        compiled.fit(frame, y, verbose=0)
+
+
+def test_validation_data_is_checked_before_training(compiled):
+    x, y = blobs(20)
+    before = compiled[0].weight.numpy().copy()
+    with pytest.raises(ValueError, match=r"x_val has samples of shape \(3,\)"):
+        compiled.fit(x, y, validation_data=(x[:, :3], y), verbose=0)
+    y_bad = y.copy()
+    y_bad[2] = np.nan
+    with pytest.raises(ValueError, match=r"validation_data\): y_val contains NaN"):
+        compiled.fit(x, y, validation_data=(x, y_bad), verbose=0)
+    with pytest.raises(ValueError, match=r"3 distinct values"):
+        compiled.fit(x, y, validation_data=(x, np.arange(20) % 3), verbose=0)
+    np.testing.assert_array_equal(compiled[0].weight.numpy(), before)  # nothing trained
+
+
+def test_evaluate_checks_y(compiled):
+    x, y = blobs(20)
+    y[0] = np.nan
+    with pytest.raises(ValueError, match="evaluate: y contains NaN"):
+        compiled.evaluate(x, y)
+
+
+def test_validation_data_counts_and_warning_without_split_hint(compiled, capsys):
+    x, y = blobs(50)
+    with pytest.warns(UserWarning, match=r"\[0\] missing from the validation data") as rec:
+        compiled.fit(x, y, validation_data=(x[y == 1], y[y == 1]), verbose=2)
+    assert "validation_split" not in str(rec[0].message)  # no split hint: the user chose these
+    assert f"50 samples for training, {int(y.sum())} for validation" in capsys.readouterr().out
+
+
+def test_no_class_warning_for_soft_targets(compiled):
+    x, _ = blobs(40)
+    soft = np.linspace(0.05, 0.95, 40).astype(np.float32)  # probabilities, not classes
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compiled.fit(x, soft, validation_split=0.25, verbose=0)
+
+
+def test_warns_when_a_class_is_missing_from_training_multiclass():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    y = np.repeat([0, 1, 2], 20)
+    m = gnn.Sequential(Dense(3, activation="softmax", input_shape=(4,)))
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match=r"\[0, 1\] missing from the validation data.*LAST"):
+        m.fit(x, y, validation_split=0.3, verbose=0)
+
+
+def test_summary_of_a_custom_module_has_output_shapes():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hidden = nn.Linear(4, 5)
+            self.out = nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.out(self.hidden(x).relu())
+
+    gnn.manual_seed(0)
+    net = Net()
+    net.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, _ = blobs(10)
+    net.fit(x, np.arange(10) % 2, verbose=0)
+    text = net.summary(print_fn=None)
+    assert "hidden (Linear)  (None, 5)" in text and "out (Linear)     (None, 2)" in text
+    assert "Total params: 37" in text
+    assert "forward" not in net.hidden.__dict__  # the shape probe left no wrapper behind
+
+
+def test_summary_counts_frozen_weights_and_buffers():
+    gnn.manual_seed(0)
+    m = gnn.Sequential(Dense(8, input_shape=(4,)), nn.BatchNorm1d(8), Dense(1))
+    m[0].weight.requires_grad = False
+    text = m.summary(print_fn=None)
+    # trainable: 0.bias 8, BN weight+bias 16, Dense(1) 9; frozen: 0.weight 32 + BN buffers 17
+    assert "Trainable params: 33" in text and "Non-trainable params: 49" in text
+    assert "Total params: 82" in text

@@ -142,3 +142,26 @@ def test_default_hidden_layer_and_errors():
         NeuralNetwork().train([{"in": [1], "out": [0]}])
     with pytest.raises(ValueError, match="same length"):
         NeuralNetwork().train([{"input": [1, 2], "output": [0]}, {"input": [1], "output": [0]}])
+
+
+def test_non_finite_training_data_names_the_sample():
+    data = [{"input": [0, 1], "output": [1]}, {"input": [float("nan"), 1], "output": [0]}]
+    with pytest.raises(ValueError, match=r"the input of sample 1 is not finite"):
+        NeuralNetwork().train(data, iterations=1)
+    data = [{"input": [0, 1], "output": [float("inf")]}]
+    with pytest.raises(ValueError, match=r"the output of sample 0 is not finite"):
+        NeuralNetwork().train(data, iterations=1)
+
+
+def test_json_round_trip_with_named_inputs_and_outputs():
+    data = [
+        {"input": {"r": 1.0, "g": 0.2}, "output": {"warm": 1.0}},
+        {"input": {"b": 1.0, "g": 0.5}, "output": {"cold": 1.0}},
+    ]
+    gnn.manual_seed(0)
+    net = NeuralNetwork()
+    net.train(data, iterations=200)
+    back = NeuralNetwork.from_json(json.dumps(net.to_json()))
+    assert back.input_lookup == {"r": 0, "g": 1, "b": 2}
+    assert back.run({"b": 0.9}) == pytest.approx(net.run({"b": 0.9}))
+    assert set(back.run({"r": 1.0})) == {"warm", "cold"}

@@ -4,6 +4,7 @@ LambdaCallback, TerminateOnNaN, LearningRateScheduler and the progress display."
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import sys
@@ -92,10 +93,10 @@ class History(Callback):
         epochs = [e + 1 for e in self.epoch]
         for i, name in enumerate(names, 1):
             ax = fig.add_subplot(1, len(names), i)
-            if name in self.history:
-                ax.plot(epochs, self.history[name], label=f"train {name}")
-            if f"val_{name}" in self.history:
-                ax.plot(epochs, self.history[f"val_{name}"], label=f"validation {name}")
+            for key, label in ((name, "train"), (f"val_{name}", "validation")):
+                if key in self.history:
+                    values = self.history[key]
+                    ax.plot(epochs[: len(values)], values, label=f"{label} {name}")
             ax.set_xlabel("epoch")
             ax.set_title(name)
             ax.grid(alpha=0.3)
@@ -431,6 +432,15 @@ class TerminateOnNaN(Callback):
 # ---- progress ------------------------------------------------------------------------------------
 
 
+def _terminal_size(stream: Any) -> tuple[int, int]:
+    """(columns, lines) of the terminal behind `stream`; 0 where it does not say."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return 0, 0
+    return size.columns, size.lines
+
+
 def _fmt_logs(logs: dict) -> str:
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
 
@@ -458,12 +468,18 @@ class ProgbarLogger(Callback):
             from tqdm.auto import tqdm  # imported here: `import gnn` must not pull tqdm in
 
             epochs = self.params.get("epochs", "?")
+            # tqdm draws nothing on a terminal that reports 0 columns or 0 lines (ptys that
+            # were never sized, as in some CI runners): then use a fixed size instead
+            cols, lines = _terminal_size(self._out())
+            sized = cols > 0 and lines > 0
             self._bar = tqdm(
                 total=self.params.get("steps"),
                 desc=f"Epoch {epoch + 1}/{epochs}",
                 file=self._out(),
                 leave=True,
-                dynamic_ncols=True,
+                dynamic_ncols=sized,
+                ncols=None if sized else (cols or 100),
+                nrows=None if sized else 24,
             )
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:

@@ -152,41 +152,65 @@ def _model_device_dtype(model: Module) -> tuple[Any, Any]:
     return gnn.backend.parse_device(None), gnn.get_default_dtype()
 
 
+def _columns(a: Any) -> list[str] | None:
+    """Column labels of a pandas DataFrame (to name them in errors), else None."""
+    cols = getattr(a, "columns", None)
+    if cols is None or isinstance(a, (np.ndarray, Tensor)):
+        return None
+    return [str(c) for c in cols]
+
+
 def _as_host(a: Any, name: str, who: str) -> Any:
     """Arrays stay where they are (a Tensor's array on its device); lists etc. become NumPy."""
     if isinstance(a, Tensor):
         return a
     if hasattr(a, "to_numpy") and not isinstance(a, np.ndarray):  # pandas
         a = a.to_numpy()
-    arr = np.asarray(a)
-    if arr.dtype == object:
+    try:
+        arr = np.asarray(a)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(f"{who}: {name} is not a rectangular array of numbers: {exc}") from exc
+    if arr.dtype.kind not in "biuf":
+        what = "an object array" if arr.dtype == object else f"dtype {arr.dtype}"
         raise TypeError(
-            f"{who}: {name} must be numeric (got an object array; convert strings first)"
+            f"{who}: {name} must be numeric, got {what}; encode strings and categories as "
+            "numbers first (e.g. one-hot columns)"
         )
     if arr.ndim == 0:
         raise ValueError(f"{who}: {name} must have a sample dimension, got a scalar")
     return arr
 
 
-def _check_nan(a: Any, name: str, who: str) -> None:
+def _check_finite(a: Any, name: str, who: str, columns: list[str] | None = None) -> None:
+    """A clear error for NaN or infinite values, naming the columns (of 2-D data) and rows."""
     data = a.data if isinstance(a, Tensor) else a
-    if data.dtype.kind != "f":
+    if data.dtype.kind != "f" or data.size == 0:
         return
     xp = a._be.xp if isinstance(a, Tensor) else np
-    bad = xp.isnan(data)
-    if not bool(bad.any()):
-        return
-    rows = int(bad.reshape(len(data), -1).any(axis=1).sum())
-    if data.ndim == 2:
-        cols = [int(c) for c in xp.nonzero(bad.any(axis=0))[0].tolist()]
-        where = f"column{'s' if len(cols) > 1 else ''} {', '.join(map(str, cols[:10]))}"
-    else:
-        where = f"{int(bad.sum())} element(s)"
-    first = int(xp.nonzero(bad.reshape(len(data), -1).any(axis=1))[0][0])
-    raise ValueError(
-        f"{who}: {name} contains NaN in {where} ({rows} row(s), first at row {first}); "
-        "fill or drop missing values first"
-    )
+    for what, bad in (("NaN", xp.isnan(data)), ("an infinite value", xp.isinf(data))):
+        if not bool(bad.any()):
+            continue
+        per_row = bad.reshape(len(data), -1).any(axis=1)
+        rows = int(per_row.sum())
+        if data.ndim == 2:
+            cols = [int(c) for c in xp.nonzero(bad.any(axis=0))[0].tolist()]
+            shown = [
+                f"{c} ({columns[c]!r})" if columns and c < len(columns) else str(c)
+                for c in cols[:10]
+            ]
+            more = f" and {len(cols) - 10} more" if len(cols) > 10 else ""
+            where = f"column{'s' if len(cols) > 1 else ''} {', '.join(shown)}{more}"
+        else:
+            where = f"{int(bad.sum())} element(s)"
+        first = int(xp.nonzero(per_row)[0][0])
+        fix = (
+            "fill or drop missing values first"
+            if what == "NaN"
+            else "clip or drop such values (they would turn the weights into NaN)"
+        )
+        raise ValueError(
+            f"{who}: {name} contains {what} in {where} ({rows} row(s), first at row {first}); {fix}"
+        )
 
 
 def _to_device(a: Any, device: Any, dtype: Any) -> Tensor:
@@ -250,8 +274,13 @@ def _regularization(model: Module) -> Tensor | None:
 # ---- checks --------------------------------------------------------------------------------------
 
 
-def _build(model: Module, x: Tensor, who: str) -> tuple[int, ...]:
-    """Run one sample through the model (building lazy layers); returns the output shape."""
+def _build(
+    model: Module, x: Tensor, who: str, record: bool = True, name: str = "x"
+) -> tuple[int, ...]:
+    """Run one sample through the model (building lazy layers); returns the output shape.
+
+    record=True remembers the sample shape as the model's input shape (for summary()).
+    """
     was_training = model.training
     model.eval()
     try:
@@ -259,14 +288,15 @@ def _build(model: Module, x: Tensor, who: str) -> tuple[int, ...]:
             out = model(x[:1] if len(x) else x)
     except ValueError as exc:
         raise ValueError(
-            f"{who}: x has samples of shape {tuple(x.shape[1:])}, which the model "
+            f"{who}: {name} has samples of shape {tuple(x.shape[1:])}, which the model "
             f"does not accept: {exc}"
         ) from exc
     finally:
         model.train(was_training)
     if not isinstance(out, Tensor):
         raise TypeError(f"{who}: the model must return one Tensor, got {type(out).__name__}")
-    object.__setattr__(model, "_keras_input_shape", tuple(x.shape[1:]))
+    if record:
+        object.__setattr__(model, "_keras_input_shape", tuple(x.shape[1:]))
     return tuple(out.shape)
 
 
@@ -338,29 +368,34 @@ def _check_lengths(x: Any, y: Any, who: str) -> None:
         raise ValueError(f"{who}: x has {len(x)} samples but y has {len(y)}; they must match")
 
 
-def _class_coverage_warning(loss: Loss, y_train: Any, y_val: Any) -> None:
+def _class_coverage_warning(loss: Loss, y_train: Any, y_val: Any, source: str) -> None:
+    """Warn when a class has samples on one side of the train/validation split only."""
     if loss.kind not in ("binary", "sparse", "categorical"):
         return
 
-    def classes(a: Any) -> set:
+    def classes(a: Any) -> set | None:
         a = a.numpy() if isinstance(a, Tensor) else np.asarray(a)
         if loss.kind == "categorical":
             return set(np.argmax(a, axis=-1).tolist())
-        return set(np.round(a).astype(np.int64).reshape(-1).tolist())
+        if a.dtype.kind == "f" and not np.all(a == np.round(a)):
+            return None  # soft targets (probabilities): no classes to count
+        return set(a.astype(np.int64).reshape(-1).tolist())
 
     tr, va = classes(y_train), classes(y_val)
-    if tr != va:
-        only_tr, only_va = sorted(tr - va), sorted(va - tr)
-        parts = []
-        if only_tr:
-            parts.append(f"class(es) {only_tr} missing from the validation data")
-        if only_va:
-            parts.append(f"class(es) {only_va} missing from the training data")
-        warnings.warn(
-            "fit: " + "; ".join(parts) + " (validation_split takes the LAST samples: "
-            "shuffle x and y before fit if they are sorted)",
-            stacklevel=3,
-        )
+    if tr is None or va is None or tr == va:
+        return
+    only_tr, only_va = sorted(tr - va), sorted(va - tr)
+    parts = []
+    if only_tr:
+        parts.append(f"class(es) {only_tr} missing from the validation data")
+    if only_va:
+        parts.append(f"class(es) {only_va} missing from the training data")
+    hint = (
+        " (validation_split takes the LAST samples: shuffle x and y before fit if they are sorted)"
+        if source == "split"
+        else ""
+    )
+    warnings.warn("fit: " + "; ".join(parts) + hint, stacklevel=3)
 
 
 # ---- the loop ------------------------------------------------------------------------------------
@@ -457,8 +492,8 @@ def fit(
     _check_lengths(xh, yh, who)
     if len(xh) == 0:
         raise ValueError("fit: x is empty")
-    _check_nan(xh, "x", who)
-    _check_nan(yh, "y", who)
+    _check_finite(xh, "x", who, _columns(x))
+    _check_finite(yh, "y", who, _columns(y))
 
     device, dtype = _model_device_dtype(model)
     x_all = _to_device(xh, device, dtype)
@@ -472,16 +507,29 @@ def fit(
     n = len(x_all)
     val = None
     if validation_data is not None:
-        if len(validation_data) != 2:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
-        xv, yv = (_as_host(a, name, who) for a, name in zip(validation_data, ("x_val", "y_val")))
-        _check_lengths(xv, yv, "fit (validation_data)")
-        _check_nan(xv, "x_val", who)
+        vwho = "fit (validation_data)"
+        xv, yv = (_as_host(a, name, vwho) for a, name in zip(validation_data, ("x_val", "y_val")))
+        _check_lengths(xv, yv, vwho)
+        if len(xv) == 0:
+            raise ValueError(f"{vwho}: x_val is empty")
+        _check_finite(xv, "x_val", vwho, _columns(validation_data[0]))
+        _check_finite(yv, "y_val", vwho, _columns(validation_data[1]))
+        xv = _to_device(xv, device, dtype)
+        val_shape = _build(model, xv, vwho, record=False, name="x_val")
+        if val_shape[1:] != out_shape[1:]:
+            raise ValueError(
+                f"{vwho}: the model gives outputs of shape {val_shape[1:]} for x_val but "
+                f"{out_shape[1:]} for x"
+            )
         yv = _prepare_targets(
-            cfg.loss, yv.numpy() if isinstance(yv, Tensor) else yv, out_shape, who
+            cfg.loss, yv.numpy() if isinstance(yv, Tensor) else yv, out_shape, vwho
         )
-        val = (_to_device(xv, device, dtype), _to_device(yv, device, dtype))
-        _class_coverage_warning(cfg.loss, y_host, yv)
+        val = (xv, _to_device(yv, device, dtype))
+        if verbose:
+            print(f"fit: {n} samples for training, {len(xv)} for validation (validation_data)")
+        _class_coverage_warning(cfg.loss, y_host, yv, "validation_data")
     elif validation_split > 0:
         split_at = int(n * (1.0 - validation_split))
         if split_at <= 0 or split_at >= n:
@@ -494,7 +542,7 @@ def fit(
                 f"fit: {split_at} samples for training, {n - split_at} for validation "
                 f"(the last {validation_split:.0%}, as Keras takes them)"
             )
-        _class_coverage_warning(cfg.loss, y_host[:split_at], y_host[split_at:])
+        _class_coverage_warning(cfg.loss, y_host[:split_at], y_host[split_at:], "split")
         y_dev = _to_device(y_host, device, dtype)
         val = (x_all[split_at:].detach(), y_dev[split_at:].detach())
         x_all, y_host = x_all[:split_at].detach(), y_host[:split_at]
@@ -562,7 +610,8 @@ def fit(
                     "rate, or check x and y for huge values)",
                     file=sys.stderr,
                 )
-                history.record(epoch, {"loss": bad[1]})
+                # every quantity gets a value for this epoch (NaN), so the lists stay aligned
+                history.record(epoch, {k: math.nan for k in history.history} | {"loss": bad[1]})
                 model.stop_training = True
                 break
             logs = {
@@ -605,7 +654,10 @@ def evaluate(
     cfg = _compiled(model, who)
     xh, yh = _as_host(x, "x", who), _as_host(y, "y", who)
     _check_lengths(xh, yh, who)
-    _check_nan(xh, "x", who)
+    if len(xh) == 0:
+        raise ValueError("evaluate: x is empty")
+    _check_finite(xh, "x", who, _columns(x))
+    _check_finite(yh, "y", who, _columns(y))
     device, dtype = _model_device_dtype(model)
     xt = _to_device(xh, device, dtype)
     out_shape = _build(model, xt, who)
@@ -620,7 +672,7 @@ def predict(model: Module, x: Any, batch_size: int = 32, verbose: int = 0) -> np
     """The model's outputs for x (eval mode, no graph) as a NumPy array."""
     who = "predict"
     xh = _as_host(x, "x", who)
-    _check_nan(xh, "x", who)
+    _check_finite(xh, "x", who, _columns(x))
     device, dtype = _model_device_dtype(model)
     xt = _to_device(xh, device, dtype)
     _build(model, xt, who)
@@ -669,6 +721,56 @@ def _build_from_input_shape(model: Module) -> None:
     _build(model, gnn.zeros((1, *shape), dtype=dtype, device=device), "build")
 
 
+def _shape_text(out: Any) -> str:
+    """(None, 8) for a Tensor of shape (B, 8); tuples of outputs (RNNs) shape by shape."""
+    if isinstance(out, Tensor):
+        return (
+            "("
+            + ", ".join(["None", *map(str, out.shape[1:])])
+            + ("," if out.ndim == 1 else "")
+            + ")"
+        )
+    if isinstance(out, (tuple, list)):
+        return "[" + ", ".join(_shape_text(o) for o in out) + "]"
+    return "?"
+
+
+def _output_shapes(model: Module, layers: list[Module], shape: tuple) -> dict[int, str]:
+    """id(layer) -> its output shape, from one zero sample through the model.
+
+    Each layer's forward is wrapped for the duration of one call (so this works for any Module,
+    not only Sequential); a layer called twice reports its last call.
+    """
+    shapes: dict[int, str] = {}
+
+    def wrap(m: Module) -> None:
+        inner = m.forward
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            out = inner(*args, **kwargs)
+            shapes[id(m)] = _shape_text(out)
+            return out
+
+        object.__setattr__(m, "forward", forward)
+
+    device, dtype = _model_device_dtype(model)
+    was = model.training
+    model.eval()
+    for m in layers:
+        if m is not model:
+            wrap(m)
+    try:
+        with no_grad():
+            model(gnn.zeros((1, *shape), dtype=dtype, device=device))
+    except Exception:  # noqa: BLE001  (shapes are a nicety; the counts still print)
+        shapes = {}
+    finally:
+        for m in layers:
+            m.__dict__.pop("forward", None)
+        model.train(was)
+    return shapes
+
+
 def summary(model: Module, print_fn: Any = print) -> str:
     """Print (and return) a table of layers, output shapes and parameter counts."""
     _build_from_input_shape(model)
@@ -679,22 +781,8 @@ def summary(model: Module, print_fn: Any = print) -> str:
         )
     rows = []
     shape = _input_shape(model)
-    out_shapes: dict[int, str] = {}
-    if isinstance(model, Sequential) and shape is not None:
-        device, dtype = _model_device_dtype(model)
-        was = model.training
-        model.eval()
-        try:
-            with no_grad():
-                h = gnn.zeros((1, *shape), dtype=dtype, device=device)
-                for m in model:
-                    h = m(h)
-                    out_shapes[id(m)] = str(("None", *h.shape[1:])).replace("'", "")
-        except Exception:  # noqa: BLE001  (shapes are a nicety; the counts still print)
-            out_shapes = {}
-        finally:
-            model.train(was)
     children = list(model.named_children()) or [("", model)]
+    out_shapes = _output_shapes(model, [m for _, m in children], shape) if shape else {}
     for name, m in children:
         t, f = _count(m)
         label = f"{name} ({type(m).__name__})" if name else type(m).__name__
