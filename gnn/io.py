@@ -186,7 +186,9 @@ def _host_array(value: Any, key: str, who: str) -> np.ndarray:
     arr = value.numpy() if isinstance(value, Tensor) else value
     if not isinstance(arr, np.ndarray) and not isinstance(arr, (np.generic, int, float, bool)):
         raise TypeError(f"{who}: {key!r} is a {type(value).__name__}, expected a Tensor or array")
-    arr = np.ascontiguousarray(arr)
+    arr = np.asarray(arr)
+    if not arr.flags.c_contiguous:  # not np.ascontiguousarray: it turns 0-d arrays into (1,)
+        arr = arr.copy(order="C")
     if arr.dtype.newbyteorder("=") not in _NUMPY_TO_ST:
         raise TypeError(f"{who}: {key!r} has dtype {arr.dtype}, which safetensors cannot store")
     return arr.astype(arr.dtype.newbyteorder("<"), copy=False)

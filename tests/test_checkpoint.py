@@ -24,7 +24,9 @@ def _data() -> TensorDataset:
     return TensorDataset(gnn.tensor(x), gnn.tensor(y))
 
 
-def _model() -> nn.Module:
+def _model(batch_norm: bool = False) -> nn.Module:
+    if batch_norm:  # buffers (running stats, a 0-d int64 counter) are part of the state
+        return nn.Sequential(nn.Linear(5, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 1))
     return nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
 
 
@@ -72,15 +74,17 @@ def _snapshot(model, opt) -> dict[str, np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("setup", list(SETUPS))
-@pytest.mark.parametrize("stop_after", [1, 3])
-def test_resume_is_bit_exact(tmp_path, setup, stop_after) -> None:
+@pytest.mark.parametrize(
+    "setup, stop_after, batch_norm",
+    [(s, n, False) for s in SETUPS for n in (1, 3)] + [("adam-cosine", 2, True)],
+)
+def test_resume_is_bit_exact(tmp_path, setup, stop_after, batch_norm) -> None:
     make_opt, make_sched = SETUPS[setup]
-    loader = DataLoader(_data(), batch_size=5, shuffle=True)
+    loader = DataLoader(_data(), batch_size=5, shuffle=True)  # 24 samples: no batch of one
 
     # The run that never stops.
     gnn.manual_seed(0)
-    model = _model()
+    model = _model(batch_norm)
     opt = make_opt(model.parameters())
     sched = make_sched(opt)
     _train_epochs(model, opt, sched, loader, EPOCHS)
@@ -88,7 +92,7 @@ def test_resume_is_bit_exact(tmp_path, setup, stop_after) -> None:
 
     # The same run, stopped after `stop_after` epochs ...
     gnn.manual_seed(0)
-    model = _model()
+    model = _model(batch_norm)
     opt = make_opt(model.parameters())
     sched = make_sched(opt)
     _train_epochs(model, opt, sched, loader, stop_after)
@@ -99,7 +103,7 @@ def test_resume_is_bit_exact(tmp_path, setup, stop_after) -> None:
     # ... and resumed in a fresh "process": other seed, other weights, generator moved on.
     gnn.manual_seed(123)
     get_backend("cpu").rng().random(1000)
-    model = _model()
+    model = _model(batch_norm)
     opt = make_opt(model.parameters())
     sched = make_sched(opt)
     info = gnn.load_checkpoint(path, model, opt, sched)

@@ -42,6 +42,7 @@ def test_round_trip_keeps_dtypes_shapes_and_values(tmp_path) -> None:
         assert isinstance(got[k], gnn.Tensor)
         assert got[k].device == "cpu"
         assert got[k].dtype == want.dtype, k
+        assert got[k].shape == want.shape, k  # assert_array_equal alone would broadcast () to (1,)
         np.testing.assert_array_equal(got[k].numpy(), want)
 
 
@@ -61,14 +62,21 @@ def test_files_are_plain_safetensors(tmp_path) -> None:
 
 def test_module_state_dict_round_trip(tmp_path) -> None:
     gnn.manual_seed(0)
-    a = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
-    b = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+
+    def make() -> nn.Module:
+        return nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2))
+
+    a, b = make(), make()
+    a(gnn.randn(6, 3))  # running statistics and num_batches_tracked (a 0-d int64) move
     gnn.save(a.state_dict(), tmp_path / "m.safetensors")
     state = gnn.load(tmp_path / "m.safetensors", device="cpu")
-    assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"}
-    b.load_state_dict(state)
+    assert set(state) == set(a.state_dict())
+    assert state["1.num_batches_tracked"].shape == ()
+    b.load_state_dict(state)  # strict: every key and shape must fit
+    a.eval(), b.eval()
     x = gnn.randn(4, 3)
     np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
+    assert int(b[1].num_batches_tracked.item()) == 1
 
 
 def test_bfloat16_is_widened_to_float32(tmp_path) -> None:
