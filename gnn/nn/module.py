@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn.backend import get_backend, parse_device
+from gnn.backend import Device, get_backend, parse_device
 from gnn.nn.parameter import Parameter
 from gnn.tensor import Tensor
 
@@ -83,7 +83,9 @@ class Module:
         """Add state that is saved in state_dict() (if persistent) but not trained."""
         self.__dict__.pop(name, None)
         self._buffers[name] = tensor
-        if not persistent:
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
             self._non_persistent.add(name)
 
     def add_module(self, name: str, module: Module | None) -> None:
@@ -179,9 +181,21 @@ class Module:
 
     def to(self, device: Any = None, dtype: Any = None) -> Module:
         """Move parameters and buffers in place (the Parameter objects stay the same, so an
-        optimizer built before the move keeps working)."""
-        if device is not None and not isinstance(device, str) and not hasattr(device, "type"):
-            device, dtype = None, device
+        optimizer built before the move keeps working); returns self.
+
+        `m.to("cuda")`, `m.to(gnn.float64)`, `m.to("float64")`, `m.to("cpu", "float32")` and
+        `m.to(tensor)` (its device and dtype) work, as for Tensor.to.
+        """
+        if isinstance(device, Tensor):
+            device, dtype = device.device, device.dtype if dtype is None else dtype
+        elif device is not None and not isinstance(device, (str, Device)):
+            device, dtype = None, device  # m.to(gnn.float64)
+        elif isinstance(device, str) and dtype is None:
+            try:
+                parse_device(device)
+            except ValueError:
+                device, dtype = None, device  # m.to("float64")
+                _check_dtype_name(dtype)
         be = get_backend(device) if device is not None else None
         for m in self.modules():
             for store in (m._parameters, m._buffers):
@@ -204,38 +218,50 @@ class Module:
 
     # ---- state dicts ---------------------------------------------------------------------------
 
-    def state_dict(self) -> OrderedDict[str, Tensor]:
-        """Parameters and persistent buffers by dotted name (detached; they share memory)."""
-        out: OrderedDict[str, Tensor] = OrderedDict()
-        for mod_name, mod in self.named_modules():
+    def _state_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """(dotted prefix, module) for the state dict: every path, so a module reachable under
+        two names appears under both (as PyTorch's state_dict does), parents before children."""
+        stack = [(prefix, self)]
+        while stack:
+            name, mod = stack.pop()
+            yield name, mod
+            children = [
+                (f"{name}.{k}" if name else k, m) for k, m in mod._modules.items() if m is not None
+            ]
+            stack.extend(reversed(children))
+
+    def _state_tensors(self) -> Iterator[tuple[str, Tensor]]:
+        """(key, tensor) of every parameter and persistent buffer, in PyTorch's key order."""
+        for mod_name, mod in self._state_modules():
             pre = f"{mod_name}." if mod_name else ""
             for name, p in mod._parameters.items():
                 if p is not None:
-                    out[pre + name] = p.detach()
+                    yield pre + name, p
             for name, b in mod._buffers.items():
                 if b is not None and name not in mod._non_persistent:
-                    out[pre + name] = b.detach()
-        return out
+                    yield pre + name, b
+
+    def state_dict(self) -> OrderedDict[str, Tensor]:
+        """Parameters and persistent buffers by dotted name (detached; they share memory)."""
+        return OrderedDict((k, t.detach()) for k, t in self._state_tensors())
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> tuple[list[str], list[str]]:
         """Copy values in by name; returns (missing_keys, unexpected_keys).
 
         With strict=True, any missing or unexpected key, or any shape mismatch, raises one error
-        that lists them all. Values may be Tensors or arrays from any device.
+        that lists them all (shape mismatches raise with strict=False too, as in PyTorch). Values
+        may be Tensors or arrays from any device; nothing is changed unless everything fits.
         """
-        own = self.state_dict()
+        own = OrderedDict(self._state_tensors())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         mismatched = []
         for k, target in own.items():
             if k in state_dict:
-                shape = (
-                    tuple(np.shape(state_dict[k]))
-                    if not isinstance(state_dict[k], Tensor)
-                    else state_dict[k].shape
-                )
-                if shape != target.shape:
-                    mismatched.append(f"{k}: checkpoint {shape} vs model {target.shape}")
+                value = state_dict[k]
+                shape = value.shape if isinstance(value, Tensor) else np.shape(value)
+                if tuple(shape) != target.shape:
+                    mismatched.append(f"{k}: checkpoint {tuple(shape)} vs model {target.shape}")
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
@@ -248,26 +274,16 @@ class Module:
                 f"error(s) loading state_dict for {type(self).__name__}:\n  "
                 + "\n  ".join(problems)
             )
-        params = dict(self._all_tensors())
         for k, value in state_dict.items():
-            if k in params:
-                dest = params[k]
-                src = (
-                    value.numpy()
-                    if isinstance(value, Tensor) and value._be is not dest._be
-                    else value
-                )
-                src = src.data if isinstance(src, Tensor) else src
-                dest.data[...] = dest._be.asarray(src, dtype=dest.dtype)
+            dest = own.get(k)
+            if dest is None:
+                continue
+            if isinstance(value, Tensor):
+                src = value.numpy() if value._be is not dest._be else value.data
+            else:
+                src = value
+            dest.data[...] = dest._be.asarray(src, dtype=dest.dtype)
         return missing, unexpected
-
-    def _all_tensors(self) -> Iterator[tuple[str, Tensor]]:
-        for mod_name, mod in self.named_modules():
-            pre = f"{mod_name}." if mod_name else ""
-            for store in (mod._parameters, mod._buffers):
-                for name, t in store.items():
-                    if t is not None:
-                        yield pre + name, t
 
     # ---- calling -------------------------------------------------------------------------------
 
@@ -296,6 +312,19 @@ class Module:
         return sorted(
             set(super().__dir__()) | set(self._parameters) | set(self._modules) | set(self._buffers)
         )
+
+
+def _check_dtype_name(name: str) -> None:
+    """A ValueError when `name` is neither a device nor a dtype (for Module.to)."""
+    from gnn.dtypes import parse_dtype
+
+    try:
+        parse_dtype(name)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Module.to: {name!r} is neither a device ('cpu', 'cuda', 'cuda:N') nor a dtype "
+            "('float32', 'float64', ...)"
+        ) from None
 
 
 def _move_in_place(t: Tensor, be: Any, dtype: Any) -> None:

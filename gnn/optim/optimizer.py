@@ -105,8 +105,26 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        self._follow_parameters()
         self._step()
         return loss
+
+    def _follow_parameters(self) -> None:
+        """Move state arrays to the device and float dtype of their parameter, if it changed.
+
+        A model moved with `model.to(...)` keeps its Parameter objects, so the optimizer still
+        holds them; their state (momentum, Adam moments) follows here, and training goes on.
+        """
+        for p, entry in self.state.items():
+            be, dtype = p._be, p.data.dtype
+            for k, v in entry.items():
+                if not isinstance(v, Tensor):
+                    continue
+                moved = v._be is not be
+                cast = v.data.dtype != dtype and v.data.dtype.kind == "f"
+                if moved or cast:
+                    data = be.asarray(v._be.to_numpy(v.data)) if moved else v.data
+                    entry[k] = Tensor._make(data.astype(dtype, copy=False), be, False)
 
     def _step(self) -> None:
         raise NotImplementedError
