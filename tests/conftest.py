@@ -16,7 +16,7 @@ def _cuda_available() -> bool:
 
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def device(request: pytest.FixtureRequest) -> str:
-    """ "cpu", then "cuda" (marked `gpu`; skips itself without CuPy and a CUDA device)."""
+    """The device name: "cpu", then "cuda" (marked `gpu`; skips itself without CuPy and a GPU)."""
     if request.param == "cuda" and not _cuda_available():
         pytest.skip("needs CuPy and a CUDA device")
     return request.param
