@@ -170,11 +170,6 @@ def case(*inputs: Any, args: tuple = (), bug: KnownBug | None = None, **kwargs: 
     return Case(tuple(inputs), tuple(args), kwargs, bug)
 
 
-def with_bug(cases: list, inputs: tuple, bug: KnownBug) -> list:
-    """`cases` with `bug` attached to the case(s) of these input shapes."""
-    return [Case(c.inputs, c.args, c.kwargs, bug) if c.inputs == inputs else c for c in cases]
-
-
 def _short(v: Any) -> str:
     if isinstance(v, tuple) and all(isinstance(i, int) for i in v):
         return "(" + "x".join(map(str, v)) + ")" if v else "()"
@@ -393,13 +388,6 @@ def np_nll_loss(
     return _reduce_loss(loss, reduction)
 
 
-# ---- known bugs outside gnn/ops/ ------------------------------------------------------------
-
-SIGMOID_0D = KnownBug(
-    "gnn/backend/numpy.py NumpyBackend.sigmoid: on a 0-d array xp.multiply returns a NumPy "
-    "scalar, which xp.tanh(y, out=y) rejects (TypeError: return arrays must be of ArrayType)"
-)
-
 # ---- shared case lists --------------------------------------------------------------------------
 
 UNARY = [
@@ -588,7 +576,7 @@ ROWS: list[OpRow] = [
     ),
     # activations
     OpRow("tanh", np.tanh, UNARY, method=Tensor.tanh),
-    OpRow("sigmoid", np_sigmoid, with_bug(UNARY, ((),), SIGMOID_0D), method=Tensor.sigmoid),
+    OpRow("sigmoid", np_sigmoid, UNARY, method=Tensor.sigmoid),
     OpRow("relu", lambda x: np.maximum(x, 0), UNARY, method=Tensor.relu, domain=nonzero),
     OpRow(
         "leaky_relu",
@@ -895,7 +883,7 @@ ROWS: list[OpRow] = [
             case((3, 4), (3, 4), weight=weights((3, 4))),
             case((3, 4), (3, 4), pos_weight=weights((4,))),
             case((3, 4), (3, 4), pos_weight=weights((4,)), weight=weights((3, 1)), reduction="sum"),
-            case((), (), bug=KnownBug(SIGMOID_0D.reason, forward=False)),  # backward: sigmoid
+            case((), ()),
             case((0, 2), (0, 2), reduction="none"),
         ],
         domain=(normal, unit_interval),

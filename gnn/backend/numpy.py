@@ -137,7 +137,8 @@ class NumpyBackend:
     def sigmoid(self, x: Any) -> Any:
         """y = 1 / (1 + exp(-x)), in the overflow-free form 0.5 * tanh(0.5 x) + 0.5."""
         xp = self.xp
-        y = xp.multiply(x, 0.5)
+        # out=: with a 0-d input a ufunc would return a scalar, which the in-place steps reject
+        y = xp.multiply(x, 0.5, out=xp.empty(x.shape, dtype=x.dtype))
         xp.tanh(y, out=y)
         y *= 0.5
         y += 0.5
@@ -145,7 +146,7 @@ class NumpyBackend:
 
     def sigmoid_backward(self, y: Any, gy: Any) -> Any:
         """gx = gy * y * (1 - y), from the saved output y."""
-        gx = self.xp.subtract(1, y, dtype=y.dtype)
+        gx = self.xp.subtract(1, y, out=self.xp.empty(y.shape, dtype=y.dtype))
         gx *= y
         gx *= gy
         return gx
