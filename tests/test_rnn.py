@@ -191,7 +191,9 @@ def test_cells_match_one_step(cls, mode):
 def test_errors_are_clear():
     lstm = nn.LSTM(3, 4, num_layers=2)
     with pytest.raises(
-        ValueError, match=r"LSTM\(input_size=3, hidden_size=4\).*got shape \(5, 2, 6\)"
+        ValueError,
+        match=r"LSTM\(input_size=3, hidden_size=4\).*3 features, got 6 features "
+        r"\(input shape \(5, 2, 6\)\)",
     ):
         lstm(gnn.randn(5, 2, 6))
     with pytest.raises(ValueError, match=r"expected h_0 of shape \(2, 2, 4\).*got \(1, 2, 4\)"):

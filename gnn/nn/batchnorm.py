@@ -84,7 +84,7 @@ class _BatchNorm(Module):
         if x.shape[1] != self.num_features:
             raise ValueError(
                 f"{layer}({self.num_features}): expected {self.num_features} channels in dim 1, "
-                f"got input of shape {x.shape}"
+                f"got {x.shape[1]} (input shape {x.shape})"
             )
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and x.data.size // x.shape[1] <= 1:

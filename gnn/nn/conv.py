@@ -95,10 +95,12 @@ class _ConvNd(Module):
 
     def _check(self, x: Tensor) -> None:
         if x.ndim not in (3, 4) or x.shape[-3] != self.in_channels:
+            got = f"{x.shape[-3]} channels" if x.ndim in (3, 4) else f"a {x.ndim}-D input"
             raise ValueError(
                 f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
                 f"kernel_size={self.kernel_size}): expected input (N, {self.in_channels}, H, W) or "
-                f"({self.in_channels}, H, W) with {self.in_channels} channels, got shape {x.shape}"
+                f"({self.in_channels}, H, W) with {self.in_channels} channels, got {got} "
+                f"(input shape {x.shape})"
             )
 
     def extra_repr(self) -> str:

@@ -43,25 +43,30 @@ def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 
 
 def constant_(t: Tensor, value: float) -> Tensor:
+    """Fill with `value`."""
     t.data[...] = value
     return t
 
 
 def zeros_(t: Tensor) -> Tensor:
+    """Fill with 0."""
     return constant_(t, 0.0)
 
 
 def ones_(t: Tensor) -> Tensor:
+    """Fill with 1."""
     return constant_(t, 1.0)
 
 
 def xavier_uniform_(t: Tensor, gain: float = 1.0) -> Tensor:
+    """Glorot: U(-b, b) with b = gain * sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = _fans(t)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(t, -bound, bound)
 
 
 def xavier_normal_(t: Tensor, gain: float = 1.0) -> Tensor:
+    """Glorot: N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _fans(t)
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
@@ -77,6 +82,7 @@ def _kaiming_std(t: Tensor, a: float, mode: str, nonlinearity: str) -> float:
 def kaiming_uniform_(
     t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
 ) -> Tensor:
+    """He: U(-b, b) with b = gain(nonlinearity, a) * sqrt(3 / fan) (fan_in or fan_out)."""
     bound = math.sqrt(3.0) * _kaiming_std(t, a, mode, nonlinearity)
     return uniform_(t, -bound, bound)
 
@@ -84,6 +90,7 @@ def kaiming_uniform_(
 def kaiming_normal_(
     t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
 ) -> Tensor:
+    """He: N(0, std^2) with std = gain(nonlinearity, a) / sqrt(fan) (fan_in or fan_out)."""
     return normal_(t, 0.0, _kaiming_std(t, a, mode, nonlinearity))
 
 

@@ -56,10 +56,11 @@ class Linear(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim == 0 or x.shape[-1] != self.in_features:
+            got = f"{x.shape[-1]} features" if x.ndim else "a 0-d tensor"
             raise ValueError(
                 f"Linear(in_features={self.in_features}, out_features={self.out_features}): "
-                f"expected input with {self.in_features} features in the last dim, "
-                f"got shape {x.shape}"
+                f"expected {self.in_features} features in the last dim, got {got} "
+                f"(input shape {x.shape})"
             )
         return F.linear(x, self.weight, self.bias)
 

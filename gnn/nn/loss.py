@@ -10,6 +10,8 @@ from gnn.tensor import Tensor
 
 
 class MSELoss(Module):
+    """Mean squared error (reduction: 'mean', 'sum' or 'none')."""
+
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         self.reduction = reduction
@@ -19,6 +21,8 @@ class MSELoss(Module):
 
 
 class L1Loss(Module):
+    """Mean absolute error (reduction: 'mean', 'sum' or 'none')."""
+
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         self.reduction = reduction
@@ -28,6 +32,8 @@ class L1Loss(Module):
 
 
 class BCELoss(Module):
+    """Binary cross-entropy of probabilities in [0, 1]."""
+
     def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
         super().__init__()
         self.weight, self.reduction = weight, reduction
@@ -37,6 +43,8 @@ class BCELoss(Module):
 
 
 class BCEWithLogitsLoss(Module):
+    """Binary cross-entropy of logits (a stable sigmoid inside); pos_weight as PyTorch."""
+
     def __init__(self, weight: Any = None, reduction: str = "mean", pos_weight: Any = None) -> None:
         super().__init__()
         self.weight, self.reduction, self.pos_weight = weight, reduction, pos_weight
@@ -48,6 +56,8 @@ class BCEWithLogitsLoss(Module):
 
 
 class CrossEntropyLoss(Module):
+    """Softmax cross-entropy of logits (N, C) and class ids; ignore_index, label_smoothing."""
+
     def __init__(
         self,
         weight: Any = None,
@@ -66,6 +76,8 @@ class CrossEntropyLoss(Module):
 
 
 class NLLLoss(Module):
+    """Negative log-likelihood of log-probabilities (N, C) and class ids."""
+
     def __init__(
         self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean"
     ) -> None:

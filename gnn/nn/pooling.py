@@ -5,8 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from gnn import functional as F
+from gnn.nn.conv import _pair
 from gnn.nn.module import Module
 from gnn.tensor import Tensor
+
+
+def _check_window(layer: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> None:
+    """Fail at construction, naming the argument and its range, on a bad window shape."""
+    kernel = _pair(layer, "kernel_size", kernel_size, 1)
+    if stride is not None:
+        _pair(layer, "stride", stride, 1)
+    pad = _pair(layer, "padding", padding, 0)
+    dil = _pair(layer, "dilation", dilation, 1)
+    for p, k, d in zip(pad, kernel, dil):
+        if p > (d * (k - 1) + 1) // 2:
+            raise ValueError(
+                f"{layer}: padding must be at most half of the (dilated) kernel size, got "
+                f"padding={padding!r}, kernel_size={kernel_size!r}"
+            )
 
 
 class MaxPool2d(Module):
@@ -24,6 +40,7 @@ class MaxPool2d(Module):
         super().__init__()
         if return_indices:
             raise NotImplementedError("MaxPool2d: return_indices=True is not supported in gnn")
+        _check_window("MaxPool2d", kernel_size, stride, padding, dilation)
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding, self.dilation = padding, dilation
@@ -54,6 +71,14 @@ class AvgPool2d(Module):
         divisor_override: int | None = None,
     ) -> None:
         super().__init__()
+        _check_window("AvgPool2d", kernel_size, stride, padding, 1)
+        if divisor_override is not None and (
+            isinstance(divisor_override, bool) or divisor_override == 0
+        ):
+            raise ValueError(
+                f"AvgPool2d: divisor_override must be a non-zero number or None, "
+                f"got {divisor_override!r}"
+            )
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding, self.ceil_mode = padding, ceil_mode

@@ -92,10 +92,11 @@ class RNNBase(Module):
         lstm = self.mode == "LSTM"
         if input.ndim not in (2, 3) or input.shape[-1] != self.input_size:
             order = "(batch, seq, features)" if self.batch_first else "(seq, batch, features)"
+            got = f"{input.shape[-1]} features" if input.ndim in (2, 3) else f"{input.ndim}-D"
             raise ValueError(
                 f"{layer}(input_size={self.input_size}, hidden_size={self.hidden_size}): expected "
                 f"input {order} or (seq, features) with {self.input_size} features, "
-                f"got shape {input.shape}"
+                f"got {got} (input shape {input.shape})"
             )
         batched = input.ndim == 3
         x = input if batched else input.unsqueeze(1)
@@ -279,7 +280,7 @@ class RNNCellBase(Module):
             raise ValueError(
                 f"{self._layer}(input_size={self.input_size}, hidden_size={self.hidden_size}): "
                 f"expected input (batch, {self.input_size}) or ({self.input_size},), "
-                f"got shape {x.shape}"
+                f"got input shape {x.shape}"
             )
         batched = x.ndim == 2
         xb = x if batched else x.unsqueeze(0)
