@@ -205,6 +205,24 @@ def test_broken_files_give_clear_errors(tmp_path, make, message) -> None:
     assert message in text
 
 
+@pytest.mark.parametrize("make", [h[1] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_broken_files_never_make_us_allocate_what_they_claim(tmp_path, make) -> None:
+    """Memory is bounded by the file's size (its header is read and decoded once: about 2x for
+    a header-only file), never by the sizes a header claims (2**63 bytes, 2**62 elements)."""
+    import tracemalloc
+
+    path = make(tmp_path)
+    size = os.path.getsize(path)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError):
+            gnn.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * size + 64 * 1024, f"{peak} bytes allocated for a {size}-byte file"
+
+
 def test_a_pickle_is_never_executed(tmp_path) -> None:
     marker = tmp_path / "pwned"
 
