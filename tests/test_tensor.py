@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import gnn
+import gnn.functional as F
 from gnn import backend, config
 from gnn.backend import Device, NumpyBackend
 from gnn.tensor import Tensor
@@ -491,3 +492,24 @@ def test_import_gnn_does_not_import_cupy_and_reads_gnn_device() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["cpu cpu", "[]"]
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "op", "expected"),
+    [
+        ("float32", "int64", "add", "float32"),  # NumPy alone would give float64
+        ("int32", "float32", "mul", "float32"),
+        ("float16", "int64", "sub", "float16"),
+        ("float32", "bool", "mul", "float32"),
+        ("int64", "int64", "div", "float32"),  # true division into the default float dtype
+        ("int64", "int32", "add", "int64"),
+        ("float16", "float32", "add", "float32"),
+    ],
+)
+def test_type_promotion_follows_pytorch(left, right, op, expected):
+    a = gnn.tensor(np.array([1, 2, 3]).astype(left))
+    b = gnn.tensor(np.array([2, 1, 4]).astype(right))
+    out = getattr(F, op)(a, b)
+    assert out.dtype == np.dtype(expected)
+    ref = {"add": np.add, "mul": np.multiply, "sub": np.subtract, "div": np.true_divide}[op]
+    np.testing.assert_allclose(out.numpy(), ref(a.numpy(), b.numpy()).astype(expected))

@@ -31,12 +31,27 @@ def as_tensor(x: Any, like: Tensor) -> Tensor:
 
 
 def pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
-    """Both operands as Tensors on one device (at least one of them is a Tensor)."""
+    """Both operands as Tensors on one device (at least one of them is a Tensor).
+
+    A float operand meeting an integer or bool one keeps its dtype, as in PyTorch (NumPy would
+    promote float32 with int64 to float64).
+    """
     if isinstance(a, Tensor):
-        return a, as_tensor(b, a)
-    if isinstance(b, Tensor):
-        return as_tensor(a, b), b
-    raise TypeError(f"expected a Tensor operand, got {type(a).__name__} and {type(b).__name__}")
+        a, b = a, as_tensor(b, a)
+    elif isinstance(b, Tensor):
+        a, b = as_tensor(a, b), b
+    else:
+        raise TypeError(f"expected a Tensor operand, got {type(a).__name__} and {type(b).__name__}")
+    if a.dtype.kind == "f" and b.dtype.kind in "iub":
+        b = cast_exact(b, a.dtype)
+    elif b.dtype.kind == "f" and a.dtype.kind in "iub":
+        a = cast_exact(a, b.dtype)
+    return a, b
+
+
+def cast_exact(t: Tensor, dtype: Any) -> Tensor:
+    """An integer or bool tensor (never differentiable) as `dtype`, outside the graph."""
+    return Tensor._make(t.data.astype(dtype), t._be, False)
 
 
 def norm_dim(dim: int, ndim: int, op: str) -> int:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gnn import config
 from gnn.autograd import Function
-from gnn.ops._util import as_tensor, check_broadcast, pair
+from gnn.ops._util import as_tensor, cast_exact, check_broadcast, pair
 from gnn.tensor import Tensor
 
 # ---- arithmetic ----------------------------------------------------------------------------------
@@ -116,7 +117,11 @@ def mul(a: Any, b: Any) -> Tensor:
 
 
 def div(a: Any, b: Any) -> Tensor:
-    """a / b with broadcasting."""
+    """a / b with broadcasting; true division, so integers divide into the default float dtype."""
+    a, b = pair(a, b)
+    if a.dtype.kind in "iub" and b.dtype.kind in "iub":
+        dt = config.get_default_dtype()
+        a, b = cast_exact(a, dt), cast_exact(b, dt)
     return _binary(Div, "div", a, b)
 
 
