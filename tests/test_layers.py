@@ -134,6 +134,8 @@ def test_flatten_identity_and_activation_modules() -> None:
     assert nn.Flatten()(x).shape == (2, 60)
     assert nn.Flatten(0, 2)(x).shape == (24, 5)
     assert nn.Identity(54, unused="x")(x) is x  # PyTorch's Identity takes any arguments
+    assert repr(nn.ReLU(inplace=True)) == "ReLU(inplace=True)"  # PyTorch code passes inplace
+    assert repr(nn.LeakyReLU(0.1, inplace=True)) == "LeakyReLU(negative_slope=0.1, inplace=True)"
     v = np.linspace(-3, 3, 13, dtype=np.float32)
     t = gnn.tensor(v)
     np.testing.assert_allclose(nn.ReLU()(t).numpy(), np.maximum(v, 0))

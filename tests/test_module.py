@@ -54,6 +54,9 @@ def test_state_dict_has_pytorch_keys_order_and_shapes() -> None:
     assert all(not t.requires_grad for t in sd.values())  # detached views ...
     sd["blocks.0.bias"].data[...] = 7.0  # ... that share memory, as PyTorch's do
     assert np.all(net.blocks[0].bias.numpy() == 7.0)
+    kept = net.state_dict(prefix="net.", keep_vars=True)
+    assert list(kept) == ["net." + k for k in TORCH_KEYS]
+    assert kept["net.blocks.0.bias"] is net.blocks[0].bias
 
 
 def test_traversal_parameters_children_modules() -> None:

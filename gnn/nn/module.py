@@ -241,9 +241,12 @@ class Module:
                 if b is not None and name not in mod._non_persistent:
                     yield pre + name, b
 
-    def state_dict(self) -> OrderedDict[str, Tensor]:
-        """Parameters and persistent buffers by dotted name (detached; they share memory)."""
-        return OrderedDict((k, t.detach()) for k, t in self._state_tensors())
+    def state_dict(self, prefix: str = "", keep_vars: bool = False) -> OrderedDict[str, Tensor]:
+        """Parameters and persistent buffers by dotted name, each key after `prefix`; detached
+        views that share memory, or the Parameters themselves with keep_vars=True."""
+        return OrderedDict(
+            (prefix + k, t if keep_vars else t.detach()) for k, t in self._state_tensors()
+        )
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> tuple[list[str], list[str]]:
         """Copy values in by name; returns (missing_keys, unexpected_keys).
