@@ -412,7 +412,7 @@ def _pool_geometry(
         o = (span + (s - 1 if ceil_mode else 0)) // s + 1
         if ceil_mode and (o - 1) * s >= size + p:  # the last window must start inside the input
             o -= 1
-        if span < 0 or o <= 0:
+        if o <= 0:  # (in ceil_mode a window may be wider than the padded input, as in PyTorch)
             raise ValueError(
                 f"{op}: input of spatial size ({h}, {w}) is too small for kernel_size={kernel}, "
                 f"dilation={dil}, padding={pad}"
