@@ -205,6 +205,19 @@ def test_broken_files_give_clear_errors(tmp_path, make, message) -> None:
     assert message in text
 
 
+def test_a_real_file_cut_short_anywhere_is_refused(tmp_path) -> None:
+    gnn.manual_seed(0)
+    good = tmp_path / "good.safetensors"
+    gnn.save({"a": gnn.randn(10, 10), "b": gnn.randn(5), "n": np.array(3)}, good)
+    blob = good.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    for size in (0, 7, 8, 20, len(blob) // 2, len(blob) - 1):
+        cut.write_bytes(blob[:size])
+        with pytest.raises(ValueError, match="not a valid safetensors file") as err:
+            gnn.load(cut)
+        assert any(w in str(err.value) for w in ("truncated", "fewer than the 8-byte")), size
+
+
 @pytest.mark.parametrize("make", [h[1] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
 def test_broken_files_never_make_us_allocate_what_they_claim(tmp_path, make) -> None:
     """Memory is bounded by the file's size (its header is read and decoded once: about 2x for
