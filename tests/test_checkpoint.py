@@ -186,3 +186,31 @@ def test_load_checkpoint_moves_the_model_to_device(tmp_path) -> None:
     gnn.load_checkpoint(tmp_path / "c.safetensors", other, device="cpu")
     assert other.weight.device == "cpu"
     np.testing.assert_array_equal(other.weight.numpy(), model.weight.numpy())
+
+
+@pytest.mark.parametrize("broken", ["fsync", "replace"])
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch, broken) -> None:
+    """A checkpoint write that fails half way (the disk, the rename) leaves the previous
+    checkpoint whole and loadable, and no temp file behind."""
+    import os
+
+    gnn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    path = tmp_path / "c.safetensors"
+    gnn.save_checkpoint(path, model, opt, epoch=1)
+    before = path.read_bytes()
+    model(gnn.randn(5, 3)).sum().backward()
+    opt.step()
+
+    def fail(*args):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, broken, fail)
+    with pytest.raises(OSError, match="disk on fire"):
+        gnn.save_checkpoint(path, model, opt, epoch=2)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
+    fresh = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    assert gnn.load_checkpoint(path, fresh, optim.SGD(fresh.parameters(), lr=0.1))["epoch"] == 1
