@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from gnn import config, creation
 from gnn import functional as F
+from gnn.backend import get_backend
 from gnn.nn import init
 from gnn.nn.container import Sequential
 from gnn.nn.module import Module
@@ -168,13 +170,26 @@ class Dense(Module):
             )
         self.units = units
         self.activation_name, self._activation = _activation(activation, "Dense")
+        if units == 1 and self.activation_name == "softmax":
+            warnings.warn(
+                "Dense(1, activation='softmax') always outputs 1.0 (a softmax over one value); "
+                "for two classes use Dense(1, activation='sigmoid') with binary_crossentropy, "
+                "or Dense(2, activation='softmax') with sparse_categorical_crossentropy",
+                stacklevel=2,
+            )
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.kernel_regularizer = _regularizer(kernel_regularizer, "Dense")
         self.bias_regularizer = _regularizer(bias_regularizer, "Dense")
         self._dtype = dtype
-        self._lazy_device: Any = None
         self.in_features: int | None = None
+        # Until the weights exist, an empty non-persistent buffer stands in for them: Module.to
+        # moves it like any buffer, so `Sequential(Dense(4), ...).to("cuda")` (or .double())
+        # builds the weights on that device and dtype at the first call, as PyTorch's lazy
+        # modules do. It is removed once the weights are built.
+        probe = creation.empty((0,), dtype or config.get_default_dtype())
+        self._placement_start = (str(probe.device), probe.dtype)
+        self.register_buffer("_placement", probe, persistent=False)
         self.input_shape = None
         self.register_parameter("weight", None)
         self.register_parameter("bias", None)
@@ -189,14 +204,39 @@ class Dense(Module):
     def built(self) -> bool:
         return self.in_features is not None
 
+    def _moved(self) -> bool:
+        """Whether .to() moved this unbuilt layer away from where it was made."""
+        probe = self._buffers.get("_placement")
+        return probe is not None and (str(probe.device), probe.dtype) != self._placement_start
+
+    def lazy_placement(self) -> tuple[Any, Any] | None:
+        """(device, dtype) the weights will be built with, or None once they exist: where .to()
+        put this layer, else the default device and the layer's dtype (or the default dtype)."""
+        probe = self._buffers.get("_placement")
+        if probe is None:
+            return None
+        if self._moved():
+            return probe.device, probe.dtype
+        return get_backend(None).device, self._dtype or config.get_default_dtype()
+
     def build(self, in_features: int, device: Any = None) -> None:
-        """Create weight (units, in_features) and bias (units,) and initialise them."""
+        """Create weight (units, in_features) and bias (units,) and initialise them.
+
+        They go where lazy_placement() says; an unmoved layer called on an input builds on the
+        input's device.
+        """
         if not isinstance(in_features, int) or in_features <= 0:
             raise ValueError(
                 f"Dense({self.units}): input size must be a positive integer, got {in_features!r}"
             )
-        device = device if device is not None else self._lazy_device
-        dtype = self._dtype or config.get_default_dtype()
+        placement = self.lazy_placement()
+        if placement is None:  # rebuilt by hand: the device of the old weights
+            placement = (self.weight.device, self.weight.dtype)
+        if device is None or self._moved():
+            device = placement[0]
+        dtype = placement[1]
+        self._buffers.pop("_placement", None)
+        self._non_persistent.discard("_placement")
         self.in_features = in_features
         self.weight = Parameter(creation.empty((self.units, in_features), dtype, device))
         if self.use_bias:
@@ -224,12 +264,6 @@ class Dense(Module):
         del fan_out
         if self.bias is not None:
             init.zeros_(self.bias)
-
-    def to(self, device: Any = None, dtype: Any = None) -> Dense:
-        """Move the parameters; before they exist, remember where to create them."""
-        if isinstance(device, str) or hasattr(device, "type"):
-            self._lazy_device = device
-        return super().to(device, dtype)
 
     def pre_activation(self, x: Tensor) -> Tensor:
         """x @ weight.T + bias, before the activation (what fit feeds a fused loss)."""

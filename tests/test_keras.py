@@ -158,6 +158,19 @@ def test_kernel_regularizer_adds_penalty():
     assert float(l1(gnn.tensor([1.0, -2.0]))) == pytest.approx(1.5)
 
 
+def test_lazy_dense_is_built_where_to_put_it():
+    x, y = blobs(32)
+    gnn.manual_seed(0)
+    m = gnn.Sequential(Dense(4, activation="tanh"), Dense(1, activation="sigmoid"))
+    m.to(gnn.float64)  # before the weights exist
+    assert m.state_dict() == {}  # the stand-in buffer is not state
+    m.compile(optimizer="sgd", loss="binary_crossentropy")
+    m.fit(x, y, epochs=1, verbose=0)
+    assert m[0].weight.dtype == np.float64 and m[1].bias.dtype == np.float64
+    assert list(m.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert [name for name, _ in m.named_buffers()] == []
+
+
 def test_tensor_inputs_and_lazy_model():
     x, y = blobs(64)
     gnn.manual_seed(0)
@@ -280,10 +293,14 @@ def test_warns_when_a_class_is_missing_from_validation(compiled):
         compiled.fit(x[order], y[order], validation_split=0.2, verbose=0)
 
 
-@pytest.mark.gpu
-def test_fit_on_cuda():
+def needs_cuda():
     if not gnn.cuda_available():
         pytest.skip("needs a CUDA device")
+
+
+@pytest.mark.gpu
+def test_fit_on_cuda():
+    needs_cuda()
     x, y = blobs(200)
     m = binary_model().to("cuda")
     m.compile(
@@ -291,10 +308,52 @@ def test_fit_on_cuda():
         loss="binary_crossentropy",
         metrics=["accuracy"],
     )
-    h = m.fit(x, y, epochs=10, batch_size=16, verbose=0)
+    h = m.fit(x, y, epochs=10, batch_size=16, validation_split=0.2, verbose=0)
     assert m[0].weight.device.type == "cuda"
-    assert h.history["accuracy"][-1] > 0.9
+    assert h.history["accuracy"][-1] > 0.9 and h.history["val_accuracy"][-1] > 0.85
     assert m.predict(x).shape == (200, 1)
+    assert m.evaluate(x, y)["accuracy"] > 0.9
+
+
+@pytest.mark.gpu
+def test_fit_on_cuda_matches_cpu():
+    """Same start, same batches (shuffle=False): the GPU run follows the CPU run."""
+    needs_cuda()
+    x, y = blobs(96)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        m = binary_model().to(device)  # binary_model seeds, so both start equal
+        m.compile(optimizer=optimizers.SGD(learning_rate=0.5), loss="binary_crossentropy")
+        runs[device] = m.fit(x, y, epochs=5, batch_size=16, shuffle=False, verbose=0)
+    np.testing.assert_allclose(
+        runs["cuda"].history["loss"], runs["cpu"].history["loss"], rtol=1e-4, atol=1e-6
+    )
+
+
+@pytest.mark.gpu
+def test_lazy_dense_and_neuralnetwork_on_cuda():
+    needs_cuda()
+    x, y = blobs(64)
+    gnn.manual_seed(0)
+    m = gnn.Sequential(Dense(4, activation="relu"), Dense(1, activation="sigmoid")).to("cuda")
+    m.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    m.fit(x, y, epochs=2, verbose=0)
+    assert m[0].weight.device.type == "cuda"  # built lazily, on the device it was moved to
+    xor = [
+        {"input": [0, 0], "output": [0]},
+        {"input": [0, 1], "output": [1]},
+        {"input": [1, 0], "output": [1]},
+        {"input": [1, 1], "output": [0]},
+    ]
+    gnn.manual_seed(1)
+    start = gnn.NeuralNetwork()
+    start.train(xor, iterations=1)
+    results = {}
+    for device in ("cpu", "cuda"):  # the same starting weights on both devices
+        net = gnn.NeuralNetwork.from_json(start.to_json(), device=device)
+        results[device] = net.train(xor, iterations=100)
+        assert next(net.model.parameters()).device.type == device
+    assert results["cuda"]["error"] == pytest.approx(results["cpu"]["error"], rel=1e-4)
 
 
 # ---- more bad input: infinities, strings, validation data, named columns -------------------------
@@ -416,3 +475,9 @@ def test_summary_counts_frozen_weights_and_buffers():
     # trainable: 0.bias 8, BN weight+bias 16, Dense(1) 9; frozen: 0.weight 32 + BN buffers 17
     assert "Trainable params: 33" in text and "Non-trainable params: 49" in text
     assert "Total params: 82" in text
+
+
+def test_dense_softmax_over_one_unit_warns():
+    with pytest.warns(UserWarning, match=r"always outputs 1\.0.*Dense\(2, activation='softmax'\)"):
+        layer = Dense(1, activation="softmax")
+    assert np.all(layer(gnn.tensor([[0.3, -2.0], [5.0, 1.0]])).numpy() == 1.0)

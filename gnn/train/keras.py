@@ -145,10 +145,10 @@ def _ensure_optimizer(model: Module) -> Any:
 def _model_device_dtype(model: Module) -> tuple[Any, Any]:
     for p in model.parameters():
         return p.device, p.dtype
-    for m in model.modules():
-        dev = getattr(m, "_lazy_device", None)
-        if dev is not None:
-            return gnn.backend.parse_device(dev), gnn.get_default_dtype()
+    for m in model.modules():  # not built yet: where .to() put the lazy layers
+        placement = m.lazy_placement() if hasattr(m, "lazy_placement") else None
+        if placement is not None:
+            return placement
     return gnn.backend.parse_device(None), gnn.get_default_dtype()
 
 
