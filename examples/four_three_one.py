@@ -6,6 +6,7 @@ output it is always 1.0; the softmax version therefore has one output per class 
 Run: python examples/four_three_one.py  (GNN_EXAMPLES_QUICK=1: a short run)"""
 
 import os
+import warnings
 
 import numpy as np
 
@@ -33,6 +34,13 @@ print(
     f"tanh output: test accuracy {np.mean((score > 0) == (y_test == 1)):.3f}; "
     f"first scores {[round(float(v), 3) for v in score[:4]]}"
 )
+
+# ---- softmax over one output: 4 -> 3 -> 1 always says 1.0 -----------------------------------
+with warnings.catch_warnings(record=True) as caught:  # gnn warns about exactly this
+    warnings.simplefilter("always")
+    one = gnn.Sequential(Dense(3, activation="tanh", input_shape=(4,)), Dense(1, "softmax"))
+print(f"4-3-1 with a softmax output: predictions {one.predict(x_test[:4])[:, 0].tolist()}")
+print(f"  gnn warned: {caught[0].message}")
 
 # ---- softmax output: 4 -> 3 -> 2 ------------------------------------------------------------
 gnn.manual_seed(0)

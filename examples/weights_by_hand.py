@@ -12,7 +12,7 @@ model = nn.Sequential(nn.Linear(2, 2), nn.Sigmoid(), nn.Linear(2, 1), nn.Sigmoid
 
 # Inspect: parameters have PyTorch's names and layout, weight (out_features, in_features).
 for name, p in model.named_parameters():
-    print(f"{name:10s} shape {p.shape}  values {np.round(p.numpy(), 3).tolist()}")
+    print(f"{name:10s} shape {p.shape}  values {np.round(p.numpy().astype(float), 3).tolist()}")
 
 # Change by hand. Big weights make the sigmoids act like steps. Parameters require grad, so
 # writing into them happens under no_grad (or through .data).
