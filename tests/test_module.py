@@ -226,6 +226,17 @@ def test_containers() -> None:
     assert len(ml) == 3 and [n for n, _ in ml.named_parameters()][-1] == "1.bias"
     ml[2] = nn.Tanh()
     assert isinstance(ml[2], nn.Tanh) and len(ml[:2]) == 2
+    ml.insert(0, nn.Sigmoid())
+    assert [type(m).__name__ for m in ml] == ["Sigmoid", "Linear", "Linear", "Tanh"]
+    del ml[1]
+    assert [n for n, _ in ml.named_parameters()] == ["1.weight", "1.bias"]  # renumbered
+
+    seq2 = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    seq2.insert(1, nn.Tanh()).extend([nn.Linear(2, 1)])
+    seq2[2] = nn.Sigmoid()
+    del seq2[0]
+    assert [type(m).__name__ for m in seq2] == ["Tanh", "Sigmoid", "Linear"]
+    assert list(seq2.state_dict()) == ["2.weight", "2.bias"]
 
     md = nn.ModuleDict({"a": nn.Linear(2, 2)})
     md["b"] = nn.Linear(2, 1)
@@ -233,6 +244,11 @@ def test_containers() -> None:
     assert list(md) == ["a", "b", "c"] and "b" in md and len(md) == 3
     assert list(md.keys()) == ["a", "b", "c"]
     assert [n for n, _ in md.named_parameters()] == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    assert isinstance(md.pop("c"), nn.ReLU) and list(md) == ["a", "b"]
+    del md["a"]
+    assert list(md.state_dict()) == ["b.weight", "b.bias"]
+    md.clear()
+    assert len(md) == 0
 
 
 def test_registration_rules() -> None:

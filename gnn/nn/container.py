@@ -31,6 +31,23 @@ class Sequential(Module):
 
     append = add
 
+    def insert(self, index: int, module: Module) -> Sequential:
+        """Insert a layer before position `index` (the layers after it are renumbered)."""
+        _insert(self, index, module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> Sequential:
+        for m in modules:
+            self.add(m)
+        return self
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        key = list(self._modules)[index]
+        self._modules[key] = _check_module(module, key)
+
+    def __delitem__(self, index: int | slice) -> None:
+        _delete(self, index)
+
     def forward(self, x: Any) -> Any:
         for m in self._modules.values():
             x = m(x)
@@ -64,6 +81,13 @@ class ModuleList(Module):
         for m in modules:
             self.append(m)
         return self
+
+    def insert(self, index: int, module: Module) -> None:
+        """Insert before position `index` (the modules after it are renumbered)."""
+        _insert(self, index, module)
+
+    def __delitem__(self, index: int | slice) -> None:
+        _delete(self, index)
 
     def __getitem__(self, index: int | slice) -> Any:
         items = list(self._modules.values())
@@ -102,6 +126,16 @@ class ModuleDict(Module):
     def __contains__(self, key: str) -> bool:
         return key in self._modules
 
+    def __delitem__(self, key: str) -> None:
+        del self._modules[key]
+
+    def pop(self, key: str) -> Module:
+        """Remove `key` and return its module."""
+        return self._modules.pop(key)
+
+    def clear(self) -> None:
+        self._modules.clear()
+
     def __len__(self) -> int:
         return len(self._modules)
 
@@ -116,6 +150,25 @@ class ModuleDict(Module):
 
     def items(self) -> Any:
         return self._modules.items()
+
+
+def _renumber(container: Module, modules: list[Module]) -> None:
+    """Refill the container with `modules` under the keys "0", "1", ... (as PyTorch does)."""
+    container._modules.clear()
+    for i, m in enumerate(modules):
+        container._modules[str(i)] = m
+
+
+def _insert(container: Module, index: int, module: Module) -> None:
+    items = list(container._modules.values())
+    items.insert(index, _check_module(module, str(index)))
+    _renumber(container, items)
+
+
+def _delete(container: Module, index: int | slice) -> None:
+    items = list(container._modules.values())
+    del items[index]
+    _renumber(container, items)
 
 
 def _check_module(m: Any, name: str) -> Module:
