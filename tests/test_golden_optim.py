@@ -26,11 +26,15 @@ def lambda_lr(epoch: int) -> float:
     return 0.95**epoch / (1 + epoch % 3)
 
 
+TOL = {"float64": {"rtol": 1e-11, "atol": 1e-13}, "float32": {"rtol": 2e-6, "atol": 1e-7}}
+
+
 def _case_ids(prefix: str, count: int) -> list[str]:
     out = []
     for i in range(count):
         cfg = json.loads(str(STEPS[f"{prefix}{i}_config"]))
-        out.append(f"{i}-{cfg['name']}-{json.dumps(cfg['group0'], sort_keys=True)}")
+        dtype = cfg.get("dtype", "float64")
+        out.append(f"{i}-{cfg['name']}-{dtype}-{json.dumps(cfg['group0'], sort_keys=True)}")
     return out
 
 
@@ -39,7 +43,9 @@ def _case_ids(prefix: str, count: int) -> list[str]:
 )
 def test_optimizer_matches_pytorch(case: int) -> None:
     cfg = json.loads(str(STEPS[f"c{case}_config"]))
-    params = [gnn.tensor(STEPS[f"c{case}_p{j}_init"], dtype="float64", requires_grad=True)
+    dtype = cfg.get("dtype", "float64")
+    tol = TOL[dtype]
+    params = [gnn.tensor(STEPS[f"c{case}_p{j}_init"], dtype=dtype, requires_grad=True)
               for j in range(2)]  # fmt: skip
     cls = getattr(optim, cfg["name"])
     if cfg["group1"] is None:
@@ -52,11 +58,12 @@ def test_optimizer_matches_pytorch(case: int) -> None:
     want = [STEPS[f"c{case}_p{j}_params"] for j in range(2)]
     for step in range(grads[0].shape[0]):
         for j, p in enumerate(params):
-            p.grad = gnn.tensor(grads[j][step], dtype="float64")
+            p.grad = gnn.tensor(grads[j][step], dtype=dtype)
         opt.step()
         for j, p in enumerate(params):
+            assert p.dtype == np.dtype(dtype)
             np.testing.assert_allclose(
-                p.numpy(), want[j][step], rtol=1e-11, atol=1e-13,
+                p.numpy(), want[j][step], **tol,
                 err_msg=f"{cfg['name']} param {j} after step {step + 1}",
             )  # fmt: skip
     # The state has PyTorch's names and values.
@@ -68,7 +75,7 @@ def test_optimizer_matches_pytorch(case: int) -> None:
         for name in names:
             got = sd[j][name]
             got = float(got) if name == "step" else got.numpy()
-            np.testing.assert_allclose(got, STEPS[prefix + name], rtol=1e-11, atol=1e-13)
+            np.testing.assert_allclose(got, STEPS[prefix + name], **tol)
 
 
 def _make_scheduler(name: str, opt: optim.Optimizer, kwargs: dict) -> lr_scheduler.LRScheduler:

@@ -42,6 +42,14 @@ OPTIMIZER_CASES = [
     ("RMSprop", {"lr": 0.01, "maximize": True, "weight_decay": 0.05}, None),
 ]  # fmt: skip
 
+# The float32 path: the same rules in single precision (compared with a float32 tolerance).
+FLOAT32_CASES = [
+    ("SGD", {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.1}, None),
+    ("Adam", {"lr": 0.01, "amsgrad": True, "weight_decay": 0.01}, None),
+    ("AdamW", {"lr": 0.02, "betas": [0.7, 0.95], "weight_decay": 0.3}, None),
+    ("RMSprop", {"lr": 0.005, "alpha": 0.9, "momentum": 0.5, "centered": True}, None),
+]
+
 # (scheduler, kwargs, number of steps, group lrs); LambdaLR always gets lambda_lr below
 SCHEDULER_CASES = [
     ("StepLR", {"step_size": 3, "gamma": 0.5}, 12, [0.1]),
@@ -74,12 +82,14 @@ def lambda_lr(epoch: int) -> float:
 def record_optimizers() -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     rng = np.random.default_rng(1234)
-    for i, (name, kw0, kw1) in enumerate(OPTIMIZER_CASES):
-        init = [rng.standard_normal(s) for s in SHAPES]
+    cases = [(*c, "float64") for c in OPTIMIZER_CASES] + [(*c, "float32") for c in FLOAT32_CASES]
+    for i, (name, kw0, kw1, dtype) in enumerate(cases):
+        init = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
         # Gradients vary in scale between steps so that amsgrad's maximum matters.
-        grads = [[rng.standard_normal(s) * (0.2 + 2 * rng.random()) for s in SHAPES]
-                 for _ in range(STEPS)]  # fmt: skip
-        params = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in init]
+        grads = [[(rng.standard_normal(s) * (0.2 + 2 * rng.random())).astype(dtype)
+                  for s in SHAPES] for _ in range(STEPS)]  # fmt: skip
+        tdtype = getattr(torch, dtype)
+        params = [torch.tensor(a, dtype=tdtype, requires_grad=True) for a in init]
 
         def fix(kw: dict) -> dict:
             return {k: (tuple(v) if k == "betas" else v) for k, v in kw.items()}
@@ -93,10 +103,11 @@ def record_optimizers() -> dict[str, np.ndarray]:
         history = []
         for step in range(STEPS):
             for p, g in zip(params, grads[step]):
-                p.grad = torch.tensor(g, dtype=torch.float64)
+                p.grad = torch.tensor(g, dtype=tdtype)
             opt.step()
             history.append([p.detach().numpy().copy() for p in params])
-        out[f"c{i}_config"] = np.array(json.dumps({"name": name, "group0": kw0, "group1": kw1}))
+        config = {"name": name, "group0": kw0, "group1": kw1, "dtype": dtype}
+        out[f"c{i}_config"] = np.array(json.dumps(config))
         for j in range(len(SHAPES)):
             out[f"c{i}_p{j}_init"] = init[j]
             out[f"c{i}_p{j}_grads"] = np.stack([grads[s][j] for s in range(STEPS)])
@@ -106,7 +117,7 @@ def record_optimizers() -> dict[str, np.ndarray]:
                     out[f"c{i}_p{j}_state_step"] = np.array(float(value))
                 elif value is not None:
                     out[f"c{i}_p{j}_state_{key}"] = value.numpy().copy()
-    out["count"] = np.array(len(OPTIMIZER_CASES))
+    out["count"] = np.array(len(cases))
     return out
 
 
