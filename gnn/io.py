@@ -341,7 +341,11 @@ def load_checkpoint(
     device: Any = None,
 ) -> dict[str, Any]:
     """Restore what save_checkpoint wrote into `model` (moved to `device` when given), `optimizer`
-    and `scheduler`, and the RNG states; returns {"epoch": ..., "extra": ...}."""
+    and `scheduler`, and the RNG states; returns {"epoch": ..., "extra": ...}.
+
+    Everything is checked before anything is restored: a checkpoint that does not fit (keys,
+    shapes, classes, a malformed record) raises an error naming the file and changes nothing.
+    """
     path = os.fspath(path)
     arrays, metadata = _read_arrays(path)
     if CHECKPOINT_KEY not in metadata:
@@ -353,8 +357,7 @@ def load_checkpoint(
         record = json.loads(metadata[CHECKPOINT_KEY])
     except (ValueError, RecursionError) as e:
         raise ValueError(f"{path}: the checkpoint metadata is not valid JSON ({e})") from None
-    if not isinstance(record, dict) or record.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: unsupported checkpoint version {record.get('version')!r}")
+    _check_record(path, record, arrays)
     for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler")):
         if obj is None:
             continue
@@ -369,7 +372,12 @@ def load_checkpoint(
     if device is not None:
         model.to(device)
     model_state = {k[6:]: a for k, a in arrays.items() if k.startswith("model.")}
-    model.load_state_dict(model_state)
+    own = model.state_dict()
+    if set(model_state) != set(own) or any(
+        tuple(np.shape(model_state[k])) != own[k].shape for k in own if k in model_state
+    ):
+        model.load_state_dict(model_state)  # raises the full report and changes nothing
+    opt_state = None
     if optimizer is not None:
         saved = record["optimizer"]
         state: dict[int, dict[str, Any]] = {}
@@ -380,24 +388,91 @@ def load_checkpoint(
             if k.startswith(prefix):
                 idx, _, name = k[len(prefix) :].partition(".")
                 state.setdefault(int(idx), {})[name] = a
-        optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+        opt_state = {"state": state, "param_groups": saved["param_groups"]}
+    rng_targets = _checked_rng(path, record, model)
+    # Everything checked: now restore. The optimizer checks its state before it changes.
+    if optimizer is not None:
+        optimizer.load_state_dict(opt_state)
+    model.load_state_dict(model_state)
     if scheduler is not None:
         scheduler.load_state_dict(record["scheduler"]["state"])
-    _restore_rng(record, model)
+    config.restore_seed(record.get("seed"))  # the seed first, so no later re-seed undoes ...
+    for be, rng_state in rng_targets:  # ... the generator states
+        be.set_rng_state(rng_state)
     return {"epoch": record.get("epoch"), "extra": record.get("extra")}
 
 
-def _restore_rng(record: dict[str, Any], model: Any) -> None:
-    """Set generator states after the seed, so no later re-seed undoes them."""
-    config.restore_seed(record.get("seed"))
+def _check_record(path: str, record: Any, arrays: dict[str, np.ndarray]) -> None:
+    """The checkpoint record's structure (JSON from the file: anything may be in it)."""
+
+    def bad(problem: str) -> ValueError:
+        return ValueError(f"{path}: malformed checkpoint: {problem}")
+
+    if not isinstance(record, dict):
+        raise bad("the record is not a JSON object")
+    if record.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: unsupported checkpoint version {record.get('version')!r}")
+    opt = record.get("optimizer")
+    if opt is not None:
+        if not isinstance(opt, dict) or not isinstance(opt.get("class"), str):
+            raise bad("'optimizer' must be an object with a 'class' name")
+        groups = opt.get("param_groups")
+        if not isinstance(groups, list) or not all(
+            isinstance(g, dict)
+            and isinstance(g.get("params"), list)
+            and all(_is_int(i) for i in g["params"])
+            for g in groups
+        ):
+            raise bad("optimizer 'param_groups' must be a list of objects with integer 'params'")
+        state = opt.get("state")
+        if not isinstance(state, dict) or not all(
+            isinstance(k, str) and k.isdigit() and isinstance(v, dict) for k, v in state.items()
+        ):
+            raise bad("optimizer 'state' must map parameter indices to objects")
+    for k in arrays:
+        if k.startswith("optimizer.state.") and not k.split(".")[2].isdigit():
+            raise bad(f"tensor {k!r} does not name a parameter index")
+    sched = record.get("scheduler")
+    if sched is not None and not (
+        isinstance(sched, dict)
+        and isinstance(sched.get("class"), str)
+        and isinstance(sched.get("state"), dict)
+    ):
+        raise bad("'scheduler' must be an object with a 'class' name and a 'state' object")
+    rng = record.get("rng")
+    if rng is not None and not (
+        isinstance(rng, dict) and all(isinstance(v, dict) for v in rng.values())
+    ):
+        raise bad("'rng' must map device names to generator states")
+    seed = record.get("seed")
+    if seed is not None and not _is_int(seed):
+        raise bad(f"'seed' must be an integer or null, got {seed!r}")
+
+
+def _checked_rng(path: str, record: dict[str, Any], model: Any) -> list[tuple[Any, Any]]:
+    """(backend, state) pairs to restore: the CPU's and the model's device; each state is tried
+    on its generator (and the old state put back) so that a bad one fails before any change."""
     states = record.get("rng") or {}
     targets = {"cpu": get_backend("cpu")}
     be = _model_backend(model)
     targets[str(be.device)] = be
+    out = []
     for name, be in targets.items():
         state = states.get(name)
-        if state:  # {} means the backend could not report its state (CuPy)
+        if not state:  # {} means the backend could not report its state (CuPy)
+            continue
+        old = be.get_rng_state()
+        try:
             be.set_rng_state(state)
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            raise ValueError(
+                f"{path}: malformed checkpoint: the {name} generator state is not valid ({e})"
+            ) from None
+        finally:
+            if old:
+                be.set_rng_state(old)
+        out.append((be, state))
+    return out
 
 
 __all__ = ["load", "load_checkpoint", "load_metadata", "read_header", "save", "save_checkpoint"]

@@ -214,3 +214,63 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch, broken) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
     fresh = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     assert gnn.load_checkpoint(path, fresh, optim.SGD(fresh.parameters(), lr=0.1))["epoch"] == 1
+
+
+def _set(path: list, value):  # noqa: ANN202
+    """A change to the checkpoint record: set record[path[0]][path[1]]... = value."""
+
+    def change(record: dict) -> None:
+        target = record
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return change
+
+
+MALFORMED = [
+    ("record not an object", lambda r: [r], "the record is not a JSON object"),
+    ("version", _set(["version"], [1]), r"unsupported checkpoint version \[1\]"),
+    ("optimizer state", _set(["optimizer", "state"], 5), "optimizer 'state' must map"),
+    ("state index", _set(["optimizer", "state"], {"x": {"step": 1}}), "'state' must map"),
+    ("param groups", _set(["optimizer", "param_groups"], {"lr": 1}), "'param_groups' must be"),
+    ("group params", _set(["optimizer", "param_groups", 0, "params"], ["a"]), "integer 'params'"),
+    ("optimizer class", _set(["optimizer", "class"], None), "'optimizer' must be an object"),
+    ("negative lr", _set(["optimizer", "param_groups", 0, "lr"], -1.0), r"lr must be in \(0, inf"),
+    ("rng", _set(["rng"], [1, 2]), "'rng' must map device names"),
+    ("rng state", _set(["rng", "cpu"], {"bit_generator": "PCG64", "state": 3}), "cpu generator"),
+    ("seed", _set(["seed"], "x"), "'seed' must be an integer or null"),
+    ("scheduler", _set(["scheduler"], {"class": "StepLR"}), "'scheduler' must be an object"),
+]
+
+
+@pytest.mark.parametrize(
+    "change, message", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+def test_malformed_checkpoint_records_fail_clearly_and_change_nothing(tmp_path, change, message):
+    """The record is JSON from the file: every part is checked before anything is restored."""
+    gnn.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = lr_scheduler.StepLR(opt, step_size=2)
+    model(gnn.randn(4, 3)).sum().backward()
+    opt.step()
+    good = tmp_path / "good.safetensors"
+    gnn.save_checkpoint(good, model, opt, sched, epoch=3)
+    record = json.loads(gnn.io.load_metadata(good)["gnn.checkpoint"])
+    record = change(record) or record  # a change returns a new record, or edits this one
+    bad = tmp_path / "bad.safetensors"
+    gnn.save(gnn.load(good), bad, metadata={"gnn.checkpoint": json.dumps(record)})
+
+    gnn.manual_seed(7)
+    fresh = nn.Linear(3, 2)
+    fresh_opt = optim.SGD(fresh.parameters(), lr=0.5)
+    fresh_sched = lr_scheduler.StepLR(fresh_opt, step_size=5)
+    weights, rng = fresh.weight.numpy().copy(), get_backend("cpu").get_rng_state()
+    with pytest.raises(ValueError, match=message) as err:
+        gnn.load_checkpoint(bad, fresh, fresh_opt, fresh_sched)
+    assert str(bad) in str(err.value) or "load_state_dict" in str(err.value)
+    np.testing.assert_array_equal(fresh.weight.numpy(), weights)
+    assert fresh_opt.state == {} and fresh_opt.param_groups[0]["lr"] == 0.5
+    assert fresh_sched.step_size == 5
+    assert get_backend("cpu").get_rng_state() == rng

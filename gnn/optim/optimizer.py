@@ -180,15 +180,25 @@ class Optimizer:
             if entry is None:
                 continue
             new_state[p] = {k: _state_value(v, p, who, k) for k, v in entry.items()}
-        # Everything checked: now change the optimizer.
-        for saved, g in zip(groups, self.param_groups):
+        new_groups = []
+        for i, (saved, g) in enumerate(zip(groups, self.param_groups)):
+            new = dict(g)
             for k, v in saved.items():
                 if k == "params":
                     continue
                 # JSON turns tuples (betas) into lists: keep the type the optimizer uses.
                 if isinstance(v, list) and isinstance(g.get(k, self.defaults.get(k)), tuple):
                     v = tuple(v)
-                g[k] = copy.deepcopy(v)
+                new[k] = copy.deepcopy(v)
+            try:  # a saved lr <= 0 fails as it would at construction
+                self._check_hyperparameters(new)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{who}: saved param group {i}: {e}") from None
+            new_groups.append(new)
+        # Everything checked: now change the optimizer (the group dicts stay the same objects,
+        # as schedulers hold them).
+        for g, new in zip(self.param_groups, new_groups):
+            g.update(new)
         self.state = new_state
 
     def __repr__(self) -> str:
