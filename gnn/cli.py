@@ -145,8 +145,9 @@ def _load_saved(path: str, device: str | None):  # noqa: ANN202
     meta = read_metadata(path)
     name = meta.get("example")
     if name not in SAVEABLE:
+        hint = f"; sample from it with: gnn generate --checkpoint {path}" if name == "text" else ""
         raise ValueError(
-            f"{path}: example {name!r} cannot be rebuilt here (known: {', '.join(SAVEABLE)})"
+            f"{path}: example {name!r} cannot be rebuilt here (known: {', '.join(SAVEABLE)})" + hint
         )
     if device:
         gnn.set_default_device(device)
