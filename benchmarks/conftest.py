@@ -3,7 +3,8 @@
 Mark the baseline of a group with `benchmark.extra_info["role"] = "baseline"`. At the end of the
 run every other benchmark in the group gets `extra_info["ratio"]` = its median / the baseline's
 median (so < 1 is faster than the baseline), which lands in the JSON (--benchmark-json) and in
-the table printed after pytest-benchmark's own.
+the table printed after pytest-benchmark's own. A benchmark may also name a second reference in
+its group, `extra_info["versus"] = {"<benchmark name>": target}`, and gets `ratio_vs_<name>`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def _fill_ratios(config: pytest.Config) -> list[tuple[str, str, float, float]]:
         base = next((b for b in benches if b.extra_info.get("role") == "baseline"), None)
         if base is None:
             continue
+        by_name = {b.name: b for b in benches}
         for b in benches:
             if b is base:
                 continue
@@ -32,6 +34,13 @@ def _fill_ratios(config: pytest.Config) -> list[tuple[str, str, float, float]]:
             b.extra_info["ratio"] = round(ratio, 4)
             b.extra_info["baseline"] = base.name
             rows.append((group, b.name, ratio, b.extra_info.get("target", float("nan"))))
+            for name, target in b.extra_info.get("versus", {}).items():
+                other = by_name.get(name)
+                if other is None:  # e.g. PyTorch is not installed
+                    continue
+                ratio = b.stats.median / other.stats.median
+                b.extra_info[f"ratio_vs_{name}"] = round(ratio, 4)
+                rows.append((group, f"{b.name} / {name}", ratio, target))
     return rows
 
 
@@ -48,4 +57,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_sep("-", "gnn: median time / baseline median (same run)")
     for group, name, ratio, target in rows:
         goal = f"  (target <= {target:g}x)" if target == target else ""
-        terminalreporter.write_line(f"{group:28s} {name:48s} {ratio:6.3f}x{goal}")
+        terminalreporter.write_line(f"{group:28s} {name:56s} {ratio:6.3f}x{goal}")
