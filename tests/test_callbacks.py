@@ -309,3 +309,52 @@ def test_progress_bar_on_a_terminal_that_reports_no_size():
         os.close(slave)
         os.close(master)
     assert "Epoch 1/2" in text and "Epoch 2/2" in text and "100%" in text
+
+
+def test_model_checkpoint_write_failure_keeps_the_previous_file(tmp_path, monkeypatch):
+    import os
+
+    x, y = data()
+    m = model()
+    path = tmp_path / "w.safetensors"
+    snaps = []
+    cb = LambdaCallback(on_epoch_end=lambda e, logs: snaps.append(weights(m)))
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def failing_replace(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second epoch's write dies at the rename
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        m.fit(x, y, epochs=3, verbose=0, callbacks=[cb, ModelCheckpoint(path, monitor="loss")])
+    from safetensors.numpy import load_file
+
+    saved = load_file(str(path))  # still epoch 1's file, whole
+    for k, v in snaps[0].items():
+        np.testing.assert_array_equal(saved[k], v)
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temp file left
+
+
+def test_terminate_on_nan_stops_fit_when_fit_itself_does_not():
+    x, y = data(48)
+    calls = {"n": 0}
+
+    def flaky_loss(y_true, y_pred):
+        calls["n"] += 1
+        loss = F.mse_loss(y_pred, y_true)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    gnn.manual_seed(0)
+    m = gnn.Sequential(Dense(1, activation="sigmoid", input_shape=(3,)))
+    m.compile(optimizer="sgd", loss=flaky_loss)
+    seen = []
+    cb = LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))
+    m.fit(
+        x, y, epochs=3, batch_size=16, verbose=0, stop_on_nan=False,
+        callbacks=[cb, TerminateOnNaN()],
+    )  # fmt: skip
+    assert seen == [0, 1]  # stopped right after the NaN batch, inside epoch 1
