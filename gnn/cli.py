@@ -330,14 +330,31 @@ def format_bench_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _number(kind: type, low: float, strict: bool):  # noqa: ANN202
+    """An argparse type: `kind` values above `low` (or at least `low` when not strict)."""
+
+    def parse(text: str):  # noqa: ANN202
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
+        return value
+
+    return parse
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default=None, help="cpu, cuda or cuda:N (default: GNN_DEVICE or cpu)"
     )
-    p.add_argument("--epochs", type=int, default=None, help="epochs (steps for xor)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--epochs", type=_number(int, 1, False), default=None, help="epochs (steps for xor)"
+    )
+    p.add_argument("--batch-size", type=_number(int, 1, False), default=None)
+    p.add_argument("--lr", type=_number(float, 0, True), default=None, help="learning rate")
+    p.add_argument("--seed", type=_number(int, 0, False), default=None)
     p.add_argument(
         "--save",
         default=None,

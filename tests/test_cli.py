@@ -247,3 +247,17 @@ def test_train_plot_writes_a_png_or_says_how_to_get_matplotlib(capsys, tmp_path)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "written to" in out
     else:
         assert not path.exists() and "pip install 'gnn[plot]'" in out
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--epochs", "0", "must be >= 1"),
+        ("--lr", "-0.1", "must be > 0"),
+        ("--seed", "x", "not a number"),
+    ],
+)
+def test_train_options_are_checked_by_argparse(capsys, option, value, message):
+    with pytest.raises(SystemExit):
+        main(["train", "titanic", option, value])
+    assert message in capsys.readouterr().err
