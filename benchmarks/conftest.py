@@ -44,14 +44,31 @@ def _fill_ratios(config: pytest.Config) -> list[tuple[str, str, float, float]]:
     return rows
 
 
+def _ratio_rows(config: pytest.Config) -> list[tuple[str, str, float, float]]:
+    """The ratios, worked out once (the JSON hook and the summary both ask)."""
+    if not hasattr(config, "_gnn_ratio_rows"):
+        config._gnn_ratio_rows = _fill_ratios(config)
+    return config._gnn_ratio_rows
+
+
+def pytest_benchmark_update_json(
+    config: pytest.Config, benchmarks: list, output_json: dict
+) -> None:
+    """Put the ratios into --benchmark-json (written before sessionfinish)."""
+    _ratio_rows(config)
+    extra = {b.fullname: b.extra_info for b in _benchmarks(config)}
+    for entry in output_json.get("benchmarks", []):
+        entry["extra_info"].update(extra.get(entry["fullname"], {}))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    session.config._gnn_ratio_rows = _fill_ratios(session.config)
+    _ratio_rows(session.config)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    rows = getattr(terminalreporter.config, "_gnn_ratio_rows", [])
+    rows = _ratio_rows(terminalreporter.config)
     if not rows:
         return
     terminalreporter.write_sep("-", "gnn: median time / baseline median (same run)")

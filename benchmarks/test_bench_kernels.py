@@ -15,7 +15,6 @@ Run: python -m pytest benchmarks/test_bench_kernels.py --benchmark-only -q
 from __future__ import annotations
 
 import statistics
-import time
 
 import numpy as np
 import pytest
@@ -34,16 +33,6 @@ BYTES_PER_ELEMENT = 12  # both workloads: read two float32 streams, write one
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-
-def cpu_median_s(fn, repeat=5):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def gpu_median_s(fn, repeat=10, warmup=2):
@@ -268,7 +257,7 @@ class TestGpuSoftmaxCrossEntropy:
 
 # ---- CPU: NumPy reference vs a naive composition -----------------------------------------------
 
-CPU_SHAPE = (4096, 1000)
+CPU_SHAPE = (4096, 10000)  # issue 3: the NumPy path >= 1.5x faster than the naive one
 
 
 def cpu_operands():
@@ -311,13 +300,11 @@ def test_cpu_softmax_cross_entropy_reference(benchmark):
     naive_loss, naive_grad = naive()
     np.testing.assert_allclose(loss, naive_loss, rtol=1e-4)
     np.testing.assert_allclose(grad, naive_grad, atol=1e-7)
-    naive_s = cpu_median_s(naive)
-    benchmark(reference)
-    benchmark.extra_info["naive_median_ms"] = round(naive_s * 1e3, 2)
-    benchmark.extra_info["speedup_vs_naive"] = round(naive_s / benchmark.stats.stats.median, 2)
+    benchmark.extra_info["target"] = round(1 / 1.5, 3)  # at least 1.5x faster than the naive one
+    benchmark.pedantic(reference, rounds=7, warmup_rounds=1)
 
 
 @pytest.mark.benchmark(group="cpu-softmax-cross-entropy")
 def test_cpu_softmax_cross_entropy_naive(benchmark):
     benchmark.extra_info["role"] = "baseline"  # benchmarks/conftest.py adds ratios to it
-    benchmark(cpu_naive_step(*cpu_operands()))
+    benchmark.pedantic(cpu_naive_step(*cpu_operands()), rounds=7, warmup_rounds=1)

@@ -263,9 +263,9 @@ def _bench(args: argparse.Namespace) -> int:
 def _bench_ratios(benchmarks: list[dict]) -> dict[int, tuple[float, str]]:
     """index -> (median / its group's baseline median, baseline name), from the results alone.
 
-    pytest-benchmark writes its JSON before any conftest hook can add ratios to extra_info, so
-    the ratios are computed here from each group's benchmark whose extra_info role is
-    "baseline"; a ratio already in extra_info is used when the group has no baseline.
+    Computed from each group's benchmark whose extra_info role is "baseline", so a results file
+    written without gnn's benchmarks/conftest.py works too; a ratio already in extra_info is
+    used when the group has no baseline.
     """
     base_of: dict[str, dict] = {}
     for b in benchmarks:
@@ -293,7 +293,13 @@ def format_bench_table(results: dict) -> str:
             extra.pop(key, None)
         role = extra.pop("role", "")
         target = extra.pop("target", None)
-        notes = ", ".join(f"{k}={v}" for k, v in extra.items())
+        versus = []  # second references (benchmarks/conftest.py "versus")
+        for name, goal in extra.pop("versus", {}).items():
+            other = extra.pop(f"ratio_vs_{name}", None)
+            if other is not None:
+                verdict = "meets" if other <= goal else "MISSES"
+                versus.append(f"{other:.3f}x vs {name}: {verdict} target <= {goal}x")
+        notes = ", ".join(versus + [f"{k}={v}" for k, v in extra.items()])
         ratio_text, base = "", ""
         if role == "baseline":
             ratio_text = "baseline"
