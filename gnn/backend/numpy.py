@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from gnn import config
+from gnn.backend import host_memory
 
 
 class NumpyBackend:
@@ -21,6 +22,7 @@ class NumpyBackend:
     def __init__(self) -> None:
         from gnn.backend import Device
 
+        host_memory.tune_malloc()
         self.xp = np
         self.device = Device("cpu")
         self._rng: Any = None

@@ -1,0 +1,48 @@
+"""Host allocator settings: keep glibc from handing freed array memory back to the OS every step.
+
+A training step allocates and frees the same few megabytes of temporaries over and over. With
+glibc's defaults, arrays over the mmap threshold get fresh pages each time, and the heap top is
+trimmed back whenever more than twice that threshold is free, so every step pays page faults and
+the kernel's zeroing of those pages again. Raising both thresholds keeps that memory in the
+process for reuse: the LSTM training step of benchmarks/test_bench_layers.py went from about
+9.5 ms to 5.5 ms per step on a 2-core x86_64 machine (docs/performance.md).
+
+The cost: up to TRIM_THRESHOLD bytes of freed memory stay mapped to the process, and arrays up to
+MMAP_THRESHOLD come from the heap. Set GNN_MALLOC_TUNING=0 to leave the allocator alone; gnn also
+leaves it alone where the user set glibc's own MALLOC_* variables or malloc tunables, and off glibc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+MMAP_THRESHOLD = 32 * 2**20  # glibc's own ceiling for its dynamic threshold (64-bit)
+TRIM_THRESHOLD = 256 * 2**20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+
+_applied: bool | None = None
+
+
+def tune_malloc() -> bool:
+    """Raise glibc's mmap and trim thresholds once per process; True when they were set."""
+    global _applied
+    if _applied is not None:
+        return _applied
+    _applied = False
+    if os.environ.get("GNN_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    user_set = [k for k in os.environ if k.startswith("MALLOC_") and k.endswith("_")]
+    if user_set or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False  # the user tuned the allocator: their settings stand
+    try:
+        libc = ctypes.CDLL("libc.so.6")  # by name: find_library would start a subprocess
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt thresholds)
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    _applied = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
+    return _applied
