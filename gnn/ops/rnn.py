@@ -167,8 +167,10 @@ class RecurrentLayer(Function):
             grads.append(gc0 if needs[2] else None)
         grads += [gw_ih, gw_hh]
         if self.has_bias:
-            grads.append(dgi2.sum(axis=0) if needs[k + 2] else None)
-            grads.append(dgh2.sum(axis=0) if needs[k + 3] else None)
+            gb_ih = dgi2.sum(axis=0) if needs[k + 2] or dgi is dgh else None
+            gb_hh = gb_ih if dgi is dgh else dgh2.sum(axis=0)  # LSTM/RNN: the same sum
+            grads.append(gb_ih if needs[k + 2] else None)
+            grads.append(gb_hh if needs[k + 3] else None)
         return tuple(grads)
 
     def _rnn_backward(self, gy: Any) -> tuple:
