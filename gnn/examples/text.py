@@ -98,38 +98,6 @@ def get_batch(
 # ---- optimisation --------------------------------------------------------------------------------
 
 
-class _AdamW(Optimizer):
-    """AdamW (decoupled weight decay) for builds where gnn.optim.AdamW is not there yet."""
-
-    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2) -> None:  # fmt: skip
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-
-    @gnn.no_grad()
-    def step(self) -> None:
-        for g in self.param_groups:
-            lr, (b1, b2), eps, wd = g["lr"], g["betas"], g["eps"], g["weight_decay"]
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                xp = p._be.xp
-                st = self.state.setdefault(id(p), {"step": 0})
-                if "exp_avg" not in st:
-                    st["exp_avg"] = xp.zeros_like(p.data)
-                    st["exp_avg_sq"] = xp.zeros_like(p.data)
-                st["step"] += 1
-                t, m, v, gr = st["step"], st["exp_avg"], st["exp_avg_sq"], p.grad.data
-                if wd:
-                    p.data *= 1 - lr * wd
-                m *= b1
-                m += (1 - b1) * gr
-                v *= b2
-                v += (1 - b2) * gr * gr
-                denom = xp.sqrt(v / (1 - b2**t))
-                denom += eps
-                p.data -= (lr / (1 - b1**t)) * m / denom
-
-
 def make_optimizer(model: gnn.nn.Module, lr: float, weight_decay: float) -> Optimizer:
     """AdamW with weight decay on matrices only (not on biases, LayerNorm or position rows)."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "wpe" not in n]
@@ -138,8 +106,7 @@ def make_optimizer(model: gnn.nn.Module, lr: float, weight_decay: float) -> Opti
         {"params": decay, "weight_decay": weight_decay},
         {"params": other, "weight_decay": 0.0},
     ]
-    adamw = getattr(gnn.optim, "AdamW", None) or _AdamW
-    return adamw(groups, lr=lr, betas=(0.9, 0.99))
+    return gnn.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -148,19 +115,6 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
         return base * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return base * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def clip_grad_norm(params: list, max_norm: float) -> float:
-    """Scale all gradients down together so their global L2 norm is at most max_norm."""
-    grads = [p.grad.data for p in params if p.grad is not None]
-    if not grads:
-        return 0.0
-    xp = params[0]._be.xp
-    total = float(xp.sqrt(sum(xp.sum(g.astype(np.float32) ** 2) for g in grads)))
-    if total > max_norm:
-        for g in grads:
-            g *= max_norm / (total + 1e-6)
-    return total
 
 
 @gnn.no_grad()
@@ -252,7 +206,7 @@ def main(args: argparse.Namespace | None = None, log: Callable[..., Any] = print
             _, loss = model(x, y)
             opt.zero_grad()
             loss.backward()
-            clip_grad_norm(params, 1.0)
+            gnn.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             step += 1
             if bar is not None:

@@ -18,7 +18,7 @@ import gnn
 from gnn import functional as F
 from gnn import nn
 from gnn.examples._common import arg, plot, save_example
-from gnn.examples.text import clip_grad_norm, make_optimizer
+from gnn.examples.text import make_optimizer
 from gnn.tensor import Tensor
 from gnn.train import History
 
@@ -233,7 +233,7 @@ def main(args: argparse.Namespace | None = None, log: Callable[..., Any] = print
             )
             opt.zero_grad()
             loss.backward()
-            clip_grad_norm(params, 1.0)
+            nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             step += 1
             loss_value = loss.item()
