@@ -152,22 +152,7 @@ class Tensor:
 
         `t.to("cuda")`, `t.to(gnn.float64)`, `t.to("cpu", "float32")` and `t.to(other_tensor)` work.
         """
-        if isinstance(device, Tensor):
-            device, dtype = device.device, device.dtype if dtype is None else dtype
-        elif device is not None and not isinstance(device, (str, Device)):
-            device, dtype = None, device  # t.to(gnn.float64)
-        elif isinstance(device, str) and dtype is None:
-            try:
-                parse_device(device)
-            except ValueError:
-                try:
-                    parse_dtype(device)
-                except TypeError:
-                    raise ValueError(
-                        f"to(): {device!r} is neither a device ('cpu', 'cuda', 'cuda:N') "
-                        "nor a dtype"
-                    ) from None
-                device, dtype = None, device  # t.to("float64")
+        device, dtype = to_arguments(device, dtype, "to()")
         out = self
         if device is not None and parse_device(device) != self.device:
             out = F.to_device(out, device)
@@ -418,6 +403,31 @@ class Tensor:
 
     def matmul(self, other: Any) -> Tensor:
         return F.matmul(self, other)
+
+
+def to_arguments(device: Any, dtype: Any, who: str) -> tuple[Any, Any]:
+    """(device, dtype) from the ways `.to()` is called (Tensor.to and Module.to share it).
+
+    `to("cuda")`, `to(gnn.float64)`, `to("float64")`, `to("cpu", "float32")`, `to(tensor)`
+    (its device and dtype); a string that is neither a device nor a dtype is a ValueError.
+    """
+    if isinstance(device, Tensor):
+        return device.device, device.dtype if dtype is None else dtype
+    if device is not None and not isinstance(device, (str, Device)):
+        return None, device  # to(gnn.float64)
+    if isinstance(device, str) and dtype is None:
+        try:
+            parse_device(device)
+        except ValueError:
+            try:
+                parse_dtype(device)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{who}: {device!r} is neither a device ('cpu', 'cuda', 'cuda:N') "
+                    "nor a dtype ('float32', 'float64', ...)"
+                ) from None
+            return None, device  # to("float64")
+    return device, dtype
 
 
 def _shape_args(args: tuple) -> tuple:

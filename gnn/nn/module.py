@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from gnn.backend import Device, get_backend, parse_device
+from gnn.backend import get_backend, parse_device
 from gnn.nn.parameter import Parameter
-from gnn.tensor import Tensor
+from gnn.tensor import Tensor, to_arguments
 
 
 class Module:
@@ -186,16 +186,7 @@ class Module:
         `m.to("cuda")`, `m.to(gnn.float64)`, `m.to("float64")`, `m.to("cpu", "float32")` and
         `m.to(tensor)` (its device and dtype) work, as for Tensor.to.
         """
-        if isinstance(device, Tensor):
-            device, dtype = device.device, device.dtype if dtype is None else dtype
-        elif device is not None and not isinstance(device, (str, Device)):
-            device, dtype = None, device  # m.to(gnn.float64)
-        elif isinstance(device, str) and dtype is None:
-            try:
-                parse_device(device)
-            except ValueError:
-                device, dtype = None, device  # m.to("float64")
-                _check_dtype_name(dtype)
+        device, dtype = to_arguments(device, dtype, "Module.to")
         be = get_backend(device) if device is not None else None
         for m in self.modules():
             for store in (m._parameters, m._buffers):
@@ -315,19 +306,6 @@ class Module:
         return sorted(
             set(super().__dir__()) | set(self._parameters) | set(self._modules) | set(self._buffers)
         )
-
-
-def _check_dtype_name(name: str) -> None:
-    """A ValueError when `name` is neither a device nor a dtype (for Module.to)."""
-    from gnn.dtypes import parse_dtype
-
-    try:
-        parse_dtype(name)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"Module.to: {name!r} is neither a device ('cpu', 'cuda', 'cuda:N') nor a dtype "
-            "('float32', 'float64', ...)"
-        ) from None
 
 
 def _move_in_place(t: Tensor, be: Any, dtype: Any) -> None:
