@@ -68,7 +68,8 @@ for path in sys.argv[4:]:
         prog = ctypes.c_void_p()
         if lib.nvrtcCreateProgram(ctypes.byref(prog), source, path.encode(), 0, None, None) != 0:
             sys.exit(f"nvrtcCreateProgram failed for {path}")
-        opts = [b"--std=c++17", *includes, f"-arch=sm_{arch}".encode()]  # as gnn's RawModule
+        # as gnn's RawModule; -Ikernels stands in for the header pasting of kernel_source()
+        opts = [b"--std=c++17", b"-Ikernels", *includes, f"-arch=sm_{arch}".encode()]
         rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
         size = ctypes.c_size_t()
         lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))

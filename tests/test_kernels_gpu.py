@@ -58,6 +58,17 @@ def test_kernel_dir_holds_every_kernel_the_backend_launches():
             assert f"{stem}_{suffix}" in defined, f"{module}.cu lacks {stem}_{suffix}"
 
 
+def test_kernel_source_pastes_the_shared_header(tmp_path, monkeypatch):
+    for module in ("sigmoid", "softmax_cross_entropy"):
+        source = cuda_backend.kernel_source(module)
+        assert '#include "' not in source  # every local include was pasted
+        assert "struct Pack" in source and "GNN_KERNELS_COMMON_CUH" in source
+    (tmp_path / "broken.cu").write_text('#include "missing.cuh"\n')
+    monkeypatch.setattr(cuda_backend, "kernel_dir", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match="missing.cuh"):
+        cuda_backend.kernel_source("broken")
+
+
 def test_elementwise_launch_shapes():
     assert cuda_backend.elementwise_launch(1, 4, 132) == (1, 256)
     assert cuda_backend.elementwise_launch(1024, 4, 132) == (1, 256)  # 256 packs of 4

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,26 @@ def kernel_dir() -> Path:
     if installed.is_dir():
         return installed
     raise FileNotFoundError(f"gnn's CUDA kernels were not found in {source} nor in {installed}")
+
+
+_LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"[ \t]*$', re.MULTILINE)
+
+
+def kernel_source(name: str) -> str:
+    """kernels/<name>.cu with its local `#include "x.cuh"` lines replaced by those files.
+
+    Pasted rather than found through -I, so that the text NVRTC compiles, and CuPy's on-disk
+    cache keys on, includes the shared header: an edit there cannot leave a stale binary.
+    """
+    folder = kernel_dir()
+
+    def paste(match: re.Match) -> str:
+        header = folder / match.group(1)
+        if not header.is_file():
+            raise FileNotFoundError(f"kernels/{name}.cu includes {match.group(1)}, not in {folder}")
+        return f"// ---- {match.group(1)} ----\n{header.read_text()}// ---- end of {match.group(1)}"
+
+    return _LOCAL_INCLUDE.sub(paste, (folder / f"{name}.cu").read_text())
 
 
 class CupyBackend(NumpyBackend):
@@ -159,7 +180,7 @@ class CupyBackend(NumpyBackend):
         """The compiled RawModule for kernels/<name>.cu on this device (cached per device)."""
         mod = self._modules.get(name)
         if mod is None:
-            source = (kernel_dir() / f"{name}.cu").read_text()
+            source = kernel_source(name)
             with self._cuda_device:
                 mod = self.xp.RawModule(code=source, options=("--std=c++17",))
             self._modules[name] = mod
