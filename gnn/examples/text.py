@@ -20,7 +20,7 @@ from gnn.models import GPT, CharTokenizer, GPTConfig
 from gnn.optim.optimizer import Optimizer
 from gnn.tensor import Tensor
 
-# Measured on the 2-core CPU of the development machine: 6.5 minutes (see docs/transformer.md).
+# Measured on the 2-core CPU of the development machine: 6.5 to 9.3 minutes (docs/transformer.md).
 DEFAULTS = {
     "epochs": 20,  # evaluations; each follows `steps_per_epoch` training steps
     "steps_per_epoch": 150,
