@@ -35,16 +35,21 @@ class RecurrentLayer(Function):
         w_ih, w_hh = params[0], params[1]
         b_ih, b_hh = (params[2], params[3]) if self.has_bias else (None, None)
         t_len, batch, n_in = x.shape
-        xw = (x.reshape(t_len * batch, n_in) @ w_ih.T).reshape(t_len, batch, -1)  # (T, B, G*H)
-        if b_ih is not None:
-            xw += b_ih
-            if self.mode != "GRU":  # GRU keeps b_hh inside r * (W_hn h + b_hn)
-                xw += b_hh
+        w_in, bias = w_ih.T, b_ih  # (I, G*H), (G*H,)
+        if b_ih is not None and self.mode != "GRU":  # GRU keeps b_hh inside r * (W_hn h + b_hn)
+            bias = b_ih + b_hh
+        scale = self._lstm_scale(w_ih) if lstm else None
+        if scale is not None:  # folded into the (small) weights, not applied to (T, B, 4H)
+            w_in = w_in * scale
+            bias = bias * scale if bias is not None else None
+        xw = (x.reshape(t_len * batch, n_in) @ w_in).reshape(t_len, batch, -1)  # (T, B, G*H)
+        if bias is not None:
+            xw += bias
         self.x, self.w_ih, self.w_hh, self.h0 = x, w_ih, w_hh, h0
         steps = range(t_len - 1, -1, -1) if self.reverse else range(t_len)
         self.steps, self.t_len = steps, t_len
         if lstm:
-            return self._lstm_forward(xw, h0, c0, w_hh, steps)
+            return self._lstm_forward(xw, h0, c0, w_hh, steps, scale)
         if self.mode == "GRU":
             return self._gru_forward(xw, h0, w_hh, b_hh, steps)
         return self._rnn_forward(xw, h0, w_hh, steps)
@@ -69,17 +74,22 @@ class RecurrentLayer(Function):
         self.out = out
         return out
 
-    def _lstm_forward(self, xw: Any, h0: Any, c0: Any, w_hh: Any, steps: range) -> Any:
+    def _lstm_scale(self, w_ih: Any) -> Any:
+        """0.5 for the i, f, o columns, 1 for g: sigmoid(v) = 0.5 * tanh(0.5 v) + 0.5, so each
+        step is one tanh over all four gates (of pre-activations scaled by this) and an affine map.
+        """
+        n_h = w_ih.shape[0] // 4
+        scale = self.be.xp.full((4 * n_h,), 0.5, dtype=w_ih.dtype)
+        scale[2 * n_h : 3 * n_h] = 1.0
+        return scale
+
+    def _lstm_forward(self, xw: Any, h0: Any, c0: Any, w_hh: Any, steps: range, scale: Any) -> Any:
+        """xw: the input projections with biases, already multiplied by `scale`."""
         xp = self.be.xp
         t_len, batch, four_h = xw.shape
         n_h = four_h // 4
-        # sigmoid(v) = 0.5 * tanh(0.5 v) + 0.5: scale the i, f, o columns by 0.5 once, so each
-        # step is one tanh over all four gates followed by a per-column affine map.
-        scale = xp.full((four_h,), 0.5, dtype=xw.dtype)
-        scale[2 * n_h : 3 * n_h] = 1.0
         shift = 1.0 - scale
         acts = xw
-        acts *= scale
         w_t = w_hh.T * scale  # (H, 4H)
         y = xp.empty((t_len + 1, batch, n_h), dtype=xw.dtype)  # h per step, then c_n
         cs = xp.empty((t_len, batch, n_h), dtype=xw.dtype)  # c per step
