@@ -153,9 +153,18 @@ class NumpyBackend:
         gx *= gy
         return gx
 
-    def check_class_targets(self, target: Any, num_classes: int, ignore_index: int) -> None:
-        """Raise IndexError for labels outside [0, C) other than ignore_index (CPU: before use)."""
+    def check_class_targets(self, target: Any, num_classes: int, ignore_index: int) -> bool:
+        """Raise IndexError for labels outside [0, C) other than ignore_index (CPU: before use).
+
+        Returns True when every label is a class (none is ignore_index): the common case, which
+        two reductions decide and for which the loss takes its short path.
+        """
         xp = self.xp
+        if target.size == 0:
+            return True
+        lo, hi = int(target.min()), int(target.max())
+        if 0 <= lo and hi < num_classes and not lo <= ignore_index <= hi:
+            return True
         bad = ((target < 0) | (target >= num_classes)) & (target != ignore_index)
         if bool(bad.any()):
             first = int(target[bad].ravel()[0])
@@ -164,6 +173,7 @@ class NumpyBackend:
                 f"(valid: 0..{num_classes - 1}, or ignore_index={ignore_index}); "
                 f"{int(xp.count_nonzero(bad))} bad label(s)"
             )
+        return False
 
     def softmax_cross_entropy(
         self,
@@ -181,7 +191,7 @@ class NumpyBackend:
         """
         xp = self.xp
         n, c = logits.shape
-        self.check_class_targets(target, c, ignore_index)
+        all_classes = self.check_class_targets(target, c, ignore_index)
         acc = np.float64 if logits.dtype == np.float64 else np.float32
         z = logits.astype(acc, copy=False)
         # One N x C temporary: z - max, exponentiated in place, summed per row.
@@ -190,6 +200,17 @@ class NumpyBackend:
         xp.exp(tmp, out=tmp)
         lse = xp.log(tmp.sum(axis=1)) + m
         del tmp
+        if all_classes and weight is None and label_smoothing == 0.0 and n and c:
+            # The common case: no weights, no smoothing, nothing ignored (the same numbers as
+            # below, without the masks and weights that are all ones here).
+            loss = lse - z[xp.arange(n), target]
+            if reduction == "none":
+                return loss.astype(logits.dtype, copy=False), (lse, None)
+            total = loss.sum()
+            if reduction == "sum":
+                return total.astype(logits.dtype), (lse, None)
+            denom = xp.asarray(n, dtype=acc)
+            return (total / denom).astype(logits.dtype), (lse, denom)
         valid = target != ignore_index
         safe_t = xp.where(valid, target, 0)
         z_t = xp.take_along_axis(z, safe_t[:, None], axis=1)[:, 0] if c else xp.zeros((n,), acc)
@@ -229,6 +250,21 @@ class NumpyBackend:
         lse, denom = saved
         n, c = logits.shape
         acc = lse.dtype
+        plain = weight is None and label_smoothing == 0.0 and n and c
+        if plain and not int(target.min()) <= ignore_index <= int(target.max()):
+            # nothing ignored (the forward checked the range): the short path of the forward
+            gloss = gloss.astype(acc, copy=False)
+            scale = gloss / denom if reduction not in ("none", "sum") else gloss
+            g = xp.subtract(logits, lse[:, None], dtype=acc)
+            xp.exp(g, out=g)
+            rows = xp.arange(n)
+            if reduction == "none":
+                g *= scale[:, None]
+                g[rows, target] -= scale
+            else:
+                g *= scale
+                g[rows, target] -= scale
+            return g.astype(logits.dtype, copy=False)
         valid = target != ignore_index
         safe_t = xp.where(valid, target, 0)
         gloss = gloss.astype(acc, copy=False)
