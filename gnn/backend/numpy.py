@@ -257,13 +257,8 @@ class NumpyBackend:
             scale = gloss / denom if reduction not in ("none", "sum") else gloss
             g = xp.subtract(logits, lse[:, None], dtype=acc)
             xp.exp(g, out=g)
-            rows = xp.arange(n)
-            if reduction == "none":
-                g *= scale[:, None]
-                g[rows, target] -= scale
-            else:
-                g *= scale
-                g[rows, target] -= scale
+            g *= scale[:, None] if reduction == "none" else scale  # per row, or one number
+            g[xp.arange(n), target] -= scale
             return g.astype(logits.dtype, copy=False)
         valid = target != ignore_index
         safe_t = xp.where(valid, target, 0)
