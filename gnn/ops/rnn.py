@@ -177,10 +177,11 @@ class RecurrentLayer(Function):
             grads.append(gc0 if needs[2] else None)
         grads += [gw_ih, gw_hh]
         if self.has_bias:
-            gb_ih = dgi2.sum(axis=0) if needs[k + 2] or dgi is dgh else None
-            gb_hh = gb_ih if dgi is dgh else dgh2.sum(axis=0)  # LSTM/RNN: the same sum
-            grads.append(gb_ih if needs[k + 2] else None)
-            grads.append(gb_hh if needs[k + 3] else None)
+            gb_ih = dgi2.sum(axis=0) if needs[k + 2] else None
+            gb_hh = None
+            if needs[k + 3]:  # LSTM/RNN pass one array as dgi and dgh: one sum serves both
+                gb_hh = gb_ih if dgi is dgh and gb_ih is not None else dgh2.sum(axis=0)
+            grads += [gb_ih, gb_hh]
         return tuple(grads)
 
     def _rnn_backward(self, gy: Any) -> tuple:
