@@ -2,18 +2,28 @@
 
 A Function computes `forward(*arrays)` and `backward(gy)` on raw backend arrays. `apply` runs
 forward and, when grad mode is on and an input requires grad, records the Function as the output's
-creator. `backward(tensor)` walks that graph once in topological order, sums gradients of broadcast
-operands back to their shapes, accumulates into leaves' `.grad`, and frees the graph.
+creator. `backward(tensor)` walks that graph once, newest Function first, sums gradients of
+broadcast operands back to their shapes, accumulates into leaves' `.grad`, and frees the graph.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from gnn import config
 
 if TYPE_CHECKING:
     from gnn.tensor import Tensor
+
+# gnn.tensor.Tensor, set by gnn/tensor.py when it loads (this layer sits below it). Results of ops
+# and gradients are plain Tensors, whatever subclass (Parameter) their inputs are.
+_Tensor: Any = None
+
+# Every recorded Function takes the next number. An op's inputs were made before it, so going
+# through Functions from the highest number down visits each after everything that uses it.
+_sequence = itertools.count()
 
 
 class Function:
@@ -22,8 +32,8 @@ class Function:
     Subclasses set hyperparameters in __init__ and save what backward needs.
     """
 
-    # inputs: the Tensor arguments (set only while the Function is in a graph)
-    __slots__ = ("inputs", "needs_input_grad", "be", "__dict__")
+    # inputs: the Tensor arguments (set only while the Function is in a graph); seq: its number.
+    __slots__ = ("inputs", "needs_input_grad", "be", "seq", "__dict__")
 
     def forward(self, *xs: Any) -> Any:
         raise NotImplementedError
@@ -39,23 +49,34 @@ class Function:
     def apply(cls, *inputs: Tensor, **params: Any) -> Tensor:
         """Run the op on Tensors and record it in the graph when needed."""
         fn = cls(**params) if params else cls()
-        first = inputs[0]
-        be = first._be
-        for t in inputs[1:]:
-            if t._be is not be:
-                raise RuntimeError(
-                    f"{cls.__name__.lower()}: inputs are on different devices "
-                    f"({first.device} and {t.device}); move them with .to(device) first"
-                )
+        be = inputs[0]._be
         fn.be = be
-        needs = tuple(t.requires_grad for t in inputs)
-        record = config._state.grad_enabled and any(needs)
-        fn.needs_input_grad = needs
-        out = fn.forward(*[t.data for t in inputs])
-        result = type(first)._make(out, be, record)
-        if record:
+        if len(inputs) == 1:
+            needs = (inputs[0].requires_grad,)
+            fn.needs_input_grad = needs
+            out = fn.forward(inputs[0].data)
+        else:
+            for t in inputs:
+                if t._be is not be:
+                    raise RuntimeError(
+                        f"{cls.__name__.lower()}: inputs are on different devices "
+                        f"({inputs[0].device} and {t.device}); move them with .to(device) first"
+                    )
+            needs = tuple([t.requires_grad for t in inputs])
+            fn.needs_input_grad = needs
+            out = fn.forward(*[t.data for t in inputs])
+        result = _Tensor.__new__(_Tensor)
+        result.data = out
+        result._be = be
+        result.grad = None
+        if config._state.grad_enabled and True in needs:
             fn.inputs = inputs
+            fn.seq = next(_sequence)
+            result.requires_grad = True
             result._creator = fn
+        else:
+            result.requires_grad = False
+            result._creator = None
         return result
 
 
@@ -73,6 +94,28 @@ def _sum_to_shape(xp: Any, g: Any, shape: tuple) -> Any:
     return g.reshape(shape)
 
 
+def _seed(root: Tensor, grad: Any) -> Any:
+    """The gradient backward starts from: ones for a scalar, else a checked copy of `grad`."""
+    xp = root._be.xp
+    data = root.data
+    if grad is None:
+        if data.size != 1:
+            raise RuntimeError(
+                f"backward: grad can be implied only for a scalar output, got shape "
+                f"{tuple(data.shape)}; pass a gradient of that shape, "
+                "e.g. y.backward(gnn.ones_like(y))"
+            )
+        return xp.ones(data.shape, dtype=data.dtype)
+    # A copy: the seed may end up as a leaf's .grad, which later steps change in place.
+    g0 = xp.array(getattr(grad, "data", grad), dtype=data.dtype)
+    if g0.shape != data.shape:
+        raise RuntimeError(
+            f"backward: gradient shape {tuple(g0.shape)} does not match the output shape "
+            f"{tuple(data.shape)}"
+        )
+    return g0
+
+
 def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) into every leaf that requires grad."""
     if not root.requires_grad:
@@ -80,89 +123,82 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             "backward: this tensor does not require grad and has no graph "
             "(was it computed under no_grad(), or from tensors without requires_grad=True?)"
         )
-    be = root._be
-    xp = be.xp
-    if grad is None:
-        if root.data.size != 1:
-            raise RuntimeError(
-                f"backward: grad can be implied only for a scalar output, got shape "
-                f"{tuple(root.shape)}; pass a gradient of that shape, "
-                "e.g. y.backward(gnn.ones_like(y))"
-            )
-        g0 = xp.ones(root.data.shape, dtype=root.data.dtype)
-    else:
-        # A copy: the seed may end up as a leaf's .grad, which later steps change in place.
-        g0 = xp.array(getattr(grad, "data", grad), dtype=root.data.dtype)
-        if g0.shape != root.data.shape:
-            raise RuntimeError(
-                f"backward: gradient shape {tuple(g0.shape)} does not match the output shape "
-                f"{tuple(root.shape)}"
-            )
-
-    if root._creator is None:  # a leaf: its gradient is the seed itself
+    g0 = _seed(root, grad)
+    top = root._creator
+    if top is None:  # a leaf: its gradient is the seed itself
         _accumulate_leaf(root, g0)
         return
-
-    # Topological order of the Functions reachable from root (iterative DFS, no recursion limit).
-    order: list[Function] = []
-    visited: set[int] = set()
-    stack: list[tuple[Function, bool]] = [(root._creator, False)]
-    while stack:
-        fn, done = stack.pop()
-        if done:
-            order.append(fn)
-            continue
-        if id(fn) in visited:
-            continue
-        visited.add(id(fn))
-        stack.append((fn, True))
-        if not hasattr(fn, "inputs"):
+    xp = root._be.xp
+    # Functions waiting to run, newest first, each with the gradient of its output summed so far.
+    # A Function enters when its first gradient arrives; by the time it leaves, every Function
+    # that used its output (all newer than it) has run and added to that gradient.
+    heap: list[tuple[int, Function]] = [(-top.seq, top)]
+    grads: dict[Function, Any] = {top: g0}
+    while heap:
+        fn = heapq.heappop(heap)[1]
+        gy = grads.pop(fn)
+        try:
+            inputs = fn.inputs
+        except AttributeError:
             raise RuntimeError(
                 "backward: the graph was already freed by an earlier backward(); "
                 "call backward(retain_graph=True) the first time to go through it twice"
-            )
-        for t in fn.inputs:
-            creator = t._creator
-            if creator is not None and id(creator) not in visited:
-                stack.append((creator, False))
-
-    grads: dict[int, Any] = {id(root._creator): g0}  # Function id -> gradient of its output
-    for fn in reversed(order):
-        gy = grads.pop(id(fn), None)
-        if gy is None:
-            continue
+            ) from None
         gxs = fn.backward(gy)
-        if not isinstance(gxs, tuple):
-            gxs = (gxs,)
-        handed_out: set[int] = set()
-        for t, need, gx in zip(fn.inputs, fn.needs_input_grad, gxs):
-            if not need or gx is None:
-                continue
-            gx = _sum_to_shape(xp, gx, t.data.shape)
-            if id(gx) in handed_out:  # the same array for two inputs (as add's backward does)
-                gx = gx.copy()
-            handed_out.add(id(gx))
-            creator = t._creator
-            if creator is None:
-                _accumulate_leaf(t, gx)
-            else:
-                key = id(creator)
-                prev = grads.get(key)
-                # Out of place: a backward may hand the same array to several inputs.
-                grads[key] = gx if prev is None else prev + gx
+        if len(inputs) == 1:
+            if isinstance(gxs, tuple):
+                gxs = gxs[0]
+            if gxs is not None and fn.needs_input_grad[0]:
+                _hand_on(xp, inputs[0], gxs, grads, heap)
+        else:
+            handed: list[Any] = []
+            for t, need, gx in zip(inputs, fn.needs_input_grad, gxs):
+                if not need or gx is None:
+                    continue
+                if any(gx is h for h in handed):  # one array for two inputs (as add's backward)
+                    gx = gx.copy()
+                handed.append(gx)
+                _hand_on(xp, t, gx, grads, heap)
         if not retain_graph:
             del fn.inputs
             fn.__dict__.clear()  # drop saved arrays now, not when the graph is collected
+
+
+def _hand_on(xp: Any, t: Tensor, gx: Any, grads: dict, heap: list) -> None:
+    """Pass the gradient gx of input t on: into t.grad for a leaf, else to t's creator."""
+    shape = t.data.shape
+    if gx.shape != shape:
+        gx = _sum_to_shape(xp, gx, shape)
+    creator = t._creator
+    if creator is None:
+        _accumulate_leaf(t, gx)
+        return
+    prev = grads.get(creator)
+    if prev is None:
+        grads[creator] = gx
+        heapq.heappush(heap, (-creator.seq, creator))
+    else:
+        grads[creator] = prev + gx  # out of place: gx may also be held elsewhere
 
 
 def _accumulate_leaf(t: Tensor, g: Any) -> None:
     """t.grad += g. The first gradient is stored as is when it is a fresh contiguous array (owned
     by nobody else); later ones are added in place, as PyTorch does."""
     if t.grad is None:
+        flags = g.flags
         # CuPy's flags have no `writeable` (its broadcast views are not C-contiguous instead).
-        writeable = getattr(g.flags, "writeable", True)
-        if g.dtype != t.data.dtype or not g.flags.c_contiguous or not writeable:
+        if (
+            g.dtype != t.data.dtype
+            or not flags.c_contiguous
+            or not getattr(flags, "writeable", True)
+        ):
             g = t._be.xp.array(g, dtype=t.data.dtype, order="C")  # e.g. a broadcast view
-        t.grad = type(t)._make(g, t._be, False)
+        grad = _Tensor.__new__(_Tensor)
+        grad.data = g
+        grad._be = t._be
+        grad.requires_grad = False
+        grad.grad = None
+        grad._creator = None
+        t.grad = grad
     else:
         t.grad.data += g

@@ -235,7 +235,8 @@ class Dense(Module):
         if device is None or self._moved():
             device = placement[0]
         dtype = placement[1]
-        self._buffers.pop("_placement", None)
+        if "_placement" in self._buffers:
+            del self._placement  # the buffer and its attribute copy
         self._non_persistent.discard("_placement")
         self.in_features = in_features
         self.weight = Parameter(creation.empty((self.units, in_features), dtype, device))

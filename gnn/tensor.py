@@ -50,7 +50,7 @@ class Tensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
+        return self.data.shape  # a tuple already, for NumPy and CuPy arrays
 
     @property
     def dtype(self) -> np.dtype:
@@ -403,6 +403,9 @@ class Tensor:
 
     def matmul(self, other: Any) -> Tensor:
         return F.matmul(self, other)
+
+
+autograd._Tensor = Tensor  # ops make plain Tensors, whatever their inputs' class
 
 
 def to_arguments(device: Any, dtype: Any, who: str) -> tuple[Any, Any]:

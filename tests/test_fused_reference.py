@@ -143,7 +143,7 @@ W = np.array([1.0, 2.0, 3.0])
     ],
 )
 def test_cross_entropy_by_hand(reduction, expected):
-    loss, (lse, denom) = sce(Z, T, reduction=reduction)
+    loss, (lse, denom, *_) = sce(Z, T, reduction=reduction)
     np.testing.assert_allclose(loss, expected, rtol=1e-14)
     np.testing.assert_allclose(lse, [LN3, LN8], rtol=1e-14)
     assert (denom is not None) == (reduction == "mean")
@@ -193,7 +193,7 @@ def test_cross_entropy_ignore_index_by_hand():
 def test_cross_entropy_all_ignored():
     t = np.array([-100, -100])
     with np.errstate(invalid="ignore"):
-        mean, (_, denom) = sce(Z, t, reduction="mean")
+        mean, (_, denom, *_) = sce(Z, t, reduction="mean")
     assert np.isnan(mean) and denom == 0  # 0 / 0, as in PyTorch
     assert sce(Z, t, reduction="sum")[0] == 0.0
     np.testing.assert_array_equal(sce(Z, t, reduction="none")[0], [0.0, 0.0])
@@ -217,11 +217,42 @@ def test_cross_entropy_out_of_range_label_raises(bad):
         sce(Z, np.array([1, bad]))
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int16, np.uint8])
+@pytest.mark.parametrize("ignore_index", [-100, 0, 2])
+def test_cross_entropy_label_check_for_every_integer_dtype(dtype, ignore_index):
+    z = rng.standard_normal((40, 3))
+    t = rng.integers(0, 3, 40).astype(dtype)
+    expected = unfused_cross_entropy(z, t.astype(np.int64), ignore_index=ignore_index)
+    np.testing.assert_allclose(sce(z, t, ignore_index=ignore_index)[0], expected, rtol=1e-12)
+    g = sce_grad(z, t, np.float64(1.0), ignore_index=ignore_index)
+    numeric = numerical_grad(lambda zz: sce(zz, t, ignore_index=ignore_index)[0], z, 1.0)
+    np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-8)
+    bad = t.copy()
+    bad[7] = 3  # one past the last class
+    with pytest.raises(IndexError, match="target 3 is out of bounds for 3 classes"):
+        sce(z, bad, ignore_index=ignore_index)
+    if np.dtype(dtype).kind == "i":
+        bad[7] = -1  # negative: huge when seen as unsigned, so the one-max check catches it
+        with pytest.raises(IndexError, match="target -1 is out of bounds"):
+            sce(z, bad, ignore_index=ignore_index)
+
+
+@pytest.mark.parametrize("n, c", [(1, 1), (3, 40), (40, 3), (64, 32), (64, 33), (5, 0)])
+def test_row_logsumexp_both_layouts(n, c):
+    z = rng.standard_normal((n, c)) * 5
+    with np.errstate(divide="ignore"):
+        expected = np.log(np.exp(z).sum(axis=1))
+    np.testing.assert_allclose(be._logsumexp_rows(z), expected, rtol=1e-13)
+    z32 = z.astype(np.float32)
+    np.testing.assert_allclose(be._logsumexp_rows(z32), expected, rtol=2e-6)
+
+
 # ---- softmax cross-entropy: random cases against the composition and finite differences ----------
 
 CASES = list(
     itertools.product(
-        [(1, 1), (4, 5), (6, 17)],  # (N, C)
+        # (N, C); N > C <= 32 takes the transposed row reductions of the reference
+        [(1, 1), (4, 5), (6, 17), (40, 3), (40, 20)],
         ["none", "sum", "mean"],
         [0.0, 0.2],  # label smoothing
         [False, True],  # class weights
@@ -243,7 +274,7 @@ def _case(n, c, weighted, ignored):
 def test_cross_entropy_matches_unfused_composition(shape, reduction, eps, weighted, ignored):
     z, t, w = _case(*shape, weighted, ignored)
     with np.errstate(invalid="ignore", divide="ignore"):  # N = 1 with its row ignored: 0 / 0
-        loss, (lse, _) = sce(z, t, w, reduction=reduction, eps=eps)
+        loss, (lse, *_) = sce(z, t, w, reduction=reduction, eps=eps)
         expected = unfused_cross_entropy(z, t, w, reduction=reduction, eps=eps)
     np.testing.assert_allclose(loss, expected, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(lse, np.log(np.exp(z).sum(axis=1)), rtol=1e-12)
@@ -265,7 +296,8 @@ def test_cross_entropy_backward_matches_finite_differences(
 
     numeric = numerical_grad(forward, z, gloss)
     analytic = sce_grad(z, t, gloss, w, reduction=reduction, eps=eps)
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+    # the differences' rounding error grows with the summed loss, so with the rows
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8 * shape[0])
 
 
 def test_cross_entropy_is_shift_invariant_and_stable():
@@ -281,7 +313,7 @@ def test_cross_entropy_is_shift_invariant_and_stable():
 def test_cross_entropy_low_precision_accumulates_in_float32(dtype):
     z = (rng.standard_normal((5, 300)) * 4).astype(dtype)
     t = rng.integers(0, 300, 5)
-    loss, (lse, denom) = sce(z, t)
+    loss, (lse, denom, *_) = sce(z, t)
     assert loss.dtype == dtype and lse.dtype == np.float32 and denom.dtype == np.float32
     expected = unfused_cross_entropy(z.astype(np.float64), t)
     np.testing.assert_allclose(float(loss), expected, rtol=2e-3 if dtype == np.float16 else 1e-5)

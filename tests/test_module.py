@@ -272,6 +272,39 @@ def test_registration_rules() -> None:
         _ = lin.nope
 
 
+def test_attribute_reads_follow_every_change_of_parameters_buffers_and_modules() -> None:
+    """Registered entries are also plain attributes (for speed): they must never go stale."""
+    m = nn.Module()
+    w1, w2 = nn.Parameter(gnn.zeros(2)), nn.Parameter(gnn.ones(2))
+    m.w = w1
+    assert m.w is w1 and m._parameters["w"] is w1
+    m.w = w2  # replaced
+    assert m.w is w2 and list(m.parameters()) == [w2]
+    m.w = None  # a registered parameter set to None stays registered, as absent
+    assert m.w is None and "w" in m._parameters
+    m.register_parameter("b", None)
+    assert m.b is None
+    m.b = w1
+    assert m.b is w1
+    m.register_buffer("stat", gnn.zeros(3))
+    first = m.stat
+    m.stat = gnn.ones(3)  # a buffer is replaced through the attribute
+    assert m.stat is m._buffers["stat"] and m.stat is not first
+    sub = nn.Linear(2, 2)
+    m.sub = sub
+    assert m.sub is sub and m._modules["sub"] is sub
+    m.sub = nn.Parameter(gnn.zeros(1))  # a name moves from one store to another
+    assert "sub" not in m._modules and isinstance(m.sub, nn.Parameter)
+    for name in ("w", "b", "stat", "sub"):
+        delattr(m, name)
+        with pytest.raises(AttributeError, match=f"no attribute '{name}'"):
+            getattr(m, name)
+    assert list(m.parameters()) == [] and dict(m.named_buffers()) == {}
+    seq = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    del seq[0]  # containers renumber their keys: lookups by key see the new layout
+    assert isinstance(getattr(seq, "0"), nn.ReLU)
+
+
 def test_repr_is_readable_and_pytorch_like() -> None:
     text = repr(Net())
     assert text.startswith("Net(\n  (features): Sequential(\n")

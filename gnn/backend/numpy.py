@@ -13,6 +13,9 @@ import numpy as np
 from gnn import config
 from gnn.backend import host_memory
 
+# Up to this many classes, row reductions run on a transposed copy (see _logsumexp_rows).
+_FEW_CLASSES = 32
+
 
 class NumpyBackend:
     """Arrays in host memory, math by NumPy."""
@@ -157,14 +160,21 @@ class NumpyBackend:
         """Raise IndexError for labels outside [0, C) other than ignore_index (CPU: before use).
 
         Returns True when every label is a class (none is ignore_index): the common case, which
-        two reductions decide and for which the loss takes its short path.
+        one reduction decides and for which the loss takes its short path.
         """
         xp = self.xp
         if target.size == 0:
             return True
-        lo, hi = int(target.min()), int(target.max())
-        if 0 <= lo and hi < num_classes and not lo <= ignore_index <= hi:
-            return True
+        if not 0 <= ignore_index < num_classes:
+            # Seen as unsigned, a negative label is huge: one max checks both ends of [0, C).
+            kind = target.dtype.kind
+            labels = target.view(f"u{target.dtype.itemsize}") if kind == "i" else target
+            if int(labels.max()) < num_classes:
+                return True
+        else:
+            lo, hi = int(target.min()), int(target.max())
+            if 0 <= lo and hi < num_classes and not lo <= ignore_index <= hi:
+                return True
         bad = ((target < 0) | (target >= num_classes)) & (target != ignore_index)
         if bool(bad.any()):
             first = int(target[bad].ravel()[0])
@@ -175,6 +185,27 @@ class NumpyBackend:
             )
         return False
 
+    def _logsumexp_rows(self, z: Any) -> Any:
+        """log(sum(exp(z), axis=1)) of an (N, C) array, stable (the row max is taken out first)."""
+        xp = self.xp
+        n, c = z.shape
+        if c == 0:
+            return xp.full((n,), -np.inf, dtype=z.dtype)
+        if c <= _FEW_CLASSES and n > c:
+            # Reductions along a short last axis run a loop per row; on the (C, N) transpose they
+            # are C vectorised passes along N (4096 x 10 float32: 0.18 ms -> 0.02 ms for the max).
+            zt = z.T.copy()
+            m = zt.max(axis=0)
+            zt -= m
+            xp.exp(zt, out=zt)
+            s = zt.sum(axis=0)
+        else:
+            m = z.max(axis=1)
+            tmp = xp.subtract(z, m[:, None])
+            xp.exp(tmp, out=tmp)
+            s = tmp.sum(axis=1)
+        return xp.log(s, out=s) + m
+
     def softmax_cross_entropy(
         self,
         logits: Any,
@@ -183,34 +214,32 @@ class NumpyBackend:
         ignore_index: int = -100,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
-    ) -> tuple[Any, Any]:
+    ) -> tuple[Any, tuple]:
         """Cross-entropy of softmax(logits) (N, C) against class labels (N,).
 
         Returns (loss, saved): loss is 0-d for "mean"/"sum" and (N,) for "none"; `saved` is what
-        the backward needs: the per-row log-sum-exp and the normaliser of "mean".
+        the backward needs: the per-row log-sum-exp and the normaliser of "mean", then on the
+        short path (no weights, smoothing or ignored labels) the flat index of each label.
         """
         xp = self.xp
         n, c = logits.shape
         all_classes = self.check_class_targets(target, c, ignore_index)
         acc = np.float64 if logits.dtype == np.float64 else np.float32
         z = logits.astype(acc, copy=False)
-        # One N x C temporary: z - max, exponentiated in place, summed per row.
-        m = z.max(axis=1) if c else xp.zeros((n,), acc)
-        tmp = xp.subtract(z, m[:, None])
-        xp.exp(tmp, out=tmp)
-        lse = xp.log(tmp.sum(axis=1)) + m
-        del tmp
+        lse = self._logsumexp_rows(z)
         if all_classes and weight is None and label_smoothing == 0.0 and n and c:
             # The common case: no weights, no smoothing, nothing ignored (the same numbers as
-            # below, without the masks and weights that are all ones here).
-            loss = lse - z[xp.arange(n), target]
+            # below, without the masks and weights that are all ones here). The flat index of
+            # each row's label is saved for the backward, which then needs no checks of its own.
+            picked = target + xp.arange(0, n * c, c)
+            loss = lse - z.reshape(-1).take(picked)
             if reduction == "none":
-                return loss.astype(logits.dtype, copy=False), (lse, None)
+                return loss.astype(logits.dtype, copy=False), (lse, None, picked)
             total = loss.sum()
             if reduction == "sum":
-                return total.astype(logits.dtype), (lse, None)
+                return total.astype(logits.dtype), (lse, None, picked)
             denom = xp.asarray(n, dtype=acc)
-            return (total / denom).astype(logits.dtype), (lse, denom)
+            return (total / denom).astype(logits.dtype), (lse, denom, picked)
         valid = target != ignore_index
         safe_t = xp.where(valid, target, 0)
         z_t = xp.take_along_axis(z, safe_t[:, None], axis=1)[:, 0] if c else xp.zeros((n,), acc)
@@ -238,7 +267,7 @@ class NumpyBackend:
         self,
         logits: Any,
         target: Any,
-        saved: tuple[Any, Any],
+        saved: tuple,
         gloss: Any,
         weight: Any = None,
         ignore_index: int = -100,
@@ -247,18 +276,18 @@ class NumpyBackend:
     ) -> Any:
         """glogits = (softmax(logits) - target_distribution) * scale, written in one N x C array."""
         xp = self.xp
-        lse, denom = saved
+        lse, denom = saved[0], saved[1]
         n, c = logits.shape
         acc = lse.dtype
-        plain = weight is None and label_smoothing == 0.0 and n and c
-        if plain and not int(target.min()) <= ignore_index <= int(target.max()):
-            # nothing ignored (the forward checked the range): the short path of the forward
+        if len(saved) > 2:
+            # the forward's short path: every label a class, no weights, no smoothing
+            picked = saved[2]
             gloss = gloss.astype(acc, copy=False)
             scale = gloss / denom if reduction not in ("none", "sum") else gloss
             g = xp.subtract(logits, lse[:, None], dtype=acc)
             xp.exp(g, out=g)
             g *= scale[:, None] if reduction == "none" else scale  # per row, or one number
-            g[xp.arange(n), target] -= scale
+            g.reshape(-1)[picked] -= scale  # each row's label once: no repeats to accumulate
             return g.astype(logits.dtype, copy=False)
         valid = target != ignore_index
         safe_t = xp.where(valid, target, 0)

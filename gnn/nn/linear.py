@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from gnn import config, creation
-from gnn import functional as F
 from gnn.nn import init
 from gnn.nn.module import Module
 from gnn.nn.parameter import Parameter
+from gnn.ops.linalg import Linear as _LinearOp
 from gnn.tensor import Tensor
 
 
@@ -55,14 +55,19 @@ class Linear(Module):
         init.default_linear_init_(self.weight, self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim == 0 or x.shape[-1] != self.in_features:
+        shape = x.data.shape
+        if not shape or shape[-1] != self.in_features:
             got = f"{x.shape[-1]} features" if x.ndim else "a 0-d tensor"
             raise ValueError(
                 f"Linear(in_features={self.in_features}, out_features={self.out_features}): "
                 f"expected {self.in_features} features in the last dim, got {got} "
                 f"(input shape {x.shape})"
             )
-        return F.linear(x, self.weight, self.bias)
+        # The op itself, not F.linear: the features were checked above, with this layer's name.
+        bias = self.bias
+        if bias is None:
+            return _LinearOp.apply(x, self.weight)
+        return _LinearOp.apply(x, self.weight, bias)
 
     def extra_repr(self) -> str:
         bias = self.bias is not None

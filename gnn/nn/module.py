@@ -55,19 +55,26 @@ class Module:
         else:
             object.__setattr__(self, name, value)
             return
-        d.pop(name, None)
+        # Also kept as a plain attribute, so `self.weight` is found without a failed lookup and
+        # __getattr__ (which cost 15x a plain read, and layers read their weights every call).
+        # Everything that changes the three stores by name keeps this copy in step.
+        d[name] = value
 
     def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: parameters, buffers and submodules live here.
         d = self.__dict__
-        for store in ("_parameters", "_buffers", "_modules"):
-            if store in d and name in d[store]:
-                return d[store][name]
+        if "_modules" in d:  # the last of the three that __init__ makes
+            for store in (d["_parameters"], d["_buffers"], d["_modules"]):
+                if name in store:
+                    return store[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __delattr__(self, name: str) -> None:
+        d = self.__dict__
         for store in ("_parameters", "_buffers", "_modules"):
-            if name in self.__dict__[store]:
-                del self.__dict__[store][name]
+            if name in d[store]:
+                del d[store][name]
+                d.pop(name, None)  # the plain-attribute copy that __setattr__ keeps
                 return
         object.__delattr__(self, name)
 
@@ -75,14 +82,14 @@ class Module:
         """Add a parameter (None registers an absent one, like a layer built with bias=False)."""
         if param is None:
             self._parameters[name] = None
-            self.__dict__.pop(name, None)
+            self.__dict__[name] = None  # the plain-attribute copy, as __setattr__ keeps
         else:
             setattr(self, name, param)
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """Add state that is saved in state_dict() (if persistent) but not trained."""
-        self.__dict__.pop(name, None)
         self._buffers[name] = tensor
+        self.__dict__[name] = tensor  # the plain-attribute copy, as __setattr__ keeps
         if persistent:
             self._non_persistent.discard(name)
         else:
