@@ -5,6 +5,8 @@ run every other benchmark in the group gets `extra_info["ratio"]` = its median /
 median (so < 1 is faster than the baseline), which lands in the JSON (--benchmark-json) and in
 the table printed after pytest-benchmark's own. A benchmark may also name a second reference in
 its group, `extra_info["versus"] = {"<benchmark name>": target}`, and gets `ratio_vs_<name>`.
+A benchmark that also times itself in turns with the baseline puts the per-pair ratios in
+`extra_info["paired_ratios"]`; their median is reported next to the ratio of medians.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ def _fill_ratios(config: pytest.Config) -> list[tuple[str, str, float, float]]:
                 ratio = b.stats.median / other.stats.median
                 b.extra_info[f"ratio_vs_{name}"] = round(ratio, 4)
                 rows.append((group, f"{b.name} / {name}", ratio, target))
+            paired = b.extra_info.get("paired_ratios")
+            if paired:  # per-pair ratios of runs taken in turns with the baseline (see the test)
+                median = sorted(paired)[len(paired) // 2]
+                b.extra_info["paired_ratio_median"] = median
+                goal = b.extra_info.get("target", float("nan"))
+                rows.append((group, f"{b.name} (in turns, median of pairs)", median, goal))
     return rows
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import operator
 from typing import TYPE_CHECKING, Any
 
 from gnn import config
@@ -24,6 +25,8 @@ _Tensor: Any = None
 # Every recorded Function takes the next number. An op's inputs were made before it, so going
 # through Functions from the highest number down visits each after everything that uses it.
 _sequence = itertools.count()
+_requires_grad_of = operator.attrgetter("requires_grad")  # C-level, unlike a comprehension
+_data_of = operator.attrgetter("data")
 
 
 class Function:
@@ -62,9 +65,9 @@ class Function:
                         f"{cls.__name__.lower()}: inputs are on different devices "
                         f"({inputs[0].device} and {t.device}); move them with .to(device) first"
                     )
-            needs = tuple([t.requires_grad for t in inputs])
+            needs = tuple(map(_requires_grad_of, inputs))
             fn.needs_input_grad = needs
-            out = fn.forward(*[t.data for t in inputs])
+            out = fn.forward(*map(_data_of, inputs))
         result = _Tensor.__new__(_Tensor)
         result.data = out
         result._be = be
@@ -105,7 +108,7 @@ def _seed(root: Tensor, grad: Any) -> Any:
                 f"{tuple(data.shape)}; pass a gradient of that shape, "
                 "e.g. y.backward(gnn.ones_like(y))"
             )
-        return xp.ones(data.shape, dtype=data.dtype)
+        return root._be.ones(data.shape, data.dtype)
     # A copy: the seed may end up as a leaf's .grad, which later steps change in place.
     g0 = xp.array(getattr(grad, "data", grad), dtype=data.dtype)
     if g0.shape != data.shape:
@@ -155,8 +158,10 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             for t, need, gx in zip(inputs, fn.needs_input_grad, gxs):
                 if not need or gx is None:
                     continue
-                if any(gx is h for h in handed):  # one array for two inputs (as add's backward)
-                    gx = gx.copy()
+                for h in handed:
+                    if h is gx:  # one array for two inputs (as add's backward returns)
+                        gx = gx.copy()
+                        break
                 handed.append(gx)
                 _hand_on(xp, t, gx, grads, heap)
         if not retain_graph:

@@ -47,7 +47,9 @@ def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool
 
 def from_numpy(array: np.ndarray) -> Tensor:
     """A CPU tensor sharing memory with a NumPy array."""
-    return Tensor._make(np.asarray(array), get_backend("cpu"), False)
+    if type(array) is not np.ndarray:
+        array = np.asarray(array)
+    return Tensor._make(array, get_backend("cpu"), False)
 
 
 def empty(shape: tuple, dtype: Any = None, device: Any = None) -> Tensor:

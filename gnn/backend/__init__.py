@@ -86,6 +86,8 @@ _cuda_backends: dict[int, Any] = {}
 
 def get_backend(device: Any = None) -> NumpyBackend:
     """The backend that owns arrays on `device` (created on first use)."""
+    if device == "cpu" and type(device) is str:  # the common case, without parsing
+        return _cpu_backend
     dev = parse_device(device)
     if dev.type == "cpu":
         return _cpu_backend
