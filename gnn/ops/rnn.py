@@ -62,7 +62,7 @@ class RecurrentLayer(Function):
 
     def _rnn_forward(self, xw: Any, h0: Any, w_hh: Any, steps: range) -> Any:
         xp = self.be.xp
-        w_t = w_hh.T
+        w_t = xp.ascontiguousarray(w_hh.T)  # row-major: faster per-step products (see LSTM)
         out = xw  # (T, B, H), filled in place step by step
         for t in steps:
             h = out[t]
@@ -90,7 +90,9 @@ class RecurrentLayer(Function):
         n_h = four_h // 4
         shift = 1.0 - scale
         acts = xw
-        w_t = w_hh.T * scale  # (H, 4H)
+        # (H, 4H) in row-major order: OpenBLAS multiplies a short (B, H) block by it up to 3x
+        # faster than by the transposed view of w_hh (and the scale rides along in the copy).
+        w_t = xp.multiply(w_hh.T, scale, out=xp.empty(w_hh.shape[::-1], dtype=w_hh.dtype))
         y = xp.empty((t_len + 1, batch, n_h), dtype=xw.dtype)  # h per step, then c_n
         cs = xp.empty((t_len, batch, n_h), dtype=xw.dtype)  # c per step
         tcs = xp.empty((t_len, batch, n_h), dtype=xw.dtype)  # tanh(c) per step
@@ -115,7 +117,7 @@ class RecurrentLayer(Function):
         xp = self.be.xp
         t_len, batch, three_h = xw.shape
         n_h = three_h // 3
-        w_t = w_hh.T
+        w_t = xp.ascontiguousarray(w_hh.T)  # row-major: faster per-step products (see LSTM)
         out = xp.empty((t_len, batch, n_h), dtype=xw.dtype)
         hwn = xp.empty((t_len, batch, n_h), dtype=xw.dtype)  # W_hn h + b_hn per step
         for t in steps:
