@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import operator
 from typing import TYPE_CHECKING, Any
 
 from gnn import config
@@ -25,8 +24,6 @@ _Tensor: Any = None
 # Every recorded Function takes the next number. An op's inputs were made before it, so going
 # through Functions from the highest number down visits each after everything that uses it.
 _sequence = itertools.count()
-_requires_grad_of = operator.attrgetter("requires_grad")  # C-level, unlike a comprehension
-_data_of = operator.attrgetter("data")
 
 
 class Function:
@@ -65,9 +62,9 @@ class Function:
                         f"{cls.__name__.lower()}: inputs are on different devices "
                         f"({inputs[0].device} and {t.device}); move them with .to(device) first"
                     )
-            needs = tuple(map(_requires_grad_of, inputs))
+            needs = tuple([t.requires_grad for t in inputs])
             fn.needs_input_grad = needs
-            out = fn.forward(*map(_data_of, inputs))
+            out = fn.forward(*[t.data for t in inputs])
         result = _Tensor.__new__(_Tensor)
         result.data = out
         result._be = be
