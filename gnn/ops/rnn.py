@@ -97,18 +97,19 @@ class RecurrentLayer(Function):
         cs = xp.empty((t_len, batch, n_h), dtype=xw.dtype)  # c per step
         tcs = xp.empty((t_len, batch, n_h), dtype=xw.dtype)  # tanh(c) per step
         hs = y[:t_len]
+        h, c = h0, c0  # the states the next step starts from
         for t in steps:
             a = acts[t]
-            a += self._prev(hs, h0, t) @ w_t
+            a += h @ w_t
             xp.tanh(a, out=a)
             a *= scale
             a += shift
             i, f, g, o = a[:, :n_h], a[:, n_h : 2 * n_h], a[:, 2 * n_h : 3 * n_h], a[:, 3 * n_h :]
-            c = cs[t]
-            xp.multiply(f, self._prev(cs, c0, t), out=c)
+            c_prev, c, tc, h = c, cs[t], tcs[t], hs[t]
+            xp.multiply(f, c_prev, out=c)
             c += i * g
-            xp.tanh(c, out=tcs[t])
-            xp.multiply(o, tcs[t], out=hs[t])
+            xp.tanh(c, out=tc)
+            xp.multiply(o, tc, out=h)
         y[t_len] = cs[steps[-1]]
         self.acts, self.cs, self.tcs, self.c0, self.hs = acts, cs, tcs, c0, hs
         return y
