@@ -137,13 +137,13 @@ class NumpyBackend:
         out = xp.where(x >= 0, 1.0 - erfc, erfc - 1.0)
         return out.astype(x.dtype, copy=False)
 
-    # ---- fused entry points (reference implementations) ----------------------------------------
-
     def ones(self, shape: tuple, dtype: Any) -> Any:
         """An array of ones; a 0-d one (backward's usual seed) skips np.ones' Python-level fill."""
         if shape == () and self.xp is np:
             return np.array(1, dtype=dtype)
         return self.xp.ones(shape, dtype=dtype)
+
+    # ---- fused entry points (reference implementations) ----------------------------------------
 
     def sigmoid(self, x: Any) -> Any:
         """y = 1 / (1 + exp(-x)), in the overflow-free form 0.5 * tanh(0.5 x) + 0.5."""
