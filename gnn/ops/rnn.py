@@ -53,11 +53,14 @@ class RecurrentLayer(Function):
             return self._gru_forward(xw, h0, w_hh, b_hh, steps)
         return self._rnn_forward(xw, h0, w_hh, steps)
 
-    @staticmethod
-    def _project(x: Any, w: Any) -> Any:
-        """x (T, B, I) @ w (I, N) for all time steps in one matmul: (T, B, N)."""
+    def _project(self, x: Any, w: Any) -> Any:
+        """x (T, B, I) @ w (I, N) for all time steps in one matmul: (T, B, N).
+
+        Keeps x as (T * B, I) rows for the weight gradient (a copy when x is a transposed view).
+        """
         t_len, batch, n_in = x.shape
-        return (x.reshape(t_len * batch, n_in) @ w).reshape(t_len, batch, -1)
+        self.x_rows = x.reshape(t_len * batch, n_in)
+        return (self.x_rows @ w).reshape(t_len, batch, -1)
 
     def _prev(self, out: Any, first: Any, t: int) -> Any:
         """The state that step t starts from: `first` at the sequence start, else a neighbour."""
@@ -97,27 +100,36 @@ class RecurrentLayer(Function):
         dtype = x.dtype
         order = list(_LSTM_LOOP_ORDER)
         scale = xp.asarray(_LSTM_LOOP_SCALE, dtype=dtype)
-        w_in = xp.multiply(  # (I, 4, H) row-major, then (I, 4H): scaled W_ih^T in loop order
-            w_ih.reshape(4, n_h, n_in)[order].transpose(2, 0, 1),
-            scale[:, None],
-            out=xp.empty((n_in, 4, n_h), dtype=dtype),
-        ).reshape(n_in, 4 * n_h)
         w_loop = xp.multiply(  # (4, H, H): h @ w_loop[k] is gate k's scaled recurrent term
             w_hh.reshape(4, n_h, n_h)[order].transpose(0, 2, 1),
             scale[:, None, None],
             out=xp.empty((4, n_h, n_h), dtype=dtype),
         )
-        xw = self._project(x, w_in).reshape(t_len, batch, 4, n_h).transpose(0, 2, 1, 3)
-        acts = xp.empty((t_len, 4, batch, n_h), dtype=dtype)
+        w_in = xp.multiply(  # (I, 4, H) row-major, then (I, 4H): scaled W_ih^T in loop order
+            w_ih.reshape(4, n_h, n_in)[order].transpose(2, 0, 1),
+            scale[:, None],
+            out=xp.empty((n_in, 4, n_h), dtype=dtype),
+        ).reshape(n_in, 4 * n_h)
+        # (T, B, 4H) from one matmul, then copied step-major (T, 4, B, H) with the biases added.
+        # Reading it gate by gate inside the loop instead cost more than this one pass.
+        x_terms = self._project(x, w_in).reshape(t_len, batch, 4, n_h).transpose(0, 2, 1, 3)
+        acts = xp.empty((t_len, 4, batch, n_h), dtype=dtype)  # activations, step-major
         if b_ih is not None:
             bias = (b_ih + b_hh).reshape(4, n_h)[order] * scale[:, None]
-            xp.add(xw, bias[:, None, :], out=acts)
+            xp.add(x_terms, bias[:, None, :], out=acts)
         else:
-            acts[...] = xw
-        y = xp.empty((t_len + 1, batch, n_h), dtype=dtype)  # h per step, then c_n
+            acts[...] = x_terms
+        # Forward in time, h_0 goes in row 0 of the states' buffer, so that the states each step
+        # started from are one slice of it for the weight gradient (reverse keeps a concatenation).
+        lead = 0 if self.reverse else 1
+        states = xp.empty((lead + t_len + 1, batch, n_h), dtype=dtype)
+        if lead:
+            states[0] = h0
+            self.prev_states = states[:t_len]
+        y = states[lead:]  # h per step, then c_n
+        hs = y[:t_len]
         cs = xp.empty((t_len, batch, n_h), dtype=dtype)  # c per step
         tcs = xp.empty((t_len, batch, n_h), dtype=dtype)  # tanh(c) per step
-        hs = y[:t_len]
         rec = xp.empty((4, batch, n_h), dtype=dtype)
         ig = xp.empty((batch, n_h), dtype=dtype)
         h, c = h0, c0  # the states the next step starts from
@@ -183,22 +195,24 @@ class RecurrentLayer(Function):
             gc0 = None
         xp = self.be.xp
         x, t_len = self.x, self.x.shape[0]
-        batch, n_in = x.shape[1], x.shape[2]
+        batch = x.shape[1]
         needs = self.needs_input_grad
         k = 3 if self.mode == "LSTM" else 2  # index of w_ih among the inputs
         dgi2 = dgi.reshape(t_len * batch, -1)
         dgh2 = dgh.reshape(t_len * batch, -1)
         gx = (dgi2 @ self.w_ih).reshape(x.shape) if needs[0] else None
-        gw_ih = dgi2.T @ x.reshape(t_len * batch, n_in) if needs[k] else None
+        gw_ih = dgi2.T @ self.x_rows if needs[k] else None
         gw_hh = None
         if needs[k + 1]:
-            hs = self.hs if self.mode == "LSTM" else self.out
-            first = self.h0[None]
-            prev = (
-                xp.concatenate((hs[1:], first))
-                if self.reverse
-                else xp.concatenate((first, hs[:-1]))
-            )  # (T, B, H): the state each step started from
+            prev = getattr(self, "prev_states", None)  # (T, B, H): the state each step started from
+            if prev is None:
+                hs = self.hs if self.mode == "LSTM" else self.out
+                first = self.h0[None]
+                prev = (
+                    xp.concatenate((hs[1:], first))
+                    if self.reverse
+                    else xp.concatenate((first, hs[:-1]))
+                )
             gw_hh = dgh2.T @ prev.reshape(t_len * batch, -1)
         grads = [gx, gh0 if needs[1] else None]
         if self.mode == "LSTM":
