@@ -128,7 +128,12 @@ class RecurrentLayer(Function):
             self.prev_states = states[:t_len]
         y = states[lead:]  # h per step, then c_n
         hs = y[:t_len]
-        cs = xp.empty((t_len, batch, n_h), dtype=dtype)  # c per step
+        cells = xp.empty((lead + t_len, batch, n_h), dtype=dtype)  # c per step, after c_0
+        cs = cells[lead:]
+        self.prev_cells = None
+        if lead:
+            cells[0] = c0
+            self.prev_cells = cells[:t_len]
         tcs = xp.empty((t_len, batch, n_h), dtype=dtype)  # tanh(c) per step
         rec = xp.empty((4, batch, n_h), dtype=dtype)
         ig = xp.empty((batch, n_h), dtype=dtype)
@@ -253,25 +258,30 @@ class RecurrentLayer(Function):
         acts, cs, tcs, w_hh = self.acts, self.cs, self.tcs, self.w_hh
         t_len, _, batch, n_h = acts.shape
         dtype = acts.dtype
-        gates = acts.transpose(1, 0, 2, 3)  # (4, T, B, H) view, loop order i, f, o, g
-        d_sig = xp.subtract(1.0, gates[:3], out=xp.empty((3, t_len, batch, n_h), dtype=dtype))
-        d_sig *= gates[:3]  # s (1 - s) for i, f, o
-        i_all, g_all = gates[0], gates[3]
+        # One strided pass makes the activations gate-major; every op below then runs on
+        # contiguous (T, B, H) blocks, which NumPy streams two to three times as fast as slices.
+        gates = xp.ascontiguousarray(acts.transpose(1, 0, 2, 3))  # loop order i, f, o, g
+        i_all, f_all, o_all, g_all = gates[0], gates[1], gates[2], gates[3]
+        c_prev = self.prev_cells
+        if c_prev is None:  # reverse: step t started from c_{t+1}, the last step from c_0
+            c_prev = xp.concatenate((cs[1:], self.c0[None]))
         coef = xp.empty((4, t_len, batch, n_h), dtype=dtype)  # PyTorch order i, f, g, o
-        xp.multiply(g_all, d_sig[0], out=coef[0])
-        # the f coefficient needs the cell state each step started from
-        first, rest = (-1, slice(0, -1)) if self.reverse else (0, slice(1, None))
-        before = slice(1, None) if self.reverse else slice(0, -1)
-        xp.multiply(d_sig[1, rest], cs[before], out=coef[1, rest])
-        xp.multiply(d_sig[1, first], self.c0, out=coef[1, first])
-        xp.multiply(g_all, g_all, out=coef[2])
-        xp.subtract(1.0, coef[2], out=coef[2])
-        coef[2] *= i_all
-        xp.multiply(tcs, d_sig[2], out=coef[3])
+        k_i, k_f, k_g, k_o = coef[0], coef[1], coef[2], coef[3]
+        xp.subtract(1.0, i_all, out=k_i)  # g s_i (1 - s_i)
+        k_i *= i_all
+        k_i *= g_all
+        xp.subtract(1.0, f_all, out=k_f)  # c_prev s_f (1 - s_f)
+        k_f *= f_all
+        k_f *= c_prev
+        xp.multiply(g_all, g_all, out=k_g)  # i (1 - g^2)
+        xp.subtract(1.0, k_g, out=k_g)
+        k_g *= i_all
+        xp.subtract(1.0, o_all, out=k_o)  # tanh(c) s_o (1 - s_o)
+        k_o *= o_all
+        k_o *= tcs
         o_dtc = tcs * tcs  # o (1 - tanh(c)^2): from h back to c
         xp.subtract(1.0, o_dtc, out=o_dtc)
-        o_dtc *= gates[2]
-        f_all = gates[1]
+        o_dtc *= o_all
         dg = xp.empty((t_len, batch, 4 * n_h), dtype=dtype)  # PyTorch's (T, B, 4H) layout
         dg_gate_major = dg.reshape(t_len, batch, 4, n_h).transpose(0, 2, 1, 3)
         u = xp.empty((4, batch, n_h), dtype=dtype)
