@@ -105,20 +105,27 @@ class RecurrentLayer(Function):
             scale[:, None, None],
             out=xp.empty((4, n_h, n_h), dtype=dtype),
         )
-        w_in = xp.multiply(  # (I, 4, H) row-major, then (I, 4H): scaled W_ih^T in loop order
-            w_ih.reshape(4, n_h, n_in)[order].transpose(2, 0, 1),
-            scale[:, None],
-            out=xp.empty((n_in, 4, n_h), dtype=dtype),
-        ).reshape(n_in, 4 * n_h)
-        # (T, B, 4H) from one matmul, then copied step-major (T, 4, B, H) with the biases added.
-        # Reading it gate by gate inside the loop instead cost more than this one pass.
-        x_terms = self._project(x, w_in).reshape(t_len, batch, 4, n_h).transpose(0, 2, 1, 3)
-        acts = xp.empty((t_len, 4, batch, n_h), dtype=dtype)  # activations, step-major
+        # The input terms go straight into the step-major activations: one small matmul per step
+        # and gate, x[t] (B, I) @ w_in[k] (I, H), all in one batched call (NumPy took 0.28 ms for
+        # T = 50, B = 32, I = 32, H = 64, against 0.5-0.85 ms for one big matmul and a transposed
+        # copy). A bias rides along as a column of ones in x and a row in w_in.
+        n_col = n_in + 1 if b_ih is not None else n_in
+        w_in = xp.empty((4, n_col, n_h), dtype=dtype)  # x[t] @ w_in[k]: gate k's scaled term
+        xp.multiply(
+            w_ih.reshape(4, n_h, n_in)[order].transpose(0, 2, 1),
+            scale[:, None, None],
+            out=w_in[:, :n_in],
+        )
         if b_ih is not None:
-            bias = (b_ih + b_hh).reshape(4, n_h)[order] * scale[:, None]
-            xp.add(x_terms, bias[:, None, :], out=acts)
+            xp.multiply((b_ih + b_hh).reshape(4, n_h)[order], scale[:, None], out=w_in[:, n_in])
+            x_in = xp.empty((t_len, batch, n_col), dtype=dtype)
+            x_in[..., :n_in] = x
+            x_in[..., n_in] = 1.0
+            self.x_rows = x_in.reshape(t_len * batch, n_col)[:, :n_in]
         else:
-            acts[...] = x_terms
+            x_in = x
+            self.x_rows = x.reshape(t_len * batch, n_in)
+        acts = xp.matmul(x_in[:, None], w_in)  # (T, 4, B, H), loop order, scaled
         # Forward in time, h_0 goes in row 0 of the states' buffer, so that the states each step
         # started from are one slice of it for the weight gradient (reverse keeps a concatenation).
         lead = 0 if self.reverse else 1
