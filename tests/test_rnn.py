@@ -118,6 +118,30 @@ def test_fused_layer_gradcheck(mode, reverse, bias):
         assert gradcheck(fn, [x, h0, *weights])
 
 
+@pytest.mark.parametrize("mode", ["RNN_TANH", "LSTM", "GRU"])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("which", ["last", "middle"])
+def test_fused_layer_gradcheck_one_step_read(mode, reverse, which):
+    """Only one step's state reaches the loss (many-to-one): every other row of the incoming
+    gradient is zero, which the backward skips."""
+    gates = {"RNN_TANH": 1, "LSTM": 4, "GRU": 3}[mode] * 3
+
+    def t(*shape):
+        return gnn.tensor(rng.standard_normal(shape) * 0.7, requires_grad=True)
+
+    x, h0, c0 = t(5, 2, 2), t(2, 3), t(2, 3)
+    weights = [t(gates, 2), t(gates, 3), t(gates), t(gates)]
+    row = (0 if reverse else 4) if which == "last" else 2
+    cell = c0 if mode == "LSTM" else None
+
+    def fn(x, h0, *rest):
+        c, w = (rest[0], rest[1:]) if cell is not None else (None, rest)
+        return recurrent_layer(mode, x, h0, c, list(w), reverse)[row]
+
+    inputs = [x, h0] + ([c0] if cell is not None else []) + weights
+    assert gradcheck(fn, inputs)
+
+
 def test_module_gradcheck_two_layer_bidirectional_lstm():
     gnn.manual_seed(0)
     model = nn.LSTM(2, 3, num_layers=2, bidirectional=True, batch_first=True, dtype="float64")
