@@ -121,7 +121,9 @@ class RecurrentLayer(Function):
             x_in = xp.empty((t_len, batch, n_col), dtype=dtype)
             x_in[..., :n_in] = x
             x_in[..., n_in] = 1.0
-            self.x_rows = x_in.reshape(t_len * batch, n_col)[:, :n_in]
+            # the ones column makes the bias gradient one more column of the weight gradient
+            self.x_ones = x_in.reshape(t_len * batch, n_col)
+            self.x_rows = self.x_ones[:, :n_in]
         else:
             x_in = x
             self.x_rows = x.reshape(t_len * batch, n_in)
@@ -213,30 +215,43 @@ class RecurrentLayer(Function):
         dgi2 = dgi.reshape(t_len * batch, -1)
         dgh2 = dgh.reshape(t_len * batch, -1)
         gx = (dgi2 @ self.w_ih).reshape(x.shape) if needs[0] else None
-        gw_ih = dgi2.T @ self.x_rows if needs[k] else None
+        gw_ih = gb_sum = None
+        x_ones = getattr(self, "x_ones", None)  # the LSTM's x with a column of ones, if biased
+        if x_ones is not None and (needs[k] or needs[k + 2] or needs[k + 3]):
+            both = dgi2.T @ x_ones  # (G*H, I + 1): [gw_ih | gb], one matmul
+            n_in = x.shape[2]
+            gw_ih = xp.ascontiguousarray(both[:, :n_in]) if needs[k] else None
+            gb_sum = xp.ascontiguousarray(both[:, n_in])
+        elif needs[k]:
+            gw_ih = dgi2.T @ self.x_rows
         gw_hh = None
         if needs[k + 1]:
-            prev = getattr(self, "prev_states", None)  # (T, B, H): the state each step started from
-            if prev is None:
-                hs = self.hs if self.mode == "LSTM" else self.out
-                first = self.h0[None]
-                prev = (
-                    xp.concatenate((hs[1:], first))
-                    if self.reverse
-                    else xp.concatenate((first, hs[:-1]))
-                )
+            prev = self._started_from()  # (T, B, H): the state each step started from
             gw_hh = dgh2.T @ prev.reshape(t_len * batch, -1)
         grads = [gx, gh0 if needs[1] else None]
         if self.mode == "LSTM":
             grads.append(gc0 if needs[2] else None)
         grads += [gw_ih, gw_hh]
         if self.has_bias:
-            gb_ih = dgi2.sum(axis=0) if needs[k + 2] else None
+            if gb_sum is None and needs[k + 2]:
+                gb_sum = dgi2.sum(axis=0)
+            gb_ih = gb_sum if needs[k + 2] else None
             gb_hh = None
             if needs[k + 3]:  # LSTM/RNN pass one array as dgi and dgh: one sum serves both
-                gb_hh = gb_ih if dgi is dgh and gb_ih is not None else dgh2.sum(axis=0)
+                gb_hh = gb_sum if dgi is dgh and gb_sum is not None else dgh2.sum(axis=0)
             grads += [gb_ih, gb_hh]
         return tuple(grads)
+
+    def _started_from(self) -> Any:
+        """(T, B, H): the hidden state each step started from (h_0 for the first step)."""
+        prev = getattr(self, "prev_states", None)  # the LSTM keeps it as a slice
+        if prev is not None:
+            return prev
+        xp, first = self.be.xp, self.h0[None]
+        hs = self.hs if self.mode == "LSTM" else self.out
+        if self.reverse:
+            return xp.concatenate((hs[1:], first))
+        return xp.concatenate((first, hs[:-1]))
 
     def _rnn_backward(self, gy: Any) -> tuple:
         xp, out, w_hh = self.be.xp, self.out, self.w_hh
