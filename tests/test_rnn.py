@@ -78,13 +78,14 @@ VARIANTS = [
 @pytest.mark.parametrize("name,kw", MODELS)
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("with_state", [False, True])
-def test_stack_matches_numpy(name, kw, variant, with_state):
+@pytest.mark.parametrize("batch", [2, 9])  # the LSTM projects inputs differently from batch 8 up
+def test_stack_matches_numpy(name, kw, variant, with_state, batch):
     gnn.manual_seed(0)
     model = getattr(nn, name)(3, 4, **kw, **variant, dtype="float64")
     n_states = model.num_layers * model.num_directions
-    x = rng.standard_normal((5, 2, 3))
-    h0 = rng.standard_normal((n_states, 2, 4)) if with_state else None
-    c0 = rng.standard_normal((n_states, 2, 4)) if with_state else None
+    x = rng.standard_normal((5, batch, 3))
+    h0 = rng.standard_normal((n_states, batch, 4)) if with_state else None
+    c0 = rng.standard_normal((n_states, batch, 4)) if with_state else None
     ref_out, ref_h, ref_c = ref_rnn(model, x, h0, c0)
     xin = x.transpose(1, 0, 2) if model.batch_first else x
     hx = None
@@ -102,13 +103,14 @@ def test_stack_matches_numpy(name, kw, variant, with_state):
 @pytest.mark.parametrize("mode", ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
-def test_fused_layer_gradcheck(mode, reverse, bias):
+@pytest.mark.parametrize("batch", [2, 9])
+def test_fused_layer_gradcheck(mode, reverse, bias, batch):
     gates = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}[mode] * 3
 
     def t(*shape):
         return gnn.tensor(rng.standard_normal(shape) * 0.7, requires_grad=True)
 
-    x, h0, c0 = t(4, 2, 2), t(2, 3), t(2, 3)
+    x, h0, c0 = t(4, batch, 2), t(batch, 3), t(batch, 3)
     weights = [t(gates, 2), t(gates, 3)] + ([t(gates), t(gates)] if bias else [])
     if mode == "LSTM":
         fn = lambda x, h0, c0, *w: recurrent_layer(mode, x, h0, c0, list(w), reverse)  # noqa: E731
