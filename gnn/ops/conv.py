@@ -49,8 +49,11 @@ class _Geometry:
 
     pads = (top, bottom, left, right). `out` fixes the number of window positions (oh, ow)
     instead of deriving it from the padded size (transposed convolution needs that). With stride
-    1, windows are read from the flattened padded image ("flat" layout): each kernel tap is then
-    one contiguous run per image and channel, at the price of Wp - ow junk columns per output row.
+    1, windows are read from the padded batch flattened per channel ("flat" layout): a column per
+    padded pixel (N * Hp * Wp), so each kernel tap is one contiguous run per channel, at the price
+    of junk columns where a window would wrap past a row or image edge. The junk columns of the
+    cols array hold neighbours' pixels; every product that reads them multiplies by zeros or
+    lands in output columns that are dropped.
     """
 
     def __init__(
@@ -77,8 +80,11 @@ class _Geometry:
             )
         self.oh, self.ow = out
         self.flat = flat_ok and self.sh == 1 and self.sw == 1
-        self.owe = self.wp if self.flat else self.ow  # columns per output row in the cols layout
-        self.span = (self.oh - 1) * self.wp + self.ow  # flat layout: length of one tap's run
+        # rows and columns per image in the cols layout (the flat one counts junk ones)
+        self.ohe = self.hp if self.flat else self.oh
+        self.owe = self.wp if self.flat else self.ow
+        # flat layout: how far the last tap's run starts from the first's
+        self.reach = (self.kh - 1) * self.dh * self.wp + (self.kw - 1) * self.dw
 
     @property
     def kk(self) -> int:
@@ -102,15 +108,7 @@ def _pad(xp: Any, x: Any, g: _Geometry, fill: float) -> Any:
 
 
 def _window_view(xp: Any, xpad: Any, g: _Geometry) -> Any:
-    """A strided view of the windows: (N, C, kh, kw, oh, ow), or (N, C, kh, kw, span) if flat."""
-    if g.flat:
-        xpad = xp.ascontiguousarray(xpad).reshape(g.n, g.c, g.hp * g.wp)
-        s_n, s_c, s_x = xpad.strides
-        return xp.lib.stride_tricks.as_strided(
-            xpad,
-            (g.n, g.c, g.kh, g.kw, g.span),
-            (s_n, s_c, g.dh * g.wp * s_x, g.dw * s_x, s_x),
-        )
+    """A strided view of the windows of xpad (N, C, Hp, Wp): (N, C, kh, kw, oh, ow)."""
     s_n, s_c, s_h, s_w = xpad.strides
     return xp.lib.stride_tricks.as_strided(
         xpad,
@@ -119,28 +117,47 @@ def _window_view(xp: Any, xpad: Any, g: _Geometry) -> Any:
     )
 
 
+def _flat_frame(xp: Any, g: _Geometry, dtype: Any) -> Any:
+    """Zeros (C, N * Hp * Wp + reach): the padded batch, channel-major, one row per channel."""
+    return xp.zeros((g.c, g.n * g.hp * g.wp + g.reach), dtype=dtype)
+
+
 def _im2col(xp: Any, x: Any, g: _Geometry) -> Any:
-    """The columns of x: (C, kh, kw, N, oh * owe), one copy of the windows (junk columns zero)."""
-    view = _window_view(xp, _pad(xp, x, g, 0.0), g)
-    cols = xp.empty((g.c, g.kh, g.kw, g.n, g.oh * g.owe), dtype=x.dtype)
+    """The columns of x: (C, kh, kw, N, ohe * owe), one copy of the windows."""
     if g.flat:
-        cols[..., : g.span] = view.transpose(1, 2, 3, 0, 4)
-        cols[..., g.span :] = 0
-    else:
-        cols.reshape(g.c, g.kh, g.kw, g.n, g.oh, g.ow)[...] = view.transpose(1, 2, 3, 0, 4, 5)
+        frame = _flat_frame(xp, g, x.dtype)
+        inner = frame[:, : g.n * g.hp * g.wp].reshape(g.c, g.n, g.hp, g.wp)
+        inner[:, :, g.pt : g.pt + g.h, g.pl : g.pl + g.w] = x.transpose(1, 0, 2, 3)
+        s_c, s_x = frame.strides
+        taps = xp.lib.stride_tricks.as_strided(
+            frame,
+            (g.c, g.kh, g.kw, g.n * g.hp * g.wp),
+            (s_c, g.dh * g.wp * s_x, g.dw * s_x, s_x),
+        )
+        return xp.ascontiguousarray(taps).reshape(g.c, g.kh, g.kw, g.n, g.hp * g.wp)
+    view = _window_view(xp, _pad(xp, x, g, 0.0), g)
+    cols = xp.empty((g.c, g.kh, g.kw, g.n, g.oh * g.ow), dtype=x.dtype)
+    cols.reshape(g.c, g.kh, g.kw, g.n, g.oh, g.ow)[...] = view.transpose(1, 2, 3, 0, 4, 5)
     return cols
 
 
 def _col2im(xp: Any, cols: Any, g: _Geometry) -> Any:
-    """The adjoint of _im2col: sum columns (C, kh, kw, N, oh * owe) back onto x (N, C, H, W)."""
-    gpad = xp.zeros((g.c, g.n, g.hp, g.wp), dtype=cols.dtype)  # channel-major, like cols
+    """The adjoint of _im2col: sum columns (C, kh, kw, N, ohe * owe) back onto x (N, C, H, W).
+
+    In the flat layout the junk columns of `cols` must be zero (they are: they come from
+    products with zeros there).
+    """
     if g.flat:
-        gflat = gpad.reshape(g.c, g.n, g.hp * g.wp)
+        frame = _flat_frame(xp, g, cols.dtype)
+        size = g.n * g.hp * g.wp
+        taps = cols.reshape(g.c, g.kh, g.kw, size)
         for i in range(g.kh):
             for j in range(g.kw):
                 off = i * g.dh * g.wp + j * g.dw
-                gflat[:, :, off : off + g.span] += cols[:, i, j, :, : g.span]
+                frame[:, off : off + size] += taps[:, i, j]
+        gpad = frame[:, :size].reshape(g.c, g.n, g.hp, g.wp)
     else:
+        gpad = xp.zeros((g.c, g.n, g.hp, g.wp), dtype=cols.dtype)  # channel-major, like cols
         cols6 = cols.reshape(g.c, g.kh, g.kw, g.n, g.oh, g.ow)
         h_end, w_end = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
         for i in range(g.kh):
@@ -152,18 +169,19 @@ def _col2im(xp: Any, cols: Any, g: _Geometry) -> Any:
 
 
 def _to_cols_layout(xp: Any, y: Any, g: _Geometry) -> Any:
-    """y (N, O, oh, ow) as (O, N * oh * owe), zero in the junk columns of the flat layout."""
+    """y (N, O, oh, ow) as (O, N * ohe * owe), zero in the junk columns of the flat layout."""
     n, o = y.shape[0], y.shape[1]
-    out = xp.empty((o, n, g.oh, g.owe), dtype=y.dtype)
-    out[..., : g.ow] = y.transpose(1, 0, 2, 3)
-    if g.owe != g.ow:
-        out[..., g.ow :] = 0
-    return out.reshape(o, n * g.oh * g.owe)
+    if g.ohe == g.oh and g.owe == g.ow:
+        out = xp.empty((o, n, g.oh, g.ow), dtype=y.dtype)
+    else:
+        out = xp.zeros((o, n, g.ohe, g.owe), dtype=y.dtype)
+    out[:, :, : g.oh, : g.ow] = y.transpose(1, 0, 2, 3)
+    return out.reshape(o, n * g.ohe * g.owe)
 
 
 def _from_cols_layout(xp: Any, y2: Any, g: _Geometry) -> Any:
-    """y2 (O, N * oh * owe) as a contiguous (N, O, oh, ow), junk columns dropped."""
-    y4 = y2.reshape(y2.shape[0], g.n, g.oh, g.owe)[..., : g.ow]
+    """y2 (O, N * ohe * owe) as a contiguous (N, O, oh, ow), junk columns dropped."""
+    y4 = y2.reshape(y2.shape[0], g.n, g.ohe, g.owe)[:, :, : g.oh, : g.ow]
     return xp.ascontiguousarray(y4.transpose(1, 0, 2, 3))
 
 
