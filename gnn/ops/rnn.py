@@ -1,9 +1,11 @@
 """Recurrent layers as one Function per layer and direction: Elman RNN (tanh/relu), LSTM, GRU.
 
-The input projection of all time steps is one matmul; the loop runs over time only, with one
-(B, H) @ (H, gates*H) matmul and a few elementwise ops per step. Backward goes through time by
-hand and collects the weight gradients in one matmul each at the end. Gate order and formulas
-are PyTorch's: LSTM (i, f, g, o), GRU (r, z, n) with n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
+The input projection of all time steps is done up front; the loop runs over time only, with one
+recurrent matmul and a few elementwise ops per step. Backward goes through time by hand and
+collects the weight gradients in one matmul each at the end. The LSTM keeps its gates as
+separate (B, H) blocks (see _lstm_forward); RNN and GRU work on (B, gates * H) rows. Gate order
+and formulas are PyTorch's: LSTM (i, f, g, o), GRU (r, z, n) with
+n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ class RecurrentLayer(Function):
         # started from are one slice of it for the weight gradient (reverse keeps a concatenation).
         lead = 0 if self.reverse else 1
         states = xp.empty((lead + t_len + 1, batch, n_h), dtype=dtype)
+        self.prev_states = None
         if lead:
             states[0] = h0
             self.prev_states = states[:t_len]
@@ -253,7 +256,7 @@ class RecurrentLayer(Function):
 
     def _started_from(self) -> Any:
         """(T, B, H): the hidden state each step started from (h_0 for the first step)."""
-        prev = getattr(self, "prev_states", None)  # the LSTM keeps it as a slice
+        prev = getattr(self, "prev_states", None)  # the LSTM's forward keeps it as a slice
         if prev is not None:
             return prev
         xp, first = self.be.xp, self.h0[None]
