@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from gnn.autograd import Function
+from gnn.ops._util import column_sums
 from gnn.tensor import Tensor
 
 
@@ -57,12 +59,19 @@ class LayerNorm(Function):
             gx = gx.astype(gy.dtype, copy=False)
         grads.append(gx)
         i = 1
+        xp, inner = self.be.xp, g.shape[len(lead) :]
+
+        def over_rows(a: Any) -> Any:  # the sum over the leading dims
+            if not a.size:
+                return a.sum(axis=lead)
+            return column_sums(xp, a.reshape(-1, math.prod(inner))).reshape(inner)
+
         if self.has_weight:
-            gw = (g * xhat).sum(axis=lead) if self.needs_input_grad[i] else None
+            gw = over_rows(g * xhat) if self.needs_input_grad[i] else None
             grads.append(None if gw is None else gw.astype(gy.dtype, copy=False))
             i += 1
         if self.has_bias:
-            gb = g.sum(axis=lead) if self.needs_input_grad[i] else None
+            gb = over_rows(g) if self.needs_input_grad[i] else None
             grads.append(None if gb is None else gb.astype(gy.dtype, copy=False))
         return tuple(grads)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gnn.autograd import Function
-from gnn.ops._util import pair
+from gnn.ops._util import column_sums, pair
 from gnn.ops.shape import squeeze, unsqueeze
 from gnn.tensor import Tensor
 
@@ -72,7 +72,7 @@ class Linear(Function):
             x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
             gw = g2.T @ x2
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = g2.sum(axis=0)
+            gb = column_sums(self.be.xp, g2)
         return gx, gw, gb
 
 
