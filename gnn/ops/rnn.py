@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from gnn.autograd import Function
+from gnn.ops._util import column_sums
 from gnn.tensor import Tensor
 
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -246,11 +247,11 @@ class RecurrentLayer(Function):
         grads += [gw_ih, gw_hh]
         if self.has_bias:
             if gb_sum is None and needs[k + 2]:
-                gb_sum = dgi2.sum(axis=0)
+                gb_sum = column_sums(xp, dgi2)
             gb_ih = gb_sum if needs[k + 2] else None
             gb_hh = None
             if needs[k + 3]:  # LSTM/RNN pass one array as dgi and dgh: one sum serves both
-                gb_hh = gb_sum if dgi is dgh and gb_sum is not None else dgh2.sum(axis=0)
+                gb_hh = gb_sum if dgi is dgh and gb_sum is not None else column_sums(xp, dgh2)
             grads += [gb_ih, gb_hh]
         return tuple(grads)
 
