@@ -6,7 +6,8 @@ median (so < 1 is faster than the baseline), which lands in the JSON (--benchmar
 the table printed after pytest-benchmark's own. A benchmark may also name a second reference in
 its group, `extra_info["versus"] = {"<benchmark name>": target}`, and gets `ratio_vs_<name>`.
 A benchmark that also times itself in turns with the baseline puts the per-pair ratios in
-`extra_info["paired_ratios"]`; their median is reported next to the ratio of medians.
+`extra_info["paired_ratios"]` (with a `versus` benchmark: `paired_ratios_vs_<name>`); their
+median is reported next to the ratio of medians.
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ def _fill_ratios(config: pytest.Config) -> list[tuple[str, str, float, float]]:
                 ratio = b.stats.median / other.stats.median
                 b.extra_info[f"ratio_vs_{name}"] = round(ratio, 4)
                 rows.append((group, f"{b.name} / {name}", ratio, target))
+            for name, target in b.extra_info.get("versus", {}).items():
+                paired = b.extra_info.get(f"paired_ratios_vs_{name}")
+                if paired:
+                    median = sorted(paired)[len(paired) // 2]
+                    b.extra_info[f"paired_ratio_median_vs_{name}"] = median
+                    label = f"{b.name} / {name} (in turns, median of pairs)"
+                    rows.append((group, label, median, target))
             paired = b.extra_info.get("paired_ratios")
             if paired:  # per-pair ratios of runs taken in turns with the baseline (see the test)
                 median = sorted(paired)[len(paired) // 2]
