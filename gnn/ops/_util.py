@@ -93,5 +93,7 @@ def column_sums(xp: Any, a: Any) -> Any:
     81 microseconds for (1024, 768) float32, with under half the error. Other dtypes use sum().
     """
     if a.dtype.kind == "f" and a.dtype.itemsize >= 4:
-        return xp.ones(a.shape[0], dtype=a.dtype) @ a
+        ones = xp.empty(a.shape[0], dtype=a.dtype)
+        ones.fill(1.0)  # cheaper than xp.ones for short vectors
+        return ones @ a
     return a.sum(axis=0)
