@@ -25,6 +25,33 @@ def test_lookup_and_repeated_ids_accumulate():
     np.testing.assert_allclose(wt.grad.numpy(), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_many_repeated_ids_accumulate(dtype):
+    """Enough ids (hundreds, as in a language model's batch) for the sorted row sums."""
+    w = rng.standard_normal((7, 5)).astype(dtype)
+    ids = rng.integers(0, 7, (9, 40))  # 360 lookups of 7 rows
+    wt = gnn.tensor(w, requires_grad=True)
+    out = F.embedding(gnn.tensor(ids), wt)
+    gy = rng.standard_normal((9, 40, 5)).astype(dtype)
+    out.backward(gnn.tensor(gy))
+    expected = np.zeros((7, 5))
+    for (i, j), k in np.ndenumerate(ids):
+        expected[k] += gy[i, j]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(wt.grad.numpy(), expected, rtol=tol, atol=tol)
+
+
+def test_index_add_of_rows_with_negative_and_repeated_indices():
+    be = gnn.backend.get_backend("cpu")
+    index = rng.integers(-6, 6, 300)  # -1 and 5 name the same row
+    values = rng.standard_normal((300, 2, 3))
+    target = rng.standard_normal((6, 2, 3))
+    expected = target.copy()
+    np.add.at(expected, index, values)
+    be.index_add(target, index, values)
+    np.testing.assert_allclose(target, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_padding_idx_gets_no_gradient():
     w = gnn.tensor(rng.standard_normal((5, 2)), requires_grad=True)
     ids = gnn.tensor(np.array([0, 2, 2, 4]))
