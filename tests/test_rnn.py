@@ -144,6 +144,20 @@ def test_fused_layer_gradcheck_one_step_read(mode, reverse, which):
     assert gradcheck(fn, inputs)
 
 
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+def test_empty_batch(name):
+    """A batch of zero sequences gives empty outputs and zero weight gradients, as in PyTorch."""
+    model = getattr(nn, name)(3, 2, num_layers=2, bidirectional=True, batch_first=True)
+    x = gnn.tensor(np.zeros((0, 4, 3), np.float32), requires_grad=True)
+    out, state = model(x)
+    h = state[0] if name == "LSTM" else state
+    assert out.shape == (0, 4, 4) and h.shape == (4, 0, 2)
+    (out.sum() + h.sum()).backward()
+    assert x.grad.shape == (0, 4, 3)
+    for n, p in model.named_parameters():
+        np.testing.assert_array_equal(p.grad.numpy(), np.zeros(p.shape), err_msg=n)
+
+
 def test_module_gradcheck_two_layer_bidirectional_lstm():
     gnn.manual_seed(0)
     model = nn.LSTM(2, 3, num_layers=2, bidirectional=True, batch_first=True, dtype="float64")

@@ -67,7 +67,7 @@ class RecurrentLayer(Function):
         """
         t_len, batch, n_in = x.shape
         self.x_rows = x.reshape(t_len * batch, n_in)
-        return (self.x_rows @ w).reshape(t_len, batch, -1)
+        return (self.x_rows @ w).reshape(t_len, batch, w.shape[1])  # no -1: batch may be 0
 
     def _prev(self, out: Any, first: Any, t: int) -> Any:
         """The state that step t starts from: `first` at the sequence start, else a neighbour."""
@@ -225,8 +225,8 @@ class RecurrentLayer(Function):
         batch = x.shape[1]
         needs = self.needs_input_grad
         k = 3 if self.mode == "LSTM" else 2  # index of w_ih among the inputs
-        dgi2 = dgi.reshape(t_len * batch, -1)
-        dgh2 = dgh.reshape(t_len * batch, -1)
+        dgi2 = dgi.reshape(t_len * batch, dgi.shape[2])  # no -1: batch may be 0
+        dgh2 = dgh.reshape(t_len * batch, dgh.shape[2])
         gx = (dgi2 @ self.w_ih).reshape(x.shape) if needs[0] else None
         gw_ih = gb_sum = None
         x_ones = getattr(self, "x_ones", None)  # the LSTM's x with a column of ones, if biased
@@ -240,7 +240,7 @@ class RecurrentLayer(Function):
         gw_hh = None
         if needs[k + 1]:
             prev = self._started_from()  # (T, B, H): the state each step started from
-            gw_hh = dgh2.T @ prev.reshape(t_len * batch, -1)
+            gw_hh = dgh2.T @ prev.reshape(t_len * batch, prev.shape[2])
         grads = [gx, gh0 if needs[1] else None]
         if self.mode == "LSTM":
             grads.append(gc0 if needs[2] else None)
