@@ -272,6 +272,27 @@ def test_max_pool_ties_send_the_gradient_to_the_first_maximum():
 # ---- layers -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "make, shape, out_shape",
+    [
+        (lambda: nn.Conv2d(2, 4, 3, padding=1, groups=2), (0, 2, 5, 5), (0, 4, 5, 5)),
+        (lambda: nn.Conv2d(8, 2, 3, padding=1), (0, 8, 5, 5), (0, 2, 5, 5)),  # flat layout
+        (lambda: nn.Conv2d(2, 3, 3, stride=2), (0, 2, 5, 5), (0, 3, 2, 2)),
+        (lambda: nn.ConvTranspose2d(2, 3, 3, stride=2), (0, 2, 5, 5), (0, 3, 11, 11)),
+        (lambda: nn.ConvTranspose2d(2, 3, 3), (0, 2, 5, 5), (0, 3, 7, 7)),
+    ],
+)
+def test_empty_batch(make, shape, out_shape):
+    """Zero images in, zero images out, zero weight gradients (PyTorch's shapes)."""
+    layer = make()
+    x = gnn.tensor(np.zeros(shape, np.float32), requires_grad=True)
+    y = layer(x)
+    assert y.shape == out_shape
+    y.sum().backward()
+    assert x.grad.shape == shape
+    np.testing.assert_array_equal(layer.weight.grad.numpy(), np.zeros(layer.weight.shape))
+
+
 def test_conv_layers_shapes_names_and_init():
     gnn.manual_seed(0)
     conv = nn.Conv2d(4, 6, (3, 5), stride=2, groups=2)

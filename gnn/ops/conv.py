@@ -224,7 +224,8 @@ class Conv2d(Function):
             x.shape, (kh, kw), self.stride, self.pads, self.dilation, flat_ok=rows > 2 * o
         )
         cols = _im2col(xp, x, g)  # (C, kh, kw, N, P)
-        cols = cols.reshape(gr, -1, cols.shape[-2] * cols.shape[-1])  # (groups, C/g*kk, M)
+        # (groups, C/g*kk, M), sizes spelled out (no -1): M is 0 for an empty batch
+        cols = cols.reshape(gr, g.c * g.kk // gr, cols.shape[-2] * cols.shape[-1])
         w3 = w.reshape(gr, o // gr, -1)  # (groups, O/g, C/g*kk)
         y2 = _group_matmul(xp, w3, cols).reshape(o, -1)  # (O, M)
         if b is not None:
@@ -239,7 +240,7 @@ class Conv2d(Function):
         gx = gw = gb = None
         if self.needs_input_grad[0]:
             gcols = _group_matmul(xp, w3.transpose(0, 2, 1), gy2)
-            gcols = gcols.reshape(g.c, g.kh, g.kw, g.n, -1)
+            gcols = gcols.reshape(g.c, g.kh, g.kw, g.n, g.ohe * g.owe)
             gx = _col2im(xp, gcols, g)
         if self.needs_input_grad[1]:
             gw = _group_matmul(xp, gy2, self.cols.transpose(0, 2, 1))
@@ -264,7 +265,7 @@ class ConvTranspose2d(Function):
         x2 = _grouped(_to_cols_layout(xp, x, g), gr)  # (groups, Cin/g, M)
         w3 = w.reshape(gr, w.shape[0] // gr, -1)  # (groups, Cin/g, Cout/g*kk)
         gcols = _group_matmul(xp, w3.transpose(0, 2, 1), x2)
-        gcols = gcols.reshape(g.c, g.kh, g.kw, g.n, -1)
+        gcols = gcols.reshape(g.c, g.kh, g.kw, g.n, g.ohe * g.owe)
         y = _col2im(xp, gcols, g)  # (N, Cout, Ho, Wo)
         if b is not None:
             y += b[:, None, None]
@@ -275,10 +276,12 @@ class ConvTranspose2d(Function):
     def backward(self, gy: Any) -> Any:
         xp, g, gr, w3 = self.be.xp, self.geom, self.groups, self.w3
         cols = _im2col(xp, gy, g)  # (Cout, kh, kw, N, P)
-        cols = cols.reshape(gr, -1, cols.shape[-2] * cols.shape[-1])  # (groups, Cout/g*kk, M)
+        # (groups, Cout/g*kk, M), sizes spelled out: M is 0 for an empty batch
+        cols = cols.reshape(gr, g.c * g.kk // gr, cols.shape[-2] * cols.shape[-1])
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            y2 = _group_matmul(xp, w3, cols).reshape(-1, cols.shape[-1])
+            y2 = _group_matmul(xp, w3, cols)
+            y2 = y2.reshape(y2.shape[0] * y2.shape[1], cols.shape[-1])
             gx = _from_cols_layout(xp, y2, g)
         if self.needs_input_grad[1]:
             gw = _group_matmul(xp, self.x2, cols.transpose(0, 2, 1))
