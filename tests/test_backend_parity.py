@@ -70,10 +70,10 @@ class RecurrentHead(nn.Module):
         return self.head(out[:, -1])
 
 
-def recurrent_case(kind: type):
+def recurrent_case(kind: type, batch: int = 4):
     def case():
-        x = np.random.default_rng(5).standard_normal((4, 6, 5)).astype(np.float32)
-        target = np.random.default_rng(6).standard_normal((4, 1)).astype(np.float32)
+        x = np.random.default_rng(5).standard_normal((batch, 6, 5)).astype(np.float32)
+        target = np.random.default_rng(6).standard_normal((batch, 1)).astype(np.float32)
         return (
             RecurrentHead(kind),
             (x,),
@@ -128,6 +128,7 @@ CASES: dict[str, Callable] = {
     "cnn_batchnorm": cnn_case,
     "conv_autoencoder": autoencoder_case,
     "lstm": recurrent_case(nn.LSTM),
+    "lstm_batch9": recurrent_case(nn.LSTM, batch=9),  # the batched input projection (batch >= 8)
     "gru": recurrent_case(nn.GRU),
     "rnn": recurrent_case(nn.RNN),
     "gpt": gpt_case,
