@@ -48,6 +48,9 @@ class RecurrentLayer(Function):
         self.x, self.w_ih, self.w_hh, self.h0 = x, w_ih, w_hh, h0
         steps = range(t_len - 1, -1, -1) if self.reverse else range(t_len)
         self.steps, self.t_len = steps, t_len
+        # Set by the LSTM's forward when it has them: x with a column of ones (a bias), and the
+        # states each step started from as slices of its buffers (forward in time).
+        self.x_ones = self.prev_states = self.prev_cells = None
         if lstm:
             return self._lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
         bias = b_ih
@@ -144,7 +147,6 @@ class RecurrentLayer(Function):
         # started from are one slice of it for the weight gradient (reverse keeps a concatenation).
         lead = 0 if self.reverse else 1
         states = xp.empty((lead + t_len + 1, batch, n_h), dtype=dtype)
-        self.prev_states = None
         if lead:
             states[0] = h0
             self.prev_states = states[:t_len]
@@ -152,7 +154,6 @@ class RecurrentLayer(Function):
         hs = y[:t_len]
         cells = xp.empty((lead + t_len, batch, n_h), dtype=dtype)  # c per step, after c_0
         cs = cells[lead:]
-        self.prev_cells = None
         if lead:
             cells[0] = c0
             self.prev_cells = cells[:t_len]
@@ -229,9 +230,8 @@ class RecurrentLayer(Function):
         dgh2 = dgh.reshape(t_len * batch, dgh.shape[2])
         gx = (dgi2 @ self.w_ih).reshape(x.shape) if needs[0] else None
         gw_ih = gb_sum = None
-        x_ones = getattr(self, "x_ones", None)  # the LSTM's x with a column of ones, if biased
-        if x_ones is not None and (needs[k] or needs[k + 2] or needs[k + 3]):
-            both = dgi2.T @ x_ones  # (G*H, I + 1): [gw_ih | gb], one matmul
+        if self.x_ones is not None and (needs[k] or needs[k + 2] or needs[k + 3]):
+            both = dgi2.T @ self.x_ones  # (G*H, I + 1): [gw_ih | gb], one matmul
             n_in = x.shape[2]
             gw_ih = xp.ascontiguousarray(both[:, :n_in]) if needs[k] else None
             gb_sum = xp.ascontiguousarray(both[:, n_in])
@@ -239,7 +239,8 @@ class RecurrentLayer(Function):
             gw_ih = dgi2.T @ self.x_rows
         gw_hh = None
         if needs[k + 1]:
-            prev = self._started_from()  # (T, B, H): the state each step started from
+            hs = self.hs if self.mode == "LSTM" else self.out
+            prev = self._started_from(hs, self.h0, self.prev_states)
             gw_hh = dgh2.T @ prev.reshape(t_len * batch, prev.shape[2])
         grads = [gx, gh0 if needs[1] else None]
         if self.mode == "LSTM":
@@ -255,16 +256,15 @@ class RecurrentLayer(Function):
             grads += [gb_ih, gb_hh]
         return tuple(grads)
 
-    def _started_from(self) -> Any:
-        """(T, B, H): the hidden state each step started from (h_0 for the first step)."""
-        prev = getattr(self, "prev_states", None)  # the LSTM's forward keeps it as a slice
-        if prev is not None:
-            return prev
-        xp, first = self.be.xp, self.h0[None]
-        hs = self.hs if self.mode == "LSTM" else self.out
+    def _started_from(self, after: Any, first: Any, kept: Any) -> Any:
+        """(T, B, H): the state each step started from, given the states after each step and the
+        initial one (`kept`: that array already, when the forward left it as a slice)."""
+        if kept is not None:
+            return kept
+        xp = self.be.xp
         if self.reverse:
-            return xp.concatenate((hs[1:], first))
-        return xp.concatenate((first, hs[:-1]))
+            return xp.concatenate((after[1:], first[None]))
+        return xp.concatenate((first[None], after[:-1]))
 
     def _rnn_backward(self, gy: Any) -> tuple:
         xp, out, w_hh = self.be.xp, self.out, self.w_hh
@@ -297,9 +297,7 @@ class RecurrentLayer(Function):
         # contiguous (T, B, H) blocks, which NumPy streams two to three times as fast as slices.
         gates = xp.ascontiguousarray(acts.transpose(1, 0, 2, 3))  # loop order i, f, o, g
         i_all, f_all, o_all, g_all = gates[0], gates[1], gates[2], gates[3]
-        c_prev = self.prev_cells
-        if c_prev is None:  # reverse: step t started from c_{t+1}, the last step from c_0
-            c_prev = xp.concatenate((cs[1:], self.c0[None]))
+        c_prev = self._started_from(cs, self.c0, self.prev_cells)
         coef = xp.empty((4, t_len, batch, n_h), dtype=dtype)  # PyTorch order i, f, g, o
         k_i, k_f, k_g, k_o = coef[0], coef[1], coef[2], coef[3]
         xp.subtract(1.0, i_all, out=k_i)  # g s_i (1 - s_i)
