@@ -239,10 +239,16 @@ class Dense(Module):
             del self._placement  # the buffer and its attribute copy
         self._non_persistent.discard("_placement")
         self.in_features = in_features
-        self.weight = Parameter(creation.empty((self.units, in_features), dtype, device))
+        # Initialised on the CPU, from gnn's seeded generator, then moved: after manual_seed a
+        # model starts from the same weights on every device (the GPU's generator differs).
+        self.weight = Parameter(creation.empty((self.units, in_features), dtype, "cpu"))
         if self.use_bias:
-            self.bias = Parameter(creation.empty((self.units,), dtype, device))
+            self.bias = Parameter(creation.empty((self.units,), dtype, "cpu"))
         self.reset_parameters()
+        if self.weight.device != device:
+            self.weight = Parameter(self.weight.detach().to(device))
+            if self.use_bias:
+                self.bias = Parameter(self.bias.detach().to(device))
 
     def reset_parameters(self) -> None:
         """Initialise the kernel as kernel_initializer says; the bias to zeros (Keras)."""

@@ -171,3 +171,11 @@ def test_cuda_matches_cpu_on_whole_model(name: str) -> None:
         np.testing.assert_allclose(gpu["grads"][key], grad, rtol=1e-3, atol=1e-4, err_msg=key)
     for key, weight in cpu["weights"].items():
         np.testing.assert_allclose(gpu["weights"][key], weight, rtol=1e-3, atol=1e-4, err_msg=key)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1000])
+def test_backend_permutation_is_a_permutation_on_the_device(n: int) -> None:
+    be = gnn.backend.get_backend("cuda")
+    order = be.permutation(n)
+    assert be.is_array(order) and order.dtype.kind in "iu"
+    np.testing.assert_array_equal(np.sort(be.to_numpy(order)), np.arange(n))

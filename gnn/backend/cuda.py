@@ -162,6 +162,10 @@ class CupyBackend(NumpyBackend):
     def randint(self, low: int, high: int, shape: tuple, dtype: Any) -> Any:
         return self.rng().integers(low, high, size=shape, dtype=dtype)
 
+    def permutation(self, n: int) -> Any:
+        # CuPy's Generator has no permutation(): the order that sorts n random keys is one.
+        return self.xp.argsort(self.rng().random(n))
+
     # ---- helpers -------------------------------------------------------------------------------
 
     def index_add(self, target: Any, index: Any, values: Any) -> None:
