@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything CI checks, in order: lint, format, kernel compilation, the test suite.
+# Everything CI checks, in order: lint, format, kernel compilation, the test suite, and where
+# no GPU is visible the gpu-marked tests once more on the fake CuPy of tests/fake_gpu.
 # Run from the repository root inside an environment with gnn[dev] installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,3 +13,9 @@ echo "== nvcc compile check of kernels/*.cu"
 bash ci/check_kernels.sh
 echo "== pytest"
 bash ci/test.sh "$@"
+echo "== pytest -m gpu on the fake CuPy (tests/fake_gpu: the Python side of GPU support)"
+if python -c "import gnn, sys; sys.exit(not gnn.cuda_available())"; then
+    echo "a CUDA device is visible: the gpu tests ran on it above"
+else
+    GNN_FAKE_CUDA=1 bash ci/test.sh -m gpu -p no:cacheprovider
+fi

@@ -1,0 +1,476 @@
+"""A stand-in for CuPy, on NumPy, whose arrays behave like memory on another device.
+
+With GNN_FAKE_CUDA=1, tests/conftest.py puts tests/fake_gpu first on sys.path, so gnn's own
+CupyBackend runs the gpu-marked tests on a machine without a GPU. That checks the Python side of
+gnn's GPU support (moving models and optimizers, files written on one backend and read on the
+other, no silent trips through host memory) and nothing about CUDA: the arithmetic is NumPy's and
+gnn's kernels are switched off (they are checked against their references on a real GPU only).
+
+Where CuPy is stricter than NumPy, so is this, because those are the mistakes it is here to find:
+- an array refuses implicit conversion to NumPy (`np.asarray(x)`) with CuPy's TypeError;
+- a NumPy array is refused as an operand of a ufunc, function or method; only `asarray` and
+  `array` take one (and copy it, as a transfer would), and `asnumpy` / `.get()` copy back;
+- reductions and integer indexing give 0-d arrays, not NumPy scalars;
+- only names CuPy 14.2 has exist (`_names.py`); a ufunc takes only out, dtype and casting; the
+  random Generator has only CuPy's methods (no permutation, no bit_generator state).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import types
+from typing import Any
+
+import numpy as _np
+
+from cupy import _names
+
+__version__ = "14.2.0+fake"
+FAKE = True
+
+_IMPLICIT = (
+    "Implicit conversion to a NumPy array is not allowed. "
+    "Please use `.get()` to construct a NumPy array explicitly."
+)
+
+
+def _wrap(x: Any) -> Any:
+    """NumPy results as device arrays: ndarrays and scalars (0-d), through tuples and lists."""
+    if isinstance(x, _np.ndarray):
+        out = object.__new__(ndarray)
+        out._a = x
+        return out
+    if isinstance(x, _np.generic):
+        return _wrap(_np.asarray(x))
+    if isinstance(x, tuple):
+        return tuple(_wrap(v) for v in x)
+    if isinstance(x, list):
+        return [_wrap(v) for v in x]
+    return x
+
+
+def _unwrap(x: Any, host_ok: bool = False) -> Any:
+    """Device arrays as the NumPy arrays inside; a NumPy array is refused unless host_ok."""
+    if isinstance(x, ndarray):
+        return x._a
+    if isinstance(x, _np.ndarray):
+        if host_ok:
+            return x
+        raise TypeError(f"Unsupported type {type(x)}")
+    if isinstance(x, (tuple, list)):
+        return type(x)(_unwrap(v, host_ok) for v in x)
+    return x
+
+
+def _unwrap_kwargs(kwargs: dict, host_ok: bool = False) -> dict:
+    """Keyword arguments unwrapped, except `out` (checked by _check_out)."""
+    return {k: v if k == "out" else _unwrap(v, host_ok) for k, v in kwargs.items()}
+
+
+def _check_out(out: Any) -> Any:
+    outs = out if isinstance(out, tuple) else (out,)
+    for o in outs:
+        if not isinstance(o, ndarray):
+            raise TypeError(f"Output arrays must be cupy.ndarray, not {type(o)}")
+    return tuple(o._a for o in outs) if isinstance(out, tuple) else out._a
+
+
+class ufunc:
+    """A NumPy ufunc with CuPy's calling rules (keywords out, dtype, casting only)."""
+
+    _KEYWORDS = frozenset({"out", "dtype", "casting"})
+
+    def __init__(self, np_ufunc: _np.ufunc) -> None:
+        self._u = np_ufunc
+        self.__name__ = np_ufunc.__name__
+        self.nin, self.nout, self.nargs = np_ufunc.nin, np_ufunc.nout, np_ufunc.nargs
+
+    def __repr__(self) -> str:
+        return f"<ufunc '{self.__name__}'>"
+
+    def _run(self, fn: Any, args: tuple, kwargs: dict) -> Any:
+        unknown = set(kwargs) - self._KEYWORDS
+        if unknown:
+            raise TypeError(f"Wrong arguments {kwargs}")
+        out = kwargs.pop("out", None)
+        if out is not None:
+            fn(*_unwrap(args), out=_check_out(out), **_unwrap_kwargs(kwargs))
+            return out
+        return _wrap(fn(*_unwrap(args), **_unwrap_kwargs(kwargs)))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run(self._u, args, kwargs)
+
+    def reduce(self, a: Any, axis: Any = 0, dtype: Any = None, out: Any = None, keepdims=False):
+        r = self._u.reduce(_unwrap(a), axis=axis, dtype=dtype, keepdims=keepdims)
+        if out is not None:
+            _check_out(out)[...] = r
+            return out
+        return _wrap(r)
+
+    def accumulate(self, a: Any, axis: int = 0, dtype: Any = None) -> Any:
+        return _wrap(self._u.accumulate(_unwrap(a), axis=axis, dtype=dtype))
+
+    def reduceat(self, a: Any, indices: Any, axis: int = 0, dtype: Any = None) -> Any:
+        return _wrap(self._u.reduceat(_unwrap(a), _unwrap(indices), axis=axis, dtype=dtype))
+
+    def outer(self, a: Any, b: Any) -> Any:
+        return _wrap(self._u.outer(_unwrap(a), _unwrap(b)))
+
+    def at(self, a: Any, indices: Any, b: Any = None) -> None:
+        args = (_unwrap(a), _unwrap(indices)) + (() if b is None else (_unwrap(b),))
+        self._u.at(*args)
+
+
+def _call(np_fn: Any, args: tuple, kwargs: dict) -> Any:
+    """np_fn on the unwrapped arguments; an `out=` array is filled and returned, as in CuPy."""
+    out = kwargs.get("out")
+    kwargs = _unwrap_kwargs(kwargs)
+    if out is not None:
+        kwargs["out"] = _check_out(out)
+    result = np_fn(*_unwrap(args), **kwargs)
+    return out if out is not None else _wrap(result)
+
+
+def _numpy_function(name: str) -> Any:
+    """numpy.<name> on device arrays; an `out=` argument is filled and returned, as in CuPy."""
+    np_fn = getattr(_np, name)
+
+    def fn(*args: Any, **kwargs: Any) -> Any:
+        result = _call(np_fn, args, kwargs)
+        if name == "count_nonzero" and isinstance(result, int):
+            return _wrap(_np.asarray(result))
+        return result
+
+    fn.__name__ = name
+    return fn
+
+
+# ---- arrays ------------------------------------------------------------------------------------
+
+
+def _binary(name: str) -> tuple:
+    def op(self: ndarray, other: Any) -> Any:
+        return __getattr__(name)(self, other)
+
+    def rop(self: ndarray, other: Any) -> Any:
+        return __getattr__(name)(other, self)
+
+    def iop(self: ndarray, other: Any) -> Any:
+        __getattr__(name)(self, other, out=self)
+        return self
+
+    return op, rop, iop
+
+
+def _unary(name: str) -> Any:
+    def op(self: ndarray) -> Any:
+        return __getattr__(name)(self)
+
+    return op
+
+
+def _is_basic(key: Any) -> bool:
+    """True when an index has no arrays or lists in it (a view, in NumPy's words)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return not any(isinstance(k, (list, _np.ndarray, ndarray)) for k in parts)
+
+
+class _MemoryPointer:
+    def __init__(self, a: _np.ndarray) -> None:
+        self.ptr = a.__array_interface__["data"][0]
+
+
+class ndarray:
+    """An array "on the device": a NumPy array that refuses to mix with host NumPy arrays."""
+
+    __slots__ = ("_a", "__weakref__")
+    __array_priority__ = 100.0
+
+    def __init__(self, shape: Any, dtype: Any = float, memptr: Any = None, strides=None, order="C"):
+        if memptr is not None or strides is not None:
+            raise NotImplementedError("the fake cupy.ndarray takes shape, dtype and order only")
+        self._a = _np.empty(shape, dtype=dtype, order=order)
+
+    # Attributes that are not arrays come straight from NumPy.
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    itemsize = property(lambda self: self._a.itemsize)
+    nbytes = property(lambda self: self._a.nbytes)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
+    T = property(lambda self: _wrap(self._a.T))
+    mT = property(lambda self: _wrap(self._a.mT))
+    real = property(lambda self: _wrap(self._a.real))
+    imag = property(lambda self: _wrap(self._a.imag))
+    base = property(lambda self: None if self._a.base is None else _wrap(self._a.base))
+    data = property(lambda self: _MemoryPointer(self._a))
+    device = property(lambda self: cuda.Device(0))
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _names.NDARRAY_METHODS:
+            raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
+        attr = getattr(self._a, name)
+        if name in ("item", "tolist", "tobytes"):  # these copy to the host in CuPy too
+            return attr
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return _call(attr, args, kwargs)
+
+        method.__name__ = name
+        return method
+
+    # ---- host transfers --------------------------------------------------------------------
+
+    def get(self, stream: Any = None, order: str = "C", out: Any = None) -> _np.ndarray:
+        if out is not None:
+            out[...] = self._a
+            return out
+        return _np.array(self._a, order=order, copy=True)
+
+    def set(self, arr: _np.ndarray, stream: Any = None) -> None:
+        if not isinstance(arr, _np.ndarray):
+            raise TypeError(f"Only numpy.ndarray can be set to cupy.ndarray, not {type(arr)}")
+        if arr.shape != self.shape:
+            raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: {arr.shape}")
+        self._a[...] = arr
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        raise TypeError(_IMPLICIT)
+
+    def __array_ufunc__(self, np_ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if np_ufunc.__name__ not in _names.UFUNCS:
+            return NotImplemented
+        fake = __getattr__(np_ufunc.__name__)
+        return (
+            getattr(fake, method)(*inputs, **kwargs)
+            if method != "__call__"
+            else fake(*inputs, **kwargs)
+        )
+
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        if func.__name__ not in _names.FUNCTIONS:
+            return NotImplemented
+        return __getattr__(func.__name__)(*args, **kwargs)
+
+    # ---- Python protocols --------------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        return _wrap(self._a[_unwrap(key, host_ok=True)])
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        # CuPy copies NumPy values over for advanced (array) indices only: a basic index calls
+        # fill(value), which takes a scalar.
+        if isinstance(value, _np.ndarray) and value.ndim and _is_basic(key):
+            raise TypeError(f"cannot fill a cupy.ndarray with a NumPy array of shape {value.shape}")
+        self._a[_unwrap(key, host_ok=True)] = _unwrap(value, host_ok=True)
+
+    def __len__(self) -> int:
+        return len(self._a)
+
+    def __iter__(self) -> Any:
+        if self.ndim == 0:
+            raise TypeError("len() of unsized object")
+        return (self[i] for i in range(len(self._a)))
+
+    def __bool__(self) -> bool:
+        return bool(self._a)
+
+    def __float__(self) -> float:
+        return float(self._a)
+
+    def __int__(self) -> int:
+        return int(self._a)
+
+    def __complex__(self) -> complex:
+        return complex(self._a)
+
+    def __format__(self, spec: str) -> str:
+        return format(self._a.item() if self.ndim == 0 else self._a, spec)
+
+    def __repr__(self) -> str:
+        return repr(self._a)
+
+    def __str__(self) -> str:
+        return str(self._a)
+
+    def __copy__(self) -> ndarray:
+        return _wrap(self._a.copy())
+
+    def __deepcopy__(self, memo: dict) -> ndarray:
+        return _wrap(self._a.copy())
+
+    __add__, __radd__, __iadd__ = _binary("add")
+    __sub__, __rsub__, __isub__ = _binary("subtract")
+    __mul__, __rmul__, __imul__ = _binary("multiply")
+    __truediv__, __rtruediv__, __itruediv__ = _binary("true_divide")
+    __floordiv__, __rfloordiv__, __ifloordiv__ = _binary("floor_divide")
+    __mod__, __rmod__, __imod__ = _binary("remainder")
+    __pow__, __rpow__, __ipow__ = _binary("power")
+    __and__, __rand__, __iand__ = _binary("bitwise_and")
+    __or__, __ror__, __ior__ = _binary("bitwise_or")
+    __xor__, __rxor__, __ixor__ = _binary("bitwise_xor")
+    __lshift__, __rlshift__, __ilshift__ = _binary("left_shift")
+    __rshift__, __rrshift__, __irshift__ = _binary("right_shift")
+    __eq__ = _binary("equal")[0]
+    __ne__ = _binary("not_equal")[0]
+    __lt__ = _binary("less")[0]
+    __le__ = _binary("less_equal")[0]
+    __gt__ = _binary("greater")[0]
+    __ge__ = _binary("greater_equal")[0]
+    __hash__ = None  # type: ignore[assignment]
+    __neg__ = _unary("negative")
+    __pos__ = _unary("positive")
+    __abs__ = _unary("absolute")
+    __invert__ = _unary("invert")
+
+    def __matmul__(self, other: Any) -> Any:
+        return matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Any:
+        return matmul(other, self)
+
+
+# ---- the module namespace ---------------------------------------------------------------------
+
+
+def asarray(a: Any, dtype: Any = None, order: Any = None, *, copy: Any = None, blocking=False):
+    """A device array: the same one when it already is one of this dtype, else a copy."""
+    if isinstance(a, ndarray):
+        if dtype is None or _np.dtype(dtype) == a.dtype:
+            return a
+        return _wrap(a._a.astype(dtype))
+    return _wrap(_np.array(_unwrap(a, host_ok=True), dtype=dtype, order=order or "K", copy=True))
+
+
+def array(obj: Any, dtype: Any = None, copy: bool = True, order: str = "K", subok=False, ndmin=0):
+    if isinstance(obj, ndarray) and not copy:
+        return asarray(obj, dtype=dtype)
+    host = _unwrap(obj, host_ok=True)
+    return _wrap(_np.array(host, dtype=dtype, order=order, copy=True, ndmin=ndmin))
+
+
+def asnumpy(a: Any, stream: Any = None, order: str = "C", out: Any = None) -> _np.ndarray:
+    if isinstance(a, ndarray):
+        return a.get(order=order, out=out)
+    return _np.asarray(a, order=order)
+
+
+def get_array_module(*args: Any) -> types.ModuleType:
+    return sys.modules[__name__] if any(isinstance(a, ndarray) for a in args) else _np
+
+
+def matmul(*args: Any, **kwargs: Any) -> Any:
+    return _numpy_function("matmul")(*args, **kwargs)
+
+
+class RawModule:
+    """CUDA source cannot run here: gnn's kernels are off on the fake device (tests/conftest.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the fake CuPy (GNN_FAKE_CUDA=1) cannot compile or run CUDA kernels")
+
+
+RawKernel = ElementwiseKernel = ReductionKernel = RawModule
+
+
+def __getattr__(name: str) -> Any:
+    """Ufuncs and functions CuPy has, made on first use; NumPy's dtypes and constants as is."""
+    if name in _names.UFUNCS:
+        value: Any = ufunc(getattr(_np, name))
+    elif name in _names.FUNCTIONS and hasattr(_np, name):
+        value = _numpy_function(name)
+    elif name in _names.FUNCTIONS:
+        raise AttributeError(f"the fake cupy does not provide {name!r}")
+    elif not name.startswith("_") and hasattr(_np, name) and not callable(getattr(_np, name)):
+        value = getattr(_np, name)
+    elif not name.startswith("_") and isinstance(getattr(_np, name, None), type):
+        value = getattr(_np, name)  # dtypes: cupy.float32 is numpy.float32
+    else:
+        raise AttributeError(f"module 'cupy' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+# ---- submodules: cuda, random, lib.stride_tricks ----------------------------------------------
+
+
+def _submodule(name: str) -> types.ModuleType:
+    module = types.ModuleType(f"cupy.{name}")
+    sys.modules[module.__name__] = module
+    return module
+
+
+class _Device:
+    """cupy.cuda.Device: a context manager; device 0 is the only one."""
+
+    def __init__(self, device: int | None = None) -> None:
+        self.id = 0 if device is None else int(device)
+        if self.id != 0:
+            raise RuntimeError(f"CUDARuntimeError: cudaErrorInvalidDevice (device {self.id})")
+        self.attributes = {"MultiProcessorCount": 132}
+        self.compute_capability = "90"
+
+    def __enter__(self) -> _Device:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def synchronize(self) -> None:
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Device) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return self.id
+
+
+cuda = _submodule("cuda")
+cuda.Device = _Device
+cuda.runtime = types.SimpleNamespace(
+    getDeviceCount=lambda: 1,
+    getDeviceProperties=lambda i: {"name": b"fake GPU (NumPy)", "major": 9, "minor": 0},
+    memGetInfo=lambda: (2**34, 2**35),
+    runtimeGetVersion=lambda: 13000,
+    driverGetVersion=lambda: 13000,
+)
+cuda.get_device_id = lambda: 0
+
+
+class _Generator:
+    """cupy.random.Generator: NumPy's generator behind CuPy's (smaller) set of methods."""
+
+    def __init__(self, seed: Any) -> None:
+        self._g = _np.random.default_rng(seed)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _names.GENERATOR_METHODS:
+            raise AttributeError(f"'cupy.random.Generator' object has no attribute {name!r}")
+        draw = getattr(self._g, name)
+        return lambda *args, **kwargs: _wrap(draw(*_unwrap(args), **_unwrap_kwargs(kwargs)))
+
+
+random = _submodule("random")
+random.Generator = _Generator
+random.default_rng = _Generator
+
+lib = _submodule("lib")
+lib.stride_tricks = _submodule("lib.stride_tricks")
+
+
+def _as_strided(x: ndarray, shape: Any = None, strides: Any = None) -> ndarray:
+    return _wrap(_np.lib.stride_tricks.as_strided(_unwrap(x), shape=shape, strides=strides))
+
+
+lib.stride_tricks.as_strided = _as_strided
+
+
+def _erf(x: ndarray) -> ndarray:
+    """The error function, elementwise (for cupyx.scipy.special)."""
+    a = _unwrap(x)
+    return _wrap(_np.vectorize(math.erf, otypes=[a.dtype])(a) if a.size else a.copy())

@@ -1,0 +1,99 @@
+"""The fake CuPy (tests/fake_gpu) is as strict as CuPy where gnn could slip.
+
+These run only with GNN_FAKE_CUDA=1 (ci/check.sh does that run on machines without CuPy): the fake
+must never be imported into an ordinary run, where it would make gnn see a GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import FAKE_CUDA
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not FAKE_CUDA, reason="checks the fake CuPy: run with GNN_FAKE_CUDA=1"),
+]
+
+
+@pytest.fixture
+def cp():  # noqa: ANN201
+    import cupy
+
+    assert getattr(cupy, "FAKE", False), "GNN_FAKE_CUDA=1 but the real CuPy was imported"
+    return cupy
+
+
+def test_arrays_refuse_implicit_conversion_to_numpy(cp) -> None:  # noqa: ANN001
+    a = cp.asarray(np.arange(6.0))
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(a)
+    assert isinstance(cp.asnumpy(a), np.ndarray) and isinstance(a.get(), np.ndarray)
+
+
+@pytest.mark.parametrize(
+    "mix",
+    [
+        lambda cp, d, h: d + h,
+        lambda cp, d, h: h * d,
+        lambda cp, d, h: cp.multiply(d, h),
+        lambda cp, d, h: np.exp(h) + d,
+        lambda cp, d, h: cp.concatenate([d, h]),
+        lambda cp, d, h: cp.matmul(d, h),
+        lambda cp, d, h: d.dot(h),
+        lambda cp, d, h: cp.where(d > 0, d, h),
+    ],
+)
+def test_numpy_arrays_are_refused_as_operands(cp, mix) -> None:  # noqa: ANN001
+    d, h = cp.asarray(np.ones(3)), np.ones(3)
+    with pytest.raises(TypeError):
+        mix(cp, d, h)
+
+
+def test_transfers_copy(cp) -> None:  # noqa: ANN001
+    host = np.zeros(3)
+    dev = cp.asarray(host)
+    host[0] = 1.0
+    back = cp.asnumpy(dev)
+    dev[1] = 2.0
+    assert float(dev[0]) == 0.0 and back[1] == 0.0
+
+
+def test_reductions_and_integer_indexing_give_device_arrays(cp) -> None:  # noqa: ANN001
+    a = cp.asarray(np.arange(6.0).reshape(2, 3))
+    for value in (a.sum(), a[1, 2], cp.max(a), cp.count_nonzero(a)):
+        assert isinstance(value, cp.ndarray) and value.shape == ()
+    assert float(a.sum()) == 15.0 and int(cp.count_nonzero(a)) == 5
+
+
+def test_views_share_memory_and_out_is_returned(cp) -> None:  # noqa: ANN001
+    a = cp.zeros((2, 3))
+    a[:, 1] += 1.0
+    a.T[2] = 5.0
+    out = cp.empty((2, 3))
+    assert cp.add(a, 1.0, out=out) is out
+    np.testing.assert_array_equal(cp.asnumpy(out), [[1, 2, 6], [1, 2, 6]])
+
+
+def test_only_what_cupy_has(cp) -> None:  # noqa: ANN001
+    with pytest.raises(AttributeError):
+        cp.insert  # noqa: B018  (NumPy has it, CuPy 14 does not)
+    with pytest.raises(AttributeError):
+        cp.zeros(2).resize  # noqa: B018
+    with pytest.raises(AttributeError, match="permutation"):
+        cp.random.default_rng(0).permutation(3)
+    with pytest.raises(TypeError):
+        cp.add(cp.ones(2), 1.0, where=cp.ones(2, dtype=bool))
+
+
+def test_setitem_and_scatter_add_take_host_data_as_cupy_does(cp) -> None:  # noqa: ANN001
+    import cupyx
+
+    a = cp.zeros(4)
+    a[np.array([0, 0, 2])] = np.array([1.0, 2.0, 3.0])  # advanced index: copied over
+    with pytest.raises(TypeError, match="fill"):
+        a[1:3] = np.array([1.0, 2.0])  # basic index: CuPy calls fill(), which takes a scalar
+    cupyx.scatter_add(a, np.array([1, 1]), cp.ones(2))
+    np.testing.assert_array_equal(cp.asnumpy(a), [2, 2, 3, 0])
+    with pytest.raises(TypeError, match="int64"):
+        cupyx.scatter_add(cp.zeros(2, dtype=np.int64), np.array([0]), cp.ones(1, dtype=np.int64))
