@@ -239,6 +239,25 @@ def test_gnn_train_titanic_is_the_readme_job():
     assert took < 30
 
 
+@pytest.mark.gpu
+def test_gnn_device_cuda_trains_xor_from_the_command_line(tmp_path):
+    """GNN_DEVICE=cuda gnn train xor, in a fresh process as a user runs it: accuracy 1 on cuda."""
+    if not gnn.cuda_available():
+        pytest.skip("needs CuPy and a CUDA device")
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, GNN_DEVICE="cuda", PYTHONPATH=path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gnn", "train", "xor"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "device cuda:0" in proc.stdout and ", accuracy 1, " in proc.stdout, proc.stdout
+
+
 def test_train_plot_writes_a_png_or_says_how_to_get_matplotlib(capsys, tmp_path):
     path = tmp_path / "curves.png"
     assert main(["train", "titanic", "--epochs", "2", "--quiet", "--plot", str(path)]) == 0

@@ -97,3 +97,36 @@ def test_setitem_and_scatter_add_take_host_data_as_cupy_does(cp) -> None:  # noq
     np.testing.assert_array_equal(cp.asnumpy(a), [2, 2, 3, 0])
     with pytest.raises(TypeError, match="int64"):
         cupyx.scatter_add(cp.zeros(2, dtype=np.int64), np.array([0]), cp.ones(1, dtype=np.int64))
+
+
+def test_new_arrays_hold_garbage_not_zeros(cp) -> None:  # noqa: ANN001
+    assert np.isnan(cp.asnumpy(cp.empty(3))).all()
+    assert (cp.asnumpy(cp.empty_like(cp.zeros(2, dtype=np.int64))) == -7).all()
+
+
+def test_kernel_launches_are_checked_against_the_c_signature(cp) -> None:  # noqa: ANN001
+    from gnn.backend.cuda import kernel_source
+
+    forward = cp.RawModule(code=kernel_source("sigmoid"), options=()).get_function(
+        "sigmoid_forward_f32"
+    )
+    x = cp.asarray(np.linspace(-3, 3, 10, dtype=np.float32))
+    y = cp.empty(10, dtype=np.float32)
+    forward((1,), (256,), (x, y, np.int64(10)))
+    np.testing.assert_allclose(cp.asnumpy(y), 1 / (1 + np.exp(-np.linspace(-3, 3, 10))), 1e-6)
+    bad_launches = [
+        ((1,), (256,), (x, y, 10), TypeError),  # a Python int goes over as 64 bits, not long long
+        ((1,), (256,), (x, y, np.int32(10)), TypeError),
+        ((1,), (256,), (x.astype(np.float64), y, np.int64(10)), TypeError),
+        ((1,), (256,), (x[::2], y, np.int64(5)), ValueError),  # not contiguous
+        ((1,), (2048,), (x, y, np.int64(10)), ValueError),  # over __launch_bounds__(1024)
+        ((1,), (256,), (x, y), TypeError),
+    ]
+    for grid, block, args, error in bad_launches:
+        with pytest.raises(error):
+            forward(grid, block, args)
+    reduce = cp.RawModule(code=kernel_source("softmax_cross_entropy")).get_function(
+        "softmax_ce_reduce_f32"
+    )
+    with pytest.raises(ValueError, match="whole warps"):
+        reduce((1,), (48,), ())

@@ -11,8 +11,11 @@ Where CuPy is stricter than NumPy, so is this, because those are the mistakes it
 - a NumPy array is refused as an operand of a ufunc, function or method; only `asarray` and
   `array` take one (and copy it, as a transfer would), and `asnumpy` / `.get()` copy back;
 - reductions and integer indexing give 0-d arrays, not NumPy scalars;
+- `empty` and `empty_like` fill new arrays with NaN (or -7), where NumPy often hands out zeros;
 - only names CuPy 14.2 has exist (`_names.py`); a ufunc takes only out, dtype and casting; the
-  random Generator has only CuPy's methods (no permutation, no bit_generator state).
+  random Generator has only CuPy's methods (no permutation, no bit_generator state);
+- `RawModule` kernels check every launch against the kernel's C signature before a NumPy stand-in
+  does their work (`_kernels.py`).
 """
 
 from __future__ import annotations
@@ -191,7 +194,7 @@ class ndarray:
     def __init__(self, shape: Any, dtype: Any = float, memptr: Any = None, strides=None, order="C"):
         if memptr is not None or strides is not None:
             raise NotImplementedError("the fake cupy.ndarray takes shape, dtype and order only")
-        self._a = _np.empty(shape, dtype=dtype, order=order)
+        self._a = _poisoned(_np.empty(shape, dtype=dtype, order=order))._a
 
     # Attributes that are not arrays come straight from NumPy.
     shape = property(lambda self: self._a.shape)
@@ -353,6 +356,20 @@ def array(obj: Any, dtype: Any = None, copy: bool = True, order: str = "K", subo
     return _wrap(_np.array(host, dtype=dtype, order=order, copy=True, ndmin=ndmin))
 
 
+def _poisoned(a: _np.ndarray) -> ndarray:
+    """New memory holds garbage on a GPU, not NumPy's usual zeros: NaN (floats) or -7 shows it."""
+    a.fill(_np.nan if a.dtype.kind in "fc" else -7 if a.dtype.kind in "iu" else True)
+    return _wrap(a)
+
+
+def empty(shape: Any, dtype: Any = float, order: str = "C") -> ndarray:
+    return _poisoned(_np.empty(shape, dtype=dtype, order=order))
+
+
+def empty_like(prototype: ndarray, dtype: Any = None, order: str = "K", subok=None, shape=None):
+    return _poisoned(_np.empty_like(_unwrap(prototype), dtype=dtype, order=order, shape=shape))
+
+
 def asnumpy(a: Any, stream: Any = None, order: str = "C", out: Any = None) -> _np.ndarray:
     if isinstance(a, ndarray):
         return a.get(order=order, out=out)
@@ -368,13 +385,23 @@ def matmul(*args: Any, **kwargs: Any) -> Any:
 
 
 class RawModule:
-    """CUDA source cannot run here: gnn's kernels are off on the fake device (tests/conftest.py)."""
+    """Kernels from CUDA source, run by NumPy stand-ins after a launch check (see _kernels.py)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("the fake CuPy (GNN_FAKE_CUDA=1) cannot compile or run CUDA kernels")
+    def __init__(self, code: str | None = None, options: tuple = (), **kwargs: Any) -> None:
+        from cupy import _kernels
 
+        if code is None:
+            raise NotImplementedError("the fake RawModule takes code=, not a path")
+        if not isinstance(options, tuple):
+            raise TypeError(f"options must be a tuple of str, got {type(options).__name__}")
+        self._kernels = _kernels
+        self._signatures = _kernels.parse(code)
 
-RawKernel = ElementwiseKernel = ReductionKernel = RawModule
+    def get_function(self, name: str) -> Any:
+        if name not in self._signatures:
+            raise RuntimeError(f"CUDA_ERROR_NOT_FOUND: named symbol not found ({name})")
+        bound, params = self._signatures[name]
+        return self._kernels.Function(name, bound, params, ndarray, _unwrap)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,212 @@
+"""NumPy stand-ins for gnn's CUDA kernels, behind a launch check, for the fake CuPy's RawModule.
+
+A launch is checked as the GPU would take it. Grid and block must be 1-tuples within the kernel's
+`__launch_bounds__`; the softmax-CE kernels also need whole warps, and their reduce one block.
+Every argument is checked against the C parameter list parsed from the source:
+- a pointer needs a C-contiguous device array of the pointee's type (integers of the same size
+  pass: the error slots are int64 on the host and unsigned in the kernel);
+- `long long` needs an np.int64, `int` an np.int32 and `float` an np.float32 (CuPy would pass a
+  Python int as 64 bits and a Python float as a double, which the kernel would misread).
+The stand-in then writes what the kernel writes, in float32 as the kernel computes, by the
+formulas in the kernel's comments. That checks gnn's launch code and everything around it. It
+does not check the CUDA code: a real GPU runs tests/test_kernels_gpu.py against that.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+_SIGNATURE = re.compile(
+    r'extern "C" __global__ void __launch_bounds__\((\d+)(?:,\s*\d+)?\)\s*(\w+)\(([^)]*)\)'
+)
+_POINTEE = {
+    "float": np.float32,
+    "__half": np.float16,
+    "long long": np.int64,
+    "unsigned long long": np.uint64,
+}
+_SCALAR = {"long long": np.int64, "int": np.int32, "float": np.float32}
+
+
+def parse(code: str) -> dict[str, tuple[int, list[tuple[str, bool]]]]:
+    """{kernel name: (max threads, [(C type, is pointer), ...])} for every extern "C" kernel."""
+    kernels = {}
+    for bound, name, params in _SIGNATURE.findall(code):
+        parsed = []
+        for param in params.split(","):
+            words = param.replace("__restrict__", " ").replace("const", " ").replace("*", " * ")
+            words = words.split()[:-1]  # drop the parameter's name
+            pointer = "*" in words
+            parsed.append((" ".join(w for w in words if w != "*"), pointer))
+        kernels[name] = (int(bound), parsed)
+    return kernels
+
+
+def _check_arg(kernel: str, i: int, ctype: str, pointer: bool, arg: Any, ndarray: type) -> None:
+    where = f"{kernel}: argument {i} ({ctype}{' *' if pointer else ''})"
+    if pointer:
+        if not isinstance(arg, ndarray):
+            raise TypeError(f"{where} needs a cupy.ndarray, got {type(arg).__name__}")
+        want = np.dtype(_POINTEE[ctype])
+        got = arg.dtype
+        same_int = want.kind in "iu" and got.kind in "iu" and want.itemsize == got.itemsize
+        if got != want and not same_int:
+            raise TypeError(f"{where} needs {want} data, got {got}")
+        if not arg.flags.c_contiguous:
+            raise ValueError(f"{where} is not C-contiguous: the kernel would read the wrong data")
+        return
+    want = _SCALAR[ctype]
+    if type(arg) is not want:
+        raise TypeError(f"{where} needs a numpy.{want.__name__}, got {type(arg).__name__} {arg!r}")
+
+
+class Function:
+    """One kernel of a fake RawModule: checks a launch, then runs the NumPy stand-in."""
+
+    def __init__(self, name: str, bound: int, params: list, ndarray: type, unwrap: Any) -> None:
+        stem = re.sub(r"_(f32|f16)$", "", name)
+        if stem not in _STAND_INS:
+            raise AttributeError(f"the fake CuPy has no stand-in for kernel {name!r}")
+        self.name, self.bound, self.params, self.stem = name, bound, params, stem
+        self._ndarray, self._unwrap = ndarray, unwrap
+
+    def __call__(self, grid: tuple, block: tuple, args: tuple, **kwargs: Any) -> None:
+        for what, dims in (("grid", grid), ("block", block)):
+            if not (isinstance(dims, tuple) and len(dims) == 1 and type(dims[0]) is int):
+                raise TypeError(f"{self.name}: this launch code passes {what} as a 1-tuple of int")
+        blocks, threads = grid[0], block[0]
+        if not 1 <= blocks <= 2**31 - 1:
+            raise ValueError(f"{self.name}: grid of {blocks} blocks")
+        if not 1 <= threads <= self.bound:
+            raise ValueError(f"{self.name}: {threads} threads, __launch_bounds__ {self.bound}")
+        if self.stem.startswith("softmax_ce") and threads % 32:
+            raise ValueError(f"{self.name}: {threads} threads is not whole warps")
+        if self.stem == "softmax_ce_reduce" and blocks != 1:
+            raise ValueError(f"{self.name}: needs exactly one block, got {blocks}")
+        if len(args) != len(self.params):
+            raise TypeError(f"{self.name}: {len(args)} arguments for {len(self.params)} parameters")
+        for i, ((ctype, pointer), arg) in enumerate(zip(self.params, args)):
+            _check_arg(self.name, i, ctype, pointer, arg, self._ndarray)
+        flat = [self._unwrap(a).reshape(-1) if isinstance(a, self._ndarray) else a for a in args]
+        with np.errstate(all="ignore"):
+            _STAND_INS[self.stem](*flat)
+
+
+# ---- the stand-ins: arguments as in the kernels, pointers as flat NumPy views -------------------
+
+F32 = np.float32
+
+
+def _sigmoid_forward(x: np.ndarray, y: np.ndarray, n: np.int64) -> None:
+    v = x[:n].astype(F32)
+    y[:n] = (F32(0.5) * np.tanh(F32(0.5) * v) + F32(0.5)).astype(y.dtype)
+
+
+def _sigmoid_backward(y: np.ndarray, gy: np.ndarray, gx: np.ndarray, n: np.int64) -> None:
+    a, b = y[:n].astype(F32), gy[:n].astype(F32)
+    gx[:n] = ((F32(1) - a) * a * b).astype(gx.dtype)
+
+
+def _report(err: np.ndarray, labels: np.ndarray, c: int, ignore_index: int, count: bool) -> None:
+    if labels.size == 0:
+        return
+    if err[0] == 0:
+        err[0], err[1], err[2], err[3] = 1, labels[0], c, ignore_index
+    if count:
+        err[4] += labels.size
+
+
+def _rows(target: np.ndarray, n: int, c: int, ignore_index: int) -> tuple:
+    t = target[:n]
+    kept = t != ignore_index
+    bad = kept & ((t < 0) | (t >= c))
+    good = kept & ~bad
+    return t, good, bad
+
+
+def _softmax_ce_forward(
+    logits, target, weight, weight_sum, has_weight, n, c, ignore_index, eps, lse, row_loss, err
+) -> None:
+    n, c = int(n), int(c)
+    z = logits[: n * c].reshape(n, c).astype(F32)
+    m = z.max(axis=1) if c else np.full(n, -np.inf, F32)
+    s = np.exp(z - m[:, None]).sum(axis=1, dtype=F32)
+    row_lse = (m + np.log(s)).astype(F32)
+    lse[:n] = row_lse
+    t, good, bad = _rows(target, n, c, int(ignore_index))
+    loss = np.zeros(n, F32)
+    rows = np.flatnonzero(good)
+    wt = weight[t[rows]] if has_weight else F32(1)
+    loss[rows] = (F32(1) - eps) * wt * (row_lse[rows] - z[rows, t[rows]])
+    if eps > 0:
+        zs = (z * weight[:c]).sum(axis=1, dtype=F32) if has_weight else z.sum(axis=1, dtype=F32)
+        fc = F32(c)
+        smooth = (weight_sum[0] * row_lse - zs) / fc if has_weight else row_lse - zs / fc
+        loss[rows] += eps * smooth[rows]
+    loss[bad] = np.nan
+    _report(err, t[bad], c, int(ignore_index), count=True)
+    row_loss[:n] = loss
+
+
+def _softmax_ce_reduce(
+    row_loss, target, weight, has_weight, n, c, ignore_index, mean, loss, denom
+) -> None:
+    n = int(n)
+    total = row_loss[:n].astype(np.float64).sum()
+    t, good, _ = _rows(target, n, int(c), int(ignore_index))
+    counted = weight[t[good]].astype(np.float64).sum() if has_weight else float(good.sum())
+    value = total / counted if mean else total
+    loss[0] = F32(value)
+    denom[0] = F32(counted)
+
+
+def _softmax_ce_backward(
+    logits,
+    target,
+    weight,
+    weight_sum,
+    has_weight,
+    lse,
+    gloss,
+    gloss_stride,
+    denom,
+    mean,
+    n,
+    c,
+    ignore_index,
+    eps,
+    glogits,
+    err,
+) -> None:
+    n, c = int(n), int(c)
+    z = logits[: n * c].reshape(n, c).astype(F32)
+    t, good, bad = _rows(target, n, c, int(ignore_index))
+    g = np.zeros((n, c), F32)
+    rows = np.flatnonzero(good)
+    scale = gloss[rows * int(gloss_stride)].astype(F32)
+    if mean:
+        scale = scale / denom[0]
+    wt = weight[t[rows]] if has_weight else np.ones(rows.size, F32)
+    smooth = eps > 0
+    eps_c = eps / F32(c)
+    total_w = weight_sum[0] if smooth and has_weight else F32(c)
+    coef = ((F32(1) - eps) * wt + eps_c * total_w if smooth else wt) * scale
+    g[rows] = np.exp(z[rows] - lse[rows][:, None]) * coef[:, None]
+    g[rows, t[rows]] -= (F32(1) - eps) * wt * scale
+    if smooth:
+        g[rows] -= (eps_c * scale)[:, None] * (weight[:c] if has_weight else F32(1))
+    g[bad] = np.nan
+    _report(err, t[bad], c, int(ignore_index), count=False)
+    glogits[: n * c] = g.reshape(-1).astype(glogits.dtype)
+
+
+_STAND_INS = {
+    "sigmoid_forward": _sigmoid_forward,
+    "sigmoid_backward": _sigmoid_backward,
+    "softmax_ce_forward": _softmax_ce_forward,
+    "softmax_ce_reduce": _softmax_ce_reduce,
+    "softmax_ce_backward": _softmax_ce_backward,
+}
