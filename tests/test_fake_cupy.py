@@ -130,3 +130,9 @@ def test_kernel_launches_are_checked_against_the_c_signature(cp) -> None:  # noq
     )
     with pytest.raises(ValueError, match="whole warps"):
         reduce((1,), (48,), ())
+
+
+def test_numpy_dispatch_keeps_the_fake_definitions(cp) -> None:  # noqa: ANN001
+    """np.empty_like(device array) goes through __array_function__ and must stay poisoned."""
+    assert np.isnan(cp.asnumpy(np.empty_like(cp.zeros(3)))).all()
+    assert np.isnan(cp.asnumpy(cp.empty(2))).all()  # and cupy.empty was not replaced by it

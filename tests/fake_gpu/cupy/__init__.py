@@ -3,8 +3,9 @@
 With GNN_FAKE_CUDA=1, tests/conftest.py puts tests/fake_gpu first on sys.path, so gnn's own
 CupyBackend runs the gpu-marked tests on a machine without a GPU. That checks the Python side of
 gnn's GPU support (moving models and optimizers, files written on one backend and read on the
-other, no silent trips through host memory) and nothing about CUDA: the arithmetic is NumPy's and
-gnn's kernels are switched off (they are checked against their references on a real GPU only).
+other, no silent trips through host memory, kernel launch arguments) and nothing about CUDA: the
+arithmetic is NumPy's, and gnn's kernels run as NumPy stand-ins (the CUDA code itself is checked
+against its references on a real GPU only).
 
 Where CuPy is stricter than NumPy, so is this, because those are the mistakes it is here to find:
 - an array refuses implicit conversion to NumPy (`np.asarray(x)`) with CuPy's TypeError;
@@ -92,18 +93,10 @@ class ufunc:
     def __repr__(self) -> str:
         return f"<ufunc '{self.__name__}'>"
 
-    def _run(self, fn: Any, args: tuple, kwargs: dict) -> Any:
-        unknown = set(kwargs) - self._KEYWORDS
-        if unknown:
-            raise TypeError(f"Wrong arguments {kwargs}")
-        out = kwargs.pop("out", None)
-        if out is not None:
-            fn(*_unwrap(args), out=_check_out(out), **_unwrap_kwargs(kwargs))
-            return out
-        return _wrap(fn(*_unwrap(args), **_unwrap_kwargs(kwargs)))
-
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._run(self._u, args, kwargs)
+        if set(kwargs) - self._KEYWORDS:
+            raise TypeError(f"Wrong arguments {kwargs}")
+        return _call(self._u, args, kwargs)
 
     def reduce(self, a: Any, axis: Any = 0, dtype: Any = None, out: Any = None, keepdims=False):
         r = self._u.reduce(_unwrap(a), axis=axis, dtype=dtype, keepdims=keepdims)
@@ -155,13 +148,13 @@ def _numpy_function(name: str) -> Any:
 
 def _binary(name: str) -> tuple:
     def op(self: ndarray, other: Any) -> Any:
-        return __getattr__(name)(self, other)
+        return _lookup(name)(self, other)
 
     def rop(self: ndarray, other: Any) -> Any:
-        return __getattr__(name)(other, self)
+        return _lookup(name)(other, self)
 
     def iop(self: ndarray, other: Any) -> Any:
-        __getattr__(name)(self, other, out=self)
+        _lookup(name)(self, other, out=self)
         return self
 
     return op, rop, iop
@@ -169,7 +162,7 @@ def _binary(name: str) -> tuple:
 
 def _unary(name: str) -> Any:
     def op(self: ndarray) -> Any:
-        return __getattr__(name)(self)
+        return _lookup(name)(self)
 
     return op
 
@@ -247,7 +240,7 @@ class ndarray:
     def __array_ufunc__(self, np_ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         if np_ufunc.__name__ not in _names.UFUNCS:
             return NotImplemented
-        fake = __getattr__(np_ufunc.__name__)
+        fake = _lookup(np_ufunc.__name__)
         return (
             getattr(fake, method)(*inputs, **kwargs)
             if method != "__call__"
@@ -257,7 +250,7 @@ class ndarray:
     def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
         if func.__name__ not in _names.FUNCTIONS:
             return NotImplemented
-        return __getattr__(func.__name__)(*args, **kwargs)
+        return _lookup(func.__name__)(*args, **kwargs)
 
     # ---- Python protocols --------------------------------------------------------------------
 
@@ -402,6 +395,12 @@ class RawModule:
             raise RuntimeError(f"CUDA_ERROR_NOT_FOUND: named symbol not found ({name})")
         bound, params = self._signatures[name]
         return self._kernels.Function(name, bound, params, ndarray, _unwrap)
+
+
+def _lookup(name: str) -> Any:
+    """cupy.<name>: what this module defines, else what __getattr__ makes."""
+    value = globals().get(name)
+    return value if value is not None else __getattr__(name)
 
 
 def __getattr__(name: str) -> Any:
