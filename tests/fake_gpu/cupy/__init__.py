@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 import types
 from typing import Any
 
@@ -466,6 +467,45 @@ cuda.runtime = types.SimpleNamespace(
     driverGetVersion=lambda: 13000,
 )
 cuda.get_device_id = lambda: 0
+
+
+class _Event:
+    """cupy.cuda.Event: records the host clock (work here is done when its call returns)."""
+
+    def __init__(self, block: bool = False, disable_timing: bool = False) -> None:
+        self._t: float | None = None
+
+    def record(self, stream: Any = None) -> None:
+        self._t = time.perf_counter()
+
+    def synchronize(self) -> None:
+        return None
+
+
+def _elapsed_ms(start: _Event, end: _Event) -> float:
+    if start._t is None or end._t is None:
+        raise RuntimeError("CUDARuntimeError: cudaErrorInvalidResourceHandle (event not recorded)")
+    return (end._t - start._t) * 1e3
+
+
+class _MemoryPool:
+    def free_all_blocks(self) -> None:
+        return None
+
+    def used_bytes(self) -> int:
+        return 0
+
+    def total_bytes(self) -> int:
+        return 0
+
+
+cuda.Event = _Event
+cuda.get_elapsed_time = _elapsed_ms
+_memory_pool = _MemoryPool()
+
+
+def get_default_memory_pool() -> _MemoryPool:
+    return _memory_pool
 
 
 class _Generator:
