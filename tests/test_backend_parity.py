@@ -179,3 +179,89 @@ def test_backend_permutation_is_a_permutation_on_the_device(n: int) -> None:
     order = be.permutation(n)
     assert be.is_array(order) and order.dtype.kind in "iu"
     np.testing.assert_array_equal(np.sort(be.to_numpy(order)), np.arange(n))
+
+
+class _LastStep(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn, self.out = nn.LSTM(6, 8, batch_first=True), nn.Linear(8, 1)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return self.out(self.rnn(x)[0][:, -1])
+
+
+def _gpt_logits(model):  # noqa: ANN001, ANN202
+    return lambda x: model(x)[0].reshape(-1, 30)
+
+
+def _step_cases() -> dict[str, tuple]:
+    """name: (model, input shape or ids, target kind, optimizer, expected host reads per step)."""
+    from gnn.models import GPT, GPTConfig
+
+    gpt = GPT(GPTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.1))
+    return {
+        "mlp-sgd-momentum": (
+            nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 5)),
+            (16, 20),
+            5,
+            lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+            0,
+        ),
+        "cnn-batchnorm-adam": (
+            nn.Sequential(
+                nn.Conv2d(1, 4, 3, padding=1),
+                nn.BatchNorm2d(4),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Flatten(),
+                nn.Linear(64, 10),
+            ),
+            (8, 1, 8, 8),
+            10,
+            optim.Adam,
+            0,
+        ),
+        "lstm-adam-clipped": (_LastStep(), (4, 5, 6), None, optim.Adam, 0),
+        # one: the token ids' range check (both ends in one copy); positions are a slice
+        "gpt-adamw-clipped": (gpt, "ids", 30, optim.AdamW, 1),
+    }
+
+
+@pytest.mark.parametrize(
+    "name", ["mlp-sgd-momentum", "cnn-batchnorm-adam", "lstm-adam-clipped", "gpt-adamw-clipped"]
+)
+def test_a_training_step_does_not_wait_for_the_gpu(name: str) -> None:
+    """Reading a device value on the host stalls the GPU's queue; a step should not need to.
+
+    Counted by the fake CuPy (GNN_FAKE_CUDA=1), which tallies every device-to-host read.
+    """
+    import cupy
+
+    if not hasattr(cupy, "host_reads"):
+        pytest.skip("host reads are counted by the fake CuPy only")
+    model, shape, classes, make_opt, expected = _step_cases()[name]
+    model.to("cuda")
+    opt = make_opt(model.parameters())
+    rng = np.random.default_rng(0)
+    if shape == "ids":
+        x = gnn.tensor(rng.integers(0, 30, (2, 16)), device="cuda")
+        forward = _gpt_logits(model)
+        y = gnn.tensor(rng.integers(0, 30, 32), device="cuda")
+    else:
+        x = gnn.tensor(rng.standard_normal(shape).astype(np.float32), device="cuda")
+        forward = model
+        n = shape[0]
+        y = gnn.tensor(
+            rng.integers(0, classes, n)
+            if classes
+            else rng.standard_normal((n, 1)).astype(np.float32),
+            device="cuda",
+        )
+    loss_fn = F.cross_entropy if classes else F.mse_loss
+    for _ in range(2):  # the second step: optimizer state exists
+        before = cupy.host_reads
+        opt.zero_grad()
+        loss_fn(forward(x), y).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    assert cupy.host_reads - before == expected

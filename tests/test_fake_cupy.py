@@ -136,3 +136,12 @@ def test_numpy_dispatch_keeps_the_fake_definitions(cp) -> None:  # noqa: ANN001
     """np.empty_like(device array) goes through __array_function__ and must stay poisoned."""
     assert np.isnan(cp.asnumpy(np.empty_like(cp.zeros(3)))).all()
     assert np.isnan(cp.asnumpy(cp.empty(2))).all()  # and cupy.empty was not replaced by it
+
+
+def test_host_reads_are_counted(cp) -> None:  # noqa: ANN001
+    a = cp.arange(4)
+    before = cp.host_reads
+    float(a[1]), int(a.sum()), bool(a[0]), a.tolist(), cp.asnumpy(a)  # noqa: B018
+    after_reads = cp.host_reads
+    b = a * 2 + a.sum()  # device work only
+    assert after_reads - before == 5 and cp.host_reads == after_reads and b.shape == (4,)

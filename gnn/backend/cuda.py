@@ -162,6 +162,11 @@ class CupyBackend(NumpyBackend):
     def randint(self, low: int, high: int, shape: tuple, dtype: Any) -> Any:
         return self.rng().integers(low, high, size=shape, dtype=dtype)
 
+    def value_range(self, a: Any) -> tuple[int, int]:
+        # one device-to-host copy (one wait for the GPU) for both numbers, not two
+        lo, hi = self.xp.stack((a.min(), a.max())).tolist()
+        return int(lo), int(hi)
+
     def permutation(self, n: int) -> Any:
         # CuPy's Generator has no permutation(): the order that sorts n random keys is one.
         return self.xp.argsort(self.rng().random(n))

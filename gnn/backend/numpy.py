@@ -182,6 +182,10 @@ class NumpyBackend:
         gx *= gy
         return gx
 
+    def value_range(self, a: Any) -> tuple[int, int]:
+        """(min, max) of a non-empty integer array, as Python ints."""
+        return int(a.min()), int(a.max())
+
     def check_class_targets(self, target: Any, num_classes: int, ignore_index: int) -> bool:
         """Raise IndexError for labels outside [0, C) other than ignore_index (CPU: before use).
 

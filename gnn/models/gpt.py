@@ -183,8 +183,9 @@ class GPT(nn.Module):
         if idx.dtype.kind not in "iu":
             raise TypeError(f"GPT: token ids must be integers, got dtype {idx.dtype}")
         tr = self.transformer
-        pos = gnn.arange(start, start + T, dtype=gnn.int64, device=idx.device)
-        x = tr["drop"](tr["wte"](idx) + tr["wpe"](pos))  # (B, T, C)
+        # Positions start:start+T are a slice of wpe's rows: no gather and no range check (which
+        # would make the host wait for the GPU).
+        x = tr["drop"](tr["wte"](idx) + tr["wpe"].weight[start : start + T])  # (B, T, C)
         for i, block in enumerate(tr["h"]):
             x = block(x, cache, i)
         x = tr["ln_f"](x)

@@ -45,7 +45,7 @@ def embedding(
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
     if ids.size:
-        lo, hi = int(ids.min()), int(ids.max())
+        lo, hi = weight._be.value_range(ids)
         if lo < 0 or hi >= num:
             bad = lo if lo < 0 else hi
             raise IndexError(

@@ -33,6 +33,15 @@ from cupy import _names
 
 __version__ = "14.2.0+fake"
 FAKE = True
+# Reads that make the host wait for the GPU (bool/int/float/item/tolist/get/asnumpy of an array).
+# The tests read this to check that a training step does not stall on the device.
+host_reads = 0
+
+
+def _host_read() -> None:
+    global host_reads
+    host_reads += 1
+
 
 _IMPLICIT = (
     "Implicit conversion to a NumPy array is not allowed. "
@@ -212,6 +221,7 @@ class ndarray:
             raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
         attr = getattr(self._a, name)
         if name in ("item", "tolist", "tobytes"):  # these copy to the host in CuPy too
+            _host_read()
             return attr
 
         def method(*args: Any, **kwargs: Any) -> Any:
@@ -223,6 +233,7 @@ class ndarray:
     # ---- host transfers --------------------------------------------------------------------
 
     def get(self, stream: Any = None, order: str = "C", out: Any = None) -> _np.ndarray:
+        _host_read()
         if out is not None:
             out[...] = self._a
             return out
@@ -274,15 +285,19 @@ class ndarray:
         return (self[i] for i in range(len(self._a)))
 
     def __bool__(self) -> bool:
+        _host_read()
         return bool(self._a)
 
     def __float__(self) -> float:
+        _host_read()
         return float(self._a)
 
     def __int__(self) -> int:
+        _host_read()
         return int(self._a)
 
     def __complex__(self) -> complex:
+        _host_read()
         return complex(self._a)
 
     def __format__(self, spec: str) -> str:
