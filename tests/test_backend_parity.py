@@ -195,7 +195,7 @@ def _gpt_logits(model):  # noqa: ANN001, ANN202
 
 
 def _step_cases() -> dict[str, tuple]:
-    """name: (model, input shape or ids, target kind, optimizer, expected host reads per step)."""
+    """name: (model, input shape or ids, classes, optimizer, host reads expected per step)."""
     from gnn.models import GPT, GPTConfig
 
     gpt = GPT(GPTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.1))
@@ -233,7 +233,8 @@ def _step_cases() -> dict[str, tuple]:
 def test_a_training_step_does_not_wait_for_the_gpu(name: str) -> None:
     """Reading a device value on the host stalls the GPU's queue; a step should not need to.
 
-    Counted by the fake CuPy (GNN_FAKE_CUDA=1), which tallies every device-to-host read.
+    Counted by the fake CuPy (GNN_FAKE_CUDA=1), which tallies every device-to-host read and every
+    copy of host data to the device (asarray of host data, list or NumPy indices).
     """
     import cupy
 
@@ -259,9 +260,10 @@ def test_a_training_step_does_not_wait_for_the_gpu(name: str) -> None:
         )
     loss_fn = F.cross_entropy if classes else F.mse_loss
     for _ in range(2):  # the second step: optimizer state exists
-        before = cupy.host_reads
+        reads, writes = cupy.host_reads, cupy.host_writes
         opt.zero_grad()
         loss_fn(forward(x), y).backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    assert cupy.host_reads - before == expected
+    assert cupy.host_reads - reads == expected
+    assert cupy.host_writes - writes == 0  # no host data copied over within a step either

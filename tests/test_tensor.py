@@ -513,3 +513,15 @@ def test_type_promotion_follows_pytorch(left, right, op, expected):
     assert out.dtype == np.dtype(expected)
     ref = {"add": np.add, "mul": np.multiply, "sub": np.subtract, "div": np.true_divide}[op]
     np.testing.assert_allclose(out.numpy(), ref(a.numpy(), b.numpy()).astype(expected))
+
+
+def test_backend_constant_is_made_once_and_read_only(device: str) -> None:
+    be = gnn.backend.get_backend(device)
+    a = be.constant((0, 1, 3, 2), np.int64)
+    assert be.constant((0, 1, 3, 2), np.int64) is a and be.is_array(a)
+    np.testing.assert_array_equal(be.to_numpy(a), [0, 1, 3, 2])
+    half = be.constant((0.5, 1.0), np.float32)
+    assert half.dtype == np.float32 and half is not be.constant((0.5, 1.0), np.float64)
+    if device == "cpu":
+        with pytest.raises(ValueError):
+            a[0] = 5

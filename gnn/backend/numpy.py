@@ -32,6 +32,7 @@ class NumpyBackend:
         self.device = Device("cpu")
         self._rng: Any = None
         self._seed_generation = -1
+        self._constants: dict[tuple, Any] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.device})"
@@ -181,6 +182,18 @@ class NumpyBackend:
         gx *= y
         gx *= gy
         return gx
+
+    def constant(self, values: tuple, dtype: Any) -> Any:
+        """A 1-D array of `values` on this device, made once and cached: no host-to-device copy
+        (on a GPU, a wait) each time an op needs the same small table. Do not write to it."""
+        key = (tuple(values), np.dtype(dtype))
+        a = self._constants.get(key)
+        if a is None:
+            a = self.asarray(np.array(key[0], dtype=key[1]))
+            if isinstance(a, np.ndarray):
+                a.flags.writeable = False
+            self._constants[key] = a
+        return a
 
     def value_range(self, a: Any) -> tuple[int, int]:
         """(min, max) of a non-empty integer array, as Python ints."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from gnn.autograd import Function
 from gnn.ops._util import column_sums
 from gnn.tensor import Tensor
@@ -108,8 +110,9 @@ class RecurrentLayer(Function):
         t_len, batch, n_in = x.shape
         n_h = w_hh.shape[1]
         dtype = x.dtype
-        order = list(_LSTM_LOOP_ORDER)
-        scale = xp.asarray(_LSTM_LOOP_SCALE, dtype=dtype)
+        # device-resident (cached): an index list or a tuple would be copied over on every call
+        order = self.be.constant(_LSTM_LOOP_ORDER, np.int64)
+        scale = self.be.constant(_LSTM_LOOP_SCALE, dtype)
         w_loop = xp.multiply(  # (4, H, H): h @ w_loop[k] is gate k's scaled recurrent term
             w_hh.reshape(4, n_h, n_h)[order].transpose(0, 2, 1),
             scale[:, None, None],

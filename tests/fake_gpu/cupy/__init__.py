@@ -43,6 +43,16 @@ def _host_read() -> None:
     host_reads += 1
 
 
+# Copies of host data to the device (asarray / array of anything but a device array, and NumPy
+# index or value arrays in setitem): each one waits for the copy, so a step should not need them.
+host_writes = 0
+
+
+def _host_write() -> None:
+    global host_writes
+    host_writes += 1
+
+
 _IMPLICIT = (
     "Implicit conversion to a NumPy array is not allowed. "
     "Please use `.get()` to construct a NumPy array explicitly."
@@ -177,6 +187,14 @@ def _unary(name: str) -> Any:
     return op
 
 
+def _count_host_index(key: Any) -> None:
+    """CuPy copies list and NumPy index arrays to the device before it indexes."""
+    parts = key if isinstance(key, tuple) else (key,)
+    for k in parts:
+        if isinstance(k, (list, _np.ndarray)):
+            _host_write()
+
+
 def _is_basic(key: Any) -> bool:
     """True when an index has no arrays or lists in it (a view, in NumPy's words)."""
     parts = key if isinstance(key, tuple) else (key,)
@@ -267,6 +285,7 @@ class ndarray:
     # ---- Python protocols --------------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
+        _count_host_index(key)
         return _wrap(self._a[_unwrap(key, host_ok=True)])
 
     def __setitem__(self, key: Any, value: Any) -> None:
@@ -274,6 +293,9 @@ class ndarray:
         # fill(value), which takes a scalar.
         if isinstance(value, _np.ndarray) and value.ndim and _is_basic(key):
             raise TypeError(f"cannot fill a cupy.ndarray with a NumPy array of shape {value.shape}")
+        _count_host_index(key)
+        if isinstance(value, (_np.ndarray, list)):
+            _host_write()
         self._a[_unwrap(key, host_ok=True)] = _unwrap(value, host_ok=True)
 
     def __len__(self) -> int:
@@ -355,6 +377,7 @@ def asarray(a: Any, dtype: Any = None, order: Any = None, *, copy: Any = None, b
         if dtype is None or _np.dtype(dtype) == a.dtype:
             return a
         return _wrap(a._a.astype(dtype))
+    _host_write()
     return _wrap(_np.array(_unwrap(a, host_ok=True), dtype=dtype, order=order or "K", copy=True))
 
 
@@ -362,6 +385,8 @@ def array(obj: Any, dtype: Any = None, copy: bool = True, order: str = "K", subo
     if isinstance(obj, ndarray) and not copy:
         return asarray(obj, dtype=dtype)
     host = _unwrap(obj, host_ok=True)
+    if not isinstance(obj, ndarray):
+        _host_write()
     return _wrap(_np.array(host, dtype=dtype, order=order, copy=True, ndmin=ndmin))
 
 

@@ -17,4 +17,5 @@ def scatter_add(a: Any, slices: Any, value: Any) -> None:
     if a.dtype not in _ATOMIC_ADD_DTYPES:
         raise TypeError(f"scatter_add does not support {a.dtype} (CUDA atomicAdd)")
     # Index and value arrays may be on the host: CuPy copies them over, as for setitem.
+    cupy._count_host_index(slices)
     np.add.at(cupy._unwrap(a), cupy._unwrap(slices, host_ok=True), cupy._unwrap(value, True))
