@@ -354,5 +354,6 @@ class Transformer(Module):
         """A (sz, sz) float mask: 0 on and below the diagonal, -inf above (no peeking ahead)."""
         be = get_backend(device)
         dt = parse_dtype(dtype) if dtype is not None else config.get_default_dtype()
-        upper = np.triu(np.full((sz, sz), -np.inf), k=1)
-        return Tensor._make(be.asarray(upper, dtype=dt), be, False)
+        # made on the device (no host copy): -inf everywhere, then zeros on and below the diagonal
+        upper = be.xp.triu(be.xp.full((sz, sz), -np.inf, dtype=dt), k=1)
+        return Tensor._make(upper, be, False)

@@ -531,8 +531,8 @@ class AvgPool2d(Function):
     def forward(self, x: Any) -> Any:
         xp, g = self.be.xp, self.geom
         div = self.divisor
-        if isinstance(div, np.ndarray):
-            div = xp.asarray(div, dtype=x.dtype)
+        if isinstance(div, np.ndarray):  # cached on the device: no copy per call
+            div = self.be.constant(tuple(div.ravel().tolist()), x.dtype).reshape(div.shape)
             self.divisor = div
         y = _pool_windows(xp, x, g, 0.0).sum(axis=0).reshape(g.n, g.c, g.oh, g.ow)
         y /= div
@@ -616,4 +616,6 @@ def avg_pool2d(
     else:
         pad = _pair(padding, "padding", op, 0)
         divisor = _avg_divisor(g, pad, count_include_pad)
+        if divisor.size and (divisor == divisor.flat[0]).all():
+            divisor = float(divisor.flat[0])  # every window full: one number
     return AvgPool2d.apply(input, geom=g, divisor=divisor)
