@@ -38,7 +38,60 @@ from gnn.creation import (
     zeros_like,
 )
 from gnn.dtypes import bool_, float16, float32, float64, int32, int64
-from gnn.functional import cat, stack, where
+from gnn.functional import (  # the torch.* names for tensor math, as in PyTorch
+    abs,
+    argmax,
+    argmin,
+    bmm,
+    cat,
+    ceil,
+    chunk,
+    clamp,
+    cos,
+    cumsum,
+    exp,
+    expm1,
+    flatten,
+    flip,
+    floor,
+    gather,
+    index_select,
+    isfinite,
+    isnan,
+    log,
+    log1p,
+    logsumexp,
+    matmul,
+    max,
+    mean,
+    min,
+    mm,
+    narrow,
+    permute,
+    reciprocal,
+    reshape,
+    round,
+    rsqrt,
+    sigmoid,
+    sign,
+    sin,
+    softmax,
+    split,
+    sqrt,
+    square,
+    squeeze,
+    stack,
+    std,
+    sum,
+    t,
+    tanh,
+    transpose,
+    tril,
+    triu,
+    unsqueeze,
+    var,
+    where,
+)
 from gnn.tensor import Tensor
 
 bool = bool_  # noqa: A001  (gnn.bool, as torch.bool)
@@ -55,6 +108,13 @@ __all__ = [
     "ones", "ones_like", "rand", "rand_like", "randint", "randn", "randn_like",
     "set_default_device", "set_default_dtype", "set_grad_enabled", "stack", "tensor", "where",
     "zeros", "zeros_like",
+]  # fmt: skip
+__all__ += [
+    "abs", "argmax", "argmin", "bmm", "ceil", "chunk", "clamp", "cos", "cumsum", "exp", "expm1",
+    "flatten", "flip", "floor", "gather", "index_select", "isfinite", "isnan", "log", "log1p",
+    "logsumexp", "matmul", "max", "mean", "min", "mm", "narrow", "permute", "reciprocal",
+    "reshape", "round", "rsqrt", "sigmoid", "sign", "sin", "softmax", "split", "sqrt", "square",
+    "squeeze", "std", "sum", "t", "tanh", "transpose", "tril", "triu", "unsqueeze", "var",
 ]  # fmt: skip
 
 

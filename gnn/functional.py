@@ -91,5 +91,42 @@ from gnn.ops.batch_norm import batch_norm  # noqa: E402
 from gnn.ops.conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d  # noqa: E402
 
 __all__ += ["avg_pool2d", "batch_norm", "conv2d", "conv_transpose2d", "max_pool2d"]
+from gnn.ops.linalg import bmm, mm  # noqa: E402
+from gnn.ops.reduce import cumsum, logsumexp  # noqa: E402
+from gnn.ops.select import (  # noqa: E402
+    chunk,
+    flip,
+    gather,
+    index_select,
+    narrow,
+    repeat,
+    split,
+    t,
+    tril,
+    triu,
+)
+from gnn.ops.unary import (  # noqa: E402
+    ceil,
+    cos,
+    expm1,
+    floor,
+    isfinite,
+    isnan,
+    log1p,
+    reciprocal,
+    round,
+    rsqrt,
+    sign,
+    silu,
+    sin,
+    softplus,
+    square,
+)
+
+__all__ += [
+    "bmm", "ceil", "chunk", "cos", "cumsum", "expm1", "flip", "floor", "gather", "index_select",
+    "isfinite", "isnan", "log1p", "logsumexp", "mm", "narrow", "reciprocal", "repeat", "round",
+    "rsqrt", "sign", "silu", "sin", "softplus", "split", "square", "t", "tril", "triu",
+]  # fmt: skip
 
 _tensor_module.F = sys.modules[__name__]

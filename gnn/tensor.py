@@ -404,6 +404,124 @@ class Tensor:
     def matmul(self, other: Any) -> Tensor:
         return F.matmul(self, other)
 
+    def mm(self, other: Tensor) -> Tensor:
+        return F.mm(self, other)
+
+    def bmm(self, other: Tensor) -> Tensor:
+        return F.bmm(self, other)
+
+    def t(self) -> Tensor:
+        return F.t(self)
+
+    # ---- more math (gnn/ops/unary.py) and comparisons as methods, as in PyTorch ----------------
+
+    def neg(self) -> Tensor:
+        return F.neg(self)
+
+    def sin(self) -> Tensor:
+        return F.sin(self)
+
+    def cos(self) -> Tensor:
+        return F.cos(self)
+
+    def log1p(self) -> Tensor:
+        return F.log1p(self)
+
+    def expm1(self) -> Tensor:
+        return F.expm1(self)
+
+    def square(self) -> Tensor:
+        return F.square(self)
+
+    def rsqrt(self) -> Tensor:
+        return F.rsqrt(self)
+
+    def reciprocal(self) -> Tensor:
+        return F.reciprocal(self)
+
+    def sign(self) -> Tensor:
+        return F.sign(self)
+
+    def floor(self) -> Tensor:
+        return F.floor(self)
+
+    def ceil(self) -> Tensor:
+        return F.ceil(self)
+
+    def round(self) -> Tensor:
+        return F.round(self)
+
+    def isnan(self) -> Tensor:
+        return F.isnan(self)
+
+    def isfinite(self) -> Tensor:
+        return F.isfinite(self)
+
+    def eq(self, other: Any) -> Tensor:
+        return F.eq(self, other)
+
+    def ne(self, other: Any) -> Tensor:
+        return F.ne(self, other)
+
+    def lt(self, other: Any) -> Tensor:
+        return F.lt(self, other)
+
+    def le(self, other: Any) -> Tensor:
+        return F.le(self, other)
+
+    def gt(self, other: Any) -> Tensor:
+        return F.gt(self, other)
+
+    def ge(self, other: Any) -> Tensor:
+        return F.ge(self, other)
+
+    def logsumexp(self, dim: Any, keepdim: bool = False) -> Tensor:
+        return F.logsumexp(self, dim, keepdim)
+
+    def cumsum(self, dim: int) -> Tensor:
+        return F.cumsum(self, dim)
+
+    # ---- selection (gnn/ops/select.py) ---------------------------------------------------------
+
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        return F.narrow(self, dim, start, length)
+
+    def split(self, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+        return F.split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        return F.chunk(self, chunks, dim)
+
+    def flip(self, *dims: Any) -> Tensor:
+        return F.flip(self, _shape_args(dims))
+
+    def index_select(self, dim: int, index: Any) -> Tensor:
+        return F.index_select(self, dim, index)
+
+    def gather(self, dim: int, index: Any) -> Tensor:
+        return F.gather(self, dim, index)
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        return F.tril(self, diagonal)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        return F.triu(self, diagonal)
+
+    def repeat(self, *sizes: Any) -> Tensor:
+        return F.repeat(self, *_shape_args(sizes))
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return F.reshape(self, tuple(other.shape))
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        return F.reshape(self, tuple(other.shape))
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return F.expand(self, tuple(other.shape))
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.to(dtype=other.dtype)
+
 
 autograd._Tensor = Tensor  # ops make plain Tensors, whatever their inputs' class
 

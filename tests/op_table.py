@@ -516,6 +516,56 @@ def pointwise_loss_cases() -> list:
     ]
 
 
+# ---- references for gnn/ops/unary.py, select.py and the newer reductions ----------------------
+
+
+def with_specials(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    """Normal values with some NaN and +-inf among them (for isnan and isfinite)."""
+    x = rng.standard_normal(shape)
+    flat = x.reshape(-1)
+    flat[::3] = np.nan
+    flat[1::5] = np.inf
+    flat[2::7] = -np.inf
+    return x
+
+
+def np_softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
+    return np.where(beta * x > threshold, x, np.log1p(np.exp(beta * x)) / beta)
+
+
+def np_logsumexp(x: np.ndarray, dim: Any, keepdim: bool = False) -> np.ndarray:
+    return np.log(np.sum(np.exp(x), axis=axis(dim, x.ndim), keepdims=keepdim))
+
+
+def np_cumsum(x: np.ndarray, dim: int) -> np.ndarray:
+    return np.cumsum(x, axis=dim) if x.ndim else x.copy()
+
+
+def np_narrow(x: np.ndarray, dim: int, start: int, length: int) -> np.ndarray:
+    return np.take(x, np.arange(start, start + length), axis=dim)
+
+
+def np_split_pieces(x: np.ndarray, sizes: Any, dim: int = 0) -> list:
+    n = x.shape[dim]
+    if isinstance(sizes, int):
+        sizes = [min(sizes, n - s) for s in range(0, n, sizes)] or [0]
+    ends = np.cumsum(sizes)
+    return [np_narrow(x, dim, int(e - k), int(k)) for e, k in zip(ends, sizes)]
+
+
+def np_gather(x: np.ndarray, dim: int, index: np.ndarray) -> np.ndarray:
+    dim %= max(x.ndim, 1)
+    where = tuple(
+        index if k == dim else np.arange(m).reshape((1,) * k + (m,) + (1,) * (index.ndim - k - 1))
+        for k, m in enumerate(index.shape)
+    )
+    return x[where]
+
+
+def np_t(x: np.ndarray) -> np.ndarray:
+    return x.T if x.ndim == 2 else x
+
+
 # ---- the table ----------------------------------------------------------------------------------
 
 ROWS: list[OpRow] = [
@@ -962,6 +1012,221 @@ ROWS: list[OpRow] = [
             case((0, 4), target=labels((0,), 4)),
             case((0, 4), target=labels((0,), 4), reduction="sum"),
         ],
+    ),
+    # more unary math (gnn/ops/unary.py)
+    OpRow("sin", np.sin, UNARY, method=Tensor.sin),
+    OpRow("cos", np.cos, UNARY, method=Tensor.cos),
+    OpRow("log1p", np.log1p, UNARY, method=Tensor.log1p, domain=positive),
+    OpRow("expm1", np.expm1, UNARY, method=Tensor.expm1),
+    OpRow("square", np.square, UNARY, method=Tensor.square),
+    OpRow("rsqrt", lambda x: 1 / np.sqrt(x), UNARY, method=Tensor.rsqrt, domain=positive),
+    OpRow("reciprocal", lambda x: 1 / x, UNARY, method=Tensor.reciprocal, domain=nonzero_wide),
+    OpRow("silu", lambda x: x * np_sigmoid(x), UNARY),
+    OpRow(
+        "softplus",
+        np_softplus,
+        UNARY + [case((3, 4), beta=2.0, threshold=1.0), case((5,), args=(0.5, 0.2))],
+        domain=away_from(0.1, 0.4, 0.5, gap=0.05),  # clear of the thresholds' kinks
+    ),
+    OpRow("sign", np.sign, UNARY, method=Tensor.sign, differentiable=False),
+    OpRow("floor", np.floor, UNARY, method=Tensor.floor, differentiable=False),
+    OpRow("ceil", np.ceil, UNARY, method=Tensor.ceil, differentiable=False),
+    OpRow("round", np.round, UNARY, method=Tensor.round, differentiable=False),
+    OpRow(
+        "isnan",
+        np.isnan,
+        UNARY,
+        method=Tensor.isnan,
+        domain=with_specials,
+        differentiable=False,
+        out_dtype="bool",
+    ),
+    OpRow(
+        "isfinite",
+        np.isfinite,
+        UNARY,
+        method=Tensor.isfinite,
+        domain=with_specials,
+        differentiable=False,
+        out_dtype="bool",
+    ),
+    # newer reductions and scans
+    OpRow(
+        "logsumexp",
+        np_logsumexp,
+        [
+            case((3, 4), args=(1,)),
+            case((3, 4), args=(-1,), keepdim=True),
+            case((2, 3, 4), args=((0, 2),)),
+            case((2, 3, 4), args=(0,), keepdim=True),
+            case((), args=(0,)),
+            case((1,), args=(0,)),
+            case((1, 1), args=((0, 1),)),
+            case((0, 3), args=(1,)),
+        ],
+        method=Tensor.logsumexp,
+    ),
+    OpRow(
+        "cumsum",
+        np_cumsum,
+        [
+            case((3, 4), args=(1,)),
+            case((3, 4), args=(0,)),
+            case((2, 3, 4), args=(-2,)),
+            case((5,), args=(0,)),
+            case((), args=(0,)),
+            case((1,), args=(0,)),
+            case((0, 3), args=(1,)),
+        ],
+        method=Tensor.cumsum,
+        tol32=(5e-5, 5e-6),
+    ),
+    OpRow(
+        "mm",
+        np.matmul,
+        [case((3, 4), (4, 5)), case((1, 1), (1, 1)), case((0, 4), (4, 2)), case((3, 0), (0, 2))],
+        method=Tensor.mm,
+        tol32=(1e-5, 1e-5),
+    ),
+    OpRow(
+        "bmm",
+        np.matmul,
+        [case((2, 3, 4), (2, 4, 5)), case((1, 1, 1), (1, 1, 1)), case((0, 3, 4), (0, 4, 2))],
+        method=Tensor.bmm,
+        tol32=(1e-5, 1e-5),
+    ),
+    # selection (gnn/ops/select.py)
+    OpRow(
+        "narrow",
+        np_narrow,
+        [
+            case((3, 4), args=(1, 1, 2)),
+            case((2, 3, 4), args=(-1, 0, 4)),
+            case((5,), args=(0, 4, 0)),
+            case((1,), args=(0, 0, 1)),
+            case((0, 3), args=(1, 1, 1)),
+        ],
+        method=Tensor.narrow,
+    ),
+    OpRow(
+        "split",
+        lambda x, sizes, dim=0: np_split_pieces(x, sizes, dim)[-1],
+        [
+            case((5, 4), args=(2,)),
+            case((3, 4), args=([1, 3], 1)),
+            case((2, 6, 2), args=(4, -2)),
+            case((1,), args=(1,)),
+            case((0, 3), args=(2, 1)),
+        ],
+        fn=lambda x, *a: F.split(x, *a)[-1],
+        method=lambda x, *a: x.split(*a)[-1],
+    ),
+    OpRow(
+        "split",
+        lambda x, sizes, dim=0: np_split_pieces(x, sizes, dim)[0],
+        [case((5, 4), args=(2,)), case((3, 4), args=([1, 3], 1)), case((1,), args=(1,))]
+        + [case((0, 3), args=(2,))],
+        name="split_first",
+        fn=lambda x, *a: F.split(x, *a)[0],
+    ),
+    OpRow(
+        "chunk",
+        lambda x, chunks, dim=0: np_split_pieces(x, -(-x.shape[dim] // chunks) or 1, dim)[0],
+        [
+            case((5, 4), args=(2,)),
+            case((3, 7), args=(3, 1)),
+            case((4,), args=(8,)),
+            case((1,), args=(1,)),
+            case((0, 3), args=(2, 1)),
+        ],
+        fn=lambda x, *a: F.chunk(x, *a)[0],
+        method=lambda x, *a: x.chunk(*a)[0],
+    ),
+    OpRow(
+        "flip",
+        lambda x, dims: np.flip(x, dims),
+        [
+            case((3, 4), args=((0,),)),
+            case((2, 3, 4), args=((0, 2),)),
+            case((2, 3, 4), args=((-1,),)),
+            case((), args=((),)),
+            case((1,), args=((0,),)),
+            case((0, 3), args=((1,),)),
+        ],
+        method=lambda x, dims: x.flip(*dims),
+    ),
+    OpRow(
+        "index_select",
+        lambda x, dim, index: np.take(x, index, axis=dim),
+        [
+            case((3, 4), args=(1, np.array([3, 0, 3]))),
+            case((3, 4), args=(0, np.array([2]))),
+            case((2, 3, 4), args=(-2, np.array([1, 1, 0, 2]))),
+            case((1,), args=(0, np.array([0, 0]))),
+            case((0, 3), args=(1, np.array([2]))),
+            case((3, 2), args=(0, np.zeros(0, dtype=np.int64))),
+        ],
+        method=Tensor.index_select,
+    ),
+    OpRow(
+        "gather",
+        np_gather,
+        [
+            case((3, 4), args=(1, np.array([[0, 0], [1, 0], [3, 2]]))),
+            case((3, 4), args=(0, np.array([[2, 0, 1, 1], [0, 0, 2, 1]]))),
+            case((3, 4), args=(1, np.array([[3, 3], [0, 1]]))),  # smaller than x in dim 0
+            case((2, 3, 4), args=(-1, np.array([[[0, 3, 1, 1, 2]] * 3] * 2))),
+            case((1,), args=(0, np.array([0, 0, 0]))),
+            case((0, 3), args=(1, np.zeros((0, 2), dtype=np.int64))),
+        ],
+        method=Tensor.gather,
+    ),
+    OpRow(
+        "tril",
+        np.tril,
+        [
+            case((3, 4)),
+            case((4, 3), args=(1,)),
+            case((2, 3, 3), args=(-1,)),
+            case((1, 1)),
+            case((0, 3)),
+            case((2, 0, 2)),
+        ],
+        method=Tensor.tril,
+    ),
+    OpRow(
+        "triu",
+        np.triu,
+        [
+            case((3, 4)),
+            case((4, 3), args=(1,)),
+            case((2, 3, 3), args=(-1,)),
+            case((1, 1)),
+            case((0, 3)),
+            case((2, 0, 2)),
+        ],
+        method=Tensor.triu,
+    ),
+    OpRow(
+        "repeat",
+        lambda x, sizes: np.tile(x, sizes),
+        [
+            case((2, 3), args=((2, 1),)),
+            case((3,), args=((2, 2),)),
+            case((2, 3), args=((1, 1),)),
+            case((), args=((3,),)),
+            case((1,), args=((1,),)),
+            case((0, 2), args=((2, 3),)),
+            case((2, 3), args=((0, 1),)),
+        ],
+        fn=lambda x, sizes: F.repeat(x, *sizes),
+        method=lambda x, sizes: x.repeat(*sizes),
+    ),
+    OpRow(
+        "t",
+        np_t,
+        [case((3, 4)), case((5,)), case(()), case((1, 1)), case((0, 3))],
+        method=Tensor.t,
     ),
 ]
 

@@ -86,3 +86,25 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if bias is None:
         return Linear.apply(x, weight)
     return Linear.apply(x, weight, bias)
+
+
+def mm(a: Tensor, b: Tensor) -> Tensor:
+    """The product of two matrices, (n, k) @ (k, m); no broadcasting (see matmul for that)."""
+    if getattr(a, "ndim", None) != 2 or getattr(b, "ndim", None) != 2:
+        raise ValueError(
+            f"mm: both operands must be 2-D, got shapes {getattr(a, 'shape', a)} and "
+            f"{getattr(b, 'shape', b)}"
+        )
+    return matmul(a, b)
+
+
+def bmm(a: Tensor, b: Tensor) -> Tensor:
+    """Batched matrix products, (B, n, k) @ (B, k, m), with equal batch sizes (no broadcasting)."""
+    if getattr(a, "ndim", None) != 3 or getattr(b, "ndim", None) != 3:
+        raise ValueError(
+            f"bmm: both operands must be 3-D, got shapes {getattr(a, 'shape', a)} and "
+            f"{getattr(b, 'shape', b)}"
+        )
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"bmm: batch sizes differ: {a.shape} and {b.shape}")
+    return matmul(a, b)

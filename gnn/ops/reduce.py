@@ -1,4 +1,4 @@
-"""Reductions (sum, mean, var, max, min, argmax) and the softmax family.
+"""Reductions (sum, mean, var, max, min, argmax, logsumexp), cumsum and the softmax family.
 
 PyTorch-shaped: `dim`, `keepdim`.
 """
@@ -205,3 +205,62 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     if x.ndim == 0:  # as in softmax
         return reshape(LogSoftmax.apply(reshape(x, (1,)), axis=0), ())
     return LogSoftmax.apply(x, axis=axis)
+
+
+# ---- logsumexp, cumsum ---------------------------------------------------------------------------
+
+
+class LogSumExp(Function):
+    def __init__(self, axes: tuple | None, keepdim: bool) -> None:
+        self.axes, self.keepdim = axes, keepdim
+
+    def forward(self, x: Any) -> Any:
+        xp = self.be.xp
+        m = x.max(axis=self.axes, keepdims=True) if x.size else xp.zeros((1,) * x.ndim, x.dtype)
+        m = xp.where(xp.isfinite(m), m, 0)  # rows of -inf (or inf) must not give inf - inf
+        s = xp.exp(x - m).sum(axis=self.axes, keepdims=True)
+        out = xp.log(s)
+        out += m
+        self.x, self.out = x, out
+        return out if self.keepdim else out.reshape(_reduced_shape(x.shape, self.axes))
+
+    def backward(self, gy: Any) -> Any:
+        xp = self.be.xp
+        if not self.keepdim:
+            gy = gy.reshape(self.out.shape)
+        gx = xp.exp(self.x - self.out)  # the softmax over the reduced axes
+        gx *= gy
+        return gx
+
+
+def _reduced_shape(shape: tuple, axes: tuple | None) -> tuple:
+    if axes is None:
+        return ()
+    return tuple(n for k, n in enumerate(shape) if k not in axes)
+
+
+def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
+    """log(sum(exp(x))) over dim (an int or a tuple), computed stably."""
+    axes = norm_dims(dim, x.ndim, "logsumexp")
+    return LogSumExp.apply(x, axes=axes, keepdim=keepdim)
+
+
+class CumSum(Function):
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+
+    def forward(self, x: Any) -> Any:
+        return self.be.xp.cumsum(x, axis=self.axis)
+
+    def backward(self, gy: Any) -> Any:
+        # each input reaches every later output: the sums of gy from the end backwards
+        rev = (slice(None),) * self.axis + (slice(None, None, -1),)
+        return self.be.xp.cumsum(gy[rev], axis=self.axis)[rev]
+
+
+def cumsum(x: Tensor, dim: int) -> Tensor:
+    """Running sums along dim."""
+    axis = norm_dim(dim, x.ndim, "cumsum")
+    if x.ndim == 0:
+        return reshape(CumSum.apply(reshape(x, (1,)), axis=0), ())
+    return CumSum.apply(x, axis=axis)

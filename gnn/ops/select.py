@@ -1,0 +1,204 @@
+"""Picking parts of a tensor, PyTorch-named: narrow, chunk, split, flip, index_select, gather,
+tril, triu, repeat, t.
+
+Most are compositions of getitem, reshape and expand (their gradients come from those); gather and
+the triangles are Functions of their own.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gnn.autograd import Function
+from gnn.ops._util import norm_dim
+from gnn.ops.shape import expand, getitem, reshape, transpose
+from gnn.tensor import Tensor
+
+
+def _index_array(index: Any, like: Tensor, op: str) -> Any:
+    """An integer index as an array on `like`'s device (a Tensor there, or anything array-like)."""
+    if isinstance(index, Tensor):
+        if index._be is not like._be:
+            raise RuntimeError(f"{op}: index is on {index.device}, the input on {like.device}")
+        data = index.data
+    else:
+        data = like._be.asarray(index)
+    if data.dtype.kind not in "iu":
+        raise TypeError(f"{op}: index must hold integers, got dtype {data.dtype}")
+    return data
+
+
+def _check_range(data: Any, size: int, like: Tensor, op: str, dim: int) -> None:
+    """Out-of-range indices are an error (CuPy would wrap them silently)."""
+    if data.size == 0:
+        return
+    lo, hi = like._be.value_range(data)
+    if lo < -size or hi >= size:
+        bad = lo if lo < -size else hi
+        raise IndexError(f"{op}: index {bad} is out of range for dim {dim} of size {size}")
+
+
+def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
+    """x's elements start .. start + length - 1 along dim (a view, as in PyTorch)."""
+    d = norm_dim(dim, x.ndim, "narrow")
+    n = x.shape[d]
+    if start < 0:
+        start += n
+    if not (0 <= start <= n and 0 <= length and start + length <= n):
+        raise IndexError(
+            f"narrow: start {start} and length {length} do not fit dim {dim} of size {n}"
+        )
+    return getitem(x, (slice(None),) * d + (slice(start, start + length),))
+
+
+def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+    """Pieces along dim: of split_size each (the last may be smaller), or of the listed sizes."""
+    d = norm_dim(dim, x.ndim, "split")
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, int):
+        size = split_size_or_sections
+        if size <= 0:
+            raise ValueError(f"split: split_size must be positive, got {size}")
+        sizes = [min(size, n - s) for s in range(0, n, size)] or [0]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if any(s < 0 for s in sizes) or sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not add up to dim {dim} of size {n}")
+    out, start = [], 0
+    for s in sizes:
+        out.append(narrow(x, d, start, s))
+        start += s
+    return tuple(out)
+
+
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    """At most `chunks` pieces along dim, each ceil(size / chunks) long (the last may be less)."""
+    if not isinstance(chunks, int) or chunks <= 0:
+        raise ValueError(f"chunk: chunks must be a positive integer, got {chunks!r}")
+    n = x.shape[norm_dim(dim, x.ndim, "chunk")]
+    return split(x, max(1, math.ceil(n / chunks)), dim)
+
+
+def flip(x: Tensor, dims: Any) -> Tensor:
+    """x with the order of elements reversed along each of dims."""
+    axes = {norm_dim(d, x.ndim, "flip") for d in ((dims,) if isinstance(dims, int) else dims)}
+    if x.ndim == 0:
+        return getitem(x, ())
+    return getitem(
+        x, tuple(slice(None, None, -1) if a in axes else slice(None) for a in range(x.ndim))
+    )
+
+
+def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
+    """The entries of x at the 1-D integer `index` along dim (repeats allowed)."""
+    d = norm_dim(dim, x.ndim, "index_select")
+    data = _index_array(index, x, "index_select")
+    if data.ndim > 1:
+        raise ValueError(f"index_select: index must be 1-D, got shape {tuple(data.shape)}")
+    if x.ndim == 0:
+        _check_range(data, 1, x, "index_select", dim)
+        return reshape(getitem(reshape(x, (1,)), data.reshape(-1)), tuple(data.shape))
+    _check_range(data, x.shape[d], x, "index_select", dim)
+    return getitem(x, (slice(None),) * d + (data.reshape(-1),))
+
+
+class Gather(Function):
+    def __init__(self, where: tuple) -> None:
+        self.where = where  # a full advanced index: aranges on every axis but dim, the index there
+
+    def forward(self, x: Any) -> Any:
+        self.in_shape = x.shape
+        return x[self.where]
+
+    def backward(self, gy: Any) -> Any:
+        gx = self.be.xp.zeros(self.in_shape, dtype=gy.dtype)
+        self.be.index_add(gx, self.where, gy)  # a position gathered twice gets both gradients
+        return gx
+
+
+def gather(x: Tensor, dim: int, index: Any) -> Tensor:
+    """out[i][j][k] = x[i][index[i][j][k]][k] for dim 1 (and likewise for any dim).
+
+    `index` has x's number of dims and is no larger than x outside dim, as in PyTorch.
+    """
+    d = norm_dim(dim, x.ndim, "gather")
+    data = _index_array(index, x, "gather")
+    if data.ndim != x.ndim and not (x.ndim == 0 and data.ndim <= 1):
+        raise ValueError(
+            f"gather: index must have as many dims as the input ({x.ndim}), "
+            f"got shape {tuple(data.shape)}"
+        )
+    if x.ndim == 0:
+        _check_range(data, 1, x, "gather", dim)
+        return reshape(Gather.apply(reshape(x, (1,)), where=(data.reshape(-1),)), data.shape)
+    for k, (m, n) in enumerate(zip(data.shape, x.shape)):
+        if k != d and m > n:
+            raise ValueError(
+                f"gather: index shape {tuple(data.shape)} is larger than the input "
+                f"{tuple(x.shape)} in dim {k}"
+            )
+    _check_range(data, x.shape[d], x, "gather", dim)
+    xp = x._be.xp
+    where = tuple(
+        data if k == d else xp.arange(m).reshape((1,) * k + (m,) + (1,) * (data.ndim - k - 1))
+        for k, m in enumerate(data.shape)
+    )
+    return Gather.apply(x, where=where)
+
+
+class Triangle(Function):
+    def __init__(self, diagonal: int, lower: bool) -> None:
+        self.diagonal, self.lower = diagonal, lower
+
+    def _keep(self, shape: tuple) -> Any:
+        xp = self.be.xp
+        n, m = shape[-2:]
+        if self.lower:
+            return xp.tri(n, m, self.diagonal, dtype=bool)
+        return ~xp.tri(n, m, self.diagonal - 1, dtype=bool)
+
+    def forward(self, x: Any) -> Any:
+        return self.be.xp.where(self._keep(x.shape), x, 0).astype(x.dtype, copy=False)
+
+    def backward(self, gy: Any) -> Any:
+        return self.be.xp.where(self._keep(gy.shape), gy, 0).astype(gy.dtype, copy=False)
+
+
+def _triangle(x: Tensor, diagonal: int, lower: bool, op: str) -> Tensor:
+    if x.ndim < 2:
+        raise ValueError(f"{op}: input must have at least 2 dims, got shape {x.shape}")
+    return Triangle.apply(x, diagonal=int(diagonal), lower=lower)
+
+
+def tril(x: Tensor, diagonal: int = 0) -> Tensor:
+    """x with the elements above the diagonal-th diagonal set to 0 (last two dims)."""
+    return _triangle(x, diagonal, True, "tril")
+
+
+def triu(x: Tensor, diagonal: int = 0) -> Tensor:
+    """x with the elements below the diagonal-th diagonal set to 0 (last two dims)."""
+    return _triangle(x, diagonal, False, "triu")
+
+
+def repeat(x: Tensor, *sizes: Any) -> Tensor:
+    """x tiled sizes[k] times along each dim k (extra leading sizes add dims), as Tensor.repeat."""
+    reps = tuple(sizes[0]) if len(sizes) == 1 and not isinstance(sizes[0], int) else sizes
+    if len(reps) < x.ndim:
+        raise ValueError(
+            f"repeat: {len(reps)} sizes for a tensor of {x.ndim} dims; give at least {x.ndim}"
+        )
+    if any(not isinstance(r, int) or r < 0 for r in reps):
+        raise ValueError(f"repeat: sizes must be non-negative integers, got {reps}")
+    shape = (1,) * (len(reps) - x.ndim) + tuple(x.shape)
+    spread = tuple(v for s in shape for v in (1, s))  # a length-1 axis before each dim
+    tiled = tuple(v for r, s in zip(reps, shape) for v in (r, s))
+    out = expand(reshape(x, spread), tiled)
+    return reshape(out, tuple(r * s for r, s in zip(reps, shape)))
+
+
+def t(x: Tensor) -> Tensor:
+    """The transpose of a matrix; vectors and 0-d tensors come back unchanged."""
+    if x.ndim > 2:
+        raise ValueError(f"t: expects a tensor of at most 2 dims, got shape {x.shape}")
+    return transpose(x, 0, 1) if x.ndim == 2 else x

@@ -1,0 +1,154 @@
+"""More elementwise math, PyTorch-named: sin, cos, log1p, expm1, softplus, silu, square, rsqrt,
+reciprocal; and sign, floor, ceil, round, isnan, isfinite, which have no gradient here (PyTorch's
+is zero), so their results do not require grad.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gnn.autograd import Function
+from gnn.ops.elementwise import mul, pow, sigmoid
+from gnn.tensor import Tensor
+
+
+class Sin(Function):
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.be.xp.sin(x)
+
+    def backward(self, gy: Any) -> Any:
+        gx = self.be.xp.cos(self.x)
+        gx *= gy
+        return gx
+
+
+class Cos(Function):
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.be.xp.cos(x)
+
+    def backward(self, gy: Any) -> Any:
+        return -(gy * self.be.xp.sin(self.x))
+
+
+class Log1p(Function):
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return self.be.xp.log1p(x)
+
+    def backward(self, gy: Any) -> Any:
+        return gy / (1 + self.x)
+
+
+class Expm1(Function):
+    def forward(self, x: Any) -> Any:
+        self.y = self.be.xp.expm1(x)
+        return self.y
+
+    def backward(self, gy: Any) -> Any:
+        return gy * (self.y + 1)
+
+
+class Softplus(Function):
+    """log(1 + exp(beta x)) / beta, linear where beta x > threshold (as in PyTorch)."""
+
+    def __init__(self, beta: float, threshold: float) -> None:
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x: Any) -> Any:
+        xp = self.be.xp
+        z = x * self.beta if self.beta != 1 else x
+        self.z = z
+        y = xp.logaddexp(z, 0)  # log(1 + e^z) without overflow
+        if self.beta != 1:
+            y /= self.beta
+        return xp.where(z > self.threshold, x, y)
+
+    def backward(self, gy: Any) -> Any:
+        xp = self.be.xp
+        slope = self.be.sigmoid(self.z)
+        return gy * xp.where(self.z > self.threshold, 1, slope)
+
+
+def sin(x: Tensor) -> Tensor:
+    """Sine, elementwise (radians)."""
+    return Sin.apply(x)
+
+
+def cos(x: Tensor) -> Tensor:
+    """Cosine, elementwise (radians)."""
+    return Cos.apply(x)
+
+
+def log1p(x: Tensor) -> Tensor:
+    """log(1 + x), accurate for small x."""
+    return Log1p.apply(x)
+
+
+def expm1(x: Tensor) -> Tensor:
+    """exp(x) - 1, accurate for small x."""
+    return Expm1.apply(x)
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta * x)) / beta; x itself where beta * x > threshold."""
+    if not beta > 0:
+        raise ValueError(f"softplus: beta must be > 0, got {beta!r}")
+    return Softplus.apply(x, beta=float(beta), threshold=float(threshold))
+
+
+def silu(x: Tensor) -> Tensor:
+    """x * sigmoid(x) (also called swish)."""
+    return mul(x, sigmoid(x))
+
+
+def square(x: Tensor) -> Tensor:
+    """x ** 2, elementwise."""
+    return pow(x, 2)
+
+
+def rsqrt(x: Tensor) -> Tensor:
+    """1 / sqrt(x), elementwise."""
+    return pow(x, -0.5)
+
+
+def reciprocal(x: Tensor) -> Tensor:
+    """1 / x, elementwise."""
+    return pow(x, -1)
+
+
+def _no_grad(name: str, x: Tensor) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a Tensor, got {type(x).__name__}")
+    return Tensor._make(getattr(x._be.xp, name)(x.data), x._be, False)
+
+
+def sign(x: Tensor) -> Tensor:
+    """-1, 0 or 1 by the sign of each element."""
+    return _no_grad("sign", x)
+
+
+def floor(x: Tensor) -> Tensor:
+    """The largest integer <= x, elementwise (same dtype)."""
+    return _no_grad("floor", x)
+
+
+def ceil(x: Tensor) -> Tensor:
+    """The smallest integer >= x, elementwise (same dtype)."""
+    return _no_grad("ceil", x)
+
+
+def round(x: Tensor) -> Tensor:  # noqa: A001  (PyTorch's name)
+    """x rounded to the nearest integer, halves to even (as PyTorch and NumPy do)."""
+    return _no_grad("round", x)
+
+
+def isnan(x: Tensor) -> Tensor:
+    """True where x is NaN (bool tensor)."""
+    return _no_grad("isnan", x)
+
+
+def isfinite(x: Tensor) -> Tensor:
+    """True where x is neither infinite nor NaN (bool tensor)."""
+    return _no_grad("isfinite", x)
