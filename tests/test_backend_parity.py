@@ -299,3 +299,21 @@ def test_a_training_step_does_not_wait_for_the_gpu(name: str) -> None:
         opt.step()
     assert cupy.host_reads - reads == expected
     assert cupy.host_writes - writes == 0  # no host data copied over within a step either
+
+
+def test_python_numbers_in_arithmetic_are_copied_to_the_gpu_once() -> None:
+    import cupy
+
+    if not hasattr(cupy, "host_writes"):
+        pytest.skip("host copies are counted by the fake CuPy only")
+    x = gnn.ones(3, device="cuda", requires_grad=True)
+
+    def step() -> None:
+        ((x * 2.0 + 1.0) / 3.0 - 0.5).sum().backward()
+
+    step()
+    writes = cupy.host_writes
+    step()
+    assert cupy.host_writes == writes
+    assert not np.signbit((x * 0.0).numpy()).any()
+    assert np.signbit((x * -0.0).numpy()).all()  # the cached +0.0 must not stand in for -0.0

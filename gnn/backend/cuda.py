@@ -36,6 +36,7 @@ BLOCKS_PER_SM = 8  # enough resident blocks of 256 threads to fill an SM (2048 t
 MAX_THREADS = 1024
 # Device error slots: flag, first bad label, classes, ignore_index, bad rows (see the .cu file)
 ERROR_SLOTS = 5
+_SCALAR_CACHE_SIZE = 1024  # 0-d operands kept on each GPU (CupyBackend.scalar)
 
 
 def elementwise_launch(n: int, itemsize: int, sm_count: int) -> tuple[int, int]:
@@ -122,6 +123,7 @@ class CupyBackend(NumpyBackend):
         self._dummy: Any = None  # stands in for optional pointer arguments the kernel will not read
         self._errors: Any = None  # int64[ERROR_SLOTS] on this GPU, made on first use
         self._errors_pending = False  # a flagging kernel ran since the last check_errors()
+        self._scalars: dict[tuple, Any] = {}  # see scalar()
 
     # ---- arrays --------------------------------------------------------------------------------
 
@@ -161,6 +163,20 @@ class CupyBackend(NumpyBackend):
 
     def randint(self, low: int, high: int, shape: tuple, dtype: Any) -> Any:
         return self.rng().integers(low, high, size=shape, dtype=dtype)
+
+    def scalar(self, value: Any, dtype: Any) -> Any:
+        """A cached 0-d device array for a Python number: x * 2 copies the 2 over once, not on
+        every call. Shared, so never written to (the CPU backend makes its copies read-only to
+        hold the ops to that)."""
+        key = (type(value), repr(value), np.dtype(dtype))  # repr: -0.0 and nan stay apart
+        a = self._scalars.get(key)
+        if a is None:
+            if len(self._scalars) >= _SCALAR_CACHE_SIZE:
+                self._scalars.clear()  # many distinct numbers (a schedule): start afresh
+            with self._cuda_device:
+                a = self.xp.asarray(value, dtype=dtype)
+            self._scalars[key] = a
+        return a
 
     def value_range(self, a: Any) -> tuple[int, int]:
         # one device-to-host copy (one wait for the GPU) for both numbers, not two

@@ -195,6 +195,16 @@ class NumpyBackend:
             self._constants[key] = a
         return a
 
+    def scalar(self, value: Any, dtype: Any) -> Any:
+        """A 0-d array holding a Python number (an operand such as the 2 of x * 2).
+
+        Read-only: ops must not write to their operands, and on a GPU these arrays are cached
+        and shared (CupyBackend.scalar), so the CPU suite is where a write would show.
+        """
+        a = np.asarray(value, dtype=dtype)
+        a.flags.writeable = False
+        return a
+
     def value_range(self, a: Any) -> tuple[int, int]:
         """(min, max) of a non-empty integer array, as Python ints."""
         return int(a.min()), int(a.max())

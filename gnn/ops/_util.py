@@ -27,7 +27,7 @@ def as_tensor(x: Any, like: Tensor) -> Tensor:
         if dt.kind == "f" and like.dtype.kind == "f" and arr.ndim == 0:
             dt = like.dtype
         return Tensor._make(be.asarray(arr, dtype=dt), be, False)
-    return Tensor._make(be.xp.asarray(x, dtype=dt), be, False)
+    return Tensor._make(be.scalar(x, dt), be, False)
 
 
 def pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
