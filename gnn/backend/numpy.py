@@ -225,7 +225,7 @@ class NumpyBackend:
             if int(labels.max()) < num_classes:
                 return True
         else:
-            lo, hi = int(target.min()), int(target.max())
+            lo, hi = self.value_range(target)  # one wait for the GPU, not two
             if 0 <= lo and hi < num_classes and not lo <= ignore_index <= hi:
                 return True
         bad = ((target < 0) | (target >= num_classes)) & (target != ignore_index)
