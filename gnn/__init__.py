@@ -76,6 +76,7 @@ from gnn.functional import (  # the torch.* names for tensor math, as in PyTorch
     sign,
     sin,
     softmax,
+    sort,
     split,
     sqrt,
     square,
@@ -85,6 +86,7 @@ from gnn.functional import (  # the torch.* names for tensor math, as in PyTorch
     sum,
     t,
     tanh,
+    topk,
     transpose,
     tril,
     triu,
@@ -113,8 +115,9 @@ __all__ += [
     "abs", "argmax", "argmin", "bmm", "ceil", "chunk", "clamp", "cos", "cumsum", "exp", "expm1",
     "flatten", "flip", "floor", "gather", "index_select", "isfinite", "isnan", "log", "log1p",
     "logsumexp", "matmul", "max", "mean", "min", "mm", "narrow", "permute", "reciprocal",
-    "reshape", "round", "rsqrt", "sigmoid", "sign", "sin", "softmax", "split", "sqrt", "square",
-    "squeeze", "std", "sum", "t", "tanh", "transpose", "tril", "triu", "unsqueeze", "var",
+    "reshape", "round", "rsqrt", "sigmoid", "sign", "sin", "softmax", "sort", "split", "sqrt",
+    "square", "squeeze", "std", "sum", "t", "tanh", "topk", "transpose", "tril", "triu",
+    "unsqueeze", "var",
 ]  # fmt: skip
 
 

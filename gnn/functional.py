@@ -100,8 +100,10 @@ from gnn.ops.select import (  # noqa: E402
     index_select,
     narrow,
     repeat,
+    sort,
     split,
     t,
+    topk,
     tril,
     triu,
 )
@@ -126,7 +128,8 @@ from gnn.ops.unary import (  # noqa: E402
 __all__ += [
     "bmm", "ceil", "chunk", "cos", "cumsum", "expm1", "flip", "floor", "gather", "index_select",
     "isfinite", "isnan", "log1p", "logsumexp", "mm", "narrow", "reciprocal", "repeat", "round",
-    "rsqrt", "sign", "silu", "sin", "softplus", "split", "square", "t", "tril", "triu",
+    "rsqrt", "sign", "silu", "sin", "softplus", "sort", "split", "square", "t", "topk", "tril",
+    "triu",
 ]  # fmt: skip
 
 _tensor_module.F = sys.modules[__name__]

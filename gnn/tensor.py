@@ -501,6 +501,12 @@ class Tensor:
     def gather(self, dim: int, index: Any) -> Tensor:
         return F.gather(self, dim, index)
 
+    def sort(self, dim: int = -1, descending: bool = False) -> Any:
+        return F.sort(self, dim, descending)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:  # noqa: A002
+        return F.topk(self, k, dim, largest, sorted)
+
     def tril(self, diagonal: int = 0) -> Tensor:
         return F.tril(self, diagonal)
 

@@ -562,6 +562,42 @@ def np_gather(x: np.ndarray, dim: int, index: np.ndarray) -> np.ndarray:
     return x[where]
 
 
+def np_sort(x: np.ndarray, dim: int = -1, descending: bool = False) -> tuple:
+    if x.ndim == 0:
+        return x.copy(), np.zeros((), dtype=np.int64)
+    order = np.argsort(-x if descending else x, axis=dim, kind="stable")
+    return np.take_along_axis(x, order, axis=dim), order
+
+
+def np_topk(x: np.ndarray, k: int, dim: int = -1, largest: bool = True) -> tuple:
+    values, order = np_sort(x, dim, descending=largest)
+    if x.ndim == 0:
+        return values, order
+    return np_narrow(values, dim % x.ndim, 0, k), np_narrow(order, dim % x.ndim, 0, k)
+
+
+SORT = [
+    case((3, 4)),
+    case((3, 4), args=(0,)),
+    case((2, 3, 4), args=(1, True)),
+    case((5,), descending=True),
+    case(()),
+    case((1,)),
+    case((0, 3), args=(1,)),
+]
+
+TOPK = [
+    case((3, 4), args=(2,)),
+    case((3, 4), args=(3, 0)),
+    case((2, 3, 4), args=(1, 1, False)),
+    case((5,), args=(5,)),
+    case((), args=(1,)),
+    case((1,), args=(1,)),
+    case((0, 3), args=(2, 1)),
+    case((3, 2), args=(0,)),
+]
+
+
 def np_t(x: np.ndarray) -> np.ndarray:
     return x.T if x.ndim == 2 else x
 
@@ -1180,6 +1216,40 @@ ROWS: list[OpRow] = [
             case((0, 3), args=(1, np.zeros((0, 2), dtype=np.int64))),
         ],
         method=Tensor.gather,
+    ),
+    OpRow(
+        "sort",
+        lambda x, dim=-1, descending=False: np_sort(x, dim, descending)[0],
+        SORT,
+        fn=lambda x, *a, **k: F.sort(x, *a, **k).values,
+        method=lambda x, *a, **k: x.sort(*a, **k)[0],
+        domain=distinct,
+    ),
+    OpRow(
+        "sort",
+        lambda x, dim=-1, descending=False: np_sort(x, dim, descending)[1],
+        SORT,
+        name="sort_indices",
+        fn=lambda x, *a, **k: F.sort(x, *a, **k).indices,
+        domain=distinct,
+        differentiable=False,
+    ),
+    OpRow(
+        "topk",
+        lambda x, k, dim=-1, largest=True: np_topk(x, k, dim, largest)[0],
+        TOPK,
+        fn=lambda x, *a, **k: F.topk(x, *a, **k).values,
+        method=lambda x, *a, **k: x.topk(*a, **k)[0],
+        domain=distinct,
+    ),
+    OpRow(
+        "topk",
+        lambda x, k, dim=-1, largest=True: np_topk(x, k, dim, largest)[1],
+        TOPK,
+        name="topk_indices",
+        fn=lambda x, *a, **k: F.topk(x, *a, **k).indices,
+        domain=distinct,
+        differentiable=False,
     ),
     OpRow(
         "tril",

@@ -1,5 +1,5 @@
 """Picking parts of a tensor, PyTorch-named: narrow, chunk, split, flip, index_select, gather,
-tril, triu, repeat, t.
+sort, topk, tril, triu, repeat, t.
 
 Most are compositions of getitem, reshape and expand (their gradients come from those); gather and
 the triangles are Functions of their own.
@@ -8,12 +8,15 @@ the triangles are Functions of their own.
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from typing import Any
 
 from gnn.autograd import Function
 from gnn.ops._util import norm_dim
 from gnn.ops.shape import expand, getitem, reshape, transpose
 from gnn.tensor import Tensor
+
+SortResult = namedtuple("SortResult", ["values", "indices"])
 
 
 def _index_array(index: Any, like: Tensor, op: str) -> Any:
@@ -145,6 +148,38 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
         for k, m in enumerate(data.shape)
     )
     return Gather.apply(x, where=where)
+
+
+def sort(x: Tensor, dim: int = -1, descending: bool = False) -> SortResult:
+    """(values, indices) of x sorted along dim; the values carry the gradient back."""
+    d = norm_dim(dim, x.ndim, "sort")
+    if x.ndim == 0:
+        zero = Tensor._make(x._be.xp.zeros((), dtype=x._be.xp.int64), x._be, False)
+        return SortResult(getitem(x, ()), zero)
+    xp = x._be.xp
+    order = xp.argsort(x.data, axis=d, kind="stable")
+    if descending:
+        order = xp.ascontiguousarray(xp.flip(order, axis=d))
+    indices = Tensor._make(order, x._be, False)
+    return SortResult(gather(x, d, indices), indices)
+
+
+def topk(
+    x: Tensor,
+    k: int,
+    dim: int = -1,
+    largest: bool = True,
+    sorted: bool = True,  # noqa: A002
+) -> SortResult:
+    """(values, indices) of the k largest (or smallest) entries along dim, always in order."""
+    d = norm_dim(dim, x.ndim, "topk")
+    n = x.shape[d] if x.ndim else 1
+    if not isinstance(k, int) or not 0 <= k <= n:
+        raise ValueError(f"topk: k must be in [0, {n}] for dim {dim} of size {n}, got {k!r}")
+    values, indices = sort(x, dim, descending=largest)
+    if x.ndim == 0:
+        return SortResult(values, indices)
+    return SortResult(narrow(values, d, 0, k), narrow(indices, d, 0, k))
 
 
 class Triangle(Function):
