@@ -12,6 +12,8 @@ median is reported next to the ratio of medians.
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 
@@ -47,13 +49,13 @@ def _fill_ratios(config: pytest.Config) -> list[tuple[str, str, float, float]]:
             for name, target in b.extra_info.get("versus", {}).items():
                 paired = b.extra_info.get(f"paired_ratios_vs_{name}")
                 if paired:
-                    median = sorted(paired)[len(paired) // 2]
+                    median = statistics.median(paired)
                     b.extra_info[f"paired_ratio_median_vs_{name}"] = median
                     label = f"{b.name} / {name} (in turns, median of pairs)"
                     rows.append((group, label, median, target))
             paired = b.extra_info.get("paired_ratios")
             if paired:  # per-pair ratios of runs taken in turns with the baseline (see the test)
-                median = sorted(paired)[len(paired) // 2]
+                median = statistics.median(paired)
                 b.extra_info["paired_ratio_median"] = median
                 goal = b.extra_info.get("target", float("nan"))
                 rows.append((group, f"{b.name} (in turns, median of pairs)", median, goal))

@@ -20,6 +20,7 @@ from gnn import nn, optim
 
 N, D, H, C, BATCH, LR = 60_000, 784, 256, 10, 128, 0.01
 ROUNDS = 5
+PAIRS = 6  # epochs in turns: an even number, so that each side goes first equally often
 THREADS = int(os.environ.get("GNN_BENCH_THREADS", os.cpu_count() or 1))  # PyTorch's, as NumPy's
 
 
@@ -113,15 +114,14 @@ def test_mlp_epoch_gnn(benchmark, data) -> None:
     opt = optim.SGD(model.parameters(), lr=LR)
     loss = benchmark.pedantic(gnn_epoch, args=(x, y, model, opt), rounds=ROUNDS, warmup_rounds=1)
     assert np.isfinite(loss)
-    # The same ratio from epochs run in turns (NumPy, gnn, NumPy, ...), one ratio per pair: a
-    # machine whose speed drifts over seconds (shared VMs do) moves both halves of a pair alike.
-    params, ratios = _init_weights(), []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        numpy_epoch(x, y, params)
-        mid = time.perf_counter()
-        gnn_epoch(x, y, model, opt)
-        ratios.append((time.perf_counter() - mid) / (mid - start))
+    # The same ratio from epochs run in turns, one ratio per pair: a machine whose speed drifts
+    # over seconds (shared VMs do) moves both halves of a pair alike. Pairs alternate which
+    # epoch goes first (NumPy-gnn, gnn-NumPy, ...), so that a cost of going second, if this
+    # machine has one, falls on both sides equally.
+    params = _init_weights()
+    ratios = _paired_ratios(
+        lambda: gnn_epoch(x, y, model, opt), lambda: numpy_epoch(x, y, params), PAIRS
+    )
     benchmark.extra_info["paired_ratios"] = [round(r, 4) for r in ratios]
     # And in turns with PyTorch's epoch. Both slow down a little when they alternate (each wakes
     # its thread pool while the other's winds down), by about as much, so the ratio holds:
@@ -131,15 +131,26 @@ def test_mlp_epoch_gnn(benchmark, data) -> None:
         import torch
     except ImportError:
         return
-    torch_epoch, ratios = _torch_epoch(torch, x, y), []
+    torch_epoch = _torch_epoch(torch, x, y)
     torch_epoch()
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        gnn_epoch(x, y, model, opt)
-        mid = time.perf_counter()
-        torch_epoch()
-        ratios.append((mid - start) / (time.perf_counter() - mid))
+    ratios = _paired_ratios(lambda: gnn_epoch(x, y, model, opt), torch_epoch, PAIRS)
     benchmark.extra_info["paired_ratios_vs_test_mlp_epoch_torch"] = [round(r, 4) for r in ratios]
+
+
+def _paired_ratios(ours, baseline, pairs: int) -> list[float]:  # noqa: ANN001
+    """Time ours and baseline back to back, `pairs` times, the baseline first in every other
+    pair; one ratio (ours / baseline) per pair."""
+    ratios = []
+    for k in range(pairs):
+        first, second = (baseline, ours) if k % 2 == 0 else (ours, baseline)
+        start = time.perf_counter()
+        first()
+        mid = time.perf_counter()
+        second()
+        end = time.perf_counter()
+        t_first, t_second = mid - start, end - mid
+        ratios.append(t_second / t_first if k % 2 == 0 else t_first / t_second)
+    return ratios
 
 
 def test_gnn_epoch_matches_numpy(data) -> None:
