@@ -230,6 +230,55 @@ class Tensor:
         self.data[...] = self._be.asarray(values, dtype=self.dtype)
         return self
 
+    def _update(self, what: str, ufunc: str, other: Any) -> Tensor:
+        """self = self <ufunc> other in place (no graph; other broadcasts to self's shape)."""
+        self._check_inplace(what)
+        if isinstance(other, Tensor):
+            if other._be is not self._be:
+                raise RuntimeError(
+                    f"{what}: other is on {other.device}, this tensor on {self.device}"
+                )
+            other = other.data
+        try:
+            getattr(self._be.xp, ufunc)(self.data, other, out=self.data)
+        except ValueError as exc:
+            shape = getattr(other, "shape", ())
+            raise ValueError(
+                f"{what}: other of shape {tuple(shape)} does not broadcast to this tensor's "
+                f"shape {self.shape}"
+            ) from exc
+        return self
+
+    def add_(self, other: Any, alpha: Any = 1) -> Tensor:
+        """self += alpha * other, in place (under gnn.no_grad() for tensors that need grad)."""
+        if alpha != 1:
+            other = other * alpha
+        return self._update("add_", "add", other)
+
+    def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
+        """self -= alpha * other, in place."""
+        if alpha != 1:
+            other = other * alpha
+        return self._update("sub_", "subtract", other)
+
+    def mul_(self, other: Any) -> Tensor:
+        """self *= other, in place."""
+        return self._update("mul_", "multiply", other)
+
+    def div_(self, other: Any) -> Tensor:
+        """self /= other, in place."""
+        return self._update("div_", "divide", other)
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        """self clamped to [min, max], in place."""
+        if min is not None:
+            self._update("clamp_", "maximum", min)
+        if max is not None:
+            self._update("clamp_", "minimum", max)
+        if min is None and max is None:
+            raise ValueError("clamp_: give min, max or both")
+        return self
+
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_inplace("__setitem__")
         value = value.data if isinstance(value, Tensor) else value

@@ -98,3 +98,26 @@ def test_against_pytorch() -> None:
         xt.grad = None
         (ref * torch.tensor(weight)).sum().backward()
         np.testing.assert_allclose(g.grad.numpy(), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_in_place_arithmetic(device: str) -> None:
+    a = np.arange(6.0).reshape(2, 3)
+    t = gnn.tensor(a, device=device)
+    other = gnn.tensor([1.0, 2.0, 3.0], device=device)
+    assert t.add_(other, alpha=2) is t
+    t.sub_(1.0).mul_(other).div_(2.0).clamp_(min=1.0, max=10.0)
+    want = np.clip((a + 2 * np.array([1.0, 2, 3]) - 1) * np.array([1.0, 2, 3]) / 2, 1, 10)
+    np.testing.assert_allclose(t.numpy(), want)
+
+
+def test_in_place_arithmetic_refuses_what_it_cannot_do() -> None:
+    w = gnn.ones(2, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="add_: in-place change of a tensor that requires grad"):
+        w.add_(1.0)
+    with gnn.no_grad():
+        w.add_(1.0)  # as an optimizer does
+    np.testing.assert_array_equal(w.numpy(), 2.0)
+    with pytest.raises(ValueError, match=r"does not broadcast to this tensor's shape \(2, 3\)"):
+        gnn.ones(2, 3).mul_(gnn.ones(4))
+    with pytest.raises(ValueError, match="give min, max or both"):
+        gnn.ones(2).clamp_()
