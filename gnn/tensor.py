@@ -271,12 +271,12 @@ class Tensor:
 
     def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
         """self clamped to [min, max], in place."""
+        if min is None and max is None:
+            raise ValueError("clamp_: give min, max or both")
         if min is not None:
             self._update("clamp_", "maximum", min)
         if max is not None:
             self._update("clamp_", "minimum", max)
-        if min is None and max is None:
-            raise ValueError("clamp_: give min, max or both")
         return self
 
     def __setitem__(self, index: Any, value: Any) -> None:

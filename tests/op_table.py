@@ -576,6 +576,15 @@ def np_topk(x: np.ndarray, k: int, dim: int = -1, largest: bool = True) -> tuple
     return np_narrow(values, dim % x.ndim, 0, k), np_narrow(order, dim % x.ndim, 0, k)
 
 
+TRIANGLE = [  # tril, triu
+    case((3, 4)),
+    case((4, 3), args=(1,)),
+    case((2, 3, 3), args=(-1,)),
+    case((1, 1)),
+    case((0, 3)),
+    case((2, 0, 2)),
+]
+
 SORT = [
     case((3, 4)),
     case((3, 4), args=(0,)),
@@ -1254,27 +1263,13 @@ ROWS: list[OpRow] = [
     OpRow(
         "tril",
         np.tril,
-        [
-            case((3, 4)),
-            case((4, 3), args=(1,)),
-            case((2, 3, 3), args=(-1,)),
-            case((1, 1)),
-            case((0, 3)),
-            case((2, 0, 2)),
-        ],
+        TRIANGLE,
         method=Tensor.tril,
     ),
     OpRow(
         "triu",
         np.triu,
-        [
-            case((3, 4)),
-            case((4, 3), args=(1,)),
-            case((2, 3, 3), args=(-1,)),
-            case((1, 1)),
-            case((0, 3)),
-            case((2, 0, 2)),
-        ],
+        TRIANGLE,
         method=Tensor.triu,
     ),
     OpRow(

@@ -1,8 +1,7 @@
 """Picking parts of a tensor, PyTorch-named: narrow, chunk, split, flip, index_select, gather,
 sort, topk, tril, triu, repeat, t.
 
-Most are compositions of getitem, reshape and expand (their gradients come from those); gather and
-the triangles are Functions of their own.
+All are compositions of getitem, where, reshape and expand: their gradients come from those.
 """
 
 from __future__ import annotations
@@ -11,8 +10,8 @@ import math
 from collections import namedtuple
 from typing import Any
 
-from gnn.autograd import Function
 from gnn.ops._util import norm_dim
+from gnn.ops.elementwise import where
 from gnn.ops.shape import expand, getitem, reshape, transpose
 from gnn.tensor import Tensor
 
@@ -106,20 +105,6 @@ def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
     return getitem(x, (slice(None),) * d + (data.reshape(-1),))
 
 
-class Gather(Function):
-    def __init__(self, where: tuple) -> None:
-        self.where = where  # a full advanced index: aranges on every axis but dim, the index there
-
-    def forward(self, x: Any) -> Any:
-        self.in_shape = x.shape
-        return x[self.where]
-
-    def backward(self, gy: Any) -> Any:
-        gx = self.be.xp.zeros(self.in_shape, dtype=gy.dtype)
-        self.be.index_add(gx, self.where, gy)  # a position gathered twice gets both gradients
-        return gx
-
-
 def gather(x: Tensor, dim: int, index: Any) -> Tensor:
     """out[i][j][k] = x[i][index[i][j][k]][k] for dim 1 (and likewise for any dim).
 
@@ -134,7 +119,7 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
         )
     if x.ndim == 0:
         _check_range(data, 1, x, "gather", dim)
-        return reshape(Gather.apply(reshape(x, (1,)), where=(data.reshape(-1),)), data.shape)
+        return reshape(getitem(reshape(x, (1,)), data.reshape(-1)), data.shape)
     for k, (m, n) in enumerate(zip(data.shape, x.shape)):
         if k != d and m > n:
             raise ValueError(
@@ -147,7 +132,8 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
         data if k == d else xp.arange(m).reshape((1,) * k + (m,) + (1,) * (data.ndim - k - 1))
         for k, m in enumerate(data.shape)
     )
-    return Gather.apply(x, where=where)
+    # an advanced index: getitem's backward adds up positions gathered more than once
+    return getitem(x, where)
 
 
 def sort(x: Tensor, dim: int = -1, descending: bool = False) -> SortResult:
@@ -182,28 +168,15 @@ def topk(
     return SortResult(narrow(values, d, 0, k), narrow(indices, d, 0, k))
 
 
-class Triangle(Function):
-    def __init__(self, diagonal: int, lower: bool) -> None:
-        self.diagonal, self.lower = diagonal, lower
-
-    def _keep(self, shape: tuple) -> Any:
-        xp = self.be.xp
-        n, m = shape[-2:]
-        if self.lower:
-            return xp.tri(n, m, self.diagonal, dtype=bool)
-        return ~xp.tri(n, m, self.diagonal - 1, dtype=bool)
-
-    def forward(self, x: Any) -> Any:
-        return self.be.xp.where(self._keep(x.shape), x, 0).astype(x.dtype, copy=False)
-
-    def backward(self, gy: Any) -> Any:
-        return self.be.xp.where(self._keep(gy.shape), gy, 0).astype(gy.dtype, copy=False)
-
-
 def _triangle(x: Tensor, diagonal: int, lower: bool, op: str) -> Tensor:
     if x.ndim < 2:
         raise ValueError(f"{op}: input must have at least 2 dims, got shape {x.shape}")
-    return Triangle.apply(x, diagonal=int(diagonal), lower=lower)
+    xp = x._be.xp
+    n, m = x.shape[-2:]
+    keep = xp.tri(n, m, int(diagonal), dtype=bool)  # made on the device: no copy
+    if not lower:
+        keep = ~xp.tri(n, m, int(diagonal) - 1, dtype=bool)
+    return where(keep, x, 0)
 
 
 def tril(x: Tensor, diagonal: int = 0) -> Tensor:
