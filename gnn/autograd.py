@@ -25,6 +25,11 @@ _Tensor: Any = None
 # through Functions from the highest number down visits each after everything that uses it.
 _sequence = itertools.count()
 
+# Called as on_apply(fn, inputs, result) after every Function runs, in any grad mode, while set.
+# gnn.onnx sets it for the length of one traced forward pass: inference runs under no_grad(),
+# which records no graph, yet an exporter must see every op with its inputs and settings.
+on_apply: Any = None
+
 
 class Function:
     """One differentiable op.
@@ -77,6 +82,8 @@ class Function:
         else:
             result.requires_grad = False
             result._creator = None
+        if on_apply is not None:
+            on_apply(fn, inputs, result)
         return result
 
 
