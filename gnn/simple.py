@@ -12,6 +12,7 @@ device gnn supports.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -56,6 +57,14 @@ class NeuralNetwork:
                 f"NeuralNetwork: unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}"
             )
         if hidden_layers is not None:
+            if isinstance(hidden_layers, (int, float, str)) or not hasattr(
+                hidden_layers, "__iter__"
+            ):
+                raise TypeError(
+                    f"NeuralNetwork: hidden_layers must be a list of layer sizes, got "
+                    f"{hidden_layers!r} (for one hidden layer of {hidden_layers} units, pass "
+                    f"[{hidden_layers}])"
+                )
             hidden_layers = [int(h) for h in hidden_layers]
             if any(h <= 0 for h in hidden_layers):
                 raise ValueError(
@@ -185,6 +194,11 @@ class NeuralNetwork:
             raise ValueError(
                 "NeuralNetwork.train: iterations, log_period and callback_period must be > 0"
             )
+        if not isinstance(error_thresh, (int, float)) or math.isnan(error_thresh):
+            raise ValueError(
+                f"NeuralNetwork.train: error_thresh must be a number, got {error_thresh!r} "
+                "(NaN would never stop training and report no error)"
+            )
         if momentum is not None:
             self.momentum = float(momentum)
             self._optimizer = None
@@ -223,6 +237,13 @@ class NeuralNetwork:
                 opt.step()
                 total += 2.0 * float(loss.item()) / n_out  # mean squared error of this sample
             error = total / len(xs)
+            if not math.isfinite(error):
+                # NaN compares false with error_thresh, so the loop would end looking converged
+                raise FloatingPointError(
+                    f"NeuralNetwork.train: training diverged at iteration {done}: the error is "
+                    f"{error} (learning_rate={lr}, momentum={self.momentum}); try a lower "
+                    "learning_rate, or scale the inputs to about [-1, 1]"
+                )
             status = {"iterations": done, "error": error}
             if logger is not None and done % log_period == 0:
                 if logger is print:
@@ -301,14 +322,39 @@ class NeuralNetwork:
     @classmethod
     def from_json(cls, data: dict[str, Any] | str, device: Any = None) -> NeuralNetwork:
         """Rebuild a network from to_json()'s dict (or its JSON text)."""
+        who = "NeuralNetwork.from_json"
         if isinstance(data, str):
-            data = json.loads(data)
-        try:
-            sizes, layers, opts = data["sizes"], data["layers"], data.get("trainOpts", {})
-        except (KeyError, TypeError) as exc:
+            try:
+                data = json.loads(data)
+            except ValueError as exc:
+                raise ValueError(f"{who}: the text is not valid JSON ({exc})") from None
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{who}: expected to_json()'s dict, got {type(data).__name__}")
+        missing = [k for k in ("sizes", "layers") if k not in data]
+        if missing:
             raise ValueError(
-                f"NeuralNetwork.from_json: not a NeuralNetwork JSON (missing {exc})"
-            ) from exc
+                f"{who}: not a NeuralNetwork JSON (missing {', '.join(map(repr, missing))})"
+            )
+        sizes, layers, opts = data["sizes"], data["layers"], data.get("trainOpts") or {}
+        if (
+            not isinstance(sizes, list)
+            or len(sizes) < 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)
+        ):
+            raise ValueError(
+                f"{who}: 'sizes' must be a list of at least 2 positive integers, got {sizes!r}"
+            )
+        if not isinstance(layers, list) or not isinstance(opts, Mapping):
+            raise ValueError(f"{who}: 'layers' must be a list and 'trainOpts' an object")
+        for i, layer in enumerate(layers):
+            lacks = [
+                k for k in ("weights", "biases") if not isinstance(layer, Mapping) or k not in layer
+            ]
+            if lacks:
+                raise ValueError(
+                    f"{who}: layer {i + 1} is missing {' and '.join(map(repr, lacks))} "
+                    "(each layer needs 'weights' and 'biases')"
+                )
         if len(layers) != len(sizes) - 1:
             raise ValueError(
                 f"NeuralNetwork.from_json: {len(sizes)} sizes need {len(sizes) - 1} "
@@ -319,14 +365,20 @@ class NeuralNetwork:
             activation=opts.get("activation", "sigmoid"),
             learning_rate=opts.get("learningRate", 0.3),
             momentum=opts.get("momentum", 0.1),
-            binary_thresh=data.get("options", {}).get("binaryThresh", 0.5),
+            binary_thresh=(data.get("options") or {}).get("binaryThresh", 0.5),
             leaky_relu_alpha=opts.get("leakyReluAlpha", 0.01),
             device=device,
         )
         net._initialize(list(sizes))
         linears = [m for m in net.model if isinstance(m, nn.Linear)]
         for i, (lin, layer) in enumerate(zip(linears, layers)):
-            w, b = np.asarray(layer["weights"]), np.asarray(layer["biases"])
+            try:
+                w = np.asarray(layer["weights"], dtype=np.float64)
+                b = np.asarray(layer["biases"], dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"{who}: layer {i + 1}: weights and biases must be lists of numbers ({exc})"
+                ) from None
             if w.shape != tuple(lin.weight.shape) or b.shape != tuple(lin.bias.shape):
                 raise ValueError(
                     f"NeuralNetwork.from_json: layer {i + 1} has weights {w.shape} and "

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -251,39 +252,65 @@ class Module:
 
         With strict=True, any missing or unexpected key, or any shape mismatch, raises one error
         that lists them all (shape mismatches raise with strict=False too, as in PyTorch). Values
-        may be Tensors or arrays from any device; nothing is changed unless everything fits.
+        may be Tensors or numeric arrays from any device. All or nothing: every key, shape and
+        dtype is checked and every value converted before the first copy, so a failed load
+        leaves the model unchanged.
         """
+        who = f"{type(self).__name__}.load_state_dict"
+        if isinstance(state_dict, (str, bytes, os.PathLike)):
+            raise TypeError(
+                f"{who}: got a path ({os.fsdecode(state_dict)!r}); pass a dict; use "
+                "gnn.load(path) to read a weights file: model.load_state_dict(gnn.load(path))"
+            )
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"{who}: expected a dict of name -> Tensor, got {type(state_dict).__name__}"
+            )
         own = OrderedDict(self._state_tensors())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        mismatched = []
+        mismatched, wrong_type = [], []
+        hosts: dict[str, Any] = {}
         for k, target in own.items():
-            if k in state_dict:
-                value = state_dict[k]
-                shape = value.shape if isinstance(value, Tensor) else np.shape(value)
-                if tuple(shape) != target.shape:
-                    mismatched.append(f"{k}: checkpoint {tuple(shape)} vs model {target.shape}")
+            if k not in state_dict:
+                continue
+            value = state_dict[k]
+            if isinstance(value, Tensor):
+                src = value.numpy() if value._be is not target._be else value.data
+            else:
+                try:
+                    src = value if hasattr(value, "__array_namespace__") else np.asarray(value)
+                except (TypeError, ValueError) as e:
+                    wrong_type.append(f"{k}: a {type(value).__name__} ({e})")
+                    continue
+            kind = getattr(getattr(src, "dtype", None), "kind", None)
+            if kind not in ("b", "i", "u", "f"):
+                what = getattr(src, "dtype", type(value).__name__)
+                wrong_type.append(f"{k}: dtype {what} is not numeric (model {target.dtype})")
+                continue
+            shape = tuple(src.shape)
+            if shape != target.shape:
+                mismatched.append(f"{k}: checkpoint {shape} vs model {target.shape}")
+                continue
+            hosts[k] = src
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
         if strict and unexpected:
-            problems.append("unexpected keys: " + ", ".join(unexpected))
+            problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
         if mismatched:
             problems.append("size mismatch: " + "; ".join(mismatched))
+        if wrong_type:
+            problems.append("wrong type: " + "; ".join(wrong_type))
         if problems:
             raise RuntimeError(
                 f"error(s) loading state_dict for {type(self).__name__}:\n  "
                 + "\n  ".join(problems)
             )
-        for k, value in state_dict.items():
-            dest = own.get(k)
-            if dest is None:
-                continue
-            if isinstance(value, Tensor):
-                src = value.numpy() if value._be is not dest._be else value.data
-            else:
-                src = value
-            dest.data[...] = dest._be.asarray(src, dtype=dest.dtype)
+        # Convert everything first (a failure here still changes nothing), then copy.
+        ready = [(own[k], own[k]._be.asarray(src, dtype=own[k].dtype)) for k, src in hosts.items()]
+        for dest, data in ready:
+            dest.data[...] = data
         return missing, unexpected
 
     # ---- calling -------------------------------------------------------------------------------

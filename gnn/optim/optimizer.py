@@ -32,7 +32,9 @@ def check_range(
     except (TypeError, ValueError):
         raise TypeError(f"{who}: {name} must be a number, got {value!r}") from None
     ok = not math.isnan(v) and (v > low if low_open else v >= low)
-    if high is not None:
+    if high is None:  # "[low, inf)": infinity itself is out (lr=inf turns every weight to NaN)
+        ok = ok and math.isfinite(v)
+    else:
         ok = ok and (v < high if high_open else v <= high)
     if not ok:
         left = "(" if low_open else "["

@@ -1,0 +1,114 @@
+"""Issue 17: every bad input a user can make through the Python API gets a clear error."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import gnn
+from gnn import nn, optim
+from gnn.simple import NeuralNetwork
+
+# ---- optimizers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop])
+@pytest.mark.parametrize("lr", [math.inf, math.nan, 0.0, -1.0])
+def test_optimizers_refuse_non_finite_or_non_positive_lr(cls, lr):
+    with pytest.raises(ValueError, match=r"lr must be in \(0, inf\)"):
+        cls(nn.Linear(2, 1).parameters(), lr=lr)
+
+
+def test_optimizer_refuses_infinite_weight_decay():
+    with pytest.raises(ValueError, match="weight_decay"):
+        optim.SGD(nn.Linear(2, 1).parameters(), lr=0.1, weight_decay=math.inf)
+
+
+# ---- NeuralNetwork (brain.js face) -------------------------------------------------------------
+
+
+def test_neural_network_hidden_layers_int_is_a_clear_error():
+    with pytest.raises(TypeError, match=r"hidden_layers must be a list.*pass \[3\]"):
+        NeuralNetwork(hidden_layers=3)
+
+
+def test_neural_network_train_refuses_nan_error_thresh():
+    net = NeuralNetwork()
+    with pytest.raises(ValueError, match="error_thresh"):
+        net.train([{"input": [0, 1], "output": [1]}], error_thresh=math.nan, iterations=2)
+
+
+def test_neural_network_train_divergence_is_an_error_not_converged():
+    # 1e39 is finite as float64 but inf in float32: the error turns NaN on the first pass
+    net = NeuralNetwork(activation="relu", learning_rate=100)
+    with pytest.raises(FloatingPointError, match="diverged at iteration"):
+        net.train([{"input": [1e39, 1.0], "output": [1]}], iterations=50)
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"layers": []}, "missing 'sizes'"),
+        ({"sizes": [2, 1]}, "missing 'layers'"),
+        ({"sizes": [2, 1], "layers": [{"weights": [[0.0, 0.0]]}]}, "missing 'biases'"),
+        ({"sizes": [2, 1], "layers": [{"biases": [0.0]}]}, "missing 'weights'"),
+        ({"sizes": [2, 1], "layers": [None]}, "missing 'weights' and 'biases'"),
+        ({"sizes": "2,1", "layers": []}, "'sizes' must be a list"),
+        ({"sizes": [2, 1], "layers": [{"weights": [["a", "b"]], "biases": [0.0]}]}, "numbers"),
+        ("{not json", "not valid JSON"),
+        ([1, 2], "expected to_json"),
+    ],
+)
+def test_neural_network_from_json_with_missing_fields(data, match):
+    with pytest.raises(ValueError, match=match):
+        NeuralNetwork.from_json(data)
+
+
+def test_neural_network_from_json_round_trip_still_works():
+    net = NeuralNetwork(hidden_layers=[3])
+    net.train([{"input": [0, 1], "output": [1]}, {"input": [1, 1], "output": [0]}], iterations=3)
+    again = NeuralNetwork.from_json(net.to_json())
+    assert again.run([0, 1]) == pytest.approx(net.run([0, 1]))
+
+
+# ---- load_state_dict ---------------------------------------------------------------------------
+
+
+def test_load_state_dict_path_string_says_use_gnn_load():
+    with pytest.raises(TypeError, match=r"pass a dict; use gnn.load"):
+        nn.Linear(2, 3).load_state_dict("weights.safetensors")
+
+
+def _snapshot(model):
+    return {k: v.numpy().copy() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"0.weight": np.array([["a", "b"]] * 3)},  # strings
+        {"0.weight": np.array([[object()] * 2] * 3)},  # objects
+        {"0.weight": np.ones((3, 2), np.complex64)},  # complex
+        {"2.weight": np.ones((5, 5), np.float32)},  # a later key of the wrong shape
+    ],
+)
+def test_load_state_dict_is_all_or_nothing(bad):
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    before = _snapshot(model)
+    sd = {k: np.full(v.shape, 7.0, np.float32) for k, v in before.items()}
+    sd.update(bad)
+    with pytest.raises(RuntimeError, match="error\\(s\\) loading state_dict") as info:
+        model.load_state_dict(sd)
+    assert next(iter(bad)) in str(info.value)
+    after = _snapshot(model)
+    for k in before:  # the good keys (0.bias, 2.bias, ...) were not copied either
+        np.testing.assert_array_equal(after[k], before[k])
+
+
+def test_load_state_dict_numeric_dtypes_still_load():
+    model = nn.Linear(2, 3)
+    model.load_state_dict({"weight": np.ones((3, 2), np.int64), "bias": [True, False, True]})
+    np.testing.assert_array_equal(model.weight.numpy(), np.ones((3, 2)))
+    np.testing.assert_array_equal(model.bias.numpy(), [1, 0, 1])
