@@ -96,6 +96,7 @@ from gnn.functional import (  # the torch.* names for tensor math, as in PyTorch
 )
 from gnn.tensor import Tensor
 
+device = Device  # gnn.device("cuda:0"), as torch.device
 bool = bool_  # noqa: A001  (gnn.bool, as torch.bool)
 float = float32  # noqa: A001
 double = float64
@@ -103,7 +104,7 @@ half = float16
 long = int64
 
 __all__ = [
-    "Device", "Tensor", "arange", "bool", "cat", "cuda_available", "default_device",
+    "Device", "Tensor", "arange", "device", "bool", "cat", "cuda_available", "default_device",
     "default_dtype", "double", "enable_grad", "eye", "float", "float16", "float32", "float64",
     "from_numpy", "full", "full_like", "functional", "get_default_device", "get_default_dtype",
     "half", "int32", "int64", "is_grad_enabled", "linspace", "long", "manual_seed", "no_grad",
@@ -127,7 +128,7 @@ def __getattr__(name: str):  # noqa: ANN202
 
     lazy = {
         "nn", "optim", "data", "datasets", "testing", "io", "layers", "train", "models",
-        "examples", "cli",
+        "examples", "cli", "cuda", "accelerator", "backends", "serialization", "utils",
     }  # fmt: skip
     if name in lazy:
         return importlib.import_module(f"gnn.{name}")

@@ -61,6 +61,16 @@ class Tensor:
         return self._be.device
 
     @property
+    def is_cuda(self) -> bool:
+        """True when the tensor lives on a CUDA GPU."""
+        return self._be.device.type == "cuda"
+
+    @property
+    def is_cpu(self) -> bool:
+        """True when the tensor lives in host memory."""
+        return self._be.device.type == "cpu"
+
+    @property
     def ndim(self) -> int:
         return self.data.ndim
 

@@ -28,6 +28,24 @@ class Device:
     type: str
     index: int | None = None
 
+    def __post_init__(self) -> None:
+        # Device("cuda:1") and Device("cuda", 1) both work, as torch.device does.
+        if not isinstance(self.type, str):
+            raise TypeError(f"device(): type must be a string, got {type(self.type).__name__}")
+        if self.type not in ("cpu", "cuda"):
+            parsed = parse_device(self.type)
+            if self.index is not None and parsed.index not in (None, self.index):
+                raise ValueError(f"device(): {self.type!r} already names an index")
+            object.__setattr__(self, "type", parsed.type)
+            object.__setattr__(self, "index", parsed.index if self.index is None else self.index)
+        if self.index is not None:
+            if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
+                raise ValueError(f"device(): index must be an integer >= 0, got {self.index!r}")
+            if self.type == "cpu" and self.index != 0:
+                raise ValueError(f"device(): the CPU has no index {self.index}")
+        if self.type == "cpu":
+            object.__setattr__(self, "index", None)
+
     def __str__(self) -> str:
         return self.type if self.index is None else f"{self.type}:{self.index}"
 

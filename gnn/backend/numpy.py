@@ -75,6 +75,12 @@ class NumpyBackend:
             self._seed_generation = generation
         return self._rng
 
+    def manual_seed(self, seed: int) -> None:
+        """Seed this device's generator alone (gnn.cuda.manual_seed); a later gnn.manual_seed
+        re-seeds it with the others."""
+        self._rng = self._new_generator(int(seed))
+        self._seed_generation = config.seed_state()[0]
+
     def get_rng_state(self) -> dict:
         return self.rng().bit_generator.state
 
