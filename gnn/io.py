@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +32,9 @@ _DTYPES: dict[str, tuple[Any, int]] = {
 }  # fmt: skip
 _NUMPY_TO_ST = {np.dtype(dt): name for name, (dt, _) in _DTYPES.items() if dt is not None}
 _MAX_HEADER = 100_000_000  # the limit safetensors itself enforces
+# NumPy's limit on dimensions (64 since NumPy 2, 32 before): a deeper shape cannot be an array
+_MAX_DIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
+_MAX_BYTES = np.iinfo(np.intp).max  # NumPy's limit on size x itemsize, zero-size arrays too
 CHECKPOINT_KEY = "gnn.checkpoint"  # the metadata entry that holds a checkpoint's JSON
 CHECKPOINT_VERSION = 1
 
@@ -118,6 +122,10 @@ def read_header(path: str | os.PathLike) -> tuple[list[_Entry], dict[str, str], 
             raise bad(f"tensor {name!r}: dtype {dtype!r} is not supported (supported: {known})")
         if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
             raise bad(f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
+        if len(shape) > _MAX_DIMS:
+            raise bad(
+                f"tensor {name!r}: {len(shape)} dimensions, more than the {_MAX_DIMS} allowed"
+            )
         if (
             not isinstance(offsets, list)
             or len(offsets) != 2
@@ -139,6 +147,10 @@ def read_header(path: str | os.PathLike) -> tuple[list[_Entry], dict[str, str], 
                 f"tensor {name!r}: shape {shape} of {dtype} needs {nbytes} bytes, but its "
                 f"data_offsets span {end - begin}"
             )
+        # NumPy refuses a shape whose nonzero sizes multiply past its limit even when another
+        # size is 0 (so the span check above cannot catch it)
+        if math.prod(d for d in shape if d) * _DTYPES[dtype][1] > _MAX_BYTES:
+            raise bad(f"tensor {name!r}: shape {shape} is too large for an array")
         entries.append(_Entry(name, dtype, tuple(shape), begin, end))
     entries.sort(key=lambda e: (e.begin, e.end))
     position = 0
@@ -154,16 +166,20 @@ def read_header(path: str | os.PathLike) -> tuple[list[_Entry], dict[str, str], 
 
 def _read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The checked file's tensors as host arrays (in file order) and its metadata."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = os.fspath(path)
     entries, metadata, start = read_header(path)
     arrays: dict[str, np.ndarray] = {}
     plain = [e for e in entries if e.dtype != "BF16"]
     if plain:
-        with safe_open(path, framework="numpy") as f:
-            for e in plain:
-                arrays[e.name] = f.get_tensor(e.name)
+        try:
+            with safe_open(path, framework="numpy") as f:
+                for e in plain:
+                    arrays[e.name] = f.get_tensor(e.name)
+        except (SafetensorError, ValueError, OverflowError, TypeError) as e:
+            # what our own checks let through: still a ValueError that names the file
+            raise ValueError(f"{path}: not a valid safetensors file: {e}") from None
     for e in entries:
         if e.dtype == "BF16":  # NumPy has no bfloat16: widen to float32 (exact)
             with open(path, "rb") as f:
@@ -207,6 +223,45 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs (when that cannot be told: assume it does)."""
+    if os.name != "posix":
+        return True  # no signal-0 probe: never remove what a live writer may still hold
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists but belongs to someone else
+        return True
+    return True
+
+
+def _remove_stale_temps(folder: str, base: str) -> None:
+    """Remove temp files a killed save to `base` left in `folder` (our name pattern only).
+
+    Only `.{base}.{pid}.{8 hex}.tmp` files whose writer process is gone are removed: a save in
+    progress in another live process (or in this one) keeps its file.
+    """
+    pattern = re.compile(r"\." + re.escape(base) + r"\.(\d+)\.[0-9a-f]{8}\.tmp")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        m = pattern.fullmatch(name)
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        full = os.path.join(folder, name)
+        try:
+            if os.path.isfile(full) and not os.path.islink(full):
+                os.remove(full)
+        except OSError:  # gone already, or not ours to remove: the save itself goes on
+            pass
+
+
 def _write_atomic(arrays: dict[str, np.ndarray], path: str, metadata: dict[str, str]) -> None:
     """Write a safetensors file so that `path` is either the old file or the whole new one."""
     from safetensors.numpy import save as to_bytes
@@ -217,6 +272,7 @@ def _write_atomic(arrays: dict[str, np.ndarray], path: str, metadata: dict[str, 
     # Bytes written by us, not safetensors' save_file: it creates files with mode 0600 and gives
     # no way to fsync. Not mkstemp either (0600 too); a random name avoids clashes.
     blob = to_bytes(arrays, metadata=metadata or None)
+    _remove_stale_temps(folder, os.path.basename(path))
     name = f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     tmp = os.path.join(folder, name)
     try:
@@ -374,9 +430,15 @@ def load_checkpoint(
     model_state = {k[6:]: a for k, a in arrays.items() if k.startswith("model.")}
     own = model.state_dict()
     if set(model_state) != set(own) or any(
-        tuple(np.shape(model_state[k])) != own[k].shape for k in own if k in model_state
+        tuple(np.shape(model_state[k])) != own[k].shape
+        or np.asarray(model_state[k]).dtype.kind not in "biuf"
+        for k in own
+        if k in model_state
     ):
-        model.load_state_dict(model_state)  # raises the full report and changes nothing
+        try:
+            model.load_state_dict(model_state)  # raises the full report and changes nothing
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise type(e)(f"{path}: {e}") from None
     opt_state = None
     if optimizer is not None:
         saved = record["optimizer"]
@@ -390,16 +452,37 @@ def load_checkpoint(
                 state.setdefault(int(idx), {})[name] = a
         opt_state = {"state": state, "param_groups": saved["param_groups"]}
     rng_targets = _checked_rng(path, record, model)
-    # Everything checked: now restore. The optimizer checks its state before it changes.
-    if optimizer is not None:
-        optimizer.load_state_dict(opt_state)
+    opt_checked = sched_checked = None
+    try:  # the optimizer's and scheduler's own checks, before either changes
+        if optimizer is not None:
+            opt_checked = optimizer.checked_state(opt_state)
+        if scheduler is not None:
+            sched_checked = _scheduler_state(scheduler, record["scheduler"]["state"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: malformed checkpoint: {e}") from None
+    # Everything checked: now restore.
+    if opt_checked is not None:
+        for g, new in zip(optimizer.param_groups, opt_checked[0]):
+            g.update(new)  # the same group dicts: schedulers hold them
+        optimizer.state = opt_checked[1]
     model.load_state_dict(model_state)
     if scheduler is not None:
-        scheduler.load_state_dict(record["scheduler"]["state"])
+        if sched_checked is None:
+            scheduler.load_state_dict(record["scheduler"]["state"])
+        else:
+            for k, v in sched_checked.items():
+                setattr(scheduler, k, v)
     config.restore_seed(record.get("seed"))  # the seed first, so no later re-seed undoes ...
     for be, rng_state in rng_targets:  # ... the generator states
         be.set_rng_state(rng_state)
     return {"epoch": record.get("epoch"), "extra": record.get("extra")}
+
+
+def _scheduler_state(scheduler: Any, state: Any) -> dict[str, Any] | None:
+    """The checked scheduler state (None for a scheduler without checked_state: it loads its
+    own)."""
+    check = getattr(scheduler, "checked_state", None)
+    return None if check is None else check(state)
 
 
 def _check_record(path: str, record: Any, arrays: dict[str, np.ndarray]) -> None:

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-import gnn
 from gnn import nn, optim
 from gnn.simple import NeuralNetwork
 

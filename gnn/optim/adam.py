@@ -45,6 +45,10 @@ class Adam(Optimizer):
         check_range(who, "betas[0]", betas[0], 0.0, 1.0)
         check_range(who, "betas[1]", betas[1], 0.0, 1.0)
 
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        keys = ("step", "exp_avg", "exp_avg_sq")
+        return keys + ("max_exp_avg_sq",) if group.get("amsgrad") else keys
+
     @no_grad()
     def _step(self) -> None:
         for g in self.param_groups:

@@ -7,6 +7,7 @@ without drift and can jump to any epoch.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -58,11 +59,51 @@ class LRScheduler:
         return {k: v for k, v in self.__dict__.items() if k != "optimizer" and not callable(v)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore attributes saved by state_dict() (keys this scheduler lacks are ignored)."""
+        """Restore attributes saved by state_dict() (keys this scheduler lacks are ignored).
+
+        The saved state is checked first (every key present, each value of the type and length
+        the scheduler keeps, counters and lrs in range), so nothing that loads fails at step().
+        """
+        for k, v in self.checked_state(state_dict).items():
+            setattr(self, k, v)
+
+    def checked_state(self, state_dict: Any) -> dict[str, Any]:
+        """The entries of a saved state this scheduler takes, checked; raises ValueError."""
+        who = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"{who}: the state must be a dict, got {type(state_dict).__name__}")
         own = self.state_dict()
-        for k, v in state_dict.items():
-            if k in own:
-                setattr(self, k, v)
+        missing = [k for k in own if k not in state_dict]
+        if missing:
+            raise ValueError(f"{who}: the saved state lacks {', '.join(map(repr, missing))}")
+        new = {k: state_dict[k] for k in own}
+        for k, v in new.items():
+            _check_like(who, k, v, own[k])
+        for k in ("base_lrs", "_last_lr", "min_lrs"):
+            for lr in new.get(k) or []:
+                if not 0 <= lr < math.inf:
+                    raise ValueError(f"{who}: {k} must hold finite values >= 0, got {new[k]!r}")
+        if new.get("last_epoch", 0) < -1:
+            raise ValueError(f"{who}: last_epoch must be >= -1, got {new['last_epoch']!r}")
+        if "factor" in new and not 0 < new["factor"] < 1:
+            raise ValueError(f"{who}: factor must be in (0, 1), got {new['factor']!r}")
+        for k in ("eps", "threshold", "eta_min", "gamma"):
+            if k in new and not 0 <= new[k] < math.inf:
+                raise ValueError(f"{who}: {k} must be finite and >= 0, got {new[k]!r}")
+        for k in ("step_size", "T_max"):
+            if k in new and new[k] < 1:
+                raise ValueError(f"{who}: {k} must be >= 1, got {new[k]!r}")
+        if type(self).get_lr is not LRScheduler.get_lr:
+            # the lrs the next step() computes, on a copy: a state that loads must step
+            trial = copy.copy(self)
+            trial.__dict__.update(new)
+            try:
+                lrs = trial.get_lr()
+            except (ArithmeticError, TypeError, ValueError, IndexError) as e:
+                raise ValueError(f"{who}: the saved state gives no learning rate ({e})") from None
+            if not all(isinstance(lr, (int, float)) and 0 <= lr < math.inf for lr in lrs):
+                raise ValueError(f"{who}: the saved state gives learning rates {lrs}")
+        return new
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, last_lr={self._last_lr})"
@@ -247,3 +288,34 @@ class ReduceLROnPlateau(LRScheduler):
 __all__ = [
     "CosineAnnealingLR", "ExponentialLR", "LRScheduler", "LambdaLR", "ReduceLROnPlateau", "StepLR",
 ]  # fmt: skip
+
+
+def _check_like(who: str, key: str, value: Any, like: Any) -> None:
+    """Raise ValueError unless a saved value has the kind of the scheduler's own `like`."""
+
+    def bad(want: str) -> ValueError:
+        return ValueError(f"{who}: {key} must be {want}, got {value!r}")
+
+    if isinstance(like, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif isinstance(like, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad("an integer")
+        if value < 0 and key != "last_epoch":
+            raise bad("an integer >= 0")
+    elif isinstance(like, float):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+            raise bad("a number")
+    elif isinstance(like, str):
+        if key == "mode" and value not in ("min", "max"):
+            raise bad("'min' or 'max'")
+        if key == "threshold_mode" and value not in ("rel", "abs"):
+            raise bad("'rel' or 'abs'")
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif isinstance(like, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or len(value) != len(like):
+            raise bad(f"a list of {len(like)} (one per param group)")
+        for i, (v, o) in enumerate(zip(value, like)):
+            _check_like(who, f"{key}[{i}]", v, o)

@@ -159,9 +159,34 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore hyperparameters and state saved by state_dict() (copies; any device)."""
+        """Restore hyperparameters and state saved by state_dict() (copies; any device).
+
+        Everything is checked first (group sizes, hyperparameter ranges and types, each state
+        entry's keys, counters, shapes and dtypes): a state that loads does not fail at step().
+        """
+        new_groups, new_state = self.checked_state(state_dict)
+        # Everything checked: now change the optimizer (the group dicts stay the same objects,
+        # as schedulers hold them).
+        for g, new in zip(self.param_groups, new_groups):
+            g.update(new)
+        self.state = new_state
+
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """The state keys step() reads for a parameter of this group once it has state."""
+        return ()
+
+    def checked_state(
+        self, state_dict: Any
+    ) -> tuple[list[dict[str, Any]], dict[Tensor, dict[str, Any]]]:
+        """(new param groups, new state) from a saved state dict, all checked; changes nothing."""
         who = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or not isinstance(
+            state_dict.get("param_groups"), (list, tuple)
+        ):
+            raise ValueError(f"{who}: expected a dict with a 'param_groups' list")
         groups = state_dict["param_groups"]
+        if not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups):
+            raise ValueError(f"{who}: every saved param group must be a dict with a 'params' list")
         if len(groups) != len(self.param_groups):
             raise ValueError(
                 f"{who}: {len(groups)} param groups saved, the optimizer has "
@@ -176,32 +201,43 @@ class Optimizer:
                 )
             pairs.extend(zip(saved["params"], g["params"]))
         saved_state = state_dict.get("state", {})
-        new_state: dict[Tensor, dict[str, Any]] = {}
-        for idx, p in pairs:
-            entry = saved_state.get(idx, saved_state.get(str(idx)))
-            if entry is None:
-                continue
-            new_state[p] = {k: _state_value(v, p, who, k) for k, v in entry.items()}
+        if not isinstance(saved_state, dict):
+            raise ValueError(f"{who}: 'state' must be a dict, got {type(saved_state).__name__}")
         new_groups = []
+        group_of: dict[int, dict[str, Any]] = {}
         for i, (saved, g) in enumerate(zip(groups, self.param_groups)):
             new = dict(g)
             for k, v in saved.items():
                 if k == "params":
                     continue
+                own = g.get(k, self.defaults.get(k))
                 # JSON turns tuples (betas) into lists: keep the type the optimizer uses.
-                if isinstance(v, list) and isinstance(g.get(k, self.defaults.get(k)), tuple):
+                if isinstance(v, list) and isinstance(own, tuple):
                     v = tuple(v)
+                if isinstance(own, bool) and not isinstance(v, bool):
+                    raise ValueError(f"{who}: saved param group {i}: {k} must be true or false")
                 new[k] = copy.deepcopy(v)
             try:  # a saved lr <= 0 fails as it would at construction
                 self._check_hyperparameters(new)
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, KeyError) as e:
                 raise type(e)(f"{who}: saved param group {i}: {e}") from None
             new_groups.append(new)
-        # Everything checked: now change the optimizer (the group dicts stay the same objects,
-        # as schedulers hold them).
-        for g, new in zip(self.param_groups, new_groups):
-            g.update(new)
-        self.state = new_state
+            for p in g["params"]:
+                group_of[id(p)] = new
+        new_state: dict[Tensor, dict[str, Any]] = {}
+        for idx, p in pairs:
+            entry = saved_state.get(idx, saved_state.get(str(idx)))
+            if entry is None:
+                continue
+            if not isinstance(entry, dict):
+                raise ValueError(f"{who}: the state of parameter {idx} must be a dict")
+            lacks = [k for k in self._required_state(group_of[id(p)]) if k not in entry]
+            if lacks:
+                raise ValueError(
+                    f"{who}: the state of parameter {idx} lacks {', '.join(map(repr, lacks))}"
+                )
+            new_state[p] = {k: _state_value(v, p, who, k) for k, v in entry.items()}
+        return new_groups, new_state
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -217,8 +253,20 @@ def _state_value(value: Any, p: Tensor, who: str, key: str) -> Any:
     if isinstance(value, Tensor):
         value = value.numpy() if value._be is not p._be else value.data
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        if key == "step" and (
+            not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0
+        ):
+            raise ValueError(f"{who}: state 'step' must be an integer >= 0, got {value!r}")
         return copy.deepcopy(value)  # a counter such as "step"
-    if np.dtype(value.dtype).kind == "f" and value.shape != p.shape:
+    if key == "step" and value.shape == ():  # a 0-d array from a file: the counter, as a number
+        if np.dtype(value.dtype).kind not in "iu" or int(value) < 0:
+            raise ValueError(f"{who}: state 'step' must be an integer >= 0, got {value!r}")
+        return int(value)
+    if np.dtype(value.dtype).kind != "f":
+        raise ValueError(
+            f"{who}: state {key!r} has dtype {value.dtype}; optimizer state must be floating point"
+        )
+    if value.shape != p.shape:
         raise ValueError(
             f"{who}: state {key!r} has shape {tuple(value.shape)}, parameter {p.shape}"
         )
