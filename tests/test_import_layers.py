@@ -22,15 +22,16 @@ LAYERS = [
     ["gnn.tensor", "gnn.creation"],
     ["gnn.ops"],
     ["gnn.functional", "gnn"],  # `import gnn`: the facade eagerly loads functional and below
-    # testing: the gradient checker (used by tests, on Tensors); datasets: the shipped files
-    ["gnn.nn", "gnn.optim", "gnn.data", "gnn.io", "gnn.datasets", "gnn.testing"],
+    # testing: the gradient checker (used by tests, on Tensors); datasets: the shipped files;
+    # distributed: collectives on Tensors (nn.parallel and data.sampler build on it)
+    ["gnn.nn", "gnn.optim", "gnn.data", "gnn.io", "gnn.datasets", "gnn.testing", "gnn.distributed"],
     ["gnn.train", "gnn.models"],  # models: GPT and its tokenizer, built on nn
     ["gnn.layers", "gnn.simple"],
     ["gnn.examples"],
     ["gnn.cli", "gnn.__main__"],
 ]
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
-CUPY_ALLOWED = {"gnn.backend.cuda"}
+CUPY_ALLOWED = {"gnn.backend.cuda", "gnn.backend.nccl"}  # nccl: CuPy's NCCL bindings
 
 
 def level(module: str) -> int | None:
@@ -91,7 +92,9 @@ def check_source(source: str, module: str, is_package: bool = False) -> list[str
     for line, target in imported_names(ast.parse(source), package):
         root = target.split(".")[0]
         if root in ("cupy", "cupyx") and module not in CUPY_ALLOWED:
-            problems.append(f"{module}:{line}: imports {target} (only gnn.backend.cuda may)")
+            problems.append(
+                f"{module}:{line}: imports {target} (only {', '.join(sorted(CUPY_ALLOWED))} may)"
+            )
         elif root == "gnn" and module != "gnn":
             theirs = level(target)
             if own is None or theirs is None:

@@ -62,6 +62,8 @@ class DataLoader:
     batch_size: samples per batch (None: yield single samples uncollated); shuffle: a new order
     each epoch from `generator` (a numpy Generator) or, when None, gnn's seeded CPU generator;
     drop_last: skip the final short batch; collate_fn: turns a list of samples into a batch.
+    sampler: an iterable of indices with a length (a DistributedSampler) that gives the order
+    instead; it cannot be combined with shuffle=True (the sampler shuffles).
     """
 
     def __init__(
@@ -72,11 +74,24 @@ class DataLoader:
         drop_last: bool = False,
         collate_fn: Callable[[Any], Any] | None = None,
         generator: np.random.Generator | None = None,
+        sampler: Any = None,
     ) -> None:
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size <= 0):
             raise ValueError(
                 f"DataLoader: batch_size must be a positive integer or None, got {batch_size!r}"
             )
+        if sampler is not None:
+            if shuffle:
+                raise ValueError(
+                    "DataLoader: sampler and shuffle=True exclude each other (the sampler "
+                    "decides the order; DistributedSampler has its own shuffle)"
+                )
+            if not hasattr(sampler, "__iter__") or not hasattr(sampler, "__len__"):
+                raise TypeError(
+                    "DataLoader: sampler must be an iterable of indices with a length, got "
+                    f"{type(sampler).__name__}"
+                )
+        self.sampler = sampler
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
@@ -85,6 +100,8 @@ class DataLoader:
         self.generator = generator
 
     def _order(self) -> list[int]:
+        if self.sampler is not None:
+            return list(self.sampler)
         n = len(self.dataset)
         if not self.shuffle:
             return list(range(n))
@@ -109,7 +126,7 @@ class DataLoader:
                 yield self.collate_fn([self.dataset[i] for i in idx])
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.sampler) if self.sampler is not None else len(self.dataset)
         if self.batch_size is None:
             return n
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)

@@ -1,6 +1,6 @@
 """gnn.nn: Module, Parameter and the layers, with PyTorch's names, arguments and key names."""
 
-from gnn.nn import init, utils
+from gnn.nn import init, parallel, utils
 from gnn.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from gnn.nn.attention import MultiheadAttention
 from gnn.nn.container import ModuleDict, ModuleList, Sequential
@@ -30,7 +30,7 @@ __all__ += [
     "PositionalEncoding", "Transformer", "TransformerDecoder", "TransformerDecoderLayer",
     "TransformerEncoder", "TransformerEncoderLayer",
 ]  # fmt: skip
-__all__ += ["utils"]
+__all__ += ["parallel", "utils"]
 from gnn.nn.batchnorm import BatchNorm1d, BatchNorm2d  # noqa: E402
 from gnn.nn.conv import Conv2d, ConvTranspose2d  # noqa: E402
 from gnn.nn.flatten import Flatten, Unflatten  # noqa: E402

@@ -1,0 +1,120 @@
+"""NCCL collectives on CuPy arrays, for gnn.distributed's "nccl" backend (one process per GPU).
+
+This module and gnn/backend/cuda.py are the only places that import CuPy; gnn.distributed calls
+`new_unique_id` on rank 0, sends the id to every rank over MPI, then calls `Communicator`.
+
+Untested here: the machine that wrote it has no GPU. It follows CuPy's `cupy.cuda.nccl` API
+(NcclCommunicator(ndev, commId, rank); allReduce/bcast/allGather on device pointers, counts in
+elements, on the current stream).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _nccl() -> Any:
+    try:
+        from cupy.cuda import nccl
+    except Exception as exc:  # ImportError, or a CuPy built without NCCL
+        raise RuntimeError(
+            f"the 'nccl' backend needs CuPy with NCCL ({exc}); install the CUDA extra "
+            "(pip install 'gnn[cuda12]') and NCCL (pip install nvidia-nccl-cu12), or use "
+            "backend='mpi'"
+        ) from exc
+    if not getattr(nccl, "available", True):
+        raise RuntimeError(
+            "the 'nccl' backend: CuPy reports NCCL as unavailable; install NCCL "
+            "(pip install nvidia-nccl-cu12) or use backend='mpi'"
+        )
+    return nccl
+
+
+def new_unique_id() -> Any:
+    """A fresh NCCL unique id (rank 0 makes it, every rank needs it): a tuple or bytes."""
+    return _nccl().get_unique_id()
+
+
+_DTYPES = {
+    np.dtype(np.float16): "NCCL_FLOAT16",
+    np.dtype(np.float32): "NCCL_FLOAT32",
+    np.dtype(np.float64): "NCCL_FLOAT64",
+    np.dtype(np.int32): "NCCL_INT32",
+    np.dtype(np.int64): "NCCL_INT64",
+    np.dtype(np.uint8): "NCCL_UINT8",
+    np.dtype(np.int8): "NCCL_INT8",
+}
+_OPS = {"sum": "NCCL_SUM", "max": "NCCL_MAX", "min": "NCCL_MIN"}
+
+
+class Communicator:
+    """One rank's NCCL communicator on GPU `device_index`; collectives in place on CuPy arrays."""
+
+    def __init__(self, world_size: int, unique_id: Any, rank: int, device_index: int) -> None:
+        from gnn.backend import get_backend
+
+        self._nccl = _nccl()
+        self.backend = get_backend(f"cuda:{device_index}")
+        self.xp = self.backend.xp
+        self.device_index = device_index
+        # NCCL binds the communicator to the current device; ncclCommInitRank waits for all ranks.
+        with self.xp.cuda.Device(device_index):
+            self.comm = self._nccl.NcclCommunicator(world_size, unique_id, rank)
+
+    def _dtype(self, a: Any) -> int:
+        name = _DTYPES.get(np.dtype(a.dtype))
+        if name is None:
+            raise TypeError(f"nccl: no NCCL type for dtype {a.dtype}")
+        return getattr(self._nccl, name)
+
+    def _check(self, a: Any) -> None:
+        if not isinstance(a, self.xp.ndarray) or not a.flags.c_contiguous:
+            raise TypeError("nccl: expected a C-contiguous CuPy array")
+        if a.device.id != self.device_index:
+            raise ValueError(
+                f"nccl: the array is on cuda:{a.device.id}, this rank's communicator on "
+                f"cuda:{self.device_index} (one rank per GPU; see docs/distributed.md)"
+            )
+
+    def _stream(self) -> int:
+        return self.xp.cuda.get_current_stream().ptr
+
+    def all_reduce(self, a: Any, op: str) -> None:
+        """a = op over ranks of a, in place ("sum", "max" or "min")."""
+        self._check(a)
+        with self.xp.cuda.Device(self.device_index):
+            self.comm.allReduce(
+                a.data.ptr,
+                a.data.ptr,
+                a.size,
+                self._dtype(a),
+                getattr(self._nccl, _OPS[op]),
+                self._stream(),
+            )
+
+    def broadcast(self, a: Any, root: int) -> None:
+        """a = root's a, in place."""
+        self._check(a)
+        with self.xp.cuda.Device(self.device_index):
+            self.comm.bcast(a.data.ptr, a.size, self._dtype(a), root, self._stream())
+
+    def all_gather(self, send: Any, recv: Any) -> None:
+        """recv (world_size * send.size elements) = every rank's send, in rank order."""
+        self._check(send)
+        self._check(recv)
+        with self.xp.cuda.Device(self.device_index):
+            self.comm.allGather(
+                send.data.ptr, recv.data.ptr, send.size, self._dtype(send), self._stream()
+            )
+
+    def synchronize(self) -> None:
+        """Wait for the collectives queued on the current stream."""
+        self.xp.cuda.get_current_stream().synchronize()
+
+    def destroy(self) -> None:
+        """Free the communicator (every rank calls it)."""
+        comm, self.comm = self.comm, None
+        if comm is not None:
+            comm.destroy()

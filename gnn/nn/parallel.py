@@ -1,0 +1,258 @@
+"""DistributedDataParallel: the same model on every rank, gradients averaged after each backward.
+
+How the averaging is triggered: forward() passes the model's outputs through an identity op tied
+to a marker op whose sequence number is below every other op's. The backward engine runs ops
+newest first, so the marker runs last, after every parameter's gradient is complete, and there
+the gradients are averaged over the ranks. Code that calls backward() without going through the
+wrapper's forward (or on a loss that does not use its outputs) calls sync_gradients() itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from gnn import config
+from gnn import distributed as dist
+from gnn.autograd import Function
+from gnn.nn.module import Module
+from gnn.tensor import Tensor
+
+__all__ = ["DistributedDataParallel"]
+
+# Below every number gnn.autograd hands out (those count up from 0), and unique per marker, so
+# the heap of the backward engine never compares two markers' Functions.
+_marker_sequence = itertools.count(-1, -1)
+
+
+class _SyncMarker(Function):
+    """Identity on a scalar token; its backward, the last op of the pass, averages the grads."""
+
+    def __init__(self, owner: Any = None) -> None:
+        self.owner = owner
+
+    def forward(self, token: Any) -> Any:
+        return token
+
+    def backward(self, gy: Any) -> Any:
+        owner = self.owner()
+        if owner is not None:
+            owner.sync_gradients()
+        return None  # the token is a throwaway leaf: it gets no gradient
+
+
+class _Join(Function):
+    """Identity on an output, with the marker's token as a second input so backward reaches it."""
+
+    def forward(self, out: Any, token: Any) -> Any:
+        self.token_dtype = token.dtype
+        return out
+
+    def backward(self, gy: Any) -> Any:
+        return gy, self.be.xp.zeros((), dtype=self.token_dtype)
+
+
+class _Bucket:
+    """Parameters whose gradients travel together in one flat buffer."""
+
+    def __init__(self, params: list[Tensor], indices: list[int], dtype: np.dtype) -> None:
+        self.params = params
+        self.indices = indices  # positions in the wrapper's parameter list
+        self.dtype = dtype
+        self.slices: list[tuple[int, int]] = []
+        start = 0
+        for p in params:
+            self.slices.append((start, start + p.data.size))
+            start += p.data.size
+        self.size = start
+        self.flat: Any = None  # allocated on first use, on the parameters' device
+
+
+class DistributedDataParallel(Module):
+    """Wrap `module` for data-parallel training on the default process group.
+
+    At wrap time every rank takes rank 0's parameters and buffers. After each backward through
+    this wrapper, every gradient is replaced by its mean over the ranks (a parameter whose .grad
+    is None on a rank counts as zeros there; it stays None only when it is None on every rank).
+    Gradients travel in flat buckets of about bucket_cap_mb, in reverse parameter order (the
+    order backward produces them), accumulated in float32 for float16/float32 parameters and in
+    float64 for float64 ones.
+
+    The mean is over ranks, as in PyTorch: with equal per-rank batches it equals the gradient of
+    the whole batch; with unequal ones, weight each rank's loss by its share (Keras fit does).
+
+    broadcast_buffers: before each training forward, every rank takes rank 0's buffers (BatchNorm
+    running statistics), so they never drift apart; the batch statistics a BatchNorm normalises
+    with in training are still each rank's own (see docs/distributed.md).
+    """
+
+    def __init__(
+        self,
+        module: Module,
+        bucket_cap_mb: float = 25.0,
+        broadcast_buffers: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(module, Module):
+            raise TypeError(
+                f"DistributedDataParallel: expected a gnn.nn.Module, got {type(module).__name__}"
+            )
+        if not isinstance(bucket_cap_mb, (int, float)) or not bucket_cap_mb > 0:
+            raise ValueError(
+                f"DistributedDataParallel: bucket_cap_mb must be > 0, got {bucket_cap_mb!r}"
+            )
+        if not dist.is_initialized():
+            raise RuntimeError(
+                "DistributedDataParallel: call gnn.distributed.init_process_group() first "
+                "(a script run without a launcher then is a group of one)"
+            )
+        self.module = module
+        self.broadcast_buffers = bool(broadcast_buffers)
+        self.bucket_cap_mb = float(bucket_cap_mb)
+        self._require_sync = True
+        self._self_ref = weakref.ref(self)
+        params = [p for p in module.parameters() if p.requires_grad]
+        devices = {str(p.device) for p in params}
+        if len(devices) > 1:
+            raise ValueError(
+                "DistributedDataParallel: the module's parameters are on several devices "
+                f"({sorted(devices)}); put the whole model on one device per rank"
+            )
+        self._params = params
+        self._buckets = self._make_buckets(params, int(self.bucket_cap_mb * 2**20))
+        self._broadcast_state()
+
+    # ---- setup ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _make_buckets(params: list[Tensor], cap: int) -> list[_Bucket]:
+        """Reverse parameter order; a new bucket when the dtype changes or the cap is reached."""
+        buckets: list[_Bucket] = []
+        current: list[int] = []
+        cur_dtype: np.dtype | None = None
+        cur_bytes = 0
+        for i in reversed(range(len(params))):
+            p = params[i]
+            dtype = np.dtype(np.float64) if p.data.dtype == np.float64 else np.dtype(np.float32)
+            nbytes = p.data.size * dtype.itemsize
+            if current and (dtype != cur_dtype or cur_bytes + nbytes > cap):
+                buckets.append(_Bucket([params[j] for j in current], current, cur_dtype))
+                current, cur_bytes = [], 0
+            current.append(i)
+            cur_dtype = dtype
+            cur_bytes += nbytes
+        if current:
+            buckets.append(_Bucket([params[j] for j in current], current, cur_dtype))
+        return buckets
+
+    def _broadcast_state(self) -> None:
+        """Every rank takes rank 0's parameters and buffers."""
+        if dist.get_world_size() == 1:
+            return
+        for p in self.module.parameters():
+            dist.broadcast_array(p.data, 0)
+        self._broadcast_buffers()
+
+    def _broadcast_buffers(self) -> None:
+        if dist.get_world_size() == 1:
+            return
+        for b in self.module.buffers():
+            dist.broadcast_array(b.data, 0)
+
+    def broadcast_buffers_now(self) -> None:
+        """Every rank takes rank 0's buffers now (e.g. before evaluating or saving)."""
+        self._broadcast_buffers()
+
+    # ---- forward and the gradient hook ---------------------------------------------------------
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.training and self.broadcast_buffers:
+            self._broadcast_buffers()
+        out = self.module(*args, **kwargs)
+        if not (self._require_sync and config.is_grad_enabled()):
+            return out
+        token: Tensor | None = None
+
+        def join(t: Tensor) -> Tensor:
+            nonlocal token
+            if token is None:
+                be = t._be
+                leaf = Tensor._make(be.xp.zeros((), dtype=np.float32), be, True)
+                token = _SyncMarker.apply(leaf, owner=self._self_ref)
+                token._creator.seq = next(_marker_sequence)
+            return _Join.apply(t, token)
+
+        return _map_tensors(out, join)
+
+    @contextlib.contextmanager
+    def no_sync(self) -> Iterator[None]:
+        """Backward passes of forwards run inside only accumulate local gradients; the first
+        backward after it averages everything accumulated (gradient accumulation)."""
+        previous = self._require_sync
+        self._require_sync = False
+        try:
+            yield
+        finally:
+            self._require_sync = previous
+
+    def sync_gradients(self) -> None:
+        """Replace every parameter's .grad by its mean over the ranks (collective: all call it)."""
+        size = dist.get_world_size()
+        if size == 1:
+            return
+        params = self._params
+        # Which parameters have a gradient anywhere: those get one everywhere (zeros stand in for
+        # a missing local one); the others stay None, as they would in one process.
+        have = np.array([p.grad is not None for p in params], dtype=np.uint8)
+        dist.all_reduce_array(have, "max")
+        scale = 1.0 / size
+        for bucket in self._buckets:
+            self._reduce_bucket(bucket, [bool(have[i]) for i in bucket.indices], scale)
+
+    def _reduce_bucket(self, bucket: _Bucket, flags: list[bool], scale: float) -> None:
+        if not any(flags):
+            return
+        be = bucket.params[0]._be
+        if bucket.flat is None or bucket.flat.dtype != bucket.dtype:
+            bucket.flat = be.xp.empty(bucket.size, dtype=bucket.dtype)
+        flat = bucket.flat
+        for p, (lo, hi) in zip(bucket.params, bucket.slices):
+            if p.grad is None:
+                flat[lo:hi] = 0
+            else:
+                flat[lo:hi] = p.grad.data.reshape(-1)
+        dist.all_reduce_array(flat, "sum")
+        flat *= scale
+        for p, (lo, hi), present in zip(bucket.params, bucket.slices, flags):
+            if not present:
+                continue
+            avg = flat[lo:hi].reshape(p.data.shape)
+            if p.grad is None:
+                p.grad = Tensor._make(avg.astype(p.data.dtype, copy=True), be, False)
+            else:
+                p.grad.data[...] = avg
+
+    def extra_repr(self) -> str:
+        return (
+            f"world_size={dist.get_world_size()}, buckets={len(self._buckets)}, "
+            f"bucket_cap_mb={self.bucket_cap_mb:g}"
+        )
+
+
+def _map_tensors(out: Any, fn: Any) -> Any:
+    """Apply fn to every Tensor in out that requires grad (through tuples, lists and dicts)."""
+    if isinstance(out, Tensor):
+        return fn(out) if out.requires_grad and out.dtype.kind == "f" else out
+    if isinstance(out, tuple):
+        items = [_map_tensors(o, fn) for o in out]
+        return type(out)(*items) if hasattr(out, "_fields") else tuple(items)
+    if isinstance(out, list):
+        return [_map_tensors(o, fn) for o in out]
+    if isinstance(out, dict):
+        return {k: _map_tensors(v, fn) for k, v in out.items()}
+    return out
