@@ -1,0 +1,65 @@
+"""Adadelta (PyTorch's rule: running averages of squared gradients and squared updates)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from gnn.config import no_grad
+from gnn.optim.optimizer import Optimizer, check_range
+from gnn.tensor import Tensor
+
+
+class Adadelta(Optimizer):
+    """sq = rho sq + (1 - rho) g^2; delta = sqrt(acc + eps) / sqrt(sq + eps) * g;
+    acc = rho acc + (1 - rho) delta^2; p -= lr * delta (weight_decay adds wd * p to g)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        super()._check_hyperparameters(group)
+        check_range("Adadelta", "rho", group["rho"], 0.0, 1.0, high_open=False)
+        check_range("Adadelta", "eps", group["eps"], 0.0)
+
+    @no_grad()
+    def _step(self) -> None:
+        for g in self.param_groups:
+            lr, rho, eps, wd, maximize = (
+                g["lr"], g["rho"], g["eps"], g["weight_decay"], g["maximize"]
+            )  # fmt: skip
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                xp, be, x, grad = p._be.xp, p._be, p.data, p.grad.data
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = {
+                        "step": 0,
+                        "square_avg": Tensor._make(xp.zeros_like(x), be, False),
+                        "acc_delta": Tensor._make(xp.zeros_like(x), be, False),
+                    }
+                state["step"] += 1
+                sq, acc = state["square_avg"].data, state["acc_delta"].data
+                if maximize:
+                    grad = xp.negative(grad)
+                if wd:
+                    grad = grad + wd * x
+                sq *= rho
+                sq += (1.0 - rho) * (grad * grad)
+                delta = xp.sqrt(acc + eps)
+                delta /= xp.sqrt(sq + eps)
+                delta *= grad
+                acc *= rho
+                acc += (1.0 - rho) * (delta * delta)
+                delta *= lr
+                x -= delta

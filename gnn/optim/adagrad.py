@@ -1,0 +1,72 @@
+"""Adagrad (PyTorch's rule: per-element step sizes from the sum of squared gradients)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from gnn.config import no_grad
+from gnn.optim.optimizer import Optimizer, check_range
+from gnn.tensor import Tensor
+
+
+class Adagrad(Optimizer):
+    """sum += g^2; p -= lr / (1 + (step - 1) lr_decay) * g / (sqrt(sum) + eps).
+
+    As in PyTorch, the state (step 0, sum = initial_accumulator_value) exists from construction.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize,
+        )  # fmt: skip
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._init_state(p, group)
+
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        super()._check_hyperparameters(group)
+        check_range("Adagrad", "lr_decay", group["lr_decay"], 0.0)
+        check_range("Adagrad", "initial_accumulator_value", group["initial_accumulator_value"], 0)
+        check_range("Adagrad", "eps", group["eps"], 0.0)
+
+    def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        xp, be = p._be.xp, p._be
+        init = group["initial_accumulator_value"]
+        state = self.state[p] = {
+            "step": 0,
+            "sum": Tensor._make(xp.full_like(p.data, init), be, False),
+        }
+        return state
+
+    @no_grad()
+    def _step(self) -> None:
+        for g in self.param_groups:
+            lr, lr_decay, eps, wd = g["lr"], g["lr_decay"], g["eps"], g["weight_decay"]
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                xp, x, grad = p._be.xp, p.data, p.grad.data
+                state = self.state.get(p) or self._init_state(p, g)
+                state["step"] += 1
+                if g["maximize"]:
+                    grad = xp.negative(grad)
+                if wd:
+                    grad = grad + wd * x
+                clr = lr / (1.0 + (state["step"] - 1) * lr_decay)
+                total = state["sum"].data
+                total += grad * grad
+                denom = xp.sqrt(total)
+                denom += eps
+                x -= clr * (grad / denom)

@@ -1,0 +1,87 @@
+"""NAdam (PyTorch's rule: Adam with Nesterov momentum and Dozat's momentum schedule)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from gnn.config import no_grad
+from gnn.optim.optimizer import Optimizer, check_range
+from gnn.tensor import Tensor
+
+
+class NAdam(Optimizer):
+    """Adam whose step mixes the current gradient and the momentum with the decaying schedule
+    mu_t = beta1 (1 - 0.5 * 0.96^(t * momentum_decay)).
+
+    weight_decay is L2 (added to g) unless decoupled_weight_decay, which shrinks p as AdamW does.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+            momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+        )  # fmt: skip
+        super().__init__(params, defaults)
+
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        super()._check_hyperparameters(group)
+        check_range("NAdam", "eps", group["eps"], 0.0)
+        check_range("NAdam", "momentum_decay", group["momentum_decay"], 0.0)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"NAdam: betas must be a pair (beta1, beta2), got {betas!r}")
+        check_range("NAdam", "betas[0]", betas[0], 0.0, 1.0)
+        check_range("NAdam", "betas[1]", betas[1], 0.0, 1.0)
+
+    @no_grad()
+    def _step(self) -> None:
+        for g in self.param_groups:
+            lr, eps, wd = g["lr"], g["eps"], g["weight_decay"]
+            beta1, beta2 = g["betas"]
+            psi = g["momentum_decay"]
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                xp, be, x, grad = p._be.xp, p._be, p.data, p.grad.data
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = {
+                        "step": 0,
+                        "mu_product": 1.0,
+                        "exp_avg": Tensor._make(xp.zeros_like(x), be, False),
+                        "exp_avg_sq": Tensor._make(xp.zeros_like(x), be, False),
+                    }
+                state["step"] += 1
+                step = state["step"]
+                if g["maximize"]:
+                    grad = xp.negative(grad)
+                if wd:
+                    if g["decoupled_weight_decay"]:
+                        x *= 1.0 - lr * wd
+                    else:
+                        grad = grad + wd * x
+                # The momentum schedule is host arithmetic on the host step count.
+                mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
+                mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
+                mu_product = state["mu_product"] * mu
+                state["mu_product"] = mu_product
+                m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+                m += (1.0 - beta1) * (grad - m)
+                v *= beta2
+                v += (1.0 - beta2) * (grad * grad)
+                denom = xp.sqrt(v / (1.0 - beta2**step))
+                denom += eps
+                x -= (lr * (1.0 - mu) / (1.0 - mu_product)) * (grad / denom)
+                x -= (lr * mu_next / (1.0 - mu_product * mu_next)) * (m / denom)

@@ -1,0 +1,87 @@
+"""RAdam (PyTorch's rule: Adam with the variance of the adaptive step rectified early on)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from gnn.config import no_grad
+from gnn.optim.optimizer import Optimizer, check_range
+from gnn.tensor import Tensor
+
+
+class RAdam(Optimizer):
+    """Adam that takes plain momentum steps while the length of the approximated SMA, rho_t, is
+    <= 5, and rectified adaptive steps after.
+
+    weight_decay is L2 (added to g) unless decoupled_weight_decay, which shrinks p as AdamW does.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+        )  # fmt: skip
+        super().__init__(params, defaults)
+
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        super()._check_hyperparameters(group)
+        check_range("RAdam", "eps", group["eps"], 0.0)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"RAdam: betas must be a pair (beta1, beta2), got {betas!r}")
+        check_range("RAdam", "betas[0]", betas[0], 0.0, 1.0)
+        check_range("RAdam", "betas[1]", betas[1], 0.0, 1.0)
+
+    @no_grad()
+    def _step(self) -> None:
+        for g in self.param_groups:
+            lr, eps, wd = g["lr"], g["eps"], g["weight_decay"]
+            beta1, beta2 = g["betas"]
+            rho_inf = 2.0 / (1.0 - beta2) - 1.0
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                xp, be, x, grad = p._be.xp, p._be, p.data, p.grad.data
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = {
+                        "step": 0,
+                        "exp_avg": Tensor._make(xp.zeros_like(x), be, False),
+                        "exp_avg_sq": Tensor._make(xp.zeros_like(x), be, False),
+                    }
+                state["step"] += 1
+                step = state["step"]
+                if g["maximize"]:
+                    grad = xp.negative(grad)
+                if wd:
+                    if g["decoupled_weight_decay"]:
+                        x *= 1.0 - lr * wd
+                    else:
+                        grad = grad + wd * x
+                m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+                m += (1.0 - beta1) * (grad - m)
+                v *= beta2
+                v += (1.0 - beta2) * (grad * grad)
+                bc1 = 1.0 - beta1**step
+                bc2 = 1.0 - beta2**step
+                m_hat = m / bc1
+                rho_t = rho_inf - 2.0 * step * beta2**step / bc2
+                if rho_t > 5.0:
+                    num = (rho_t - 4) * (rho_t - 2) * rho_inf
+                    rect = math.sqrt(num / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+                    denom = xp.sqrt(v)
+                    denom += eps
+                    x -= (lr * rect * math.sqrt(bc2)) * (m_hat / denom)
+                else:
+                    x -= lr * m_hat
