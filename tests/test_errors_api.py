@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
 
+import gnn
 from gnn import nn, optim
 from gnn.simple import NeuralNetwork
 
@@ -111,3 +113,77 @@ def test_load_state_dict_numeric_dtypes_still_load():
     model.load_state_dict({"weight": np.ones((3, 2), np.int64), "bias": [True, False, True]})
     np.testing.assert_array_equal(model.weight.numpy(), np.ones((3, 2)))
     np.testing.assert_array_equal(model.bias.numpy(), [1, 0, 1])
+
+
+# ---- Keras face: fit / evaluate / predict ------------------------------------------------------
+
+
+def _keras_model(metrics=("accuracy",)):
+    from gnn.layers import Dense
+
+    model = gnn.Sequential(Dense(4, activation="relu"), Dense(1, activation="sigmoid"))
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=list(metrics))
+    return model
+
+
+def _xy(n=20):
+    rng = np.random.default_rng(0)
+    x = rng.random((n, 3)).astype(np.float32)
+    return x, (x[:, :1] > 0.5).astype(np.float32)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, "8", True, None])
+def test_evaluate_and_predict_validate_batch_size_like_fit(batch_size):
+    model, (x, y) = _keras_model(), _xy()
+    for call, who in (
+        (lambda: model.fit(x, y, batch_size=batch_size, verbose=0), "fit"),
+        (lambda: model.evaluate(x, y, batch_size=batch_size), "evaluate"),
+        (lambda: model.predict(x, batch_size=batch_size), "predict"),
+    ):
+        with pytest.raises(ValueError, match=f"{who}: batch_size must be a positive integer"):
+            call()
+
+
+def test_fit_evaluate_predict_accept_numpy_integers():
+    model, (x, y) = _keras_model(), _xy()
+    history = model.fit(x, y, epochs=np.int64(2), batch_size=np.int32(8), verbose=0)
+    assert len(history.history["loss"]) == 2
+    assert set(model.evaluate(x, y, batch_size=np.int64(5))) == {"loss", "accuracy"}
+    assert model.predict(x, batch_size=np.uint8(7)).shape == (20, 1)
+
+
+@pytest.mark.parametrize("epochs", [-1, 1.0, "3", np.float64(2.0), True])
+def test_fit_still_refuses_non_integer_epochs(epochs):
+    model, (x, y) = _keras_model(), _xy()
+    with pytest.raises(ValueError, match="fit: epochs must be a non-negative integer"):
+        model.fit(x, y, epochs=epochs, verbose=0)
+
+
+def test_model_checkpoint_val_loss_pattern_without_validation_fails_at_start(tmp_path):
+    from gnn.train.callbacks import ModelCheckpoint
+
+    model, (x, y) = _keras_model(), _xy()
+    before = model.fit(x, y, epochs=0, verbose=0)  # builds the model, trains nothing
+    assert before.history == {}
+    w = [p.numpy().copy() for p in model.parameters()]
+    ckpt = ModelCheckpoint(str(tmp_path / "ckpt-{epoch}-{val_loss:.3f}.safetensors"))
+    with pytest.raises(ValueError, match=r"uses \{val_loss\}.*validation_data"):
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[ckpt])
+    for a, p in zip(w, model.parameters()):  # failed before the first update
+        np.testing.assert_array_equal(a, p.numpy())
+    # with validation data the same pattern works
+    model.fit(x, y, epochs=1, verbose=0, validation_split=0.25, callbacks=[ckpt])
+    assert len(ckpt.saved) == 1 and os.path.exists(ckpt.saved[0])
+
+
+def test_nan_stopped_history_keeps_every_metric_key(capsys):
+    model, (x, y) = _keras_model(metrics=("accuracy", "mae")), _xy()
+    model.fit(x, y, epochs=0, verbose=0)
+    with gnn.no_grad():
+        next(iter(model.parameters())).fill_(float("nan"))
+    history = model.fit(x, y, epochs=3, verbose=0, validation_split=0.25)
+    assert "stopped at epoch 1" in capsys.readouterr().err
+    keys = {"loss", "accuracy", "mae", "val_loss", "val_accuracy", "val_mae"}
+    assert set(history.history) == keys
+    assert all(len(v) == 1 for v in history.history.values())
+    assert math.isnan(history.history["loss"][0])

@@ -7,6 +7,7 @@ import csv
 import io
 import math
 import os
+import string
 import sys
 import time
 import warnings
@@ -253,6 +254,33 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.tracker.best = None
+        self._check_fields()
+
+    def _check_fields(self) -> None:
+        """Fail before training when `filepath` names a quantity fit will not log (e.g.
+        {val_loss} without validation data), rather than after the first epoch's work."""
+        logged = (self.params or {}).get("metrics")
+        if logged is None:  # not run by fit: nothing to check against
+            return
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(self.filepath) if f is not None]
+        except ValueError as e:
+            raise ValueError(
+                f"ModelCheckpoint: filepath {self.filepath!r} is malformed ({e})"
+            ) from None
+        known = {"epoch", *logged}
+        for field in fields:
+            name = field.split(".")[0].split("[")[0]
+            if name not in known:
+                hint = (
+                    " (pass validation_data or validation_split to fit)"
+                    if name.startswith("val_")
+                    else ""
+                )
+                raise ValueError(
+                    f"ModelCheckpoint: filepath {self.filepath!r} uses {{{field}}}, which fit "
+                    f"does not log{hint}; it logs: {', '.join(sorted(known))}"
+                )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}

@@ -456,6 +456,17 @@ class _Runner:
         return logs
 
 
+def _whole(value: Any, name: str, who: str, low: int) -> int:
+    """`value` as a Python int (NumPy integers too), or a ValueError naming `who` and `name`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        kind = "a non-negative" if low == 0 else "a positive"
+        raise ValueError(f"{who}: {name} must be {kind} integer, got {value!r}")
+    if value < low:
+        kind = "a non-negative" if low == 0 else "a positive"
+        raise ValueError(f"{who}: {name} must be {kind} integer, got {value!r}")
+    return int(value)
+
+
 def fit(
     model: Module,
     x: Any = None,
@@ -484,10 +495,9 @@ def fit(
         raise ValueError("fit: needs x and y")
     if not isinstance(validation_split, (int, float)) or not 0.0 <= validation_split < 1.0:
         raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
+    epochs = _whole(epochs, "epochs", who, 0)
+    batch_size = _whole(batch_size, "batch_size", who, 1)
+    initial_epoch = _whole(initial_epoch, "initial_epoch", who, 0)
     xh, yh = _as_host(x, "x", who), _as_host(y, "y", who)
     _check_lengths(xh, yh, who)
     if len(xh) == 0:
@@ -559,16 +569,26 @@ def fit(
     if verbose:
         cb_list.append(ProgbarLogger(verbose))
     cbs = CallbackList(cb_list)
-    for cb in cb_list:
-        cb.set_model(model)
-        cb.set_params(
-            {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size}
-        )
-    object.__setattr__(model, "stop_training", False)
-    object.__setattr__(model, "history", history)
     log_lr = scheduler is not None or any(
         type(cb).__name__ in ("ReduceLROnPlateau", "LearningRateScheduler") for cb in cb_list
     )
+    # every quantity an epoch logs, known before the first epoch (as Keras's params["metrics"])
+    logged = ["loss", *(name for name, _ in runner.metrics)]
+    logged += [f"val_{k}" for k in logged] if val is not None else []
+    logged += ["lr"] if log_lr else []
+    for cb in cb_list:
+        cb.set_model(model)
+        cb.set_params(
+            {
+                "epochs": epochs,
+                "steps": steps,
+                "verbose": verbose,
+                "batch_size": batch_size,
+                "metrics": list(logged),
+            }
+        )
+    object.__setattr__(model, "stop_training", False)
+    object.__setattr__(model, "history", history)
     be = x_all._be
 
     cbs.on_train_begin({})
@@ -611,7 +631,8 @@ def fit(
                     file=sys.stderr,
                 )
                 # every quantity gets a value for this epoch (NaN), so the lists stay aligned
-                history.record(epoch, {k: math.nan for k in history.history} | {"loss": bad[1]})
+                nan_logs = {k: math.nan for k in [*logged, *history.history]}
+                history.record(epoch, nan_logs | {"loss": bad[1]})
                 model.stop_training = True
                 break
             logs = {
@@ -652,6 +673,7 @@ def evaluate(
     """Loss and metrics over (x, y) in eval mode: {"loss": ..., "accuracy": ...}."""
     who = "evaluate"
     cfg = _compiled(model, who)
+    batch_size = _whole(batch_size, "batch_size", who, 1)
     xh, yh = _as_host(x, "x", who), _as_host(y, "y", who)
     _check_lengths(xh, yh, who)
     if len(xh) == 0:
@@ -671,6 +693,7 @@ def evaluate(
 def predict(model: Module, x: Any, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
     """The model's outputs for x (eval mode, no graph) as a NumPy array."""
     who = "predict"
+    batch_size = _whole(batch_size, "batch_size", who, 1)
     xh = _as_host(x, "x", who)
     _check_finite(xh, "x", who, _columns(x))
     device, dtype = _model_device_dtype(model)
