@@ -22,6 +22,9 @@ PLOT_HINT = "pip install 'gnn[plot]' (or pip install matplotlib)"
 class Callback:
     """Base class: override the hooks you need; `self.model` and `self.params` are set by fit."""
 
+    # True for callbacks that write files or print: under mpiexec only rank 0 runs them.
+    rank_zero_only = False
+
     def __init__(self) -> None:
         self.model: Any = None
         self.params: dict[str, Any] = {}
@@ -238,6 +241,8 @@ class ModelCheckpoint(Callback):
     A non-finite monitored value is never saved as best.
     """
 
+    rank_zero_only = True
+
     def __init__(
         self,
         filepath: str | os.PathLike,
@@ -322,6 +327,8 @@ def _atomic_save(state: dict, path: str) -> None:
 
 class CSVLogger(Callback):
     """Append one CSV row per epoch: epoch, then every logged quantity."""
+
+    rank_zero_only = True
 
     def __init__(
         self, filename: str | os.PathLike, separator: str = ",", append: bool = False
@@ -475,6 +482,8 @@ def _fmt_logs(logs: dict) -> str:
 
 class ProgbarLogger(Callback):
     """verbose=1: a tqdm bar per epoch on a terminal, else a line per epoch; verbose=2: a line."""
+
+    rank_zero_only = True
 
     def __init__(self, verbose: int = 1, stream: Any = None) -> None:
         super().__init__()

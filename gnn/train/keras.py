@@ -467,6 +467,68 @@ def _whole(value: Any, name: str, who: str, low: int) -> int:
     return int(value)
 
 
+class _Shards:
+    """fit on several processes (mpiexec): each rank's share of a batch, and sums over ranks."""
+
+    def __init__(self) -> None:
+        from gnn import distributed as dist
+
+        self.dist = dist
+        self.rank, self.size = dist.get_rank(), dist.get_world_size()
+        self.reducer: Any = None
+
+    @classmethod
+    def for_fit(cls) -> _Shards | None:
+        """None in one process; joins the process group when a launcher started several."""
+        from gnn import distributed as dist
+
+        if not dist.is_initialized() and dist.launcher_world_size() > 1:
+            dist.init_process_group("mpi")
+        return cls() if dist.get_world_size() > 1 else None
+
+    def start(self, model: Module) -> None:
+        from gnn.nn.parallel import DistributedDataParallel
+
+        self.reducer = DistributedDataParallel(model)
+
+    def same_order(self, order: Any) -> Any:
+        """Rank 0's shuffle, so the ranks split the same batches."""
+        return self.dist.broadcast_array(order, 0)
+
+    def shard(self, idx: Any) -> tuple[Any, int, float]:
+        """(this rank's indices, its sample count, the weight of its loss) for one batch.
+
+        Contiguous shares, sizes differing by at most one. The weight share * size / batch makes
+        the mean over ranks of the weighted losses the mean over the whole batch, as in one
+        process. A rank with no sample runs the first one with weight 0 (it must still join
+        the gradient average).
+        """
+        m = len(idx)
+        lo, hi = m * self.rank // self.size, m * (self.rank + 1) // self.size
+        if hi == lo:
+            return idx[:1], 0, 0.0
+        return idx[lo:hi], hi - lo, (hi - lo) * self.size / m
+
+    def combine(
+        self, runner: Any, yb: Tensor, pred: Tensor, value: float, share: int, sums: dict
+    ) -> tuple[float, int]:
+        """Add the batch's metric sums over all ranks to `sums`; (its mean loss, its size)."""
+        local: dict[str, list[float]] = {}
+        if share:
+            runner.metric_sums(yb, pred, local)
+        names = [name for name, _ in runner.metrics]
+        vec = [value * share if share else 0.0, float(share)]
+        for name in names:
+            vec += local.get(name, [0.0, 0])
+        totals = self.dist.all_reduce_array(np.array(vec, dtype=np.float64), "sum")
+        for i, name in enumerate(names):
+            acc = sums.setdefault(name, [0.0, 0])
+            acc[0] += float(totals[2 + 2 * i])
+            acc[1] += float(totals[3 + 2 * i])
+        count = int(totals[1])
+        return float(totals[0]) / max(count, 1), count
+
+
 def fit(
     model: Module,
     x: Any = None,
@@ -488,9 +550,15 @@ def fit(
     scheduler: a gnn.optim.lr_scheduler object (or fn(optimizer) -> scheduler), stepped once per
     epoch after the optimizer steps (ReduceLROnPlateau gets val_loss, or loss without validation).
     A NaN/Inf batch loss stops training before that batch's update (stop_on_nan=True).
+    Under an MPI launcher (mpiexec -n N) each rank trains on its share of every batch of
+    batch_size samples (the global batch) and logs the means over all ranks; only rank 0 prints
+    and runs the rank_zero_only callbacks (docs/distributed.md).
     """
     who = "fit"
     cfg = _compiled(model, who)
+    shards = _Shards.for_fit()
+    if shards is not None and shards.rank != 0:
+        verbose = 0  # progress and messages come from rank 0 only
     if x is None or y is None:
         raise ValueError("fit: needs x and y")
     if not isinstance(validation_split, (int, float)) or not 0.0 <= validation_split < 1.0:
@@ -568,6 +636,10 @@ def fit(
     cb_list = [history, *(callbacks or [])]
     if verbose:
         cb_list.append(ProgbarLogger(verbose))
+    if shards is not None:
+        shards.start(model)  # every rank takes rank 0's weights
+        if shards.rank != 0:  # checkpoints, CSV logs, progress: written by rank 0 alone
+            cb_list = [cb for cb in cb_list if not getattr(cb, "rank_zero_only", False)]
     cbs = CallbackList(cb_list)
     log_lr = scheduler is not None or any(
         type(cb).__name__ in ("ReduceLROnPlateau", "LearningRateScheduler") for cb in cb_list
@@ -599,11 +671,16 @@ def fit(
             order = be.permutation(n) if shuffle else be.xp.arange(n)
             if shuffle and be is not gnn.backend.get_backend("cpu"):
                 order = be.asarray(order)
+            if shards is not None and shuffle:
+                order = shards.same_order(order)
             total, count, sums = 0.0, 0, {}
             bad = None
             for b in range(steps):
                 cbs.on_train_batch_begin(b, {})
                 idx = order[b * batch_size : (b + 1) * batch_size]
+                share, weight = len(idx), 1.0
+                if shards is not None:
+                    idx, share, weight = shards.shard(idx)
                 xb, yb = _take(x_all, idx), _take(y_all, idx)
                 opt.zero_grad()
                 loss, pred = runner.step_outputs(xb, yb)
@@ -611,14 +688,19 @@ def fit(
                 if reg is not None:
                     loss = loss + reg
                 value = float(loss.item())
+                if shards is not None:  # the batch's loss and metric sums over all ranks
+                    value, share = shards.combine(runner, yb, pred, value, share, sums)
                 if not math.isfinite(value) and stop_on_nan:
                     bad = (b, value)
                     break
-                loss.backward()
+                (loss if weight == 1.0 else loss * weight).backward()
+                if shards is not None:
+                    shards.reducer.sync_gradients()
                 opt.step()
-                total += value * len(idx)
-                count += len(idx)
-                runner.metric_sums(yb, pred, sums)
+                total += value * share
+                count += share
+                if shards is None:
+                    runner.metric_sums(yb, pred, sums)
                 logs = {"loss": total / count, **{k: s / max(c, 1) for k, (s, c) in sums.items()}}
                 cbs.on_train_batch_end(b, logs)
                 if model.stop_training:
@@ -635,6 +717,8 @@ def fit(
                 history.record(epoch, nan_logs | {"loss": bad[1]})
                 model.stop_training = True
                 break
+            if shards is not None:  # BatchNorm statistics: rank 0's, before anything reads them
+                shards.reducer.broadcast_buffers_now()
             logs = {
                 "loss": total / max(count, 1),
                 **{k: s / max(c, 1) for k, (s, c) in sums.items()},
