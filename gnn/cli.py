@@ -222,6 +222,37 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """`gnn export PATH --onnx OUT`: a saved example as ONNX, batch (and sequence) dynamic."""
+    import numpy as np
+
+    import gnn
+    from gnn.examples._common import read_metadata
+
+    meta = read_metadata(args.model)
+    if meta.get("example") == "text":
+        model, _ = _example_module("text").load_model(args.model)
+        block = model.config.block_size
+        ids = np.zeros((2, min(8, block)), dtype=np.int64)
+        example, names = gnn.tensor(ids), (["idx"], ["logits"])
+        axes = {"idx": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
+    else:
+        meta, module, model = _load_saved(args.model, "cpu")
+        x = np.asarray(module.load_data(meta.get("seed", 0))[2][:2], dtype=np.float32)
+        if meta["example"] == "digits-cnn":
+            x = x.reshape(-1, 1, 8, 8)
+        example, names = gnn.tensor(x), (["input"], ["output"])
+        axes = {"input": {0: "batch"}, "output": {0: "batch"}}
+    from gnn.onnx import export
+
+    export(
+        model, (example,), args.onnx, input_names=names[0], output_names=names[1],
+        dynamic_axes=axes, opset_version=args.opset,
+    )  # fmt: skip
+    print(f"wrote {args.onnx} ({meta['example']}, inputs {names[0]}, outputs {names[1]})")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     folder = Path(args.dir) if args.dir else Path(__file__).resolve().parent.parent / "benchmarks"
     if not folder.is_dir():
@@ -411,6 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--device", default=None)
     gen.set_defaults(func=_generate)
+
+    exp = sub.add_parser("export", help="export a model saved by `gnn train NAME --save` to ONNX")
+    exp.add_argument("model", metavar="PATH", help="the weights file written by --save")
+    exp.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
+    exp.add_argument("--opset", type=int, default=17, help="ONNX opset version (17-21)")
+    exp.set_defaults(func=_export)
 
     bench = sub.add_parser("bench", help="run the benchmark suite and print ratios to baselines")
     bench.add_argument(
