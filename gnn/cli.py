@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import json
 import os
 import platform
@@ -130,11 +132,43 @@ def _train(args: argparse.Namespace) -> int:
             f"gnn: note: the {args.example} example does not use --{name.replace('_', '-')}",
             file=sys.stderr,
         )
-    start = time.perf_counter()
-    metrics = module.main(args)
-    took = time.perf_counter() - start
-    print(f"done in {took:.1f} s: {_summary(metrics)}")
+    rank, world = _join_launcher(args)
+    quiet = contextlib.redirect_stdout(io.StringIO()) if rank else contextlib.nullcontext()
+    with quiet:
+        if world > 1:
+            print(f"gnn: {world} ranks (mpiexec): each trains on 1/{world} of every batch")
+        start = time.perf_counter()
+        try:
+            metrics = module.main(args)
+        except Exception as exc:
+            if world == 1:
+                raise
+            # One rank failing must end them all, not leave the others waiting in a collective.
+            print(f"gnn: error on rank {rank}: {exc}", file=sys.stderr, flush=True)
+            _abort_all(2)
+        took = time.perf_counter() - start
+        print(f"done in {took:.1f} s: {_summary(metrics)}")
     return 0
+
+
+def _abort_all(code: int) -> None:
+    import gnn.distributed as dist
+
+    dist.abort(code)
+
+
+def _join_launcher(args: argparse.Namespace) -> tuple[int, int]:
+    """(rank, world size); under `mpiexec -n N` (N > 1) this joins the process group, and ranks
+    other than 0 train silently and write no files (fit shards the batches: docs/distributed.md)."""
+    import gnn.distributed as dist
+
+    if dist.launcher_world_size() == 1 and not dist.is_initialized():
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("mpi")
+    if dist.get_rank() != 0:
+        args.save = args.plot = None
+    return dist.get_rank(), dist.get_world_size()
 
 
 def _load_saved(path: str, device: str | None):  # noqa: ANN202

@@ -20,10 +20,10 @@ import numpy as np
 from gnn.tensor import Tensor
 
 __all__ = [
-    "ReduceOp", "all_gather", "all_gather_array", "all_reduce", "all_reduce_array", "barrier",
-    "broadcast", "broadcast_array", "destroy_process_group", "get_backend", "get_local_rank",
-    "get_rank", "get_world_size", "init_process_group", "is_available", "is_initialized",
-    "launcher_world_size",
+    "ReduceOp", "abort", "all_gather", "all_gather_array", "all_reduce", "all_reduce_array",
+    "barrier", "broadcast", "broadcast_array", "destroy_process_group", "get_backend",
+    "get_local_rank", "get_rank", "get_world_size", "init_process_group", "is_available",
+    "is_initialized", "launcher_world_size",
 ]  # fmt: skip
 
 MPI_INSTALL_HINT = "install the MPI extra: pip install 'gnn[mpi]' (mpi4py and the mpich wheel)"
@@ -207,6 +207,17 @@ def _nccl_communicator(group: _Group, device: int | None) -> Any:
     if group.comm is not None:
         uid = group.comm.bcast(uid, root=0)
     return nccl_backend.Communicator(group.size, uid, group.rank, index)
+
+
+def abort(exit_code: int = 1) -> None:
+    """End every rank of the job now with exit_code (MPI_Abort); a plain exit in one rank would
+    leave the others waiting in their next collective. In one process: sys.exit(exit_code)."""
+    group = _group
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if group is not None and group.mpi is not None and group.size > 1:
+        group.mpi.COMM_WORLD.Abort(exit_code)
+    sys.exit(exit_code)
 
 
 def destroy_process_group() -> None:
