@@ -25,7 +25,7 @@ LAYERS = [
     # testing: the gradient checker (used by tests, on Tensors); datasets: the shipped files;
     # distributed: collectives on Tensors (nn.parallel and data.sampler build on it)
     ["gnn.nn", "gnn.optim", "gnn.data", "gnn.io", "gnn.datasets", "gnn.testing", "gnn.distributed"],
-    ["gnn.train", "gnn.models"],  # models: GPT and its tokenizer, built on nn
+    ["gnn.train", "gnn.models", "gnn.onnx"],  # models: GPT and its tokenizer; onnx: export
     ["gnn.layers", "gnn.simple"],
     ["gnn.examples"],
     ["gnn.cli", "gnn.__main__"],

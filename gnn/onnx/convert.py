@@ -91,9 +91,7 @@ class Op:
 
     def array(self, get: Callable[[Any], Any], what: str) -> str:
         """A constant array setting (a mask) as an ONNX value, rebuilt at runtime if it moves."""
-        return self.ctx.constant(
-            self, [get(r.fn) for r in self.recs], get(self.probe.fn), what
-        )
+        return self.ctx.constant(self, [get(r.fn) for r in self.recs], get(self.probe.fn), what)
 
     def const_of(self, i: int) -> np.ndarray | None:
         """Input i's values when it is a parameter or constant (None when computed in the graph)."""
@@ -162,7 +160,9 @@ class Builder:
             return self.g.const(a0, pname, key=("param", id(arrays[0])))
         arrays = [np.asarray(a) for a in arrays]
         probe = np.asarray(probe)
-        if probe.shape == a0.shape and not np.array_equal(probe, a0, equal_nan=a0.dtype.kind == "f"):
+        if probe.shape == a0.shape and not np.array_equal(
+            probe, a0, equal_nan=a0.dtype.kind == "f"
+        ):
             raise op.error(
                 f"{what} is a constant whose values follow the inputs' values: it was computed "
                 "outside the traced ops (a comparison or a mask built from the inputs), and "
@@ -198,7 +198,11 @@ class Builder:
         else:
             out = g.node(
                 "Where",
-                [keep, g.const(np.asarray(0, dtype), "zero"), g.const(np.asarray(-np.inf, dtype), "ninf")],
+                [
+                    keep,
+                    g.const(np.asarray(0, dtype), "zero"),
+                    g.const(np.asarray(-np.inf, dtype), "ninf"),
+                ],
             )
         if len(dims) > 2:
             out = g.node("Unsqueeze", [out, g.ints(list(range(len(dims) - 2)))])
@@ -207,7 +211,7 @@ class Builder:
     def run(self, output_names: list[str], in_labels: dict, out_labels: dict) -> Any:
         helper, TP = self.onnx.helper, self.onnx.TensorProto
         base = self.traces[0]
-        for k, t in enumerate(self.traces[1:] + [self.probe]):
+        for t in self.traces[1:] + [self.probe]:
             if [type(r.fn) for r in t.records] != [type(r.fn) for r in base.records]:
                 raise ExportError(
                     "export: the model runs different ops when the "
@@ -851,7 +855,9 @@ def _recurrent(op: Op) -> str:
     w = g.const(blocks(w_ih)[None].astype(dt), "rnn_w")
     r = g.const(blocks(w_hh)[None].astype(dt), "rnn_r")
     if has_bias:
-        b = g.const(np.concatenate([blocks(weights[2]), blocks(weights[3])])[None].astype(dt), "rnn_b")
+        b = g.const(
+            np.concatenate([blocks(weights[2]), blocks(weights[3])])[None].astype(dt), "rnn_b"
+        )
     else:
         b = ""
     h0 = g.node("Unsqueeze", [op.x(1), g.ints([0])])

@@ -136,7 +136,9 @@ def _dynamic_labels(
     if not dynamic_axes:
         return ins, outs
     if not isinstance(dynamic_axes, dict):
-        raise TypeError("export: dynamic_axes must be a dict {name: {axis: label}} or {name: [axes]}")
+        raise TypeError(
+            "export: dynamic_axes must be a dict {name: {axis: label}} or {name: [axes]}"
+        )
     for name, axes in dynamic_axes.items():
         if name in input_names:
             k, table, ndim = input_names.index(name), ins, inputs[input_names.index(name)].ndim
@@ -209,7 +211,9 @@ def export(
     if not isinstance(model, Module):
         raise TypeError(f"export: model must be a gnn.nn.Module, got {type(model).__name__}")
     if not isinstance(opset_version, int) or not 17 <= opset_version <= 21:
-        raise ValueError(f"export: opset_version must be an int from 17 to 21, got {opset_version!r}")
+        raise ValueError(
+            f"export: opset_version must be an int from 17 to 21, got {opset_version!r}"
+        )
     inputs = _as_inputs(args)
     if any(p.device.type != "cpu" for p in model.parameters()):
         raise ValueError("export: move the model to the CPU first (model.cpu())")

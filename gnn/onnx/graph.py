@@ -55,7 +55,9 @@ class Graph:
         name = self._consts.get(key)
         if name is None:
             name = self.fresh(hint)
-            self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name))
+            self.initializers.append(
+                self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name)
+            )
             self._consts[key] = name
         return name
 
