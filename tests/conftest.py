@@ -3,6 +3,8 @@
 GNN_FAKE_CUDA=1 runs the gpu-marked tests on tests/fake_gpu, a NumPy stand-in for CuPy whose
 arrays refuse to mix with host arrays and whose kernels are NumPy stand-ins behind a launch check
 (see its docstring): `GNN_FAKE_CUDA=1 pytest -m gpu` checks the Python side of GPU support.
+GNN_FAKE_CUDA=emulate does the same with gnn's CUDA kernels compiled by tests/cuda_cpu and run on
+CPU threads instead of the stand-ins (ci/emulate.sh).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-FAKE_CUDA = os.environ.get("GNN_FAKE_CUDA") == "1"
+FAKE_CUDA = os.environ.get("GNN_FAKE_CUDA") in ("1", "emulate")
 if FAKE_CUDA:
     _fake = str(Path(__file__).parent / "fake_gpu")
     sys.path.insert(0, _fake)

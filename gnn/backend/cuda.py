@@ -63,7 +63,13 @@ def row_blocks(n: int) -> int:
 
 
 def kernel_dir() -> Path:
-    """Where the .cu files are: kernels/ in a checkout, gnn/_kernels in an installed wheel."""
+    """Where the .cu files are: kernels/ in a checkout, gnn/_kernels in an installed wheel.
+
+    GNN_KERNEL_DIR overrides both (a folder of edited kernels: ci/emulate.sh --mutants uses it).
+    """
+    override = os.environ.get("GNN_KERNEL_DIR")
+    if override:
+        return Path(override)
     source = Path(__file__).resolve().parents[2] / "kernels"
     if (source / "sigmoid.cu").is_file():
         return source

@@ -1,11 +1,11 @@
 """A stand-in for CuPy, on NumPy, whose arrays behave like memory on another device.
 
-With GNN_FAKE_CUDA=1, tests/conftest.py puts tests/fake_gpu first on sys.path, so gnn's own
+With GNN_FAKE_CUDA=1 (or =emulate), tests/conftest.py puts tests/fake_gpu first on sys.path, so gnn's own
 CupyBackend runs the gpu-marked tests on a machine without a GPU. That checks the Python side of
 gnn's GPU support (moving models and optimizers, files written on one backend and read on the
 other, no silent trips through host memory, kernel launch arguments) and nothing about CUDA: the
-arithmetic is NumPy's, and gnn's kernels run as NumPy stand-ins (the CUDA code itself is checked
-against its references on a real GPU only).
+arithmetic is NumPy's, and gnn's kernels run as NumPy stand-ins. With GNN_FAKE_CUDA=emulate they
+run instead as the real CUDA code, compiled with g++ by the CPU emulator in tests/cuda_cpu.
 
 Where CuPy is stricter than NumPy, so is this, because those are the mistakes it is here to find:
 - an array refuses implicit conversion to NumPy (`np.asarray(x)`) with CuPy's TypeError;
@@ -16,7 +16,7 @@ Where CuPy is stricter than NumPy, so is this, because those are the mistakes it
 - only names CuPy 14.2 has exist (`_names.py`); a ufunc takes only out, dtype and casting; the
   random Generator has only CuPy's methods (no permutation, no bit_generator state);
 - `RawModule` kernels check every launch against the kernel's C signature before a NumPy stand-in
-  does their work (`_kernels.py`).
+  or the emulated kernel does their work (`_kernels.py`).
 """
 
 from __future__ import annotations
@@ -419,7 +419,7 @@ def matmul(*args: Any, **kwargs: Any) -> Any:
 
 
 class RawModule:
-    """Kernels from CUDA source, run by NumPy stand-ins after a launch check (see _kernels.py)."""
+    """Kernels from CUDA source, run by NumPy stand-ins or the CPU emulator (see _kernels.py)."""
 
     def __init__(self, code: str | None = None, options: tuple = (), **kwargs: Any) -> None:
         from cupy import _kernels
@@ -430,12 +430,14 @@ class RawModule:
             raise TypeError(f"options must be a tuple of str, got {type(options).__name__}")
         self._kernels = _kernels
         self._signatures = _kernels.parse(code)
+        # GNN_FAKE_CUDA=emulate: compiled now, as NVRTC compiles at this point in CuPy
+        self._library = _kernels.emulator().load(code, self._signatures) if _kernels.EMULATE else None
 
     def get_function(self, name: str) -> Any:
         if name not in self._signatures:
             raise RuntimeError(f"CUDA_ERROR_NOT_FOUND: named symbol not found ({name})")
         bound, params = self._signatures[name]
-        return self._kernels.Function(name, bound, params, ndarray, _unwrap)
+        return self._kernels.Function(name, bound, params, ndarray, _unwrap, self._library)
 
 
 def _lookup(name: str) -> Any:

@@ -1,4 +1,5 @@
-"""NumPy stand-ins for gnn's CUDA kernels, behind a launch check, for the fake CuPy's RawModule.
+"""gnn's CUDA kernels for the fake CuPy's RawModule: a launch check, then NumPy stand-ins or the
+real kernel code on the CPU emulator.
 
 A launch is checked as the GPU would take it. Grid and block must be 1-tuples within the kernel's
 `__launch_bounds__`; the softmax-CE kernels also need whole warps, and their reduce one block.
@@ -7,17 +8,38 @@ Every argument is checked against the C parameter list parsed from the source:
   pass: the error slots are int64 on the host and unsigned in the kernel);
 - `long long` needs an np.int64, `int` an np.int32 and `float` an np.float32 (CuPy would pass a
   Python int as 64 bits and a Python float as a double, which the kernel would misread).
-The stand-in then writes what the kernel writes, in float32 as the kernel computes, by the
-formulas in the kernel's comments. That checks gnn's launch code and everything around it. It
-does not check the CUDA code: a real GPU runs tests/test_kernels_gpu.py against that.
+
+Then, with GNN_FAKE_CUDA=1, a stand-in writes what the kernel writes by calling the NumPy
+reference (gnn.backend.numpy) on flat views of the arguments: that checks gnn's launch code and
+everything around it, not the CUDA code. With GNN_FAKE_CUDA=emulate, the kernel source that
+RawModule was given is compiled with g++ against tests/cuda_cpu (a CUDA-on-CPU emulator) and the
+launch runs the kernel code itself, one host thread per CUDA thread.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+EMULATE = os.environ.get("GNN_FAKE_CUDA") == "emulate"
+_emulator: Any = None
+
+
+def emulator() -> Any:
+    """tests/cuda_cpu/emulator.py, loaded by path (tests/cuda_cpu is not a package on sys.path)."""
+    global _emulator
+    if _emulator is None:
+        path = Path(__file__).resolve().parents[2] / "cuda_cpu" / "emulator.py"
+        spec = importlib.util.spec_from_file_location("gnn_cuda_cpu_emulator", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _emulator = module
+    return _emulator
 
 _SIGNATURE = re.compile(
     r'extern "C" __global__ void __launch_bounds__\((\d+)(?:,\s*\d+)?\)\s*(\w+)\(([^)]*)\)'
@@ -64,16 +86,18 @@ def _check_arg(kernel: str, i: int, ctype: str, pointer: bool, arg: Any, ndarray
 
 
 class Function:
-    """One kernel of a fake RawModule: checks a launch, then runs the NumPy stand-in."""
+    """One kernel of a fake RawModule: checks a launch, then runs the stand-in or the emulator."""
 
-    def __init__(self, name: str, bound: int, params: list, ndarray: type, unwrap: Any) -> None:
+    def __init__(
+        self, name: str, bound: int, params: list, ndarray: type, unwrap: Any, library: Any = None
+    ) -> None:
         stem = re.sub(r"_(f32|f16)$", "", name)
-        if stem not in _STAND_INS:
+        if library is None and stem not in _STAND_INS:
             raise AttributeError(f"the fake CuPy has no stand-in for kernel {name!r}")
         self.name, self.bound, self.params, self.stem = name, bound, params, stem
-        self._ndarray, self._unwrap = ndarray, unwrap
+        self._ndarray, self._unwrap, self._library = ndarray, unwrap, library
 
-    def __call__(self, grid: tuple, block: tuple, args: tuple, **kwargs: Any) -> None:
+    def __call__(self, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0, **kw) -> None:
         for what, dims in (("grid", grid), ("block", block)):
             if not (isinstance(dims, tuple) and len(dims) == 1 and type(dims[0]) is int):
                 raise TypeError(f"{self.name}: this launch code passes {what} as a 1-tuple of int")
@@ -90,6 +114,10 @@ class Function:
             raise TypeError(f"{self.name}: {len(args)} arguments for {len(self.params)} parameters")
         for i, ((ctype, pointer), arg) in enumerate(zip(self.params, args)):
             _check_arg(self.name, i, ctype, pointer, arg, self._ndarray)
+        if self._library is not None:
+            host = [self._unwrap(a) if isinstance(a, self._ndarray) else a for a in args]
+            self._library.launch(self.name, blocks, threads, int(shared_mem), host)
+            return
         flat = [self._unwrap(a).reshape(-1) if isinstance(a, self._ndarray) else a for a in args]
         with np.errstate(all="ignore"):
             _STAND_INS[self.stem](*flat)

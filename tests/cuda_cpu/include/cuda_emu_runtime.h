@@ -1,0 +1,243 @@
+// Definitions behind cuda_emu.h: the launch, the pool of CUDA threads, and the extern "C" entry
+// points that tests/cuda_cpu/emulator.py calls through ctypes. Included once per shared library,
+// after the kernel source (each library is one translation unit).
+
+#ifndef GNN_CUDA_EMU_RUNTIME_H
+#define GNN_CUDA_EMU_RUNTIME_H
+
+#include <vector>
+
+thread_local uint3 threadIdx;
+thread_local uint3 blockIdx;
+thread_local dim3 blockDim;
+thread_local dim3 gridDim;
+
+namespace gnn_emu {
+
+thread_local unsigned long long warp_step = 0;
+
+namespace {
+
+// One pool thread per CUDA thread of a block; the pool grows to the largest block launched and is
+// kept (and never destroyed: idle threads may still wait on it while the process exits).
+struct Worker {
+    int id = 0;
+    std::mutex mu;
+    std::condition_variable cv;
+    unsigned long long go = 0;  // bumped by the launching thread to run one CUDA thread
+};
+
+struct State {
+    std::mutex mu;
+    std::condition_variable done;
+    int running = 0;
+    std::vector<Worker*> workers;
+    // the block being run (written before the workers are woken, read by them after)
+    unsigned int grid = 0, threads = 0, block_index = 0;
+    const std::function<void()>* body = nullptr;
+    unsigned char* dynamic_shared = nullptr;
+    Block block;
+    // the first failure of the current launch
+    std::mutex error_mu;
+    std::string error;
+    std::atomic<bool> failed{false};
+};
+
+State& state() {
+    static State* s = new State;  // leaked on purpose, see Worker
+    return *s;
+}
+
+void run_cuda_thread(int id) {
+    State& s = state();
+    threadIdx = uint3{static_cast<unsigned int>(id), 0, 0};
+    blockIdx = uint3{s.block_index, 0, 0};
+    blockDim = dim3{s.threads, 1, 1};
+    gridDim = dim3{s.grid, 1, 1};
+    warp_step = 0;
+    try {
+        (*s.body)();
+    } catch (const Abort&) {
+        // the launch failed elsewhere; this thread just leaves
+    } catch (...) {
+        fail("a C++ exception escaped the kernel");
+    }
+    // An exited thread no longer counts at barriers, as on the GPU.
+    s.block.warps[id >> 5].barrier.drop();
+    s.block.barrier.drop();
+}
+
+void* worker_main(void* arg) {
+    Worker* w = static_cast<Worker*>(arg);
+    unsigned long long seen = 0;
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> lock(w->mu);
+            w->cv.wait(lock, [&] { return w->go != seen; });
+            seen = w->go;
+        }
+        run_cuda_thread(w->id);
+        State& s = state();
+        std::lock_guard<std::mutex> lock(s.mu);
+        if (--s.running == 0) s.done.notify_one();
+    }
+    return nullptr;
+}
+
+bool grow_pool(unsigned int n) {
+    State& s = state();
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 1 << 20);
+    while (s.workers.size() < n) {
+        Worker* w = new Worker;
+        w->id = static_cast<int>(s.workers.size());
+        pthread_t th;
+        if (pthread_create(&th, &attr, worker_main, w) != 0) {
+            delete w;
+            pthread_attr_destroy(&attr);
+            return false;
+        }
+        pthread_detach(th);
+        s.workers.push_back(w);
+    }
+    pthread_attr_destroy(&attr);
+    return true;
+}
+
+}  // namespace
+
+void fail(const std::string& why) {
+    State& s = state();
+    {
+        std::lock_guard<std::mutex> lock(s.error_mu);
+        if (s.error.empty()) s.error = why;
+        s.failed.store(true);
+    }
+    // wake every waiter so that it sees the failure and leaves
+    s.block.barrier.wake();
+    for (Warp& w : s.block.warps) w.barrier.wake();
+}
+
+bool failed() { return state().failed.load(); }
+
+double timeout_seconds() {
+    static const double t = [] {
+        const char* v = getenv("GNN_EMU_TIMEOUT_S");
+        return v ? atof(v) : 60.0;
+    }();
+    return t;
+}
+
+Block& block() { return state().block; }
+
+unsigned char* dynamic_shared() { return state().dynamic_shared; }
+
+int launch(unsigned int grid, unsigned int threads, size_t shared_bytes,
+           const std::function<void()>& body) {
+    State& s = state();
+    s.error.clear();
+    s.failed.store(false);
+    if (grid < 1 || threads < 1 || threads > 1024) {
+        s.error = "invalid launch: grid " + std::to_string(grid) + ", block " +
+                  std::to_string(threads) + " (1..1024 threads)";
+        return 1;
+    }
+    if (!grow_pool(threads)) {
+        s.error = "cannot start " + std::to_string(threads) + " threads";
+        return 1;
+    }
+    // Dynamic shared memory holds garbage on a GPU: 0xff bytes (NaN floats) stand in for it, and
+    // its exact size lets AddressSanitizer see an access past it.
+    unsigned char* shared = nullptr;
+    if (shared_bytes) {
+        shared = static_cast<unsigned char*>(aligned_alloc(16, (shared_bytes + 15) / 16 * 16));
+        memset(shared, 0xff, shared_bytes);
+#if defined(__SANITIZE_ADDRESS__)
+        ASAN_POISON_MEMORY_REGION(shared + shared_bytes, (shared_bytes + 15) / 16 * 16 - shared_bytes);
+#endif
+    }
+    s.body = &body;
+    s.grid = grid;
+    s.threads = threads;
+    s.dynamic_shared = shared;
+    for (unsigned int b = 0; b < grid && !failed(); ++b) {
+        s.block_index = b;
+        s.block.barrier.reset(static_cast<int>(threads));
+        for (unsigned int i = 0; i < 32; ++i) {
+            Warp& w = s.block.warps[i];
+            const int lanes = static_cast<int>(threads) - static_cast<int>(32 * i);
+            w.lanes = lanes < 0 ? 0 : (lanes > 32 ? 32 : lanes);
+            w.barrier.reset(w.lanes);
+            memset(w.step, 0, sizeof w.step);
+        }
+        {
+            std::lock_guard<std::mutex> lock(s.mu);
+            s.running = static_cast<int>(threads);
+        }
+        for (unsigned int i = 0; i < threads; ++i) {
+            Worker* w = s.workers[i];
+            std::lock_guard<std::mutex> lock(w->mu);
+            ++w->go;
+            w->cv.notify_one();
+        }
+        std::unique_lock<std::mutex> lock(s.mu);
+        const auto start = std::chrono::steady_clock::now();
+        while (s.running > 0) {
+            s.done.wait_for(lock, std::chrono::milliseconds(500));
+            const double waited =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            if (s.running > 0 && waited > 3 * timeout_seconds()) {
+                // A thread that never reaches a barrier (an endless loop) cannot be stopped.
+                fprintf(stderr, "cuda_emu: block %u still running after %.0f s: aborting\n", b,
+                        waited);
+                abort();
+            }
+        }
+    }
+#if defined(__SANITIZE_ADDRESS__)
+    if (shared) ASAN_UNPOISON_MEMORY_REGION(shared, (shared_bytes + 15) / 16 * 16);
+#endif
+    free(shared);
+    s.dynamic_shared = nullptr;
+    return failed() ? 1 : 0;
+}
+
+}  // namespace gnn_emu
+
+extern "C" {
+
+// The first failure of the last launch ("" when it succeeded).
+const char* gnn_emu_error() { return gnn_emu::state().error.c_str(); }
+
+// n bytes at an address that is `offset` past a 256-byte boundary (as in CuPy's 256-byte aligned
+// allocations); the bytes before it are poisoned for AddressSanitizer. *base is what to free.
+void* gnn_emu_alloc(size_t n, size_t offset, void** base) {
+    void* p = nullptr;
+    if (posix_memalign(&p, 256, offset + n + (offset + n == 0)) != 0) return nullptr;
+#if defined(__SANITIZE_ADDRESS__)
+    ASAN_POISON_MEMORY_REGION(p, offset);
+#endif
+    *base = p;
+    return static_cast<unsigned char*>(p) + offset;
+}
+
+void gnn_emu_free(void* base, size_t offset) {
+#if defined(__SANITIZE_ADDRESS__)
+    ASAN_UNPOISON_MEMORY_REGION(base, offset);
+#endif
+    free(base);
+}
+
+// The emulator's half conversions, for tests/cuda_cpu/test_emulator.py.
+void gnn_emu_float2half_rn(const float* x, unsigned short* out, long long n) {
+    for (long long i = 0; i < n; ++i) out[i] = __half_as_ushort(__float2half_rn(x[i]));
+}
+
+void gnn_emu_half2float(const unsigned short* x, float* out, long long n) {
+    for (long long i = 0; i < n; ++i) out[i] = __half2float(__ushort_as_half(x[i]));
+}
+
+}  // extern "C"
+
+#endif  // GNN_CUDA_EMU_RUNTIME_H
