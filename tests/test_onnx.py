@@ -297,18 +297,29 @@ def test_text_example_gpt_batch_and_sequence() -> None:
     roundtrip(model, ids(13, 2, 5), variants, input_names=["idx"], dynamic_axes=axes)
 
 
-def test_translate_example_without_padding_masks() -> None:
+def test_translate_example_with_padding_masks() -> None:
     from gnn.examples.translate import NumberTranslator
 
     model = NumberTranslator(8, 2, 1, 16).eval()
+
+    def batch(n: int, s: int, t: int) -> tuple:
+        src, tgt = ids(20, n, s) + 1, ids(10, n, t) + 1
+        lengths = RNG.integers(1, s + 1, n)  # PAD (0) after each source's words
+        src = np.where(np.arange(s) < lengths[:, None], src.numpy(), 0)
+        return gnn.tensor(src), tgt
+
     axes = {"src": {0: "batch", 1: "src_len"}, "tgt": {0: "batch", 1: "tgt_len"}}
-    src, tgt = ids(20, 2, 5) + 1, ids(10, 2, 4) + 1  # no PAD (0): masks built from ids
-    with pytest.raises(ExportError, match="follow the inputs' values"):
-        src_pad = gnn.tensor(np.where(np.arange(5) < 3, src.numpy(), 0))
-        export(model, (src_pad, tgt), io.BytesIO(), input_names=["src", "tgt"])
-    # TODO placeholder replaced below when padding masks are traced
-    roundtrip(model, (src, tgt), [], input_names=["src", "tgt"])
-    del axes
+    variants = [batch(4, 6, 3), batch(3, 9, 7)]
+    roundtrip(model, batch(2, 6, 3), variants, input_names=["src", "tgt"], dynamic_axes=axes)
+
+
+def test_constants_computed_from_input_values_are_refused() -> None:
+    class Frozen(nn.Module):
+        def forward(self, x):  # the mask comes from NumPy, not from gnn ops: ONNX would freeze it
+            return x * gnn.tensor((x.numpy() > 0).astype(np.float32))
+
+    with pytest.raises(ExportError, match=r"Mul in layer <root> \(Frozen\).*follow the inputs"):
+        export(Frozen(), randn(3, 4), io.BytesIO())
 
 
 # ---- errors and the command line -----------------------------------------------------------------

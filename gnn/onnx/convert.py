@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gnn.nn.module import Module
-from gnn.onnx.export import INT_MAX, ExportError, Trace
+from gnn.onnx.export import INT_MAX, Compare, ExportError, Trace
 from gnn.onnx.graph import Graph
 from gnn.ops import (
     attention,
@@ -89,9 +89,10 @@ class Op:
         """A list of sizes per trace, solved to ints and Syms."""
         return self.g.sizes([list(get(r.fn)) for r in self.recs], f"{self.name} ({what})")
 
-    def array(self, get: Callable[[Any], Any], what: str) -> str:
+    def array(self, get: Callable[[Any], Any], what: str, explain_masks: bool = False) -> str:
         """A constant array setting (a mask) as an ONNX value, rebuilt at runtime if it moves."""
-        return self.ctx.constant(self, [get(r.fn) for r in self.recs], get(self.probe.fn), what)
+        arrays = [get(r.fn) for r in self.recs]
+        return self.ctx.constant(self, arrays, get(self.probe.fn), what, explain_masks)
 
     def const_of(self, i: int) -> np.ndarray | None:
         """Input i's values when it is a parameter or constant (None when computed in the graph)."""
@@ -149,17 +150,30 @@ class Builder:
             return self.g.const(t.numpy(), pname, key=("param", id(t)))
         return self.constant(op, [x.numpy() for x in tensors], probe.numpy(), what)
 
-    def constant(self, op: Op, arrays: list, probe: Any, what: str) -> str:
-        """An array that is not computed by a traced op, in every trace."""
+    def constant(
+        self, op: Op, arrays: list, probe: Any, what: str, explain_masks: bool = False
+    ) -> str:
+        """An array that is not computed by a traced op, in every trace.
+
+        explain_masks: an additive attention mask may be a traced bool tensor turned into 0 and
+        -inf outside the ops (MultiheadAttention's masks); it is then rebuilt from that tensor.
+        """
         a0 = arrays[0]
         if a0 is None:
             return ""
+        traced = self.data_names.get(id(a0))
+        if traced is not None:  # the array of a traced value (a comparison's result, an input)
+            return traced
         a0 = np.asarray(a0)
         pname = self.params.get(id(arrays[0]))
         if pname is not None:  # a buffer's array passed straight to an op (batch norm stats)
             return self.g.const(a0, pname, key=("param", id(arrays[0])))
         arrays = [np.asarray(a) for a in arrays]
         probe = np.asarray(probe)
+        if explain_masks:
+            mask = self.padding_mask(arrays + [probe])
+            if mask is not None:
+                return mask
         if probe.shape == a0.shape and not np.array_equal(
             probe, a0, equal_nan=a0.dtype.kind == "f"
         ):
@@ -184,6 +198,50 @@ class Builder:
             f"{what} is a constant of shape {a0.shape} whose size follows the dynamic axes; only "
             "uniform constants and causal masks can be rebuilt at runtime"
         )
+
+    def padding_mask(self, per_trace: list) -> str | None:
+        """An additive mask (every trace, then the probe) that equals where(B, -inf, 0) or
+        where(B, 0, -inf) for a traced bool tensor B (a graph input or a comparison's result),
+        B of the mask's shape or (N, S) for a (N, 1, 1, S) key-padding mask; else None.
+
+        The match must hold in every trace, the value-reversed probe included, so a mask that
+        only looks alike for one input is not taken. The newest candidate is tried first.
+        """
+        n = len(self.traces)
+        sources: list[tuple[str, Callable[[int], Any]]] = []
+        for j, t in enumerate(self.traces[0].inputs):
+            if t.dtype == np.bool_:
+                sources.append((self.g.input_names[j], lambda k, j=j: self._input(k, j)))
+        for i, r in enumerate(self.traces[0].records):
+            if isinstance(r.fn, Compare) and id(r.output) in self.names:
+                sources.append((self.names[id(r.output)], lambda k, i=i: self._output(k, i)))
+        masks = [np.asarray(m) for m in per_trace]
+        if masks[0].dtype.kind != "f" or len(masks) != n + 1:
+            return None
+        for name, get in reversed(sources):
+            bools = [np.asarray(get(k)) for k in range(n + 1)]
+            for form in ("padding", "ignore", "attend"):
+                if all(_mask_form(m, b, form) for m, b in zip(masks, bools)):
+                    return self._mask_from(name, form, masks[0].dtype)
+        return None
+
+    def _input(self, k: int, j: int) -> Any:
+        trace = self.probe if k == len(self.traces) else self.traces[k]
+        return trace.inputs[j].numpy()
+
+    def _output(self, k: int, i: int) -> Any:
+        trace = self.probe if k == len(self.traces) else self.traces[k]
+        return trace.records[i].output.numpy()
+
+    def _mask_from(self, src: str, form: str, dtype: np.dtype) -> str:
+        g = self.g
+        zero = g.const(np.asarray(0, dtype), "zero")
+        ninf = g.const(np.asarray(-np.inf, dtype), "ninf")
+        if form == "padding":
+            src = g.node("Unsqueeze", [src, g.ints([1, 2])])
+        if form == "attend":
+            return g.node("Where", [src, zero, ninf])
+        return g.node("Where", [src, ninf, zero])
 
     def causal(self, dims: list, dtype: np.dtype, kind: str) -> str:
         """A causal mask of shape dims (L, S last) built at runtime: key j <= query i attends."""
@@ -270,6 +328,8 @@ class Builder:
         made = {id(r.output): i for i, r in enumerate(base.records)}
         made.update({id(r.output.data): i for i, r in enumerate(base.records)})
         todo = [made[id(t)] for t in base.outputs if id(t) in made]
+        # Comparisons feed masks through arrays (not inputs), so they are always converted.
+        todo += [i for i, r in enumerate(base.records) if isinstance(r.fn, Compare)]
         needed: set[int] = set()
         while todo:
             i = todo.pop()
@@ -278,11 +338,26 @@ class Builder:
             needed.add(i)
             rec = base.records[i]
             deps = [id(t) for t in rec.inputs]
-            ids = getattr(rec.fn, "ids", None)  # embedding ids: an array, not an input
-            if ids is not None:
-                deps.append(id(ids))
+            for attr in ("ids", "cond"):  # embedding ids, where's condition: arrays, not inputs
+                arr = getattr(rec.fn, attr, None)
+                if arr is not None:
+                    deps.append(id(arr))
             todo += [made[d] for d in deps if d in made]
         return needed
+
+
+def _mask_form(m: np.ndarray, b: np.ndarray, form: str) -> bool:
+    """Whether additive mask m is bool tensor b in the given form (see Builder.padding_mask)."""
+    if b.dtype != np.bool_:
+        return False
+    if form == "padding":
+        if b.ndim != 2 or m.shape != (b.shape[0], 1, 1, b.shape[1]):
+            return False
+        b = b[:, None, None, :]
+    elif m.shape != b.shape:
+        return False
+    want = np.where(b, -np.inf, 0.0) if form != "attend" else np.where(b, 0.0, -np.inf)
+    return bool(np.array_equal(m, want.astype(m.dtype)))
 
 
 def _causal_kind(a: np.ndarray) -> str | None:
@@ -435,6 +510,26 @@ def _clamp(op: Op) -> str:
     while bounds and bounds[-1] == "":
         bounds.pop()
     return op.g.node("Clip", [op.x(0)] + bounds)
+
+
+_COMPARE = {
+    "equal": "Equal", "not_equal": "Equal", "less": "Less", "less_equal": "LessOrEqual",
+    "greater": "Greater", "greater_equal": "GreaterOrEqual",
+}  # fmt: skip
+
+
+@converts(Compare)
+def _compare(op: Op) -> str:
+    g = op.g
+    a, b = op.x(0), op.x(1)
+    da, db = op.dtype(0), op.dtype(1)
+    if da != db:  # as gnn's pair(): a float operand wins; else NumPy's promotion
+        target = da if da.kind == "f" else db if db.kind == "f" else np.promote_types(da, db)
+        to = _onnx_type(op.ctx.onnx.TensorProto, target)
+        a = a if da == target else g.node("Cast", [a], to=to)
+        b = b if db == target else g.node("Cast", [b], to=to)
+    out = g.node(_COMPARE[op.fn.name], [a, b])
+    return g.node("Not", [out]) if op.fn.name == "not_equal" else out
 
 
 @converts(shape.Cast)
@@ -696,7 +791,7 @@ def _attention(op: Op) -> str:
     s = g.node("MatMul", [q, g.node("Transpose", [k], perm=perm)])
     s = g.node("Mul", [s, _scalar(op, scale, op.dtype(0))])
     if op.recs[0].fn.mask is not None:
-        s = g.node("Add", [s, op.array(lambda f: f.mask, "the attention mask")])
+        s = g.node("Add", [s, op.array(lambda f: f.mask, "the attention mask", True)])
     p = g.node("Softmax", [s], axis=-1)
     return g.node("MatMul", [p, v])
 

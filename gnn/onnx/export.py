@@ -20,6 +20,7 @@ import numpy as np
 
 from gnn import autograd, config
 from gnn.nn.module import Module
+from gnn.ops import elementwise
 from gnn.tensor import Tensor
 
 INT_MAX = 2**63 - 1
@@ -66,8 +67,19 @@ def _flatten_outputs(out: Any, what: str = "output") -> list[Tensor]:
     raise ExportError(f"export: the model's {what} holds a {type(out).__name__}; expected Tensors")
 
 
+class Compare:
+    """A comparison (==, <, ...) in a trace: gnn runs them without a Function (no gradient)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # NumPy's ufunc name: equal, not_equal, less, ...
+
+
 def trace(model: Module, inputs: list[Tensor]) -> Trace:
-    """Run model(*inputs) once under no_grad, recording every Function and the layer it ran in."""
+    """Run model(*inputs) once under no_grad, recording every Function and the layer it ran in.
+
+    Comparisons are recorded too (as Compare), by wrapping gnn.ops.elementwise._compare for the
+    length of the pass: padding masks are made from the inputs with `ids == pad`.
+    """
     if autograd.on_apply is not None:
         raise ExportError("export: another trace is already running (export is not reentrant)")
     records: list[Record] = []
@@ -75,6 +87,15 @@ def trace(model: Module, inputs: list[Tensor]) -> Trace:
 
     def record(fn: Any, args: tuple, result: Tensor) -> None:
         records.append(Record(fn, args, result, where[-1]))
+
+    compare = elementwise._compare
+
+    def traced_compare(name: str, a: Any, b: Any) -> Tensor:
+        out = compare(name, a, b)
+        pa, pb = elementwise.pair(a, b)  # Python numbers become constants, as in _compare
+        args = (a if isinstance(a, Tensor) else pa, b if isinstance(b, Tensor) else pb)
+        record(Compare(name), args, out)
+        return out
 
     patched = []
     for name, mod in model.named_modules():
@@ -92,11 +113,13 @@ def trace(model: Module, inputs: list[Tensor]) -> Trace:
         mod.__dict__["forward"] = forward
         patched.append(mod)
     autograd.on_apply = record
+    elementwise._compare = traced_compare
     try:
         with config.no_grad():
             out = model(*inputs)
     finally:
         autograd.on_apply = None
+        elementwise._compare = compare
         for mod in patched:
             mod.__dict__.pop("forward", None)
     outputs = _flatten_outputs(out)
