@@ -40,35 +40,61 @@ from gnn.creation import (
 from gnn.dtypes import bool_, float16, float32, float64, int32, int64
 from gnn.functional import (  # the torch.* names for tensor math, as in PyTorch
     abs,
+    absolute,
     argmax,
     argmin,
+    argsort,
     bmm,
     cat,
     ceil,
     chunk,
     clamp,
+    clip,
+    clone,
+    concat,
+    concatenate,
     cos,
     cumsum,
+    eq,
     exp,
     expm1,
     flatten,
     flip,
     floor,
     gather,
+    ge,
+    greater,
+    greater_equal,
+    gt,
     index_select,
     isfinite,
     isnan,
+    le,
+    less,
+    less_equal,
     log,
     log1p,
+    log_softmax,
     logsumexp,
+    lt,
+    masked_fill,
     matmul,
     max,
     mean,
     min,
     mm,
+    mul,
+    multinomial,
+    multiply,
     narrow,
+    ne,
+    neg,
+    negative,
+    not_equal,
     permute,
+    pow,
     reciprocal,
+    relu,
     reshape,
     round,
     rsqrt,
@@ -83,20 +109,30 @@ from gnn.functional import (  # the torch.* names for tensor math, as in PyTorch
     squeeze,
     stack,
     std,
+    subtract,
     sum,
+    swapaxes,
+    swapdims,
     t,
     tanh,
     topk,
     transpose,
     tril,
     triu,
+    true_divide,
+    unbind,
     unsqueeze,
     var,
     where,
 )
+from gnn.ops.torch_names import add_alpha as add
+from gnn.ops.torch_names import divide, is_floating_point, is_tensor, numel
+from gnn.ops.torch_names import divide as div
+from gnn.ops.torch_names import subtract as sub
 from gnn.tensor import Tensor
 
 device = Device  # gnn.device("cuda:0"), as torch.device
+inference_mode = no_grad  # gnn keeps no graph under either
 bool = bool_  # noqa: A001  (gnn.bool, as torch.bool)
 float = float32  # noqa: A001
 double = float64
@@ -119,6 +155,13 @@ __all__ += [
     "reshape", "round", "rsqrt", "sigmoid", "sign", "sin", "softmax", "sort", "split", "sqrt",
     "square", "squeeze", "std", "sum", "t", "tanh", "topk", "transpose", "tril", "triu",
     "unsqueeze", "var",
+]  # fmt: skip
+__all__ += [
+    "absolute", "add", "argsort", "clip", "clone", "concat", "concatenate", "div", "divide", "eq",
+    "ge", "greater", "greater_equal", "gt", "inference_mode", "is_floating_point", "is_tensor",
+    "le", "less", "less_equal", "log_softmax", "lt", "masked_fill", "mul", "multinomial",
+    "multiply", "ne", "neg", "negative", "not_equal", "numel", "pow", "relu", "sub", "subtract",
+    "swapaxes", "swapdims", "true_divide", "unbind",
 ]  # fmt: skip
 
 

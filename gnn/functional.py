@@ -132,4 +132,32 @@ __all__ += [
     "triu",
 ]  # fmt: skip
 
+from gnn.ops.torch_names import (  # noqa: E402  (PyTorch's other spellings)
+    absolute,
+    argsort,
+    clip,
+    concat,
+    concatenate,
+    divide,
+    greater,
+    greater_equal,
+    less,
+    less_equal,
+    multinomial,
+    multiply,
+    negative,
+    not_equal,
+    subtract,
+    swapaxes,
+    swapdims,
+    true_divide,
+    unbind,
+)
+
+__all__ += [
+    "absolute", "argsort", "clip", "concat", "concatenate", "divide", "greater", "greater_equal",
+    "less", "less_equal", "multinomial", "multiply", "negative", "not_equal", "subtract",
+    "swapaxes", "swapdims", "true_divide", "unbind",
+]  # fmt: skip
+
 _tensor_module.F = sys.modules[__name__]

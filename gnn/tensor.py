@@ -587,6 +587,113 @@ class Tensor:
     def type_as(self, other: Tensor) -> Tensor:
         return self.to(dtype=other.dtype)
 
+    # ---- PyTorch's other spellings (gnn/ops/torch_names.py) -------------------------------------
+
+    def add(self, other: Any, alpha: Any = 1) -> Tensor:
+        return F.add(self, other if alpha == 1 else other * alpha)
+
+    def sub(self, other: Any, alpha: Any = 1) -> Tensor:
+        return F.sub(self, other if alpha == 1 else other * alpha)
+
+    subtract = sub
+
+    def mul(self, other: Any) -> Tensor:
+        return F.mul(self, other)
+
+    multiply = mul
+
+    def div(self, other: Any, rounding_mode: str | None = None) -> Tensor:
+        return F.divide(self, other, rounding_mode)
+
+    divide = div
+
+    def true_divide(self, other: Any) -> Tensor:
+        return F.div(self, other)
+
+    negative = neg
+    absolute = abs
+    clip = clamp
+    greater = gt
+    greater_equal = ge
+    less = lt
+    less_equal = le
+    not_equal = ne
+    swapaxes = transpose
+    swapdims = transpose
+
+    def where(self, condition: Any, other: Any) -> Tensor:
+        """self where condition holds, else other (Tensor.where, as in PyTorch)."""
+        return F.where(condition, self, other)
+
+    def argsort(self, dim: int = -1, descending: bool = False) -> Tensor:
+        return F.argsort(self, dim, descending)
+
+    def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
+        return F.unbind(self, dim)
+
+    def multinomial(self, num_samples: int, replacement: bool = False) -> Tensor:
+        return F.multinomial(self, num_samples, replacement)
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.kind == "f"
+
+    def nelement(self) -> int:
+        return self.numel()
+
+    def element_size(self) -> int:
+        return self.dtype.itemsize
+
+    # ---- new tensors like this one (same dtype and device unless given) ------------------------
+
+    def new_tensor(
+        self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> Tensor:
+        """A copy of `data` as a tensor with this tensor's dtype and device by default."""
+        out = Tensor(data, dtype or self.dtype, device or self.device)
+        if out.data is data:  # a copy, as torch's new_tensor makes
+            out.data = data.copy()
+        return out.requires_grad_(True) if requires_grad else out
+
+    def new_full(
+        self, size: Any, fill_value: Any, dtype: Any = None, device: Any = None,
+        requires_grad: bool = False,
+    ) -> Tensor:  # fmt: skip
+        """A tensor of `size` filled with fill_value, this tensor's dtype and device by default."""
+        be = get_backend(device or self.device)
+        dt = parse_dtype(dtype) if dtype is not None else self.dtype
+        shape = (size,) if isinstance(size, int) else tuple(size)
+        out = Tensor._make(be.xp.full(shape, fill_value, dtype=dt), be, False)
+        return out.requires_grad_(True) if requires_grad else out
+
+    def new_zeros(
+        self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> Tensor:
+        """Zeros of `size`, this tensor's dtype and device by default."""
+        return self.new_full(_shape_args(size), 0, dtype, device, requires_grad)
+
+    def new_ones(
+        self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> Tensor:
+        """Ones of `size`, this tensor's dtype and device by default."""
+        return self.new_full(_shape_args(size), 1, dtype, device, requires_grad)
+
+    def new_empty(
+        self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> Tensor:
+        """A tensor of `size` to be overwritten (zeros here), this tensor's dtype and device."""
+        return self.new_full(_shape_args(size), 0, dtype, device, requires_grad)
+
+    def __format__(self, spec: str) -> str:
+        """f"{loss:.4f}" formats a one-element tensor as its number, as PyTorch does."""
+        if self.data.size == 1 and (spec or self.ndim == 0):
+            return format(self.item(), spec)
+        if spec:
+            raise TypeError(
+                f"format spec {spec!r} needs a one-element tensor, got shape {self.shape}; "
+                "format t.item() or t.tolist()"
+            )
+        return str(self)
+
 
 autograd._Tensor = Tensor  # ops make plain Tensors, whatever their inputs' class
 
@@ -639,10 +746,18 @@ def _to_array(data: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
         be = src_be if device is None else get_backend(device)
         arr = data.data if be is src_be else be.asarray(data.numpy())
     else:
+        if data is None or isinstance(data, (dict, set, frozenset)):
+            # np.asarray(None, float32) is NaN, and a dict is an object array: refuse both
+            raise TypeError(
+                f"tensor(): cannot make a tensor from {type(data).__name__}; pass numbers, "
+                "(nested) lists of numbers, or a NumPy/CuPy array"
+            )
         be = get_backend(device)
         arr = data
     if dtype is not None:
         dt = parse_dtype(dtype)
+        if getattr(arr, "dtype", None) is not None and np.dtype(arr.dtype) == object:
+            _no_none(np.asarray(arr))  # an explicit float dtype would turn None into NaN
     else:
         dt = _infer_dtype(arr)
     if be.is_array(arr) and arr.dtype == dt:
@@ -657,10 +772,24 @@ def _to_array(data: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
         ) from None
 
 
+def _no_none(probe: np.ndarray) -> None:
+    """Raise TypeError when an object array holds None (it would become NaN silently)."""
+    if any(v is None for v in probe.ravel()):
+        raise TypeError(
+            "tensor(): the data holds None; fill missing values explicitly (e.g. float('nan') "
+            "or 0) before making a tensor"
+        )
+
+
 def _infer_dtype(data: Any) -> np.dtype:
     """float data -> default dtype (float32); ints -> int64; bools -> bool; arrays keep theirs."""
     if hasattr(data, "dtype") and not isinstance(data, (float, int, bool)):
         dt = np.dtype(data.dtype)
+        if dt.kind not in "biuf":  # object, complex, strings, dates: no gnn op computes on them
+            raise TypeError(
+                f"tensor(): unsupported data of dtype {dt} (gnn tensors hold bool, integers or "
+                "floats; convert with .astype(...) first)"
+            )
         return dt
     try:
         probe = np.asarray(data)
@@ -668,7 +797,10 @@ def _infer_dtype(data: Any) -> np.dtype:
         raise ValueError(
             f"tensor(): cannot make a tensor from {type(data).__name__}: {exc}"
         ) from None
-    if probe.dtype.kind == "f" or probe.dtype == object:
+    if probe.dtype == object:  # e.g. a list of Tensors (fine), or one holding None (not)
+        _no_none(probe)
+        return config.get_default_dtype()
+    if probe.dtype.kind == "f":
         return config.get_default_dtype()
     if probe.dtype.kind in "iu":
         return np.dtype("int64")
