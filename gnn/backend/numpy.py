@@ -306,7 +306,9 @@ class NumpyBackend:
             acc
         )
         eps = float(label_smoothing)
-        loss = (1.0 - eps) * w_t * (lse - z_t)
+        # where(), not a multiply by w_t = 0: an ignored row with a NaN or infinite logit must
+        # add exactly 0 (0 * NaN is NaN), as in PyTorch and the CUDA kernel
+        loss = xp.where(valid, (1.0 - eps) * w_t * (lse - z_t), 0.0)
         if eps > 0.0:
             if weight is None:
                 smooth = lse - z.sum(axis=1) / c
@@ -374,4 +376,5 @@ class NumpyBackend:
                 g -= (eps / c) * scale[:, None]
             else:
                 g -= (eps / c) * (scale[:, None] * w[None, :])
+        g = xp.where(valid[:, None], g, 0.0)  # ignored rows: exactly 0, even for NaN logits
         return g.astype(logits.dtype, copy=False)

@@ -79,6 +79,14 @@ class _BatchNorm(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         layer = type(self).__name__
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{layer}: the input must be a gnn Tensor, got {type(x).__name__}")
+        if x.dtype.kind != "f":
+            # integer statistics would be truncated: the output would be silently wrong
+            raise TypeError(
+                f"{layer}: expected a floating-point input, got {x.dtype}; convert it with "
+                "x.float()"
+            )
         if x.ndim not in self.dims:
             raise ValueError(f"{layer}: expected {self.shapes} input, got shape {x.shape}")
         if x.shape[1] != self.num_features:

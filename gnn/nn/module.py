@@ -319,6 +319,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args and not isinstance(args[0], Tensor) and type(self).__module__.startswith("gnn."):
+            _check_layer_input(self, args[0])
         return self.forward(*args, **kwargs)
 
     # ---- printing ------------------------------------------------------------------------------
@@ -340,6 +342,26 @@ class Module:
         return sorted(
             set(super().__dir__()) | set(self._parameters) | set(self._modules) | set(self._buffers)
         )
+
+
+def _check_layer_input(module: Module, x: Any) -> None:
+    """A gnn layer given a NumPy/CuPy array or a list: a TypeError that says what to do.
+
+    Only gnn's own layers are checked (a user's Module may take anything), and only their first
+    argument, the input: otherwise the layer would fail deep inside with an AttributeError.
+    """
+    name = type(module).__name__
+    if isinstance(x, (list, tuple)) and x and not any(isinstance(v, Tensor) for v in x):
+        what = f"a Python {type(x).__name__}"
+    elif hasattr(x, "__array__") or hasattr(x, "__cuda_array_interface__"):
+        what = f"a {type(x).__module__.split('.')[0]}.{type(x).__name__}"
+    else:
+        return
+    raise TypeError(
+        f"{name}: the input is {what}, not a gnn Tensor; convert it first with "
+        f"gnn.tensor(x) (on the model's device: gnn.tensor(x, device=...)); Keras-style "
+        "model.fit/evaluate/predict take arrays directly"
+    )
 
 
 def _move_in_place(t: Tensor, be: Any, dtype: Any) -> None:

@@ -5,6 +5,7 @@ cross_entropy runs through the backend's fused softmax-cross-entropy (a CUDA ker
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gnn.autograd import Function
@@ -32,6 +33,55 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss
 
 
+def _check_input(op: str, input: Any) -> None:
+    """The prediction must be a gnn Tensor (targets may be arrays or lists: they are converted)."""
+    if not isinstance(input, Tensor):
+        raise TypeError(
+            f"{op}: input must be a gnn Tensor, got a {type(input).__module__}."
+            f"{type(input).__name__}; wrap it with gnn.tensor(...) (targets may be arrays)"
+        )
+
+
+def _check_device(op: str, input: Tensor, other: Any, what: str = "target") -> None:
+    """The same "different devices" error as every other op, for Tensors used by their data."""
+    if isinstance(other, Tensor) and other._be is not input._be:
+        raise RuntimeError(
+            f"{op}: inputs are on different devices ({input.device} and {other.device}, the "
+            f"{what}); move them with .to(device) first"
+        )
+
+
+def _check_float_input(op: str, input: Tensor, what: str) -> None:
+    if input.dtype.kind != "f":
+        raise TypeError(
+            f"{op}: input ({what}) must be floating point, got {input.dtype}; "
+            "convert it with .float() (integer scores would be cast silently otherwise)"
+        )
+
+
+def _check_probabilities(op: str, input: Tensor) -> None:
+    """Raise ValueError for finite values outside [0, 1] (NaN passes: fit reports NaN losses).
+
+    On the CPU this is one min and max. On a GPU it would make every training step wait for the
+    device, so it runs only with GNN_DEBUG_SYNC=1; there out-of-range values give a NaN loss
+    (log of a negative number), which fit's NaN check stops at.
+    """
+    be = input._be
+    if input.data.size == 0:
+        return
+    if be.device.type != "cpu" and os.environ.get("GNN_DEBUG_SYNC") != "1":
+        return
+    data = input.data
+    lo, hi = (float(v) for v in be.to_numpy(be.xp.stack((data.min(), data.max()))))
+    if lo < 0.0 or hi > 1.0:
+        bad = lo if lo < 0.0 else hi
+        raise ValueError(
+            f"{op}: input must hold probabilities in [0, 1], got values in [{lo:g}, {hi:g}] "
+            f"(e.g. {bad:g}); apply sigmoid first, or use binary_cross_entropy_with_logits "
+            "(BCEWithLogitsLoss) on raw scores"
+        )
+
+
 def _check_same_shape(op: str, input: Tensor, target: Tensor) -> None:
     if input.shape != target.shape:
         raise ValueError(
@@ -43,6 +93,7 @@ def _check_same_shape(op: str, input: Tensor, target: Tensor) -> None:
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean squared error between input and target (same shape)."""
     _check_reduction("mse_loss", reduction)
+    _check_input("mse_loss", input)
     target = as_tensor(target, input)
     _check_same_shape("mse_loss", input, target)
     diff = input - target
@@ -52,6 +103,7 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean absolute error between input and target (same shape)."""
     _check_reduction("l1_loss", reduction)
+    _check_input("l1_loss", input)
     target = as_tensor(target, input)
     _check_same_shape("l1_loss", input, target)
     return _reduce((input - target).abs(), reduction)
@@ -62,8 +114,10 @@ def binary_cross_entropy(
 ) -> Tensor:
     """BCE on probabilities in [0, 1]; logs are clamped at -100 as in PyTorch."""
     _check_reduction("binary_cross_entropy", reduction)
+    _check_input("binary_cross_entropy", input)
     target = as_tensor(target, input)
     _check_same_shape("binary_cross_entropy", input, target)
+    _check_probabilities("binary_cross_entropy", input)
     loss = -(
         target * clamp(log(input), min=-100.0) + (1 - target) * clamp(log(1 - input), min=-100.0)
     )
@@ -106,6 +160,7 @@ def binary_cross_entropy_with_logits(
 ) -> Tensor:
     """BCE on logits (sigmoid folded in), numerically stable for large |input|."""
     _check_reduction("binary_cross_entropy_with_logits", reduction)
+    _check_input("binary_cross_entropy_with_logits", input)
     target = as_tensor(target, input)
     _check_same_shape("binary_cross_entropy_with_logits", input, target)
     if pos_weight is None:
@@ -162,8 +217,18 @@ def cross_entropy(
     _check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    _check_input("cross_entropy", input)
+    _check_float_input("cross_entropy", input, "logits")
+    _check_device("cross_entropy", input, target)
+    _check_device("cross_entropy", input, weight, "weight")
     target = as_tensor(target, input) if not isinstance(target, Tensor) else target
     if isinstance(target, Tensor) and target.dtype.kind == "f":
+        if target.shape != input.shape:
+            raise ValueError(
+                f"cross_entropy: target has dtype {target.dtype} and shape {target.shape}: "
+                f"class labels must be integers (convert them with .long()), and class "
+                f"probabilities must have the input's shape {input.shape}"
+            )
         return _soft_cross_entropy(input, target, weight, reduction, label_smoothing)
     if input.ndim == 0:
         raise ValueError("cross_entropy: input must have a class dimension, got a 0-d tensor")
@@ -223,6 +288,11 @@ def _soft_cross_entropy(
         target = target * (1 - label_smoothing) + label_smoothing / c
     logp = log_softmax(input, dim)
     if weight is not None:
+        if tuple(as_tensor(weight, input).shape) != (c,):
+            raise ValueError(
+                f"cross_entropy: weight must have shape ({c},), got "
+                f"{tuple(as_tensor(weight, input).shape)}"
+            )
         shape = [1] * input.ndim
         shape[dim] = c
         logp = logp * reshape(as_tensor(weight, input), tuple(shape))
@@ -241,10 +311,19 @@ def nll_loss(
 ) -> Tensor:
     """Negative log-likelihood of log-probabilities (N, C) at labels (N,)."""
     _check_reduction("nll_loss", reduction)
+    _check_input("nll_loss", input)
+    _check_float_input("nll_loss", input, "log-probabilities")
+    _check_device("nll_loss", input, target)
+    _check_device("nll_loss", input, weight, "weight")
     target = as_tensor(target, input) if not isinstance(target, Tensor) else target
     if input.ndim != 2 or target.shape != (input.shape[0],):
         raise ValueError(
             f"nll_loss: expected input (N, C) and target (N,), got {input.shape} and {target.shape}"
+        )
+    if target.dtype.kind not in "iu":
+        raise TypeError(
+            f"nll_loss: target must hold integer class labels, got {target.dtype}; "
+            "convert them with .long()"
         )
     be = input._be
     xp = be.xp
@@ -254,6 +333,8 @@ def nll_loss(
     valid = labels != ignore_index
     safe = xp.where(valid, labels, 0)
     w = xp.ones((c,), input.dtype) if weight is None else as_tensor(weight, input).data
+    if w.shape != (c,):
+        raise ValueError(f"nll_loss: weight must have shape ({c},), got {tuple(w.shape)}")
     w_t = Tensor._make(xp.where(valid, w[safe], 0).astype(input.dtype), be, False)
     picked = getitem(input, (xp.arange(n), safe))
     loss = -picked * w_t
