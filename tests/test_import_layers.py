@@ -26,6 +26,7 @@ LAYERS = [
     # distributed: collectives on Tensors (nn.parallel and data.sampler build on it)
     ["gnn.nn", "gnn.optim", "gnn.data", "gnn.io", "gnn.datasets", "gnn.testing", "gnn.distributed"],
     ["gnn.train", "gnn.models", "gnn.onnx"],  # models: GPT and its tokenizer; onnx: export
+    ["gnn.serialization", "gnn.utils"],  # torch-style save/load over gnn.io; utils.data
     ["gnn.layers", "gnn.simple"],
     ["gnn.examples"],
     ["gnn.cli", "gnn.__main__"],

@@ -41,3 +41,6 @@ __all__ += [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Flatten", "GRU",
     "GRUCell", "LSTM", "LSTMCell", "MaxPool2d", "RNN", "RNNCell", "Unflatten",
 ]  # fmt: skip
+from gnn.nn import functional, modules  # noqa: E402  (torch.nn.functional, torch.nn.modules)
+
+__all__ += ["functional", "modules"]

@@ -87,6 +87,9 @@ class RNNBase(Module):
                 f"(num_layers * num_directions, batch, hidden_size), got {h.shape}"
             )
 
+    def flatten_parameters(self) -> None:
+        """Nothing to do: PyTorch packs weights for cuDNN here; gnn reads them as they are."""
+
     def forward(self, input: Tensor, hx: Any = None) -> tuple:
         layer = self._layer_name(self.mode)
         lstm = self.mode == "LSTM"
