@@ -85,7 +85,9 @@ def test_functional_math() -> None:
             a = F.silu(x) + F.softplus(x, beta=2.0) - x.exp().log1p() * x.abs().sqrt()
             b = (x.sin() * x.cos() + x.expm1()).clamp(-1.0, 2.0) / (x**2 + 1.0) ** 0.5
             c = x.mean(-1, keepdim=True) + x.sum(0) - x.max(-1, keepdim=True)[0] + x.min()
-            return a + b + c + x.logsumexp(-1, keepdim=True) + x.cumsum(1) + x.var(-1, keepdim=True)
+            d = x.masked_fill(x > 0.5, -1.0) + (x != x.abs()) + (x <= 0) * 2.0 - (x.round() == 1)
+            d = d + x.sign() * x.floor() - x.ceil() + x.isnan() + x.isfinite()
+            return a + b + c + d + x.logsumexp(-1, keepdim=True) + x.cumsum(1) + x.var(-1, True)
 
     roundtrip(Math().eval(), randn(3, 4), [randn(5, 4)], dynamic_axes=BATCH)
 
@@ -94,11 +96,12 @@ def test_conv_pool_batchnorm_dropout_flatten() -> None:
     model = nn.Sequential(
         nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dilation=1), nn.ReLU(),
-        nn.AvgPool2d(2, padding=1, count_include_pad=False), nn.Flatten(), nn.Dropout(0.5),
+        nn.AvgPool2d(2, padding=1, count_include_pad=False), nn.AvgPool2d(1, divisor_override=2),
+        nn.Flatten(), nn.Dropout(0.5),
         nn.Linear(6 * 2 * 2, 5), nn.BatchNorm1d(5),
     )  # fmt: skip
     with gnn.no_grad():
-        for bn in (model[1], model[10]):
+        for bn in (model[1], model[11]):
             n = bn.running_mean.shape[0]
             bn.running_mean.copy_(randn(n))
             bn.running_var.copy_(gnn.tensor(RNG.uniform(0.5, 2.0, n).astype(np.float32)))
@@ -226,6 +229,15 @@ def test_sdpa_with_masks_dynamic_lengths() -> None:
     roundtrip(Sdpa().eval(), args, variants, input_names=["q", "k", "v"], dynamic_axes=axes)
 
 
+def test_fully_masked_rows_give_zeros_as_in_gnn() -> None:
+    class Masked(nn.Module):
+        def forward(self, q):
+            keep = gnn.tensor(np.array([[True, False, True], [False, False, False]]))
+            return F.scaled_dot_product_attention(q[:, :2], q, q, attn_mask=keep)
+
+    roundtrip(Masked().eval(), randn(2, 3, 4), [randn(5, 3, 4)], dynamic_axes=BATCH)
+
+
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_transformer_encoder_decoder(norm_first: bool) -> None:
     model = nn.Transformer(
@@ -253,9 +265,10 @@ def test_positional_encodings_follow_the_sequence_axis() -> None:
         def __init__(self) -> None:
             super().__init__()
             self.fixed = nn.PositionalEncoding(8, dropout=0.0, max_len=32, batch_first=True)
+            self.learned = nn.LearnedPositionalEmbedding(32, 8, batch_first=True)
 
         def forward(self, x):
-            return self.fixed(x * math.sqrt(8))
+            return self.learned(self.fixed(x * math.sqrt(8)))
 
     axes = {"input": {0: "batch", 1: "seq"}}
     roundtrip(Pos().eval(), randn(2, 5, 8), [randn(3, 5, 8), randn(3, 9, 8)], dynamic_axes=axes)
@@ -381,3 +394,40 @@ def test_cli_export_of_a_saved_model(tmp_path, capsys) -> None:
         assert np.abs(got - want).max() < TOL
     assert main(["export", str(tmp_path / "missing.safetensors"), "--onnx", str(out)]) == 2
     assert "no weights file" in capsys.readouterr().err
+
+
+def test_cli_export_of_a_text_checkpoint(tmp_path) -> None:
+    from gnn.cli import main
+    from gnn.examples._common import save_example
+    from gnn.models.char_tokenizer import CharTokenizer
+    from gnn.models.gpt import GPT, GPTConfig
+
+    config = GPTConfig(vocab_size=6, block_size=10, n_layer=1, n_head=2, n_embd=8)
+    model = GPT(config).eval()
+    weights = tmp_path / "gpt.safetensors"
+    tok = CharTokenizer("abcdef")
+    save_example(model, weights, "text", config.to_dict(), tokenizer=tok.to_dict(), seed=0)
+    out = tmp_path / "gpt.onnx"
+    assert main(["export", str(weights), "--onnx", str(out)]) == 0
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for shape in ((1, 3), (4, 10)):
+        x = ids(6, *shape)
+        with gnn.no_grad():
+            want = model(x)[0].numpy()
+        got = sess.run(None, {"idx": x.numpy()})[0]
+        assert np.abs(got - want).max() < TOL
+
+
+@pytest.mark.parametrize("opset", [18, 21])
+def test_newer_opsets(opset: int) -> None:
+    class Reduce(nn.Module):
+        def forward(self, x):
+            return x.mean(1) + x.max(1)[0] - x.sum(1) + x.logsumexp(1)
+
+    buf = io.BytesIO()
+    export(Reduce(), randn(2, 5), buf, opset_version=opset, dynamic_axes=BATCH)
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    x = randn(7, 5)
+    with gnn.no_grad():
+        want = Reduce()(x).numpy()
+    assert np.abs(sess.run(None, {"input": x.numpy()})[0] - want).max() < TOL

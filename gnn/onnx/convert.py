@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gnn.nn.module import Module
-from gnn.onnx.export import INT_MAX, Compare, ExportError, Trace
+from gnn.onnx.export import INT_MAX, Compare, ExportError, Rounding, Trace
 from gnn.onnx.graph import Graph
 from gnn.ops import (
     attention,
@@ -177,6 +177,10 @@ class Builder:
         if probe.shape == a0.shape and not np.array_equal(
             probe, a0, equal_nan=a0.dtype.kind == "f"
         ):
+            # gnn casts a bool operand of arithmetic outside the ops (x + (x > 0)): rebuild it
+            cast = self.padding_mask(arrays + [probe], forms=("cast",))
+            if cast is not None:
+                return cast
             raise op.error(
                 f"{what} is a constant whose values follow the inputs' values: it was computed "
                 "outside the traced ops (a comparison or a mask built from the inputs), and "
@@ -199,10 +203,13 @@ class Builder:
             "uniform constants and causal masks can be rebuilt at runtime"
         )
 
-    def padding_mask(self, per_trace: list) -> str | None:
+    def padding_mask(
+        self, per_trace: list, forms: tuple = ("padding", "ignore", "attend")
+    ) -> str | None:
         """An additive mask (every trace, then the probe) that equals where(B, -inf, 0) or
         where(B, 0, -inf) for a traced bool tensor B (a graph input or a comparison's result),
         B of the mask's shape or (N, S) for a (N, 1, 1, S) key-padding mask; else None.
+        forms=("cast",) instead matches B cast to the array's dtype.
 
         The match must hold in every trace, the value-reversed probe included, so a mask that
         only looks alike for one input is not taken. The newest candidate is tried first.
@@ -216,11 +223,11 @@ class Builder:
             if isinstance(r.fn, Compare) and id(r.output) in self.names:
                 sources.append((self.names[id(r.output)], lambda k, i=i: self._output(k, i)))
         masks = [np.asarray(m) for m in per_trace]
-        if masks[0].dtype.kind != "f" or len(masks) != n + 1:
+        if masks[0].dtype.kind not in "fiu" or len(masks) != n + 1:
             return None
         for name, get in reversed(sources):
             bools = [np.asarray(get(k)) for k in range(n + 1)]
-            for form in ("padding", "ignore", "attend"):
+            for form in forms:
                 if all(_mask_form(m, b, form) for m, b in zip(masks, bools)):
                     return self._mask_from(name, form, masks[0].dtype)
         return None
@@ -235,6 +242,8 @@ class Builder:
 
     def _mask_from(self, src: str, form: str, dtype: np.dtype) -> str:
         g = self.g
+        if form == "cast":
+            return g.node("Cast", [src], to=_onnx_type(self.onnx.TensorProto, dtype))
         zero = g.const(np.asarray(0, dtype), "zero")
         ninf = g.const(np.asarray(-np.inf, dtype), "ninf")
         if form == "padding":
@@ -356,6 +365,8 @@ def _mask_form(m: np.ndarray, b: np.ndarray, form: str) -> bool:
         b = b[:, None, None, :]
     elif m.shape != b.shape:
         return False
+    if form == "cast":
+        return bool(np.array_equal(m, b.astype(m.dtype)))
     want = np.where(b, -np.inf, 0.0) if form != "attend" else np.where(b, 0.0, -np.inf)
     return bool(np.array_equal(m, want.astype(m.dtype)))
 
@@ -530,6 +541,17 @@ def _compare(op: Op) -> str:
         b = b if db == target else g.node("Cast", [b], to=to)
     out = g.node(_COMPARE[op.fn.name], [a, b])
     return g.node("Not", [out]) if op.fn.name == "not_equal" else out
+
+
+@converts(Rounding)
+def _rounding(op: Op) -> str:
+    g, x, name = op.g, op.x(0), op.fn.name
+    if name == "isfinite":
+        return g.node("Not", [g.node("Or", [g.node("IsNaN", [x]), g.node("IsInf", [x])])])
+    table = {"sign": "Sign", "floor": "Floor", "ceil": "Ceil", "round": "Round", "isnan": "IsNaN"}
+    if name not in table:
+        raise op.error(f"no ONNX converter for {name}")
+    return g.node(table[name], [x])
 
 
 @converts(shape.Cast)
@@ -790,9 +812,13 @@ def _attention(op: Op) -> str:
     perm = list(range(rank - 2)) + [rank - 1, rank - 2]
     s = g.node("MatMul", [q, g.node("Transpose", [k], perm=perm)])
     s = g.node("Mul", [s, _scalar(op, scale, op.dtype(0))])
+    p = None
     if op.recs[0].fn.mask is not None:
         s = g.node("Add", [s, op.array(lambda f: f.mask, "the attention mask", True)])
-    p = g.node("Softmax", [s], axis=-1)
+        p = g.node("Softmax", [s], axis=-1)
+        # A row with every key masked is NaN in Softmax; gnn gives it zero weights (as PyTorch).
+        p = g.node("Where", [g.node("IsNaN", [p]), _scalar(op, 0.0, op.dtype(0)), p])
+    p = p or g.node("Softmax", [s], axis=-1)
     return g.node("MatMul", [p, v])
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from gnn import autograd, config
 from gnn.nn.module import Module
-from gnn.ops import elementwise
+from gnn.ops import elementwise, unary
 from gnn.tensor import Tensor
 
 INT_MAX = 2**63 - 1
@@ -74,11 +74,16 @@ class Compare:
         self.name = name  # NumPy's ufunc name: equal, not_equal, less, ...
 
 
+class Rounding(Compare):
+    """sign, floor, ceil, round, isnan, isfinite in a trace (no Function either: no gradient)."""
+
+
 def trace(model: Module, inputs: list[Tensor]) -> Trace:
     """Run model(*inputs) once under no_grad, recording every Function and the layer it ran in.
 
-    Comparisons are recorded too (as Compare), by wrapping gnn.ops.elementwise._compare for the
-    length of the pass: padding masks are made from the inputs with `ids == pad`.
+    Comparisons and the rounding ops run without a Function; they are recorded too (Compare,
+    Rounding) by wrapping gnn.ops.elementwise._compare and gnn.ops.unary._no_grad for the length
+    of the pass: padding masks are made from the inputs with `ids == pad`.
     """
     if autograd.on_apply is not None:
         raise ExportError("export: another trace is already running (export is not reentrant)")
@@ -97,6 +102,13 @@ def trace(model: Module, inputs: list[Tensor]) -> Trace:
         record(Compare(name), args, out)
         return out
 
+    no_grad_op = unary._no_grad
+
+    def traced_no_grad(name: str, x: Tensor) -> Tensor:
+        out = no_grad_op(name, x)
+        record(Rounding(name), (x,), out)
+        return out
+
     patched = []
     for name, mod in model.named_modules():
         label = f"{name or '<root>'} ({type(mod).__name__})"
@@ -113,13 +125,13 @@ def trace(model: Module, inputs: list[Tensor]) -> Trace:
         mod.__dict__["forward"] = forward
         patched.append(mod)
     autograd.on_apply = record
-    elementwise._compare = traced_compare
+    elementwise._compare, unary._no_grad = traced_compare, traced_no_grad
     try:
         with config.no_grad():
             out = model(*inputs)
     finally:
         autograd.on_apply = None
-        elementwise._compare = compare
+        elementwise._compare, unary._no_grad = compare, no_grad_op
         for mod in patched:
             mod.__dict__.pop("forward", None)
     outputs = _flatten_outputs(out)
