@@ -7,12 +7,14 @@ import contextlib
 import importlib
 import io
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -133,13 +135,20 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     rank, world = _join_launcher(args)
+    _check_output_paths(args)  # before training, so a bad path never costs a run
+    plots: list[tuple] = []
     quiet = contextlib.redirect_stdout(io.StringIO()) if rank else contextlib.nullcontext()
     with quiet:
         if world > 1:
             print(f"gnn: {world} ranks (mpiexec): each trains on 1/{world} of every batch")
         start = time.perf_counter()
         try:
-            metrics = module.main(args)
+            with _plots_deferred(module, plots):
+                metrics = module.main(args)
+        except KeyboardInterrupt as exc:
+            if world > 1:
+                raise
+            return _interrupted(args, module, exc, time.perf_counter() - start)
         except Exception as exc:
             if world == 1:
                 raise
@@ -148,7 +157,97 @@ def _train(args: argparse.Namespace) -> int:
             _abort_all(2)
         took = time.perf_counter() - start
         print(f"done in {took:.1f} s: {_summary(metrics)}")
+        for plot, plot_args, plot_kwargs in plots:  # after the recipe saved the weights
+            try:
+                plot(*plot_args, **plot_kwargs)
+            except Exception as exc:  # noqa: BLE001 - any plotting failure: the model is safe
+                saved = f"; the model was saved to {args.save}" if args.save else ""
+                print(f"gnn: error: could not write the plot to {args.plot}: {exc}{saved}",
+                      file=sys.stderr)  # fmt: skip
+                return 2
     return 0
+
+
+# Suffixes matplotlib's Agg-based savefig writes (no suffix: PNG).
+_PLOT_SUFFIXES = {
+    "", ".png", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".jpg", ".jpeg", ".tif", ".tiff",
+    ".webp", ".pgf", ".raw", ".rgba",
+}  # fmt: skip
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse --save / --plot paths that cannot be written, before any training."""
+    from gnn.examples._common import metadata_path
+
+    targets = []
+    if getattr(args, "save", None):
+        targets += [("--save", Path(args.save)), ("--save", metadata_path(args.save))]
+    if getattr(args, "plot", None):
+        plot = Path(args.plot)
+        if plot.suffix.lower() not in _PLOT_SUFFIXES:
+            known = ", ".join(sorted(s for s in _PLOT_SUFFIXES if s))
+            raise ValueError(
+                f"--plot {args.plot}: cannot write a {plot.suffix} image (use one of {known})"
+            )
+        targets.append(("--plot", plot))
+    for option, path in targets:
+        folder = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise ValueError(f"{option} {path}: is a folder; give a file name in it")
+        if not folder.is_dir():
+            raise ValueError(f"{option} {path}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):  # saves write a temp file there, then rename
+            raise ValueError(f"{option} {path}: cannot write in {folder} (permission denied)")
+
+
+@contextlib.contextmanager
+def _plots_deferred(module: object, plots: list):  # noqa: ANN202
+    """Run the recipe with its plot function recording calls instead of plotting.
+
+    The recipes plot before they save; a plot that fails there would lose the trained model. The
+    recorded calls run after the recipe returns, that is after the weights are on disk.
+    """
+    names = [n for n in ("plot", "_plot") if callable(getattr(module, n, None))]
+    originals = {n: getattr(module, n) for n in names}
+
+    def recorder(name: str):  # noqa: ANN202
+        return lambda *a, **k: plots.append((originals[name], a, k))
+
+    for n in names:
+        setattr(module, n, recorder(n))
+    try:
+        yield
+    finally:
+        for n, f in originals.items():
+            setattr(module, n, f)
+
+
+def _interrupted(args: argparse.Namespace, module: object, exc: BaseException, took: float) -> int:
+    """Ctrl-C during training: save what was trained (with --save), say so in one line; 130."""
+    frame = None  # the recipe's main(): its locals hold the model being trained
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is getattr(module.main, "__code__", None):
+            frame = tb.tb_frame
+        tb = tb.tb_next
+    found = {} if frame is None else frame.f_locals
+    model, config = found.get("model"), found.get("config", {} if args.example == "xor" else None)
+    head = f"gnn: interrupted (Ctrl-C) after {took:.1f} s"
+    if not args.save:
+        note = "nothing saved (pass --save PATH to keep the weights of an interrupted run)"
+    elif model is None or args.example not in SAVEABLE or not isinstance(config, dict):
+        note = f"training had not got far enough to save anything to {args.save}"
+    else:
+        from gnn.examples._common import save_example
+
+        try:
+            save_example(model, args.save, args.example, config, seed=found.get("seed"),
+                         interrupted=True)  # fmt: skip
+            note = f"saved the weights trained so far to {args.save}"
+        except Exception as err:  # noqa: BLE001 - a half-built model: report, do not crash
+            note = f"could not save to {args.save} ({err})"
+    print(f"{head}; {note}", file=sys.stderr, flush=True)
+    return 130
 
 
 def _abort_all(code: int) -> None:
@@ -176,7 +275,19 @@ def _load_saved(path: str, device: str | None):  # noqa: ANN202
     import gnn
     from gnn.examples._common import load_weights, read_metadata
 
-    meta = read_metadata(path)
+    try:
+        meta = read_metadata(path)
+        if not isinstance(meta, dict):
+            raise ValueError(f"expected a JSON object, got {type(meta).__name__}")
+    except (ValueError, AttributeError, TypeError) as e:
+        from gnn.examples._common import metadata_path
+
+        if isinstance(e, AttributeError):  # read_metadata called .get on a list or number
+            e = "expected a JSON object"
+        raise ValueError(
+            f"{metadata_path(path)}: the settings file beside {path} is not valid ({e}); "
+            f"save the model again with `gnn train NAME --save {path}`"
+        ) from None
     name = meta.get("example")
     if name not in SAVEABLE:
         hint = f"; sample from it with: gnn generate --checkpoint {path}" if name == "text" else ""
@@ -186,9 +297,18 @@ def _load_saved(path: str, device: str | None):  # noqa: ANN202
     if device:
         gnn.set_default_device(device)
     module = _example_module(name)
-    model = module.build_model(meta["config"])
-    module.compile_model(model, 1e-3)  # builds lazy layers; the optimizer is not used
-    model.load_state_dict(load_weights(path))
+    try:
+        model = module.build_model(meta["config"])
+        module.compile_model(model, 1e-3)  # builds lazy layers; the optimizer is not used
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(
+            f"{path}: the settings beside it do not rebuild the {name} model "
+            f"({type(e).__name__}: {e}); save the model again with `gnn train {name} --save`"
+        ) from None
+    try:
+        model.load_state_dict(load_weights(path))
+    except RuntimeError as e:
+        raise RuntimeError(f"{path}: {e}") from None
     return meta, module, model
 
 
@@ -210,13 +330,25 @@ def _read_inputs(path: str):  # noqa: ANN202
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no input file at {path}")
-    if p.suffix == ".npy":
-        return np.load(p)
-    rows = np.genfromtxt(p, delimiter=",", dtype=np.float32, names=None)
+    if p.is_dir():
+        raise ValueError(f"--input {path} is a folder; pass a CSV or .npy file")
+    try:
+        if p.suffix == ".npy":
+            rows = np.load(p)  # allow_pickle=False: an object array is refused, not run
+        else:
+            with warnings.catch_warnings():  # an empty file: our error below says it better
+                warnings.simplefilter("ignore", UserWarning)
+                rows = np.genfromtxt(p, delimiter=",", dtype=np.float32, names=None)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"--input {path}: cannot read it as {p.suffix or 'CSV'} ({e})") from None
+    if rows.dtype.kind not in "biuf":
+        raise ValueError(f"--input {path}: holds {rows.dtype} data, not numbers")
     if rows.ndim == 1:
         rows = rows[None, :]
-    if np.isnan(rows[0]).all():  # a header line
+    if rows.size and np.isnan(rows[0]).all():  # a header line
         rows = rows[1:]
+    if rows.size == 0:
+        raise ValueError(f"--input {path}: no samples in it")
     return rows
 
 
@@ -409,6 +541,8 @@ def _number(kind: type, low: float, strict: bool):  # noqa: ANN202
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):  # "inf" and "nan" parse as floats
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < low or (strict and value == low):
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
         return value
@@ -500,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, RuntimeError, OSError, ImportError) as exc:
         print(f"gnn: error: {exc}", file=sys.stderr)
         return 2
 
