@@ -348,6 +348,18 @@ def test_missing_converter_names_the_op_and_the_layer() -> None:
         export(model, randn(2, 3), io.BytesIO())
 
 
+def test_import_gnn_does_not_load_onnx() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gnn; assert 'gnn.onnx' not in sys.modules; gnn.onnx.export; "
+        "print('onnx' in sys.modules, 'onnxruntime' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
 def test_bad_arguments() -> None:
     model = nn.Linear(3, 2)
     with pytest.raises(ValueError, match="neither an input"):

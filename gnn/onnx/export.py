@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -311,7 +312,17 @@ def export(
             traces.append(variant)
             symbols.append((label, axes, n, n + grown_by))
         # values reversed: a constant that changes was computed from the inputs' values
-        probe = trace(model, [_reversed_values(t) for t in inputs])
+        try:
+            probe = trace(model, [_reversed_values(t) for t in inputs])
+        except ExportError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a model may demand ordered values
+            warnings.warn(
+                f"export: the model fails on its inputs with their values reversed ({exc}); "
+                "constants computed from input values cannot be caught",
+                stacklevel=2,
+            )
+            probe = base
         graph = build_graph(
             onnx, traces, probe, symbols, input_names, output_names, in_labels, out_labels,
             model, opset_version,
