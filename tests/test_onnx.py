@@ -348,6 +348,21 @@ def test_missing_converter_names_the_op_and_the_layer() -> None:
         export(model, randn(2, 3), io.BytesIO())
 
 
+def test_ops_the_outputs_do_not_need_are_left_out() -> None:
+    class WithLoss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def forward(self, x):
+            y = self.lin(x)
+            self.loss = F.binary_cross_entropy_with_logits(y, gnn.zeros(*y.shape))  # no converter
+            self.hits = y.argmax(-1) == 0  # argmax is not traced: a frozen value, unused
+            return y
+
+    roundtrip(WithLoss().eval(), randn(2, 3), [randn(4, 3)], dynamic_axes=BATCH)
+
+
 def test_import_gnn_does_not_load_onnx() -> None:
     import subprocess
     import sys

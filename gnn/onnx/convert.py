@@ -220,16 +220,19 @@ class Builder:
             if t.dtype == np.bool_:
                 sources.append((self.g.input_names[j], lambda k, j=j: self._input(k, j)))
         for i, r in enumerate(self.traces[0].records):
-            if isinstance(r.fn, Compare) and id(r.output) in self.names:
-                sources.append((self.names[id(r.output)], lambda k, i=i: self._output(k, i)))
+            if isinstance(r.fn, Compare) and r.output.dtype == np.bool_:
+                sources.append((i, lambda k, i=i: self._output(k, i)))
         masks = [np.asarray(m) for m in per_trace]
         if masks[0].dtype.kind not in "fiu" or len(masks) != n + 1:
             return None
-        for name, get in reversed(sources):
+        for src, get in reversed(sources):
             bools = [np.asarray(get(k)) for k in range(n + 1)]
             for form in forms:
                 if all(_mask_form(m, b, form) for m, b in zip(masks, bools)):
-                    return self._mask_from(name, form, masks[0].dtype)
+                    if isinstance(src, int):  # a comparison: converted when first used
+                        self.ensure(src)
+                        src = self.names[id(self.traces[0].records[src].output)]
+                    return self._mask_from(src, form, masks[0].dtype)
         return None
 
     def _input(self, k: int, j: int) -> Any:
@@ -285,21 +288,8 @@ class Builder:
                     + ("inputs' values change" if t is self.probe else "dynamic axes change size")
                     + " (control flow that depends on them); export with fixed axes"
                 )
-        needed = self._needed()
-        for i, rec in enumerate(base.records):
-            if i not in needed:
-                continue
-            convert = CONVERTERS.get(type(rec.fn))
-            cls = type(rec.fn)
-            if convert is None:
-                raise ExportError(
-                    f"export: no ONNX converter for op {cls.__module__}.{cls.__name__}, "
-                    f"applied in layer {rec.where}"
-                )
-            op = Op(self, i)
-            out = convert(op)
-            self.names[id(rec.output)] = out
-            self.data_names[id(rec.output.data)] = out
+        made = {id(r.output): i for i, r in enumerate(base.records)}
+        self.ensure(*[made[id(t)] for t in base.outputs if id(t) in made])
         outputs = []
         for k, (t, name) in enumerate(zip(base.outputs, output_names)):
             src = self.names.get(id(t))
@@ -331,18 +321,19 @@ class Builder:
             self.g.nodes, "gnn", inputs, outputs, initializer=self.g.initializers
         )
 
-    def _needed(self) -> set[int]:
-        """Indices of the records the outputs depend on (others, e.g. a loss, are left out)."""
+    def ensure(self, *ends: int) -> None:
+        """Convert records `ends` and every record they depend on, oldest first, once each.
+
+        Only what the outputs need is converted (a loss computed in forward is left out); a
+        comparison behind an attention mask is reached later, when the mask is matched to it.
+        """
         base = self.traces[0]
         made = {id(r.output): i for i, r in enumerate(base.records)}
         made.update({id(r.output.data): i for i, r in enumerate(base.records)})
-        todo = [made[id(t)] for t in base.outputs if id(t) in made]
-        # Comparisons feed masks through arrays (not inputs), so they are always converted.
-        todo += [i for i, r in enumerate(base.records) if isinstance(r.fn, Compare)]
-        needed: set[int] = set()
+        todo, needed = list(ends), set()
         while todo:
             i = todo.pop()
-            if i in needed:
+            if i in needed or id(base.records[i].output) in self.names:
                 continue
             needed.add(i)
             rec = base.records[i]
@@ -352,7 +343,18 @@ class Builder:
                 if arr is not None:
                     deps.append(id(arr))
             todo += [made[d] for d in deps if d in made]
-        return needed
+        for i in sorted(needed):
+            rec = base.records[i]
+            cls = type(rec.fn)
+            convert = CONVERTERS.get(cls)
+            if convert is None:
+                raise ExportError(
+                    f"export: no ONNX converter for op {cls.__module__}.{cls.__name__}, "
+                    f"applied in layer {rec.where}"
+                )
+            out = convert(Op(self, i))
+            self.names[id(rec.output)] = out
+            self.data_names[id(rec.output.data)] = out
 
 
 def _mask_form(m: np.ndarray, b: np.ndarray, form: str) -> bool:
