@@ -211,6 +211,25 @@ def test_multihead_attention_with_masks() -> None:
     roundtrip(Attend().eval(), args, [(randn(5, 4, 8), randn(5, 3, 6))], dynamic_axes=axes)
 
 
+def test_key_padding_mask_as_a_graph_input() -> None:
+    mha = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+
+    class Padded(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mha = mha
+
+        def forward(self, x, pad):
+            return self.mha(x, x, x, key_padding_mask=pad, need_weights=False)[0]
+
+    def batch(n: int, t: int) -> tuple:
+        lengths = RNG.integers(1, t + 1, n)
+        return randn(n, t, 8), gnn.tensor(np.arange(t)[None, :] >= lengths[:, None])
+
+    axes = {"x": {0: "batch", 1: "seq"}, "pad": {0: "batch", 1: "seq"}}
+    roundtrip(Padded(), batch(3, 5), [batch(2, 5), batch(4, 8)], ["x", "pad"], axes)
+
+
 def test_sdpa_with_masks_dynamic_lengths() -> None:
     class Sdpa(nn.Module):
         def forward(self, q, k, v):
