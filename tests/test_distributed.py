@@ -279,7 +279,7 @@ def test_ddp_two_ranks_give_the_full_batch_gradient(tmp_path: Path) -> None:
     one = np.load(tmp_path / "ddp_1_0.npz")
     r0, r1 = np.load(tmp_path / "ddp_2_0.npz"), np.load(tmp_path / "ddp_2_1.npz")
     assert sorted(one.files) == sorted(r0.files) == sorted(r1.files)
-    for group in ("grad0", "accum", "final", "heads"):
+    for group in ("grad0", "accum", "final", "heads", "sbn.grad0", "sbn"):
         assert any(k.startswith(group + ".") for k in one.files), group
     for key in one.files:
         # the same numbers on both ranks, to the bit; those of one process on the whole batch

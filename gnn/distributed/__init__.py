@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +145,8 @@ def _abort_on_uncaught(group: _Group) -> None:
             sys.stderr.write(f"gnn.distributed: rank {group.rank} failed; aborting all ranks\n")
             sys.stderr.flush()
             sys.stdout.flush()
+            # a moment for the launcher to forward the message: Abort tears the job down at once
+            time.sleep(0.2)
         finally:
             group.mpi.COMM_WORLD.Abort(1)
 
@@ -215,6 +218,7 @@ def abort(exit_code: int = 1) -> None:
     group = _group
     sys.stdout.flush()
     sys.stderr.flush()
+    time.sleep(0.2)  # as in the excepthook: let the launcher forward what was printed
     if group is not None and group.mpi is not None and group.size > 1:
         group.mpi.COMM_WORLD.Abort(exit_code)
     sys.exit(exit_code)

@@ -34,12 +34,13 @@ __all__ += ["parallel", "utils"]
 from gnn.nn.batchnorm import BatchNorm1d, BatchNorm2d  # noqa: E402
 from gnn.nn.conv import Conv2d, ConvTranspose2d  # noqa: E402
 from gnn.nn.flatten import Flatten, Unflatten  # noqa: E402
+from gnn.nn.parallel import SyncBatchNorm  # noqa: E402
 from gnn.nn.pooling import AvgPool2d, MaxPool2d  # noqa: E402
 from gnn.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 
 __all__ += [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Flatten", "GRU",
-    "GRUCell", "LSTM", "LSTMCell", "MaxPool2d", "RNN", "RNNCell", "Unflatten",
+    "GRUCell", "LSTM", "LSTMCell", "MaxPool2d", "RNN", "RNNCell", "SyncBatchNorm", "Unflatten",
 ]  # fmt: skip
 from gnn.nn import functional, modules  # noqa: E402  (torch.nn.functional, torch.nn.modules)
 

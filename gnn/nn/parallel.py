@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from gnn import config
+from gnn import config, creation
 from gnn import distributed as dist
 from gnn.autograd import Function
+from gnn.nn.batchnorm import _BatchNorm
 from gnn.nn.module import Module
 from gnn.tensor import Tensor
 
-__all__ = ["DistributedDataParallel"]
+__all__ = ["DistributedDataParallel", "SyncBatchNorm"]
 
 # Below every number gnn.autograd hands out (those count up from 0), and unique per marker, so
 # the heap of the backward engine never compares two markers' Functions.
@@ -256,3 +257,132 @@ def _map_tensors(out: Any, fn: Any) -> Any:
     if isinstance(out, dict):
         return {k: _map_tensors(v, fn) for k, v in out.items()}
     return out
+
+
+# ---- SyncBatchNorm -------------------------------------------------------------------------------
+
+
+class _SyncBatchNormFn(Function):
+    """Batch normalisation over the batches of all ranks together (training mode).
+
+    Forward: two all-reduces (the per-channel sums and counts, then the sums of squared
+    deviations) give the statistics of the whole global batch. Backward: one all-reduce of the
+    per-channel sums of gy and gy * xhat, so each rank's input gradient is that of the sum of all
+    ranks' losses; the weight and bias gradients stay local (DistributedDataParallel averages
+    them). Statistics are accumulated in float64.
+    """
+
+    def __init__(self, eps: float, stats: dict) -> None:
+        self.eps = eps
+        self.stats = stats  # the caller's: receives the batch mean and unbiased variance
+
+    def forward(self, x: Any, w: Any, b: Any) -> Any:
+        xp = self.be.xp
+        c = x.shape[1]
+        axes = (0, *range(2, x.ndim))
+        shape = (1, c) + (1,) * (x.ndim - 2)
+        first = xp.empty(c + 1, dtype=np.float64)
+        first[:c] = x.sum(axis=axes, dtype=np.float64)
+        first[c] = x.size // c
+        dist.all_reduce_array(first, "sum")
+        n = float(first[c])
+        if n <= 1:
+            raise ValueError(
+                "SyncBatchNorm: expected more than 1 value per channel over all ranks when "
+                f"training, got {int(n)}"
+            )
+        mean = first[:c] / n
+        xmu = x - mean.astype(x.dtype).reshape(shape)
+        sq = (xmu * xmu).sum(axis=axes, dtype=np.float64)
+        dist.all_reduce_array(sq, "sum")
+        var = sq / n
+        invstd = 1.0 / xp.sqrt(var + self.eps)
+        xhat = xmu * invstd.astype(x.dtype).reshape(shape)
+        self.xhat, self.invstd, self.w, self.n = xhat, invstd, w, n
+        self.axes, self.shape = axes, shape
+        self.stats["mean"], self.stats["var"] = mean, var * (n / (n - 1))
+        return xhat * w.reshape(shape) + b.reshape(shape)
+
+    def backward(self, gy: Any) -> Any:
+        xp = self.be.xp
+        xhat, axes, shape, c = self.xhat, self.axes, self.shape, self.xhat.shape[1]
+        local = xp.empty(2 * c, dtype=np.float64)
+        local[:c] = gy.sum(axis=axes, dtype=np.float64)
+        local[c:] = (gy * xhat).sum(axis=axes, dtype=np.float64)
+        gb = local[:c].astype(gy.dtype)
+        gw = local[c:].astype(gy.dtype)
+        dist.all_reduce_array(local, "sum")
+        mean_dy = (local[:c] / self.n).astype(gy.dtype).reshape(shape)
+        mean_dy_xhat = (local[c:] / self.n).astype(gy.dtype).reshape(shape)
+        scale = (self.invstd.astype(gy.dtype) * self.w).reshape(shape)
+        gx = (gy - mean_dy - xhat * mean_dy_xhat) * scale
+        return gx, gw, gb
+
+
+class SyncBatchNorm(_BatchNorm):
+    """BatchNorm whose training statistics cover the batches of all ranks together.
+
+    Accepts (N, C, ...) inputs. With equal per-rank batches, a model with SyncBatchNorm under
+    DistributedDataParallel gets the gradients of one process on the whole batch. In evaluation,
+    and in a group of one, it is a plain BatchNorm. Every rank must call forward the same number
+    of times (each training forward is collective). convert_sync_batchnorm(model) swaps the
+    BatchNorm1d/2d layers of a model for it.
+    """
+
+    dims = tuple(range(2, 9))
+    shapes = "(N, C, ...)"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        if x.ndim < 2 or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"SyncBatchNorm({self.num_features}): expected (N, {self.num_features}, ...) "
+                f"input, got shape {x.shape}"
+            )
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.track_running_stats:
+            self.num_batches_tracked.data += 1
+            if self.momentum is None:  # cumulative moving average
+                momentum = 1.0 / float(self.num_batches_tracked.data)
+        if self.affine:
+            w, b = self.weight, self.bias
+        else:
+            w = creation.ones(self.num_features, dtype=x.dtype, device=x.device)
+            b = creation.zeros(self.num_features, dtype=x.dtype, device=x.device)
+        stats: dict[str, Any] = {}
+        y = _SyncBatchNormFn.apply(x, w, b, eps=self.eps, stats=stats)
+        if self.track_running_stats:
+            for buf, value in (
+                (self.running_mean, stats["mean"]),
+                (self.running_var, stats["var"]),
+            ):
+                buf.data *= 1.0 - momentum
+                buf.data += (momentum * value).astype(buf.data.dtype)
+        return y
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module) -> Module:
+        """module with every BatchNorm1d/2d replaced by a SyncBatchNorm holding the same
+        parameters and buffers (module itself is changed, and returned)."""
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            return cls._from(module)
+        for name, child in list(module._modules.items()):
+            if child is not None:
+                new = cls.convert_sync_batchnorm(child)
+                if new is not child:
+                    setattr(module, name, new)
+        return module
+
+    @classmethod
+    def _from(cls, bn: _BatchNorm) -> SyncBatchNorm:
+        sync = cls.__new__(cls)
+        Module.__init__(sync)
+        sync.num_features, sync.eps, sync.momentum = bn.num_features, bn.eps, bn.momentum
+        sync.affine, sync.track_running_stats = bn.affine, bn.track_running_stats
+        for name, p in bn._parameters.items():
+            sync.register_parameter(name, p)
+        for name, t in bn._buffers.items():
+            sync.register_buffer(name, t)
+        sync.train(bn.training)
+        return sync

@@ -10,6 +10,8 @@ OUT_DIR/ddp_<world>_<rank>.npz with:
   heads.<name>   gradients of a model whose ranks use different heads (a missing .grad counts as
                  zeros on that rank; a head nobody uses keeps .grad None: absent here)
   final.<name>   parameters after 20 Adam steps
+  sbn.<name>     a model with SyncBatchNorm (converted from BatchNorm1d): gradients of the
+                 first step, then parameters and running statistics after 3 SGD steps
 The model is initialised from a different seed on each rank: the wrapper must start every rank
 from rank 0's weights.
 """
@@ -107,6 +109,22 @@ def main(out: Path) -> None:
     loss.backward()
     result.update(grads(heads, "heads"))
     result["heads_c_is_none"] = np.array(heads.c.weight.grad is None)
+
+    # SyncBatchNorm: statistics over the whole global batch (a plain BatchNorm in one process)
+    gnn.manual_seed(11)
+    bn_model = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))
+    nn.SyncBatchNorm.convert_sync_batchnorm(bn_model)
+    assert isinstance(bn_model[1], nn.SyncBatchNorm)
+    bddp = DistributedDataParallel(bn_model)
+    bopt = gnn.optim.SGD(bn_model.parameters(), lr=0.1)
+    for step in range(3):
+        bopt.zero_grad()
+        x, y = my_share(xs[step], rank, world), my_share(ys[step], rank, world)
+        loss_fn(bddp(gnn.tensor(x)), gnn.tensor(y)).backward()
+        if step == 0:
+            result.update(grads(bn_model, "sbn.grad0"))
+        bopt.step()
+    result.update({f"sbn.{k}": t.numpy() for k, t in bn_model.state_dict().items()})
 
     np.savez(out / f"ddp_{world}_{rank}.npz", **result)
     dist.destroy_process_group()
