@@ -124,15 +124,17 @@ __device__ __forceinline__ double warp_sum(double v) {
 }
 
 // Error slots (int64 on the host): [0] 1 once a bad label was seen, [1] the first such label seen,
-// [2] C, [3] ignore_index, [4] number of bad rows (counted by the forward kernel only).
+// [2] C, [3] ignore_index, [4] bad rows counted by the forward kernel, [5] by the backward (two
+// counters, so that a check between forward and backward still reports the backward's count).
 __device__ __forceinline__ void report_bad_label(unsigned long long* err, long long label,
-                                                 long long c, long long ignore_index, bool count) {
+                                                 long long c, long long ignore_index,
+                                                 int count_slot) {
     if (atomicCAS(&err[0], 0ULL, 1ULL) == 0ULL) {
         err[1] = static_cast<unsigned long long>(label);
         err[2] = static_cast<unsigned long long>(c);
         err[3] = static_cast<unsigned long long>(ignore_index);
     }
-    if (count) atomicAdd(&err[4], 1ULL);
+    atomicAdd(&err[count_slot], 1ULL);
 }
 
 // Forward, per thread: online max / sum of exp over its columns, and for label smoothing the sum of
@@ -225,7 +227,7 @@ __device__ __forceinline__ void softmax_ce_forward(
         float loss = 0.0f;  // ignored rows count 0
         if (t != ignore_index) {
             if (t < 0 || t >= c) {
-                report_bad_label(err, t, c, ignore_index, true);
+                report_bad_label(err, t, c, ignore_index, 4);
                 loss = quiet_nan();
             } else {
                 const float wt = has_weight ? weight[t] : 1.0f;
@@ -297,7 +299,7 @@ __device__ __forceinline__ void softmax_ce_backward(
             continue;
         }
         if (t < 0 || t >= c) {
-            if (threadIdx.x == 0) report_bad_label(err, t, c, ignore_index, false);
+            if (threadIdx.x == 0) report_bad_label(err, t, c, ignore_index, 5);
             fill_row(grow, c, quiet_nan());
             continue;
         }
@@ -321,7 +323,7 @@ __device__ __forceinline__ void softmax_ce_backward(
 // Launch shapes (gnn/backend/cuda.py): forward and backward take one block per row (grid-stride over
 // rows, so any grid works) with blockDim a multiple of 32, at most 1024; reduce takes exactly one
 // block, blockDim a multiple of 32. All arrays are C-contiguous; target is int64; weight and
-// weight_sum (sum of weight, read only when has_weight and eps > 0) are float32; err has 5 int64s.
+// weight_sum (sum of weight, read only when has_weight and eps > 0) are float32; err has 6 int64s.
 
 extern "C" __global__ void __launch_bounds__(1024) softmax_ce_forward_f32(
     const float* __restrict__ logits, const long long* __restrict__ target,

@@ -34,8 +34,9 @@ KERNEL_DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
 ELEMENTWISE_THREADS = 256
 BLOCKS_PER_SM = 8  # enough resident blocks of 256 threads to fill an SM (2048 threads)
 MAX_THREADS = 1024
-# Device error slots: flag, first bad label, classes, ignore_index, bad rows (see the .cu file)
-ERROR_SLOTS = 5
+# Device error slots: flag, first bad label, classes, ignore_index, bad rows seen by the forward,
+# by the backward (see the .cu file)
+ERROR_SLOTS = 6
 _SCALAR_CACHE_SIZE = 1024  # 0-d operands kept on each GPU (CupyBackend.scalar)
 
 
@@ -145,6 +146,10 @@ class CupyBackend(NumpyBackend):
 
     def synchronize(self) -> None:
         self._cuda_device.synchronize()
+
+    def from_dlpack(self, obj: Any) -> Any:
+        with self._cuda_device:
+            return self.xp.from_dlpack(obj)
 
     # ---- random numbers ------------------------------------------------------------------------
 
@@ -262,7 +267,9 @@ class CupyBackend(NumpyBackend):
             if slots[0] == 0:
                 return
             self._errors.fill(0)
-        label, classes, ignore_index, count = (int(v) for v in slots[1:])
+        label, classes, ignore_index, forward, backward = (int(v) for v in slots[1:])
+        # the forward's count, or the backward's when the forward's was raised by an earlier check
+        count = forward or backward
         raise IndexError(
             f"cross_entropy: target {label} is out of bounds for {classes} classes "
             f"(valid: 0..{classes - 1}, or ignore_index={ignore_index}); {count} bad label(s) "

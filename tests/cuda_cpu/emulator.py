@@ -213,13 +213,13 @@ class Library:
         if report:
             raise RuntimeError(f"{name}: sanitizer report during the emulated launch:\n{report}")
         if rc != 0:
-            raise RuntimeError(f"{name}: emulated launch failed: {self._lib.gnn_emu_error().decode()}")
+            raise RuntimeError(
+                f"{name}: emulated launch failed: {self._lib.gnn_emu_error().decode()}"
+            )
 
     def _copy_in(self, arrays: list[tuple[int, np.ndarray]]) -> list[dict]:
         """Exactly sized copies of the pointer arguments; overlapping arguments share one."""
-        spans = sorted(
-            (a.__array_interface__["data"][0], a.nbytes, i, a) for i, a in arrays
-        )
+        spans = sorted((a.__array_interface__["data"][0], a.nbytes, i, a) for i, a in arrays)
         groups: list[dict] = []
         for start, size, i, a in spans:
             if groups and start < groups[-1]["end"]:

@@ -5,7 +5,7 @@
 //
 // Model: the blocks of a launch run one after another; the threads of a block run in parallel on a
 // pool of OS threads. So `__shared__` can be `static` (one block alive at a time), __syncthreads is a
-// real barrier (mutex + condition variable, which TSan understands), and a warp shuffle is a write to
+// real barrier (atomics + futex: TSan sees the atomics), and a warp shuffle is a write to
 // a per-warp slot, a per-warp barrier, a read of another lane's slot. Checked, and reported as a
 // failed launch instead of a wrong answer: a __syncthreads or shuffle reached from different source
 // lines (divergence), a shuffle reading a lane that did not take part (exited or diverged), a
@@ -15,8 +15,13 @@
 #ifndef GNN_CUDA_EMU_H
 #define GNN_CUDA_EMU_H
 
+#include <limits.h>
+#include <linux/futex.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,78 +196,85 @@ void fail(const std::string& why);  // records the first failure of the launch, 
 bool failed();
 double timeout_seconds();
 
+// Sleeping and waking on a 32-bit word. The words are atomics, so ThreadSanitizer sees the
+// happens-before of every barrier through them (it does not need to understand the futex).
+inline void futex_wait(std::atomic<uint32_t>* word, uint32_t value, long ms) {
+    timespec ts{ms / 1000, (ms % 1000) * 1000000L};
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, value, &ts, nullptr, 0);
+}
+inline void futex_wake_all(std::atomic<uint32_t>* word) {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr,
+            nullptr, 0);
+}
+
 // A barrier for a changing number of participants: a thread that leaves the kernel drops out (as
 // exited threads stop counting on a GPU). Every arrival of one generation must come from the same
-// source line, or the launch fails (a __syncthreads under divergent control flow).
+// source line, or the launch fails (a __syncthreads under divergent control flow). Lock-free, so
+// that a release wakes every waiter with one system call and none of them queues on a mutex.
 class Barrier {
    public:
     void reset(int n) {
-        std::lock_guard<std::mutex> lock(mu_);
-        expected_ = n;
-        arrived_ = 0;
-        line_ = -1;
+        count_.store(static_cast<uint64_t>(n) << 32);
+        line_.store(-1);
     }
 
     void wait(int line, const char* what) {
-        std::unique_lock<std::mutex> lock(mu_);
         if (failed()) throw Abort{};
-        if (arrived_ == 0) {
-            line_ = line;
-        } else if (line != line_) {
-            lock.unlock();
+        int first = -1;
+        if (!line_.compare_exchange_strong(first, line) && first != line) {
             fail(std::string(what) + " reached from line " + std::to_string(line) + " and from line " +
-                 std::to_string(line_) + " in the same step (divergent control flow)");
+                 std::to_string(first) + " in the same step (divergent control flow)");
             throw Abort{};
         }
-        const unsigned long long gen = generation_;
-        if (++arrived_ >= expected_) {
-            release();
-            return;
-        }
+        // Read before arriving: the generation cannot move on until this thread has arrived.
+        const uint32_t gen = gen_.load(std::memory_order_acquire);
+        if (step(false)) return;
         const auto start = std::chrono::steady_clock::now();
-        while (generation_ == gen) {
-            cv_.wait_for(lock, std::chrono::milliseconds(200));
-            if (generation_ != gen) break;
+        while (gen_.load(std::memory_order_acquire) == gen) {
+            futex_wait(&gen_, gen, 200);
+            if (gen_.load(std::memory_order_acquire) != gen) break;
             if (failed()) throw Abort{};
             const double waited =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
             if (waited > timeout_seconds()) {
-                const std::string msg = std::string(what) + " at line " + std::to_string(line) +
-                                        ": " + std::to_string(arrived_) + " of " +
-                                        std::to_string(expected_) +
-                                        " threads arrived (deadlock: threads wait elsewhere)";
-                lock.unlock();
-                fail(msg);
+                const uint64_t c = count_.load();
+                fail(std::string(what) + " at line " + std::to_string(line) + ": " +
+                     std::to_string(static_cast<uint32_t>(c)) + " of " +
+                     std::to_string(static_cast<uint32_t>(c >> 32)) +
+                     " threads arrived (deadlock: the others wait elsewhere)");
                 throw Abort{};
             }
         }
     }
 
-    void drop() {
-        std::lock_guard<std::mutex> lock(mu_);
-        --expected_;
-        if (arrived_ > 0 && arrived_ >= expected_) release();
-    }
+    void drop() { step(true); }
 
-    void wake() {
-        std::lock_guard<std::mutex> lock(mu_);
-        cv_.notify_all();
-    }
+    void wake() { futex_wake_all(&gen_); }
 
    private:
-    void release() {
-        arrived_ = 0;
-        line_ = -1;
-        ++generation_;
-        cv_.notify_all();
+    // Arrive (or drop out); true when this completed the generation and released the waiters.
+    bool step(bool leave) {
+        uint64_t c = count_.load(std::memory_order_acquire);
+        for (;;) {
+            const uint32_t arrived = static_cast<uint32_t>(c) + (leave ? 0u : 1u);
+            const uint32_t expected = static_cast<uint32_t>(c >> 32) - (leave ? 1u : 0u);
+            const bool release = arrived > 0 && arrived >= expected;
+            const uint64_t next = (static_cast<uint64_t>(expected) << 32) | (release ? 0u : arrived);
+            if (count_.compare_exchange_weak(c, next, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+                if (release) {
+                    line_.store(-1);
+                    gen_.fetch_add(1, std::memory_order_release);
+                    futex_wake_all(&gen_);
+                }
+                return release;
+            }
+        }
     }
 
-    std::mutex mu_;
-    std::condition_variable cv_;
-    int expected_ = 0;
-    int arrived_ = 0;
-    int line_ = -1;
-    unsigned long long generation_ = 0;
+    std::atomic<uint64_t> count_{0};  // expected participants << 32 | arrived
+    std::atomic<uint32_t> gen_{0};
+    std::atomic<int> line_{-1};
 };
 
 // One warp's exchange: lane i writes slot[parity][i], all lanes meet at the barrier, each reads the

@@ -18,21 +18,15 @@ thread_local unsigned long long warp_step = 0;
 
 namespace {
 
-// One pool thread per CUDA thread of a block; the pool grows to the largest block launched and is
-// kept (and never destroyed: idle threads may still wait on it while the process exits).
-struct Worker {
-    int id = 0;
-    std::mutex mu;
-    std::condition_variable cv;
-    unsigned long long go = 0;  // bumped by the launching thread to run one CUDA thread
-};
-
+// One pool thread per CUDA thread of a block; the pool grows (a warp of threads at a time) to the
+// largest block launched and is kept, never destroyed: idle threads may still wait on it while the
+// process exits. The threads of warp w sleep on go[w]; the launching thread bumps it to run them.
 struct State {
-    std::mutex mu;
-    std::condition_variable done;
-    int running = 0;
-    std::vector<Worker*> workers;
-    // the block being run (written before the workers are woken, read by them after)
+    std::atomic<uint32_t> go[32];
+    std::atomic<int> running{0};
+    std::atomic<uint32_t> done{0};
+    unsigned int workers = 0;
+    // the block being run (written before go[] is bumped, read by the workers after)
     unsigned int grid = 0, threads = 0, block_index = 0;
     const std::function<void()>* body = nullptr;
     unsigned char* dynamic_shared = nullptr;
@@ -44,7 +38,7 @@ struct State {
 };
 
 State& state() {
-    static State* s = new State;  // leaked on purpose, see Worker
+    static State* s = new State;  // leaked on purpose, see State
     return *s;
 }
 
@@ -67,42 +61,52 @@ void run_cuda_thread(int id) {
     s.block.barrier.drop();
 }
 
+struct Start {
+    int id;
+    uint32_t seen;  // go[id / 32] when the thread was made: a later value means "run"
+};
+
 void* worker_main(void* arg) {
-    Worker* w = static_cast<Worker*>(arg);
-    unsigned long long seen = 0;
+    const Start start = *static_cast<Start*>(arg);
+    delete static_cast<Start*>(arg);
+    const int id = start.id;
+    State& s = state();
+    std::atomic<uint32_t>& go = s.go[id >> 5];
+    uint32_t seen = start.seen;
     for (;;) {
-        {
-            std::unique_lock<std::mutex> lock(w->mu);
-            w->cv.wait(lock, [&] { return w->go != seen; });
-            seen = w->go;
+        uint32_t now;
+        while ((now = go.load(std::memory_order_acquire)) == seen) futex_wait(&go, seen, 1000);
+        seen = now;
+        if (static_cast<unsigned int>(id) >= s.threads) continue;  // past a partial last warp
+        run_cuda_thread(id);
+        if (s.running.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            s.done.fetch_add(1, std::memory_order_release);
+            futex_wake_all(&s.done);
         }
-        run_cuda_thread(w->id);
-        State& s = state();
-        std::lock_guard<std::mutex> lock(s.mu);
-        if (--s.running == 0) s.done.notify_one();
     }
     return nullptr;
 }
 
 bool grow_pool(unsigned int n) {
     State& s = state();
+    n = (n + 31) / 32 * 32;  // whole warps: every thread sleeping on go[w] belongs to warp w
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 1 << 20);
-    while (s.workers.size() < n) {
-        Worker* w = new Worker;
-        w->id = static_cast<int>(s.workers.size());
+    bool ok = true;
+    while (s.workers < n && ok) {
         pthread_t th;
-        if (pthread_create(&th, &attr, worker_main, w) != 0) {
-            delete w;
-            pthread_attr_destroy(&attr);
-            return false;
+        Start* start = new Start{static_cast<int>(s.workers), s.go[s.workers >> 5].load()};
+        ok = pthread_create(&th, &attr, worker_main, start) == 0;
+        if (ok) {
+            pthread_detach(th);
+            ++s.workers;
+        } else {
+            delete start;
         }
-        pthread_detach(th);
-        s.workers.push_back(w);
     }
     pthread_attr_destroy(&attr);
-    return true;
+    return ok;
 }
 
 }  // namespace
@@ -171,23 +175,18 @@ int launch(unsigned int grid, unsigned int threads, size_t shared_bytes,
             w.barrier.reset(w.lanes);
             memset(w.step, 0, sizeof w.step);
         }
-        {
-            std::lock_guard<std::mutex> lock(s.mu);
-            s.running = static_cast<int>(threads);
+        s.running.store(static_cast<int>(threads), std::memory_order_relaxed);
+        const uint32_t done = s.done.load(std::memory_order_acquire);
+        for (unsigned int w = 0; w < (threads + 31) / 32; ++w) {
+            s.go[w].fetch_add(1, std::memory_order_release);
+            futex_wake_all(&s.go[w]);
         }
-        for (unsigned int i = 0; i < threads; ++i) {
-            Worker* w = s.workers[i];
-            std::lock_guard<std::mutex> lock(w->mu);
-            ++w->go;
-            w->cv.notify_one();
-        }
-        std::unique_lock<std::mutex> lock(s.mu);
         const auto start = std::chrono::steady_clock::now();
-        while (s.running > 0) {
-            s.done.wait_for(lock, std::chrono::milliseconds(500));
+        while (s.done.load(std::memory_order_acquire) == done) {
+            futex_wait(&s.done, done, 500);
             const double waited =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            if (s.running > 0 && waited > 3 * timeout_seconds()) {
+            if (s.done.load(std::memory_order_acquire) == done && waited > 3 * timeout_seconds()) {
                 // A thread that never reaches a barrier (an endless loop) cannot be stopped.
                 fprintf(stderr, "cuda_emu: block %u still running after %.0f s: aborting\n", b,
                         waited);

@@ -1,10 +1,10 @@
 """A stand-in for CuPy, on NumPy, whose arrays behave like memory on another device.
 
-With GNN_FAKE_CUDA=1 (or =emulate), tests/conftest.py puts tests/fake_gpu first on sys.path, so gnn's own
-CupyBackend runs the gpu-marked tests on a machine without a GPU. That checks the Python side of
-gnn's GPU support (moving models and optimizers, files written on one backend and read on the
-other, no silent trips through host memory, kernel launch arguments) and nothing about CUDA: the
-arithmetic is NumPy's, and gnn's kernels run as NumPy stand-ins. With GNN_FAKE_CUDA=emulate they
+With GNN_FAKE_CUDA=1 (or =emulate), tests/conftest.py puts tests/fake_gpu first on sys.path, so
+gnn's own CupyBackend runs the gpu-marked tests on a machine without a GPU. That checks the Python
+side of gnn's GPU support (moving models and optimizers, files written on one backend and read on
+the other, no silent trips through host memory, kernel launch arguments) and nothing about CUDA:
+the arithmetic is NumPy's, and gnn's kernels run as NumPy stand-ins. With GNN_FAKE_CUDA=emulate they
 run instead as the real CUDA code, compiled with g++ by the CPU emulator in tests/cuda_cpu.
 
 Where CuPy is stricter than NumPy, so is this, because those are the mistakes it is here to find:
@@ -431,7 +431,9 @@ class RawModule:
         self._kernels = _kernels
         self._signatures = _kernels.parse(code)
         # GNN_FAKE_CUDA=emulate: compiled now, as NVRTC compiles at this point in CuPy
-        self._library = _kernels.emulator().load(code, self._signatures) if _kernels.EMULATE else None
+        self._library = (
+            _kernels.emulator().load(code, self._signatures) if _kernels.EMULATE else None
+        )
 
     def get_function(self, name: str) -> Any:
         if name not in self._signatures:
@@ -473,6 +475,12 @@ def _submodule(name: str) -> types.ModuleType:
     return module
 
 
+def _kernels_mode() -> str:
+    import os
+
+    return os.environ.get("GNN_FAKE_CUDA", "")
+
+
 class _Device:
     """cupy.cuda.Device: a context manager; device 0 is the only one."""
 
@@ -480,7 +488,10 @@ class _Device:
         self.id = 0 if device is None else int(device)
         if self.id != 0:
             raise RuntimeError(f"CUDARuntimeError: cudaErrorInvalidDevice (device {self.id})")
-        self.attributes = {"MultiProcessorCount": 132}
+        # Emulated kernels run on CPU threads: a 2-SM device keeps grids small, and makes the
+        # grid-stride loops go round many times.
+        sms = 2 if _kernels_mode() == "emulate" else 132
+        self.attributes = {"MultiProcessorCount": sms}
         self.compute_capability = "90"
 
     def __enter__(self) -> _Device:

@@ -41,6 +41,7 @@ def emulator() -> Any:
         _emulator = module
     return _emulator
 
+
 _SIGNATURE = re.compile(
     r'extern "C" __global__ void __launch_bounds__\((\d+)(?:,\s*\d+)?\)\s*(\w+)\(([^)]*)\)'
 )
@@ -124,71 +125,76 @@ class Function:
 
 
 # ---- the stand-ins: arguments as in the kernels, pointers as flat NumPy views -------------------
+# Each calls the NumPy reference (gnn.backend.numpy) on float32 copies, as the kernels compute in
+# float32, so every formula has one Python statement of it: the reference's.
 
 F32 = np.float32
+_reference: Any = None
+
+
+def _ref() -> Any:
+    global _reference
+    if _reference is None:
+        from gnn.backend.numpy import NumpyBackend
+
+        _reference = NumpyBackend()
+    return _reference
 
 
 def _sigmoid_forward(x: np.ndarray, y: np.ndarray, n: np.int64) -> None:
-    v = x[:n].astype(F32)
-    y[:n] = (F32(0.5) * np.tanh(F32(0.5) * v) + F32(0.5)).astype(y.dtype)
+    y[:n] = _ref().sigmoid(x[:n].astype(F32)).astype(y.dtype)
 
 
 def _sigmoid_backward(y: np.ndarray, gy: np.ndarray, gx: np.ndarray, n: np.int64) -> None:
-    a, b = y[:n].astype(F32), gy[:n].astype(F32)
-    gx[:n] = ((F32(1) - a) * a * b).astype(gx.dtype)
+    gx[:n] = _ref().sigmoid_backward(y[:n].astype(F32), gy[:n].astype(F32)).astype(gx.dtype)
 
 
-def _report(err: np.ndarray, labels: np.ndarray, c: int, ignore_index: int, count: bool) -> None:
+def _report(err: np.ndarray, labels: np.ndarray, c: int, ignore_index: int, slot: int) -> None:
+    """As report_bad_label: the first bad label and its context, and a count in `slot`."""
     if labels.size == 0:
         return
     if err[0] == 0:
         err[0], err[1], err[2], err[3] = 1, labels[0], c, ignore_index
-    if count:
-        err[4] += labels.size
+    err[slot] += labels.size
 
 
 def _rows(target: np.ndarray, n: int, c: int, ignore_index: int) -> tuple:
+    """Labels, with bad ones (not a class, not ignore_index) replaced by ignore_index; bad mask."""
     t = target[:n]
-    kept = t != ignore_index
-    bad = kept & ((t < 0) | (t >= c))
-    good = kept & ~bad
-    return t, good, bad
+    bad = (t != ignore_index) & ((t < 0) | (t >= c))
+    return np.where(bad, ignore_index, t), bad
+
+
+def _class_weight(weight: np.ndarray, has_weight: Any, c: int) -> np.ndarray | None:
+    return weight[:c] if has_weight else None
 
 
 def _softmax_ce_forward(
     logits, target, weight, weight_sum, has_weight, n, c, ignore_index, eps, lse, row_loss, err
 ) -> None:
-    n, c = int(n), int(c)
+    n, c, ignore_index = int(n), int(c), int(ignore_index)
     z = logits[: n * c].reshape(n, c).astype(F32)
-    m = z.max(axis=1) if c else np.full(n, -np.inf, F32)
-    s = np.exp(z - m[:, None]).sum(axis=1, dtype=F32)
-    row_lse = (m + np.log(s)).astype(F32)
-    lse[:n] = row_lse
-    t, good, bad = _rows(target, n, c, int(ignore_index))
-    loss = np.zeros(n, F32)
-    rows = np.flatnonzero(good)
-    wt = weight[t[rows]] if has_weight else F32(1)
-    loss[rows] = (F32(1) - eps) * wt * (row_lse[rows] - z[rows, t[rows]])
-    if eps > 0:
-        zs = (z * weight[:c]).sum(axis=1, dtype=F32) if has_weight else z.sum(axis=1, dtype=F32)
-        fc = F32(c)
-        smooth = (weight_sum[0] * row_lse - zs) / fc if has_weight else row_lse - zs / fc
-        loss[rows] += eps * smooth[rows]
-    loss[bad] = np.nan
-    _report(err, t[bad], c, int(ignore_index), count=True)
-    row_loss[:n] = loss
+    t, bad = _rows(target, n, c, ignore_index)
+    w = _class_weight(weight, has_weight, c)
+    loss, saved = _ref().softmax_cross_entropy(z, t, w, ignore_index, "none", float(eps))
+    lse[:n] = saved[0]
+    row_loss[:n] = np.where(bad, np.nan, loss)
+    _report(err, target[:n][bad], c, ignore_index, slot=4)
 
 
 def _softmax_ce_reduce(
     row_loss, target, weight, has_weight, n, c, ignore_index, mean, loss, denom
 ) -> None:
-    n = int(n)
+    # A sum of the row losses and of the counted rows' weights (no formula of the op's own).
+    n, c = int(n), int(c)
+    t, bad = _rows(target, n, c, int(ignore_index))
+    counted = (t != ignore_index) & ~bad
+    w = _class_weight(weight, has_weight, c)
     total = row_loss[:n].astype(np.float64).sum()
-    t, good, _ = _rows(target, n, int(c), int(ignore_index))
-    counted = weight[t[good]].astype(np.float64).sum() if has_weight else float(good.sum())
-    value = total / counted if mean else total
+    weights = (w[t[counted]] if w is not None else np.ones(int(counted.sum()))).astype(np.float64)
+    value = total / weights.sum() if mean else total
     loss[0] = F32(value)
-    denom[0] = F32(counted)
+    denom[0] = F32(weights.sum())
 
 
 def _softmax_ce_backward(
@@ -209,25 +215,20 @@ def _softmax_ce_backward(
     glogits,
     err,
 ) -> None:
-    n, c = int(n), int(c)
+    n, c, ignore_index = int(n), int(c), int(ignore_index)
     z = logits[: n * c].reshape(n, c).astype(F32)
-    t, good, bad = _rows(target, n, c, int(ignore_index))
-    g = np.zeros((n, c), F32)
-    rows = np.flatnonzero(good)
-    scale = gloss[rows * int(gloss_stride)].astype(F32)
+    t, bad = _rows(target, n, c, ignore_index)
+    w = _class_weight(weight, has_weight, c)
+    # the kernel's per-row scale: the row's (or the one) upstream gradient, over denom for "mean"
+    scale = gloss[np.arange(n) * int(gloss_stride)].astype(F32)
     if mean:
         scale = scale / denom[0]
-    wt = weight[t[rows]] if has_weight else np.ones(rows.size, F32)
-    smooth = eps > 0
-    eps_c = eps / F32(c)
-    total_w = weight_sum[0] if smooth and has_weight else F32(c)
-    coef = ((F32(1) - eps) * wt + eps_c * total_w if smooth else wt) * scale
-    g[rows] = np.exp(z[rows] - lse[rows][:, None]) * coef[:, None]
-    g[rows, t[rows]] -= (F32(1) - eps) * wt * scale
-    if smooth:
-        g[rows] -= (eps_c * scale)[:, None] * (weight[:c] if has_weight else F32(1))
+    saved = (lse[:n].astype(F32), None)
+    g = _ref().softmax_cross_entropy_backward(
+        z, t, saved, scale, w, ignore_index, "none", float(eps)
+    )
     g[bad] = np.nan
-    _report(err, t[bad], c, int(ignore_index), count=False)
+    _report(err, target[:n][bad], c, ignore_index, slot=5)
     glogits[: n * c] = g.reshape(-1).astype(glogits.dtype)
 
 
