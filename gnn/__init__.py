@@ -37,6 +37,7 @@ from gnn.creation import (
     zeros,
     zeros_like,
 )
+from gnn.dlpack import from_dlpack, to_dlpack
 from gnn.dtypes import bool_, float16, float32, float64, int32, int64
 from gnn.functional import (  # the torch.* names for tensor math, as in PyTorch
     abs,
@@ -140,7 +141,7 @@ half = float16
 long = int64
 
 __all__ = [
-    "Device", "Tensor", "arange", "device", "bool", "cat", "cuda_available", "default_device",
+    "Device", "Tensor", "arange", "bool", "cat", "cuda_available", "default_device",
     "default_dtype", "double", "enable_grad", "eye", "float", "float16", "float32", "float64",
     "from_numpy", "full", "full_like", "functional", "get_default_device", "get_default_dtype",
     "half", "int32", "int64", "is_grad_enabled", "linspace", "long", "manual_seed", "no_grad",
@@ -163,6 +164,7 @@ __all__ += [
     "multiply", "ne", "neg", "negative", "not_equal", "numel", "pow", "relu", "sub", "subtract",
     "swapaxes", "swapdims", "true_divide", "unbind",
 ]  # fmt: skip
+__all__ += ["device", "from_dlpack", "to_dlpack"]
 
 
 def __getattr__(name: str):  # noqa: ANN202

@@ -143,6 +143,15 @@ class Tensor:
             raise TypeError("only integer tensors of one element can be used as an index")
         return int(self.item())
 
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        """A DLPack capsule of this tensor's memory (zero-copy; keyword arguments as the
+        protocol defines them: stream, max_version, dl_device, copy)."""
+        return self.data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        """(DLPack device type, index): (1, 0) on the CPU, (2, N) on GPU N."""
+        return self.data.__dlpack_device__()
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self.numpy()
         return out if dtype is None else out.astype(dtype)

@@ -59,6 +59,10 @@ class NumpyBackend:
     def to_numpy(self, a: Any) -> np.ndarray:
         return np.asarray(a)
 
+    def from_dlpack(self, obj: Any) -> Any:
+        """An array on this device sharing memory with a DLPack-capable object."""
+        return self.xp.from_dlpack(obj)
+
     def synchronize(self) -> None:
         """Wait for queued work (nothing to wait for on the CPU)."""
 

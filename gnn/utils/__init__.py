@@ -1,7 +1,7 @@
-"""gnn.utils: where PyTorch scripts look for `utils.data` (an alias of gnn.data)."""
+"""gnn.utils: where PyTorch scripts look for `utils.data` (gnn.data itself) and `utils.dlpack`."""
 
 from __future__ import annotations
 
-from gnn.utils import data
+from gnn.utils import data, dlpack
 
-__all__ = ["data"]
+__all__ = ["data", "dlpack"]
