@@ -269,3 +269,25 @@ def test_plateau_state_is_checked(tmp_path, edit, message):
     model, opt, scheduler = _setup("adam", "plateau")
     with pytest.raises(ValueError, match=message):
         load_checkpoint(path, model, opt, scheduler)
+
+
+def test_scheduler_load_state_dict_checks_what_it_is_given():
+    _, _, scheduler = _setup()
+    scheduler.load_state_dict({"last_epoch": 3})  # a partial state still loads, as before
+    assert scheduler.last_epoch == 3
+    with pytest.raises(ValueError, match="last_epoch must be an integer"):
+        scheduler.load_state_dict({"last_epoch": "3"})
+    with pytest.raises(ValueError, match="step_size must be >= 1"):
+        scheduler.load_state_dict({"step_size": 0})
+    assert scheduler.last_epoch == 3 and scheduler.step_size == 2
+
+
+def test_optimizer_load_state_dict_refuses_state_that_would_fail_at_step():
+    model, opt, _ = _setup("adam")
+    _train_one(model, opt)
+    sd = opt.state_dict()
+    del sd["state"][0]["exp_avg"]
+    fresh_model, fresh, _ = _setup("adam")
+    with pytest.raises(ValueError, match="lacks 'exp_avg'"):
+        fresh.load_state_dict(sd)
+    assert not fresh.state

@@ -64,19 +64,23 @@ class LRScheduler:
         The saved state is checked first (every key present, each value of the type and length
         the scheduler keeps, counters and lrs in range), so nothing that loads fails at step().
         """
-        for k, v in self.checked_state(state_dict).items():
+        for k, v in self.checked_state(state_dict, partial=True).items():
             setattr(self, k, v)
 
-    def checked_state(self, state_dict: Any) -> dict[str, Any]:
-        """The entries of a saved state this scheduler takes, checked; raises ValueError."""
+    def checked_state(self, state_dict: Any, partial: bool = False) -> dict[str, Any]:
+        """The entries of a saved state this scheduler takes, checked; raises ValueError.
+
+        partial=True lets keys be missing (they keep their values, as before); a checkpoint
+        file is checked with partial=False: a saved state lacking a key is malformed.
+        """
         who = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, dict):
             raise ValueError(f"{who}: the state must be a dict, got {type(state_dict).__name__}")
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
-        if missing:
+        if missing and not partial:
             raise ValueError(f"{who}: the saved state lacks {', '.join(map(repr, missing))}")
-        new = {k: state_dict[k] for k in own}
+        new = {k: state_dict[k] for k in own if k in state_dict}
         for k, v in new.items():
             _check_like(who, k, v, own[k])
         for k in ("base_lrs", "_last_lr", "min_lrs"):
@@ -95,7 +99,7 @@ class LRScheduler:
                 raise ValueError(f"{who}: {k} must be >= 1, got {new[k]!r}")
         if type(self).get_lr is not LRScheduler.get_lr:
             # the lrs the next step() computes, on a copy: a state that loads must step
-            trial = copy.copy(self)
+            trial = copy.copy(self)  # the state as it would be after loading
             trial.__dict__.update(new)
             try:
                 lrs = trial.get_lr()
