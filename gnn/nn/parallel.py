@@ -71,6 +71,9 @@ class _Bucket:
             self.slices.append((start, start + p.data.size))
             start += p.data.size
         self.size = start
+        # After the gradients: one count per parameter of the ranks that had a .grad for it, so
+        # the one all-reduce of the bucket also says which gradients exist anywhere.
+        self.flat_size = start + len(params)
         self.flat: Any = None  # allocated on first use, on the parameters' device
 
 
@@ -206,37 +209,33 @@ class DistributedDataParallel(Module):
         size = dist.get_world_size()
         if size == 1:
             return
-        params = self._params
-        # Which parameters have a gradient anywhere: those get one everywhere (zeros stand in for
-        # a missing local one); the others stay None, as they would in one process.
-        have = np.array([p.grad is not None for p in params], dtype=np.uint8)
-        dist.all_reduce_array(have, "max")
         scale = 1.0 / size
         for bucket in self._buckets:
-            self._reduce_bucket(bucket, [bool(have[i]) for i in bucket.indices], scale)
+            self._reduce_bucket(bucket, scale)
 
-    def _reduce_bucket(self, bucket: _Bucket, flags: list[bool], scale: float) -> None:
-        if not any(flags):
-            return
+    def _reduce_bucket(self, bucket: _Bucket, scale: float) -> None:
         be = bucket.params[0]._be
-        if bucket.flat is None or bucket.flat.dtype != bucket.dtype:
-            bucket.flat = be.xp.empty(bucket.size, dtype=bucket.dtype)
+        if bucket.flat is None:
+            bucket.flat = be.xp.empty(bucket.flat_size, dtype=bucket.dtype)
         flat = bucket.flat
         for p, (lo, hi) in zip(bucket.params, bucket.slices):
             if p.grad is None:
-                flat[lo:hi] = 0
+                flat[lo:hi] = 0  # a missing gradient counts as zeros in the mean
             else:
                 flat[lo:hi] = p.grad.data.reshape(-1)
+        have = np.array([p.grad is not None for p in bucket.params], dtype=bucket.dtype)
+        flat[bucket.size :] = be.xp.asarray(have)  # (CuPy takes arrays, not lists, here)
         dist.all_reduce_array(flat, "sum")
-        flat *= scale
-        for p, (lo, hi), present in zip(bucket.params, bucket.slices, flags):
-            if not present:
+        present = (flat[bucket.size :] > 0).tolist()  # one small device-to-host copy per bucket
+        xp = be.xp
+        for p, (lo, hi), anywhere in zip(bucket.params, bucket.slices, present):
+            if not anywhere:  # no rank has one: it stays None, as in one process
                 continue
-            avg = flat[lo:hi].reshape(p.data.shape)
+            total = flat[lo:hi].reshape(p.data.shape)
             if p.grad is None:
-                p.grad = Tensor._make(avg.astype(p.data.dtype, copy=True), be, False)
-            else:
-                p.grad.data[...] = avg
+                p.grad = Tensor._make((total * scale).astype(p.data.dtype, copy=False), be, False)
+            else:  # scale and write back in one pass (the sums are in the bucket's dtype)
+                xp.multiply(total, scale, out=p.grad.data, casting="same_kind")
 
     def extra_repr(self) -> str:
         return (
