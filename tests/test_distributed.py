@@ -113,7 +113,7 @@ def group_of_one(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
 
 
 def test_group_of_one_without_a_launcher(group_of_one: None) -> None:
-    assert dist.is_initialized() and dist.get_backend() == "mpi"
+    assert dist.is_initialized() and dist.get_backend() == "mpi" and dist.get_device() == "cpu"
     assert (dist.get_rank(), dist.get_world_size(), dist.get_local_rank()) == (0, 1, 0)
     t = gnn.tensor([1.0, -2.0])
     for op in ("sum", "mean", "max", "min"):

@@ -59,9 +59,11 @@ class Communicator:
         self.backend = get_backend(f"cuda:{device_index}")
         self.xp = self.backend.xp
         self.device_index = device_index
-        # NCCL binds the communicator to the current device; ncclCommInitRank waits for all ranks.
-        with self.xp.cuda.Device(device_index):
-            self.comm = self._nccl.NcclCommunicator(world_size, unique_id, rank)
+        # This rank's GPU becomes the current device (as torch.cuda.set_device): arrays made
+        # without a device context land there, and NCCL binds the communicator to it.
+        self.xp.cuda.Device(device_index).use()
+        # ncclCommInitRank returns once every rank has called it.
+        self.comm = self._nccl.NcclCommunicator(world_size, unique_id, rank)
 
     def _dtype(self, a: Any) -> int:
         name = _DTYPES.get(np.dtype(a.dtype))

@@ -22,7 +22,7 @@ from gnn.tensor import Tensor
 
 __all__ = [
     "ReduceOp", "abort", "all_gather", "all_gather_array", "all_reduce", "all_reduce_array",
-    "barrier", "broadcast", "broadcast_array", "destroy_process_group", "get_backend",
+    "barrier", "broadcast", "broadcast_array", "destroy_process_group", "get_backend", "get_device",
     "get_local_rank", "get_rank", "get_world_size", "init_process_group", "is_available",
     "is_initialized", "launcher_world_size",
 ]  # fmt: skip
@@ -112,6 +112,12 @@ def get_world_size() -> int:
 def get_local_rank() -> int:
     """This process's rank among the group's processes on the same machine (0 without a group)."""
     return 0 if _group is None else _group.local_rank
+
+
+def get_device() -> str:
+    """The device this rank trains on: "cuda:N" (its GPU) in a "nccl" group, else "cpu"."""
+    group = _require("get_device")
+    return f"cuda:{group.nccl.device_index}" if group.nccl is not None else "cpu"
 
 
 def get_backend() -> str:

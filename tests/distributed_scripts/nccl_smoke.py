@@ -22,7 +22,8 @@ from gnn.nn.parallel import DistributedDataParallel
 def main(out: str) -> None:
     dist.init_process_group("nccl")
     rank, world = dist.get_rank(), dist.get_world_size()
-    device = f"cuda:{dist._group.nccl.device_index}"
+    device = dist.get_device()
+    assert device.startswith("cuda:"), device
     checks: dict[str, bool] = {}
 
     t = gnn.tensor([1.0 + rank, 2.0], device=device)
