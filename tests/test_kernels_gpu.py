@@ -9,6 +9,7 @@ kernel_dir() and of the launch shapes run on the CPU too.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 
 import numpy as np
@@ -34,6 +35,9 @@ def needs_gpu(test):
 
 
 DTYPES = [np.float32, np.float16]
+# GNN_FAKE_CUDA=emulate runs the kernels on CPU threads (tests/cuda_cpu): a few sizes shrink there
+# where the size itself is not what a test checks.
+EMULATED = os.environ.get("GNN_FAKE_CUDA") == "emulate"
 
 
 # ---- CPU: sources and launch shapes ------------------------------------------------------------
@@ -303,7 +307,8 @@ def test_softmax_cross_entropy_vocabulary_50257(be, dtype, reduction, eps, weigh
 @needs_gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_cross_entropy_large_batch(be, dtype):
-    n, c = 4099, 10
+    # more rows than one reduce block has threads (1024): its loop goes round
+    n, c = (1031 if EMULATED else 4099), 10
     z, _ = rounded((n, c), dtype, scale=3.0)
     for reduction in ["none", "mean"]:
         check_against_reference(be, gpu(z), gpu(labels(n, c, True)), reduction=reduction)
@@ -473,3 +478,145 @@ def test_out_of_range_label_raises_at_launch_with_debug_sync(be, monkeypatch):
     with pytest.raises(IndexError, match="target 4 is out of bounds for 4 classes"):
         be.softmax_cross_entropy(z, gpu(np.array([4, 4, 0])))
     be.softmax_cross_entropy(z, gpu(np.array([3, 2, 0])))  # fine again
+
+
+# ---- every code path at small sizes (the sanitizer lanes of ci/emulate.sh run these) -------------
+# Softmax-CE rows: a scalar head up to the first 16-byte boundary, 16-byte packs, a scalar tail.
+# (5, 37) float32 rows start 0, 4, 8, 12, 0 bytes past a boundary (float16: 0, 10, 4, 14, 8), so
+# every head length occurs; a view one element in makes the backward's rows misaligned with its
+# output (no packs at all there); 50257 classes is GPT-2's vocabulary.
+
+
+def extreme_logits(dtype):
+    big = 6e4 if dtype == np.float16 else 1e4
+    z = rng.standard_normal((4, 19)) * 3
+    z[0, :2] = big, -big
+    z[1, :] = -big
+    z[1, 5] = big
+    z[2, 3:9] = -np.inf  # masked classes: exp(-inf) adds nothing, and must not give NaN
+    z[3, 7] = big  # the label's logit dominates: loss 0, gradient 0 at the label
+    return z.astype(dtype), np.array([0, 5, 2, 7])
+
+
+CODE_PATHS = {
+    # name: (logits, labels, weighted, reduction, label smoothing)
+    "heads packs tails": (
+        lambda d: rounded((5, 37), d, 3.0)[0],
+        [0, 36, -100, 5, 17],
+        False,
+        "mean",
+        0.0,
+    ),
+    "one row": (lambda d: rounded((1, 300), d, 3.0)[0], [299], True, "sum", 0.1),
+    "one class": (lambda d: rounded((5, 1), d, 3.0)[0], [0, 0, -100, 0, 0], False, "none", 0.0),
+    "one class smoothed": (lambda d: rounded((3, 1), d)[0], [0, 0, 0], True, "mean", 0.2),
+    "vocabulary 50257": (lambda d: rounded((2, 50257), d, 3.0)[0], [50256, 31], True, "mean", 0.1),
+    "extreme logits": (lambda d: extreme_logits(d)[0], [0, 5, 2, 7], False, "sum", 0.0),
+}
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", sorted(CODE_PATHS))
+def test_code_path_softmax_cross_entropy(be, case, dtype):
+    make, t, weighted, reduction, eps = CODE_PATHS[case]
+    z = make(dtype)
+    c = z.shape[1]
+    w = gpu(rng.random(c).astype(np.float32) + 0.5) if weighted else None
+    check_against_reference(be, gpu(z), gpu(np.array(t)), w, reduction=reduction, eps=eps)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_code_path_softmax_cross_entropy_misaligned_rows(be, dtype):
+    flat, _ = rounded((3 * 41 + 1,), dtype, scale=3.0)
+    z = gpu(flat)[1:].reshape(3, 41)  # starts one element past a 16-byte boundary
+    t = gpu(np.array([40, 0, 13]))
+    check_against_reference(be, z, t, reduction="none")
+    check_against_reference(be, z, t, reduction="mean", eps=0.1)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_code_path_sigmoid(be, dtype):
+    # tail only, one pack and a tail, many packs through the grid-stride loop, a misaligned view
+    for n in (1, 3, 7, 8, 9, 4099):
+        x, x64 = rounded((n,), dtype, scale=4.0)
+        assert_close(be.sigmoid(gpu(x)), ref.sigmoid(x64), dtype, **SIGMOID_TOL[dtype])
+        gy, gy64 = rounded((n,), dtype)
+        y = ref.sigmoid(x64).astype(dtype)
+        expected = ref.sigmoid_backward(y.astype(np.float64), gy64)
+        assert_close(be.sigmoid_backward(gpu(y), gpu(gy)), expected, dtype, rtol=1e-5)
+    x, x64 = rounded((130,), dtype, scale=4.0)
+    assert_close(be.sigmoid(gpu(x)[1:]), ref.sigmoid(x64[1:]), dtype, **SIGMOID_TOL[dtype])
+
+
+@needs_gpu
+@pytest.mark.parametrize("mean", [0, 1])
+def test_code_path_softmax_cross_entropy_reduce_strides_past_one_block(be, mean):
+    # one 1024-thread block sums 2500 rows: ignored rows and bad labels count in the loss only
+    n, c = 2500, 7
+    row_loss = rng.random(n).astype(np.float32)
+    t = rng.integers(0, c, n)
+    t[::5] = -100
+    t[3] = c  # a bad label: its row loss is summed, its weight is not
+    w = (rng.random(c) + 0.5).astype(np.float32)
+    loss = gpu(np.full((), np.nan, np.float32))
+    denom = gpu(np.full((), np.nan, np.float32))
+    args = (
+        gpu(row_loss),
+        gpu(t),
+        gpu(w),
+        np.int32(1),
+        np.int64(n),
+        np.int64(c),
+        np.int64(-100),
+        np.int32(mean),
+        loss,
+        denom,
+    )
+    be._kernel("softmax_cross_entropy", "softmax_ce_reduce_f32")((1,), (1024,), args)
+    counted = (t != -100) & (t < c)
+    expected_denom = w[t[counted]].astype(np.float64).sum()
+    total = row_loss.astype(np.float64).sum()
+    assert_close(denom, expected_denom, np.float32)
+    assert_close(loss, total / expected_denom if mean else total, np.float32)
+
+
+@needs_gpu
+def test_code_path_float16_stores_round_to_nearest_even(be):
+    # The reduce kernel stores float(total) as a half: totals chosen at and near half ties, in the
+    # subnormal range, and past the largest half must round exactly as NumPy's float16 does.
+    ulp = 2.0**-10
+    totals = [
+        1 + ulp / 2,  # a tie: to the even 1.0
+        1 + 3 * ulp / 2,  # a tie: to the even 1 + 2 ulp
+        1 + 3 * ulp / 4,  # nearer 1 + ulp (truncation would give 1)
+        -(1 + 3 * ulp / 4),
+        1.5 * 2.0**-25,  # subnormal: 2^-24, not 0
+        2.0**-25,  # a tie with 0: to 0
+        3 * 2.0**-24 / 2,  # a subnormal tie: to 2 * 2^-24
+        65519.0,  # the largest half, 65504
+        65520.0,  # a tie with the next power of two: infinity
+        -1e6,
+    ]
+    for total in totals:
+        loss = gpu(np.full((), np.nan, np.float16))
+        denom = gpu(np.full((), np.nan, np.float32))
+        args = (
+            gpu(np.array([total], np.float32)),
+            gpu(np.array([0])),
+            be._dummy_f32(),
+            np.int32(0),
+            np.int64(1),
+            np.int64(1),
+            np.int64(-100),
+            np.int32(0),
+            loss,
+            denom,
+        )
+        be._kernel("softmax_cross_entropy", "softmax_ce_reduce_f16")((1,), (32,), args)
+        got = host(loss)
+        with np.errstate(over="ignore"):  # 65520 and -1e6 overflow to infinity, as they should
+            want = np.float32(total).astype(np.float16)
+        assert got.tobytes() == want.tobytes(), f"{total!r}: got {got!r}, want {want!r}"

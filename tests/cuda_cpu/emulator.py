@@ -122,15 +122,17 @@ def build(code: str, kernels: dict[str, tuple[int, list]], sanitize: str | None 
     target = BUILD / f"{sanitize or 'plain'}-{key.hexdigest()[:20]}.so"
     if target.is_file():
         return target
-    source = target.with_suffix(f".{os.getpid()}.cpp")
-    source.write_text(unit)
+    # The .cpp stays next to the library: sanitizer reports point into it.
+    source = target.with_suffix(".cpp")
+    scratch = target.with_suffix(f".{os.getpid()}.cpp")
+    scratch.write_text(unit)
+    os.replace(scratch, source)
     partial = target.with_suffix(f".{os.getpid()}.tmp")
     result = subprocess.run(
         ["g++", *flags, "-o", str(partial), str(source)], capture_output=True, text=True
     )
     if result.returncode != 0:
         raise RuntimeError(f"g++ could not compile the kernels ({source}):\n{result.stderr}")
-    source.unlink()
     os.replace(partial, target)  # atomic: a concurrent build of the same key is harmless
     return target
 

@@ -474,6 +474,20 @@ inline __half __ushort_as_half(unsigned short u) {
     h.__x = u;
     return h;
 }
+// Round toward zero: drop the bits (NaN stays NaN; a finite |x| >= 65504 gives the largest half).
+inline __half __float2half_rz(float f) {
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    const uint32_t a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) return __ushort_as_half(0x7fffu);
+    if (a == 0x7f800000u) return __ushort_as_half(static_cast<unsigned short>(sign | 0x7c00u));
+    if (a >= 0x477fe000u) return __ushort_as_half(static_cast<unsigned short>(sign | 0x7bffu));
+    if (a >= 0x38800000u) return __ushort_as_half(static_cast<unsigned short>(sign | ((a >> 13) - (112u << 10))));
+    const int shift = 126 - static_cast<int>(a >> 23);
+    const uint32_t q = shift > 24 ? 0u : ((a & 0x7fffffu) | 0x800000u) >> shift;
+    return __ushort_as_half(static_cast<unsigned short>(sign | q));
+}
 inline short __half_as_short(__half h) { return static_cast<short>(h.__x); }
 inline __half __short_as_half(short s) { return __ushort_as_half(static_cast<unsigned short>(s)); }
 
