@@ -184,6 +184,8 @@ def __getattr__(name: str):  # noqa: ANN202
         return importlib.import_module("gnn.nn").Sequential
     if name == "NeuralNetwork":  # the brain.js face
         return importlib.import_module("gnn.simple").NeuralNetwork
-    if name in ("save", "load", "save_checkpoint", "load_checkpoint"):  # weights files (gnn.io)
+    if name in ("save", "load"):  # torch.save / torch.load, in safetensors (gnn.serialization)
+        return getattr(importlib.import_module("gnn.serialization"), name)
+    if name in ("save_checkpoint", "load_checkpoint"):  # training state (gnn.io)
         return getattr(importlib.import_module("gnn.io"), name)
     raise AttributeError(f"module 'gnn' has no attribute {name!r}")
