@@ -134,8 +134,9 @@ def _train(args: argparse.Namespace) -> int:
             f"gnn: note: the {args.example} example does not use --{name.replace('_', '-')}",
             file=sys.stderr,
         )
+    # --save/--plot checked before training, so a bad path never costs a run (under mpiexec by
+    # rank 0, which alone writes them)
     rank, world = _join_launcher(args)
-    _check_output_paths(args)  # before training, so a bad path never costs a run
     plots: list[tuple] = []
     quiet = contextlib.redirect_stdout(io.StringIO()) if rank else contextlib.nullcontext()
     with quiet:
@@ -259,15 +260,31 @@ def _abort_all(code: int) -> None:
 def _join_launcher(args: argparse.Namespace) -> tuple[int, int]:
     """(rank, world size); under `mpiexec -n N` (N > 1) this joins the process group, and ranks
     other than 0 train silently and write no files (fit shards the batches: docs/distributed.md)."""
+    import numpy as np
+
     import gnn.distributed as dist
 
     if dist.launcher_world_size() == 1 and not dist.is_initialized():
+        _check_output_paths(args)
         return 0, 1
     if not dist.is_initialized():
         dist.init_process_group("mpi")
-    if dist.get_rank() != 0:
+    rank = dist.get_rank()
+    problem = None
+    if rank == 0:
+        try:
+            _check_output_paths(args)
+        except ValueError as exc:
+            problem = exc
+    # Every rank learns whether rank 0's check failed, so all stop together (none waits).
+    failed = dist.all_reduce_array(np.array([problem is not None], dtype=np.int32), "max")
+    if problem is not None:
+        raise problem
+    if failed[0]:
+        raise SystemExit(2)  # rank 0 prints the error
+    if rank != 0:
         args.save = args.plot = None
-    return dist.get_rank(), dist.get_world_size()
+    return rank, dist.get_world_size()
 
 
 def _load_saved(path: str, device: str | None):  # noqa: ANN202

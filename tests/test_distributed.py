@@ -348,6 +348,16 @@ def test_gnn_train_digits_under_mpiexec(tmp_path: Path) -> None:
     assert saved.exists() and saved.with_suffix(".json").exists()
 
 
+@needs_mpi
+def test_gnn_train_bad_save_path_under_mpiexec_stops_every_rank(tmp_path: Path) -> None:
+    bad = tmp_path / "missing" / "digits.safetensors"
+    result = ranks(
+        2, "-m", "gnn", "train", "digits", "--epochs", "1", "--save", str(bad), timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("folder") == 1 and "does not exist" in result.stderr
+
+
 @pytest.mark.gpu
 @needs_mpi
 def test_nccl_backend_on_gpus(tmp_path: Path) -> None:
