@@ -360,6 +360,28 @@ def test_gnn_train_bad_save_path_under_mpiexec_stops_every_rank(tmp_path: Path) 
 
 @pytest.mark.gpu
 @needs_mpi
+def test_cuda_tensors_in_an_mpi_group(tmp_path: Path) -> None:
+    """CUDA tensors over MPI (through host copies): collectives, and DDP on 2 ranks = 1 process.
+
+    Runs on the fake CuPy too (GNN_FAKE_CUDA=1): the ranks inherit its PYTHONPATH.
+    """
+    if not gnn.cuda_available():
+        pytest.skip("needs CuPy and a CUDA device")
+    script = str(SCRIPTS / "cuda_over_mpi.py")
+    ok(alone(script, "cuda", str(tmp_path)))
+    ok(ranks(2, script, "cuda", str(tmp_path)))
+    one = np.load(tmp_path / "cuda_1_0.npz")
+    r0, r1 = np.load(tmp_path / "cuda_2_0.npz"), np.load(tmp_path / "cuda_2_1.npz")
+    np.testing.assert_array_equal(r0["mean"], [1.5, -0.5])
+    np.testing.assert_array_equal(r0["broadcast"], [1.0, 5.0])
+    np.testing.assert_array_equal(r1["gathered"], [[0.0, 0.0], [1.0, 2.0]])
+    for key in (k for k in one.files if k.startswith("param.")):
+        np.testing.assert_array_equal(r0[key], r1[key], err_msg=key)
+        np.testing.assert_allclose(r0[key], one[key], rtol=0, atol=1e-9, err_msg=key)
+
+
+@pytest.mark.gpu
+@needs_mpi
 def test_nccl_backend_on_gpus(tmp_path: Path) -> None:
     """Collectives and DDP on NCCL, one rank per GPU (2 ranks when 2 GPUs are visible)."""
     if FAKE_CUDA:
