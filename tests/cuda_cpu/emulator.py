@@ -128,8 +128,10 @@ def build(code: str, kernels: dict[str, tuple[int, list]], sanitize: str | None 
     scratch.write_text(unit)
     os.replace(scratch, source)
     partial = target.with_suffix(f".{os.getpid()}.tmp")
+    # g++ itself runs without the sanitizer runtime this process may have preloaded
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     result = subprocess.run(
-        ["g++", *flags, "-o", str(partial), str(source)], capture_output=True, text=True
+        ["g++", *flags, "-o", str(partial), str(source)], capture_output=True, text=True, env=env
     )
     if result.returncode != 0:
         raise RuntimeError(f"g++ could not compile the kernels ({source}):\n{result.stderr}")

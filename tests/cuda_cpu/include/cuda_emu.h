@@ -53,27 +53,58 @@
 
 // ---- vector types ----------------------------------------------------------------------------
 
+namespace gnn_emu {
+struct Abort;
+void misaligned(const void* p, int bytes, const char* type);
+inline void check_aligned(const void* p, int bytes, const char* type) {
+    if (reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) != 0) misaligned(p, bytes, type);
+}
+}  // namespace gnn_emu
+
 struct uint3 {
     unsigned int x, y, z;
 };
 struct dim3 {
     unsigned int x, y, z;
 };
-struct alignas(16) float4 {
-    float x, y, z, w;
-};
-struct alignas(8) float2 {
-    float x, y;
-};
-struct alignas(16) uint4 {
-    unsigned int x, y, z, w;
-};
-struct alignas(16) int4 {
-    int x, y, z, w;
-};
-struct alignas(8) uint2 {
-    unsigned int x, y;
-};
+
+// A vector load or store at an address that is not a multiple of its size faults on a GPU
+// ("misaligned address"); x86 would just do it. So copying one of these from, or assigning one
+// to, a misaligned address fails the launch. (The cost: they are not trivially copyable here.)
+#define GNN_EMU_VECTOR4(name, T)                                                           \
+    struct alignas(4 * sizeof(T)) name {                                                   \
+        T x, y, z, w;                                                                      \
+        name() = default;                                                                  \
+        constexpr name(T x_, T y_, T z_, T w_) : x(x_), y(y_), z(z_), w(w_) {}             \
+        name(const name& o) : x(o.x), y(o.y), z(o.z), w(o.w) {                             \
+            gnn_emu::check_aligned(&o, sizeof(name), #name);                               \
+        }                                                                                  \
+        name& operator=(const name& o) {                                                   \
+            gnn_emu::check_aligned(this, sizeof(name), #name);                             \
+            gnn_emu::check_aligned(&o, sizeof(name), #name);                               \
+            x = o.x, y = o.y, z = o.z, w = o.w;                                            \
+            return *this;                                                                  \
+        }                                                                                  \
+    }
+#define GNN_EMU_VECTOR2(name, T)                                                           \
+    struct alignas(2 * sizeof(T)) name {                                                   \
+        T x, y;                                                                            \
+        name() = default;                                                                  \
+        constexpr name(T x_, T y_) : x(x_), y(y_) {}                                       \
+        name(const name& o) : x(o.x), y(o.y) { gnn_emu::check_aligned(&o, sizeof(name), #name); } \
+        name& operator=(const name& o) {                                                   \
+            gnn_emu::check_aligned(this, sizeof(name), #name);                             \
+            gnn_emu::check_aligned(&o, sizeof(name), #name);                               \
+            x = o.x, y = o.y;                                                              \
+            return *this;                                                                  \
+        }                                                                                  \
+    }
+GNN_EMU_VECTOR4(float4, float);
+GNN_EMU_VECTOR4(uint4, unsigned int);
+GNN_EMU_VECTOR4(int4, int);
+GNN_EMU_VECTOR2(float2, float);
+GNN_EMU_VECTOR2(uint2, unsigned int);
+GNN_EMU_VECTOR2(int2, int);
 
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 inline float2 make_float2(float x, float y) { return float2{x, y}; }

@@ -125,6 +125,14 @@ void fail(const std::string& why) {
 
 bool failed() { return state().failed.load(); }
 
+void misaligned(const void* p, int bytes, const char* type) {
+    char where[32];
+    snprintf(where, sizeof where, "%p", p);
+    fail(std::string("misaligned address: a ") + type + " (" + std::to_string(bytes) +
+         " bytes) accessed at " + where);
+    throw Abort{};
+}
+
 double timeout_seconds() {
     static const double t = [] {
         const char* v = getenv("GNN_EMU_TIMEOUT_S");

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# gnn's CUDA kernels executed on the CPU (tests/cuda_cpu): the gpu-marked kernel tests and the
+# whole-model parity tests with GNN_FAKE_CUDA=emulate, where the fake CuPy's RawModule compiles
+# kernels/*.cu with g++ and runs them one host thread per CUDA thread. Three lanes:
+#   asan   -fsanitize=address,undefined, the code-path tests and the parity tests
+#   tsan   -fsanitize=thread, the same selection
+#   plain  no sanitizer, every gpu-marked kernel and parity test (last: the output ends with
+#          pytest's summary line)
+# A sanitizer report fails the launch it came from, and the lane if any is left at its end.
+# `bash ci/emulate.sh --mutants` instead runs the mutation check (tests/cuda_cpu/mutants.py),
+# which ends with "mutants: N of N caught". GNN_EMU_LANES="plain" (say) runs only some lanes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--mutants" ]; then
+    shift
+    exec python tests/cuda_cpu/mutants.py "$@"
+fi
+
+if ! command -v g++ >/dev/null 2>&1; then
+    echo "emulate: g++ not found" >&2
+    exit 1
+fi
+
+TESTS=(tests/test_kernels_gpu.py tests/test_backend_parity.py)
+# every kernel code path at small sizes, bad labels, any grid, whole models
+SANITIZED="code_path or any_grid or out_of_range or all_ignored or empty_batch or extremes \
+or non_contiguous_and_misaligned or cuda_matches_cpu"
+LANES="${GNN_EMU_LANES:-asan tsan plain}"
+
+reports="$(mktemp -d)"
+trap 'rm -rf "$reports"' EXIT
+export GNN_FAKE_CUDA=emulate
+export OPENBLAS_NUM_THREADS=1 # no uninstrumented BLAS threads in the sanitized process
+
+run_lane() {
+    local lane="$1"
+    shift
+    local start=$SECONDS
+    mkdir -p "$reports/$lane"
+    echo "== emulate lane: $lane"
+    env GNN_EMU_REPORTS="$reports/$lane" "$@"
+    if [ -n "$(ls -A "$reports/$lane")" ]; then
+        echo "emulate: lane $lane left sanitizer reports:" >&2
+        cat "$reports/$lane"/* >&2
+        exit 1
+    fi
+    # the last lane's own output ends the script: pytest's summary line, with its time
+    if [ "$lane" != "$last" ]; then
+        echo "== emulate lane $lane: $((SECONDS - start)) s"
+    fi
+}
+
+last="${LANES##* }"
+for lane in $LANES; do
+    case "$lane" in
+    asan)
+        run_lane asan env GNN_EMU_SANITIZE=address \
+            ASAN_OPTIONS="detect_leaks=0:halt_on_error=0:log_path=$reports/asan/asan" \
+            UBSAN_OPTIONS="print_stacktrace=1:log_path=$reports/asan/ubsan" \
+            LD_PRELOAD="$(g++ -print-file-name=libasan.so)" \
+            python -m pytest -q -m gpu -p no:cacheprovider "${TESTS[@]}" -k "$SANITIZED"
+        ;;
+    tsan)
+        run_lane tsan env GNN_EMU_SANITIZE=thread \
+            TSAN_OPTIONS="halt_on_error=0:log_path=$reports/tsan/tsan" \
+            LD_PRELOAD="$(g++ -print-file-name=libtsan.so)" \
+            python -m pytest -q -m gpu -p no:cacheprovider "${TESTS[@]}" -k "$SANITIZED"
+        ;;
+    plain)
+        run_lane plain python -m pytest -q -m gpu -p no:cacheprovider "${TESTS[@]}"
+        ;;
+    *)
+        echo "emulate: unknown lane $lane (asan, tsan, plain)" >&2
+        exit 1
+        ;;
+    esac
+done

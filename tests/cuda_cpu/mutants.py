@@ -1,0 +1,244 @@
+"""Mutation check of the emulated kernel tests: each deliberate bug in kernels/ must be caught.
+
+`bash ci/emulate.sh --mutants` runs this. For each mutant: copy kernels/ to a scratch folder,
+apply one textual edit (it must match exactly as often as stated, or this script fails: a mutant
+that no longer applies is a broken check, not a pass), point gnn at the folder (GNN_KERNEL_DIR),
+and run a few emulated tests in the mutant's lane (plain, asan or tsan, as in ci/emulate.sh). A
+mutant is caught when that run fails. Prints one line per mutant, then `mutants: N of N caught`,
+and exits non-zero unless all were caught. Every new kernel gets mutants of its own here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = ["tests/test_kernels_gpu.py"]
+
+
+@dataclass
+class Mutant:
+    name: str
+    file: str  # in kernels/
+    old: str
+    new: str
+    count: int  # how many times `old` occurs (all are replaced)
+    lane: str  # plain, asan or tsan
+    select: str  # pytest -k expression: the tests that should catch it
+
+
+SCE = "softmax_cross_entropy.cu"
+MUTANTS = [
+    Mutant(
+        "drop the __syncthreads before the shared slots are rewritten",
+        SCE,
+        "        __syncthreads();  // the previous row's reads of sm_* are finished\n",
+        "",
+        1,
+        "tsan",
+        "any_grid and float32",
+    ),
+    Mutant(
+        "drop the __syncthreads after the shared slots are written",
+        SCE,
+        "            sm_z[warp] = z;\n        }\n        __syncthreads();\n",
+        "            sm_z[warp] = z;\n        }\n",
+        1,
+        "tsan",
+        "code_path_softmax_cross_entropy and one and float32",
+    ),
+    Mutant(
+        "race on a shared slot: two lanes per warp write it",
+        SCE,
+        "        if (lane == 0) {\n            sm_m[warp] = m;",
+        "        if (lane < 2) {\n            sm_m[warp] = m;",
+        1,
+        "tsan",
+        "code_path_softmax_cross_entropy and heads and float32",
+    ),
+    Mutant(
+        "off-by-one in the sigmoid tail loop (last element never written)",
+        "sigmoid.cu",
+        "for (long long i = done + first; i < n; i += stride)",
+        "for (long long i = done + first; i < n - 1; i += stride)",
+        2,
+        "plain",
+        "code_path_sigmoid",
+    ),
+    Mutant(
+        "read past the row: the column tail loop runs to j <= c",
+        SCE,
+        "for (long long j = tail + threadIdx.x; j < c; j += blockDim.x) {\n        const float",
+        "for (long long j = tail + threadIdx.x; j <= c; j += blockDim.x) {\n        const float",
+        1,
+        "asan",
+        "code_path_softmax_cross_entropy and one and float32",
+    ),
+    Mutant(
+        "read past the row: the scalar head is not capped at C",
+        SCE,
+        "    return head < c ? head : c;",
+        "    return head;",
+        1,
+        "asan",
+        "code_path_softmax_cross_entropy and class",
+    ),
+    Mutant(
+        "wrong shuffle width: the butterfly starts at 8 lanes, not 16",
+        SCE,
+        "for (int offset = 16; offset > 0; offset >>= 1) {\n        const float m2",
+        "for (int offset = 8; offset > 0; offset >>= 1) {\n        const float m2",
+        1,
+        "plain",
+        "code_path_softmax_cross_entropy",
+    ),
+    Mutant(
+        "skip the ignore_index test in the forward",
+        SCE,
+        "        if (t != ignore_index) {\n            if (t < 0 || t >= c) {",
+        "        if (true) {\n            if (t < 0 || t >= c) {",
+        1,
+        "plain",
+        "code_path_softmax_cross_entropy or all_ignored",
+    ),
+    Mutant(
+        "wrong pack alignment: 4-byte aligned pointers taken for 16-byte aligned",
+        "sigmoid.cu",
+        "return (reinterpret_cast<unsigned long long>(p) & 15ULL) == 0ULL;",
+        "return (reinterpret_cast<unsigned long long>(p) & 3ULL) == 0ULL;",
+        1,
+        "plain",
+        "code_path_sigmoid",
+    ),
+    Mutant(
+        "wrong half rounding: float16 stores truncate",
+        "common.cuh",
+        "store_float(__half* p, float v) { *p = __float2half_rn(v); }",
+        "store_float(__half* p, float v) { *p = __float2half_rz(v); }",
+        1,
+        "plain",
+        "float16_stores",
+    ),
+    Mutant(
+        "a bad label is not reported by the forward",
+        SCE,
+        "                report_bad_label(err, t, c, ignore_index, 4);\n",
+        "",
+        1,
+        "plain",
+        "out_of_range",
+    ),
+    Mutant(
+        "the backward does not count its bad labels",
+        SCE,
+        "if (threadIdx.x == 0) report_bad_label(err, t, c, ignore_index, 5);",
+        "if (threadIdx.x == 0) report_bad_label(err, t, c, ignore_index, 0);",
+        1,
+        "plain",
+        "out_of_range",
+    ),
+]
+
+
+def lane_env(lane: str, reports: Path) -> dict[str, str]:
+    """The environment of one ci/emulate.sh lane (a sanitizer report fails the launch)."""
+    env = dict(os.environ, GNN_FAKE_CUDA="emulate", OPENBLAS_NUM_THREADS="1")
+    env["GNN_EMU_REPORTS"] = str(reports)
+    env["GNN_EMU_TIMEOUT_S"] = "20"  # a deadlocked mutant fails fast
+    if lane == "asan":
+        lib = subprocess.run(
+            ["g++", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        env.update(
+            GNN_EMU_SANITIZE="address",
+            LD_PRELOAD=lib,
+            ASAN_OPTIONS=f"detect_leaks=0:halt_on_error=0:log_path={reports}/asan",
+            UBSAN_OPTIONS=f"print_stacktrace=1:log_path={reports}/ubsan",
+        )
+    elif lane == "tsan":
+        lib = subprocess.run(
+            ["g++", "-print-file-name=libtsan.so"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        env.update(
+            GNN_EMU_SANITIZE="thread",
+            LD_PRELOAD=lib,
+            TSAN_OPTIONS=f"halt_on_error=0:log_path={reports}/tsan",
+        )
+    return env
+
+
+def apply(mutant: Mutant, folder: Path) -> None:
+    """Writes the mutant into `folder` (a copy of kernels/); fails loudly when it does not apply."""
+    path = folder / mutant.file
+    text = path.read_text()
+    found = text.count(mutant.old)
+    if found != mutant.count:
+        sys.exit(
+            f"mutant {mutant.name!r}: its text occurs {found} times in kernels/{mutant.file}, "
+            f"expected {mutant.count}: update the mutant to the kernel"
+        )
+    mutated = text.replace(mutant.old, mutant.new)
+    if mutated == text:
+        sys.exit(f"mutant {mutant.name!r} changes nothing")
+    path.write_text(mutated)
+
+
+def run(mutant: Mutant, scratch: Path) -> tuple[bool, str]:
+    """(caught, how) for one mutant."""
+    folder = scratch / "kernels"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(ROOT / "kernels", folder)
+    apply(mutant, folder)
+    reports = scratch / "reports"
+    shutil.rmtree(reports, ignore_errors=True)
+    reports.mkdir()
+    env = lane_env(mutant.lane, reports)
+    env["GNN_KERNEL_DIR"] = str(folder)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "gpu", "-p", "no:cacheprovider"]
+    cmd += [*TESTS, "-k", mutant.select]
+    try:
+        result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return True, "hung (killed after 300 s)"
+    out = result.stdout + result.stderr
+    if result.returncode == 5:  # no tests collected: the selection is wrong, not a catch
+        sys.exit(f"mutant {mutant.name!r}: -k {mutant.select!r} selects no test")
+    if result.returncode == 0:
+        return False, "all selected tests passed"
+    for marker in ("ThreadSanitizer: ", "AddressSanitizer: ", "runtime error: "):
+        if marker in out:  # the report's first line, as the failing test printed it
+            return True, marker + out.split(marker, 1)[1].split("\n")[0][:70]
+    if "emulated launch failed: " in out:
+        return True, "emulator: " + out.split("emulated launch failed: ", 1)[1].split("\n")[0]
+    failed = [line for line in out.splitlines() if line.startswith("FAILED")]
+    return True, failed[0][len("FAILED ") :][:90] if failed else f"pytest exit {result.returncode}"
+
+
+def main() -> int:
+    """Runs every mutant (or those whose names contain an argument); 0 when all are caught."""
+    wanted = sys.argv[1:]
+    mutants = [m for m in MUTANTS if not wanted or any(w in m.name for w in wanted)]
+    caught = 0
+    with tempfile.TemporaryDirectory(prefix="gnn-mutants-") as tmp:
+        for m in mutants:
+            start = time.monotonic()
+            ok, how = run(m, Path(tmp))
+            caught += ok
+            took = time.monotonic() - start
+            print(
+                f"{'caught' if ok else 'MISSED'}  [{m.lane:5}] {m.name} ({how}; {took:.0f} s)",
+                flush=True,
+            )
+    print(f"mutants: {caught} of {len(mutants)} caught")
+    return 0 if caught == len(mutants) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
