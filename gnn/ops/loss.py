@@ -1,6 +1,8 @@
 """Loss functions: mse, binary cross-entropy (probabilities and logits), cross-entropy, nll.
 
 cross_entropy runs through the backend's fused softmax-cross-entropy (a CUDA kernel on the GPU).
+The prediction (input) must be a gnn Tensor; targets and weights may also be NumPy arrays or lists,
+which are converted onto the input's device (a documented choice: labels often come from NumPy).
 """
 
 from __future__ import annotations
