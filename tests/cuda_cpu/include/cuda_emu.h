@@ -417,7 +417,11 @@ inline T shfl_idx(unsigned int mask, T v, int src, int line, int width = 32) {
 template <typename T>
 inline T shfl_xor(unsigned int mask, T v, int lane_mask, int line, int width = 32) {
     const int lane = lane_id();
-    return exchange(mask, v, segment_lane(lane, lane ^ lane_mask, width), line, "__shfl_xor_sync");
+    // As PTX shfl.bfly: a lane past the end of this lane's segment gives the own value; an
+    // earlier segment's lane is read (CUDA's documentation says so for width < 32).
+    const int src = lane ^ lane_mask;
+    const int last = (lane & ~(width - 1)) + width - 1;
+    return exchange(mask, v, src > last ? -1 : src, line, "__shfl_xor_sync");
 }
 template <typename T>
 inline T shfl_down(unsigned int mask, T v, unsigned int delta, int line, int width = 32) {
