@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -72,7 +72,6 @@ class _Group:
     mpi: Any = None  # the mpi4py.MPI module
     nccl: Any = None  # gnn.backend.nccl.Communicator for backend "nccl"
     saved_excepthook: Any = None
-    extra: dict = field(default_factory=dict)
 
 
 _group: _Group | None = None
@@ -189,7 +188,12 @@ def init_process_group(backend: str = "mpi", device: int | None = None) -> None:
         group = _Group(backend, comm.Get_rank(), comm.Get_size(), local.Get_rank(), comm, MPI)
         local.Free()
     if backend == "nccl":
-        group.nccl = _nccl_communicator(group, device)
+        try:
+            group.nccl = _nccl_communicator(group, device)
+        except BaseException:
+            if group.comm is not None:
+                group.comm.Free()
+            raise
     if group.size > 1:
         _abort_on_uncaught(group)
     _group = group
