@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI checks, in order: lint, format, kernel compilation, the test suite, and where
-# no GPU is visible the gpu-marked tests once more on the fake CuPy of tests/fake_gpu.
+# no GPU is visible the gpu-marked tests once more on the fake CuPy of tests/fake_gpu; then the
+# kernels themselves on the CPU emulator (ci/emulate.sh) and its mutation check.
 # Run from the repository root inside an environment with gnn[dev] installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,3 +20,7 @@ if python -c "import gnn, sys; sys.exit(not gnn.cuda_available())"; then
 else
     GNN_FAKE_CUDA=1 bash ci/test.sh -m gpu -p no:cacheprovider
 fi
+echo "== the CUDA kernels executed on the CPU emulator (tests/cuda_cpu): plain, ASan+UBSan, TSan"
+bash ci/emulate.sh
+echo "== kernel mutants: each must be caught by the emulated tests or a sanitizer"
+bash ci/emulate.sh --mutants
