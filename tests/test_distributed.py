@@ -179,6 +179,17 @@ def test_errors_without_a_group() -> None:
     assert (dist.get_rank(), dist.get_world_size()) == (0, 1)
 
 
+def test_nccl_without_a_gpu_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    if gnn.cuda_available():
+        pytest.skip("a GPU is visible: the gpu-marked NCCL test covers this machine")
+    for size, _, _ in dist._LAUNCHER_ENV:
+        monkeypatch.delenv(size, raising=False)
+    monkeypatch.setattr(dist, "is_available", lambda: False)  # no MPI in this process
+    with pytest.raises(RuntimeError, match="no CUDA GPU is visible.*backend='mpi'"):
+        dist.init_process_group("nccl")
+    assert not dist.is_initialized()
+
+
 def test_launcher_world_size_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for size, _, _ in dist._LAUNCHER_ENV:
         monkeypatch.delenv(size, raising=False)
