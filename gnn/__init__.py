@@ -165,6 +165,7 @@ __all__ += [
     "swapaxes", "swapdims", "true_divide", "unbind",
 ]  # fmt: skip
 __all__ += ["device", "from_dlpack", "to_dlpack"]
+__all__ += ["amp", "autocast", "bfloat16"]
 
 
 def __getattr__(name: str):  # noqa: ANN202
@@ -174,6 +175,7 @@ def __getattr__(name: str):  # noqa: ANN202
     lazy = {
         "nn", "optim", "data", "datasets", "testing", "io", "layers", "train", "models",
         "examples", "cli", "cuda", "accelerator", "backends", "serialization", "utils", "onnx",
+        "amp",
     }  # fmt: skip
     if name in lazy:
         return importlib.import_module(f"gnn.{name}")
@@ -184,6 +186,10 @@ def __getattr__(name: str):  # noqa: ANN202
         return importlib.import_module("gnn.nn").Sequential
     if name == "NeuralNetwork":  # the brain.js face
         return importlib.import_module("gnn.simple").NeuralNetwork
+    if name == "bfloat16":  # ml_dtypes' bfloat16, imported on first use (it is slow to import)
+        return importlib.import_module("gnn.dtypes").bfloat16_dtype()
+    if name == "autocast":  # mixed precision (gnn.amp)
+        return importlib.import_module("gnn.amp").autocast
     if name in ("save", "load"):  # torch.save / torch.load, in safetensors (gnn.serialization)
         return getattr(importlib.import_module("gnn.serialization"), name)
     if name in ("save_checkpoint", "load_checkpoint"):  # training state (gnn.io)

@@ -8,7 +8,7 @@ import numpy as np
 
 from gnn import config
 from gnn.backend import get_backend
-from gnn.dtypes import parse_dtype
+from gnn.dtypes import is_floating, parse_dtype
 from gnn.tensor import Tensor
 
 
@@ -27,7 +27,7 @@ def _float_dtype(dtype: Any) -> np.dtype:
 
 def _random_float_dtype(op: str, dtype: Any) -> np.dtype:
     dt = _float_dtype(dtype)
-    if dt.kind != "f":
+    if not is_floating(dt):
         raise TypeError(f"{op}: dtype must be floating, got {dt} (use randint for integers)")
     return dt
 

@@ -1,4 +1,10 @@
-"""gnn's dtypes (NumPy dtype objects) and the parser that turns user input into one."""
+"""gnn's dtypes (NumPy dtype objects) and the parser that turns user input into one.
+
+bfloat16 comes from ml_dtypes (a runtime dependency), imported on first use so that `import gnn`
+stays fast. NumPy reports its kind as "V" (void), not "f": test floating dtypes with
+`is_floating`, never with `dtype.kind == "f"`. On the CPU bfloat16 is a storage format: the ops
+that matter (matmul, linear, conv, attention) widen it to float32, compute, and round back.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +33,30 @@ _BY_NAME = {
     "bool": bool_,
 }
 SUPPORTED = (float16, float32, float64, int32, int64, bool_)
+_BFLOAT16_NAMES = ("bfloat16", "bf16")
+
+
+def bfloat16_dtype() -> np.dtype:
+    """NumPy's bfloat16 dtype from ml_dtypes (imported here, on first use)."""
+    try:
+        import ml_dtypes
+    except ImportError:  # a dependency in pyproject; only a hand-made environment lacks it
+        raise ImportError(
+            "gnn.bfloat16 needs the ml_dtypes package: pip install ml_dtypes"
+        ) from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def is_bfloat16(dtype: Any) -> bool:
+    """True for ml_dtypes' bfloat16 (by name: no import of ml_dtypes needed to ask)."""
+    return getattr(dtype, "name", None) == "bfloat16"
+
+
+def __getattr__(name: str) -> Any:
+    """gnn.dtypes.bfloat16, loaded lazily (ml_dtypes takes a while to import)."""
+    if name == "bfloat16":
+        return bfloat16_dtype()
+    raise AttributeError(f"module 'gnn.dtypes' has no attribute {name!r}")
 
 
 def parse_dtype(dtype: Any) -> np.dtype:
@@ -35,6 +65,8 @@ def parse_dtype(dtype: Any) -> np.dtype:
         raise TypeError("dtype None: pass a dtype such as gnn.float32 (or leave the argument out)")
     if isinstance(dtype, str) and dtype in _BY_NAME:
         return _BY_NAME[dtype]
+    if (isinstance(dtype, str) and dtype in _BFLOAT16_NAMES) or is_bfloat16(dtype):
+        return bfloat16_dtype()
     if dtype is float:
         return float32
     if dtype is int:
@@ -49,10 +81,18 @@ def parse_dtype(dtype: Any) -> np.dtype:
         # Other NumPy dtypes (uint8, int16, ...) are accepted as storage; math promotes them.
         if dt.kind not in "biuf":
             raise TypeError(
-                f"unsupported dtype {dt}; gnn supports bool, integer and floating dtypes"
+                f"unsupported dtype {dt}; gnn supports bool, integer and floating dtypes "
+                "(float16, bfloat16, float32, float64)"
             )
     return dt
 
 
-def is_floating(dtype: np.dtype) -> bool:
-    return dtype.kind == "f"
+def is_floating(dtype: Any) -> bool:
+    """True for float16/32/64 and bfloat16 (whose NumPy kind is "V", not "f")."""
+    dt = np.dtype(dtype)
+    return dt.kind == "f" or is_bfloat16(dt)
+
+
+def compute_dtype(dtype: Any) -> np.dtype:
+    """The dtype the CPU computes a low-precision dtype in: float32 for bfloat16, else itself."""
+    return float32 if is_bfloat16(dtype) else np.dtype(dtype)

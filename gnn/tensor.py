@@ -12,7 +12,7 @@ import numpy as np
 
 from gnn import autograd, config
 from gnn.backend import Device, get_backend, parse_device
-from gnn.dtypes import parse_dtype
+from gnn.dtypes import is_floating, parse_dtype
 
 F: Any = None  # gnn.functional, set by gnn/functional.py when it is imported
 
@@ -194,6 +194,10 @@ class Tensor:
     def half(self) -> Tensor:
         return self.to(dtype="float16")
 
+    def bfloat16(self) -> Tensor:
+        """As bfloat16 (ml_dtypes; CPU only: CuPy has no bfloat16 arrays)."""
+        return self.to(dtype="bfloat16")
+
     def long(self) -> Tensor:
         return self.to(dtype="int64")
 
@@ -209,7 +213,7 @@ class Tensor:
     # ---- autograd ------------------------------------------------------------------------------
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
-        if requires_grad and self.dtype.kind != "f":
+        if requires_grad and not is_floating(self.dtype):
             raise RuntimeError(
                 f"only floating-point tensors can require gradients, got dtype {self.dtype}"
             )
@@ -644,7 +648,7 @@ class Tensor:
         return F.multinomial(self, num_samples, replacement)
 
     def is_floating_point(self) -> bool:
-        return self.dtype.kind == "f"
+        return is_floating(self.dtype)
 
     def nelement(self) -> int:
         return self.numel()
@@ -794,7 +798,8 @@ def _infer_dtype(data: Any) -> np.dtype:
     """float data -> default dtype (float32); ints -> int64; bools -> bool; arrays keep theirs."""
     if hasattr(data, "dtype") and not isinstance(data, (float, int, bool)):
         dt = np.dtype(data.dtype)
-        if dt.kind not in "biuf":  # object, complex, strings, dates: no gnn op computes on them
+        # object, complex, strings, dates: no gnn op computes on them (bfloat16's kind is "V")
+        if dt.kind not in "biuf" and not is_floating(dt):
             raise TypeError(
                 f"tensor(): unsupported data of dtype {dt} (gnn tensors hold bool, integers or "
                 "floats; convert with .astype(...) first)"

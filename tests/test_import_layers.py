@@ -24,7 +24,16 @@ LAYERS = [
     ["gnn.functional", "gnn"],  # `import gnn`: the facade eagerly loads functional and below
     # testing: the gradient checker (used by tests, on Tensors); datasets: the shipped files;
     # distributed: collectives on Tensors (nn.parallel and data.sampler build on it)
-    ["gnn.nn", "gnn.optim", "gnn.data", "gnn.io", "gnn.datasets", "gnn.testing", "gnn.distributed"],
+    [
+        "gnn.nn",
+        "gnn.optim",
+        "gnn.data",
+        "gnn.io",
+        "gnn.datasets",
+        "gnn.testing",
+        "gnn.distributed",
+        "gnn.amp",  # amp: GradScaler agrees on infs over gnn.distributed
+    ],
     ["gnn.train", "gnn.models", "gnn.onnx"],  # models: GPT and its tokenizer; onnx: export
     ["gnn.serialization", "gnn.utils"],  # torch-style save/load over gnn.io; utils.data
     ["gnn.layers", "gnn.simple"],

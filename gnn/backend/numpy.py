@@ -92,11 +92,14 @@ class NumpyBackend:
         self.rng().bit_generator.state = state
 
     def randn(self, shape: tuple, dtype: Any) -> Any:
-        out = self.rng().standard_normal(shape, dtype=np.float64 if dtype == np.float16 else dtype)
+        # float16/bfloat16 are drawn in float64 and rounded (NumPy's generators do not make them)
+        wide = dtype not in (np.float32, np.float64)
+        out = self.rng().standard_normal(shape, dtype=np.float64 if wide else dtype)
         return out.astype(dtype, copy=False)
 
     def rand(self, shape: tuple, dtype: Any) -> Any:
-        out = self.rng().random(shape, dtype=np.float64 if dtype == np.float16 else dtype)
+        wide = dtype not in (np.float32, np.float64)
+        out = self.rng().random(shape, dtype=np.float64 if wide else dtype)
         return out.astype(dtype, copy=False)
 
     def randint(self, low: int, high: int, shape: tuple, dtype: Any) -> Any:

@@ -8,6 +8,7 @@ from gnn import config, creation
 from gnn.nn import init
 from gnn.nn.module import Module
 from gnn.nn.parameter import Parameter
+from gnn.ops.autocast import cast_inputs
 from gnn.ops.linalg import Linear as _LinearOp
 from gnn.tensor import Tensor
 
@@ -64,10 +65,10 @@ class Linear(Module):
                 f"(input shape {x.shape})"
             )
         # The op itself, not F.linear: the features were checked above, with this layer's name.
-        bias = self.bias
+        x, weight, bias = cast_inputs("linear", x, self.weight, self.bias)
         if bias is None:
-            return _LinearOp.apply(x, self.weight)
-        return _LinearOp.apply(x, self.weight, bias)
+            return _LinearOp.apply(x, weight)
+        return _LinearOp.apply(x, weight, bias)
 
     def extra_repr(self) -> str:
         bias = self.bias is not None

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from gnn.autograd import Function
+from gnn.dtypes import is_floating
+from gnn.ops.autocast import cast_inputs
 from gnn.tensor import Tensor
 
 
@@ -150,6 +152,7 @@ def attention(
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] else 1.0
     sink: list | None = [] if need_weights else None
+    query, key, value = cast_inputs("scaled_dot_product_attention", query, key, value)
     out = Attention.apply(
         query, key, value, scale=float(scale), mask=mask, dropout_p=float(dropout_p), sink=sink
     )
@@ -163,7 +166,7 @@ def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
             raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
         if t.ndim < 2:
             raise ValueError(f"{op}: {name} needs at least 2 dims (..., L, E), got {t.shape}")
-        if t.dtype.kind != "f":
+        if not is_floating(t.dtype):
             raise TypeError(f"{op}: {name} must be floating, got {t.dtype}")
     if query.shape[-1] != key.shape[-1]:
         raise ValueError(

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from gnn.autograd import Function
+from gnn.ops.autocast import cast_inputs
 from gnn.tensor import Tensor
 
 
@@ -112,6 +113,7 @@ def batch_norm(
     0.1 here; BatchNorm modules turn it into a cumulative average (1 / num_batches_tracked).
     """
     op = "batch_norm"
+    input, weight, bias = cast_inputs(op, input, weight, bias)
     if input.ndim < 2:
         raise ValueError(
             f"{op}: expected an input of at least 2 dims (N, C, ...), got {input.shape}"

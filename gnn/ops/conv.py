@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from gnn.autograd import Function
+from gnn.ops.autocast import cast_inputs, compute_widened
 from gnn.tensor import Tensor
 
 # ---- argument parsing ---------------------------------------------------------------------------
@@ -208,6 +209,7 @@ def _group_matmul(xp: Any, a: Any, b: Any) -> Any:
 # ---- convolution --------------------------------------------------------------------------------
 
 
+@compute_widened
 class Conv2d(Function):
     """y = conv(x, w) + b as w (groups, O/g, C/g*kh*kw) @ im2col columns (groups, C/g*kh*kw, M)."""
 
@@ -250,6 +252,7 @@ class Conv2d(Function):
         return gx, gw, gb
 
 
+@compute_widened
 class ConvTranspose2d(Function):
     """The adjoint of Conv2d in x: forward is col2im of w^T x, backward is an im2col + matmul.
 
@@ -359,6 +362,7 @@ def conv2d(
             f"{op}: input of spatial size ({h}, {w}) with padding {pads} is smaller than the "
             f"(dilated) kernel ({eh}, {ew})"
         )
+    input, weight, bias = cast_inputs("conv2d", input, weight, bias)
     args = (input, weight) if bias is None else (input, weight, bias)
     return Conv2d.apply(*args, stride=stride, pads=pads, dilation=dilation, groups=groups)
 
@@ -417,6 +421,7 @@ def conv_transpose2d(
     geom = _Geometry(
         (n, cout, ho, wo), (kh, kw), stride, (ph, ph + oph, pw, pw + opw), dilation, out=(h, w)
     )
+    input, weight, bias = cast_inputs("conv_transpose2d", input, weight, bias)
     args = (input, weight) if bias is None else (input, weight, bias)
     return ConvTranspose2d.apply(*args, geom=geom, groups=groups)
 

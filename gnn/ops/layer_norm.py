@@ -9,6 +9,7 @@ import numpy as np
 
 from gnn.autograd import Function
 from gnn.ops._util import column_sums
+from gnn.ops.autocast import cast_inputs
 from gnn.tensor import Tensor
 
 
@@ -84,6 +85,7 @@ def layer_norm(
     eps: float = 1e-5,
 ) -> Tensor:
     """Normalise over the trailing `normalized_shape` dims, then scale by weight and add bias."""
+    input, weight, bias = cast_inputs("layer_norm", input, weight, bias)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     n = len(shape)
     if n == 0 or input.ndim < n or tuple(input.shape[input.ndim - n :]) != shape:

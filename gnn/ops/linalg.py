@@ -6,10 +6,12 @@ from typing import Any
 
 from gnn.autograd import Function
 from gnn.ops._util import column_sums, pair
+from gnn.ops.autocast import cast_inputs, compute_widened
 from gnn.ops.shape import squeeze, unsqueeze
 from gnn.tensor import Tensor
 
 
+@compute_widened
 class MatMul(Function):
     """a @ b for operands of at least 2 dims (matmul() promotes 1-D ones around it)."""
 
@@ -26,7 +28,7 @@ class MatMul(Function):
 
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with NumPy's rules: batched over leading dims, which broadcast."""
-    a, b = pair(a, b)
+    a, b = cast_inputs("matmul", *pair(a, b))
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both operands need at least 1 dim, got {a.shape} @ {b.shape}")
     k_a = a.shape[-1]
@@ -51,6 +53,7 @@ def matmul(a: Any, b: Any) -> Tensor:
         ) from None
 
 
+@compute_widened
 class Linear(Function):
     """y = x @ W.T + b over the last dim of x; one Function so a layer costs one graph node."""
 
@@ -83,6 +86,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"linear: input of shape {x.shape} has {x.shape[-1] if x.ndim else 0} features, "
             f"weight {weight.shape} expects {weight.shape[-1]}"
         )
+    x, weight, bias = cast_inputs("linear", x, weight, bias)
     if bias is None:
         return Linear.apply(x, weight)
     return Linear.apply(x, weight, bias)

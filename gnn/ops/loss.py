@@ -12,6 +12,7 @@ from typing import Any
 
 from gnn.autograd import Function
 from gnn.ops._util import as_tensor
+from gnn.ops.autocast import cast_inputs
 from gnn.ops.elementwise import clamp, log
 from gnn.ops.reduce import log_softmax
 from gnn.ops.reduce import mean as _mean
@@ -95,6 +96,7 @@ def _check_same_shape(op: str, input: Tensor, target: Tensor) -> None:
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean squared error between input and target (same shape)."""
     _check_reduction("mse_loss", reduction)
+    input, target = cast_inputs("mse_loss", input, target)
     _check_input("mse_loss", input)
     target = as_tensor(target, input)
     _check_same_shape("mse_loss", input, target)
@@ -105,6 +107,7 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean absolute error between input and target (same shape)."""
     _check_reduction("l1_loss", reduction)
+    input, target = cast_inputs("l1_loss", input, target)
     _check_input("l1_loss", input)
     target = as_tensor(target, input)
     _check_same_shape("l1_loss", input, target)
@@ -116,6 +119,7 @@ def binary_cross_entropy(
 ) -> Tensor:
     """BCE on probabilities in [0, 1]; logs are clamped at -100 as in PyTorch."""
     _check_reduction("binary_cross_entropy", reduction)
+    input, target = cast_inputs("binary_cross_entropy", input, target)
     _check_input("binary_cross_entropy", input)
     target = as_tensor(target, input)
     _check_same_shape("binary_cross_entropy", input, target)
@@ -162,6 +166,7 @@ def binary_cross_entropy_with_logits(
 ) -> Tensor:
     """BCE on logits (sigmoid folded in), numerically stable for large |input|."""
     _check_reduction("binary_cross_entropy_with_logits", reduction)
+    input, target = cast_inputs("binary_cross_entropy_with_logits", input, target)
     _check_input("binary_cross_entropy_with_logits", input)
     target = as_tensor(target, input)
     _check_same_shape("binary_cross_entropy_with_logits", input, target)
@@ -217,6 +222,7 @@ def cross_entropy(
     in [0, C) or ignore_index, or probabilities of input's shape.
     """
     _check_reduction("cross_entropy", reduction)
+    input, target = cast_inputs("cross_entropy", input, target)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     _check_input("cross_entropy", input)
@@ -313,6 +319,7 @@ def nll_loss(
 ) -> Tensor:
     """Negative log-likelihood of log-probabilities (N, C) at labels (N,)."""
     _check_reduction("nll_loss", reduction)
+    input, target = cast_inputs("nll_loss", input, target)
     _check_input("nll_loss", input)
     _check_float_input("nll_loss", input, "log-probabilities")
     _check_device("nll_loss", input, target)

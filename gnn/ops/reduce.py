@@ -10,7 +10,9 @@ from collections import namedtuple
 from typing import Any
 
 from gnn.autograd import Function
+from gnn.dtypes import is_floating
 from gnn.ops._util import norm_dim, norm_dims
+from gnn.ops.autocast import cast_inputs
 from gnn.ops.shape import reshape
 from gnn.tensor import Tensor
 
@@ -80,18 +82,21 @@ class MaxMin(Function):
 
 def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     """Sum over `dim` (an int, a tuple, or None for all)."""
+    (x,) = cast_inputs("sum", x)
     return Sum.apply(x, axes=norm_dims(dim, x.ndim, "sum"), keepdim=keepdim)
 
 
 def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     """Mean over `dim` (an int, a tuple, or None for all)."""
-    if x.dtype.kind != "f":
+    (x,) = cast_inputs("mean", x)
+    if not is_floating(x.dtype):
         raise TypeError(f"mean: needs a floating tensor, got {x.dtype} (use .float() first)")
     return Mean.apply(x, axes=norm_dims(dim, x.ndim, "mean"), keepdim=keepdim)
 
 
 def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
     """Variance over `dim` (Bessel-corrected unless unbiased=False), composed from mean."""
+    (x,) = cast_inputs("var", x)
     axes = norm_dims(dim, x.ndim, "var")
     n = x.data.size if axes is None else 1
     if axes is not None:
@@ -193,6 +198,7 @@ class LogSoftmax(Function):
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, computed stably."""
+    (x,) = cast_inputs("softmax", x)
     axis = norm_dim(dim, x.ndim, "softmax")
     if x.ndim == 0:  # PyTorch takes dim 0 or -1 here; NumPy has no axis 0 in a 0-d array
         return reshape(Softmax.apply(reshape(x, (1,)), axis=0), ())
@@ -201,6 +207,7 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     """log(softmax(x)) along dim, computed stably."""
+    (x,) = cast_inputs("log_softmax", x)
     axis = norm_dim(dim, x.ndim, "log_softmax")
     if x.ndim == 0:  # as in softmax
         return reshape(LogSoftmax.apply(reshape(x, (1,)), axis=0), ())
@@ -241,6 +248,7 @@ def _reduced_shape(shape: tuple, axes: tuple | None) -> tuple:
 
 def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) over dim (an int or a tuple), computed stably."""
+    (x,) = cast_inputs("logsumexp", x)
     axes = norm_dims(dim, x.ndim, "logsumexp")
     return LogSumExp.apply(x, axes=axes, keepdim=keepdim)
 
@@ -260,6 +268,7 @@ class CumSum(Function):
 
 def cumsum(x: Tensor, dim: int) -> Tensor:
     """Running sums along dim."""
+    (x,) = cast_inputs("cumsum", x)
     axis = norm_dim(dim, x.ndim, "cumsum")
     if x.ndim == 0:
         return reshape(CumSum.apply(reshape(x, (1,)), axis=0), ())

@@ -10,7 +10,7 @@ from typing import Any
 
 from gnn.autograd import Function
 from gnn.backend import get_backend
-from gnn.dtypes import parse_dtype
+from gnn.dtypes import is_floating, parse_dtype
 from gnn.ops._util import norm_dim
 from gnn.tensor import Tensor, _raw_index
 
@@ -286,6 +286,6 @@ def to_device(x: Tensor, device: Any) -> Tensor:
 def cast(x: Tensor, dtype: Any) -> Tensor:
     """x converted to another dtype (differentiable between floating dtypes)."""
     dt = parse_dtype(dtype)
-    if dt.kind != "f" and x.requires_grad:
+    if not is_floating(dt) and x.requires_grad:
         return Tensor._make(x.data.astype(dt), x._be, False)
     return Cast.apply(x, dtype=dt)

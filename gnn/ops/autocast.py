@@ -1,0 +1,145 @@
+"""Autocast: the op policy of mixed precision, applied where the ops take their inputs.
+
+Inside `gnn.autocast(device_type, dtype)` the ops in LOW_PRECISION_OPS cast their floating inputs
+(float32 parameters included) to the low dtype, and the ops in FLOAT32_OPS cast low-precision
+inputs to float32. The casts are ordinary graph ops, so gradients flow back through them and reach
+float32 parameters as float32 (the master weights). float64 tensors are never cast, as in PyTorch.
+
+Each op's entry point calls `cast_inputs(op_name, ...)`; outside autocast that is one list test.
+`compute_widened` lets a Function hold bfloat16/float16 on the CPU while computing in float32
+(NumPy has no fast low-precision matmul: bfloat16 there is storage, float32 is the compute).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from gnn.dtypes import float32, is_bfloat16, parse_dtype
+from gnn.tensor import Tensor
+
+# PyTorch's policy, reduced to the ops gnn has. Tensor cores exist for these on a GPU:
+LOW_PRECISION_OPS = frozenset(
+    {"matmul", "linear", "conv2d", "conv_transpose2d", "scaled_dot_product_attention"}
+)
+# ... and these lose accuracy in 16 bits (exp, long sums, division by small numbers):
+FLOAT32_OPS = frozenset(
+    {
+        "softmax", "log_softmax", "logsumexp", "sum", "mean", "var", "cumsum",
+        "layer_norm", "batch_norm",
+        "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+    }
+)  # fmt: skip
+
+DEFAULT_DTYPES = {"cuda": "float16", "cpu": "bfloat16"}
+
+
+class _State(threading.local):
+    def __init__(self) -> None:
+        # (device_type, low dtype or None when disabled), innermost last
+        self.stack: list[tuple[str, np.dtype | None]] = []
+
+
+_state = _State()
+
+
+def push(device_type: str, dtype: Any, enabled: bool) -> None:
+    """Enter an autocast region (used by gnn.autocast); `pop` leaves it."""
+    if device_type not in DEFAULT_DTYPES:
+        raise ValueError(f"autocast: device_type must be 'cuda' or 'cpu', got {device_type!r}")
+    low = parse_dtype(DEFAULT_DTYPES[device_type] if dtype is None else dtype)
+    if low not in (np.dtype("float16"),) and not is_bfloat16(low):
+        raise ValueError(f"autocast: dtype must be float16 or bfloat16, got {low}")
+    if device_type == "cuda" and is_bfloat16(low):
+        # CuPy has no bfloat16 arrays, so gnn's CUDA backend cannot hold them.
+        raise ValueError("autocast: bfloat16 on CUDA is not supported by gnn; use float16")
+    _state.stack.append((device_type, low if enabled else None))
+
+
+def pop() -> None:
+    _state.stack.pop()
+
+
+def low_dtype(device_type: str) -> np.dtype | None:
+    """The low dtype autocast uses for `device_type` now, or None when autocast is off there."""
+    for dev, low in reversed(_state.stack):
+        if dev == device_type:
+            return low
+    return None
+
+
+def is_low(dtype: Any) -> bool:
+    """float16 or bfloat16."""
+    return dtype == np.float16 or is_bfloat16(dtype)
+
+
+def _cast(t: Any, dtype: np.dtype) -> Any:
+    from gnn.ops.shape import Cast
+
+    return Cast.apply(t, dtype=dtype)
+
+
+def cast_inputs(op: str, *args: Any) -> tuple[Any, ...]:
+    """`args` as autocast wants them for `op` (unchanged outside autocast or for other ops)."""
+    if not _state.stack:
+        return args
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    if not tensors:
+        return args
+    low = low_dtype(tensors[0]._be.name)
+    if low is None:
+        return args
+    if op in LOW_PRECISION_OPS:
+        return tuple(
+            _cast(a, low)
+            if isinstance(a, Tensor)
+            and a.dtype != low
+            and a.dtype.kind == "f"
+            and a.dtype.itemsize <= 4
+            else a
+            for a in args
+        )
+    if op in FLOAT32_OPS:
+        return tuple(
+            _cast(a, float32) if isinstance(a, Tensor) and is_low(a.dtype) else a for a in args
+        )
+    raise KeyError(f"autocast: {op!r} is in neither policy list")
+
+
+def _widen(a: Any) -> Any:
+    return a.astype(np.float32) if isinstance(a, np.ndarray) and is_low(a.dtype) else a
+
+
+def compute_widened(cls: type) -> type:
+    """Make a Function compute in float32 on the CPU when its inputs are bfloat16/float16.
+
+    Outputs and gradients are rounded back to the input dtypes: the graph stores low precision,
+    the arithmetic is float32 (what NumPy does fast). On a GPU the Function runs unchanged.
+    """
+    forward, backward = cls.forward, cls.backward
+
+    def widened_forward(self: Any, *xs: Any) -> Any:
+        low = next((x.dtype for x in xs if isinstance(x, np.ndarray) and is_low(x.dtype)), None)
+        self._low_dtypes = None
+        if low is None:
+            return forward(self, *xs)
+        self._low_dtypes = [getattr(x, "dtype", None) for x in xs]
+        return forward(self, *[_widen(x) for x in xs]).astype(low)
+
+    def widened_backward(self: Any, gy: Any) -> Any:
+        if self._low_dtypes is None:
+            return backward(self, gy)
+        grads = backward(self, _widen(gy))
+        one = not isinstance(grads, tuple)
+        grads = (grads,) if one else grads
+        out = tuple(
+            g if g is None or dt is None else g.astype(dt, copy=False)
+            for g, dt in zip(grads, self._low_dtypes)
+        )
+        return out[0] if one else out
+
+    cls.forward, cls.backward = widened_forward, widened_backward
+    return cls
