@@ -175,7 +175,7 @@ def __getattr__(name: str):  # noqa: ANN202
     lazy = {
         "nn", "optim", "data", "datasets", "testing", "io", "layers", "train", "models",
         "examples", "cli", "cuda", "accelerator", "backends", "serialization", "utils", "onnx",
-        "amp",
+        "amp", "distributed",
     }  # fmt: skip
     if name in lazy:
         return importlib.import_module(f"gnn.{name}")
