@@ -100,6 +100,15 @@ def test_import_gnn_does_not_import_mpi4py() -> None:
     ok(alone("-c", code))
 
 
+def test_distributed_is_an_attribute_after_import_gnn() -> None:
+    # as torch.distributed after `import torch`, and still without mpi4py until a group starts
+    code = (
+        "import sys, gnn; d = gnn.distributed; "
+        "sys.exit(d.get_world_size() != 1 or d.is_initialized() or 'mpi4py' in sys.modules)"
+    )
+    ok(alone("-c", code))
+
+
 @pytest.fixture
 def group_of_one(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     """An initialized group of one that never touches MPI (as without mpi4py installed)."""
