@@ -216,7 +216,8 @@ def run(mutant: Mutant, scratch: Path) -> tuple[bool, str]:
         if marker in out:  # the report's first line, as the failing test printed it
             return True, marker + out.split(marker, 1)[1].split("\n")[0][:70]
     if "emulated launch failed: " in out:
-        return True, "emulator: " + out.split("emulated launch failed: ", 1)[1].split("\n")[0]
+        # the last occurrence: earlier ones are the raising source line in pytest's traceback
+        return True, "emulator: " + out.rsplit("emulated launch failed: ", 1)[1].split("\n")[0]
     failed = [line for line in out.splitlines() if line.startswith("FAILED")]
     return True, failed[0][len("FAILED ") :][:90] if failed else f"pytest exit {result.returncode}"
 
