@@ -79,7 +79,7 @@ def parse_dtype(dtype: Any) -> np.dtype:
         raise TypeError(f"unknown dtype {dtype!r}; known: {', '.join(sorted(_BY_NAME))}") from None
     if dt not in SUPPORTED:
         # Other NumPy dtypes (uint8, int16, ...) are accepted as storage; math promotes them.
-        if dt.kind not in "biuf":
+        if dt.kind not in "biuf" and not is_bfloat16(dt):  # ml_dtypes.bfloat16 given as a type
             raise TypeError(
                 f"unsupported dtype {dt}; gnn supports bool, integer and floating dtypes "
                 "(float16, bfloat16, float32, float64)"

@@ -21,9 +21,10 @@ import numpy as np
 
 from gnn import config
 from gnn.backend import get_backend
+from gnn.dtypes import bfloat16_dtype
 from gnn.tensor import Tensor
 
-# safetensors dtype name -> (NumPy dtype, bytes per element); BF16 is widened to float32 on load.
+# safetensors dtype name -> (NumPy dtype, bytes per element); BF16 is read as ml_dtypes' bfloat16.
 _DTYPES: dict[str, tuple[Any, int]] = {
     "BOOL": (np.bool_, 1), "U8": (np.uint8, 1), "I8": (np.int8, 1), "U16": (np.uint16, 2),
     "I16": (np.int16, 2), "F16": (np.float16, 2), "BF16": (None, 2), "U32": (np.uint32, 4),
@@ -78,6 +79,8 @@ def read_header(path: str | os.PathLike) -> tuple[list[_Entry], dict[str, str], 
     def bad(problem: str) -> ValueError:
         return ValueError(f"{path}: not a valid safetensors file: {problem}")
 
+    if os.path.isdir(path):  # open() would say IsADirectoryError (PermissionError on Windows)
+        raise ValueError(f"{path}: is a folder, not a safetensors file; give the path of a file")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size < 8:
@@ -181,11 +184,11 @@ def _read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
             # what our own checks let through: still a ValueError that names the file
             raise ValueError(f"{path}: not a valid safetensors file: {e}") from None
     for e in entries:
-        if e.dtype == "BF16":  # NumPy has no bfloat16: widen to float32 (exact)
+        if e.dtype == "BF16":  # safetensors' NumPy reader has no bfloat16: read the bytes
             with open(path, "rb") as f:
                 f.seek(start + e.begin)
                 half = np.frombuffer(f.read(e.end - e.begin), dtype="<u2")
-            arrays[e.name] = (half.astype(np.uint32) << 16).view(np.float32).reshape(e.shape)
+            arrays[e.name] = half.view(bfloat16_dtype()).reshape(e.shape)
     for e in entries:
         got = arrays[e.name]
         if tuple(got.shape) != e.shape:  # safetensors disagrees with our reading: refuse
@@ -205,6 +208,8 @@ def _host_array(value: Any, key: str, who: str) -> np.ndarray:
     arr = np.asarray(arr)
     if not arr.flags.c_contiguous:  # not np.ascontiguousarray: it turns 0-d arrays into (1,)
         arr = arr.copy(order="C")
+    if arr.dtype.name == "bfloat16":  # ml_dtypes: safetensors' NumPy writer tags it BF16
+        return arr
     if arr.dtype.newbyteorder("=") not in _NUMPY_TO_ST:
         raise TypeError(f"{who}: {key!r} has dtype {arr.dtype}, which safetensors cannot store")
     return arr.astype(arr.dtype.newbyteorder("<"), copy=False)

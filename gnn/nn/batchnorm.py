@@ -8,6 +8,7 @@ import numpy as np
 
 from gnn import config, creation
 from gnn import functional as F
+from gnn.dtypes import is_floating
 from gnn.nn import init
 from gnn.nn.linear import check_positive
 from gnn.nn.module import Module
@@ -81,7 +82,7 @@ class _BatchNorm(Module):
         layer = type(self).__name__
         if not isinstance(x, Tensor):
             raise TypeError(f"{layer}: the input must be a gnn Tensor, got {type(x).__name__}")
-        if x.dtype.kind != "f":
+        if not is_floating(x.dtype):
             # integer statistics would be truncated: the output would be silently wrong
             raise TypeError(
                 f"{layer}: expected a floating-point input, got {x.dtype}; convert it with "

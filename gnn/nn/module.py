@@ -215,6 +215,12 @@ class Module:
     def double(self) -> Module:
         return self.to(dtype="float64")
 
+    def half(self) -> Module:
+        return self.to(dtype="float16")
+
+    def bfloat16(self) -> Module:
+        return self.to(dtype="bfloat16")
+
     # ---- state dicts ---------------------------------------------------------------------------
 
     def _state_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
@@ -284,6 +290,8 @@ class Module:
                     wrong_type.append(f"{k}: a {type(value).__name__} ({e})")
                     continue
             kind = getattr(getattr(src, "dtype", None), "kind", None)
+            if getattr(getattr(src, "dtype", None), "name", None) == "bfloat16":
+                kind = "f"  # ml_dtypes' bfloat16 reports kind "V"
             if kind not in ("b", "i", "u", "f"):
                 what = getattr(src, "dtype", type(value).__name__)
                 wrong_type.append(f"{k}: dtype {what} is not numeric (model {target.dtype})")
@@ -366,7 +374,7 @@ def _check_layer_input(module: Module, x: Any) -> None:
 
 def _move_in_place(t: Tensor, be: Any, dtype: Any) -> None:
     """Point t at a copy of its data on another backend and/or dtype; its .grad moves too."""
-    from gnn.dtypes import parse_dtype
+    from gnn.dtypes import is_floating, parse_dtype
 
     new_be = be or t._be
     data = t.data
@@ -374,7 +382,7 @@ def _move_in_place(t: Tensor, be: Any, dtype: Any) -> None:
         data = new_be.asarray(t._be.to_numpy(data))
     if dtype is not None:
         dt = parse_dtype(dtype)
-        if data.dtype.kind == "f" and dt.kind == "f":  # integer buffers keep their dtype
+        if is_floating(data.dtype) and is_floating(dt):  # integer buffers keep their dtype
             data = data.astype(dt)
     t.data, t._be = data, new_be
     if t.grad is not None:

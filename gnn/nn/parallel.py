@@ -20,6 +20,7 @@ import numpy as np
 from gnn import config, creation
 from gnn import distributed as dist
 from gnn.autograd import Function
+from gnn.dtypes import is_floating
 from gnn.nn.batchnorm import _BatchNorm
 from gnn.nn.module import Module
 from gnn.tensor import Tensor
@@ -247,7 +248,7 @@ class DistributedDataParallel(Module):
 def _map_tensors(out: Any, fn: Any) -> Any:
     """Apply fn to every Tensor in out that requires grad (through tuples, lists and dicts)."""
     if isinstance(out, Tensor):
-        return fn(out) if out.requires_grad and out.dtype.kind == "f" else out
+        return fn(out) if out.requires_grad and is_floating(out.dtype) else out
     if isinstance(out, tuple):
         items = [_map_tensors(o, fn) for o in out]
         return type(out)(*items) if hasattr(out, "_fields") else tuple(items)

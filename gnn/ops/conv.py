@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from gnn.autograd import Function
+from gnn.dtypes import is_floating
 from gnn.ops.autocast import cast_inputs, compute_widened
 from gnn.tensor import Tensor
 
@@ -38,7 +39,7 @@ def _pair(value: Any, name: str, op: str, minimum: int) -> tuple[int, int]:
 def _check_input(op: str, x: Tensor, what: str = "input") -> None:
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D {what} (N, C, H, W), got shape {x.shape}")
-    if x.dtype.kind != "f":
+    if not is_floating(x.dtype):
         raise TypeError(f"{op}: expected a floating-point {what}, got dtype {x.dtype}")
 
 
@@ -555,7 +556,7 @@ def _check_pool_input(op: str, x: Tensor) -> None:
         raise ValueError(
             f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {x.shape}"
         )
-    if x.dtype.kind != "f":
+    if not is_floating(x.dtype):
         raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
 
 

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from gnn.autograd import Function
+from gnn.dtypes import is_floating
 from gnn.ops._util import as_tensor
 from gnn.ops.autocast import cast_inputs
 from gnn.ops.elementwise import clamp, log
@@ -55,7 +56,7 @@ def _check_device(op: str, input: Tensor, other: Any, what: str = "target") -> N
 
 
 def _check_float_input(op: str, input: Tensor, what: str) -> None:
-    if input.dtype.kind != "f":
+    if not is_floating(input.dtype):
         raise TypeError(
             f"{op}: input ({what}) must be floating point, got {input.dtype}; "
             "convert it with .float() (integer scores would be cast silently otherwise)"
@@ -230,7 +231,7 @@ def cross_entropy(
     _check_device("cross_entropy", input, target)
     _check_device("cross_entropy", input, weight, "weight")
     target = as_tensor(target, input) if not isinstance(target, Tensor) else target
-    if isinstance(target, Tensor) and target.dtype.kind == "f":
+    if isinstance(target, Tensor) and is_floating(target.dtype):
         if target.shape != input.shape:
             raise ValueError(
                 f"cross_entropy: target has dtype {target.dtype} and shape {target.shape}: "

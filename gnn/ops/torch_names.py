@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from gnn.dtypes import is_floating
 from gnn.ops._util import norm_dim, pair
 from gnn.ops.elementwise import abs, add, clamp, div, eq, ge, gt, le, lt, mul, ne, neg, sub
 from gnn.ops.select import narrow, sort
@@ -161,7 +162,7 @@ def is_tensor(obj: Any) -> bool:
 
 def is_floating_point(x: Tensor) -> bool:
     """True when x has a floating dtype."""
-    return x.dtype.kind == "f"
+    return is_floating(x.dtype)
 
 
 def multinomial(
