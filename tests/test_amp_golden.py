@@ -41,7 +41,11 @@ def _transformer(lib):
     return lib.nn.Sequential(layer, lib.nn.LayerNorm(32), lib.nn.Linear(32, 7))
 
 
-MODELS = {"mlp": (_mlp, (16, 20)), "cnn": (_cnn, (4, 3, 8, 8)), "transformer": (_transformer, (3, 6, 32))}  # fmt: skip
+MODELS = {
+    "mlp": (_mlp, (16, 20)),
+    "cnn": (_cnn, (4, 3, 8, 8)),
+    "transformer": (_transformer, (3, 6, 32)),
+}
 
 
 def _pair(name: str):
@@ -67,8 +71,10 @@ def test_autocast_forward_and_backward_match_torch(name) -> None:
     labels = np.arange(x.shape[0]) % 7
     with torch.autocast("cpu", dtype=torch.bfloat16):
         yt = theirs(torch.from_numpy(x))
-        lt = torch.nn.functional.cross_entropy(yt.reshape(-1, yt.shape[-1]).float()[:, :7],
-                                               torch.from_numpy(np.resize(labels, yt.reshape(-1, yt.shape[-1]).shape[0])))  # fmt: skip
+        flat_t = yt.reshape(-1, yt.shape[-1])
+        lt = torch.nn.functional.cross_entropy(
+            flat_t[:, :7], torch.from_numpy(np.resize(labels, flat_t.shape[0]))
+        )
     with gnn.autocast("cpu", dtype=gnn.bfloat16):
         yg = ours(gnn.tensor(x))
         flat = yg.reshape(-1, yg.shape[-1])
