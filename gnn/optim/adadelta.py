@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from gnn.config import no_grad
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
 
@@ -31,35 +30,30 @@ class Adadelta(Optimizer):
         check_range("Adadelta", "rho", group["rho"], 0.0, 1.0, high_open=False)
         check_range("Adadelta", "eps", group["eps"], 0.0)
 
-    @no_grad()
-    def _step(self) -> None:
-        for g in self.param_groups:
-            lr, rho, eps, wd, maximize = (
-                g["lr"], g["rho"], g["eps"], g["weight_decay"], g["maximize"]
-            )  # fmt: skip
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                xp, be, x, grad = p._be.xp, p._be, p.data, p.grad.data
-                state = self.state.get(p)
-                if state is None:
-                    state = self.state[p] = {
-                        "step": 0,
-                        "square_avg": Tensor._make(xp.zeros_like(x), be, False),
-                        "acc_delta": Tensor._make(xp.zeros_like(x), be, False),
-                    }
-                state["step"] += 1
-                sq, acc = state["square_avg"].data, state["acc_delta"].data
-                if maximize:
-                    grad = xp.negative(grad)
-                if wd:
-                    grad = grad + wd * x
-                sq *= rho
-                sq += (1.0 - rho) * (grad * grad)
-                delta = xp.sqrt(acc + eps)
-                delta /= xp.sqrt(sq + eps)
-                delta *= grad
-                acc *= rho
-                acc += (1.0 - rho) * (delta * delta)
-                delta *= lr
-                x -= delta
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        return ("step", "square_avg", "acc_delta")
+
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "step": 0,
+            "square_avg": self.zeros_state(param),
+            "acc_delta": self.zeros_state(param),
+        }
+
+    def update(
+        self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        xp, x = param._be.xp, param.data
+        rho, eps, wd = group["rho"], group["eps"], group["weight_decay"]
+        sq, acc = state["square_avg"].data, state["acc_delta"].data
+        if wd:
+            grad = grad + wd * x
+        sq *= rho
+        sq += (1.0 - rho) * (grad * grad)
+        delta = xp.sqrt(acc + eps)
+        delta /= xp.sqrt(sq + eps)
+        delta *= grad
+        acc *= rho
+        acc += (1.0 - rho) * (delta * delta)
+        delta *= group["lr"]
+        x -= delta

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from gnn.config import no_grad
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
 
@@ -33,7 +32,7 @@ class Adagrad(Optimizer):
         super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
-                self._init_state(p, group)
+                self.state[p] = self.init_state(p, group)
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
         super()._check_hyperparameters(group)
@@ -41,32 +40,25 @@ class Adagrad(Optimizer):
         check_range("Adagrad", "initial_accumulator_value", group["initial_accumulator_value"], 0)
         check_range("Adagrad", "eps", group["eps"], 0.0)
 
-    def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
-        xp, be = p._be.xp, p._be
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         init = group["initial_accumulator_value"]
-        state = self.state[p] = {
+        return {
             "step": 0,
-            "sum": Tensor._make(xp.full_like(p.data, init), be, False),
+            "sum": Tensor._make(param._be.xp.full_like(param.data, init), param._be, False),
         }
-        return state
 
-    @no_grad()
-    def _step(self) -> None:
-        for g in self.param_groups:
-            lr, lr_decay, eps, wd = g["lr"], g["lr_decay"], g["eps"], g["weight_decay"]
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                xp, x, grad = p._be.xp, p.data, p.grad.data
-                state = self.state.get(p) or self._init_state(p, g)
-                state["step"] += 1
-                if g["maximize"]:
-                    grad = xp.negative(grad)
-                if wd:
-                    grad = grad + wd * x
-                clr = lr / (1.0 + (state["step"] - 1) * lr_decay)
-                total = state["sum"].data
-                total += grad * grad
-                denom = xp.sqrt(total)
-                denom += eps
-                x -= clr * (grad / denom)
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        return ("step", "sum")
+
+    def update(
+        self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        xp, x, wd = param._be.xp, param.data, group["weight_decay"]
+        if wd:
+            grad = grad + wd * x
+        clr = group["lr"] / (1.0 + (state["step"] - 1) * group["lr_decay"])
+        total = state["sum"].data
+        total += grad * grad
+        denom = xp.sqrt(total)
+        denom += group["eps"]
+        x -= clr * (grad / denom)

@@ -6,7 +6,6 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from gnn.config import no_grad
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
 
@@ -49,62 +48,48 @@ class Adam(Optimizer):
         keys = ("step", "exp_avg", "exp_avg_sq")
         return keys + ("max_exp_avg_sq",) if group.get("amsgrad") else keys
 
-    @no_grad()
-    def _step(self) -> None:
-        for g in self.param_groups:
-            lr, eps, wd = g["lr"], g["eps"], g["weight_decay"]
-            beta1, beta2 = g["betas"]
-            amsgrad, maximize = g["amsgrad"], g["maximize"]
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                xp, x, grad = p._be.xp, p.data, p.grad.data
-                state = self.state.get(p)
-                if state is None:
-                    state = self.state[p] = self._init_state(p, amsgrad)
-                state["step"] += 1
-                step = state["step"]
-                m, v = state["exp_avg"].data, state["exp_avg_sq"].data
-                if maximize:
-                    grad = xp.negative(grad)
-                if wd:
-                    if self._decoupled:
-                        x *= 1.0 - lr * wd
-                    else:
-                        decayed = xp.multiply(x, wd)
-                        decayed += grad
-                        grad = decayed
-                tmp = xp.subtract(grad, m)  # m += (1 - beta1) * (g - m), PyTorch's lerp
-                tmp *= 1.0 - beta1
-                m += tmp
-                xp.multiply(grad, grad, out=tmp)  # v = beta2 * v + (1 - beta2) * g * g
-                tmp *= 1.0 - beta2
-                v *= beta2
-                v += tmp
-                if amsgrad:
-                    vmax = state["max_exp_avg_sq"].data
-                    xp.maximum(vmax, v, out=vmax)
-                    v = vmax
-                # Bias corrections are host floats from the host step count: no device sync.
-                step_size = lr / (1.0 - beta1**step)
-                xp.sqrt(v, out=tmp)  # denom = sqrt(v) / sqrt(1 - beta2^t) + eps
-                tmp /= math.sqrt(1.0 - beta2**step)
-                tmp += eps
-                xp.divide(m, tmp, out=tmp)
-                tmp *= step_size
-                x -= tmp
-
-    @staticmethod
-    def _init_state(p: Tensor, amsgrad: bool) -> dict[str, Any]:
-        xp, be = p._be.xp, p._be
-        state: dict[str, Any] = {
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        state = {
             "step": 0,
-            "exp_avg": Tensor._make(xp.zeros_like(p.data), be, False),
-            "exp_avg_sq": Tensor._make(xp.zeros_like(p.data), be, False),
+            "exp_avg": self.zeros_state(param),
+            "exp_avg_sq": self.zeros_state(param),
         }
-        if amsgrad:
-            state["max_exp_avg_sq"] = Tensor._make(xp.zeros_like(p.data), be, False)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = self.zeros_state(param)
         return state
+
+    def update(
+        self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        xp, x, step = param._be.xp, param.data, state["step"]
+        lr, wd = group["lr"], group["weight_decay"]
+        beta1, beta2 = group["betas"]
+        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        if wd:
+            if self._decoupled:
+                x *= 1.0 - lr * wd
+            else:
+                decayed = xp.multiply(x, wd)
+                decayed += grad
+                grad = decayed
+        tmp = xp.subtract(grad, m)  # m += (1 - beta1) * (g - m), PyTorch's lerp
+        tmp *= 1.0 - beta1
+        m += tmp
+        xp.multiply(grad, grad, out=tmp)  # v = beta2 * v + (1 - beta2) * g * g
+        tmp *= 1.0 - beta2
+        v *= beta2
+        v += tmp
+        if group["amsgrad"]:
+            vmax = state["max_exp_avg_sq"].data
+            xp.maximum(vmax, v, out=vmax)
+            v = vmax
+        # Bias corrections are host floats from the host step count: no device sync.
+        xp.sqrt(v, out=tmp)  # denom = sqrt(v) / sqrt(1 - beta2^t) + eps
+        tmp /= math.sqrt(1.0 - beta2**step)
+        tmp += group["eps"]
+        xp.divide(m, tmp, out=tmp)
+        tmp *= lr / (1.0 - beta1**step)
+        x -= tmp
 
 
 class AdamW(Adam):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from gnn.config import no_grad
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
 
@@ -45,43 +44,38 @@ class NAdam(Optimizer):
         check_range("NAdam", "betas[0]", betas[0], 0.0, 1.0)
         check_range("NAdam", "betas[1]", betas[1], 0.0, 1.0)
 
-    @no_grad()
-    def _step(self) -> None:
-        for g in self.param_groups:
-            lr, eps, wd = g["lr"], g["eps"], g["weight_decay"]
-            beta1, beta2 = g["betas"]
-            psi = g["momentum_decay"]
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                xp, be, x, grad = p._be.xp, p._be, p.data, p.grad.data
-                state = self.state.get(p)
-                if state is None:
-                    state = self.state[p] = {
-                        "step": 0,
-                        "mu_product": 1.0,
-                        "exp_avg": Tensor._make(xp.zeros_like(x), be, False),
-                        "exp_avg_sq": Tensor._make(xp.zeros_like(x), be, False),
-                    }
-                state["step"] += 1
-                step = state["step"]
-                if g["maximize"]:
-                    grad = xp.negative(grad)
-                if wd:
-                    if g["decoupled_weight_decay"]:
-                        x *= 1.0 - lr * wd
-                    else:
-                        grad = grad + wd * x
-                # The momentum schedule is host arithmetic on the host step count.
-                mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
-                mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
-                mu_product = state["mu_product"] * mu
-                state["mu_product"] = mu_product
-                m, v = state["exp_avg"].data, state["exp_avg_sq"].data
-                m += (1.0 - beta1) * (grad - m)
-                v *= beta2
-                v += (1.0 - beta2) * (grad * grad)
-                denom = xp.sqrt(v / (1.0 - beta2**step))
-                denom += eps
-                x -= (lr * (1.0 - mu) / (1.0 - mu_product)) * (grad / denom)
-                x -= (lr * mu_next / (1.0 - mu_product * mu_next)) * (m / denom)
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        return ("step", "mu_product", "exp_avg", "exp_avg_sq")
+
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "step": 0,
+            "mu_product": 1.0,
+            "exp_avg": self.zeros_state(param),
+            "exp_avg_sq": self.zeros_state(param),
+        }
+
+    def update(
+        self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        xp, x, step = param._be.xp, param.data, state["step"]
+        lr, eps, wd, psi = group["lr"], group["eps"], group["weight_decay"], group["momentum_decay"]
+        beta1, beta2 = group["betas"]
+        if wd:
+            if group["decoupled_weight_decay"]:
+                x *= 1.0 - lr * wd
+            else:
+                grad = grad + wd * x
+        # The momentum schedule is host arithmetic on the host step count.
+        mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
+        mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
+        mu_product = state["mu_product"] * mu
+        state["mu_product"] = mu_product
+        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        m += (1.0 - beta1) * (grad - m)
+        v *= beta2
+        v += (1.0 - beta2) * (grad * grad)
+        denom = xp.sqrt(v / (1.0 - beta2**step))
+        denom += eps
+        x -= (lr * (1.0 - mu) / (1.0 - mu_product)) * (grad / denom)
+        x -= (lr * mu_next / (1.0 - mu_product * mu_next)) * (m / denom)

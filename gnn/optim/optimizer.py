@@ -1,7 +1,20 @@
-"""Optimizer base: parameter groups, hyperparameter checks, zero_grad, state_dict / load_state_dict.
+"""Optimizer base: parameter groups, hyperparameter checks, the step loop, zero_grad, state dicts.
 
-Updates run in place on `p.data` through the parameter's array namespace (`p._be.xp`); every
-scalar an update needs is a Python number computed on the host, so a step never waits on the GPU.
+The base class owns the loop; an optimizer writes only its rule. step() runs, per group:
+
+    params, grads, states = the parameters with a gradient, their gradients (raw arrays, already
+                            negated when group["maximize"]) and their state dicts (created on
+                            first use by init_state(), "step" counted when the optimizer counts)
+    self._update_group(group, params, grads, states)
+
+and the default `_update_group` calls `update(param, grad, state, group)` once per parameter.
+`update` is the one method a new optimizer must write: it changes `param.data` and the arrays in
+`state` in place through the parameter's array namespace (`param._be.xp`). Every scalar it needs
+is a Python number computed on the host, so a step never waits on the GPU.
+
+`_update_group` is the seam for a fused multi-tensor update: an optimizer (or a mixin) whose
+group lives in one flat buffer overrides it to update every parameter of the group at once and
+never calls `update`; the loop, state creation, maximize and step counting stay here.
 """
 
 from __future__ import annotations
@@ -13,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn.config import enable_grad
+from gnn.config import enable_grad, no_grad
 from gnn.tensor import Tensor
 
 
@@ -128,8 +141,71 @@ class Optimizer:
                     data = be.asarray(v._be.to_numpy(v.data)) if moved else v.data
                     entry[k] = Tensor._make(data.astype(dtype, copy=False), be, False)
 
+    # ---- the update loop ---------------------------------------------------------------------
+
+    #: Whether each parameter's state holds a "step" counter that the loop increments.
+    counts_steps = True
+
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any] | None:
+        """A parameter's state before its first update; None keeps no state for it."""
+        return {"step": 0} if self.counts_steps else None
+
+    def update(
+        self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
+    ) -> None:
+        """Update `param.data` (and `state`) in place from the raw gradient array `grad`."""
+        raise NotImplementedError(f"{type(self).__name__} does not define update()")
+
+    def _update_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Any],
+        states: list[dict[str, Any] | None],
+    ) -> None:
+        """Update every parameter of one group; override for a fused multi-tensor update."""
+        update = self.update
+        for p, grad, state in zip(params, grads, states):
+            update(p, grad, state, group)
+
+    @staticmethod
+    def zeros_state(param: Tensor) -> Tensor:
+        """A state Tensor of zeros beside `param` (same backend, shape and dtype)."""
+        return Tensor._make(param._be.xp.zeros_like(param.data), param._be, False)
+
     def _step(self) -> None:
-        raise NotImplementedError
+        """Run each group's update over its parameters that have a gradient."""
+        all_state, counts = self.state, self.counts_steps
+        # Unless a subclass fuses the group, update each parameter as the loop reaches it: the
+        # lists _update_group takes would cost the hot path three appends per parameter.
+        fused = type(self)._update_group is not Optimizer._update_group
+        update = self.update
+        with no_grad():
+            for group in self.param_groups:
+                params, grads, states = [], [], []
+                maximize = group.get("maximize", False)
+                for p in group["params"]:
+                    g = p.grad
+                    if g is None:
+                        continue
+                    grad = g.data
+                    if maximize:
+                        grad = p._be.xp.negative(grad)
+                    state = all_state.get(p)
+                    if state is None:
+                        state = self.init_state(p, group)
+                        if state is not None:
+                            all_state[p] = state
+                    if counts:
+                        state["step"] += 1
+                    if fused:
+                        params.append(p)
+                        grads.append(grad)
+                        states.append(state)
+                    else:
+                        update(p, grad, state, group)
+                if params:
+                    self._update_group(group, params, grads, states)
 
     # ---- state dicts ---------------------------------------------------------------------------
 

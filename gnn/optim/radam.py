@@ -6,7 +6,6 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from gnn.config import no_grad
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
 
@@ -43,45 +42,41 @@ class RAdam(Optimizer):
         check_range("RAdam", "betas[0]", betas[0], 0.0, 1.0)
         check_range("RAdam", "betas[1]", betas[1], 0.0, 1.0)
 
-    @no_grad()
-    def _step(self) -> None:
-        for g in self.param_groups:
-            lr, eps, wd = g["lr"], g["eps"], g["weight_decay"]
-            beta1, beta2 = g["betas"]
-            rho_inf = 2.0 / (1.0 - beta2) - 1.0
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                xp, be, x, grad = p._be.xp, p._be, p.data, p.grad.data
-                state = self.state.get(p)
-                if state is None:
-                    state = self.state[p] = {
-                        "step": 0,
-                        "exp_avg": Tensor._make(xp.zeros_like(x), be, False),
-                        "exp_avg_sq": Tensor._make(xp.zeros_like(x), be, False),
-                    }
-                state["step"] += 1
-                step = state["step"]
-                if g["maximize"]:
-                    grad = xp.negative(grad)
-                if wd:
-                    if g["decoupled_weight_decay"]:
-                        x *= 1.0 - lr * wd
-                    else:
-                        grad = grad + wd * x
-                m, v = state["exp_avg"].data, state["exp_avg_sq"].data
-                m += (1.0 - beta1) * (grad - m)
-                v *= beta2
-                v += (1.0 - beta2) * (grad * grad)
-                bc1 = 1.0 - beta1**step
-                bc2 = 1.0 - beta2**step
-                m_hat = m / bc1
-                rho_t = rho_inf - 2.0 * step * beta2**step / bc2
-                if rho_t > 5.0:
-                    num = (rho_t - 4) * (rho_t - 2) * rho_inf
-                    rect = math.sqrt(num / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
-                    denom = xp.sqrt(v)
-                    denom += eps
-                    x -= (lr * rect * math.sqrt(bc2)) * (m_hat / denom)
-                else:
-                    x -= lr * m_hat
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        return ("step", "exp_avg", "exp_avg_sq")
+
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "step": 0,
+            "exp_avg": self.zeros_state(param),
+            "exp_avg_sq": self.zeros_state(param),
+        }
+
+    def update(
+        self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        xp, x, step = param._be.xp, param.data, state["step"]
+        lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+        beta1, beta2 = group["betas"]
+        rho_inf = 2.0 / (1.0 - beta2) - 1.0
+        if wd:
+            if group["decoupled_weight_decay"]:
+                x *= 1.0 - lr * wd
+            else:
+                grad = grad + wd * x
+        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        m += (1.0 - beta1) * (grad - m)
+        v *= beta2
+        v += (1.0 - beta2) * (grad * grad)
+        bc1 = 1.0 - beta1**step
+        bc2 = 1.0 - beta2**step
+        m_hat = m / bc1
+        rho_t = rho_inf - 2.0 * step * beta2**step / bc2
+        if rho_t > 5.0:  # the variance of the adaptive step is tractable: rectify it
+            num = (rho_t - 4) * (rho_t - 2) * rho_inf
+            rect = math.sqrt(num / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            denom = xp.sqrt(v)
+            denom += eps
+            x -= (lr * rect * math.sqrt(bc2)) * (m_hat / denom)
+        else:
+            x -= lr * m_hat

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from gnn.config import no_grad
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
 
@@ -45,54 +44,45 @@ class RMSprop(Optimizer):
         keys += ("momentum_buffer",) if group.get("momentum", 0) > 0 else ()
         return keys + ("grad_avg",) if group.get("centered") else keys
 
-    @no_grad()
-    def _step(self) -> None:
-        for g in self.param_groups:
-            lr, alpha, eps, wd = g["lr"], g["alpha"], g["eps"], g["weight_decay"]
-            mom, centered, maximize = g["momentum"], g["centered"], g["maximize"]
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                xp, be, x, grad = p._be.xp, p._be, p.data, p.grad.data
-                state = self.state.get(p)
-                if state is None:
-                    state = self.state[p] = {
-                        "step": 0,
-                        "square_avg": Tensor._make(xp.zeros_like(x), be, False),
-                    }
-                    if mom > 0:
-                        state["momentum_buffer"] = Tensor._make(xp.zeros_like(x), be, False)
-                    if centered:
-                        state["grad_avg"] = Tensor._make(xp.zeros_like(x), be, False)
-                state["step"] += 1
-                if maximize:
-                    grad = xp.negative(grad)
-                if wd:
-                    decayed = xp.multiply(x, wd)
-                    decayed += grad
-                    grad = decayed
-                sq = state["square_avg"].data
-                tmp = xp.multiply(grad, grad)
-                tmp *= 1.0 - alpha
-                sq *= alpha
-                sq += tmp
-                if centered:
-                    ga = state["grad_avg"].data
-                    xp.subtract(grad, ga, out=tmp)  # ga += (1 - alpha) * (g - ga), a lerp
-                    tmp *= 1.0 - alpha
-                    ga += tmp
-                    xp.multiply(ga, ga, out=tmp)
-                    xp.subtract(sq, tmp, out=tmp)
-                    xp.sqrt(tmp, out=tmp)
-                else:
-                    xp.sqrt(sq, out=tmp)
-                tmp += eps
-                xp.divide(grad, tmp, out=tmp)
-                if mom > 0:
-                    buf = state["momentum_buffer"].data
-                    buf *= mom
-                    buf += tmp
-                    xp.multiply(buf, lr, out=tmp)
-                else:
-                    tmp *= lr
-                x -= tmp
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        state = {"step": 0, "square_avg": self.zeros_state(param)}
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = self.zeros_state(param)
+        if group["centered"]:
+            state["grad_avg"] = self.zeros_state(param)
+        return state
+
+    def update(
+        self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        xp, x = param._be.xp, param.data
+        lr, alpha, wd, mom = group["lr"], group["alpha"], group["weight_decay"], group["momentum"]
+        if wd:
+            decayed = xp.multiply(x, wd)
+            decayed += grad
+            grad = decayed
+        sq = state["square_avg"].data
+        tmp = xp.multiply(grad, grad)
+        tmp *= 1.0 - alpha
+        sq *= alpha
+        sq += tmp
+        if group["centered"]:
+            ga = state["grad_avg"].data
+            xp.subtract(grad, ga, out=tmp)  # ga += (1 - alpha) * (g - ga), a lerp
+            tmp *= 1.0 - alpha
+            ga += tmp
+            xp.multiply(ga, ga, out=tmp)
+            xp.subtract(sq, tmp, out=tmp)
+            xp.sqrt(tmp, out=tmp)
+        else:
+            xp.sqrt(sq, out=tmp)
+        tmp += group["eps"]
+        xp.divide(grad, tmp, out=tmp)
+        if mom > 0:
+            buf = state["momentum_buffer"].data
+            buf *= mom
+            buf += tmp
+            xp.multiply(buf, lr, out=tmp)
+        else:
+            tmp *= lr
+        x -= tmp

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from gnn.config import no_grad
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
 
@@ -43,48 +42,43 @@ class SGD(Optimizer):
                 f"{group['momentum']}, dampening={group['dampening']}"
             )
 
-    @no_grad()
-    def _step(self) -> None:
-        for g in self.param_groups:
-            lr, mom, damp = g["lr"], g["momentum"], g["dampening"]
-            wd, nesterov, maximize = g["weight_decay"], g["nesterov"], g["maximize"]
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                xp, x, grad = p._be.xp, p.data, p.grad.data
-                # d is the step direction; `owned` says d is a scratch array we may overwrite.
-                owned = True
-                if wd:
-                    d = xp.multiply(x, wd)
-                    if maximize:
-                        d -= grad
-                    else:
-                        d += grad
-                elif maximize:
-                    d = xp.negative(grad)
-                else:
-                    d, owned = grad, False
-                if mom:
-                    state = self.state.setdefault(p, {})
-                    buf_t = state.get("momentum_buffer")
-                    if buf_t is None:
-                        buf = d.copy()
-                        state["momentum_buffer"] = Tensor._make(buf, p._be, False)
-                    else:
-                        buf = buf_t.data
-                        buf *= mom
-                        if damp:
-                            buf += xp.multiply(d, 1.0 - damp)
-                        else:
-                            buf += d
-                    if nesterov:
-                        step_dir = xp.multiply(buf, mom)
-                        step_dir += d
-                        d, owned = step_dir, True
-                    else:
-                        d, owned = buf, False
-                if owned:
-                    d *= lr
-                    x -= d
-                else:
-                    x -= xp.multiply(d, lr)
+    counts_steps = False  # PyTorch's SGD keeps no step count
+
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any] | None:
+        # The momentum buffer starts as the first step's direction (set by update); without
+        # momentum SGD keeps no state at all, as PyTorch's does.
+        return {} if group["momentum"] else None
+
+    def update(
+        self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
+    ) -> None:
+        xp, x = param._be.xp, param.data
+        lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+        # d is the step direction; `owned` says d is a scratch array we may overwrite.
+        if wd:
+            d, owned = xp.multiply(x, wd), True
+            d += grad
+        else:
+            d, owned = grad, False
+        if mom:
+            assert state is not None  # init_state gives every parameter state under momentum
+            buf_t = state.get("momentum_buffer")
+            if buf_t is None:
+                buf = d.copy()
+                state["momentum_buffer"] = Tensor._make(buf, param._be, False)
+            else:
+                buf = buf_t.data
+                buf *= mom
+                damp = group["dampening"]
+                buf += xp.multiply(d, 1.0 - damp) if damp else d
+            if group["nesterov"]:
+                step_dir = xp.multiply(buf, mom)
+                step_dir += d
+                d, owned = step_dir, True
+            else:
+                d, owned = buf, False
+        if owned:
+            d *= lr
+            x -= d
+        else:
+            x -= xp.multiply(d, lr)
