@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTS = ["tests/test_kernels_gpu.py"]
 
 
 @dataclass
@@ -32,6 +31,7 @@ class Mutant:
     count: int  # how many times `old` occurs (all are replaced)
     lane: str  # plain, asan or tsan
     select: str  # pytest -k expression: the tests that should catch it
+    tests: tuple[str, ...] = ("tests/test_kernels_gpu.py",)
 
 
 SCE = "softmax_cross_entropy.cu"
@@ -144,6 +144,16 @@ MUTANTS = [
         "plain",
         "out_of_range",
     ),
+    Mutant(
+        "the forward's log-sum-exp is off by 0.1 (seen by whole models)",
+        SCE,
+        "const float lse = m + logf(s);",
+        "const float lse = m + logf(s) + 0.1f;",
+        1,
+        "plain",
+        "cuda_matches_cpu",
+        ("tests/test_backend_parity.py",),
+    ),
 ]
 
 
@@ -202,7 +212,7 @@ def run(mutant: Mutant, scratch: Path) -> tuple[bool, str]:
     env = lane_env(mutant.lane, reports)
     env["GNN_KERNEL_DIR"] = str(folder)
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "gpu", "-p", "no:cacheprovider"]
-    cmd += [*TESTS, "-k", mutant.select]
+    cmd += [*mutant.tests, "-k", mutant.select]
     try:
         result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
