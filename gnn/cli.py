@@ -137,19 +137,17 @@ def _train(args: argparse.Namespace) -> int:
     # --save/--plot checked before training, so a bad path never costs a run (under mpiexec by
     # rank 0, which alone writes them)
     rank, world = _join_launcher(args)
-    plots: list[tuple] = []
     quiet = contextlib.redirect_stdout(io.StringIO()) if rank else contextlib.nullcontext()
     with quiet:
         if world > 1:
             print(f"gnn: {world} ranks (mpiexec): each trains on 1/{world} of every batch")
         start = time.perf_counter()
         try:
-            with _plots_deferred(module, plots):
-                metrics = module.main(args)
+            metrics = module.main(args)  # saves (--save), then plots (--plot)
         except KeyboardInterrupt as exc:
             if world > 1:
                 raise
-            return _interrupted(args, module, exc, time.perf_counter() - start)
+            return _interrupted(args, exc, time.perf_counter() - start)
         except Exception as exc:
             if world == 1:
                 raise
@@ -158,14 +156,6 @@ def _train(args: argparse.Namespace) -> int:
             _abort_all(2)
         took = time.perf_counter() - start
         print(f"done in {took:.1f} s: {_summary(metrics)}")
-        for plot, plot_args, plot_kwargs in plots:  # after the recipe saved the weights
-            try:
-                plot(*plot_args, **plot_kwargs)
-            except Exception as exc:  # noqa: BLE001 - any plotting failure: the model is safe
-                saved = f"; the model was saved to {args.save}" if args.save else ""
-                print(f"gnn: error: could not write the plot to {args.plot}: {exc}{saved}",
-                      file=sys.stderr)  # fmt: skip
-                return 2
     return 0
 
 
@@ -201,51 +191,25 @@ def _check_output_paths(args: argparse.Namespace) -> None:
             raise ValueError(f"{option} {path}: cannot write in {folder} (permission denied)")
 
 
-@contextlib.contextmanager
-def _plots_deferred(module: object, plots: list):  # noqa: ANN202
-    """Run the recipe with its plot function recording calls instead of plotting.
+def _interrupted(args: argparse.Namespace, exc: KeyboardInterrupt, took: float) -> int:
+    """Ctrl-C during training: save what was trained (with --save), say so in one line; 130.
 
-    The recipes plot before they save; a plot that fails there would lose the trained model. The
-    recorded calls run after the recipe returns, that is after the weights are on disk.
+    The recipes train inside gnn.examples._common.interruptible: a Ctrl-C there arrives as a
+    TrainingInterrupted, raised between two steps, that carries the model and its settings.
     """
-    names = [n for n in ("plot", "_plot") if callable(getattr(module, n, None))]
-    originals = {n: getattr(module, n) for n in names}
+    from gnn.examples._common import TrainingInterrupted
 
-    def recorder(name: str):  # noqa: ANN202
-        return lambda *a, **k: plots.append((originals[name], a, k))
-
-    for n in names:
-        setattr(module, n, recorder(n))
-    try:
-        yield
-    finally:
-        for n, f in originals.items():
-            setattr(module, n, f)
-
-
-def _interrupted(args: argparse.Namespace, module: object, exc: BaseException, took: float) -> int:
-    """Ctrl-C during training: save what was trained (with --save), say so in one line; 130."""
-    frame = None  # the recipe's main(): its locals hold the model being trained
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code is getattr(module.main, "__code__", None):
-            frame = tb.tb_frame
-        tb = tb.tb_next
-    found = {} if frame is None else frame.f_locals
-    model, config = found.get("model"), found.get("config", {} if args.example == "xor" else None)
     head = f"gnn: interrupted (Ctrl-C) after {took:.1f} s"
     if not args.save:
         note = "nothing saved (pass --save PATH to keep the weights of an interrupted run)"
-    elif model is None or args.example not in SAVEABLE or not isinstance(config, dict):
-        note = f"training had not got far enough to save anything to {args.save}"
+    elif not isinstance(exc, TrainingInterrupted):  # before training, or a second Ctrl-C
+        why = str(exc) or "training had not got far enough"
+        note = f"{why}; nothing saved to {args.save}"
     else:
-        from gnn.examples._common import save_example
-
         try:
-            save_example(model, args.save, args.example, config, seed=found.get("seed"),
-                         interrupted=True)  # fmt: skip
+            exc.save(args.save)
             note = f"saved the weights trained so far to {args.save}"
-        except Exception as err:  # noqa: BLE001 - a half-built model: report, do not crash
+        except Exception as err:  # noqa: BLE001 - e.g. layers not built yet: report, do not crash
             note = f"could not save to {args.save} ({err})"
     print(f"{head}; {note}", file=sys.stderr, flush=True)
     return 130

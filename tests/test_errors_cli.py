@@ -93,10 +93,28 @@ def test_plots_still_come_out_after_the_save(capsys, tmp_path):
     out = capsys.readouterr().out
     assert (tmp_path / "curves.png").stat().st_size > 0 and path.exists()
     assert out.index("saved weights to") < out.index("training curves written to")
-    import gnn.examples.xor as xor
-    from gnn.examples import _common
 
-    assert xor.plot is _common.plot  # the recipe's own function is back
+
+def test_a_failing_text_plot_never_loses_the_model(capsys, tmp_path, monkeypatch):
+    from gnn.examples import text
+
+    for key, value in TINY_TEXT.items():
+        monkeypatch.setitem(text.DEFAULTS, key, value)
+
+    def broken(self, path):
+        raise ValueError("no room for the legend")
+
+    monkeypatch.setattr(text._Curves, "plot", broken)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 60)
+    path = tmp_path / "t.safetensors"
+    argv = ["train", "text", "--epochs", "1", "--text", str(corpus), "--save", str(path)]
+    assert main([*argv, "--plot", str(tmp_path / "curves.png")]) == 2
+    err = capsys.readouterr().err
+    assert "could not write the plot" in err and "no room for the legend" in err
+    assert f"the model was saved to {path}" in err
+    assert "interrupted" not in json.loads(path.with_suffix(".json").read_text())
+    assert main(["generate", "--checkpoint", str(path), "--max-new-tokens", "3"]) == 0
 
 
 # ---- files given to evaluate / predict ---------------------------------------------------------
@@ -159,9 +177,17 @@ def _npy(path, array):
 # ---- Ctrl-C ------------------------------------------------------------------------------------
 
 
-def _interrupt_training(tmp_path, *extra):
-    """Start `gnn train digits`, send SIGINT once the first epoch is logged; (rc, out, err)."""
-    argv = [sys.executable, "-m", "gnn", "train", "digits", "--epochs", "500", *extra]
+def _interrupt_training(tmp_path, *extra, example="digits", marker="Epoch 1/", defaults=None):
+    """Start `gnn train EXAMPLE`, send SIGINT once `marker` is printed; (rc, out, err).
+
+    defaults: recipe DEFAULTS to shrink (sizes the command line does not set), so the model is
+    small and the first epoch comes quickly.
+    """
+    run = (
+        f"import sys; from gnn.cli import main; import gnn.examples.{example.replace('-', '_')} "
+        f"as m; m.DEFAULTS.update({defaults or {}!r}); sys.exit(main(sys.argv[1:]))"
+    )
+    argv = [sys.executable, "-c", run, "train", example, "--epochs", "500", *extra]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
@@ -170,7 +196,7 @@ def _interrupt_training(tmp_path, *extra):
     try:
         for line in proc.stdout:
             seen.append(line)
-            if line.startswith("Epoch 1/"):
+            if line.startswith(marker):
                 proc.send_signal(signal.SIGINT)
                 break
         out, err = proc.communicate(timeout=120)
@@ -180,18 +206,24 @@ def _interrupt_training(tmp_path, *extra):
     return proc.returncode, "".join(seen) + out, err
 
 
-@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
-def test_ctrl_c_saves_what_was_trained_with_one_line(tmp_path):
-    path = tmp_path / "d.safetensors"
-    rc, out, err = _interrupt_training(tmp_path, "--save", str(path))
+def _one_line_saved(rc, err, path):
     assert rc == 130, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err
+    assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("gnn: interrupted (Ctrl-C)")
     assert f"saved the weights trained so far to {path}" in lines[0]
     weights = gnn.load(path)
     assert weights and all(np.isfinite(w.numpy()).all() for w in weights.values())
-    assert json.loads(path.with_suffix(".json").read_text())["interrupted"] is True
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["interrupted"] is True
+    return weights, meta
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
+def test_ctrl_c_saves_what_was_trained_with_one_line(tmp_path):
+    path = tmp_path / "d.safetensors"
+    rc, out, err = _interrupt_training(tmp_path, "--save", str(path))
+    _one_line_saved(rc, err, path)
     assert main(["evaluate", str(path)]) == 0
 
 
@@ -202,3 +234,65 @@ def test_ctrl_c_without_save_says_how_to_keep_the_weights(tmp_path):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "nothing saved (pass --save PATH" in lines[0]
     assert not list(tmp_path.iterdir())
+
+
+# small sizes (the command line sets none of them): a few steps an epoch, a quick first epoch
+TINY_TEXT = {"steps_per_epoch": 3, "batch_size": 4, "block_size": 16, "n_layer": 1, "n_head": 2,
+             "n_embd": 16, "eval_batches": 1, "warmup": 2}  # fmt: skip
+TINY_TRANSLATE = {"steps_per_epoch": 3, "batch_size": 8, "max_number": 999, "test_size": 20,
+                  "d_model": 16, "nhead": 2, "layers": 1, "dim_feedforward": 32}  # fmt: skip
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
+def test_ctrl_c_saves_the_text_model_for_gnn_generate(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 60)
+    path = tmp_path / "t.safetensors"
+    rc, out, err = _interrupt_training(
+        tmp_path, "--text", str(corpus), "--save", str(path), example="text",
+        marker="epoch 1/", defaults=TINY_TEXT,
+    )  # fmt: skip
+    weights, meta = _one_line_saved(rc, err, path)
+    assert meta["example"] == "text" and meta["config"]["n_embd"] == 16
+    assert "tokenizer" in meta and "sample:" not in out  # stopped in training, not after it
+    assert not (tmp_path / "gnn-text.safetensors").exists()  # --save, not the recipe's default
+    capsys.readouterr()
+    argv = ["generate", "--checkpoint", str(path), "--prompt", "the ", "--max-new-tokens", "5"]
+    assert main([*argv, "--seed", "0"]) == 0
+    text = capsys.readouterr().out.strip()
+    assert text.startswith("the ") and len(text) == len("the ") + 5
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
+def test_ctrl_c_saves_the_translate_model(tmp_path):
+    from gnn.examples import translate
+
+    path = tmp_path / "tr.safetensors"
+    rc, out, err = _interrupt_training(
+        tmp_path, "--save", str(path), example="translate", marker="epoch 1/",
+        defaults=TINY_TRANSLATE,
+    )  # fmt: skip
+    weights, meta = _one_line_saved(rc, err, path)
+    cfg = meta["config"]
+    assert meta["example"] == "translate" and cfg["d_model"] == 16 and cfg["max_number"] == 999
+    assert "numbers), training" not in out  # stopped in training, not after it
+    model = translate.NumberTranslator(
+        cfg["d_model"], cfg["nhead"], cfg["layers"], cfg["dim_feedforward"], cfg["norm_first"],
+        cfg["dropout"],
+    )  # fmt: skip
+    model.load_state_dict(weights)  # strict: the file holds every weight of the saved config
+    task = translate.Task(cfg["max_number"], cfg["test_size"], cfg["seed"])
+    assert 0.0 <= translate.exact_match(model, task, task.test[:5], None) <= 1.0
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
+def test_ctrl_c_of_the_text_recipe_without_save_writes_nothing(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 60)
+    rc, out, err = _interrupt_training(
+        tmp_path, "--text", str(corpus), example="text", marker="epoch 1/", defaults=TINY_TEXT
+    )
+    assert rc == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "nothing saved (pass --save PATH" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,3 +153,147 @@ def test_autoencoder_beats_the_mean_image():
 
     m = autoencoder.main(recipe_args(), log=lambda *a: None)
     assert m["test_mse"] < 0.5 * m["baseline_mse"]
+
+
+# ---- Ctrl-C during training: gnn.examples._common.interruptible ----------------------------------
+
+
+def _tiny_net():
+    import gnn
+    from gnn import nn
+
+    gnn.manual_seed(0)
+    return nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+
+
+def _snapshot(model):
+    return {k: v.numpy().copy() for k, v in model.state_dict().items()}
+
+
+def _changed(before, model):
+    import numpy as np
+
+    after = _snapshot(model)
+    return {k: not np.array_equal(before[k], after[k]) for k in before}
+
+
+def _step_with_ctrl_c_inside(model, signal_after: int = 0):
+    """An SGD step that updates the parameters one by one, with a Ctrl-C after the first."""
+    import signal
+
+    import gnn
+
+    for i, p in enumerate(model.parameters()):
+        with gnn.no_grad():
+            p.sub_(0.1)
+        if i == signal_after:
+            signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT")
+def test_a_ctrl_c_inside_the_optimizer_step_waits_for_the_step_to_end():
+    import signal
+
+    from gnn.examples._common import TrainingInterrupted, interruptible
+
+    model = _tiny_net()
+    before = _snapshot(model)
+    with pytest.raises(TrainingInterrupted) as info:
+        with interruptible(model, "xor", {"k": 1}, seed=3) as guard:
+            for _ in range(5):
+                with guard.step():
+                    _step_with_ctrl_c_inside(model)
+    changed = _changed(before, model)
+    assert all(changed.values()), changed  # the whole step, not some layers
+    exc = info.value
+    assert isinstance(exc, KeyboardInterrupt) and exc.model is model
+    assert (exc.example, exc.config, exc.extra) == ("xor", {"k": 1}, {"seed": 3})
+    # the one step in which Ctrl-C came, not the five: a second step would subtract 0.2
+    w = model.state_dict()["0.weight"].numpy()
+    np.testing.assert_allclose(w, before["0.weight"] - 0.1, rtol=1e-6)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT")
+def test_without_the_guard_the_same_ctrl_c_cuts_the_step_in_half():
+    """The fake interrupt above really lands mid-step: unguarded, it leaves a half-updated net."""
+    model = _tiny_net()
+    before = _snapshot(model)
+    with pytest.raises(KeyboardInterrupt):
+        _step_with_ctrl_c_inside(model)
+    changed = _changed(before, model)
+    assert any(changed.values()) and not all(changed.values()), changed
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT")
+def test_a_ctrl_c_between_steps_stops_at_once_and_a_second_one_inside_a_step_cuts_it():
+    import signal
+
+    from gnn.examples._common import TrainingInterrupted, interruptible
+
+    model = _tiny_net()
+    steps = 0
+    with pytest.raises(TrainingInterrupted):
+        with interruptible(model, "xor", {}) as guard:
+            with guard.step():
+                _step_with_ctrl_c_inside(model, signal_after=-1)  # no Ctrl-C in this step
+            steps += 1
+            signal.raise_signal(signal.SIGINT)  # between steps: nothing to wait for
+            steps += 1
+    assert steps == 1
+    with pytest.raises(KeyboardInterrupt) as info:
+        with interruptible(model, "xor", {}) as guard:
+            with guard.step():
+                signal.raise_signal(signal.SIGINT)  # waits for the step...
+                signal.raise_signal(signal.SIGINT)  # ...unless pressed again
+                steps += 1
+    assert steps == 1 and not isinstance(info.value, TrainingInterrupted)
+    assert "second Ctrl-C" in str(info.value)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT")
+def test_an_ignored_sigint_stays_ignored():
+    import signal
+
+    from gnn.examples._common import interruptible
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a job started with `&`
+    try:
+        with interruptible(_tiny_net(), "xor", {}) as guard:
+            with guard.step():
+                signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT")
+def test_fit_stops_after_the_batch_in_which_ctrl_c_came():
+    import signal
+
+    import gnn
+    from gnn.examples._common import TrainingInterrupted, interruptible
+    from gnn.layers import Dense, optimizers
+    from gnn.train.callbacks import LambdaCallback
+
+    gnn.manual_seed(0)
+    model = gnn.Sequential()
+    model.add(Dense(4, activation="relu", input_shape=(3,)))
+    model.add(Dense(1))
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.1), loss="mse")
+    before = _snapshot(model)
+    ended = []
+    # hooks run in list order: Ctrl-C comes after the guard marked batch 1 as a step, and the
+    # end of each batch is noted before the guard acts on it
+    note_end = LambdaCallback(on_train_batch_end=lambda b, logs: ended.append(b))
+    ctrl_c = LambdaCallback(
+        on_train_batch_begin=lambda b, logs: b == 1 and signal.raise_signal(signal.SIGINT)
+    )
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    with pytest.raises(TrainingInterrupted) as info:
+        with interruptible(model, "digits", {"features": 3}) as guard:
+            model.fit(x, x[:, :1], epochs=3, batch_size=8, verbose=0,
+                      callbacks=[note_end, guard.callback(), ctrl_c])  # fmt: skip
+    assert ended == [0, 1]  # batch 1, in which Ctrl-C came, ran to its end; no batch 2
+    assert info.value.model is model and all(_changed(before, model).values())

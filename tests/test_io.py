@@ -205,6 +205,17 @@ def test_broken_files_give_clear_errors(tmp_path, make, message) -> None:
     assert message in text
 
 
+def test_a_folder_is_a_clear_error_that_asks_for_a_file(tmp_path) -> None:
+    folder = tmp_path / "weights.safetensors"
+    folder.mkdir()
+    for read in (io.load, io.load_metadata, io.read_header):
+        with pytest.raises(ValueError) as err:
+            read(folder)
+        assert not isinstance(err.value, OSError)  # not IsADirectoryError from open()
+        text = str(err.value)
+        assert text.startswith(f"{folder}: is a folder") and "path of a file" in text
+
+
 def test_a_real_file_cut_short_anywhere_is_refused(tmp_path) -> None:
     gnn.manual_seed(0)
     good = tmp_path / "good.safetensors"

@@ -1,10 +1,16 @@
-"""Helpers the example recipes share: reading CLI arguments, saving a trained example, plotting."""
+"""Helpers the example recipes share: reading CLI arguments, training under Ctrl-C, saving a
+trained example, plotting."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 FORMAT = "gnn-example/1"
@@ -69,12 +75,152 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return meta
 
 
-def plot(history: Any, path: str | None, log: Any) -> None:
-    """history.plot(path) when asked, with a hint instead of a crash when matplotlib is missing."""
+def plot(history: Any, path: str | None, log: Any, saved_to: str | None = None) -> None:
+    """history.plot(path) when asked, with a hint instead of a crash when matplotlib is missing.
+
+    The recipes call it after saving: any other failure is a RuntimeError naming the plot and
+    where the model was saved (`saved_to`), so a failing plot never hides that the work is kept.
+    """
     if not path:
         return
     try:
         history.plot(path)
-        log(f"training curves written to {path}")
     except ImportError as exc:
         log(f"no plot: {exc}")
+        return
+    except Exception as exc:  # noqa: BLE001 - whatever the plotting library raises
+        saved = f"; the model was saved to {saved_to}" if saved_to else ""
+        raise RuntimeError(f"could not write the plot to {path}: {exc}{saved}") from exc
+    log(f"training curves written to {path}")
+
+
+# ---- Ctrl-C during training ----------------------------------------------------------------------
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, raised between two steps: carries the model as trained so far.
+
+    A KeyboardInterrupt, so code that does not know it still stops as on any Ctrl-C; `gnn train`
+    catches it and saves the model with `save` (with --save).
+    """
+
+    def __init__(self, model: Any, example: str, config: dict, extra: dict[str, Any]) -> None:
+        super().__init__("training interrupted (Ctrl-C)")
+        self.model = model
+        self.example = example
+        self.config = config
+        self.extra = extra
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the weights and settings as save_example does, marked "interrupted": true."""
+        return save_example(
+            self.model, path, self.example, self.config, **self.extra, interrupted=True
+        )
+
+
+class Interruptible:
+    """Training under Ctrl-C: the model and settings a TrainingInterrupted will carry.
+
+    Use as `with interruptible(model, "xor", config) as guard:` around training, and mark each
+    step with `with guard.step():` (a manual loop) or pass `guard.callback()` to fit. A Ctrl-C
+    between steps raises TrainingInterrupted at once; one during a step waits for the step to
+    end, because an optimizer update stopped half-way (some layers updated, others not) would
+    be saved as if it were a trained model. A second Ctrl-C during that step stops at once with
+    a plain KeyboardInterrupt: the weights are then half-updated, and nothing is saved.
+    """
+
+    def __init__(self, model: Any, example: str, config: dict, extra: dict[str, Any]) -> None:
+        self.model = model
+        self.example = example
+        self.config = config
+        self.extra = extra
+        self._in_step = False
+        self._pending = False
+        self._previous: Any = None
+        self._installed = False
+
+    def interrupted(self) -> TrainingInterrupted:
+        """The exception that hands the model as it is now back to the caller."""
+        return TrainingInterrupted(self.model, self.example, self.config, self.extra)
+
+    def __enter__(self) -> Interruptible:
+        # Only over Python's own Ctrl-C handler, and only where signals can be handled (the main
+        # thread): an ignored SIGINT (a background job) or an application's handler stays theirs.
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._installed = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+        self._in_step = False
+        if self._pending and exc is None:  # a Ctrl-C during a step that never reached its end
+            self._pending = False
+            raise self.interrupted()
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if not self._in_step:
+            raise self.interrupted()
+        if not self._pending:
+            self._pending = True
+            return
+        raise KeyboardInterrupt("a second Ctrl-C stopped training in the middle of a step")
+
+    def begin_step(self) -> None:
+        """From here to end_step, Ctrl-C waits: the model is being updated."""
+        self._in_step = True
+
+    def end_step(self) -> None:
+        """The step is complete: raise TrainingInterrupted for a Ctrl-C that came during it."""
+        self._in_step = False
+        if self._pending:
+            self._pending = False
+            raise self.interrupted()
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """One training step (forward, backward, optimizer update) that Ctrl-C does not cut."""
+        self.begin_step()
+        try:
+            yield
+        finally:
+            self._in_step = False  # an error in the step: Ctrl-C no longer waits for its end
+        self.end_step()
+
+    def callback(self) -> Any:
+        """A fit() callback that marks each batch as one step."""
+        from gnn.train.callbacks import Callback
+
+        guard = self
+
+        class _Steps(Callback):
+            def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+                guard.begin_step()
+
+            def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+                guard.end_step()
+
+            def on_train_end(self, logs: dict | None = None) -> None:
+                # fit left a batch without its end (a NaN loss stops before the update): no
+                # update is in flight; a pending Ctrl-C is raised when the `with` block ends
+                guard._in_step = False
+
+        return _Steps()
+
+
+def interruptible(model: Any, example: str, config: dict, **extra: Any) -> Interruptible:
+    """A context for training `model` in which Ctrl-C raises TrainingInterrupted between steps.
+
+    `example`, `config` and `extra` are what save_example writes beside the weights.
+    """
+    return Interruptible(model, example, config, extra)

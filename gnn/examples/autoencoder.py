@@ -9,7 +9,7 @@ import numpy as np
 
 import gnn
 from gnn.examples import digits
-from gnn.examples._common import arg, plot, save_example
+from gnn.examples._common import arg, interruptible, plot, save_example
 from gnn.layers import Dense, optimizers
 
 DEFAULTS = {"epochs": 40, "batch_size": 32, "lr": 3e-3, "seed": 0, "sizes": [32, 8]}
@@ -60,19 +60,21 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
         config["features"],
     ]
     log(f"autoencoder: {'-'.join(map(str, sizes))} on {len(x_tr)} digit images, Adam lr={lr}")
-    history = model.fit(
-        x_tr,
-        x_tr,
-        epochs=epochs,
-        batch_size=batch_size,
-        validation_data=(x_te, x_te),
-        verbose=0 if getattr(args, "quiet", False) else 2,
-    )
-    mse = model.evaluate(x_te, x_te)["loss"]
+    with interruptible(model, "autoencoder", config, seed=seed) as guard:
+        history = model.fit(
+            x_tr,
+            x_tr,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=(x_te, x_te),
+            verbose=0 if getattr(args, "quiet", False) else 2,
+            callbacks=[guard.callback()],  # Ctrl-C: stop between batches, keep the model
+        )
+        mse = model.evaluate(x_te, x_te)["loss"]
     baseline = float(np.mean((x_te - x_tr.mean(axis=0)) ** 2))
     log(f"test reconstruction MSE {mse:.4f} (predicting the mean image: {baseline:.4f})")
-    plot(history, getattr(args, "plot", None), log)
-    if getattr(args, "save", None):
+    if getattr(args, "save", None):  # before the plot: a failing plot must not lose it
         save_example(model, args.save, "autoencoder", config, seed=seed, metrics={"test_mse": mse})
         log(f"saved to {args.save}")
+    plot(history, getattr(args, "plot", None), log, saved_to=getattr(args, "save", None))
     return {"test_mse": mse, "baseline_mse": baseline, "epochs": epochs}

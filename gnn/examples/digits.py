@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 import gnn
-from gnn.examples._common import arg, plot, save_example
+from gnn.examples._common import arg, interruptible, plot, save_example
 from gnn.layers import Dense, Dropout, optimizers
 
 DEFAULTS = {"epochs": 30, "batch_size": 32, "lr": 2e-3, "seed": 0, "hidden": [128, 64]}
@@ -63,18 +63,19 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
         f"digits: {len(x_tr)} training images, {len(x_te)} test images; MLP "
         f"{config['features']}-{'-'.join(map(str, config['hidden']))}-10, Adam lr={lr}"
     )
-    history = model.fit(
-        x_tr,
-        y_tr,
-        epochs=epochs,
-        batch_size=batch_size,
-        validation_data=(x_te, y_te),
-        verbose=0 if getattr(args, "quiet", False) else 2,
-    )
-    result = model.evaluate(x_te, y_te)
+    with interruptible(model, "digits", config, seed=seed) as guard:
+        history = model.fit(
+            x_tr,
+            y_tr,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=(x_te, y_te),
+            verbose=0 if getattr(args, "quiet", False) else 2,
+            callbacks=[guard.callback()],  # Ctrl-C: stop between batches, keep the model
+        )
+        result = model.evaluate(x_te, y_te)
     log(f"test accuracy {result['accuracy']:.3f} (loss {result['loss']:.4f})")
-    plot(history, getattr(args, "plot", None), log)
-    if getattr(args, "save", None):
+    if getattr(args, "save", None):  # before the plot: a failing plot must not lose it
         save_example(
             model,
             args.save,
@@ -84,4 +85,5 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
             metrics={"test_accuracy": result["accuracy"]},
         )
         log(f"saved to {args.save}")
+    plot(history, getattr(args, "plot", None), log, saved_to=getattr(args, "save", None))
     return {"test_accuracy": result["accuracy"], "test_loss": result["loss"], "epochs": epochs}

@@ -11,7 +11,7 @@ import gnn
 from gnn import nn
 from gnn import train as _train  # noqa: F401  (gives nn modules compile/fit)
 from gnn.examples import digits
-from gnn.examples._common import arg, plot, save_example
+from gnn.examples._common import arg, interruptible, plot, save_example
 from gnn.layers import optimizers
 
 DEFAULTS = {
@@ -82,18 +82,19 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
         f"digits-cnn: {len(x_tr)} training images, {len(x_te)} test images; channels "
         f"{config['channels']}, Adam lr={lr}"
     )
-    history = model.fit(
-        x_tr,
-        y_tr,
-        epochs=epochs,
-        batch_size=batch_size,
-        validation_data=(x_te, y_te),
-        verbose=0 if getattr(args, "quiet", False) else 2,
-    )
-    result = model.evaluate(x_te, y_te)
+    with interruptible(model, "digits-cnn", config, seed=seed) as guard:
+        history = model.fit(
+            x_tr,
+            y_tr,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=(x_te, y_te),
+            verbose=0 if getattr(args, "quiet", False) else 2,
+            callbacks=[guard.callback()],  # Ctrl-C: stop between batches, keep the model
+        )
+        result = model.evaluate(x_te, y_te)
     log(f"test accuracy {result['accuracy']:.3f} (loss {result['loss']:.4f})")
-    plot(history, getattr(args, "plot", None), log)
-    if getattr(args, "save", None):
+    if getattr(args, "save", None):  # before the plot: a failing plot must not lose it
         save_example(
             model,
             args.save,
@@ -103,4 +104,5 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
             metrics={"test_accuracy": result["accuracy"]},
         )
         log(f"saved to {args.save}")
+    plot(history, getattr(args, "plot", None), log, saved_to=getattr(args, "save", None))
     return {"test_accuracy": result["accuracy"], "test_loss": result["loss"], "epochs": epochs}

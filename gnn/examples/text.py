@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 import gnn
-from gnn.examples._common import arg, read_metadata, save_example
+from gnn.examples._common import arg, interruptible, plot, read_metadata, save_example
 from gnn.models import GPT, CharTokenizer, GPTConfig
 from gnn.optim.optimizer import Optimizer
 from gnn.tensor import Tensor
@@ -195,49 +195,56 @@ def main(args: argparse.Namespace | None = None, log: Callable[..., Any] = print
     history: dict[str, list] = {"step": [], "train_loss": [], "val_loss": []}
     start = time.perf_counter()
     step = 0
-    for epoch in range(cfg["epochs"]):
-        for _ in range(cfg["steps_per_epoch"]):
-            lr = lr_at(step, total, cfg["lr"], cfg["warmup"])
-            for g in opt.param_groups:
-                g["lr"] = lr
-            x, y = get_batch(train, cfg["block_size"], cfg["batch_size"], rng)
-            if device:
-                x, y = x.to(device), y.to(device)
-            _, loss = model(x, y)
-            opt.zero_grad()
-            loss.backward()
-            gnn.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            step += 1
+    guard = interruptible(
+        model, "text", config.to_dict(), tokenizer=tok.to_dict(), seed=cfg["seed"]
+    )  # Ctrl-C: the model trained so far, which `gnn generate` can sample from
+    with guard:
+        try:
+            for epoch in range(cfg["epochs"]):
+                for _ in range(cfg["steps_per_epoch"]):
+                    lr = lr_at(step, total, cfg["lr"], cfg["warmup"])
+                    for g in opt.param_groups:
+                        g["lr"] = lr
+                    x, y = get_batch(train, cfg["block_size"], cfg["batch_size"], rng)
+                    if device:
+                        x, y = x.to(device), y.to(device)
+                    with guard.step():
+                        _, loss = model(x, y)
+                        opt.zero_grad()
+                        loss.backward()
+                        gnn.nn.utils.clip_grad_norm_(params, 1.0)
+                        opt.step()
+                    step += 1
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                tr_loss = estimate_loss(model, train, cfg, rng)
+                va_loss = estimate_loss(model, val, cfg, rng)
+                history["step"].append(step)
+                history["train_loss"].append(tr_loss)
+                history["val_loss"].append(va_loss)
+                line = (
+                    f"epoch {epoch + 1}/{cfg['epochs']} step {step}: train loss {tr_loss:.4f}, "
+                    f"val loss {va_loss:.4f} ({time.perf_counter() - start:.0f} s)"
+                )
+                if bar is not None:
+                    bar.write(line)
+                elif not quiet:
+                    log(line)
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        tr_loss = estimate_loss(model, train, cfg, rng)
-        va_loss = estimate_loss(model, val, cfg, rng)
-        history["step"].append(step)
-        history["train_loss"].append(tr_loss)
-        history["val_loss"].append(va_loss)
-        line = (
-            f"epoch {epoch + 1}/{cfg['epochs']} step {step}: train loss {tr_loss:.4f}, "
-            f"val loss {va_loss:.4f} ({time.perf_counter() - start:.0f} s)"
-        )
-        if bar is not None:
-            bar.write(line)
-        elif not quiet:
-            log(line)
-    if bar is not None:
-        bar.close()
-    took = time.perf_counter() - start
-    sample = sample_text(model, tok, "", 300, temperature=0.8)
+                bar.close()
+        took = time.perf_counter() - start
+        sample = sample_text(model, tok, "", 300, temperature=0.8)
     log("sample:\n" + sample)
-    _plot(history, getattr(args, "plot", None), log)
     path = arg(args, "save", DEFAULTS["save"])
-    if path:
+    if path:  # before the plot: a plot that fails must not lose the model
         save_example(
             model, path, "text", config.to_dict(), tokenizer=tok.to_dict(), seed=cfg["seed"],
             metrics={"val_loss": history["val_loss"][-1], "unigram_loss": baseline},
         )  # fmt: skip
         log(f"saved to {path} (sample more with: gnn generate --checkpoint {path} --prompt TEXT)")
+    plot(_Curves(history), getattr(args, "plot", None), log, saved_to=path)
     return {
         "val_loss": history["val_loss"][-1],
         "train_loss": history["train_loss"][-1],
@@ -295,23 +302,28 @@ def _progress(total: int, quiet: bool) -> Any:
     return tqdm(total=total, desc="training", unit="step", dynamic_ncols=True)
 
 
-def _plot(history: dict, path: str | None, log: Callable[..., Any]) -> None:
-    if not path:
-        return
-    try:
-        import matplotlib
+class _Curves:
+    """The training and validation losses by step (History.plot draws them by epoch)."""
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log("no plot: matplotlib is not installed (pip install 'gnn[plot]')")
-        return
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(history["step"], history["train_loss"], label="train")
-    ax.plot(history["step"], history["val_loss"], label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/char)")
-    ax.legend()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    log(f"training curves written to {path}")
+    def __init__(self, history: dict) -> None:
+        self.history = history
+
+    def plot(self, path: str) -> None:
+        """Write the two curves to `path` (ImportError without matplotlib)."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("matplotlib is not installed (pip install 'gnn[plot]')") from None
+        fig, ax = plt.subplots(figsize=(6, 4))
+        try:
+            ax.plot(self.history["step"], self.history["train_loss"], label="train")
+            ax.plot(self.history["step"], self.history["val_loss"], label="validation")
+            ax.set_xlabel("step")
+            ax.set_ylabel("loss (nats/char)")
+            ax.legend()
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+        finally:
+            plt.close(fig)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 import gnn
-from gnn.examples._common import arg, plot, save_example
+from gnn.examples._common import arg, interruptible, plot, save_example
 from gnn.layers import Dense, Dropout, optimizers
 
 DEFAULTS = {
@@ -82,21 +82,22 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
         f"network {x_tr.shape[1]}-{'-'.join(map(str, config['hidden']))}-1, Adam lr={lr}, "
         f"{epochs} epochs of batch {batch_size}"
     )
-    history = model.fit(
-        x_tr,
-        y_tr,
-        epochs=epochs,
-        batch_size=batch_size,
-        validation_data=(x_val, y_val),
-        verbose=verbose,
-    )
-    result = model.evaluate(x_val, y_val)
+    with interruptible(model, "titanic", config, seed=seed, feature_names=names) as guard:
+        history = model.fit(
+            x_tr,
+            y_tr,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=(x_val, y_val),
+            verbose=verbose,
+            callbacks=[guard.callback()],  # Ctrl-C: stop between batches, keep the model
+        )
+        result = model.evaluate(x_val, y_val)
     log(
         f"validation accuracy {result['accuracy']:.3f} (loss {result['loss']:.4f}); "
         f"always guessing 'died' would score {1 - y_val.mean():.3f}"
     )
-    plot(history, getattr(args, "plot", None), log)
-    if getattr(args, "save", None):
+    if getattr(args, "save", None):  # before the plot: a failing plot must not lose it
         meta = save_example(
             model,
             args.save,
@@ -107,4 +108,5 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
             metrics={"val_accuracy": result["accuracy"]},
         )
         log(f"saved weights to {args.save} and settings to {meta}")
+    plot(history, getattr(args, "plot", None), log, saved_to=getattr(args, "save", None))
     return {"val_accuracy": result["accuracy"], "val_loss": result["loss"], "epochs": epochs}

@@ -17,7 +17,7 @@ import numpy as np
 import gnn
 from gnn import functional as F
 from gnn import nn
-from gnn.examples._common import arg, plot, save_example
+from gnn.examples._common import arg, interruptible, plot, save_example
 from gnn.examples.text import make_optimizer
 from gnn.tensor import Tensor
 from gnn.train import History
@@ -217,46 +217,50 @@ def main(args: argparse.Namespace | None = None, log: Callable[..., Any] = print
     start = time.perf_counter()
     loss_value = float("nan")
     step = 0
-    for epoch in range(cfg["epochs"]):
-        for _ in range(cfg["steps_per_epoch"]):
-            warm = min(1.0, (step + 1) / 100)
-            decay = 0.5 * (1 + math.cos(math.pi * step / total))
-            for g in opt.param_groups:
-                g["lr"] = cfg["lr"] * warm * (0.05 + 0.95 * decay)
-            src, tgt = task.encode(task.sample(cfg["batch_size"], rng))
-            s, t_in = gnn.tensor(src, device=device), gnn.tensor(tgt[:, :-1], device=device)
-            t_out = tgt[:, 1:].copy()
-            t_out[t_out == PAD] = -100  # padding positions do not count
-            logits = model(s, t_in)
-            loss = F.cross_entropy(
-                logits.reshape(-1, len(TGT_TOKENS)), gnn.tensor(t_out.reshape(-1), device=device)
-            )
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            step += 1
-            loss_value = loss.item()
-        logs = {"loss": loss_value}
-        if not quiet:
-            em = exact_match(model, task, task.test[:200], device)
-            logs["exact_match_first_200"] = em
-            log(
-                f"epoch {epoch + 1}/{cfg['epochs']} step {step}: loss {loss_value:.4f}, "
-                f"held-out exact match (first 200) {em:.3f} ({time.perf_counter() - start:.0f} s)"
-            )
-        history.record(epoch, logs)
-    test_em = exact_match(model, task, task.test, device)
-    train_em = exact_match(model, task, task.sample(len(task.test), rng), device)
-    src, _ = task.encode(task.test[:3])
-    pred = model.eval().greedy(gnn.tensor(src, device=device), task.tgt_len)
+    with interruptible(model, "translate", cfg) as guard:  # Ctrl-C: the model trained so far
+        for epoch in range(cfg["epochs"]):
+            for _ in range(cfg["steps_per_epoch"]):
+                warm = min(1.0, (step + 1) / 100)
+                decay = 0.5 * (1 + math.cos(math.pi * step / total))
+                for g in opt.param_groups:
+                    g["lr"] = cfg["lr"] * warm * (0.05 + 0.95 * decay)
+                src, tgt = task.encode(task.sample(cfg["batch_size"], rng))
+                s, t_in = gnn.tensor(src, device=device), gnn.tensor(tgt[:, :-1], device=device)
+                t_out = tgt[:, 1:].copy()
+                t_out[t_out == PAD] = -100  # padding positions do not count
+                with guard.step():
+                    logits = model(s, t_in)
+                    loss = F.cross_entropy(
+                        logits.reshape(-1, len(TGT_TOKENS)),
+                        gnn.tensor(t_out.reshape(-1), device=device),
+                    )
+                    opt.zero_grad()
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(params, 1.0)
+                    opt.step()
+                step += 1
+                loss_value = loss.item()
+            logs = {"loss": loss_value}
+            if not quiet:
+                em = exact_match(model, task, task.test[:200], device)
+                logs["exact_match_first_200"] = em
+                log(
+                    f"epoch {epoch + 1}/{cfg['epochs']} step {step}: loss {loss_value:.4f}, "
+                    f"held-out exact match (first 200) {em:.3f} "
+                    f"({time.perf_counter() - start:.0f} s)"
+                )
+            history.record(epoch, logs)
+        test_em = exact_match(model, task, task.test, device)
+        train_em = exact_match(model, task, task.sample(len(task.test), rng), device)
+        src, _ = task.encode(task.test[:3])
+        pred = model.eval().greedy(gnn.tensor(src, device=device), task.tgt_len)
     for n, p in zip(task.test[:3].tolist(), pred):
         log(f"  {' '.join(number_words(n))!r} -> {to_digits(p)}")
     log(f"held-out exact match {test_em:.3f} ({len(task.test)} numbers), training {train_em:.3f}")
-    plot(history, getattr(args, "plot", None), log)
-    if getattr(args, "save", None):
+    if getattr(args, "save", None):  # before the plot: a failing plot must not lose it
         save_example(model, args.save, "translate", cfg, metrics={"exact_match": test_em})
         log(f"saved to {args.save}")
+    plot(history, getattr(args, "plot", None), log, saved_to=getattr(args, "save", None))
     return {
         "exact_match": test_em,
         "train_exact_match": train_em,

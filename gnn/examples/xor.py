@@ -13,7 +13,7 @@ import numpy as np
 import gnn
 from gnn import functional as F
 from gnn import nn, optim
-from gnn.examples._common import arg, plot, save_example
+from gnn.examples._common import arg, interruptible, plot, save_example
 from gnn.layers import optimizers
 
 INPUTS = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
@@ -59,25 +59,28 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
     opt = optim.SGD(model.parameters(), lr=lr)
     history = History() if getattr(args, "plot", None) else None
     log(f"xor: 2-3-1 sigmoid network, SGD lr={lr}, {steps} steps, device {x.device}")
-    for step in range(1, steps + 1):
-        opt.zero_grad()
-        out = model(x)
-        loss = F.mse_loss(out, y)
-        loss.backward()
-        opt.step()
-        if history is not None:
-            acc = ((out.detach() > 0.5).float() == y).float().mean().item()
-            history.record(step - 1, {"loss": loss.item(), "accuracy": acc})
-        if step % 500 == 0 or step == steps:
-            acc = ((out.detach() > 0.5).float() == y).float().mean().item()
-            log(f"step {step:5d}  loss {loss.item():.5f}  accuracy {acc:.0%}")
-    with gnn.no_grad():
-        out = model(x)
+    with interruptible(model, "xor", {}, seed=seed) as guard:  # Ctrl-C: the model so far
+        for step in range(1, steps + 1):
+            with guard.step():
+                opt.zero_grad()
+                out = model(x)
+                loss = F.mse_loss(out, y)
+                loss.backward()
+                opt.step()
+            if history is not None:
+                acc = ((out.detach() > 0.5).float() == y).float().mean().item()
+                history.record(step - 1, {"loss": loss.item(), "accuracy": acc})
+            if step % 500 == 0 or step == steps:
+                acc = ((out.detach() > 0.5).float() == y).float().mean().item()
+                log(f"step {step:5d}  loss {loss.item():.5f}  accuracy {acc:.0%}")
+        with gnn.no_grad():
+            out = model(x)
     accuracy = ((out > 0.5).float() == y).float().mean().item()
     for inp, o in zip(INPUTS, out.numpy().ravel()):
         log(f"  {int(inp[0])} xor {int(inp[1])} -> {o:.3f}")
-    plot(history, getattr(args, "plot", None), log)
-    if getattr(args, "save", None):
-        meta = save_example(model, args.save, "xor", {}, seed=seed, metrics={"accuracy": accuracy})
-        log(f"saved weights to {args.save} and settings to {meta}")
+    save = getattr(args, "save", None)
+    if save:  # before the plot: a plot that fails must not lose the model
+        meta = save_example(model, save, "xor", {}, seed=seed, metrics={"accuracy": accuracy})
+        log(f"saved weights to {save} and settings to {meta}")
+    plot(history, getattr(args, "plot", None), log, saved_to=save)
     return {"loss": F.mse_loss(out, y).item(), "accuracy": accuracy, "steps": steps}
