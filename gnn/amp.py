@@ -281,3 +281,75 @@ def _agree_across_ranks(found: Any, xp: Any) -> Any:
         return found
     flag = (xp or np).asarray(found, dtype=np.float32).reshape(1)
     return distributed.all_reduce_array(flag, op="max")[0]
+
+
+# ---- training precision by name (fit's mixed_precision=, the CLI's --precision) -----------------
+
+_PRECISIONS = {
+    "fp32": None, "float32": None, "32": None,
+    "bf16": "bfloat16", "bfloat16": "bfloat16",
+    "fp16": "float16", "float16": "float16", "half": "float16", "16": "float16",
+}  # fmt: skip
+
+
+def parse_precision(name: str | None, who: str = "mixed_precision") -> str | None:
+    """ "bf16"/"fp16"/"fp32" (and their long names) -> "bfloat16", "float16" or None."""
+    if name is None:
+        return None
+    key = name.lower() if isinstance(name, str) else name
+    if key not in _PRECISIONS:
+        raise ValueError(f"{who}: expected 'fp32', 'bf16' or 'fp16', got {name!r}")
+    return _PRECISIONS[key]
+
+
+class _Default:
+    """The precision `fit` uses when not told (set by the CLI's --precision for its recipes)."""
+
+    value: str | None = None
+    used = False
+
+
+def default_training_precision(name: str | None) -> Any:
+    """A context in which fit(mixed_precision=None) trains in `name` ("bf16", "fp16", "fp32")."""
+    import contextlib
+
+    low = parse_precision(name, "precision")
+
+    @contextlib.contextmanager
+    def scope() -> Any:
+        old = _Default.value, _Default.used
+        _Default.value, _Default.used = low, False
+        try:
+            yield _Default
+        finally:
+            _Default.value, _Default.used = old
+
+    return scope()
+
+
+def training_setup(mixed_precision: str | None, device_type: str) -> tuple[Any, GradScaler]:
+    """(autocast context for forward passes, GradScaler) for a training loop in that precision.
+
+    float16 gets a loss-scaling GradScaler; bfloat16 (float32's range) and float32 a disabled one.
+    """
+    low = parse_precision(mixed_precision)
+    if mixed_precision is None and _Default.value is not None:
+        low, _Default.used = _Default.value, True
+    device_type = device_type.split(":")[0]
+    if low is None:
+        return autocast(device_type, enabled=False), GradScaler(device_type, enabled=False)
+    scaler = GradScaler(device_type, enabled=low == "float16")
+    return autocast(device_type, dtype=low), scaler
+
+
+def quiet_overflow(scaler: GradScaler) -> Any:
+    """A context that silences NumPy's overflow warnings in a loss-scaled backward pass.
+
+    With float16 and a GradScaler, inf/NaN gradients are expected now and then: the scaler skips
+    that step and lowers the scale, so a warning per op would only be noise.
+    """
+    import contextlib
+
+    if not scaler.is_enabled():
+        return contextlib.nullcontext()
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")

@@ -17,10 +17,12 @@ import numpy as np
 
 import gnn
 from gnn import functional as F
+from gnn.amp import quiet_overflow, training_setup
 from gnn.config import no_grad
 from gnn.nn.activation import Sigmoid, Softmax
 from gnn.nn.container import Sequential
 from gnn.nn.module import Module
+from gnn.ops.autocast import is_low
 from gnn.tensor import Tensor
 from gnn.train import metrics as metrics_mod
 from gnn.train.callbacks import Callback, CallbackList, History, ProgbarLogger
@@ -543,8 +545,13 @@ def fit(
     initial_epoch: int = 0,
     scheduler: Any = None,
     stop_on_nan: bool = True,
+    mixed_precision: str | None = None,
 ) -> History:
     """Train for `epochs` passes over (x, y); returns a History of per-epoch losses and metrics.
+
+    mixed_precision: "bf16" or "fp16" runs the training forward passes under gnn.autocast (fp16
+    with a GradScaler); parameters stay float32, validation runs in float32
+    (docs/mixed-precision.md).
 
     validation_split takes the LAST fraction of the samples (before shuffling), as Keras does.
     scheduler: a gnn.optim.lr_scheduler object (or fn(optimizer) -> scheduler), stepped once per
@@ -662,6 +669,7 @@ def fit(
     object.__setattr__(model, "stop_training", False)
     object.__setattr__(model, "history", history)
     be = x_all._be
+    amp_forward, scaler = training_setup(mixed_precision, be.name)
 
     cbs.on_train_begin({})
     try:
@@ -683,20 +691,25 @@ def fit(
                     idx, share, weight = shards.shard(idx)
                 xb, yb = _take(x_all, idx), _take(y_all, idx)
                 opt.zero_grad()
-                loss, pred = runner.step_outputs(xb, yb)
-                reg = _regularization(model)
-                if reg is not None:
-                    loss = loss + reg
+                with amp_forward:
+                    loss, pred = runner.step_outputs(xb, yb)
+                    reg = _regularization(model)
+                    if reg is not None:
+                        loss = loss + reg
+                if is_low(pred.dtype):  # metrics read float32 predictions
+                    pred = pred.float()
                 value = float(loss.item())
                 if shards is not None:  # the batch's loss and metric sums over all ranks
                     value, share = shards.combine(runner, yb, pred, value, share, sums)
                 if not math.isfinite(value) and stop_on_nan:
                     bad = (b, value)
                     break
-                (loss if weight == 1.0 else loss * weight).backward()
+                with quiet_overflow(scaler):
+                    scaler.scale(loss if weight == 1.0 else loss * weight).backward()
                 if shards is not None:
                     shards.reducer.sync_gradients()
-                opt.step()
+                scaler.step(opt)  # opt.step(), skipped on inf/NaN gradients under fp16
+                scaler.update()
                 total += value * share
                 count += share
                 if shards is None:
