@@ -148,6 +148,9 @@ unsigned char* dynamic_shared() { return state().dynamic_shared; }
 int launch(unsigned int grid, unsigned int threads, size_t shared_bytes,
            const std::function<void()>& body) {
     State& s = state();
+    // One launch at a time per library (as on one stream): the pool and the block are shared.
+    static std::mutex* launching = new std::mutex;
+    std::lock_guard<std::mutex> one_at_a_time(*launching);
     s.error.clear();
     s.failed.store(false);
     if (grid < 1 || threads < 1 || threads > 1024) {
