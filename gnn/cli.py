@@ -563,7 +563,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a shipped example")
     train.add_argument("example", choices=list(EXAMPLES), help="which example to train")
     _add_train_options(train)
-    train.set_defaults(func=_train)
+    train.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="fp32 (default); bf16 or fp16: mixed precision (autocast; fp16 with loss scaling)",
+    )
+    train.set_defaults(func=_train_in_precision)
 
     ev = sub.add_parser("evaluate", help="evaluate a model saved by `gnn train NAME --save PATH`")
     ev.add_argument("model", metavar="PATH", help="the weights file written by --save")
@@ -607,6 +613,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--verbose", action="store_true", help="show pytest's own output")
     bench.set_defaults(func=_bench)
     return parser
+
+
+def _train_in_precision(args: argparse.Namespace) -> int:
+    """`gnn train --precision P`: recipes trained by fit get fit(mixed_precision=P); with bf16,
+    recipes with their own loop run under autocast (fp16 needs fit's loss scaling)."""
+    import contextlib
+
+    import gnn
+
+    if args.precision == "fp32":
+        return _train(args)
+    device_type = gnn.Device(args.device or str(gnn.get_default_device())).type
+    with contextlib.ExitStack() as stack:
+        used = stack.enter_context(gnn.amp.default_training_precision(args.precision))
+        if args.precision == "bf16":  # autocast bf16 needs no loss scaling: any loop is fine
+            stack.enter_context(gnn.autocast(device_type, dtype=gnn.bfloat16))
+        code = _train(args)
+        if args.precision == "fp16" and not used.used:
+            print(
+                f"gnn: note: the {args.example} example has its own training loop, which does "
+                "not scale the loss: it trained in fp32 (use --precision bf16, or an example "
+                "trained by fit)",
+                file=sys.stderr,
+            )
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
