@@ -1,11 +1,21 @@
-"""gnn.data: Dataset, TensorDataset, Subset, DataLoader, DistributedSampler and random_split, with
-PyTorch's names."""
+"""gnn.data: datasets, samplers and DataLoader (with worker processes), with PyTorch's names."""
 
-from gnn.data.dataset import Dataset, Subset, TensorDataset, random_split
-from gnn.data.loader import DataLoader, default_collate
-from gnn.data.sampler import DistributedSampler
+from gnn.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
+from gnn.data.loader import DataLoader, default_collate, default_convert
+from gnn.data.sampler import (
+    BatchSampler,
+    DistributedSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+)
+from gnn.data.worker import WorkerInfo, get_worker_info
 
 __all__ = [
-    "DataLoader", "Dataset", "DistributedSampler", "Subset", "TensorDataset", "default_collate",
-    "random_split",
+    "BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "DistributedSampler",
+    "RandomSampler", "Sampler", "SequentialSampler", "Subset", "SubsetRandomSampler",
+    "TensorDataset", "WeightedRandomSampler", "WorkerInfo", "default_collate", "default_convert",
+    "get_worker_info", "random_split",
 ]  # fmt: skip
