@@ -1,5 +1,4 @@
-"""Helpers the example recipes share: reading CLI arguments, training under Ctrl-C, saving a
-trained example, plotting."""
+"""Helpers the example recipes share: CLI arguments, training under Ctrl-C, saving, plotting."""
 
 from __future__ import annotations
 
@@ -204,6 +203,8 @@ class Interruptible:
         guard = self
 
         class _Steps(Callback):
+            """Each batch of fit is one step that Ctrl-C does not cut."""
+
             def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
                 guard.begin_step()
 
