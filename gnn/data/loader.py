@@ -433,7 +433,7 @@ class _WorkerIter:
                         base_seed + wid,
                         wid,
                         self._num_workers,
-                    ),  # fmt: skip
+                    ),
                     daemon=True,
                 )
                 self._index_queues.append(index_queue)
