@@ -27,15 +27,21 @@ LAYOUTS = [  # (layer keyword arguments, batch; None = unbatched input)
 ]
 
 
-def _inputs(layer, batch, with_state, rng):
+def _inputs(layer, batch, with_state, rng, device):
     t_len, dirs = 5, layer.num_layers * layer.num_directions
     lead = () if batch is None else (batch,)
     shape = lead + (t_len,) if layer.batch_first else (t_len,) + lead
-    x = gnn.tensor(rng.standard_normal(shape + (layer.input_size,)), requires_grad=True)
+    x = gnn.tensor(
+        rng.standard_normal(shape + (layer.input_size,)), requires_grad=True, device=device
+    )
     if not with_state:
         return x, None, []
     states = [
-        gnn.tensor(rng.standard_normal((dirs,) + lead + (layer.hidden_size,)), requires_grad=True)
+        gnn.tensor(
+            rng.standard_normal((dirs,) + lead + (layer.hidden_size,)),
+            requires_grad=True,
+            device=device,
+        )
         for _ in range(2 if layer.mode == "LSTM" else 1)
     ]
     return x, (tuple(states) if layer.mode == "LSTM" else states[0]), states
@@ -56,13 +62,14 @@ def _run(fn, layer, x, hx, leaves, weights):
 @pytest.mark.parametrize("kind, kw", KINDS)
 @pytest.mark.parametrize("layout, batch", LAYOUTS)
 @pytest.mark.parametrize("with_state", [False, True])
-def test_layer_matches_its_cells(kind, kw, layout, batch, with_state) -> None:
+def test_layer_matches_its_cells(kind, kw, layout, batch, with_state, device) -> None:
     gnn.manual_seed(1)
-    layer = getattr(nn, kind)(4, 6, **kw, **layout, dtype="float64").eval()
+    layer = getattr(nn, kind)(4, 6, **kw, **layout, dtype="float64", device=device).eval()
     rng = np.random.default_rng(0)
-    x, hx, leaves = _inputs(layer, batch, with_state, rng)
-    fast_out, fast_grads = _run(None, layer, x, hx, leaves, [gnn.tensor(0.0)] * 3)
-    weights = [gnn.tensor(rng.standard_normal(o.shape)) for o in fast_out]
+    x, hx, leaves = _inputs(layer, batch, with_state, rng, device)
+    zero = gnn.tensor(0.0, dtype="float64", device=device)
+    fast_out, fast_grads = _run(None, layer, x, hx, leaves, [zero] * 3)
+    weights = [gnn.tensor(rng.standard_normal(o.shape), device=device) for o in fast_out]
     fast_out, fast_grads = _run(None, layer, x, hx, leaves, weights)
     spec_out, spec_grads = _run(rnn_cells.unrolled, layer, x, hx, leaves, weights)
     assert len(fast_out) == len(spec_out) == (3 if kind == "LSTM" else 2)
