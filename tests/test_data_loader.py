@@ -287,6 +287,20 @@ def test_default_collate_matches_torch_values() -> None:
         default_collate([np.array(["a"], dtype=object)])
 
 
+def test_loader_keeps_tensors_on_their_device(device: str) -> None:
+    x = gnn.tensor(np.arange(12.0, dtype=np.float32).reshape(6, 2), device=device)
+    gnn.manual_seed(2)
+    batches = list(DataLoader(TensorDataset(x), batch_size=4, shuffle=True))
+    assert [b[0].device.type for b in batches] == [device, device]
+    got = np.concatenate([b[0].numpy() for b in batches])
+    np.testing.assert_array_equal(np.sort(got[:, 0]), x.numpy()[:, 0])
+    stacked = default_collate([x[0], x[1]])
+    assert stacked.device.type == device and stacked.shape == (2, 2)
+    if device != "cpu":
+        with pytest.raises(ValueError, match="CPU only"):
+            DataLoader(TensorDataset(x), num_workers=2)
+
+
 def test_utils_data_alias_has_the_new_names() -> None:
     import gnn.utils.data as ud
 

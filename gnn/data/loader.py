@@ -324,6 +324,8 @@ class DataLoader:
         self.prefetch_factor = prefetch_factor
         self.persistent_workers = bool(persistent_workers)
         self.multiprocessing_context = self._check_context(multiprocessing_context)
+        if num_workers > 0:
+            _check_host_dataset(dataset)
         self._iterator: _WorkerIter | None = None
 
     def _check_context(self, context: Any) -> Any:
@@ -551,6 +553,17 @@ class _WorkerIter:
             self.close()
         except Exception:  # noqa: BLE001, S110 -- interpreter shutdown: modules may be gone
             pass
+
+
+def _check_host_dataset(dataset: Any) -> None:
+    """Refuse a TensorDataset on a GPU for worker processes, which only ever use the CPU."""
+    for t in getattr(dataset, "tensors", ()):
+        if isinstance(t, Tensor) and t.device.type != "cpu":
+            raise ValueError(
+                f"DataLoader(num_workers > 0): the dataset holds tensors on {t.device}, and "
+                "worker processes work on the CPU only; keep the dataset on the CPU and move "
+                "each batch with .to(device), or use num_workers=0"
+            )
 
 
 def _preload_gnn(ctx: Any) -> None:
