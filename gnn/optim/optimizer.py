@@ -7,7 +7,8 @@ The base class owns the loop; an optimizer writes only its rule. step() runs, pe
                             first use by init_state(), "step" counted when the optimizer counts)
     self._update_group(group, params, grads, states)
 
-and the default `_update_group` calls `update(param, grad, state, group)` once per parameter.
+and the default `_update_group` calls `update(param, grad, state, group)` once per parameter (while
+a class keeps that default, the loop calls `update` as it goes, without building the lists).
 `update` is the one method a new optimizer must write: it changes `param.data` and the arrays in
 `state` in place through the parameter's array namespace (`param._be.xp`). Every scalar it needs
 is a Python number computed on the host, so a step never waits on the GPU.
