@@ -233,14 +233,15 @@ def test_batch_sampler_and_samplers_in_the_loader() -> None:
 
 def test_no_batching_converts_samples_like_pytorch() -> None:
     torch = _torch()
-    data = [(np.arange(3, dtype=np.float32) + i, i) for i in range(4)]
+    data = [(np.arange(3, dtype=np.float32) + i, i, np.int64(i)) for i in range(4)]
     ours = list(DataLoader(data, batch_size=None))
     theirs = list(torch.utils.data.DataLoader(data, batch_size=None))
     assert len(ours) == len(theirs) == 4
-    for (x, i), (tx, ti) in zip(ours, theirs):
+    for (x, i, n), (tx, ti, tn) in zip(ours, theirs):
         assert isinstance(x, gnn.Tensor) and isinstance(tx, torch.Tensor)
         np.testing.assert_array_equal(x.numpy(), tx.numpy())
         assert i == ti and isinstance(i, int)
+        assert isinstance(n, gnn.Tensor) and isinstance(tn, torch.Tensor) and n.item() == tn.item()
     assert [s.tolist() for s in DataLoader(data, batch_size=None, collate_fn=lambda s: s[0])] == [
         list(np.arange(3.0) + i) for i in range(4)
     ]

@@ -125,10 +125,10 @@ def default_collate(batch: Any) -> Any:
 
 
 def _convert(data: Any, host: bool) -> Any:
-    if isinstance(data, (Tensor, np.ndarray)):
-        if isinstance(data, np.ndarray) and data.dtype.kind in "OUSV":
-            return data
-        return _leaf(data, host)
+    if isinstance(data, (Tensor, np.ndarray, np.generic)):
+        if not isinstance(data, Tensor) and data.dtype.kind in "OUSV":
+            return data  # strings and objects have no Tensor form
+        return _leaf(data if isinstance(data, Tensor) else np.asarray(data), host)
     if isinstance(data, Mapping):
         out = {k: _convert(v, host) for k, v in data.items()}
         try:
@@ -141,8 +141,8 @@ def _convert(data: Any, host: bool) -> Any:
 
 
 def default_convert(data: Any) -> Any:
-    """One sample as the loader gives it without batching (batch_size=None): NumPy arrays inside
-    it become CPU Tensors; numbers, strings and Tensors are kept."""
+    """One sample as the loader gives it without batching (batch_size=None): NumPy arrays and
+    scalars inside it become CPU Tensors; Python numbers, strings and Tensors are kept."""
     return _convert(data, host=False)
 
 
