@@ -325,8 +325,8 @@ from gnn.data import DataLoader, Dataset, TensorDataset, get_worker_info
 class Samples(Dataset):
     """Sample i: its index, the worker that made it, and draws from three seeded generators."""
 
-    def __init__(self, n=22, bad=None, slow=None, draw=True):
-        self.n, self.bad, self.slow, self.draw = n, bad, slow, draw
+    def __init__(self, n=22, bad=None, slow=None, draw=True, die=None):
+        self.n, self.bad, self.slow, self.draw, self.die = n, bad, slow, draw, die
 
     def __len__(self):
         return self.n
@@ -334,6 +334,8 @@ class Samples(Dataset):
     def __getitem__(self, i):
         if i == self.bad:
             raise ValueError(f"bad sample {i}")
+        if i == self.die:
+            os._exit(3)
         if i == self.slow:
             time.sleep(1.0)
         info = get_worker_info()
@@ -429,6 +431,8 @@ def main():
     res["fork_lambda"] = table(fork)
     res["timeout"] = expect_error(lambda: table(loader_of(Samples(slow=1), timeout=0.2)))
     res["children_after_timeout"] = len(mp.active_children())
+    res["death"] = expect_error(lambda: table(loader_of(Samples(die=5))))
+    res["children_after_death"] = len(mp.active_children())
     # shutdown of a half-read iterator on del
     it = iter(DataLoader(ds, batch_size=2, num_workers=2))
     next(it)
@@ -523,11 +527,13 @@ def test_worker_errors_reach_the_main_process(workers: dict) -> None:
     assert workers["fork_lambda"] == [11, 11]
     kind, msg = workers["timeout"]
     assert kind == "RuntimeError" and "timed out" in msg
+    kind, msg = workers["death"]
+    assert kind == "RuntimeError" and "exited unexpectedly with exit code 3" in msg
 
 
 def test_no_worker_outlives_its_iterator(workers: dict) -> None:
     assert workers["children_while_reading"] == 2  # the check can see live workers
-    for when in ("epoch", "error", "timeout", "del", "persistent"):
+    for when in ("epoch", "error", "timeout", "death", "del", "persistent"):
         assert workers[f"children_after_{when}"] == 0, when
 
 

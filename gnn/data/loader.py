@@ -1,5 +1,4 @@
-"""DataLoader: batches from a Dataset in a sampler's order, collated to Tensors, optionally
-fetched by worker processes.
+"""DataLoader: a Dataset's batches in a sampler's order, optionally from worker processes.
 
 With num_workers > 0 each worker process fetches and collates whole batches on the CPU (NumPy)
 and the main process turns them into Tensors, in the sampler's order. Workers start with the
@@ -32,8 +31,10 @@ __all__ = ["DataLoader", "default_collate", "default_convert"]
 
 
 class _FromTensor:
-    """A Tensor's values on their way from a worker: they become a Tensor again unchanged (no
-    float64 -> default dtype cast, which only NumPy samples get)."""
+    """A Tensor's values on their way from a worker, to become a Tensor again unchanged.
+
+    Unlike NumPy samples they get no float64 -> default dtype cast.
+    """
 
     __slots__ = ("array",)
 
