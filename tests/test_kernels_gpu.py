@@ -35,6 +35,14 @@ def needs_gpu(test):
 
 
 DTYPES = [np.float32, np.float16]
+try:  # bfloat16 kernels (kernels/*_bf16.cu): reachable on the fake CuPy (ml_dtypes arrays)
+    import ml_dtypes
+
+    BF16 = [ml_dtypes.bfloat16]
+except ImportError:
+    BF16 = []
+# the code-path tests also run the bfloat16 kernels (their own modules, same templates)
+CODE_PATH_DTYPES = DTYPES + BF16
 # GNN_FAKE_CUDA=emulate runs the kernels on CPU threads (tests/cuda_cpu): a few sizes shrink there
 # where the size itself is not what a test checks.
 EMULATED = os.environ.get("GNN_FAKE_CUDA") == "emulate"
@@ -109,7 +117,7 @@ def be(monkeypatch):
 
     def poisoned_empty(shape, dtype=float, order="C"):
         out = real_empty(shape, dtype=dtype, order=order)
-        if np.dtype(dtype).kind == "f":
+        if np.dtype(dtype).kind == "f" or np.dtype(dtype).name == "bfloat16":
             out.fill(np.nan)
         return out
 
@@ -159,6 +167,7 @@ def rounded(shape, dtype, scale=1.0):
 SIGMOID_SHAPES = [(0,), (3, 0), (), (1,), (7,), (1001,), (37, 53), (2**20 + 3,)]
 # 0.5 tanh(x/2) + 0.5 has absolute (not relative) error ~ float32 epsilon near y = 0
 SIGMOID_TOL = {np.float32: dict(rtol=1e-6, atol=5e-7), np.float16: dict(rtol=1e-3, atol=1e-3)}
+SIGMOID_TOL.update({d: dict(rtol=4e-3, atol=4e-3) for d in BF16})  # half a step of 2**-7 near 1
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -516,7 +525,7 @@ CODE_PATHS = {
 
 
 @needs_gpu
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", CODE_PATH_DTYPES)
 @pytest.mark.parametrize("case", sorted(CODE_PATHS))
 def test_code_path_softmax_cross_entropy(be, case, dtype):
     make, t, weighted, reduction, eps = CODE_PATHS[case]
@@ -527,7 +536,7 @@ def test_code_path_softmax_cross_entropy(be, case, dtype):
 
 
 @needs_gpu
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", CODE_PATH_DTYPES)
 def test_code_path_softmax_cross_entropy_misaligned_rows(be, dtype):
     flat, _ = rounded((3 * 41 + 1,), dtype, scale=3.0)
     z = gpu(flat)[1:].reshape(3, 41)  # starts one element past a 16-byte boundary
@@ -537,7 +546,7 @@ def test_code_path_softmax_cross_entropy_misaligned_rows(be, dtype):
 
 
 @needs_gpu
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", CODE_PATH_DTYPES)
 def test_code_path_sigmoid(be, dtype):
     # tail only, one pack and a tail, many packs through the grid-stride loop, a misaligned view
     for n in (1, 3, 7, 8, 9, 4099):
@@ -620,3 +629,47 @@ def test_code_path_float16_stores_round_to_nearest_even(be):
         with np.errstate(over="ignore"):  # 65520 and -1e6 overflow to infinity, as they should
             want = np.float32(total).astype(np.float16)
         assert got.tobytes() == want.tobytes(), f"{total!r}: got {got!r}, want {want!r}"
+
+
+@needs_gpu
+@pytest.mark.skipif(not BF16, reason="needs ml_dtypes")
+def test_code_path_bfloat16_stores_round_to_nearest_even(be):
+    # The bf16 reduce kernel stores float(total) as a bfloat16 (7 stored mantissa bits): ties,
+    # near-ties and overflow must round exactly as ml_dtypes does (round to nearest even).
+    bf16 = np.dtype(BF16[0])
+    ulp = 2.0**-7
+    totals = [
+        1 + ulp / 2,  # a tie: to the even 1.0
+        1 + 3 * ulp / 2,  # a tie: to the even 1 + 2 ulp
+        1 + 3 * ulp / 4,  # nearer 1 + ulp (truncation would give 1)
+        -(1 + 3 * ulp / 4),
+        3.0e38,
+        3.4e38,  # rounds past the largest bfloat16: infinity
+        1e-40,  # a float32 subnormal
+    ]
+    for total in totals:
+        loss = gpu(np.full((), np.nan, np.float32).astype(bf16))
+        denom = gpu(np.full((), np.nan, np.float32))
+        args = (
+            gpu(np.array([total], np.float32)),
+            gpu(np.array([0])),
+            be._dummy_f32(),
+            np.int32(0),
+            np.int64(1),
+            np.int64(1),
+            np.int64(-100),
+            np.int32(0),
+            loss,
+            denom,
+        )
+        be._kernel("softmax_cross_entropy_bf16", "softmax_ce_reduce_bf16")((1,), (32,), args)
+        got = host(loss)
+        want = np.float32(total).astype(bf16)
+        assert got.tobytes() == want.tobytes(), f"{total!r}: got {got!r}, want {want!r}"
+    # and the packed stores (8 per 16 bytes) of the elementwise kernel: sigmoid outputs whose
+    # float32 value lies between two bfloat16s round as ml_dtypes rounds it, all but rare
+    # last-bit differences of tanhf (truncation would miss about half of them)
+    x = (rng.standard_normal(4099) * 4).astype(bf16)
+    got = host(be.sigmoid(gpu(x))).view(np.uint16)
+    want = ref.sigmoid(x).view(np.uint16)
+    assert np.mean(got != want) < 0.01

@@ -31,6 +31,21 @@ def device_count() -> int:
 # reference implementation, which runs on CuPy arrays as it stands.
 KERNEL_DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
 
+
+def kernel_suffix(dtype: Any) -> str | None:
+    """The kernel-name suffix for arrays of `dtype`: f32, f16, bf16, or None (the reference).
+
+    bfloat16 (ml_dtypes) arrays exist only on the fake CuPy of the tests (CuPy has none); their
+    kernels live in kernels/*_bf16.cu, modules of their own (see kernel_module).
+    """
+    return "bf16" if getattr(dtype, "name", None) == "bfloat16" else KERNEL_DTYPES.get(dtype)
+
+
+def kernel_module(stem: str, suffix: str) -> str:
+    """kernels/<stem>.cu, or kernels/<stem>_bf16.cu for the bfloat16 kernels."""
+    return f"{stem}_bf16" if suffix == "bf16" else stem
+
+
 ELEMENTWISE_THREADS = 256
 BLOCKS_PER_SM = 8  # enough resident blocks of 256 threads to fill an SM (2048 threads)
 MAX_THREADS = 1024
@@ -97,7 +112,12 @@ def kernel_source(name: str) -> str:
             raise FileNotFoundError(f"kernels/{name}.cu includes {match.group(1)}, not in {folder}")
         return f"// ---- {match.group(1)} ----\n{header.read_text()}// ---- end of {match.group(1)}"
 
-    return _LOCAL_INCLUDE.sub(paste, (folder / f"{name}.cu").read_text())
+    source = (folder / f"{name}.cu").read_text()
+    for _ in range(4):  # a *_bf16.cu includes its base .cu, which includes common.cuh
+        if not _LOCAL_INCLUDE.search(source):
+            break
+        source = _LOCAL_INCLUDE.sub(paste, source)
+    return source
 
 
 class CupyBackend(NumpyBackend):
@@ -280,7 +300,7 @@ class CupyBackend(NumpyBackend):
 
     def sigmoid(self, x: Any) -> Any:
         """y = 1 / (1 + exp(-x)), by the kernel for float16/float32 (float32 math)."""
-        suffix = KERNEL_DTYPES.get(x.dtype)
+        suffix = kernel_suffix(x.dtype)
         if suffix is None:
             return super().sigmoid(x)
         with self._cuda_device:
@@ -289,12 +309,18 @@ class CupyBackend(NumpyBackend):
             if x.size:
                 blocks, threads = elementwise_launch(x.size, x.itemsize, self._sms())
                 args = (x_c, y, np.int64(x.size))
-                self._launch("sigmoid", f"sigmoid_forward_{suffix}", blocks, threads, args)
+                self._launch(
+                    kernel_module("sigmoid", suffix),
+                    f"sigmoid_forward_{suffix}",
+                    blocks,
+                    threads,
+                    args,
+                )
         return y
 
     def sigmoid_backward(self, y: Any, gy: Any) -> Any:
         """gx = gy * y * (1 - y) in one pass (same shape and dtype; otherwise the reference)."""
-        suffix = KERNEL_DTYPES.get(y.dtype)
+        suffix = kernel_suffix(y.dtype)
         if suffix is None or not self.is_array(gy) or gy.dtype != y.dtype or gy.shape != y.shape:
             return super().sigmoid_backward(y, gy)
         with self._cuda_device:
@@ -304,7 +330,13 @@ class CupyBackend(NumpyBackend):
             if y.size:
                 blocks, threads = elementwise_launch(y.size, y.itemsize, self._sms())
                 args = (y_c, gy_c, gx, np.int64(y.size))
-                self._launch("sigmoid", f"sigmoid_backward_{suffix}", blocks, threads, args)
+                self._launch(
+                    kernel_module("sigmoid", suffix),
+                    f"sigmoid_backward_{suffix}",
+                    blocks,
+                    threads,
+                    args,
+                )
         return gx
 
     def _class_args(self, logits: Any, target: Any, weight: Any, smoothing: float) -> tuple:
@@ -345,7 +377,7 @@ class CupyBackend(NumpyBackend):
         A label outside [0, C) (not ignore_index) does not raise here: the kernel flags it and
         `check_errors()` raises IndexError later (the reference raises at once).
         """
-        suffix = KERNEL_DTYPES.get(logits.dtype)
+        suffix = kernel_suffix(logits.dtype)
         if suffix is None or logits.ndim != 2 or 0 in logits.shape:
             return super().softmax_cross_entropy(
                 logits, target, weight, ignore_index, reduction, label_smoothing
@@ -375,7 +407,7 @@ class CupyBackend(NumpyBackend):
                 errors,
             )
             self._launch(
-                "softmax_cross_entropy",
+                kernel_module("softmax_cross_entropy", suffix),
                 f"softmax_ce_forward_{suffix}",
                 row_blocks(n),
                 row_threads(c, logits.itemsize),
@@ -399,7 +431,11 @@ class CupyBackend(NumpyBackend):
                 denom,
             )
             self._launch(
-                "softmax_cross_entropy", f"softmax_ce_reduce_{suffix}", 1, reduce_threads(n), args
+                kernel_module("softmax_cross_entropy", suffix),
+                f"softmax_ce_reduce_{suffix}",
+                1,
+                reduce_threads(n),
+                args,
             )
         return loss, (lse, denom if mean else None)
 
@@ -415,7 +451,7 @@ class CupyBackend(NumpyBackend):
         label_smoothing: float = 0.0,
     ) -> Any:
         """Kernel version of NumpyBackend.softmax_cross_entropy_backward (one pass over logits)."""
-        suffix = KERNEL_DTYPES.get(logits.dtype)
+        suffix = kernel_suffix(logits.dtype)
         n, c = logits.shape if logits.ndim == 2 else (0, 0)
         gloss_size = int(getattr(gloss, "size", 1))
         per_row = reduction == "none" and gloss_size == n and n > 1
@@ -456,7 +492,7 @@ class CupyBackend(NumpyBackend):
                 self._error_slots(),
             )
             self._launch(
-                "softmax_cross_entropy",
+                kernel_module("softmax_cross_entropy", suffix),
                 f"softmax_ce_backward_{suffix}",
                 row_blocks(n),
                 row_threads(c, logits.itemsize),

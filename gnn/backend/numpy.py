@@ -187,6 +187,8 @@ class NumpyBackend:
 
     def sigmoid(self, x: Any) -> Any:
         """y = 1 / (1 + exp(-x)), in the overflow-free form 0.5 * tanh(0.5 x) + 0.5."""
+        if getattr(x.dtype, "name", None) == "bfloat16":  # float32 math, one rounding (as kernels)
+            return self.sigmoid(x.astype(np.float32)).astype(x.dtype)
         xp = self.xp
         # out=: with a 0-d input a ufunc would return a scalar, which the in-place steps reject
         y = xp.multiply(x, 0.5, out=xp.empty(x.shape, dtype=x.dtype))
@@ -197,6 +199,9 @@ class NumpyBackend:
 
     def sigmoid_backward(self, y: Any, gy: Any) -> Any:
         """gx = gy * y * (1 - y), from the saved output y."""
+        if getattr(y.dtype, "name", None) == "bfloat16":  # float32 math, one rounding
+            f32 = np.float32
+            return self.sigmoid_backward(y.astype(f32), gy.astype(f32)).astype(y.dtype)
         gx = self.xp.subtract(1, y, out=self.xp.empty(y.shape, dtype=y.dtype))
         gx *= y
         gx *= gy

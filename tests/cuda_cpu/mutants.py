@@ -4,8 +4,10 @@
 apply one textual edit (it must match exactly as often as stated, or this script fails: a mutant
 that no longer applies is a broken check, not a pass), point gnn at the folder (GNN_KERNEL_DIR),
 and run a few emulated tests in the mutant's lane (plain, asan or tsan, as in ci/emulate.sh). A
-mutant is caught when that run fails. Prints one line per mutant, then `mutants: N of N caught`,
-and exits non-zero unless all were caught. Every new kernel gets mutants of its own here.
+mutant is caught when that run fails; one that does not compile is not caught. First the unmutated
+kernels must pass the same tests in each lane, or a failure would prove nothing. Prints one line
+per mutant, then `mutants: N of N caught`, and exits non-zero unless all were caught. Every new
+kernel gets mutants of its own here.
 """
 
 from __future__ import annotations
@@ -154,6 +156,24 @@ MUTANTS = [
         "cuda_matches_cpu",
         ("tests/test_backend_parity.py",),
     ),
+    Mutant(
+        "wrong bfloat16 rounding: bfloat16 stores truncate",
+        "common.cuh",
+        "__float2bfloat16_rn(",
+        "__float2bfloat16_rz(",
+        3,
+        "plain",
+        "bfloat16_stores",
+    ),
+    Mutant(
+        "bfloat16 unpack: the low element reads the high 16 bits",
+        "common.cuh",
+        "static_cast<unsigned short>(w & 0xffffu)));\n    hi = __bfloat162float(",
+        "static_cast<unsigned short>(w >> 16)));\n    hi = __bfloat162float(",
+        1,
+        "plain",
+        "code_path_sigmoid and bfloat16",
+    ),
 ]
 
 
@@ -200,27 +220,49 @@ def apply(mutant: Mutant, folder: Path) -> None:
     path.write_text(mutated)
 
 
+def pytest(lane: str, tests: tuple[str, ...], select: str, kernels: Path, scratch: Path):
+    """Runs the selected emulated tests on `kernels` in a lane: (exit code, output, reports)."""
+    reports = scratch / "reports"
+    shutil.rmtree(reports, ignore_errors=True)
+    reports.mkdir()
+    env = lane_env(lane, reports)
+    env["GNN_KERNEL_DIR"] = str(kernels)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "gpu", "-p", "no:cacheprovider"]
+    cmd += [*tests, "-k", select]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return result.returncode, result.stdout + result.stderr, list(reports.iterdir())
+
+
+def baseline(mutants: list[Mutant], scratch: Path) -> None:
+    """The unmutated kernels must pass every selection, lane by lane, or a catch means nothing."""
+    lanes: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for m in mutants:
+        lanes.setdefault((m.lane, m.tests), []).append(f"({m.select})")
+    for (lane, tests), selects in lanes.items():
+        start = time.monotonic()
+        code, out, reports = pytest(lane, tests, " or ".join(selects), ROOT / "kernels", scratch)
+        if code != 0 or reports:
+            print(out[-3000:])
+            sys.exit(f"baseline [{lane}]: the unmutated kernels fail the mutants' tests")
+        took = time.monotonic() - start
+        print(f"passes  [{lane:5}] the unmutated kernels: {' '.join(tests)} ({took:.0f} s)")
+
+
 def run(mutant: Mutant, scratch: Path) -> tuple[bool, str]:
     """(caught, how) for one mutant."""
     folder = scratch / "kernels"
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(ROOT / "kernels", folder)
     apply(mutant, folder)
-    reports = scratch / "reports"
-    shutil.rmtree(reports, ignore_errors=True)
-    reports.mkdir()
-    env = lane_env(mutant.lane, reports)
-    env["GNN_KERNEL_DIR"] = str(folder)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "gpu", "-p", "no:cacheprovider"]
-    cmd += [*mutant.tests, "-k", mutant.select]
     try:
-        result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        code, out, reports = pytest(mutant.lane, mutant.tests, mutant.select, folder, scratch)
     except subprocess.TimeoutExpired:
         return True, "hung (killed after 300 s)"
-    out = result.stdout + result.stderr
-    if result.returncode == 5:  # no tests collected: the selection is wrong, not a catch
+    if code == 5:  # no tests collected: the selection is wrong, not a catch
         sys.exit(f"mutant {mutant.name!r}: -k {mutant.select!r} selects no test")
-    if result.returncode == 0:
+    if "g++ could not compile the kernels" in out:  # a broken mutant, not a catch
+        return False, "the mutated kernels do not compile"
+    if code == 0 and not reports:
         return False, "all selected tests passed"
     for marker in ("ThreadSanitizer: ", "AddressSanitizer: ", "runtime error: "):
         if marker in out:  # the report's first line, as the failing test printed it
@@ -229,7 +271,7 @@ def run(mutant: Mutant, scratch: Path) -> tuple[bool, str]:
         # the last occurrence: earlier ones are the raising source line in pytest's traceback
         return True, "emulator: " + out.rsplit("emulated launch failed: ", 1)[1].split("\n")[0]
     failed = [line for line in out.splitlines() if line.startswith("FAILED")]
-    return True, failed[0][len("FAILED ") :][:90] if failed else f"pytest exit {result.returncode}"
+    return True, failed[0][len("FAILED ") :][:90] if failed else f"pytest exit {code}"
 
 
 def main() -> int:
@@ -238,6 +280,7 @@ def main() -> int:
     mutants = [m for m in MUTANTS if not wanted or any(w in m.name for w in wanted)]
     caught = 0
     with tempfile.TemporaryDirectory(prefix="gnn-mutants-") as tmp:
+        baseline(mutants, Path(tmp))
         for m in mutants:
             start = time.monotonic()
             ok, how = run(m, Path(tmp))

@@ -52,6 +52,12 @@ _POINTEE = {
     "unsigned long long": np.uint64,
 }
 _SCALAR = {"long long": np.int64, "int": np.int32, "float": np.float32}
+try:  # bfloat16 kernels (kernels/*_bf16.cu) take ml_dtypes' bfloat16 arrays
+    import ml_dtypes
+
+    _POINTEE["__nv_bfloat16"] = ml_dtypes.bfloat16
+except ImportError:
+    pass
 
 
 def parse(code: str) -> dict[str, tuple[int, list[tuple[str, bool]]]]:
@@ -92,7 +98,7 @@ class Function:
     def __init__(
         self, name: str, bound: int, params: list, ndarray: type, unwrap: Any, library: Any = None
     ) -> None:
-        stem = re.sub(r"_(f32|f16)$", "", name)
+        stem = re.sub(r"_(f32|f16|bf16)$", "", name)
         if library is None and stem not in _STAND_INS:
             raise AttributeError(f"the fake CuPy has no stand-in for kernel {name!r}")
         self.name, self.bound, self.params, self.stem = name, bound, params, stem
