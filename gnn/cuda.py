@@ -82,6 +82,6 @@ def synchronize(device: Any = None) -> None:
 
 
 def is_bf16_supported() -> bool:
-    """False: gnn has no bfloat16 dtype (it reads BF16 weights as float32), so scripts that
-    choose their dtype by this pick float16 or float32."""
+    """False: CuPy has no bfloat16 arrays, so gnn cannot compute in bfloat16 on a GPU (gnn.bfloat16
+    exists on the CPU); scripts that choose their dtype by this pick float16 or float32."""
     return False
