@@ -190,6 +190,8 @@ def __getattr__(name: str):  # noqa: ANN202
         return importlib.import_module("gnn.dtypes").bfloat16_dtype()
     if name == "autocast":  # mixed precision (gnn.amp)
         return importlib.import_module("gnn.amp").autocast
+    if name in ("set_float32_matmul_precision", "get_float32_matmul_precision"):
+        return getattr(importlib.import_module("gnn.backends"), name)
     if name in ("save", "load"):  # torch.save / torch.load, in safetensors (gnn.serialization)
         return getattr(importlib.import_module("gnn.serialization"), name)
     if name in ("save_checkpoint", "load_checkpoint"):  # training state (gnn.io)

@@ -166,10 +166,15 @@ class Tensor:
     def contiguous(self) -> Tensor:
         return self
 
-    def to(self, device: Any = None, dtype: Any = None) -> Tensor:
-        """This tensor on another device and/or with another dtype (itself when nothing changes).
+    def to(
+        self, device: Any = None, dtype: Any = None, non_blocking: bool = False, copy: bool = False
+    ) -> Tensor:
+        """This tensor on another device and/or with another dtype (itself when nothing changes,
+        unless copy=True).
 
         `t.to("cuda")`, `t.to(gnn.float64)`, `t.to("cpu", "float32")` and `t.to(other_tensor)` work.
+        non_blocking is accepted for PyTorch's scripts; copies here are ordered on the device's
+        stream either way.
         """
         device, dtype = to_arguments(device, dtype, "to()")
         out = self
@@ -177,13 +182,22 @@ class Tensor:
             out = F.to_device(out, device)
         if dtype is not None and parse_dtype(dtype) != out.dtype:
             out = F.cast(out, dtype)
+        if copy and out is self:
+            out = F.clone(self)
         return out
 
     def cpu(self) -> Tensor:
         return self.to("cpu")
 
-    def cuda(self, index: int = 0) -> Tensor:
-        return self.to(f"cuda:{index}")
+    def cuda(self, device: Any = None, non_blocking: bool = False) -> Tensor:
+        """This tensor on a GPU: `device` is an index, "cuda:N" or a device (default: GPU 0)."""
+        if device is None:
+            device = 0
+        if isinstance(device, int) and not isinstance(device, bool):
+            device = f"cuda:{device}"
+        if parse_device(device).type != "cuda":
+            raise ValueError(f"cuda(): expected a CUDA device, got {device!r}")
+        return self.to(device)
 
     def float(self) -> Tensor:
         return self.to(dtype="float32")

@@ -92,3 +92,34 @@ def test_cuda_seed_reproduces_gpu_draws_and_leaves_cpu_alone(device: str) -> Non
     gnn.cuda.synchronize("cuda:0")
     gnn.cuda.set_device(0)
     assert gnn.cuda.current_device() == 0
+
+
+def test_matmul_precision_is_accepted_and_checked() -> None:
+    old = gnn.get_float32_matmul_precision()
+    try:
+        gnn.set_float32_matmul_precision("high")
+        assert gnn.get_float32_matmul_precision() == "high"
+        with pytest.raises(ValueError, match="expected 'highest', 'high' or 'medium'"):
+            gnn.set_float32_matmul_precision("fast")
+    finally:
+        gnn.set_float32_matmul_precision(old)
+
+
+def test_to_and_cuda_take_pytorch_arguments() -> None:
+    t = gnn.tensor([1.0, 2.0])
+    assert t.to("cpu", non_blocking=True) is t
+    c = t.to("cpu", copy=True)
+    assert c is not t and c.tolist() == [1.0, 2.0] and c.data is not t.data
+    assert t.to(gnn.float64, copy=True).dtype == np.float64
+    with pytest.raises(ValueError, match="expected a CUDA device"):
+        t.cuda("cpu")
+
+
+def test_cuda_method_forms(device: str) -> None:
+    if device == "cpu":
+        pytest.skip("needs a GPU")
+    t = gnn.ones(2)
+    for form in (None, 0, "cuda", "cuda:0", gnn.device("cuda", 0)):
+        moved = t.cuda() if form is None else t.cuda(form)
+        assert moved.is_cuda and moved.device == gnn.device("cuda:0")
+    assert t.cuda(non_blocking=True).is_cuda

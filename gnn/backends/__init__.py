@@ -8,4 +8,23 @@ from __future__ import annotations
 
 from gnn.backends import cuda, cudnn, mps
 
-__all__ = ["cuda", "cudnn", "mps"]
+__all__ = ["cuda", "cudnn", "get_float32_matmul_precision", "mps", "set_float32_matmul_precision"]
+
+_matmul_precision = "highest"
+
+
+def set_float32_matmul_precision(precision: str) -> None:
+    """Accept torch.set_float32_matmul_precision: "highest", "high" or "medium" (recorded; gnn's
+    float32 matmuls are always full float32, which is "highest")."""
+    global _matmul_precision
+    if precision not in ("highest", "high", "medium"):
+        raise ValueError(
+            f"set_float32_matmul_precision: expected 'highest', 'high' or 'medium', "
+            f"got {precision!r}"
+        )
+    _matmul_precision = precision
+
+
+def get_float32_matmul_precision() -> str:
+    """The value last given to set_float32_matmul_precision ("highest" by default)."""
+    return _matmul_precision
