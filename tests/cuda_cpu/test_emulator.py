@@ -91,6 +91,25 @@ def test_float_to_half_rounds_to_nearest_even(lib):
     assert got[~nan].tobytes() == want[~nan].tobytes()
 
 
+def test_bfloat16_conversions_round_to_nearest_even(lib):
+    ml_dtypes = pytest.importorskip("ml_dtypes")  # NumPy has no bfloat16
+    bits = np.arange(2**16, dtype=np.uint16)
+    out = np.empty(bits.size, np.float32)
+    lib._lib.gnn_emu_bfloat162float(_ptr(bits), _ptr(out), ctypes.c_longlong(bits.size))
+    want = bits.view(ml_dtypes.bfloat16).astype(np.float32)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(out), nan) and out[~nan].tobytes() == want[~nan].tobytes()
+    finite = np.sort(want[np.isfinite(want)].astype(np.float64))
+    ties = ((finite[:-1] + finite[1:]) / 2).astype(np.float32)  # exact in float32
+    rng = np.random.default_rng(2)
+    randoms = rng.integers(0, 2**32, 2**20, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    x = np.concatenate([ties, np.nextafter(ties, np.float32(np.inf)), randoms])
+    x = x[~np.isnan(x)]  # NaN payloads differ between converters; NaN-ness is checked above
+    got = np.empty(x.size, np.uint16)
+    lib._lib.gnn_emu_float2bfloat16_rn(_ptr(x), _ptr(got), ctypes.c_longlong(x.size))
+    assert got.tobytes() == x.astype(ml_dtypes.bfloat16).view(np.uint16).tobytes()
+
+
 def test_barriers_and_dynamic_shared_memory(lib):
     x = np.random.default_rng(1).random(1000).astype(np.float32)
     out = np.full(4, np.nan, np.float32)

@@ -7,6 +7,8 @@
 
 #include <vector>
 
+#include "cuda_bf16.h"
+
 thread_local uint3 threadIdx;
 thread_local uint3 blockIdx;
 thread_local dim3 blockDim;
@@ -246,6 +248,14 @@ void gnn_emu_float2half_rn(const float* x, unsigned short* out, long long n) {
 
 void gnn_emu_half2float(const unsigned short* x, float* out, long long n) {
     for (long long i = 0; i < n; ++i) out[i] = __half2float(__ushort_as_half(x[i]));
+}
+
+void gnn_emu_float2bfloat16_rn(const float* x, unsigned short* out, long long n) {
+    for (long long i = 0; i < n; ++i) out[i] = gnn_emu::float_to_bf16_rn(x[i]);
+}
+
+void gnn_emu_bfloat162float(const unsigned short* x, float* out, long long n) {
+    for (long long i = 0; i < n; ++i) out[i] = gnn_emu::bf16_to_float(x[i]);
 }
 
 }  // extern "C"
