@@ -153,3 +153,12 @@ def test_elementwise_and_reductions_work_on_bfloat16() -> None:
     assert (x * x).dtype == BF16
     assert float(x.mean()) == pytest.approx(0.5)
     assert float(x.float().sum()) == pytest.approx(1.5)
+
+
+@pytest.mark.gpu
+def test_bfloat16_on_cuda_is_a_clear_error() -> None:
+    if not gnn.cuda_available():
+        pytest.skip("needs CuPy and a CUDA device")
+    with pytest.raises(TypeError, match="only on the CPU"):
+        gnn.randn(3, device="cuda").bfloat16()
+    assert gnn.randn(3, device="cuda").half().dtype == np.float16

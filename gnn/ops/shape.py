@@ -286,6 +286,11 @@ def to_device(x: Tensor, device: Any) -> Tensor:
 def cast(x: Tensor, dtype: Any) -> Tensor:
     """x converted to another dtype (differentiable between floating dtypes)."""
     dt = parse_dtype(dtype)
+    if dt.name == "bfloat16" and x._be.name == "cuda":
+        raise TypeError(
+            "bfloat16 tensors exist only on the CPU in gnn (CuPy has no bfloat16 arrays); "
+            "use float16 on CUDA (gnn.autocast('cuda') does)"
+        )
     if not is_floating(dt) and x.requires_grad:
         return Tensor._make(x.data.astype(dt), x._be, False)
     return Cast.apply(x, dtype=dt)
