@@ -218,3 +218,29 @@ def test_new_optimizers_round_trip_their_state_dict() -> None:
         opt.step()
         opt2.step()
         np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+@pytest.mark.parametrize("name", ["Adadelta", "Adagrad", "NAdam", "RAdam", "LBFGS"])
+def test_new_optimizers_give_the_same_steps_on_every_device(name: str, device: str) -> None:
+    rng = np.random.default_rng(5)
+    w0 = rng.standard_normal((4, 3))
+    x = rng.standard_normal((6, 4))
+    y = rng.standard_normal((6, 3))
+
+    def run(dev: str) -> np.ndarray:
+        w = gnn.tensor(w0, dtype="float64", device=dev, requires_grad=True)
+        xs, ys = gnn.tensor(x, device=dev), gnn.tensor(y, device=dev)
+        kwargs = {"line_search_fn": "strong_wolfe", "max_iter": 5} if name == "LBFGS" else {}
+        opt = getattr(optim, name)([w], **kwargs)
+
+        def closure() -> gnn.Tensor:
+            opt.zero_grad()
+            loss = ((xs @ w).tanh() - ys).pow(2).mean()
+            loss.backward()
+            return loss
+
+        for _ in range(3):
+            opt.step(closure)
+        return w.numpy()
+
+    np.testing.assert_allclose(run(device), run("cpu"), rtol=1e-12, atol=1e-14)
