@@ -244,3 +244,47 @@ def test_new_optimizers_give_the_same_steps_on_every_device(name: str, device: s
         return w.numpy()
 
     np.testing.assert_allclose(run(device), run("cpu"), rtol=1e-12, atol=1e-14)
+
+
+def test_lbfgs_state_round_trips_and_resumes_from_pytorch_state(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    inits = [rng.standard_normal((3, 5)) * 0.5, rng.standard_normal(5) * 0.1,
+             rng.standard_normal((5, 2)) * 0.5]  # fmt: skip
+    kwargs = {"history_size": 4, "max_iter": 6, "line_search_fn": "strong_wolfe"}
+    theirs = [torch.tensor(a, requires_grad=True) for a in inits]
+    ref = torch.optim.LBFGS(theirs, **kwargs)
+
+    def closure_theirs() -> object:
+        ref.zero_grad()
+        loss = _problem(torch, theirs)
+        loss.backward()
+        return loss
+
+    ref.step(closure_theirs)
+    # PyTorch's state, through a gnn file, into a gnn LBFGS at the same point
+    gnn.save({"opt": ref.state_dict(), "params": [q.detach() for q in theirs]}, tmp_path / "c")
+    ck = gnn.load(tmp_path / "c")
+    ours = [gnn.tensor(a.numpy(), requires_grad=True) for a in ck["params"]]
+    opt = optim.LBFGS(ours, **kwargs)
+    opt.load_state_dict(ck["opt"])
+
+    def closure_ours() -> gnn.Tensor:
+        opt.zero_grad()
+        loss = _problem(gnn, ours)
+        loss.backward()
+        return loss
+
+    for _ in range(2):
+        opt.step(closure_ours)
+        ref.step(closure_theirs)
+        for p, q in zip(ours, theirs):
+            np.testing.assert_allclose(p.numpy(), q.detach().numpy(), rtol=0, atol=1e-9)
+    # and gnn's own state through a file, into a fresh optimizer
+    gnn.save(opt.state_dict(), tmp_path / "mine")
+    again = optim.LBFGS(ours, **kwargs)
+    again.load_state_dict(gnn.load(tmp_path / "mine"))
+    assert again.state[ours[0]]["n_iter"] == opt.state[ours[0]]["n_iter"]
+    with pytest.raises(ValueError, match="must be a float vector of the 30 parameter values"):
+        bad = opt.state_dict()
+        bad["state"][0]["d"] = gnn.zeros(3)
+        optim.LBFGS(ours, **kwargs).load_state_dict(bad)

@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+
 from gnn.config import enable_grad, no_grad
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
@@ -163,6 +165,73 @@ class LBFGS(Optimizer):
                 f"LBFGS: line_search_fn must be None or 'strong_wolfe', "
                 f"got {group['line_search_fn']!r}"
             )
+
+    # ---- state dicts: the state is flat vectors over all parameters, not one per parameter -------
+
+    def checked_state(self, state_dict: Any) -> tuple[list[dict[str, Any]], dict]:
+        """(new param groups, new state) from a saved state dict, all checked; changes nothing."""
+        who = "LBFGS.load_state_dict"
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"{who}: expected a dict, got {type(state_dict).__name__}")
+        saved = state_dict.get("state", {})
+        if not isinstance(saved, dict):
+            raise ValueError(f"{who}: 'state' must be a dict, got {type(saved).__name__}")
+        new_groups, _ = super().checked_state({**state_dict, "state": {}})
+        new_state: dict[Tensor, dict[str, Any]] = {}
+        first = state_dict["param_groups"][0]["params"][0] if self._params else None
+        entry = saved.get(first, saved.get(str(first)))
+        if entry is not None:
+            new_state[self._params[0]] = self._checked_entry(entry, who)
+        return new_groups, new_state
+
+    def _checked_entry(self, entry: Any, who: str) -> dict[str, Any]:
+        if not isinstance(entry, dict):
+            raise ValueError(f"{who}: the saved state must be a dict")
+        first = self._params[0]
+        n = sum(p.numel() for p in self._params)
+
+        def count(key: str) -> int:
+            v = entry.get(key, 0)
+            v = v.item() if hasattr(v, "item") else v
+            if isinstance(v, bool) or not float(v).is_integer() or v < 0:
+                raise ValueError(f"{who}: state {key!r} must be an integer >= 0, got {v!r}")
+            return int(v)
+
+        def number(key: str, v: Any) -> float | None:
+            if v is None:
+                return None
+            v = v.item() if hasattr(v, "item") else v
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{who}: state {key!r} must be a number, got {v!r}")
+            return float(v)
+
+        def vector(key: str, v: Any) -> Tensor | None:
+            if v is None:
+                return None
+            arr = v.numpy() if isinstance(v, Tensor) else np.asarray(v)
+            if arr.shape != (n,) or arr.dtype.kind != "f":
+                raise ValueError(
+                    f"{who}: state {key!r} must be a float vector of the {n} parameter values, "
+                    f"got {arr.dtype} of shape {arr.shape}"
+                )
+            return Tensor._make(first._be.asarray(arr, dtype=first.dtype).copy(), first._be, False)
+
+        out: dict[str, Any] = {"func_evals": count("func_evals"), "n_iter": count("n_iter")}
+        for key in ("d", "prev_flat_grad"):
+            if key in entry:
+                out[key] = vector(key, entry[key])
+        for key in ("t", "H_diag", "prev_loss"):
+            if key in entry:
+                out[key] = number(key, entry[key])
+        lists = {k: entry.get(k, []) for k in ("old_dirs", "old_stps", "ro")}
+        if not all(isinstance(v, (list, tuple)) for v in lists.values()) or (
+            len({len(v) for v in lists.values()}) != 1
+        ):
+            raise ValueError(f"{who}: old_dirs, old_stps and ro must be lists of one length")
+        out["old_dirs"] = [vector("old_dirs", v) for v in lists["old_dirs"]]
+        out["old_stps"] = [vector("old_stps", v) for v in lists["old_stps"]]
+        out["ro"] = [number("ro", v) for v in lists["ro"]]
+        return out  # PyTorch's scratch list "al" is not state: it is dropped
 
     # ---- the parameters as one flat vector -----------------------------------------------------
 
