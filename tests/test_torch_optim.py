@@ -288,3 +288,27 @@ def test_lbfgs_state_round_trips_and_resumes_from_pytorch_state(tmp_path) -> Non
         bad = opt.state_dict()
         bad["state"][0]["d"] = gnn.zeros(3)
         optim.LBFGS(ours, **kwargs).load_state_dict(bad)
+
+
+@pytest.mark.parametrize("name", ["Adadelta", "Adagrad", "NAdam", "RAdam"])
+def test_resume_from_a_pytorch_optimizer_state(name: str, tmp_path) -> None:
+    rng = np.random.default_rng(8)
+    init = rng.standard_normal((3, 2))
+    q = torch.tensor(init, requires_grad=True)
+    ref = getattr(torch.optim, name)([q], lr=0.05, weight_decay=0.1)
+    grads = rng.standard_normal((6, 3, 2))
+    for g in grads[:3]:
+        q.grad = torch.tensor(g)
+        ref.step()
+    gnn.save({"opt": ref.state_dict(), "w": q.detach()}, tmp_path / "ckpt")  # PyTorch -> gnn
+    ck = gnn.load(tmp_path / "ckpt")
+    p = gnn.tensor(ck["w"].numpy(), requires_grad=True)
+    opt = getattr(optim, name)([p], lr=0.05, weight_decay=0.1)
+    opt.load_state_dict(ck["opt"])
+    assert isinstance(opt.state[p]["step"], int) and opt.state[p]["step"] == 3
+    for g in grads[3:]:
+        q.grad = torch.tensor(g)
+        p.grad = gnn.tensor(g)
+        ref.step()
+        opt.step()
+        np.testing.assert_allclose(p.numpy(), q.detach().numpy(), rtol=1e-12, atol=1e-14)

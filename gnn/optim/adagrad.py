@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from gnn.optim._pytorch_state import pytorch_scalars
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
 
@@ -33,6 +34,10 @@ class Adagrad(Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p] = self.init_state(p, group)
+
+    def checked_state(self, state_dict: Any) -> tuple:
+        """As Optimizer.checked_state, also taking PyTorch's 0-d tensor counters."""
+        return super().checked_state(pytorch_scalars(state_dict, floats=()))
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
         super()._check_hyperparameters(group)

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from gnn.optim._pytorch_state import pytorch_scalars
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
 
@@ -32,6 +33,10 @@ class RAdam(Optimizer):
             decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
         )  # fmt: skip
         super().__init__(params, defaults)
+
+    def checked_state(self, state_dict: Any) -> tuple:
+        """As Optimizer.checked_state, also taking PyTorch's 0-d tensor counters."""
+        return super().checked_state(pytorch_scalars(state_dict, floats=()))
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
         super()._check_hyperparameters(group)
