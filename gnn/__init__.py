@@ -54,6 +54,8 @@ from gnn.functional import (  # the torch.* names for tensor math, as in PyTorch
     clone,
     concat,
     concatenate,
+    conv2d,
+    conv_transpose2d,
     cos,
     cumsum,
     eq,
@@ -81,6 +83,7 @@ from gnn.functional import (  # the torch.* names for tensor math, as in PyTorch
     masked_fill,
     matmul,
     max,
+    max_pool2d,
     mean,
     min,
     mm,
@@ -164,7 +167,7 @@ __all__ += [
     "multiply", "ne", "neg", "negative", "not_equal", "numel", "pow", "relu", "sub", "subtract",
     "swapaxes", "swapdims", "true_divide", "unbind",
 ]  # fmt: skip
-__all__ += ["device", "from_dlpack", "to_dlpack"]
+__all__ += ["conv2d", "conv_transpose2d", "device", "from_dlpack", "max_pool2d", "to_dlpack"]
 __all__ += ["amp", "autocast", "bfloat16"]
 
 

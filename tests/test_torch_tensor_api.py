@@ -225,3 +225,22 @@ def test_inference_mode_and_gpt_sampling_helpers() -> None:
         idx = gnn.cat((gnn.tensor([[5]]), nxt), dim=1)
         assert idx.shape == (1, 2)
         assert gnn.argmax(probs, dim=-1).item() == 0
+
+
+def test_torch_level_conv_and_pool_names_match_pytorch() -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    x, w, wt = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)), \
+        rng.standard_normal((3, 2, 2, 2))  # fmt: skip
+    np.testing.assert_allclose(
+        gnn.conv2d(gnn.tensor(x), gnn.tensor(w), None, 1, 1).numpy(),
+        torch.conv2d(torch.tensor(x), torch.tensor(w), None, 1, 1).numpy(),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        gnn.conv_transpose2d(gnn.tensor(x), gnn.tensor(wt), stride=2).numpy(),
+        torch.conv_transpose2d(torch.tensor(x), torch.tensor(wt), stride=2).numpy(),
+        rtol=1e-12, atol=1e-12)  # fmt: skip
+    np.testing.assert_array_equal(gnn.max_pool2d(gnn.tensor(x), 2).numpy(),
+                                  torch.max_pool2d(torch.tensor(x), 2).numpy())  # fmt: skip
