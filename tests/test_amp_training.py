@@ -63,7 +63,7 @@ def _stdlib_text(n: int) -> str:
     return "".join(parts)[:n]
 
 
-def _train_char_gpt(dtype, steps: int = 100) -> float:
+def _train_char_gpt(dtype, steps: int = 60) -> tuple[float, float]:
     from gnn.models.char_tokenizer import CharTokenizer
     from gnn.models.gpt import GPT, GPTConfig
 
