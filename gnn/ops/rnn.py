@@ -95,17 +95,17 @@ class RecurrentLayer(Function):
 
     def _named(self, values: Any) -> Inputs:
         """The op's inputs in call order (x, h0, [c0], w_ih, w_hh, [b_ih, b_hh]) by name."""
-        values = list(values)
-        c0 = values.pop(2) if self.mode == "LSTM" else None
-        x, h0, w_ih, w_hh, *biases = values
-        b_ih, b_hh = biases if self.has_bias else (None, None)
-        return Inputs(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        if self.mode == "LSTM":
+            x, h0, c0, w_ih, w_hh, *biases = values
+        else:
+            (x, h0, w_ih, w_hh, *biases), c0 = values, None
+        return Inputs(x, h0, c0, w_ih, w_hh, *(biases or (None, None)))
 
     def _in_call_order(self, named: Inputs) -> tuple:
         """The inverse of _named."""
-        values = [named.x, named.h0] + ([named.c0] if self.mode == "LSTM" else [])
-        values += [named.w_ih, named.w_hh]
-        return tuple(values + [named.b_ih, named.b_hh] if self.has_bias else values)
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh = named
+        first = (x, h0, c0) if self.mode == "LSTM" else (x, h0)
+        return first + ((w_ih, w_hh, b_ih, b_hh) if self.has_bias else (w_ih, w_hh))
 
     def forward(self, *arrays: Any) -> Any:
         inp = self._named(arrays)
