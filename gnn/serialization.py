@@ -391,6 +391,8 @@ def load(
         map_location = device
     path = _as_path(f)
     if path is not None:
+        if os.path.isdir(path):  # before open(), which would say IsADirectoryError
+            raise ValueError(f"{path}: is a folder, not a gnn.save file; give the path of a file")
         with open(path, "rb") as fh:
             _refuse_pickles(fh.read(8), path)
         return _load_path(path, map_location, path)

@@ -208,7 +208,7 @@ def test_broken_files_give_clear_errors(tmp_path, make, message) -> None:
 def test_a_folder_is_a_clear_error_that_asks_for_a_file(tmp_path) -> None:
     folder = tmp_path / "weights.safetensors"
     folder.mkdir()
-    for read in (io.load, io.load_metadata, io.read_header):
+    for read in (io.load, io.load_metadata, io.read_header, gnn.load):
         with pytest.raises(ValueError) as err:
             read(folder)
         assert not isinstance(err.value, OSError)  # not IsADirectoryError from open()
