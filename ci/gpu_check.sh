@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine (shared/gpu.md order): gpu tests (the kernel, parity, module,
+# One call on a lent GPU machine (the order of docs/gpu-method.md): gpu tests (the kernel, parity, module,
 # file and Keras ones, then the rest), compute-sanitizer over the kernel tests, then the GPU
 # benchmarks. Logs, JUnit XML and benchmark JSON go to $OUT (default
 # ./gpu-out); a short table is printed last. Each step has its own time limit, so one slow step
