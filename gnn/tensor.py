@@ -18,16 +18,20 @@ F: Any = None  # gnn.functional, set by gnn/functional.py when it is imported
 
 
 class Tensor:
-    """A multi-dimensional array that can record the operations applied to it."""
+    """A multi-dimensional array that can record the operations applied to it.
 
-    __slots__ = ("data", "_be", "requires_grad", "grad", "_creator", "__weakref__")
+    `t.array` is the backend array itself (NumPy on the CPU, CuPy on a GPU; no copy, writes go
+    straight to the tensor). `t.numpy()` is the values as a NumPy array on any device.
+    """
+
+    __slots__ = ("array", "_be", "requires_grad", "grad", "_creator", "__weakref__")
     __array_priority__ = 1000  # so numpy_array * tensor calls Tensor.__rmul__
 
     def __init__(
         self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
     ) -> None:
         be, arr = _to_array(data, dtype, device)
-        self.data = arr
+        self.array = arr
         self._be = be
         self.grad: Tensor | None = None
         self._creator: autograd.Function | None = None
@@ -39,7 +43,7 @@ class Tensor:
     def _make(cls, data: Any, be: Any, requires_grad: bool) -> Tensor:
         """Wrap an array that already lives on `be` (no checks, no copy)."""
         t = cls.__new__(cls)
-        t.data = data
+        t.array = data
         t._be = be
         t.requires_grad = requires_grad
         t.grad = None
@@ -49,12 +53,21 @@ class Tensor:
     # ---- attributes ----------------------------------------------------------------------------
 
     @property
+    def data(self) -> Any:
+        """The backend array (transitional alias of `array`)."""
+        return self.array
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self.array = value
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return self.data.shape  # a tuple already, for NumPy and CuPy arrays
+        return self.array.shape  # a tuple already, for NumPy and CuPy arrays
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def device(self) -> Device:
@@ -72,7 +85,7 @@ class Tensor:
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def is_leaf(self) -> bool:
@@ -89,7 +102,7 @@ class Tensor:
         return self.ndim
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self.array.size)
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -114,11 +127,11 @@ class Tensor:
 
     def numpy(self) -> np.ndarray:
         """The values as a NumPy array (shares memory on the CPU, a copy from the GPU)."""
-        return self._be.to_numpy(self.data)
+        return self._be.to_numpy(self.array)
 
     def item(self) -> Any:
-        if self.data.size != 1:
-            raise ValueError(f"item(): tensor has {self.data.size} elements, expected exactly 1")
+        if self.array.size != 1:
+            raise ValueError(f"item(): tensor has {self.array.size} elements, expected exactly 1")
         return self.numpy().reshape(()).item()
 
     def tolist(self) -> Any:
@@ -131,26 +144,26 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self) -> bool:
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise RuntimeError(
-                f"the truth value of a tensor with {self.data.size} elements is ambiguous; "
+                f"the truth value of a tensor with {self.array.size} elements is ambiguous; "
                 "use .any() or .all()"
             )
         return bool(self.item())
 
     def __index__(self) -> int:
-        if self.dtype.kind not in "iub" or self.data.size != 1:
+        if self.dtype.kind not in "iub" or self.array.size != 1:
             raise TypeError("only integer tensors of one element can be used as an index")
         return int(self.item())
 
     def __dlpack__(self, **kwargs: Any) -> Any:
         """A DLPack capsule of this tensor's memory (zero-copy; keyword arguments as the
         protocol defines them: stream, max_version, dl_device, copy)."""
-        return self.data.__dlpack__(**kwargs)
+        return self.array.__dlpack__(**kwargs)
 
     def __dlpack_device__(self) -> tuple[int, int]:
         """(DLPack device type, index): (1, 0) on the CPU, (2, N) on GPU N."""
-        return self.data.__dlpack_device__()
+        return self.array.__dlpack_device__()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self.numpy()
@@ -158,7 +171,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
-        return Tensor._make(self.data, self._be, False)
+        return Tensor._make(self.array, self._be, False)
 
     def clone(self) -> Tensor:
         return F.clone(self)
@@ -251,20 +264,20 @@ class Tensor:
 
     def zero_(self) -> Tensor:
         self._check_inplace("zero_")
-        self.data[...] = 0
+        self.array[...] = 0
         return self
 
     def fill_(self, value: Any) -> Tensor:
         self._check_inplace("fill_")
-        self.data[...] = value
+        self.array[...] = value
         return self
 
     def copy_(self, src: Any) -> Tensor:
         """Copy values from `src` (any device, broadcastable shape) into this tensor."""
         self._check_inplace("copy_")
         values = src.numpy() if isinstance(src, Tensor) and src._be is not self._be else src
-        values = values.data if isinstance(values, Tensor) else values
-        self.data[...] = self._be.asarray(values, dtype=self.dtype)
+        values = values.array if isinstance(values, Tensor) else values
+        self.array[...] = self._be.asarray(values, dtype=self.dtype)
         return self
 
     def _update(self, what: str, ufunc: str, other: Any) -> Tensor:
@@ -275,9 +288,9 @@ class Tensor:
                 raise RuntimeError(
                     f"{what}: other is on {other.device}, this tensor on {self.device}"
                 )
-            other = other.data
+            other = other.array
         try:
-            getattr(self._be.xp, ufunc)(self.data, other, out=self.data)
+            getattr(self._be.xp, ufunc)(self.array, other, out=self.array)
         except ValueError as exc:
             shape = getattr(other, "shape", ())
             raise ValueError(
@@ -318,8 +331,8 @@ class Tensor:
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_inplace("__setitem__")
-        value = value.data if isinstance(value, Tensor) else value
-        self.data[_raw_index(index)] = value
+        value = value.array if isinstance(value, Tensor) else value
+        self.array[_raw_index(index)] = value
 
     # ---- operators -----------------------------------------------------------------------------
 
@@ -422,10 +435,10 @@ class Tensor:
         return F.argmin(self, dim, keepdim)
 
     def any(self) -> Tensor:
-        return Tensor._make(self._be.xp.asarray(self.data.any()), self._be, False)
+        return Tensor._make(self._be.xp.asarray(self.array.any()), self._be, False)
 
     def all(self) -> Tensor:
-        return Tensor._make(self._be.xp.asarray(self.data.all()), self._be, False)
+        return Tensor._make(self._be.xp.asarray(self.array.all()), self._be, False)
 
     def exp(self) -> Tensor:
         return F.exp(self)
@@ -677,8 +690,8 @@ class Tensor:
     ) -> Tensor:
         """A copy of `data` as a tensor with this tensor's dtype and device by default."""
         out = Tensor(data, dtype or self.dtype, device or self.device)
-        if out.data is data:  # a copy, as torch's new_tensor makes
-            out.data = data.copy()
+        if out.array is data:  # a copy, as torch's new_tensor makes
+            out.array = data.copy()
         return out.requires_grad_(True) if requires_grad else out
 
     def new_full(
@@ -712,7 +725,7 @@ class Tensor:
 
     def __format__(self, spec: str) -> str:
         """f"{loss:.4f}" formats a one-element tensor as its number, as PyTorch does."""
-        if self.data.size == 1 and (spec or self.ndim == 0):
+        if self.array.size == 1 and (spec or self.ndim == 0):
             return format(self.item(), spec)
         if spec:
             raise TypeError(
@@ -760,9 +773,9 @@ def _shape_args(args: tuple) -> tuple:
 def _raw_index(index: Any) -> Any:
     """An index with Tensors replaced by their arrays."""
     if isinstance(index, Tensor):
-        return index.data
+        return index.array
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return tuple(i.array if isinstance(i, Tensor) else i for i in index)
     return index
 
 
@@ -771,7 +784,7 @@ def _to_array(data: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
     if isinstance(data, Tensor):
         src_be = data._be
         be = src_be if device is None else get_backend(device)
-        arr = data.data if be is src_be else be.asarray(data.numpy())
+        arr = data.array if be is src_be else be.asarray(data.numpy())
     else:
         if data is None or isinstance(data, (dict, set, frozenset)):
             # np.asarray(None, float32) is NaN, and a dict is an object array: refuse both

@@ -14,10 +14,10 @@ class Parameter(Tensor):
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
         if isinstance(data, Tensor):
-            self.data, self._be = data.data, data._be
+            self.array, self._be = data.array, data._be
         else:
             source = Tensor(data)
-            self.data, self._be = source.data, source._be
+            self.array, self._be = source.array, source._be
         self.grad = None
         self._creator = None
         self.requires_grad = False
