@@ -59,7 +59,7 @@ class Function:
         if len(inputs) == 1:
             needs = (inputs[0].requires_grad,)
             fn.needs_input_grad = needs
-            out = fn.forward(inputs[0].data)
+            out = fn.forward(inputs[0].array)
         else:
             for t in inputs:
                 if t._be is not be:
@@ -69,9 +69,9 @@ class Function:
                     )
             needs = tuple([t.requires_grad for t in inputs])
             fn.needs_input_grad = needs
-            out = fn.forward(*[t.data for t in inputs])
+            out = fn.forward(*[t.array for t in inputs])
         result = _Tensor.__new__(_Tensor)
-        result.data = out
+        result.array = out
         result._be = be
         result.grad = None
         if config._state.grad_enabled and True in needs:
@@ -104,7 +104,7 @@ def _sum_to_shape(xp: Any, g: Any, shape: tuple) -> Any:
 def _seed(root: Tensor, grad: Any) -> Any:
     """The gradient backward starts from: ones for a scalar, else a checked copy of `grad`."""
     xp = root._be.xp
-    data = root.data
+    data = root.array
     if grad is None:
         if data.size != 1:
             raise RuntimeError(
@@ -114,7 +114,7 @@ def _seed(root: Tensor, grad: Any) -> Any:
             )
         return root._be.ones(data.shape, data.dtype)
     # A copy: the seed may end up as a leaf's .grad, which later steps change in place.
-    g0 = xp.array(getattr(grad, "data", grad), dtype=data.dtype)
+    g0 = xp.array(grad.array if isinstance(grad, _Tensor) else grad, dtype=data.dtype)
     if g0.shape != data.shape:
         raise RuntimeError(
             f"backward: gradient shape {tuple(g0.shape)} does not match the output shape "
@@ -175,7 +175,7 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
 
 def _hand_on(xp: Any, t: Tensor, gx: Any, grads: dict, heap: list) -> None:
     """Pass the gradient gx of input t on: into t.grad for a leaf, else to t's creator."""
-    shape = t.data.shape
+    shape = t.array.shape
     if gx.shape != shape:
         gx = _sum_to_shape(xp, gx, shape)
     creator = t._creator
@@ -197,17 +197,17 @@ def _accumulate_leaf(t: Tensor, g: Any) -> None:
         flags = g.flags
         # CuPy's flags have no `writeable` (its broadcast views are not C-contiguous instead).
         if (
-            g.dtype != t.data.dtype
+            g.dtype != t.array.dtype
             or not flags.c_contiguous
             or not getattr(flags, "writeable", True)
         ):
-            g = t._be.xp.array(g, dtype=t.data.dtype, order="C")  # e.g. a broadcast view
+            g = t._be.xp.array(g, dtype=t.array.dtype, order="C")  # e.g. a broadcast view
         grad = _Tensor.__new__(_Tensor)
-        grad.data = g
+        grad.array = g
         grad._be = t._be
         grad.requires_grad = False
         grad.grad = None
         grad._creator = None
         t.grad = grad
     else:
-        t.grad.data += g
+        t.grad.array += g

@@ -40,8 +40,8 @@ def _new(arr: Any, be: Any, requires_grad: bool) -> Tensor:
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of `data` (lists, scalars, NumPy/CuPy arrays or Tensors)."""
     t = Tensor(data, dtype=dtype, device=device, requires_grad=False)
-    if t.data is data:  # a NumPy or CuPy array already of the right dtype and device
-        t.data = data.copy()  # tensor() copies, as torch.tensor does; from_numpy shares
+    if t.array is data:  # a NumPy or CuPy array already of the right dtype and device
+        t.array = data.copy()  # tensor() copies, as torch.tensor does; from_numpy shares
     return t.requires_grad_(True) if requires_grad else t
 
 

@@ -21,7 +21,7 @@ def numerical_grad(
 
     The input's values are changed in place and restored.
     """
-    x = inputs[index].data
+    x = inputs[index].array
     grad = np.zeros(x.shape, dtype=np.float64)
     flat = x.reshape(-1)  # a view: x is contiguous (gradcheck makes it so)
     gflat = grad.reshape(-1)
@@ -29,9 +29,9 @@ def numerical_grad(
     for i in range(flat.size):
         old = flat[i].item()
         flat[i] = old + eps
-        plus = be.to_numpy(fn(*inputs).data).astype(np.float64)
+        plus = be.to_numpy(fn(*inputs).array).astype(np.float64)
         flat[i] = old - eps
-        minus = be.to_numpy(fn(*inputs).data).astype(np.float64)
+        minus = be.to_numpy(fn(*inputs).array).astype(np.float64)
         flat[i] = old
         gflat[i] = float(((plus - minus) * gy).sum()) / (2 * eps)
     return grad
@@ -55,7 +55,7 @@ def gradcheck(
     tensors = []
     for x in inputs:
         if isinstance(x, Tensor) and x.dtype.kind == "f":
-            t = Tensor._make(x._be.xp.array(x.data, dtype=np.float64, order="C"), x._be, False)
+            t = Tensor._make(x._be.xp.array(x.array, dtype=np.float64, order="C"), x._be, False)
             t.requires_grad = x.requires_grad
             tensors.append(t)
         else:
@@ -86,7 +86,7 @@ def gradcheck(
             )
             raise GradcheckError(
                 f"gradcheck: input {i} (shape {t.shape}): analytic and numerical gradients differ "
-                f"at {len(np.flatnonzero(bad))} of {t.data.size} elements; worst at {where}: "
+                f"at {len(np.flatnonzero(bad))} of {t.array.size} elements; worst at {where}: "
                 f"analytic {analytic[where]:.6g} vs numerical {numeric[where]:.6g}"
             )
     return True

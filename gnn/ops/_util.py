@@ -51,7 +51,7 @@ def pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
 
 def cast_exact(t: Tensor, dtype: Any) -> Tensor:
     """An integer or bool tensor (never differentiable) as `dtype`, outside the graph."""
-    return Tensor._make(t.data.astype(dtype), t._be, False)
+    return Tensor._make(t.array.astype(dtype), t._be, False)
 
 
 def norm_dim(dim: int, ndim: int, op: str) -> int:

@@ -128,7 +128,7 @@ def batch_norm(
             )
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
-    count = input.data.size // c if c else 0
+    count = input.array.size // c if c else 0
     if training and count <= 1:
         raise ValueError(
             f"{op}: expected more than 1 value per channel when training, got input of shape "
@@ -136,7 +136,7 @@ def batch_norm(
         )
     if not training and running_mean is None:
         training = True  # no running statistics to use: normalise with the batch's own
-    stats = None if running_mean is None else (running_mean.data, running_var.data)
+    stats = None if running_mean is None else (running_mean.array, running_var.array)
     m = 0.1 if momentum is None else float(momentum)
     affine = [t for t in (weight, bias) if t is not None]
     return BatchNorm.apply(

@@ -397,12 +397,12 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
         raise TypeError("where: expected at least one Tensor argument")
     cond = as_tensor(condition, ref)
     if cond.dtype.kind != "b":
-        cond = Tensor._make(cond.data != 0, cond._be, False)
+        cond = Tensor._make(cond.array != 0, cond._be, False)
     a, b = pair(a, b)
     if cond._be is not a._be:
         raise RuntimeError(f"where: condition is on {cond.device}, values on {a.device}")
     try:
-        return Where.apply(a, b, cond=cond.data)
+        return Where.apply(a, b, cond=cond.array)
     except ValueError:
         check_broadcast("where", a, b)
         check_broadcast("where", cond, a)
@@ -431,7 +431,7 @@ def _compare(name: str, a: Any, b: Any) -> Tensor:
         raise RuntimeError(f"{name}: inputs are on different devices ({a.device} and {b.device})")
     op = getattr(a._be.xp, name)
     try:
-        return Tensor._make(op(a.data, b.data), a._be, False)
+        return Tensor._make(op(a.array, b.array), a._be, False)
     except ValueError:
         check_broadcast(name, a, b)
         raise

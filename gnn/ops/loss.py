@@ -71,11 +71,11 @@ def _check_probabilities(op: str, input: Tensor) -> None:
     (log of a negative number), which fit's NaN check stops at.
     """
     be = input._be
-    if input.data.size == 0:
+    if input.array.size == 0:
         return
     if be.device.type != "cpu" and os.environ.get("GNN_DEBUG_SYNC") != "1":
         return
-    data = input.data
+    data = input.array
     lo, hi = (float(v) for v in be.to_numpy(be.xp.stack((data.min(), data.max()))))
     if lo < 0.0 or hi > 1.0:
         bad = lo if lo < 0.0 else hi
@@ -266,13 +266,13 @@ def cross_entropy(
         raise ValueError(f"cross_entropy: input {input.shape} has no classes")
     w = None
     if weight is not None:
-        w = as_tensor(weight, input).data
+        w = as_tensor(weight, input).array
         if w.shape != (c,):
             raise ValueError(f"cross_entropy: weight must have shape ({c},), got {tuple(w.shape)}")
     logits = input
     if input.ndim > 2:  # (N, C, d...) -> (N * d..., C)
         logits = reshape(permute(input, (0,) + tuple(range(2, input.ndim)) + (1,)), (-1, c))
-    labels = target.data.reshape(-1)
+    labels = target.array.reshape(-1)
     loss = SoftmaxCrossEntropy.apply(
         logits,
         target=labels,
@@ -307,7 +307,7 @@ def _soft_cross_entropy(
         logp = logp * reshape(as_tensor(weight, input), tuple(shape))
     loss = -_sum(logp * target, dim)
     if reduction == "mean":
-        return _sum(loss) / max(loss.data.size, 1)
+        return _sum(loss) / max(loss.array.size, 1)
     return _reduce(loss, reduction)
 
 
@@ -338,11 +338,11 @@ def nll_loss(
     be = input._be
     xp = be.xp
     n, c = input.shape
-    labels = target.data
+    labels = target.array
     be.check_class_targets(labels, c, ignore_index)
     valid = labels != ignore_index
     safe = xp.where(valid, labels, 0)
-    w = xp.ones((c,), input.dtype) if weight is None else as_tensor(weight, input).data
+    w = xp.ones((c,), input.dtype) if weight is None else as_tensor(weight, input).array
     if w.shape != (c,):
         raise ValueError(f"nll_loss: weight must have shape ({c},), got {tuple(w.shape)}")
     w_t = Tensor._make(xp.where(valid, w[safe], 0).astype(input.dtype), be, False)
@@ -352,4 +352,4 @@ def nll_loss(
         return loss
     if reduction == "sum":
         return _sum(loss)
-    return _sum(loss) / Tensor._make(w_t.data.sum(), be, False)
+    return _sum(loss) / Tensor._make(w_t.array.sum(), be, False)

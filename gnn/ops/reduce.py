@@ -98,7 +98,7 @@ def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True
     """Variance over `dim` (Bessel-corrected unless unbiased=False), composed from mean."""
     (x,) = cast_inputs("var", x)
     axes = norm_dims(dim, x.ndim, "var")
-    n = x.data.size if axes is None else 1
+    n = x.array.size if axes is None else 1
     if axes is not None:
         for a in axes:
             n *= x.shape[a]
@@ -117,7 +117,7 @@ def std(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True
 def _extreme(x: Tensor, dim: Any, keepdim: bool, take_max: bool) -> Any:
     name = "max" if take_max else "min"
     d = None if dim is None else norm_dim(dim, x.ndim, name)
-    if x.data.size == 0 and (d is None or x.shape[d] == 0):
+    if x.array.size == 0 and (d is None or x.shape[d] == 0):
         where = "an empty tensor" if d is None else f"dim {dim} of size 0"
         raise RuntimeError(f"{name}: cannot reduce {where} (shape {x.shape})")
     if dim is None:
@@ -126,7 +126,7 @@ def _extreme(x: Tensor, dim: Any, keepdim: bool, take_max: bool) -> Any:
         values = MaxMin.apply(x, axes=None, keepdim=False, take_max=take_max)
         return MaxResult(values, Tensor._make(x._be.xp.zeros((), dtype="int64"), x._be, False))
     values = MaxMin.apply(x, axes=(d,), keepdim=keepdim, take_max=take_max)
-    arg = x.data.argmax if take_max else x.data.argmin
+    arg = x.array.argmax if take_max else x.array.argmin
     indices = arg(axis=d, keepdims=keepdim)
     return MaxResult(values, Tensor._make(indices, x._be, False))
 
@@ -144,17 +144,17 @@ def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
 def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Index of the largest value (over the flattened tensor when dim is None)."""
     if dim is None:
-        return Tensor._make(x._be.xp.asarray(x.data.argmax()), x._be, False)
+        return Tensor._make(x._be.xp.asarray(x.array.argmax()), x._be, False)
     d = norm_dim(dim, x.ndim, "argmax")
-    return Tensor._make(x.data.argmax(axis=d, keepdims=keepdim), x._be, False)
+    return Tensor._make(x.array.argmax(axis=d, keepdims=keepdim), x._be, False)
 
 
 def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Index of the smallest value (over the flattened tensor when dim is None)."""
     if dim is None:
-        return Tensor._make(x._be.xp.asarray(x.data.argmin()), x._be, False)
+        return Tensor._make(x._be.xp.asarray(x.array.argmin()), x._be, False)
     d = norm_dim(dim, x.ndim, "argmin")
-    return Tensor._make(x.data.argmin(axis=d, keepdims=keepdim), x._be, False)
+    return Tensor._make(x.array.argmin(axis=d, keepdims=keepdim), x._be, False)
 
 
 # ---- softmax family ------------------------------------------------------------------------------

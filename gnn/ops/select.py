@@ -23,7 +23,7 @@ def _index_array(index: Any, like: Tensor, op: str) -> Any:
     if isinstance(index, Tensor):
         if index._be is not like._be:
             raise RuntimeError(f"{op}: index is on {index.device}, the input on {like.device}")
-        data = index.data
+        data = index.array
     else:
         data = like._be.asarray(index)
     if data.dtype.kind not in "iu":
@@ -143,7 +143,7 @@ def sort(x: Tensor, dim: int = -1, descending: bool = False) -> SortResult:
         zero = Tensor._make(x._be.xp.zeros((), dtype=x._be.xp.int64), x._be, False)
         return SortResult(getitem(x, ()), zero)
     xp = x._be.xp
-    order = xp.argsort(x.data, axis=d, kind="stable")
+    order = xp.argsort(x.array, axis=d, kind="stable")
     if descending:
         order = xp.ascontiguousarray(xp.flip(order, axis=d))
     indices = Tensor._make(order, x._be, False)

@@ -72,7 +72,7 @@ def _resolve_shape(numel: int, shape: tuple, op: str, in_shape: tuple) -> tuple:
 def reshape(x: Tensor, shape: Any) -> Tensor:
     """The same elements in a new shape (one dimension may be -1)."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    shape = _resolve_shape(x.data.size, shape, "reshape", x.shape)
+    shape = _resolve_shape(x.array.size, shape, "reshape", x.shape)
     if shape == x.shape:
         return x
     return Reshape.apply(x, shape=shape)
@@ -292,5 +292,5 @@ def cast(x: Tensor, dtype: Any) -> Tensor:
             "use float16 on CUDA (gnn.autocast('cuda') does)"
         )
     if not is_floating(dt) and x.requires_grad:
-        return Tensor._make(x.data.astype(dt), x._be, False)
+        return Tensor._make(x.array.astype(dt), x._be, False)
     return Cast.apply(x, dtype=dt)

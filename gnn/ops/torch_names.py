@@ -63,13 +63,13 @@ def divide(a: Any, b: Any, rounding_mode: str | None = None) -> Tensor:
     a, b = pair(a, b)
     xp = a._be.xp
     if a.dtype.kind in "iub" and b.dtype.kind in "iub":
-        if bool((b.data == 0).any()):
+        if bool((b.array == 0).any()):
             raise ZeroDivisionError("div: integer division by zero")
-        q = xp.floor_divide(a.data, b.data)
+        q = xp.floor_divide(a.array, b.array)
         if rounding_mode == "trunc":  # floor_divide rounds down: step negative quotients back up
-            q = q + ((q < 0) & (q * b.data != a.data))
+            q = q + ((q < 0) & (q * b.array != a.array))
     else:
-        q = xp.true_divide(a.data, b.data)
+        q = xp.true_divide(a.array, b.array)
         q = xp.trunc(q) if rounding_mode == "trunc" else xp.floor(q)
     return Tensor._make(q, a._be, False)
 
@@ -189,7 +189,7 @@ def multinomial(
         raise ValueError(f"multinomial: num_samples must be an integer >= 1, got {num_samples!r}")
     be, xp = input._be, input._be.xp
     k = input.shape[-1]
-    rows = input.data.reshape(-1, k).astype(np.float64)
+    rows = input.array.reshape(-1, k).astype(np.float64)
     nonzero = (rows > 0).sum(axis=1)
     # One host check for all the ways a row can be bad (as PyTorch, which also syncs here).
     bad = xp.stack([~xp.isfinite(rows).all(), (rows < 0).any(), (nonzero == 0).any()])

@@ -121,7 +121,7 @@ def reciprocal(x: Tensor) -> Tensor:
 def _no_grad(name: str, x: Tensor) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a Tensor, got {type(x).__name__}")
-    return Tensor._make(getattr(x._be.xp, name)(x.data), x._be, False)
+    return Tensor._make(getattr(x._be.xp, name)(x.array), x._be, False)
 
 
 def sign(x: Tensor) -> Tensor:
