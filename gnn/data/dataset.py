@@ -48,7 +48,7 @@ class TensorDataset(Dataset):
         for t in self.tensors:
             if isinstance(t, Tensor):
                 idx = t._be.asarray(np.asarray(indices, dtype=np.int64))
-                out.append(Tensor._make(t._be.xp.take(t.data, idx, axis=0), t._be, False))
+                out.append(Tensor._make(t._be.xp.take(t.array, idx, axis=0), t._be, False))
             else:
                 out.append(np.asarray(t)[np.asarray(indices, dtype=np.int64)])
         return tuple(out)

@@ -94,7 +94,7 @@ def _collate(batch: Any, host: bool) -> Any:
         if host:
             return _FromTensor(np.stack([np.asarray(s.detach().numpy()) for s in batch]))
         be = first._be
-        return Tensor._make(be.xp.stack([s.data for s in batch]), be, False)
+        return Tensor._make(be.xp.stack([s.array for s in batch]), be, False)
     if isinstance(first, (np.ndarray, np.generic, int, float, bool)):
         if isinstance(first, np.ndarray) and first.dtype.kind in "OUSV":
             raise TypeError(

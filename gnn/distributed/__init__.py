@@ -378,13 +378,13 @@ def _tensor(t: Any, who: str) -> Tensor:
 
 def all_reduce(tensor: Tensor, op: str = ReduceOp.SUM) -> Tensor:
     """tensor = op ("sum", "mean", "max", "min") over all ranks, in place; returns tensor."""
-    all_reduce_array(_tensor(tensor, "all_reduce").data, op)
+    all_reduce_array(_tensor(tensor, "all_reduce").array, op)
     return tensor
 
 
 def broadcast(tensor: Tensor, src: int = 0) -> Tensor:
     """tensor = rank src's tensor, in place, on every rank; returns tensor."""
-    broadcast_array(_tensor(tensor, "broadcast").data, src)
+    broadcast_array(_tensor(tensor, "broadcast").array, src)
     return tensor
 
 
@@ -405,9 +405,10 @@ def all_gather(tensor_list: list[Tensor], tensor: Tensor) -> list[Tensor]:
                 f"all_gather: tensor_list[{i}] is {t.dtype} {t.shape}, the tensor "
                 f"{tensor.dtype} {tensor.shape}"
             )
-    gathered = all_gather_array(tensor.data)
+    gathered = all_gather_array(tensor.array)
     for i, t in enumerate(tensor_list):
-        t.data[...] = gathered[i] if type(gathered) is type(t.data) else t._be.asarray(gathered[i])
+        same = type(gathered) is type(t.array)
+        t.array[...] = gathered[i] if same else t._be.asarray(gathered[i])
     return tensor_list
 
 

@@ -77,8 +77,8 @@ class CausalSelfAttention(nn.Module):
         if cache.k[layer] is None:
             cache.k[layer] = xp.zeros((B, nh, cache.capacity, hs), dtype=k.dtype)
             cache.v[layer] = xp.zeros((B, nh, cache.capacity, hs), dtype=v.dtype)
-        cache.k[layer][:, :, start : start + T] = k.data
-        cache.v[layer][:, :, start : start + T] = v.data
+        cache.k[layer][:, :, start : start + T] = k.array
+        cache.v[layer][:, :, start : start + T] = v.array
         keys = Tensor._make(cache.k[layer][:, :, : start + T], be, False)  # (B, nh, S, hs)
         values = Tensor._make(cache.v[layer][:, :, : start + T], be, False)
         mask = None
@@ -227,12 +227,12 @@ class GPT(nn.Module):
         be = idx._be
         xp = be.xp
         block = self.config.block_size
-        seq = idx.data.astype("int64")
+        seq = idx.array.astype("int64")
         with gnn.no_grad():
             cache = KVCache(self.config.n_layer, block) if use_cache else None
             logits = self(idx, cache=cache)[0][:, -1]  # (B, V)
             for step in range(max_new_tokens):
-                nxt = _sample(be, logits.data, temperature, top_k)  # (B, 1)
+                nxt = _sample(be, logits.array, temperature, top_k)  # (B, 1)
                 seq = xp.concatenate([seq, nxt], axis=1)
                 if step == max_new_tokens - 1:
                     break

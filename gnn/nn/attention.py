@@ -232,7 +232,7 @@ def _additive(mask: Any, like: Tensor, what: str, acc: Any) -> Any:
             raise RuntimeError(
                 f"MultiheadAttention: {what} is on {mask.device}, the inputs on {like.device}"
             )
-        m = mask.data
+        m = mask.array
     else:
         m = like._be.asarray(mask)
     xp = like._be.xp

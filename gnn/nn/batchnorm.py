@@ -67,9 +67,9 @@ class _BatchNorm(Module):
     def reset_running_stats(self) -> None:
         """running_mean = 0, running_var = 1, num_batches_tracked = 0."""
         if self.track_running_stats:
-            self.running_mean.data[...] = 0
-            self.running_var.data[...] = 1
-            self.num_batches_tracked.data[...] = 0
+            self.running_mean.array[...] = 0
+            self.running_var.array[...] = 1
+            self.num_batches_tracked.array[...] = 0
 
     def reset_parameters(self) -> None:
         """Running stats reset; weight = 1, bias = 0."""
@@ -96,15 +96,15 @@ class _BatchNorm(Module):
                 f"got {x.shape[1]} (input shape {x.shape})"
             )
         momentum = 0.0 if self.momentum is None else self.momentum
-        if self.training and x.data.size // x.shape[1] <= 1:
+        if self.training and x.array.size // x.shape[1] <= 1:
             raise ValueError(
                 f"{layer}: expected more than 1 value per channel when training, got input "
                 f"of shape {x.shape} (use a batch of 2 or more, or call .eval())"
             )
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data += 1
+            self.num_batches_tracked.array += 1
             if self.momentum is None:  # cumulative moving average
-                momentum = 1.0 / float(self.num_batches_tracked.data)
+                momentum = 1.0 / float(self.num_batches_tracked.array)
         use_batch_stats = self.training or not self.track_running_stats
         # Running stats are updated only while training (and read only in evaluation).
         track = self.track_running_stats and (self.training or not use_batch_stats)

@@ -48,7 +48,7 @@ class Embedding(Module):
         init.normal_(self.weight)
         if self.padding_idx is not None:
             with no_grad():
-                self.weight.data[self.padding_idx] = 0
+                self.weight.array[self.padding_idx] = 0
 
     @classmethod
     def from_pretrained(
@@ -63,7 +63,7 @@ class Embedding(Module):
         emb = cls(
             weight.shape[0], weight.shape[1], padding_idx, device=weight.device, dtype=weight.dtype
         )
-        emb.weight.data[...] = weight.data
+        emb.weight.array[...] = weight.array
         emb.weight.requires_grad = not freeze
         return emb
 

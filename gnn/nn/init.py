@@ -32,19 +32,19 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     """Fill with U(a, b)."""
-    t.data[...] = t._be.rand(t.shape, t.dtype) * (b - a) + a
+    t.array[...] = t._be.rand(t.shape, t.dtype) * (b - a) + a
     return t
 
 
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     """Fill with N(mean, std^2)."""
-    t.data[...] = t._be.randn(t.shape, t.dtype) * std + mean
+    t.array[...] = t._be.randn(t.shape, t.dtype) * std + mean
     return t
 
 
 def constant_(t: Tensor, value: float) -> Tensor:
     """Fill with `value`."""
-    t.data[...] = value
+    t.array[...] = value
     return t
 
 

@@ -56,7 +56,7 @@ class Linear(Module):
         init.default_linear_init_(self.weight, self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        shape = x.data.shape
+        shape = x.array.shape
         if not shape or shape[-1] != self.in_features:
             got = f"{x.shape[-1]} features" if x.ndim else "a 0-d tensor"
             raise ValueError(

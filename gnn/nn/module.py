@@ -185,7 +185,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
-                p.grad.data[...] = 0
+                p.grad.array[...] = 0
 
     def to(self, device: Any = None, dtype: Any = None) -> Module:
         """Move parameters and buffers in place (the Parameter objects stay the same, so an
@@ -282,7 +282,7 @@ class Module:
                 continue
             value = state_dict[k]
             if isinstance(value, Tensor):
-                src = value.numpy() if value._be is not target._be else value.data
+                src = value.numpy() if value._be is not target._be else value.array
             else:
                 try:
                     src = value if hasattr(value, "__array_namespace__") else np.asarray(value)
@@ -318,7 +318,7 @@ class Module:
         # Convert everything first (a failure here still changes nothing), then copy.
         ready = [(own[k], own[k]._be.asarray(src, dtype=own[k].dtype)) for k, src in hosts.items()]
         for dest, data in ready:
-            dest.data[...] = data
+            dest.array[...] = data
         return missing, unexpected
 
     # ---- calling -------------------------------------------------------------------------------
@@ -377,14 +377,14 @@ def _move_in_place(t: Tensor, be: Any, dtype: Any) -> None:
     from gnn.dtypes import is_floating, parse_dtype
 
     new_be = be or t._be
-    data = t.data
+    data = t.array
     if new_be is not t._be:
         data = new_be.asarray(t._be.to_numpy(data))
     if dtype is not None:
         dt = parse_dtype(dtype)
         if is_floating(data.dtype) and is_floating(dt):  # integer buffers keep their dtype
             data = data.astype(dt)
-    t.data, t._be = data, new_be
+    t.array, t._be = data, new_be
     if t.grad is not None:
         _move_in_place(t.grad, be, dtype)
 

@@ -69,8 +69,8 @@ class _Bucket:
         self.slices: list[tuple[int, int]] = []
         start = 0
         for p in params:
-            self.slices.append((start, start + p.data.size))
-            start += p.data.size
+            self.slices.append((start, start + p.array.size))
+            start += p.array.size
         self.size = start
         # After the gradients: one count per parameter of the ranks that had a .grad for it, so
         # the one all-reduce of the bucket also says which gradients exist anywhere.
@@ -143,8 +143,8 @@ class DistributedDataParallel(Module):
         cur_bytes = 0
         for i in reversed(range(len(params))):
             p = params[i]
-            dtype = np.dtype(np.float64) if p.data.dtype == np.float64 else np.dtype(np.float32)
-            nbytes = p.data.size * dtype.itemsize
+            dtype = np.dtype(np.float64) if p.array.dtype == np.float64 else np.dtype(np.float32)
+            nbytes = p.array.size * dtype.itemsize
             if current and (dtype != cur_dtype or cur_bytes + nbytes > cap):
                 buckets.append(_Bucket([params[j] for j in current], current, cur_dtype))
                 current, cur_bytes = [], 0
@@ -160,14 +160,14 @@ class DistributedDataParallel(Module):
         if dist.get_world_size() == 1:
             return
         for p in self.module.parameters():
-            dist.broadcast_array(p.data, 0)
+            dist.broadcast_array(p.array, 0)
         self._broadcast_buffers()
 
     def _broadcast_buffers(self) -> None:
         if dist.get_world_size() == 1:
             return
         for b in self.module.buffers():
-            dist.broadcast_array(b.data, 0)
+            dist.broadcast_array(b.array, 0)
 
     def broadcast_buffers_now(self) -> None:
         """Every rank takes rank 0's buffers now (e.g. before evaluating or saving)."""
@@ -223,7 +223,7 @@ class DistributedDataParallel(Module):
             if p.grad is None:
                 flat[lo:hi] = 0  # a missing gradient counts as zeros in the mean
             else:
-                flat[lo:hi] = p.grad.data.reshape(-1)
+                flat[lo:hi] = p.grad.array.reshape(-1)
         have = np.array([p.grad is not None for p in bucket.params], dtype=bucket.dtype)
         flat[bucket.size :] = be.xp.asarray(have)  # (CuPy takes arrays, not lists, here)
         dist.all_reduce_array(flat, "sum")
@@ -232,11 +232,11 @@ class DistributedDataParallel(Module):
         for p, (lo, hi), anywhere in zip(bucket.params, bucket.slices, present):
             if not anywhere:  # no rank has one: it stays None, as in one process
                 continue
-            total = flat[lo:hi].reshape(p.data.shape)
+            total = flat[lo:hi].reshape(p.array.shape)
             if p.grad is None:
-                p.grad = Tensor._make((total * scale).astype(p.data.dtype, copy=False), be, False)
+                p.grad = Tensor._make((total * scale).astype(p.array.dtype, copy=False), be, False)
             else:  # scale and write back in one pass (the sums are in the bucket's dtype)
-                xp.multiply(total, scale, out=p.grad.data, casting="same_kind")
+                xp.multiply(total, scale, out=p.grad.array, casting="same_kind")
 
     def extra_repr(self) -> str:
         return (
@@ -342,9 +342,9 @@ class SyncBatchNorm(_BatchNorm):
             )
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.track_running_stats:
-            self.num_batches_tracked.data += 1
+            self.num_batches_tracked.array += 1
             if self.momentum is None:  # cumulative moving average
-                momentum = 1.0 / float(self.num_batches_tracked.data)
+                momentum = 1.0 / float(self.num_batches_tracked.array)
         if self.affine:
             w, b = self.weight, self.bias
         else:
@@ -357,8 +357,8 @@ class SyncBatchNorm(_BatchNorm):
                 (self.running_mean, stats["mean"]),
                 (self.running_var, stats["var"]),
             ):
-                buf.data *= 1.0 - momentum
-                buf.data += (momentum * value).astype(buf.data.dtype)
+                buf.array *= 1.0 - momentum
+                buf.array += (momentum * value).astype(buf.array.dtype)
         return y
 
     @classmethod

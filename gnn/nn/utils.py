@@ -1,6 +1,6 @@
 """Gradient clipping, regularisation penalties and flat parameter vectors (torch.nn.utils names).
 
-The clipping functions work in place on `p.grad.data` and never read a value back to the host
+The clipping functions work in place on `p.grad.array` and never read a value back to the host
 (unless error_if_nonfinite asks them to).
 """
 
@@ -79,8 +79,8 @@ def clip_grad_norm_(
                 f"{who}: gradients on different devices ({be.device} and {g._be.device})"
             )
     xp = be.xp
-    norms = xp.stack([_grad_norm(xp, g.data, norm_type) for g in grads])
-    dtype = xp.result_type(*[g.data.dtype for g in grads])
+    norms = xp.stack([_grad_norm(xp, g.array, norm_type) for g in grads])
+    dtype = xp.result_type(*[g.array.dtype for g in grads])
     total = _combine(xp, norms, norm_type)
     if error_if_nonfinite and not bool(xp.isfinite(total)):
         raise RuntimeError(
@@ -89,7 +89,7 @@ def clip_grad_norm_(
         )
     coef = xp.minimum(max_norm / (total + 1e-6), 1.0)
     for g in grads:
-        g.data *= coef.astype(g.data.dtype)
+        g.array *= coef.astype(g.array.dtype)
     # NumPy reductions give scalars, CuPy 0-d arrays: make both a 0-d array.
     return Tensor._make(xp.asarray(total, dtype=dtype), be, False)
 
@@ -102,7 +102,7 @@ def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -
         raise ValueError(f"clip_grad_value_: clip_value must be >= 0, got {clip_value}")
     for p in _as_list(parameters, "clip_grad_value_"):
         if p.grad is not None:
-            g = p.grad.data
+            g = p.grad.array
             p.grad._be.xp.clip(g, -clip_value, clip_value, out=g)
 
 
@@ -135,7 +135,7 @@ def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
     if not params:
         raise ValueError("parameters_to_vector: got no parameters")
     be = params[0]._be
-    data = be.xp.concatenate([p.data.reshape(-1) for p in params])
+    data = be.xp.concatenate([p.array.reshape(-1) for p in params])
     return Tensor._make(data, be, False)
 
 
@@ -151,7 +151,7 @@ def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
     offset = 0
     for p in params:
         n = p.numel()
-        p.data[...] = vec.data[offset : offset + n].reshape(p.shape)
+        p.array[...] = vec.array[offset : offset + n].reshape(p.shape)
         offset += n
 
 

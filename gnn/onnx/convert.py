@@ -129,11 +129,11 @@ class Builder:
         self.data_names: dict[int, str] = {}  # id(trace-0 array) -> ONNX value (embedding ids)
         for t, name in zip(traces[0].inputs, input_names):
             self.names[id(t)] = name
-            self.data_names[id(t.data)] = name
+            self.data_names[id(t.array)] = name
         self.params: dict[int, str] = {}
         for name, p in list(model.named_parameters()) + list(model.named_buffers()):
             self.params.setdefault(id(p), name)
-            self.params.setdefault(id(p.data), name)
+            self.params.setdefault(id(p.array), name)
 
     def value(self, op: Op, i: int) -> str:
         t = op.recs[0].inputs[i]
@@ -329,7 +329,7 @@ class Builder:
         """
         base = self.traces[0]
         made = {id(r.output): i for i, r in enumerate(base.records)}
-        made.update({id(r.output.data): i for i, r in enumerate(base.records)})
+        made.update({id(r.output.array): i for i, r in enumerate(base.records)})
         todo, needed = list(ends), set()
         while todo:
             i = todo.pop()
@@ -354,7 +354,7 @@ class Builder:
                 )
             out = convert(Op(self, i))
             self.names[id(rec.output)] = out
-            self.data_names[id(rec.output.data)] = out
+            self.data_names[id(rec.output.array)] = out
 
 
 def _mask_form(m: np.ndarray, b: np.ndarray, form: str) -> bool:

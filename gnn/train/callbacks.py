@@ -161,7 +161,7 @@ class _Monitor:
 
 def _snapshot(model: Any) -> dict[str, Tensor]:
     """A device-side copy of every parameter and buffer."""
-    return {k: Tensor._make(v.data.copy(), v._be, False) for k, v in model.state_dict().items()}
+    return {k: Tensor._make(v.array.copy(), v._be, False) for k, v in model.state_dict().items()}
 
 
 # ---- the callbacks -------------------------------------------------------------------------------

@@ -12,34 +12,34 @@ Metric = Callable[[Tensor, Tensor], tuple[float, int]]
 
 def binary_accuracy(y_true: Tensor, y_pred: Tensor, threshold: float = 0.5) -> tuple[float, int]:
     """Share of outputs on the right side of `threshold` (y_pred are probabilities)."""
-    hits = (y_pred.data > threshold) == (y_true.data > 0.5)
+    hits = (y_pred.array > threshold) == (y_true.array > 0.5)
     return float(hits.sum()), int(hits.size)
 
 
 def categorical_accuracy(y_true: Tensor, y_pred: Tensor) -> tuple[float, int]:
     """Share of rows whose largest output is at the one-hot target's position."""
     xp = y_pred._be.xp
-    hits = xp.argmax(y_pred.data, axis=-1) == xp.argmax(y_true.data, axis=-1)
+    hits = xp.argmax(y_pred.array, axis=-1) == xp.argmax(y_true.array, axis=-1)
     return float(hits.sum()), int(hits.size)
 
 
 def sparse_categorical_accuracy(y_true: Tensor, y_pred: Tensor) -> tuple[float, int]:
     """Share of rows whose largest output is at the integer label."""
     xp = y_pred._be.xp
-    hits = xp.argmax(y_pred.data, axis=-1) == y_true.data.reshape(-1)
+    hits = xp.argmax(y_pred.array, axis=-1) == y_true.array.reshape(-1)
     return float(hits.sum()), int(hits.size)
 
 
 def mean_absolute_error(y_true: Tensor, y_pred: Tensor) -> tuple[float, int]:
     """Mean |y_true - y_pred| (as a sum and an element count)."""
     xp = y_pred._be.xp
-    d = xp.abs(y_pred.data - y_true.data.reshape(y_pred.shape))
+    d = xp.abs(y_pred.array - y_true.array.reshape(y_pred.shape))
     return float(d.sum()), int(d.size)
 
 
 def mean_squared_error(y_true: Tensor, y_pred: Tensor) -> tuple[float, int]:
     """Mean (y_true - y_pred)^2 (as a sum and an element count)."""
-    d = y_pred.data - y_true.data.reshape(y_pred.shape)
+    d = y_pred.array - y_true.array.reshape(y_pred.shape)
     return float((d * d).sum()), int(d.size)
 
 
