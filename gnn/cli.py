@@ -1,4 +1,4 @@
-"""The `gnn` command: info, train NAME, evaluate / predict a saved example, generate text, bench."""
+"""The `gnn` command: info, train NAME, evaluate / predict a saved example, generate text, export."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ import argparse
 import contextlib
 import importlib
 import io
-import json
 import math
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -400,118 +397,16 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCH_MOVED = (
+    "`gnn bench` is gone: the benchmarks compare gnn with NumPy and PyTorch and live in the source "
+    "repository, not in the installed package. From a checkout, with gnn[dev] installed, run "
+    "`python benchmarks/run.py [-k EXPR] [--json PATH]` (results: docs/performance.md)."
+)
+
+
 def _bench(args: argparse.Namespace) -> int:
-    folder = Path(args.dir) if args.dir else Path(__file__).resolve().parent.parent / "benchmarks"
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"no benchmarks folder at {folder}; run from a source checkout or pass --dir PATH"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "bench.json")
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(folder),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--benchmark-only",
-            f"--benchmark-json={out}",
-        ]
-        if args.k:
-            cmd += ["-k", args.k]
-        print("running: " + " ".join(cmd), flush=True)
-        proc = subprocess.run(cmd, cwd=folder.parent, capture_output=not args.verbose, text=True)
-        if not os.path.exists(out):
-            tail = (proc.stdout or "")[-3000:] + (proc.stderr or "")[-2000:]
-            raise RuntimeError(
-                f"the benchmark run wrote no results (exit {proc.returncode}); "
-                f"is pytest-benchmark installed (pip install 'gnn[dev]')?\n{tail}"
-            )
-        with open(out) as f:
-            results = json.load(f)
-    print(format_bench_table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-        print(f"full results written to {args.json}")
-    return 0 if proc.returncode == 0 else proc.returncode
-
-
-def _bench_ratios(benchmarks: list[dict]) -> dict[int, tuple[float, str]]:
-    """index -> (median / its group's baseline median, baseline name), from the results alone.
-
-    Computed from each group's benchmark whose extra_info role is "baseline", so a results file
-    written without gnn's benchmarks/conftest.py works too; a ratio already in extra_info is
-    used when the group has no baseline.
-    """
-    base_of: dict[str, dict] = {}
-    for b in benchmarks:
-        if b.get("extra_info", {}).get("role") == "baseline":
-            base_of.setdefault(b.get("group") or b["name"], b)
-    out = {}
-    for i, b in enumerate(benchmarks):
-        base = base_of.get(b.get("group") or b["name"])
-        extra = b.get("extra_info", {})
-        if base is not None and base is not b and base["stats"]["median"] > 0:
-            out[i] = (b["stats"]["median"] / base["stats"]["median"], base["name"])
-        elif base is None and extra.get("ratio") is not None:
-            out[i] = (float(extra["ratio"]), str(extra.get("baseline", "")))
-    return out
-
-
-def format_bench_table(results: dict) -> str:
-    """A table of each benchmark's median and its ratio to its group's baseline (< 1: faster)."""
-    benchmarks = results.get("benchmarks", [])
-    ratios = _bench_ratios(benchmarks)
-    rows = [("group", "benchmark", "median ms", "ratio", "vs", "notes")]
-    for i, b in enumerate(benchmarks):
-        extra = dict(b.get("extra_info", {}))
-        for key in ("ratio", "baseline"):
-            extra.pop(key, None)
-        role = extra.pop("role", "")
-        target = extra.pop("target", None)
-        versus = []  # second references (benchmarks/conftest.py "versus")
-        for name, goal in extra.pop("versus", {}).items():
-            other = extra.pop(f"ratio_vs_{name}", None)
-            if other is not None:
-                verdict = "meets" if other <= goal else "MISSES"
-                versus.append(f"{other:.3f}x vs {name}: {verdict} target <= {goal}x")
-        notes = ", ".join(versus + [f"{k}={v}" for k, v in extra.items()])
-        ratio_text, base = "", ""
-        if role == "baseline":
-            ratio_text = "baseline"
-        elif i in ratios:
-            ratio, base = ratios[i]
-            ratio_text = f"{ratio:.3f}x"
-            if target is not None:
-                verdict = "meets" if ratio <= float(target) else "MISSES"
-                notes = f"{verdict} target <= {target}x" + (f", {notes}" if notes else "")
-                target = None
-        if target is not None:
-            notes = f"target <= {target}x" + (f", {notes}" if notes else "")
-        rows.append(
-            (
-                b.get("group") or "",
-                b["name"],
-                f"{b['stats']['median'] * 1e3:.3f}",
-                ratio_text,
-                base,
-                notes,
-            )
-        )
-    machine = results.get("machine_info", {})
-    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
-    lines = [
-        f"machine: {machine.get('node', '?')}, {machine.get('cpu', {}).get('brand_raw', '?')}, "
-        f"Python {machine.get('python_version', '?')}",
-        "ratio = median / the baseline's median in the same run (below 1: faster)",
-    ]
-    for r in rows:
-        lines.append(
-            ("  ".join(str(c).ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5]).rstrip()
-        )
-    return "\n".join(lines)
+    print(f"gnn: {BENCH_MOVED}", file=sys.stderr)
+    return 2
 
 
 def _number(kind: type, low: float, strict: bool):  # noqa: ANN202
@@ -604,13 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--opset", type=int, default=17, help="ONNX opset version (17-21)")
     exp.set_defaults(func=_export)
 
-    bench = sub.add_parser("bench", help="run the benchmark suite and print ratios to baselines")
-    bench.add_argument(
-        "-k", default=None, help="only benchmarks matching this pytest -k expression"
-    )
-    bench.add_argument("--dir", default=None, help="benchmarks folder (default: the checkout's)")
-    bench.add_argument("--json", default=None, metavar="PATH", help="also keep the raw JSON")
-    bench.add_argument("--verbose", action="store_true", help="show pytest's own output")
+    bench = sub.add_parser("bench", help="moved: python benchmarks/run.py in a source checkout")
+    for flag in ("-k", "--dir", "--json"):  # the old options, so old command lines get the message
+        bench.add_argument(flag, default=None, help=argparse.SUPPRESS)
+    bench.add_argument("--verbose", action="store_true", help=argparse.SUPPRESS)
     bench.set_defaults(func=_bench)
     return parser
 
