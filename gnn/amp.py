@@ -180,7 +180,7 @@ class GradScaler:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad.data
+                g = p.grad.array
                 if _policy.is_low(g.dtype):
                     raise ValueError(
                         "GradScaler: a parameter has a float16/bfloat16 gradient; keep parameters "

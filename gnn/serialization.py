@@ -102,7 +102,7 @@ class _Writer:
                 return self.node(value.item(), path, depth)
             raise TypeError(f"gnn.save: {_where(path)} is a NumPy {value.dtype} scalar")
         if isinstance(value, Tensor):
-            return {"tensor": self._array(value, value.data, path), "device": str(value.device)}
+            return {"tensor": self._array(value, value.array, path), "device": str(value.device)}
         if isinstance(value, np.ndarray):
             return {"ndarray": self._array(value, value, path)}
         if _is_foreign_array(value):  # e.g. a torch.Tensor: converting a checkpoint

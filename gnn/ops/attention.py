@@ -126,7 +126,7 @@ def additive_mask(
                 f"scaled_dot_product_attention: attn_mask is on {attn_mask.device}, "
                 f"the queries on {like.device}"
             )
-        m = attn_mask.data
+        m = attn_mask.array
     else:
         m = like._be.asarray(attn_mask)
     _check_mask_shape(tuple(m.shape), batch + (L, S))

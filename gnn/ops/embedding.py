@@ -37,7 +37,7 @@ def embedding(
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be 2-D (num, dim), got shape {weight.shape}")
     num = weight.shape[0]
-    ids = input.data if isinstance(input, Tensor) else weight._be.asarray(input)
+    ids = input.array if isinstance(input, Tensor) else weight._be.asarray(input)
     if isinstance(input, Tensor) and input._be is not weight._be:
         raise RuntimeError(
             f"embedding: ids are on {input.device}, weight on {weight.device}; move them first"

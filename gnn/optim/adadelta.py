@@ -48,9 +48,9 @@ class Adadelta(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x = param._be.xp, param.data
+        xp, x = param._be.xp, param.array
         rho, eps, wd = group["rho"], group["eps"], group["weight_decay"]
-        sq, acc = state["square_avg"].data, state["acc_delta"].data
+        sq, acc = state["square_avg"].array, state["acc_delta"].array
         if wd:
             grad = grad + wd * x
         sq *= rho

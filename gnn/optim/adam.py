@@ -61,10 +61,10 @@ class Adam(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x, step = param._be.xp, param.data, state["step"]
+        xp, x, step = param._be.xp, param.array, state["step"]
         lr, wd = group["lr"], group["weight_decay"]
         beta1, beta2 = group["betas"]
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        m, v = state["exp_avg"].array, state["exp_avg_sq"].array
         if wd:
             if self._decoupled:
                 x *= 1.0 - lr * wd
@@ -80,7 +80,7 @@ class Adam(Optimizer):
         v *= beta2
         v += tmp
         if group["amsgrad"]:
-            vmax = state["max_exp_avg_sq"].data
+            vmax = state["max_exp_avg_sq"].array
             xp.maximum(vmax, v, out=vmax)
             v = vmax
         # Bias corrections are host floats from the host step count: no device sync.

@@ -238,7 +238,7 @@ class LBFGS(Optimizer):
     def _flat_grad(self) -> Any:
         xp = self._params[0]._be.xp
         parts = [
-            xp.zeros(p.numel(), dtype=p.dtype) if p.grad is None else p.grad.data.reshape(-1)
+            xp.zeros(p.numel(), dtype=p.dtype) if p.grad is None else p.grad.array.reshape(-1)
             for p in self._params
         ]
         return xp.concatenate(parts)
@@ -247,12 +247,12 @@ class LBFGS(Optimizer):
         offset = 0
         for p in self._params:
             n = p.numel()
-            p.data += step * d[offset : offset + n].reshape(p.shape)
+            p.array += step * d[offset : offset + n].reshape(p.shape)
             offset += n
 
     def _set_params(self, values: list[Any]) -> None:
         for p, v in zip(self._params, values):
-            p.data[...] = v
+            p.array[...] = v
 
     def _evaluate(self, closure: Callable[[], Any]) -> float:
         with enable_grad():
@@ -335,7 +335,7 @@ class LBFGS(Optimizer):
                 break
 
             if group["line_search_fn"] == "strong_wolfe":
-                start = [p.data.copy() for p in self._params]
+                start = [p.array.copy() for p in self._params]
                 step_dir = d
 
                 def along(step: float, _start: list = start, _d: Any = step_dir) -> tuple:
@@ -382,7 +382,7 @@ class LBFGS(Optimizer):
 
 
 def _raw(value: Any) -> Any:
-    return value.data if isinstance(value, Tensor) else value
+    return value.array if isinstance(value, Tensor) else value
 
 
 def _wrap(value: Any, be: Any) -> Any:

@@ -63,7 +63,7 @@ class NAdam(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x, step = param._be.xp, param.data, state["step"]
+        xp, x, step = param._be.xp, param.array, state["step"]
         lr, eps, wd, psi = group["lr"], group["eps"], group["weight_decay"], group["momentum_decay"]
         beta1, beta2 = group["betas"]
         if wd:
@@ -76,7 +76,7 @@ class NAdam(Optimizer):
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
         mu_product = state["mu_product"] * mu
         state["mu_product"] = mu_product
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        m, v = state["exp_avg"].array, state["exp_avg_sq"].array
         m += (1.0 - beta1) * (grad - m)
         v *= beta2
         v += (1.0 - beta2) * (grad * grad)

@@ -9,7 +9,7 @@ The base class owns the loop; an optimizer writes only its rule. step() runs, pe
 
 and the default `_update_group` calls `update(param, grad, state, group)` once per parameter (while
 a class keeps that default, the loop calls `update` as it goes, without building the lists).
-`update` is the one method a new optimizer must write: it changes `param.data` and the arrays in
+`update` is the one method a new optimizer must write: it changes `param.array` and the arrays in
 `state` in place through the parameter's array namespace (`param._be.xp`). Every scalar it needs
 is a Python number computed on the host, so a step never waits on the GPU.
 
@@ -113,7 +113,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    p.grad.data[...] = 0
+                    p.grad.array[...] = 0
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; returns closure() when one is given."""
@@ -132,14 +132,14 @@ class Optimizer:
         holds them; their state (momentum, Adam moments) follows here, and training goes on.
         """
         for p, entry in self.state.items():
-            be, dtype = p._be, p.data.dtype
+            be, dtype = p._be, p.array.dtype
             for k, v in entry.items():
                 if not isinstance(v, Tensor):
                     continue
                 moved = v._be is not be
-                cast = v.data.dtype != dtype and v.data.dtype.kind == "f"
+                cast = v.array.dtype != dtype and v.array.dtype.kind == "f"
                 if moved or cast:
-                    data = be.asarray(v._be.to_numpy(v.data)) if moved else v.data
+                    data = be.asarray(v._be.to_numpy(v.array)) if moved else v.array
                     entry[k] = Tensor._make(data.astype(dtype, copy=False), be, False)
 
     # ---- the update loop ---------------------------------------------------------------------
@@ -154,7 +154,7 @@ class Optimizer:
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
     ) -> None:
-        """Update `param.data` (and `state`) in place from the raw gradient array `grad`."""
+        """Update `param.array` (and `state`) in place from the raw gradient array `grad`."""
         raise NotImplementedError(f"{type(self).__name__} does not define update()")
 
     def _update_group(
@@ -172,7 +172,7 @@ class Optimizer:
     @staticmethod
     def zeros_state(param: Tensor) -> Tensor:
         """A state Tensor of zeros beside `param` (same backend, shape and dtype)."""
-        return Tensor._make(param._be.xp.zeros_like(param.data), param._be, False)
+        return Tensor._make(param._be.xp.zeros_like(param.array), param._be, False)
 
     def _step(self) -> None:
         """Run each group's update over its parameters that have a gradient."""
@@ -189,7 +189,7 @@ class Optimizer:
                     g = p.grad
                     if g is None:
                         continue
-                    grad = g.data
+                    grad = g.array
                     if maximize:
                         grad = p._be.xp.negative(grad)
                     state = all_state.get(p)
@@ -328,7 +328,7 @@ class Optimizer:
 def _state_value(value: Any, p: Tensor, who: str, key: str) -> Any:
     """A saved state entry as the optimizer keeps it: arrays become Tensors beside `p`."""
     if isinstance(value, Tensor):
-        value = value.numpy() if value._be is not p._be else value.data
+        value = value.numpy() if value._be is not p._be else value.array
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
         if key == "step" and (
             not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0

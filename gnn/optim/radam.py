@@ -60,7 +60,7 @@ class RAdam(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x, step = param._be.xp, param.data, state["step"]
+        xp, x, step = param._be.xp, param.array, state["step"]
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
         beta1, beta2 = group["betas"]
         rho_inf = 2.0 / (1.0 - beta2) - 1.0
@@ -69,7 +69,7 @@ class RAdam(Optimizer):
                 x *= 1.0 - lr * wd
             else:
                 grad = grad + wd * x
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        m, v = state["exp_avg"].array, state["exp_avg_sq"].array
         m += (1.0 - beta1) * (grad - m)
         v *= beta2
         v += (1.0 - beta2) * (grad * grad)

@@ -55,19 +55,19 @@ class RMSprop(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x = param._be.xp, param.data
+        xp, x = param._be.xp, param.array
         lr, alpha, wd, mom = group["lr"], group["alpha"], group["weight_decay"], group["momentum"]
         if wd:
             decayed = xp.multiply(x, wd)
             decayed += grad
             grad = decayed
-        sq = state["square_avg"].data
+        sq = state["square_avg"].array
         tmp = xp.multiply(grad, grad)
         tmp *= 1.0 - alpha
         sq *= alpha
         sq += tmp
         if group["centered"]:
-            ga = state["grad_avg"].data
+            ga = state["grad_avg"].array
             xp.subtract(grad, ga, out=tmp)  # ga += (1 - alpha) * (g - ga), a lerp
             tmp *= 1.0 - alpha
             ga += tmp
@@ -79,7 +79,7 @@ class RMSprop(Optimizer):
         tmp += group["eps"]
         xp.divide(grad, tmp, out=tmp)
         if mom > 0:
-            buf = state["momentum_buffer"].data
+            buf = state["momentum_buffer"].array
             buf *= mom
             buf += tmp
             xp.multiply(buf, lr, out=tmp)

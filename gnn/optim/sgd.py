@@ -52,7 +52,7 @@ class SGD(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
     ) -> None:
-        xp, x = param._be.xp, param.data
+        xp, x = param._be.xp, param.array
         lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
         # d is the step direction; `owned` says d is a scratch array we may overwrite.
         if wd:
@@ -67,7 +67,7 @@ class SGD(Optimizer):
                 buf = d.copy()
                 state["momentum_buffer"] = Tensor._make(buf, param._be, False)
             else:
-                buf = buf_t.data
+                buf = buf_t.array
                 buf *= mom
                 damp = group["dampening"]
                 buf += xp.multiply(d, 1.0 - damp) if damp else d

@@ -185,7 +185,7 @@ def _as_host(a: Any, name: str, who: str) -> Any:
 
 def _check_finite(a: Any, name: str, who: str, columns: list[str] | None = None) -> None:
     """A clear error for NaN or infinite values, naming the columns (of 2-D data) and rows."""
-    data = a.data if isinstance(a, Tensor) else a
+    data = a.array if isinstance(a, Tensor) else a
     if data.dtype.kind != "f" or data.size == 0:
         return
     xp = a._be.xp if isinstance(a, Tensor) else np
@@ -226,7 +226,7 @@ def _to_device(a: Any, device: Any, dtype: Any) -> Tensor:
 
 
 def _take(t: Tensor, idx: Any) -> Tensor:
-    return Tensor._make(t._be.xp.take(t.data, idx, axis=0), t._be, False)
+    return Tensor._make(t._be.xp.take(t.array, idx, axis=0), t._be, False)
 
 
 # ---- fused forward -------------------------------------------------------------------------------
