@@ -145,3 +145,56 @@ def test_host_reads_are_counted(cp) -> None:  # noqa: ANN001
     after_reads = cp.host_reads
     b = a * 2 + a.sum()  # device work only
     assert after_reads - before == 5 and cp.host_reads == after_reads and b.shape == (4,)
+
+
+def test_counting_follows_the_rules(cp) -> None:  # noqa: ANN001
+    """Each op below launches by a rule of the module docstring; the totals add them up."""
+    host = np.ones((4, 3), np.float32)  # 48 bytes
+    a = cp.asarray(host)
+    with cp.counting() as c:
+        b = a * 2  # ufunc: 1 launch, 1 alloc, reads 48 writes 48
+        b += 1  # ufunc with out=: 1 launch, no alloc, 96 bytes
+        b.reshape(12)  # a view: nothing
+        a.T  # noqa: B018 (a view: nothing)
+        b.sum()  # reduction: 1 launch, 1 alloc, 48 + 4 bytes
+        cp.zeros((4, 3), np.float32)  # memset: 1 launch, 1 alloc, 48 bytes
+        cp.empty((2,), np.float32)  # allocation only
+        a.T @ a  # F-contiguous 2-D operand: cuBLAS takes it, 1 matmul launch, 48+48+36 bytes
+        cp.ones((2, 3, 4), np.float32).transpose(0, 2, 1) @ cp.ones((2, 3, 5), np.float32)
+        # ^ two fills (2 launches, 96+120 bytes); the transposed 3-D operand is copied (1 launch,
+        #   192 bytes), then the matmul (1 launch, 96+120+160 bytes)
+        b[0] = 5  # setitem: 1 launch, 12 bytes
+        b[cp.arange(2)]  # arange (1 launch, 16 bytes) + advanced getitem (1 launch, 16+24+24)
+        cp.asarray(host)  # a host-to-device copy (not a launch) and an allocation
+        float(b[1, 1])  # a basic index (a view) and a sync
+    assert c.launches == 12
+    assert (c.memsets, c.hidden_copies, c.syncs, c.h2d) == (1, 1, 1, 1)
+    assert c.allocs == 12  # all but +=, setitem and the views: the h2d copy's one too
+    matmul_bytes = (48 + 48 + 36) + (96 + 120 + 160)
+    other = 96 + 96 + 52 + 48 + 96 + 120 + 192 + 12 + 16 + 64
+    assert c.matmul_bytes == matmul_bytes and c.bytes_outside_matmul == other
+    assert c.by_name()["matmul"] == 2 and c.by_source() == {"<outside gnn>": 12}
+
+
+def test_counting_attributes_launches_to_gnn_code(cp) -> None:  # noqa: ANN001
+    """A launch is charged to the first gnn frame outside gnn/backend (and the backend's)."""
+    import gnn
+
+    x = gnn.tensor(np.arange(6, dtype=np.float32), device="cuda")
+    ids = gnn.tensor(np.array([0, 5]), device="cuda")
+    with cp.counting() as c:
+        _ = x * 3
+        _ = gnn.nn.functional.embedding(ids, x.reshape(6, 1))
+    sources = c.by_source()
+    assert any(s.startswith("gnn/") for s in sources), sources
+    assert all(s != "<outside gnn>" for s in sources), sources
+
+
+def test_counting_nests_and_stops(cp) -> None:  # noqa: ANN001
+    a = cp.ones(3)
+    with cp.counting() as outer:
+        a + 1  # noqa: B018
+        with cp.counting() as inner:
+            a - 1  # noqa: B018
+    a * 2  # noqa: B018 (not counted: no block is open)
+    assert (outer.launches, inner.launches) == (2, 1)

@@ -17,10 +17,33 @@ Where CuPy is stricter than NumPy, so is this, because those are the mistakes it
   random Generator has only CuPy's methods (no permutation, no bit_generator state);
 - `RawModule` kernels check every launch against the kernel's C signature before a NumPy stand-in
   or the emulated kernel does their work (`_kernels.py`).
+
+Counting (`with cupy.counting() as c: ...`) records what the real CuPy would make the GPU do, per
+launch, with its source: the first gnn frame on the Python stack outside gnn/backend (and the
+backend entry point it went through, if any). The rules:
+- launches: each ufunc call (with or without out=), ufunc reduce/accumulate/reduceat/outer/at;
+  each function or method whose result is a new array (a reduction, take, where, concatenate,
+  copy, astype to another dtype, a reshape or ascontiguousarray that must copy, ones/full/arange);
+  each fill() and each setitem (a fill, copy or scatter kernel); each advanced (array or list)
+  getitem; each raw kernel launch; each random draw; cupyx.scatter_add; cupyx's erf.
+  A result that is a view of an operand (reshape of a contiguous array, transpose, a basic index,
+  astype to the same dtype without copy) launches nothing; nor does empty/empty_like.
+- hidden launches CuPy makes: zeros/zeros_like are a memset (counted also in `memsets`, as is
+  fill(0)); matmul/dot first copies every operand cuBLAS cannot take as is (2-D: neither C- nor
+  F-contiguous; more than 2-D: not C-contiguous, as _routines_linalg.matmul calls
+  ascontiguousarray), one launch per copy (`hidden_copies`), and a batched matmul whose batch
+  dimensions broadcast builds three pointer arrays (three launches); a boolean-mask getitem and
+  nonzero/argwhere/flatnonzero/unique/extract/compress scan once more and read the size back.
+- syncs: every host read (see `host_reads`) and every size read-back above;
+- h2d: every host-to-device copy (see `host_writes`); they are copies, not launches;
+- allocs: every new device array (results without out=, empty, asarray/array of host data);
+- bytes: per launch, the nbytes of every device array it reads plus every one it writes (a raw
+  kernel: every array argument once); `matmul_bytes` is the part inside cuBLAS calls.
 """
 
 from __future__ import annotations
 
+import builtins as _builtins
 import math
 import sys
 import time
@@ -30,6 +53,9 @@ from typing import Any
 import numpy as _np
 
 from cupy import _names
+
+# cupy.sum, cupy.max, ... are made on first use and cached as module globals (see __getattr__),
+# where they shadow the builtins of the same name: the code here calls the builtins by module.
 
 __version__ = "14.2.0+fake"
 FAKE = True
@@ -41,6 +67,8 @@ host_reads = 0
 def _host_read() -> None:
     global host_reads
     host_reads += 1
+    if _active:
+        _record("sync", "host read")
 
 
 # Copies of host data to the device (asarray / array of anything but a device array, and NumPy
@@ -51,6 +79,136 @@ host_writes = 0
 def _host_write() -> None:
     global host_writes
     host_writes += 1
+    if _active:
+        _record("h2d", "host to device")
+
+
+# ---- counting: launches, syncs, copies, allocations and bytes (rules in the module docstring) --
+
+
+class Counts:
+    """What the device did inside one `counting()` block, in total and per event."""
+
+    def __init__(self) -> None:
+        self.launches = self.syncs = self.h2d = self.allocs = self.memsets = 0
+        self.hidden_copies = self.bytes = self.matmul_bytes = 0
+        self.events: list[tuple[str, str, str, int]] = []  # (kind, name, source, bytes)
+
+    @property
+    def bytes_outside_matmul(self) -> int:
+        """Bytes moved by launches other than the cuBLAS calls themselves."""
+        return self.bytes - self.matmul_bytes
+
+    def by_source(self, kind: str = "launches") -> dict[str, int]:
+        """{source: count} of launches (or syncs, h2d, allocs, bytes), largest first."""
+        kinds = {"launches": _LAUNCH_KINDS, "syncs": {"sync"}, "h2d": {"h2d"}, "allocs": {"alloc"}}
+        totals: dict[str, int] = {}
+        for k, _name, source, nbytes in self.events:
+            if kind == "bytes" and k in _LAUNCH_KINDS:
+                totals[source] = totals.get(source, 0) + nbytes
+            elif kind != "bytes" and k in kinds[kind]:
+                totals[source] = totals.get(source, 0) + 1
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+    def by_name(self) -> dict[str, int]:
+        """{what was launched (ufunc, function, kernel): launches}, largest first."""
+        totals: dict[str, int] = {}
+        for k, name, _source, _nbytes in self.events:
+            if k in _LAUNCH_KINDS:
+                totals[name] = totals.get(name, 0) + 1
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+    def __repr__(self) -> str:
+        return (
+            f"Counts(launches={self.launches}, syncs={self.syncs}, h2d={self.h2d}, "
+            f"allocs={self.allocs}, bytes={self.bytes})"
+        )
+
+
+_LAUNCH_KINDS = frozenset({"launch", "memset", "matmul", "copy"})
+_active: list[Counts] = []
+
+
+class counting:  # noqa: N801 (a function-like context manager, as CuPy names its helpers)
+    """`with cupy.counting() as c:` counts what the device does inside the block."""
+
+    def __enter__(self) -> Counts:
+        self.counts = Counts()
+        _active.append(self.counts)
+        return self.counts
+
+    def __exit__(self, *exc: Any) -> None:
+        _active.remove(self.counts)
+
+
+def _source() -> str:
+    """The gnn code that caused this: first gnn frame outside gnn/backend (+ the backend's)."""
+    frame = sys._getframe(2)
+    backend = ""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("gnn."):
+            where = f"{module.replace('.', '/')}.py:{frame.f_code.co_name}"
+            if not module.startswith("gnn.backend"):
+                return f"{where} > {backend}" if backend else where
+            backend = backend or where.removeprefix("gnn/")
+        frame = frame.f_back
+    return f"gnn/{backend}" if backend else "<outside gnn>"
+
+
+def _record(kind: str, name: str, nbytes: int = 0, allocs: int = 0) -> None:
+    """Add one event (a launch of some kind, a sync, an h2d copy) to every active count."""
+    source = _source()
+    for c in _active:
+        if kind in _LAUNCH_KINDS:
+            c.launches += 1
+            c.bytes += nbytes
+            c.matmul_bytes += nbytes if kind == "matmul" else 0
+            c.memsets += kind == "memset"
+            c.hidden_copies += kind == "copy"
+        elif kind == "sync":
+            c.syncs += 1
+        elif kind == "h2d":
+            c.h2d += 1
+        c.events.append((kind, name, source, nbytes))
+        for _ in range(allocs):
+            c.allocs += 1
+            c.events.append(("alloc", name, source, 0))
+
+
+def _arrays(x: Any) -> list:
+    """The NumPy arrays of the device arrays in x (through tuples, lists and dict values)."""
+    if isinstance(x, ndarray):
+        return [x._a]
+    if isinstance(x, (tuple, list)):
+        return [a for v in x for a in _arrays(v)]
+    if isinstance(x, dict):
+        return _arrays(list(x.values()))
+    return []
+
+
+def _new(results: list, operands: list) -> list:
+    """The results that are new memory (not views of an operand)."""
+    return [r for r in results if not _builtins.any(_np.may_share_memory(r, o) for o in operands)]
+
+
+def _count_call(name: str, args: Any, result: Any, out: Any = None, kind: str = "launch") -> None:
+    """One launch if the call wrote anything (an out=, a new result); views launch nothing."""
+    operands = _arrays(args)
+    results = _arrays(result)
+    fresh = _new(results, operands) if out is None else []
+    if out is None and not fresh:
+        return
+    written = results if out is not None else fresh
+    nbytes = _builtins.sum(a.nbytes for a in operands) + _builtins.sum(a.nbytes for a in written)
+    _record(kind, name, nbytes, allocs=len(fresh))
+    if name in _SIZE_READS:
+        _record("launch", name + " (size scan)", _builtins.sum(a.nbytes for a in operands))
+        _record("sync", name + " (size read-back)")
+
+
+# These need their output's size on the host before the kernel that writes it.
+_SIZE_READS = frozenset({"nonzero", "argwhere", "flatnonzero", "unique", "extract", "compress"})
 
 
 _IMPLICIT = (
@@ -116,27 +274,46 @@ class ufunc:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if set(kwargs) - self._KEYWORDS:
             raise TypeError(f"Wrong arguments {kwargs}")
-        return _call(self._u, args, kwargs)
+        result = _call(self._u, args, kwargs)
+        if _active:
+            out = kwargs.get("out")
+            _count_call(self.__name__, args, result, out=out)
+        return result
 
     def reduce(self, a: Any, axis: Any = 0, dtype: Any = None, out: Any = None, keepdims=False):
         r = self._u.reduce(_unwrap(a), axis=axis, dtype=dtype, keepdims=keepdims)
         if out is not None:
             _check_out(out)[...] = r
-            return out
-        return _wrap(r)
+            result = out
+        else:
+            result = _wrap(r)
+        if _active:
+            _count_call(self.__name__ + ".reduce", (a,), result, out=out)
+        return result
 
     def accumulate(self, a: Any, axis: int = 0, dtype: Any = None) -> Any:
-        return _wrap(self._u.accumulate(_unwrap(a), axis=axis, dtype=dtype))
+        result = _wrap(self._u.accumulate(_unwrap(a), axis=axis, dtype=dtype))
+        if _active:
+            _count_call(self.__name__ + ".accumulate", (a,), result)
+        return result
 
     def reduceat(self, a: Any, indices: Any, axis: int = 0, dtype: Any = None) -> Any:
-        return _wrap(self._u.reduceat(_unwrap(a), _unwrap(indices), axis=axis, dtype=dtype))
+        result = _wrap(self._u.reduceat(_unwrap(a), _unwrap(indices), axis=axis, dtype=dtype))
+        if _active:
+            _count_call(self.__name__ + ".reduceat", (a, indices), result)
+        return result
 
     def outer(self, a: Any, b: Any) -> Any:
-        return _wrap(self._u.outer(_unwrap(a), _unwrap(b)))
+        result = _wrap(self._u.outer(_unwrap(a), _unwrap(b)))
+        if _active:
+            _count_call(self.__name__ + ".outer", (a, b), result)
+        return result
 
     def at(self, a: Any, indices: Any, b: Any = None) -> None:
         args = (_unwrap(a), _unwrap(indices)) + (() if b is None else (_unwrap(b),))
         self._u.at(*args)
+        if _active:
+            _count_call(self.__name__ + ".at", (indices, b), None, out=a)
 
 
 def _call(np_fn: Any, args: tuple, kwargs: dict) -> Any:
@@ -156,7 +333,10 @@ def _numpy_function(name: str) -> Any:
     def fn(*args: Any, **kwargs: Any) -> Any:
         result = _call(np_fn, args, kwargs)
         if name == "count_nonzero" and isinstance(result, int):
-            return _wrap(_np.asarray(result))
+            result = _wrap(_np.asarray(result))
+        if _active:
+            kind = "memset" if name in ("zeros", "zeros_like") else "launch"
+            _count_call(name, (args, kwargs), result, out=kwargs.get("out"), kind=kind)
         return result
 
     fn.__name__ = name
@@ -195,10 +375,16 @@ def _count_host_index(key: Any) -> None:
             _host_write()
 
 
+def _is_mask(key: Any) -> bool:
+    """True when an index holds a boolean array (CuPy needs the number of True on the host)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return _builtins.any(getattr(k, "dtype", None) == _np.bool_ for k in parts)
+
+
 def _is_basic(key: Any) -> bool:
     """True when an index has no arrays or lists in it (a view, in NumPy's words)."""
     parts = key if isinstance(key, tuple) else (key,)
-    return not any(isinstance(k, (list, _np.ndarray, ndarray)) for k in parts)
+    return not _builtins.any(isinstance(k, (list, _np.ndarray, ndarray)) for k in parts)
 
 
 class _MemoryPointer:
@@ -243,7 +429,14 @@ class ndarray:
             return attr
 
         def method(*args: Any, **kwargs: Any) -> Any:
-            return _call(attr, args, kwargs)
+            result = _call(attr, args, kwargs)
+            if _active:
+                if name == "fill":
+                    kind = "memset" if args and args[0] == 0 else "launch"
+                    _record(kind, "fill", self._a.nbytes)
+                else:
+                    _count_call(name, (self, args, kwargs), result, out=kwargs.get("out"))
+            return result
 
         method.__name__ = name
         return method
@@ -286,7 +479,16 @@ class ndarray:
 
     def __getitem__(self, key: Any) -> Any:
         _count_host_index(key)
-        return _wrap(self._a[_unwrap(key, host_ok=True)])
+        result = _wrap(self._a[_unwrap(key, host_ok=True)])
+        if _active and not _is_basic(key):
+            nbytes = result.nbytes + _builtins.sum(a.nbytes for a in _arrays(key)) + result.nbytes
+            if _is_mask(key):  # CuPy scans the mask and reads the count back first
+                _record(
+                    "launch", "getitem (mask scan)", _builtins.sum(a.nbytes for a in _arrays(key))
+                )
+                _record("sync", "getitem (mask size read-back)")
+            _record("launch", "getitem (advanced)", nbytes, allocs=1)
+        return result
 
     def __setitem__(self, key: Any, value: Any) -> None:
         # CuPy copies NumPy values over for advanced (array) indices only: a basic index calls
@@ -296,7 +498,13 @@ class ndarray:
         _count_host_index(key)
         if isinstance(value, (_np.ndarray, list)):
             _host_write()
+        target = self._a[_unwrap(key, host_ok=True)]
         self._a[_unwrap(key, host_ok=True)] = _unwrap(value, host_ok=True)
+        if _active:
+            nbytes = _np.asarray(target).nbytes + _builtins.sum(
+                a.nbytes for a in _arrays((key, value))
+            )
+            _record("launch", "setitem", nbytes)
 
     def __len__(self) -> int:
         return len(self._a)
@@ -332,10 +540,12 @@ class ndarray:
         return str(self._a)
 
     def __copy__(self) -> ndarray:
+        if _active:
+            _record("launch", "copy", 2 * self._a.nbytes, allocs=1)
         return _wrap(self._a.copy())
 
     def __deepcopy__(self, memo: dict) -> ndarray:
-        return _wrap(self._a.copy())
+        return self.__copy__()
 
     __add__, __radd__, __iadd__ = _binary("add")
     __sub__, __rsub__, __isub__ = _binary("subtract")
@@ -376,9 +586,15 @@ def asarray(a: Any, dtype: Any = None, order: Any = None, *, copy: Any = None, b
     if isinstance(a, ndarray):
         if dtype is None or _np.dtype(dtype) == a.dtype:
             return a
-        return _wrap(a._a.astype(dtype))
+        result = _wrap(a._a.astype(dtype))
+        if _active:
+            _record("launch", "asarray (astype)", a.nbytes + result.nbytes, allocs=1)
+        return result
     _host_write()
-    return _wrap(_np.array(_unwrap(a, host_ok=True), dtype=dtype, order=order or "K", copy=True))
+    result = _wrap(_np.array(_unwrap(a, host_ok=True), dtype=dtype, order=order or "K", copy=True))
+    if _active:
+        _record("alloc", "asarray (from host)", allocs=1)
+    return result
 
 
 def array(obj: Any, dtype: Any = None, copy: bool = True, order: str = "K", subok=False, ndmin=0):
@@ -387,11 +603,19 @@ def array(obj: Any, dtype: Any = None, copy: bool = True, order: str = "K", subo
     host = _unwrap(obj, host_ok=True)
     if not isinstance(obj, ndarray):
         _host_write()
-    return _wrap(_np.array(host, dtype=dtype, order=order, copy=True, ndmin=ndmin))
+    result = _wrap(_np.array(host, dtype=dtype, order=order, copy=True, ndmin=ndmin))
+    if _active:
+        if isinstance(obj, ndarray):
+            _record("launch", "array (copy)", obj.nbytes + result.nbytes, allocs=1)
+        else:
+            _record("alloc", "array (from host)", allocs=1)
+    return result
 
 
 def _poisoned(a: _np.ndarray) -> ndarray:
     """New memory holds garbage on a GPU, not NumPy's usual zeros: NaN (floats) or -7 shows it."""
+    if _active:
+        _record("alloc", "empty", allocs=1)
     a.fill(_np.nan if a.dtype.kind in "fc" else -7 if a.dtype.kind in "iu" else True)
     return _wrap(a)
 
@@ -411,11 +635,48 @@ def asnumpy(a: Any, stream: Any = None, order: str = "C", out: Any = None) -> _n
 
 
 def get_array_module(*args: Any) -> types.ModuleType:
-    return sys.modules[__name__] if any(isinstance(a, ndarray) for a in args) else _np
+    return sys.modules[__name__] if _builtins.any(isinstance(a, ndarray) for a in args) else _np
 
 
-def matmul(*args: Any, **kwargs: Any) -> Any:
-    return _numpy_function("matmul")(*args, **kwargs)
+def _broadcasts(a: _np.ndarray, b: _np.ndarray) -> bool:
+    """True when a batched matmul stretches a size-1 (or missing) batch dimension of an operand."""
+    ndim = _builtins.max(a.ndim, b.ndim)
+    if ndim <= 2:
+        return False
+    shape_a = (1,) * (ndim - a.ndim) + a.shape[:-2] if a.ndim > 1 else (1,) * (ndim - 2)
+    shape_b = (1,) * (ndim - b.ndim) + b.shape[:-2] if b.ndim > 1 else (1,) * (ndim - 2)
+    return _builtins.any(x != y for x, y in zip(shape_a[: ndim - 2], shape_b[: ndim - 2]))
+
+
+def _gemm(name: str, a: Any, b: Any, result: Any, out: Any) -> None:
+    """Count a cuBLAS call with its hidden operand copies (and pointer arrays)."""
+    x, y = _unwrap(a), _unwrap(b)
+    if not (isinstance(x, _np.ndarray) and isinstance(y, _np.ndarray)):
+        return
+    for op in (x, y):
+        ndim = _builtins.max(x.ndim, y.ndim)
+        contiguous = op.flags.c_contiguous or (ndim <= 2 and op.flags.f_contiguous)
+        if not contiguous:
+            _record("copy", f"{name} (operand copy)", 2 * op.nbytes, allocs=1)
+    if _broadcasts(x, y):
+        for _ in range(3):
+            _record("launch", f"{name} (batch pointers)", 0, allocs=1)
+    written = _unwrap(result)
+    _record("matmul", name, x.nbytes + y.nbytes + written.nbytes, allocs=int(out is None))
+
+
+def matmul(a: Any, b: Any, **kwargs: Any) -> Any:
+    result = _call(_np.matmul, (a, b), kwargs)
+    if _active:
+        _gemm("matmul", a, b, result, kwargs.get("out"))
+    return result
+
+
+def dot(a: Any, b: Any, out: Any = None) -> Any:
+    result = _call(_np.dot, (a, b), {} if out is None else {"out": out})
+    if _active:
+        _gemm("dot", a, b, result, out)
+    return result
 
 
 class RawModule:
@@ -571,7 +832,14 @@ class _Generator:
         if name not in _names.GENERATOR_METHODS:
             raise AttributeError(f"'cupy.random.Generator' object has no attribute {name!r}")
         draw = getattr(self._g, name)
-        return lambda *args, **kwargs: _wrap(draw(*_unwrap(args), **_unwrap_kwargs(kwargs)))
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            result = _wrap(draw(*_unwrap(args), **_unwrap_kwargs(kwargs)))
+            if _active:
+                _count_call("random." + name, (), result)
+            return result
+
+        return method
 
 
 random = _submodule("random")
@@ -592,4 +860,6 @@ lib.stride_tricks.as_strided = _as_strided
 def _erf(x: ndarray) -> ndarray:
     """The error function, elementwise (for cupyx.scipy.special)."""
     a = _unwrap(x)
+    if _active:
+        _record("launch", "erf", 2 * a.nbytes, allocs=1)
     return _wrap(_np.vectorize(math.erf, otypes=[a.dtype])(a) if a.size else a.copy())

@@ -121,6 +121,10 @@ class Function:
             raise TypeError(f"{self.name}: {len(args)} arguments for {len(self.params)} parameters")
         for i, ((ctype, pointer), arg) in enumerate(zip(self.params, args)):
             _check_arg(self.name, i, ctype, pointer, arg, self._ndarray)
+        import cupy
+
+        if cupy._active:  # one launch; each array argument counted once, read or written
+            cupy._record("launch", self.name, sum(a.nbytes for a in cupy._arrays(list(args))))
         if self._library is not None:
             host = [self._unwrap(a) if isinstance(a, self._ndarray) else a for a in args]
             self._library.launch(self.name, blocks, threads, int(shared_mem), host)

@@ -18,4 +18,10 @@ def scatter_add(a: Any, slices: Any, value: Any) -> None:
         raise TypeError(f"scatter_add does not support {a.dtype} (CUDA atomicAdd)")
     # Index and value arrays may be on the host: CuPy copies them over, as for setitem.
     cupy._count_host_index(slices)
+    if cupy._active:
+        # the index and values read, the target rows read and written
+        rows = sum(x.nbytes for x in cupy._arrays(value))
+        cupy._record(
+            "launch", "scatter_add", sum(x.nbytes for x in cupy._arrays(slices)) + 3 * rows
+        )
     np.add.at(cupy._unwrap(a), cupy._unwrap(slices, host_ok=True), cupy._unwrap(value, True))
