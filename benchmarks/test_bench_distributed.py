@@ -101,7 +101,7 @@ def worker(name: str) -> None:
         step, comm = statistics.median(steps), statistics.median(comms)
         summary = {"world": world, "step_ms": step * 1e3, "comm_ms": comm * 1e3}
         summary["comm_share"] = comm / step
-        summary["grad_mb"] = sum(p.data.nbytes for p in model.parameters()) / 2**20
+        summary["grad_mb"] = sum(p.array.nbytes for p in model.parameters()) / 2**20
         print("RESULT " + json.dumps(summary), flush=True)
     dist.destroy_process_group()
 

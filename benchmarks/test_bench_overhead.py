@@ -62,7 +62,7 @@ def _group(benchmark, device: str, op: str) -> None:
 def test_bare_array_call(benchmark, device: str, op: str) -> None:
     a, b = _operands(device, op)
     xp = a._be.xp
-    x, y = a.data, b.data
+    x, y = a.array, b.array
     bare = OPS[op][1]
     _group(benchmark, device, op)
     benchmark.extra_info["role"] = "baseline"

@@ -23,7 +23,7 @@ for step in range(4):
     opt.zero_grad()
     scaler.scale((p * 2).sum()).backward()
     if step == 1 and rank == 1:  # an overflow on rank 1 only
-        p.grad.data[0] = float("inf")
+        p.grad.array[0] = float("inf")
     scaler.step(opt)
     scaler.update()
     scales.append(scaler.get_scale())

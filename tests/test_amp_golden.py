@@ -147,7 +147,7 @@ def _scaler_run(lib, model, scaler, steps, inject, clip: bool):
             if lib is torch:
                 p.grad[0, 0] = bad
             else:
-                p.grad.data[0, 0] = bad
+                p.grad.array[0, 0] = bad
         before = [
             np.array(p.detach().numpy() if lib is torch else p.numpy()) for p in model.parameters()
         ]

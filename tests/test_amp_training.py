@@ -158,7 +158,7 @@ def test_float16_autocast_and_grad_scaler_on_cuda() -> None:
         assert loss.dtype == np.float32
         scaler.scale(loss).backward()
         if step == 5:  # an overflowed gradient: this step must be skipped
-            model[0].weight.grad.data[0, 0] = float("inf")
+            model[0].weight.grad.array[0, 0] = float("inf")
         before = model[0].weight.numpy().copy()
         scaler.step(opt)
         scaler.update()

@@ -199,7 +199,7 @@ def test_mha_parameters_match_pytorch_names():
 
 def test_mha_matches_numpy_with_padding(f64):
     m = nn.MultiheadAttention(8, 2, batch_first=True)
-    m.in_proj_bias.data[...] = rng.standard_normal(24)
+    m.in_proj_bias.array[...] = rng.standard_normal(24)
     q, k = rng.standard_normal((3, 4, 8)), rng.standard_normal((3, 5, 8))
     pad = np.zeros((3, 5), dtype=bool)
     pad[0, 3:] = True

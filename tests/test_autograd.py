@@ -120,7 +120,7 @@ def test_grads_of_two_leaves_are_independent_arrays(device: str) -> None:
     a, b = leaf([1.0, 2.0], device=device), leaf([3.0, 4.0], device=device)
     seed = np.array([1.0, 1.0])
     (a + b).backward(seed)
-    a.grad.data *= 10
+    a.grad.array *= 10
     seed *= 7
     np.testing.assert_allclose(b.grad.numpy(), [1.0, 1.0])
     np.testing.assert_allclose(a.grad.numpy(), [10.0, 10.0])
@@ -263,7 +263,7 @@ def test_detach_cuts_the_graph_and_shares_data() -> None:
     x = leaf([1.0, 2.0])
     d = x.detach()
     assert not d.requires_grad and d.is_leaf and d.grad is None
-    d.data[0] = 5.0  # same memory, as torch.detach
+    d.array[0] = 5.0  # same memory, as torch.detach
     assert x.numpy()[0] == 5.0
     (d * x).sum().backward()  # only the path through x counts: d/dx = d
     np.testing.assert_allclose(x.grad.numpy(), [5.0, 2.0])
@@ -426,4 +426,4 @@ def test_leaf_accumulation_works_with_cupy_style_flags() -> None:
     g = np.array([3.0, 4.0]).view(_CupyLikeArray)
     _accumulate_leaf(x, g)  # CuPy arrays have no flags.writeable: this must not raise
     _accumulate_leaf(x, np.array([1.0, 1.0]))
-    np.testing.assert_allclose(np.asarray(x.grad.data), [4.0, 5.0])
+    np.testing.assert_allclose(np.asarray(x.grad.array), [4.0, 5.0])

@@ -26,8 +26,8 @@ def ref_bn_train(x, w, b, eps):
 ])  # fmt: skip
 def test_training_steps_running_stats_and_eval(cls, shape):
     bn = cls(3, momentum=0.2, dtype="float64")
-    bn.weight.data[...] = rng.standard_normal(3)
-    bn.bias.data[...] = rng.standard_normal(3)
+    bn.weight.array[...] = rng.standard_normal(3)
+    bn.bias.array[...] = rng.standard_normal(3)
     w, b = bn.weight.numpy().copy(), bn.bias.numpy().copy()
     run_mean, run_var = np.zeros(3), np.ones(3)
     n = int(np.prod(shape)) // 3

@@ -124,7 +124,7 @@ def test_sampling_follows_the_distribution():
     m = small_model()
     # A model whose next-token distribution we know: zero weights, a bias on ln_f -> uniform.
     for p in m.parameters():
-        p.data[...] = 0
+        p.array[...] = 0
     gnn.manual_seed(0)
     out = m.generate(gnn.tensor(np.zeros((400, 1), dtype=np.int64)), 1).numpy()[:, 1]
     counts = np.bincount(out, minlength=11)

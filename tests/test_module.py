@@ -52,7 +52,7 @@ def test_state_dict_has_pytorch_keys_order_and_shapes() -> None:
     assert sd["features.1.num_batches_tracked"].dtype == np.int64
     assert "cache" not in sd  # non-persistent buffer
     assert all(not t.requires_grad for t in sd.values())  # detached views ...
-    sd["blocks.0.bias"].data[...] = 7.0  # ... that share memory, as PyTorch's do
+    sd["blocks.0.bias"].array[...] = 7.0  # ... that share memory, as PyTorch's do
     assert np.all(net.blocks[0].bias.numpy() == 7.0)
     kept = net.state_dict(prefix="net.", keep_vars=True)
     assert list(kept) == ["net." + k for k in TORCH_KEYS]

@@ -188,12 +188,12 @@ def test_maximize_ascends() -> None:
 
 def test_update_is_in_place_and_skips_params_without_grad() -> None:
     a, b = _params()
-    data_a = a.data
+    data_a = a.array
     opt = optim.Adam([a, b], lr=0.1)
     a.grad = gnn.ones_like(a)
     before_b = b.numpy().copy()
     opt.step()
-    assert a.data is data_a  # the same array: views and other holders see the update
+    assert a.array is data_a  # the same array: views and other holders see the update
     assert b not in opt.state
     np.testing.assert_array_equal(b.numpy(), before_b)
 

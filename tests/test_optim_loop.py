@@ -38,8 +38,8 @@ class SignDescent(optim.Optimizer):
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
         xp = param._be.xp
-        state["total"].data += grad
-        param.data -= group["lr"] * state["step"] * xp.sign(grad)
+        state["total"].array += grad
+        param.array -= group["lr"] * state["step"] * xp.sign(grad)
 
 
 def test_a_rule_written_as_update_only() -> None:

@@ -136,7 +136,7 @@ def test_tensor_copies_numpy_input_and_from_numpy_shares() -> None:
 def test_tensor_of_a_tensor_is_a_copy() -> None:
     src = gnn.tensor([1.0, 2.0])
     t = gnn.tensor(src)
-    t.data[0] = 9.0
+    t.array[0] = 9.0
     assert src.numpy()[0] == 1.0
 
 

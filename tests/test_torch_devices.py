@@ -109,7 +109,7 @@ def test_to_and_cuda_take_pytorch_arguments() -> None:
     t = gnn.tensor([1.0, 2.0])
     assert t.to("cpu", non_blocking=True) is t
     c = t.to("cpu", copy=True)
-    assert c is not t and c.tolist() == [1.0, 2.0] and c.data is not t.data
+    assert c is not t and c.tolist() == [1.0, 2.0] and c.array is not t.array
     assert t.to(gnn.float64, copy=True).dtype == np.float64
     with pytest.raises(ValueError, match="expected a CUDA device"):
         t.cuda("cpu")

@@ -43,8 +43,8 @@ def test_encoder_copies_start_equal_but_are_independent():
     enc = nn.TransformerEncoder(layer, 3)
     a, b = enc.layers[0].linear1.weight, enc.layers[2].linear1.weight
     np.testing.assert_array_equal(a.numpy(), b.numpy())  # deep copies, as in PyTorch
-    assert a is not b and a.data is not b.data
-    a.data[...] = 0
+    assert a is not b and a.array is not b.array
+    a.array[...] = 0
     assert np.abs(b.numpy()).sum() > 0
     x = gnn.randn(4, 2, 8)
     assert enc(x).shape == (4, 2, 8)  # the copies share the backend: no device mix-up

@@ -40,10 +40,10 @@ def main(out: str) -> None:
     checks["all_gather"] = all(float(g.numpy()[0]) == r for r, g in enumerate(got))
 
     comm = dist._group.nccl  # the communicator itself, exercised even in a group of one
-    a = gnn.ones(4, device=device).data
+    a = gnn.ones(4, device=device).array
     comm.all_reduce(a, "sum")
     comm.broadcast(a, 0)
-    recv = gnn.zeros(4 * world, device=device).data
+    recv = gnn.zeros(4 * world, device=device).array
     comm.all_gather(a, recv)
     comm.synchronize()
     checks["communicator"] = bool(np.allclose(recv.get(), world))
