@@ -28,7 +28,7 @@ def test_writes_show_through_both_ways() -> None:
     view[1] = 5.0
     assert t.tolist() == [0.0, 5.0, 0.0, 0.0]
     u = gnn.from_dlpack(view)
-    u.data[2] = 7.0
+    u.array[2] = 7.0
     assert t.tolist() == [0.0, 5.0, 7.0, 0.0]
     assert not u.requires_grad and u.is_leaf
 
@@ -54,7 +54,7 @@ def test_from_dlpack_refuses_what_it_cannot_take() -> None:
     with pytest.raises(ValueError, match="DLPack device type 8"):
         gnn.from_dlpack(Elsewhere())
     t = gnn.ones(2)
-    assert gnn.from_dlpack(t).data is t.data
+    assert gnn.from_dlpack(t).array is t.array
     with pytest.raises(TypeError, match="expected a Tensor"):
         gnn.to_dlpack(np.ones(2))
 
@@ -83,7 +83,7 @@ def test_pytorch_round_trip_is_zero_copy() -> None:
     assert view.tolist() == [0.0, 2.5, 0.0]
     w = torch.randn(4, 3, dtype=torch.float64)  # weights handed over without a copy
     lin = gnn.nn.Linear(3, 4).double()
-    lin.weight.data[...] = gnn.from_dlpack(w).data
+    lin.weight.array[...] = gnn.from_dlpack(w).array
     np.testing.assert_array_equal(lin.weight.numpy(), w.numpy())
 
 
@@ -94,5 +94,5 @@ def test_gpu_tensors_exchange_on_their_device(device: str) -> None:
         pytest.skip("tests/fake_gpu does not model DLPack (real CuPy arrays have __dlpack__)")
     t = gnn.arange(4, device=device)
     assert t.__dlpack_device__()[0] == 2
-    u = gnn.from_dlpack(t.data)
+    u = gnn.from_dlpack(t.array)
     assert u.device == t.device and u.tolist() == [0, 1, 2, 3]
