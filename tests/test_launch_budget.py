@@ -1,0 +1,70 @@
+"""Launch budgets of one steady-state training step on the fake CuPy (issue 14).
+
+Counts on the fake CuPy are deterministic (rules in tests/fake_gpu/cupy's docstring), so these are
+tests, not timings. Each reference model of benchmarks/launch_counts.py runs narrow (`small=True`:
+the same layers and steps, so the same launches; only bytes shrink) for one warm-up step, then one
+counted step must stay within CEILINGS.
+
+CEILINGS are regression guards: today's measured counts, so a change that adds a launch, a sync or
+a host-to-device copy fails now. TARGETS are the issue's goals (PyTorch eager's fused-optimizer
+counts; 0 syncs and 0 h2d copies for all four); they are recorded here and NOT asserted yet. When
+a change lowers a count, lower its ceiling with it. The full-size models and the bytes are in
+benchmarks/test_bench_launches.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FAKE_CUDA
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not FAKE_CUDA, reason="counts on the fake CuPy: run with GNN_FAKE_CUDA=1"),
+]
+
+# (launches, syncs, h2d copies) per counted step, measured; lower them as they come down.
+CEILINGS = {
+    "mlp": (105, 0, 0),
+    "cnn": (177, 0, 0),
+    "lstm": (1570, 0, 0),
+    "gpt": (3830, 1, 0),
+}
+# The issue's goals (launches, syncs, h2d): not asserted yet.
+TARGETS = {"mlp": (22, 0, 0), "cnn": (31, 0, 0), "lstm": (280, 0, 0), "gpt": (440, 0, 0)}
+
+
+def _launch_counts() -> Any:
+    """benchmarks/launch_counts.py, loaded by path (benchmarks/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "launch_counts.py"
+    name = "gnn_bench_launch_counts"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.mark.parametrize("model", list(CEILINGS))
+def test_training_step_stays_within_its_launch_budget(model: str) -> None:
+    lc = _launch_counts()
+    c = lc.count(lc.MODELS[model](small=True))
+    launches, syncs, h2d = CEILINGS[model]
+    top = list(c.by_source().items())[:5]
+    assert c.launches <= launches, f"{model}: {c.launches} launches > {launches}; top: {top}"
+    assert c.syncs <= syncs, f"{model}: {c.syncs} syncs > {syncs}: {c.by_source('syncs')}"
+    assert c.h2d <= h2d, f"{model}: {c.h2d} host-to-device copies > {h2d}: {c.by_source('h2d')}"
+
+
+def test_counted_steps_repeat_exactly() -> None:
+    """A steady state: a second counted step launches exactly what the first did."""
+    lc = _launch_counts()
+    step = lc.MODELS["mlp"](small=True)
+    first = lc.count(step)
+    second = lc.count(step, warmup=0)
+    assert [e[:2] for e in first.events] == [e[:2] for e in second.events]
