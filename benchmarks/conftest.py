@@ -16,6 +16,15 @@ import statistics
 
 import pytest
 
+from gnn.backend import host_memory
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Raise glibc's allocator thresholds for the whole run, as a training program would."""
+    # gnn leaves process-wide settings to the program; without these the LSTM step pays page
+    # faults every step (see gnn/backend/host_memory.py). The NumPy baselines profit alike.
+    host_memory.tune_malloc()
+
 
 def _benchmarks(config: pytest.Config) -> list:
     session = getattr(config, "_benchmarksession", None)
