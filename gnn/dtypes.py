@@ -38,12 +38,8 @@ _BFLOAT16_NAMES = ("bfloat16", "bf16")
 
 def bfloat16_dtype() -> np.dtype:
     """NumPy's bfloat16 dtype from ml_dtypes (imported here, on first use)."""
-    try:
-        import ml_dtypes
-    except ImportError:  # a dependency in pyproject; only a hand-made environment lacks it
-        raise ImportError(
-            "gnn.bfloat16 needs the ml_dtypes package: pip install ml_dtypes"
-        ) from None
+    import ml_dtypes  # a dependency of gnn; imported late to keep `import gnn` light
+
     return np.dtype(ml_dtypes.bfloat16)
 
 

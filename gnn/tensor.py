@@ -319,7 +319,7 @@ class Tensor:
         """self /= other, in place."""
         return self._update("div_", "divide", other)
 
-    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
         """self clamped to [min, max], in place."""
         if min is None and max is None:
             raise ValueError("clamp_: give min, max or both")
@@ -603,7 +603,7 @@ class Tensor:
     def sort(self, dim: int = -1, descending: bool = False) -> Any:
         return F.sort(self, dim, descending)
 
-    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:  # noqa: A002
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
         return F.topk(self, k, dim, largest, sorted)
 
     def tril(self, diagonal: int = 0) -> Tensor:

@@ -155,7 +155,7 @@ def topk(
     k: int,
     dim: int = -1,
     largest: bool = True,
-    sorted: bool = True,  # noqa: A002
+    sorted: bool = True,
 ) -> SortResult:
     """(values, indices) of the k largest (or smallest) entries along dim, always in order."""
     d = norm_dim(dim, x.ndim, "topk")

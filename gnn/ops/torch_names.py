@@ -84,7 +84,7 @@ def absolute(x: Tensor) -> Tensor:
     return abs(x)
 
 
-def clip(x: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+def clip(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
     """x clamped to [min, max] (torch.clip)."""
     return clamp(x, min, max)
 
@@ -166,7 +166,7 @@ def is_floating_point(x: Tensor) -> bool:
 
 
 def multinomial(
-    input: Tensor,  # noqa: A002  (PyTorch's name)
+    input: Tensor,  # PyTorch's name
     num_samples: int,
     replacement: bool = False,
     generator: Any = None,

@@ -139,7 +139,7 @@ def ceil(x: Tensor) -> Tensor:
     return _no_grad("ceil", x)
 
 
-def round(x: Tensor) -> Tensor:  # noqa: A001  (PyTorch's name)
+def round(x: Tensor) -> Tensor:  # PyTorch's name, shadowing the builtin in this module
     """x rounded to the nearest integer, halves to even (as PyTorch and NumPy do)."""
     return _no_grad("round", x)
 
