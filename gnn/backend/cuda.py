@@ -1,7 +1,8 @@
 """CupyBackend: arrays on an NVIDIA GPU through CuPy, with gnn's own CUDA kernels from kernels/.
 
 The only module in gnn that imports cupy, and only inside functions, so `import gnn` never does.
-Kernel errors (bad class labels) are flagged on the device and raised by `check_errors()`.
+Kernel errors (bad class labels) and out-of-range embedding ids are flagged on the device and
+raised by `check_errors()`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn.backend.numpy import NumpyBackend
+from gnn.backend.numpy import NumpyBackend, id_range_message
 
 
 def device_count() -> int:
@@ -151,6 +152,7 @@ class CupyBackend(NumpyBackend):
         self._errors: Any = None  # int64[ERROR_SLOTS] on this GPU, made on first use
         self._errors_pending = False  # a flagging kernel ran since the last check_errors()
         self._scalars: dict[tuple, Any] = {}  # see scalar()
+        self._id_checks: dict[tuple, Any] = {}  # see check_ids()
 
     # ---- arrays --------------------------------------------------------------------------------
 
@@ -271,26 +273,69 @@ class CupyBackend(NumpyBackend):
         self._errors_pending = True
         return self._errors
 
-    def check_errors(self) -> None:
-        """Wait for this GPU, then raise (and clear) an error a kernel flagged since the last check.
+    def check_ids(self, ids: Any, num: int, op: str) -> None:
+        """Flag an id outside 0..num-1 on the device, without waiting for it; `check_errors()`
+        raises IndexError later (CuPy's lookup wraps such an id around meanwhile)."""
+        if not ids.size:
+            return
+        # Seen as unsigned, a negative id is huge: one max checks both ends of the range.
+        top = ids.view(f"u{ids.dtype.itemsize}").max() if ids.dtype.kind == "i" else ids.max()
+        key = (op, num, ids.dtype)
+        seen = self._id_checks.get(key)
+        if seen is None:
+            self._id_checks[key] = top
+        else:  # the largest since the last check, kept on the device
+            self.xp.maximum(seen, top, out=seen)
+        self._errors_pending = True
+        if os.environ.get("GNN_DEBUG_SYNC") == "1":
+            self.check_errors()
 
-        Kernels cannot raise: a bad class label sets a flag on the device instead. This is called
-        after every launch when the environment has GNN_DEBUG_SYNC=1, and lazily otherwise (by
-        `to_numpy`, hence `Tensor.numpy()` / `.item()`, after a kernel that can flag has run).
+    def check_errors(self) -> None:
+        """Wait for this GPU, then raise (and clear) an error flagged since the last check.
+
+        Kernels cannot raise: a bad class label sets a flag on the device instead, and an
+        embedding's ids are checked there (`check_ids`). This is called after every launch when
+        the environment has GNN_DEBUG_SYNC=1, and lazily otherwise (by `to_numpy`, hence
+        `Tensor.numpy()` / `.item()`, after a kernel or check that can flag has run).
         """
         self.synchronize()  # also surfaces asynchronous CUDA errors of earlier launches
         self._errors_pending = False
+        error = self._id_error()
+        label_error = self._label_error()
+        if error or label_error:
+            raise error or label_error
+
+    def _id_error(self) -> IndexError | None:
+        """The first out-of-range id flagged by check_ids since the last check (all cleared)."""
+        if not self._id_checks:
+            return None
+        checks, self._id_checks = self._id_checks, {}
+        with self._cuda_device:
+            # one copy to the host for all of them (same-size unsigned, or as uint64)
+            tops = self.xp.asnumpy(self.xp.stack([t.astype(np.uint64) for t in checks.values()]))
+        for (op, num, dtype), top in zip(checks, tops.tolist()):
+            if top >= num:
+                bits = 8 * dtype.itemsize
+                bad = top - 2**bits if dtype.kind == "i" and top >= 2 ** (bits - 1) else top
+                return IndexError(
+                    f"{id_range_message(op, bad, num)}; found on {self.device} after the lookup "
+                    "ran (CuPy read a wrapped-around row for it)"
+                )
+        return None
+
+    def _label_error(self) -> IndexError | None:
+        """The bad class label the softmax-CE kernels flagged since the last check (cleared)."""
         if self._errors is None:
-            return
+            return None
         with self._cuda_device:
             slots = self.xp.asnumpy(self._errors)
             if slots[0] == 0:
-                return
+                return None
             self._errors.fill(0)
         label, classes, ignore_index, forward, backward = (int(v) for v in slots[1:])
         # the forward's count, or the backward's when the forward's was raised by an earlier check
         count = forward or backward
-        raise IndexError(
+        return IndexError(
             f"cross_entropy: target {label} is out of bounds for {classes} classes "
             f"(valid: 0..{classes - 1}, or ignore_index={ignore_index}); {count} bad label(s) "
             f"found by the CUDA kernel on {self.device} (their loss and gradient rows are NaN)"

@@ -16,6 +16,13 @@ from gnn import config
 _FEW_CLASSES = 32
 # From this many indices up, index_add of whole rows sorts and sums runs instead of np.add.at.
 _SORTED_INDEX_ADD_MIN = 128
+# Ones vectors kept per backend (NumpyBackend.ones_vector): one per batch length and dtype.
+_ONES_CACHE_SIZE = 64
+
+
+def id_range_message(op: str, bad: int, num: int) -> str:
+    """The error for an id outside 0..num-1 of a table of num rows."""
+    return f"{op}: id {bad} is out of range for an embedding of {num} rows (valid: 0..{num - 1})"
 
 
 class NumpyBackend:
@@ -230,6 +237,28 @@ class NumpyBackend:
     def value_range(self, a: Any) -> tuple[int, int]:
         """(min, max) of a non-empty integer array, as Python ints."""
         return int(a.min()), int(a.max())
+
+    def check_ids(self, ids: Any, num: int, op: str) -> None:
+        """Raise IndexError for an id outside 0..num-1 (CPU: now; CUDA: at `check_errors()`)."""
+        if ids.size:
+            lo, hi = self.value_range(ids)
+            if lo < 0 or hi >= num:
+                raise IndexError(id_range_message(op, lo if lo < 0 else hi, num))
+
+    def ones_vector(self, n: int, dtype: Any) -> Any:
+        """A cached vector of n ones (bias gradients as ones @ g); shared, so never written to."""
+        # made on first use: instances of subclasses that skip __init__ get one too
+        cache = self.__dict__.setdefault("_ones_vectors", {})
+        key = (n, np.dtype(dtype))
+        ones = cache.get(key)
+        if ones is None:
+            if len(cache) >= _ONES_CACHE_SIZE:
+                cache.clear()  # many distinct lengths (varying batch sizes): start afresh
+            ones = self.xp.ones(n, dtype=dtype)
+            if self.xp is np:
+                ones.flags.writeable = False  # holds the ops to never writing it
+            cache[key] = ones
+        return ones
 
     def check_class_targets(self, target: Any, num_classes: int, ignore_index: int) -> bool:
         """Raise IndexError for labels outside [0, C) other than ignore_index (CPU: before use).

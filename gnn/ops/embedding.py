@@ -44,14 +44,8 @@ def embedding(
         )
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
-    if ids.size:
-        lo, hi = weight._be.value_range(ids)
-        if lo < 0 or hi >= num:
-            bad = lo if lo < 0 else hi
-            raise IndexError(
-                f"embedding: id {bad} is out of range for an embedding of {num} rows "
-                f"(valid: 0..{num - 1})"
-            )
+    # CPU: raises now; CUDA: flags on the device and raises at check_errors() (no wait here)
+    weight._be.check_ids(ids, num, "embedding")
     if padding_idx is not None:
         if not -num <= padding_idx < num:
             raise ValueError(

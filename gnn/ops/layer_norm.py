@@ -60,12 +60,12 @@ class LayerNorm(Function):
             gx = gx.astype(gy.dtype, copy=False)
         grads.append(gx)
         i = 1
-        xp, inner = self.be.xp, g.shape[len(lead) :]
+        inner = g.shape[len(lead) :]
 
         def over_rows(a: Any) -> Any:  # the sum over the leading dims
             if not a.size:
                 return a.sum(axis=lead)
-            return column_sums(xp, a.reshape(-1, math.prod(inner))).reshape(inner)
+            return column_sums(self.be, a.reshape(-1, math.prod(inner))).reshape(inner)
 
         if self.has_weight:
             gw = over_rows(g * xhat) if self.needs_input_grad[i] else None

@@ -75,7 +75,7 @@ class Linear(Function):
             x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
             gw = g2.T @ x2
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = column_sums(self.be.xp, g2)
+            gb = column_sums(self.be, g2)
         return gx, gw, gb
 
 

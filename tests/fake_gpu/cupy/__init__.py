@@ -12,6 +12,8 @@ Where CuPy is stricter than NumPy, so is this, because those are the mistakes it
 - a NumPy array is refused as an operand of a ufunc, function or method; only `asarray` and
   `array` take one (and copy it, as a transfer would), and `asnumpy` / `.get()` copy back;
 - reductions and integer indexing give 0-d arrays, not NumPy scalars;
+- integer array indices out of bounds wrap around (getitem, scatter_add), as in CuPy, where NumPy
+  raises IndexError;
 - `empty` and `empty_like` fill new arrays with NaN (or -7), where NumPy often hands out zeros;
 - only names CuPy 14.2 has exist (`_names.py`); a ufunc takes only out, dtype and casting; the
   random Generator has only CuPy's methods (no permutation, no bit_generator state);
@@ -375,6 +377,21 @@ def _count_host_index(key: Any) -> None:
             _host_write()
 
 
+def _wrapped_index(key: Any, shape: tuple) -> Any:
+    """Integer index arrays taken modulo their axis, as CuPy's integer array indexing does (it
+    wraps an out-of-bounds index around where NumPy raises IndexError)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    if _builtins.any(k is None or k is Ellipsis for k in parts) or len(parts) > len(shape):
+        return key  # axes would need counting: left to NumPy
+    wrapped = tuple(
+        _np.mod(k, shape[i])
+        if isinstance(k, _np.ndarray) and k.dtype.kind in "iu" and shape[i]
+        else k
+        for i, k in enumerate(parts)
+    )
+    return wrapped if isinstance(key, tuple) else wrapped[0]
+
+
 def _is_mask(key: Any) -> bool:
     """True when an index holds a boolean array (CuPy needs the number of True on the host)."""
     parts = key if isinstance(key, tuple) else (key,)
@@ -479,7 +496,7 @@ class ndarray:
 
     def __getitem__(self, key: Any) -> Any:
         _count_host_index(key)
-        result = _wrap(self._a[_unwrap(key, host_ok=True)])
+        result = _wrap(self._a[_wrapped_index(_unwrap(key, host_ok=True), self._a.shape)])
         if _active and not _is_basic(key):
             nbytes = result.nbytes + _builtins.sum(a.nbytes for a in _arrays(key)) + result.nbytes
             if _is_mask(key):  # CuPy scans the mask and reads the count back first

@@ -24,4 +24,6 @@ def scatter_add(a: Any, slices: Any, value: Any) -> None:
         cupy._record(
             "launch", "scatter_add", sum(x.nbytes for x in cupy._arrays(slices)) + 3 * rows
         )
-    np.add.at(cupy._unwrap(a), cupy._unwrap(slices, host_ok=True), cupy._unwrap(value, True))
+    target = cupy._unwrap(a)
+    index = cupy._wrapped_index(cupy._unwrap(slices, host_ok=True), target.shape)
+    np.add.at(target, index, cupy._unwrap(value, True))
