@@ -1,4 +1,4 @@
-"""The `gnn` command: info, train NAME, evaluate / predict a saved example, generate text, export."""
+"""The `gnn` command: info, train NAME, evaluate / predict a saved example, generate, export."""
 
 from __future__ import annotations
 
