@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Everything CI checks, in order: lint, format, the core line budget (ci/core_lines.py), kernel
-# compilation, the test suite, and where no GPU is visible the gpu-marked tests once more on the
-# fake CuPy of tests/fake_gpu; then the kernels themselves on the CPU emulator (ci/emulate.sh)
-# and its mutation check.
+# Everything CI checks, in order: lint, format, the core line budget (ci/core_lines.py), the
+# type check (mypy), kernel compilation, the test suite, and where no GPU is visible the
+# gpu-marked tests once more on the fake CuPy of tests/fake_gpu; then the kernels themselves on
+# the CPU emulator (ci/emulate.sh) and its mutation check.
 # Run from the repository root inside an environment with gnn[dev] installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,8 @@ echo "== ruff format --check"
 ruff format --check .
 echo "== core line budget (docs/architecture.md: target 3,000; the ceiling is today's count)"
 python ci/core_lines.py --max 5500
+echo "== mypy over gnn/ (configuration and per-module exceptions: pyproject.toml [tool.mypy])"
+mypy
 echo "== nvcc compile check of kernels/*.cu"
 bash ci/check_kernels.sh
 echo "== pytest"

@@ -39,6 +39,10 @@ class Function:
 
     # inputs: the Tensor arguments (set only while the Function is in a graph); seq: its number.
     __slots__ = ("inputs", "needs_input_grad", "be", "seq", "__dict__")
+    inputs: tuple[Tensor, ...]
+    needs_input_grad: tuple[bool, ...]
+    be: Any  # the inputs' backend; gnn.backend sits above this layer, so not named here
+    seq: int
 
     def forward(self, *xs: Any) -> Any:
         raise NotImplementedError
@@ -57,7 +61,7 @@ class Function:
         be = inputs[0]._be
         fn.be = be
         if len(inputs) == 1:
-            needs = (inputs[0].requires_grad,)
+            needs: tuple[bool, ...] = (inputs[0].requires_grad,)
             fn.needs_input_grad = needs
             out = fn.forward(inputs[0].array)
         else:

@@ -19,7 +19,7 @@ int32 = np.dtype("int32")
 int64 = np.dtype("int64")
 bool_ = np.dtype("bool")
 
-_BY_NAME = {
+_BY_NAME: dict[str, np.dtype] = {
     "float16": float16,
     "half": float16,
     "float32": float32,
