@@ -47,6 +47,7 @@ class BatchNorm(Function):
             if self.stats is not None:
                 self._update_running(mean.reshape(-1), var.reshape(-1), x.size // x.shape[1])
         else:
+            assert self.stats is not None  # batch_norm trains on the batch when there are none
             mean = self.stats[0].astype(acc, copy=False).reshape(bshape)
             var = self.stats[1].astype(acc, copy=False).reshape(bshape)
             xc = xa - mean
@@ -62,6 +63,7 @@ class BatchNorm(Function):
 
     def _update_running(self, mean: Any, var: Any, count: int) -> None:
         """running = (1 - momentum) * running + momentum * batch, unbiased variance (in place)."""
+        assert self.stats is not None  # only called when there are running statistics
         m = self.momentum
         rm, rv = self.stats
         rm *= 1.0 - m
@@ -136,7 +138,12 @@ def batch_norm(
         )
     if not training and running_mean is None:
         training = True  # no running statistics to use: normalise with the batch's own
-    stats = None if running_mean is None else (running_mean.array, running_var.array)
+    # both or neither (checked above)
+    stats = (
+        None
+        if running_mean is None or running_var is None
+        else (running_mean.array, running_var.array)
+    )
     m = 0.1 if momentum is None else float(momentum)
     affine = [t for t in (weight, bias) if t is not None]
     return BatchNorm.apply(

@@ -234,7 +234,7 @@ class Conv2d(Function):
         if b is not None:
             y2 += b[:, None]
         self.geom, self.w3 = g, w3
-        self.cols = cols if self.needs_input_grad[1] else None
+        self.cols: Any = cols if self.needs_input_grad[1] else None  # an array, or None
         return _from_cols_layout(xp, y2, g)
 
     def backward(self, gy: Any) -> Any:
