@@ -102,6 +102,28 @@ def _check_mask_shape(mask_shape: tuple, scores_shape: tuple) -> None:
             )
 
 
+# Causal masks by (device, L, S, dtype): a transformer's layers all use the same one, and each
+# step again; building it is several launches on a GPU. Shared, so read-only (never written).
+_CAUSAL_MASKS: dict[tuple, Any] = {}
+_CAUSAL_CACHE_SIZE = 16
+
+
+def _causal_mask(be: Any, L: int, S: int, acc: Any) -> Any:
+    """The additive (L, S) causal mask on be's device: 0 where key j <= query i, else -inf."""
+    key = (be.device, L, S, np.dtype(acc))
+    mask = _CAUSAL_MASKS.get(key)
+    if mask is None:
+        xp = be.xp
+        keep = xp.tril(xp.ones((L, S), dtype=bool))  # query i sees keys 0..i (top-left aligned)
+        mask = xp.where(keep, acc(0), acc(-np.inf)).astype(acc)
+        if isinstance(mask, np.ndarray):
+            mask.flags.writeable = False
+        if len(_CAUSAL_MASKS) >= _CAUSAL_CACHE_SIZE:
+            _CAUSAL_MASKS.clear()  # many distinct lengths: start afresh
+        _CAUSAL_MASKS[key] = mask
+    return mask
+
+
 def additive_mask(
     attn_mask: Any, is_causal: bool, q_shape: tuple, k_shape: tuple, like: Tensor
 ) -> Any:
@@ -116,8 +138,7 @@ def additive_mask(
             "(fold the causal pattern into attn_mask instead)"
         )
     if is_causal:
-        keep = xp.tril(xp.ones((L, S), dtype=bool))  # query i sees keys 0..i (top-left aligned)
-        return xp.where(keep, acc(0), acc(-np.inf)).astype(acc)
+        return _causal_mask(like._be, L, S, acc)
     if attn_mask is None:
         return None
     if isinstance(attn_mask, Tensor):
