@@ -53,13 +53,26 @@ class Tensor:
     # ---- attributes ----------------------------------------------------------------------------
 
     @property
-    def data(self) -> Any:
-        """The backend array (transitional alias of `array`)."""
-        return self.array
+    def data(self) -> Tensor:
+        """This tensor's storage as a new tensor cut from the graph, as PyTorch's `.data`.
+
+        The result shares memory with this tensor, does not require grad and has no creator, so
+        in-place changes to it (`p.data.add_(g, alpha=-lr)`, `p.data.copy_(w)`,
+        `nn.init.normal_(p.data)`) change this tensor without autograd's in-place checks.
+        The raw backend array is `array`.
+        """
+        return Tensor._make(self.array, self._be, False)
 
     @data.setter
-    def data(self, value: Any) -> None:
-        self.array = value
+    def data(self, value: Tensor) -> None:
+        # As PyTorch's `p.data = t`: this tensor takes t's storage (shape, dtype and device may
+        # change) and keeps its own requires_grad, grad and place in the graph.
+        if not isinstance(value, Tensor):
+            raise TypeError(
+                f"data: expected a Tensor, got {type(value).__name__}; wrap it with gnn.tensor() "
+                "or assign a backend array to .array"
+            )
+        self.array, self._be = value.array, value._be
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -278,6 +291,18 @@ class Tensor:
         values = src.numpy() if isinstance(src, Tensor) and src._be is not self._be else src
         values = values.array if isinstance(values, Tensor) else values
         self.array[...] = self._be.asarray(values, dtype=self.dtype)
+        return self
+
+    def uniform_(self, from_: float = 0.0, to: float = 1.0) -> Tensor:
+        """Fill with values drawn from U(from_, to), in place."""
+        self._check_inplace("uniform_")
+        self.array[...] = self._be.rand(self.shape, self.dtype) * (to - from_) + from_
+        return self
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        """Fill with values drawn from N(mean, std^2), in place."""
+        self._check_inplace("normal_")
+        self.array[...] = self._be.randn(self.shape, self.dtype) * std + mean
         return self
 
     def _update(self, what: str, ufunc: str, other: Any) -> Tensor:

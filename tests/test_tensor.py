@@ -140,6 +140,73 @@ def test_tensor_of_a_tensor_is_a_copy() -> None:
     assert src.numpy()[0] == 1.0
 
 
+def test_array_is_the_backend_array_itself(device: str) -> None:
+    t = gnn.zeros(3, device=device)
+    assert t.array is t.array and t.array.shape == (3,)
+    t.array[1] = 4.0  # no copy: writes reach the tensor
+    assert t.tolist() == [0.0, 4.0, 0.0]
+
+
+# ---- .data: a detached tensor on the same storage, as in PyTorch --------------------------------
+
+
+def test_data_is_a_detached_tensor_sharing_storage(device: str) -> None:
+    p = gnn.nn.Parameter(gnn.tensor([1.0, 2.0], device=device))
+    y = (p * 3).sum()
+    for t in (p, y):
+        d = t.data
+        assert type(d) is Tensor and d.array is t.array and d.device == t.device
+        assert not d.requires_grad and d.is_leaf and d.grad is None
+    assert p.requires_grad and p.is_leaf and y.requires_grad  # the originals are unchanged
+
+
+def test_in_place_changes_through_data_reach_a_parameter(device: str) -> None:
+    p = gnn.nn.Parameter(gnn.tensor([1.0, 2.0, 3.0], dtype="float64", device=device))
+    with pytest.raises(RuntimeError, match="requires grad"):
+        p.add_(1.0)  # on the parameter itself autograd refuses, as PyTorch does
+    p.grad = gnn.tensor([10.0, 20.0, 30.0], dtype="float64", device=device)
+    p.data.add_(p.grad, alpha=-0.1)
+    np.testing.assert_allclose(p.numpy(), [0.0, 0.0, 0.0], atol=1e-15)
+    p.data.copy_(gnn.tensor([4.0, 5.0, 6.0]))  # any dtype and device
+    p.data.mul_(2).sub_(gnn.ones(3, dtype="float64", device=device), alpha=3)
+    assert p.tolist() == [5.0, 7.0, 9.0]
+    p.data[0] = -1.0
+    p.data.clamp_(max=8.0)
+    assert p.tolist() == [-1.0, 7.0, 8.0]
+    p.data.fill_(2.5)
+    assert p.tolist() == [2.5, 2.5, 2.5]
+    p.data.zero_()
+    assert p.tolist() == [0.0, 0.0, 0.0] and p.requires_grad
+
+
+def test_random_fills_through_data(device: str) -> None:
+    lin = gnn.nn.Linear(40, 30).to(device)
+    gnn.nn.init.uniform_(lin.weight.data, -0.1, 0.1)
+    w = lin.weight.numpy()
+    assert np.abs(w).max() <= 0.1 and w.std() > 0.04  # filled, and over the whole range
+    gnn.nn.init.normal_(lin.weight.data, 5.0, 0.5)
+    assert abs(lin.weight.numpy().mean() - 5.0) < 0.1
+    lin.bias.data.uniform_(2.0, 3.0)
+    assert 2.0 <= lin.bias.numpy().min() and lin.bias.numpy().max() < 3.0
+    lin.bias.data.normal_(-4.0, 0.01)
+    assert abs(lin.bias.numpy().mean() + 4.0) < 0.05
+    assert lin.weight.requires_grad and lin.weight.is_leaf
+
+
+def test_assigning_data_replaces_the_storage(device: str) -> None:
+    p = gnn.nn.Parameter(gnn.zeros(2, 3, device=device))
+    new = gnn.arange(4, dtype="float64", device=device)
+    p.data = new  # shape and dtype may change, as in PyTorch
+    assert p.shape == (4,) and p.dtype == np.float64 and p.array is new.array
+    assert p.requires_grad and isinstance(p, gnn.nn.Parameter)
+    (p * p).sum().backward()
+    assert p.grad.tolist() == [0.0, 2.0, 4.0, 6.0]
+    p.data = gnn.ones(2)  # to the default device
+    assert p.device == gnn.ones(2).device and p.tolist() == [1.0, 1.0]
+    with pytest.raises(TypeError, match="expected a Tensor, got ndarray"):
+        p.data = np.ones(2)
+
+
 def test_creation_requires_grad() -> None:
     for t in (
         gnn.tensor([1.0], requires_grad=True),

@@ -609,3 +609,151 @@ def test_dcgan() -> None:
     theirs = dcgan_script(torch_lib, None, images, _noise_stream(5))
     ours = dcgan_script(gnn, theirs["init"], images, _noise_stream(5))
     _compare("dcgan", ours, theirs)
+
+
+# ---- 6. a word language model trained with hand-written updates through .data -----------------
+
+
+def word_lm_script(torch: Any, init: dict | None, text: str, cell: str, tied: bool) -> dict:
+    """Embedding, a 2-layer recurrent net and a linear decoder over a word corpus, trained by
+    truncated backpropagation with clipped gradients and `p.data.add_` SGD steps; the learning
+    rate drops when the validation loss stops improving."""
+    import math
+
+    nn = torch.nn
+    F = torch.nn.functional
+
+    class Vocab:
+        def __init__(self) -> None:
+            self.index: dict[str, int] = {}
+            self.words: list[str] = []
+
+        def add(self, word: str) -> int:
+            if word not in self.index:
+                self.index[word] = len(self.words)
+                self.words.append(word)
+            return self.index[word]
+
+        def encode(self, lines: list[str]) -> Any:
+            ids = [self.add(w) for line in lines for w in line.split() + ["<eos>"]]
+            return torch.tensor(ids, dtype=torch.int64)
+
+    class LanguageModel(nn.Module):
+        def __init__(self, n_words: int, n_emb: int, n_hidden: int, n_layers: int) -> None:
+            super().__init__()
+            self.n_words, self.n_hidden, self.n_layers = n_words, n_hidden, n_layers
+            self.drop = nn.Dropout(0.0)
+            self.embed = nn.Embedding(n_words, n_emb)
+            self.rnn = getattr(nn, cell)(n_emb, n_hidden, n_layers)
+            self.out = nn.Linear(n_hidden, n_words)
+            if tied:
+                assert n_emb == n_hidden
+                self.out.weight = self.embed.weight
+            self.reset_weights(0.1)
+
+        def reset_weights(self, r: float) -> None:
+            nn.init.uniform_(self.embed.weight.data, -r, r)
+            self.out.bias.data.zero_()
+            if not tied:
+                self.out.weight.data.uniform_(-r, r)
+
+        def forward(self, words: Any, state: Any) -> tuple[Any, Any]:
+            x = self.drop(self.embed(words))
+            y, state = self.rnn(x, state)
+            logits = self.out(self.drop(y))
+            return F.log_softmax(logits.view(-1, self.n_words), dim=1), state
+
+        def zero_state(self, batch: int) -> Any:
+            w = next(self.parameters())
+            shape = (self.n_layers, batch, self.n_hidden)
+            if cell == "LSTM":
+                return (w.new_zeros(shape), w.new_zeros(shape))
+            return w.new_zeros(shape)
+
+    def columns(ids: Any, batch: int) -> Any:
+        n = ids.size(0) // batch
+        return ids.narrow(0, 0, n * batch).view(batch, -1).t().contiguous()
+
+    def window(source: Any, i: int, bptt: int) -> tuple[Any, Any]:
+        n = min(bptt, len(source) - 1 - i)
+        return source[i : i + n], source[i + 1 : i + 1 + n].reshape(-1)
+
+    def cut(state: Any) -> Any:
+        if isinstance(state, torch.Tensor):
+            return state.detach()
+        return tuple(cut(s) for s in state)
+
+    lines = text.strip().split("\n")
+    vocab = Vocab()
+    train_ids, valid_ids = vocab.encode(lines[:-4]), vocab.encode(lines[-4:])
+    train, valid = columns(train_ids, 4), columns(valid_ids, 2)
+    model = LanguageModel(len(vocab.words), 8, 8 if tied else 10, 2).double()
+    r = float(model.embed.weight.data.abs().max())
+    assert 0.05 < r <= 0.1, r  # the .data initialisation reached the parameter
+    if init is not None:
+        model.load_state_dict({k: torch.tensor(v) for k, v in init.items()})
+    start = _state(model)
+    loss_fn = nn.NLLLoss()
+    lr, clip, bptt = 5.0, 0.1, 6
+    best = None
+    losses, val_losses, norms, lrs = [], [], [], []
+
+    def evaluate(source: Any) -> float:
+        model.eval()
+        total, state = 0.0, model.zero_state(2)
+        with torch.no_grad():
+            for i in range(0, source.size(0) - 1, bptt):
+                x, y = window(source, i, bptt)
+                logp, state = model(x, state)
+                total += len(x) * loss_fn(logp, y).item()
+                state = cut(state)
+        return total / (len(source) - 1)
+
+    for epoch in range(3):
+        model.train()
+        state = model.zero_state(4)
+        for i in range(0, train.size(0) - 1, bptt):
+            x, y = window(train, i, bptt)
+            model.zero_grad()
+            state = cut(state)
+            logp, state = model(x, state)
+            loss = loss_fn(logp, y)
+            loss.backward()
+            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)))
+            for p in model.parameters():
+                p.data.add_(p.grad, alpha=-lr)
+            losses.append(loss.item())
+        val = evaluate(valid)
+        print(f"epoch {epoch}: valid loss {val:.4f}, ppl {math.exp(val):.2f}, lr {lr}")
+        val_losses.append(val)
+        if best is None or val < best:
+            best = val
+        else:
+            lr /= 4.0
+        lrs.append(lr)
+    return {"init": start, "losses": losses, "val": val_losses, "norms": norms, "lrs": lrs,
+            "final": _state(model)}  # fmt: skip
+
+
+def _corpus(seed: int, n_lines: int) -> str:
+    """Sentences from a small grammar, so that the model has something to learn."""
+    rng = np.random.default_rng(seed)
+    who = ["the cat", "a dog", "my friend", "the old man", "she", "we"]
+    did = ["sees", "likes", "finds", "walks past", "talks to"]
+    what = ["the river", "a small house", "the market", "an apple", "the red door"]
+    when = ["today", "at night", "again", "slowly", ""]
+    parts = [who, did, what, when]
+    return "\n".join(
+        " ".join(p[rng.integers(len(p))] for p in parts).strip() for _ in range(n_lines)
+    )
+
+
+@pytest.mark.parametrize(("cell", "tied"), [("LSTM", True), ("GRU", False)])
+def test_word_language_model_with_updates_through_data(cell: str, tied: bool) -> None:
+    text = _corpus(6, 40)
+    theirs = word_lm_script(torch_lib, None, text, cell, tied)
+    ours = word_lm_script(gnn, theirs["init"], text, cell, tied)
+    assert len(ours["losses"]) == len(theirs["losses"]) > 10
+    assert theirs["losses"][-1] < theirs["losses"][0]  # it learns
+    assert min(theirs["norms"]) > 0.1  # clipping took part in every step
+    _compare(f"word-lm-{cell.lower()}-{'tied' if tied else 'untied'}", ours, theirs)
