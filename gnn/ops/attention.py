@@ -30,7 +30,17 @@ class Attention(Function):
         # Scores and softmax in float32 at least (float16 inputs are widened).
         acc = np.float64 if q.dtype == np.float64 else np.float32
         qa, ka, va = (t.astype(acc, copy=False) for t in (q, k, v))
-        s = qa @ xp.swapaxes(ka, -1, -2)  # (..., L, S)
+        # A GPU's batched matmul (cuBLAS through the array module) copies every operand that is not
+        # C-contiguous, in every product: q, k^T and v are copied once here and kept for the
+        # backward, which then copies one array (g^T) instead of seven. NumPy's BLAS takes the
+        # strided views as they are, so the CPU keeps them.
+        self.transposed = xp is not np
+        if self.transposed:
+            qa, va = xp.ascontiguousarray(qa), xp.ascontiguousarray(va)
+            kt = xp.ascontiguousarray(xp.swapaxes(ka, -1, -2))
+        else:
+            kt = xp.swapaxes(ka, -1, -2)
+        s = qa @ kt  # (..., L, S)
         s *= acc(self.scale)
         if self.mask is not None:
             if _broadcast_shape(s.shape, self.mask.shape) == s.shape:
@@ -56,13 +66,15 @@ class Attention(Function):
             self.keep = keep.astype(acc) * acc(1.0 / (1.0 - self.dropout_p))
             pd = p * self.keep
         out = pd @ va
-        self.q, self.k, self.v, self.p, self.pd = qa, ka, va, p, pd
+        self.q, self.k, self.kt, self.v, self.p, self.pd = qa, ka, kt, va, p, pd
         self.in_dtypes = (q.dtype, k.dtype, v.dtype)
         if self.sink is not None:
             self.sink.append(pd)
         return out.astype(v.dtype, copy=False)
 
     def backward(self, gy: Any) -> Any:
+        if self.transposed:
+            return self._backward_transposed(gy)
         xp = self.be.xp
         q, k, v, p, pd = self.q, self.k, self.v, self.p, self.pd
         g = gy.astype(p.dtype, copy=False)
@@ -83,6 +95,31 @@ class Attention(Function):
             if self.needs_input_grad[1]:
                 gk = (xp.swapaxes(gp, -1, -2) @ q).astype(self.in_dtypes[1], copy=False)
         return gq, gk, gv  # broadcast batch dims are summed back by the engine
+
+    def _backward_transposed(self, gy: Any) -> Any:
+        """The backward on contiguous operands only: the same products, transposed, so that the
+        one copy is of g^T (q, k^T and v were made contiguous by the forward)."""
+        xp = self.be.xp
+        q, kt, v, p, pd = self.q, self.kt, self.v, self.p, self.pd
+        gt = xp.ascontiguousarray(xp.swapaxes(gy.astype(p.dtype, copy=False), -1, -2))
+        gq = gk = gv = None
+        if self.needs_input_grad[2]:
+            gv = xp.swapaxes(gt @ pd, -1, -2).astype(self.in_dtypes[2], copy=False)  # pd^T g
+        if self.needs_input_grad[0] or self.needs_input_grad[1]:
+            gpt = v @ gt  # (..., S, L): dP^T
+            pt = xp.swapaxes(p, -1, -2)
+            if self.keep is not None:
+                gpt *= xp.swapaxes(self.keep, -1, -2)
+            # Softmax backward, fused and transposed: dS^T = P^T * (dP^T - colsum(dP^T * P^T)).
+            row = (gpt * pt).sum(axis=-2, keepdims=True)
+            gpt -= row
+            gpt *= pt
+            gpt *= p.dtype.type(self.scale)
+            if self.needs_input_grad[0]:
+                gq = xp.swapaxes(kt @ gpt, -1, -2).astype(self.in_dtypes[0], copy=False)  # dS k
+            if self.needs_input_grad[1]:
+                gk = (gpt @ q).astype(self.in_dtypes[1], copy=False)  # dS^T q
+        return gq, gk, gv
 
 
 def _broadcast_shape(a: tuple, b: tuple) -> tuple:
