@@ -515,13 +515,11 @@ class ndarray:
         _count_host_index(key)
         if isinstance(value, (_np.ndarray, list)):
             _host_write()
-        target = self._a[_unwrap(key, host_ok=True)]
+        if _active:  # the elements written, and the index and value arrays read
+            written = _np.asarray(self._a[_unwrap(key, host_ok=True)]).nbytes
+            read = _builtins.sum(a.nbytes for a in _arrays((key, value)))
+            _record("launch", "setitem", written + read)
         self._a[_unwrap(key, host_ok=True)] = _unwrap(value, host_ok=True)
-        if _active:
-            nbytes = _np.asarray(target).nbytes + _builtins.sum(
-                a.nbytes for a in _arrays((key, value))
-            )
-            _record("launch", "setitem", nbytes)
 
     def __len__(self) -> int:
         return len(self._a)
