@@ -174,6 +174,10 @@ def test_counting_follows_the_rules(cp) -> None:  # noqa: ANN001
     other = 96 + 96 + 52 + 48 + 96 + 120 + 192 + 12 + 16 + 64
     assert c.matmul_bytes == matmul_bytes and c.bytes_outside_matmul == other
     assert c.by_name()["matmul"] == 2 and c.by_source() == {"<outside gnn>": 12}
+    assert (
+        c.by_source("allocs") == {"<outside gnn>": 12}
+        and c.by_source("syncs")["<outside gnn>"] == 1
+    )
 
 
 def test_counting_attributes_launches_to_gnn_code(cp) -> None:  # noqa: ANN001

@@ -172,7 +172,8 @@ def _record(kind: str, name: str, nbytes: int = 0, allocs: int = 0) -> None:
             c.syncs += 1
         elif kind == "h2d":
             c.h2d += 1
-        c.events.append((kind, name, source, nbytes))
+        if kind != "alloc":  # an allocation alone is the events the loop below adds
+            c.events.append((kind, name, source, nbytes))
         for _ in range(allocs):
             c.allocs += 1
             c.events.append(("alloc", name, source, 0))
