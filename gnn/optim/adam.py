@@ -16,6 +16,7 @@ class Adam(Optimizer):
     weight_decay adds weight_decay * p to the gradient (L2); AdamW decays p itself instead.
     """
 
+    supports_flat = True  # foreach/fused: one update over flat buffers (gnn/optim/_flat.py)
     _decoupled = False
 
     def __init__(
@@ -27,10 +28,14 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         amsgrad: bool = False,
         maximize: bool = False,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
             weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+            foreach=foreach, fused=fused,
         )  # fmt: skip
         super().__init__(params, defaults)
 
@@ -106,5 +111,10 @@ class AdamW(Adam):
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
         maximize: bool = False,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, maximize, foreach=foreach, fused=fused
+        )

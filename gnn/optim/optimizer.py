@@ -16,6 +16,12 @@ is a Python number computed on the host, so a step never waits on the GPU.
 `_update_group` is the seam for a fused multi-tensor update: an optimizer (or a mixin) whose
 group lives in one flat buffer overrides it to update every parameter of the group at once and
 never calls `update`; the loop, state creation, maximize and step counting stay here.
+
+The flat path (gnn/optim/_flat.py) is the other way there, for an optimizer whose `update` is
+elementwise with state shaped like the parameter (`supports_flat = True`: Adam, AdamW, SGD,
+RMSprop): with `foreach=True` or `fused=True`, or by default on CUDA, a group's parameters, their
+gradients and state live in flat buffers (the parameters' arrays and the state are views into
+them) and `update` is called once per buffer, on Tensors over the whole of it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from gnn.config import enable_grad, no_grad
+from gnn.optim._flat import flat_step, wants_flat
 from gnn.tensor import Tensor
 
 
@@ -174,39 +181,50 @@ class Optimizer:
         """A state Tensor of zeros beside `param` (same backend, shape and dtype)."""
         return Tensor._make(param._be.xp.zeros_like(param.array), param._be, False)
 
+    #: Whether `update` may be called on whole flat buffers (an elementwise rule whose state is
+    #: arrays shaped like the parameter): such optimizers take foreach/fused (gnn/optim/_flat.py).
+    supports_flat = False
+
     def _step(self) -> None:
         """Run each group's update over its parameters that have a gradient."""
+        with no_grad():
+            for group in self.param_groups:
+                if self.supports_flat and wants_flat(self, group):
+                    flat_step(self, group)
+                else:
+                    self._update_params(group, group["params"])
+
+    def _update_params(self, group: dict[str, Any], group_params: list[Tensor]) -> None:
+        """The per-parameter path: update each of `group_params` that has a gradient."""
         all_state, counts = self.state, self.counts_steps
         # Unless a subclass fuses the group, update each parameter as the loop reaches it: the
         # lists _update_group takes would cost the hot path three appends per parameter.
         fused = type(self)._update_group is not Optimizer._update_group
         update = self.update
-        with no_grad():
-            for group in self.param_groups:
-                params, grads, states = [], [], []
-                maximize = group.get("maximize", False)
-                for p in group["params"]:
-                    g = p.grad
-                    if g is None:
-                        continue
-                    grad = g.array
-                    if maximize:
-                        grad = p._be.xp.negative(grad)
-                    state = all_state.get(p)
-                    if state is None:
-                        state = self.init_state(p, group)
-                        if state is not None:
-                            all_state[p] = state
-                    if counts:
-                        state["step"] += 1
-                    if fused:
-                        params.append(p)
-                        grads.append(grad)
-                        states.append(state)
-                    else:
-                        update(p, grad, state, group)
-                if params:
-                    self._update_group(group, params, grads, states)
+        params, grads, states = [], [], []
+        maximize = group.get("maximize", False)
+        for p in group_params:
+            g = p.grad
+            if g is None:
+                continue
+            grad = g.array
+            if maximize:
+                grad = p._be.xp.negative(grad)
+            state = all_state.get(p)
+            if state is None:
+                state = self.init_state(p, group)
+                if state is not None:
+                    all_state[p] = state
+            if counts:
+                state["step"] += 1
+            if fused:
+                params.append(p)
+                grads.append(grad)
+                states.append(state)
+            else:
+                update(p, grad, state, group)
+        if params:
+            self._update_group(group, params, grads, states)
 
     # ---- state dicts ---------------------------------------------------------------------------
 

@@ -26,12 +26,18 @@ class RMSprop(Optimizer):
         momentum: float = 0.0,
         centered: bool = False,
         maximize: bool = False,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
             centered=centered, maximize=maximize,
+            foreach=foreach, fused=fused,
         )  # fmt: skip
         super().__init__(params, defaults)
+
+    supports_flat = True  # foreach/fused: one update over flat buffers (gnn/optim/_flat.py)
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
         super()._check_hyperparameters(group)

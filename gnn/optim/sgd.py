@@ -25,10 +25,14 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         nesterov: bool = False,
         maximize: bool = False,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
             nesterov=nesterov, maximize=maximize,
+            foreach=foreach, fused=fused,
         )  # fmt: skip
         super().__init__(params, defaults)
 
@@ -42,6 +46,7 @@ class SGD(Optimizer):
                 f"{group['momentum']}, dampening={group['dampening']}"
             )
 
+    supports_flat = True  # foreach/fused: one update over flat buffers (gnn/optim/_flat.py)
     counts_steps = False  # PyTorch's SGD keeps no step count
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any] | None:
