@@ -90,8 +90,8 @@ def copy_gbps():
     return 2 * 4 * SIGMOID_ELEMENTS / seconds / 1e9
 
 
-def report(benchmark, elements, seconds, copy, **extra):
-    gbps = BYTES_PER_ELEMENT * elements / seconds / 1e9
+def report(benchmark, elements, seconds, copy, bytes_per_element=BYTES_PER_ELEMENT, **extra):
+    gbps = bytes_per_element * elements / seconds / 1e9
     benchmark.extra_info.update(
         {
             "median_ms_cuda_events": round(seconds * 1e3, 4),
@@ -253,6 +253,93 @@ class TestGpuSoftmaxCrossEntropy:
 
         benchmark.pedantic(synced, rounds=10, warmup_rounds=1)
         report(benchmark, n * c, statistics.median(times), copy_gbps)
+
+
+# ---- GPU: layer norm forward + backward ----------------------------------------------------------
+
+LN_SHAPE = (16384, 768)  # GPT-2-small's width, 16 x 1024 tokens: 50 MB of float32 per array
+# forward reads x and writes y; backward reads x and gy and writes gx, then reads x and gy again
+# for the weight and bias gradients: 28 bytes per float32 element at the least, for this design
+LN_BYTES_PER_ELEMENT = 28
+
+
+def ln_operands():
+    import cupy
+
+    rng = cupy.random.default_rng(2)
+    x = rng.standard_normal(LN_SHAPE, dtype=cupy.float32)
+    gy = rng.standard_normal(LN_SHAPE, dtype=cupy.float32)
+    w = rng.standard_normal(LN_SHAPE[1], dtype=cupy.float32)
+    b = rng.standard_normal(LN_SHAPE[1], dtype=cupy.float32)
+    return x, gy, w, b
+
+
+def ln_step(be, cls, x, gy, w, b):
+    """Forward and backward (every gradient) through `cls`'s entry points on be's arrays."""
+
+    def step():
+        _, saved = cls.layer_norm_forward(be, x, w, b, 1e-5)
+        return cls.layer_norm_backward(be, x, gy, saved, w, (True, True, True))
+
+    return step
+
+
+@pytest.mark.benchmark(group="gpu-layer-norm")
+class TestGpuLayerNorm:
+    pytestmark = [*GPU_MARKS, pytest.mark.usefixtures("free_gpu_memory")]
+
+    def test_fused_kernels(self, benchmark, cuda_be, copy_gbps):
+        ops = ln_operands()
+        fused = gpu_median_s(ln_step(cuda_be, type(cuda_be), *ops))
+        unfused = gpu_median_s(ln_step(cuda_be, NumpyBackend, *ops), repeat=5)
+        benchmark.pedantic(synchronized(ln_step(cuda_be, type(cuda_be), *ops)), rounds=10)
+        report(
+            benchmark,
+            ops[0].size,
+            fused,
+            copy_gbps,
+            LN_BYTES_PER_ELEMENT,
+            speedup_vs_unfused=round(unfused / fused, 2),
+        )
+
+    def test_unfused_composition(self, benchmark, cuda_be, copy_gbps):
+        ops = ln_operands()
+        unfused = gpu_median_s(ln_step(cuda_be, NumpyBackend, *ops), repeat=5)
+        benchmark.pedantic(synchronized(ln_step(cuda_be, NumpyBackend, *ops)), rounds=5)
+        report(benchmark, ops[0].size, unfused, copy_gbps, LN_BYTES_PER_ELEMENT, role="baseline")
+
+    def test_pytorch_layer_norm(self, benchmark, copy_gbps):
+        torch = pytest.importorskip("torch")
+        if not torch.cuda.is_available():
+            pytest.skip("PyTorch without CUDA")
+        gen = torch.Generator(device="cuda").manual_seed(2)
+        x, w, b = (
+            torch.randn(s, device="cuda", generator=gen).requires_grad_(True)
+            for s in (LN_SHAPE, LN_SHAPE[1:], LN_SHAPE[1:])
+        )
+        gy = torch.randn(LN_SHAPE, device="cuda", generator=gen)
+
+        def step():
+            y = torch.nn.functional.layer_norm(x, LN_SHAPE[1:], w, b)
+            return torch.autograd.grad(y, (x, w, b), gy)
+
+        step()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        times = []
+        for _ in range(10):
+            start.record()
+            step()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+
+        def synced():
+            step()
+            torch.cuda.synchronize()
+
+        benchmark.pedantic(synced, rounds=10, warmup_rounds=1)
+        report(benchmark, x.numel(), statistics.median(times), copy_gbps, LN_BYTES_PER_ELEMENT)
 
 
 # ---- CPU: NumPy reference vs a naive composition -----------------------------------------------

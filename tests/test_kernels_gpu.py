@@ -60,6 +60,7 @@ def test_kernel_dir_holds_every_kernel_the_backend_launches():
             "softmax_ce_reduce",
             "softmax_ce_backward",
         ],
+        "layer_norm": ["layer_norm_forward", "layer_norm_backward_x", "layer_norm_backward_wb"],
     }
     for module, stems in expected.items():
         source = (folder / f"{module}.cu").read_text()
@@ -71,7 +72,7 @@ def test_kernel_dir_holds_every_kernel_the_backend_launches():
 
 
 def test_kernel_source_pastes_the_shared_header(tmp_path, monkeypatch):
-    for module in ("sigmoid", "softmax_cross_entropy"):
+    for module in ("sigmoid", "softmax_cross_entropy", "layer_norm"):
         source = cuda_backend.kernel_source(module)
         assert '#include "' not in source  # every local include was pasted
         assert "struct Pack" in source and "GNN_KERNELS_COMMON_CUH" in source
@@ -673,3 +674,145 @@ def test_code_path_bfloat16_stores_round_to_nearest_even(be):
     got = host(be.sigmoid(gpu(x))).view(np.uint16)
     want = ref.sigmoid(x).view(np.uint16)
     assert np.mean(got != want) < 0.01
+
+
+# ---- layer norm (kernels/layer_norm.cu) --------------------------------------------------------
+
+LN_TOL = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float16: dict(rtol=4e-3, atol=4e-3)}
+
+
+def misaligned(a):
+    """The same values in a buffer one element past the start: rows off every 16-byte boundary."""
+    flat = np.empty(a.size + 1, a.dtype)
+    flat[1:] = a.reshape(-1)
+    return gpu(flat)[1:].reshape(a.shape)
+
+
+def check_layer_norm(
+    be, n, d, dtype, weight=True, bias=True, scale=1.0, shift=0.0, eps=1e-5, place=gpu, tol=None
+):
+    """Forward (y, mean, rstd) and backward (gx, gweight, gbias) against the float64 reference."""
+    tol = tol or LN_TOL[dtype]
+    x = (rng.standard_normal((n, d)) * scale + shift).astype(dtype)
+    gy = rng.standard_normal((n, d)).astype(dtype)
+    w = (rng.standard_normal(d) + 1).astype(dtype) if weight else None
+    b = rng.standard_normal(d).astype(dtype) if bias else None
+    f64 = [None if a is None else a.astype(np.float64) for a in (x, gy, w, b)]
+    ry, rsaved = ref.layer_norm_forward(f64[0], f64[2], f64[3], eps)
+    y, saved = be.layer_norm_forward(
+        place(x), *(None if a is None else place(a) for a in (w, b)), eps
+    )
+    assert y.dtype == dtype and y.shape == (n, d) and len(saved) == 2
+    assert_close(y, ry, dtype, **tol)
+    assert_close(saved[0], rsaved[0], np.float32, rtol=1e-6, atol=1e-6 * (abs(shift) + scale))
+    assert_close(saved[1], rsaved[1], np.float32, rtol=1e-4 if dtype == np.float32 else 1e-3)
+    needs = (True, weight, bias)
+    expect = ref.layer_norm_backward(f64[0], f64[1], rsaved, f64[2], needs)
+    wp = None if w is None else place(w)
+    got = be.layer_norm_backward(place(x), place(gy), saved, wp, needs)
+    for g, e, what in zip(got, expect, ("gx", "gweight", "gbias")):
+        assert (g is None) == (e is None), what
+        if e is not None:
+            assert g.dtype == dtype, what
+            assert_close(g, e, dtype, **tol)
+
+
+LN_SHAPES = [(1, 7), (6, 1), (3, 13), (4, 768), (2, 4097), (70, 33)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", LN_SHAPES)
+@pytest.mark.parametrize("affine", ["weight+bias", "none", "bias", "weight"])
+class TestLayerNorm:
+    pytestmark = GPU_MARKS
+
+    def test_matches_reference(self, be, shape, dtype, affine):
+        check_layer_norm(be, *shape, dtype, weight="weight" in affine, bias="bias" in affine)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "case",
+    [
+        "one row",
+        "one column",
+        "d 13",
+        "d 300 several warps",
+        "d 45 rows past one block",
+        "misaligned",
+        "no affine",
+    ],
+)
+def test_code_path_layer_norm(be, case, dtype):
+    # small sizes (the sanitizer lanes run these): scalar loops of uneven length, one warp and
+    # several, the weight kernel's row lanes looping (n > 32 with 1024 threads), rows off 16 bytes
+    sizes = {"one row": (1, 9), "one column": (5, 1), "d 45 rows past one block": (40, 45)}
+    n, d = sizes.get(case, (3, 300) if "several warps" in case else (3, 13))
+    kw = {"place": misaligned} if case == "misaligned" else {}
+    if case == "no affine":
+        kw.update(weight=False, bias=False)
+    check_layer_norm(be, n, d, dtype, scale=2.0, shift=0.5, **kw)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_norm_non_contiguous_and_misaligned_inputs(be, dtype):
+    def every_other_row(a):  # a view with a row stride of two rows (or a strided vector)
+        return gpu(np.repeat(a, 2, axis=0))[::2]
+
+    for place in (every_other_row, misaligned):
+        check_layer_norm(be, 4, 21, dtype, place=place)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_norm_extremes(be, dtype):
+    # A large mean with a small spread: a one-pass E[x^2] - E[x]^2 in float32 loses every digit
+    # of the variance here (1e8 + 1 - 1e8); the corrected two-pass keeps them. Constant rows have
+    # variance 0: y = bias exactly, up to the float32 rounding of the mean.
+    shift = 1e4 if dtype == np.float32 else 1e3
+    check_layer_norm(be, 3, 50, dtype, scale=1.0, shift=shift, tol=dict(rtol=1e-2, atol=2e-2))
+    check_layer_norm(be, 2, 37, dtype, scale=0.0, shift=0.1, tol=dict(rtol=1e-3, atol=1e-3))
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_norm_kernels_accept_any_grid(be, dtype):
+    # rows and column tiles are grid-stride loops: 3 blocks do 10 rows, 1 block does 3 tiles
+    suffix = cuda_backend.KERNEL_DTYPES[np.dtype(dtype)]
+    n, d = 10, 77
+    x, x64 = rounded((n, d), dtype, scale=3.0)
+    gy, gy64 = rounded((n, d), dtype)
+    w, w64 = rounded((d,), dtype)
+    b, b64 = rounded((d,), dtype)
+    y = gpu(np.full((n, d), np.nan, dtype))
+    mean, rstd = (gpu(np.full(n, np.nan, np.float32)) for _ in range(2))
+    sizes = (np.int64(n), np.int64(d))
+    args = (gpu(x), gpu(w), gpu(b), np.int32(1), np.int32(1), *sizes, np.float32(1e-5), y, mean)
+    be._kernel("layer_norm", f"layer_norm_forward_{suffix}")((3,), (64,), (*args, rstd))
+    ry, rsaved = ref.layer_norm_forward(x64, w64, b64, 1e-5)
+    assert_close(y, ry, dtype, **LN_TOL[dtype])
+    gx = gpu(np.full((n, d), np.nan, dtype))
+    args = (gpu(x), gpu(gy), gpu(w), np.int32(1), mean, rstd, *sizes, gx)
+    be._kernel("layer_norm", f"layer_norm_backward_x_{suffix}")((3,), (64,), args)
+    gw, gb = (gpu(np.full(d, np.nan, dtype)) for _ in range(2))
+    args = (gpu(x), gpu(gy), mean, rstd, *sizes, np.int32(1), np.int32(1), gw, gb)
+    be._kernel("layer_norm", f"layer_norm_backward_wb_{suffix}")((1,), (64,), args)
+    expect = ref.layer_norm_backward(x64, gy64, rsaved, w64, (True, True, True))
+    for got, e in zip((gx, gw, gb), expect):
+        assert_close(got, e, dtype, **LN_TOL[dtype])
+
+
+@needs_gpu
+def test_layer_norm_other_dtypes_use_the_reference(be):
+    import cupy
+
+    x = rng.standard_normal((4, 6))
+    with cupy.counting() as c:
+        y, saved = be.layer_norm_forward(gpu(x), None, None, 1e-5)
+    assert len(saved) == 3 and not any(k.startswith("layer_norm") for k in c.by_name())
+    np.testing.assert_allclose(host(y), ref.layer_norm_forward(x, None, None, 1e-5)[0])
+    w = gpu(np.ones(6, np.float32))  # float16 data with a float32 weight: no kernel for that
+    y, saved = be.layer_norm_forward(gpu(x.astype(np.float16)), w, None, 1e-5)
+    assert len(saved) == 3

@@ -31,7 +31,8 @@ pytestmark = [
 # Before the embedding's id check moved to the device and bias gradients' ones vectors were
 # cached: mlp (105, 0, 0), cnn (177, 0, 0), lstm (1570, 0, 0), gpt (3830, 1, 0); gpt was
 # (3731, 0, 0) before the causal mask was cached, (3683, 0, 0) before attention stopped making
-# cuBLAS copy its operands (120 hidden copies).
+# cuBLAS copy its operands (120 hidden copies), (3611, 0, 0) before the layer-norm kernels (25
+# layer norms: 21 launches each, now 1 forward + 2 backward).
 # Before the flat optimizer path (gnn/optim/_flat.py, the default on CUDA: one gradient copy per
 # parameter plus Adam's 13 ufuncs per group, not 13-14 per parameter): mlp (102, 0, 0), cnn
 # (176, 0, 0), lstm (1569, 0, 0), gpt (3611, 0, 0) without the layer-norm kernels.

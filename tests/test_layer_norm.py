@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import FAKE_CUDA
 
 import gnn
 import gnn.functional as F
@@ -84,3 +85,34 @@ def test_module_parameters_and_defaults():
 def test_empty_batch():
     out = F.layer_norm(gnn.zeros(0, 4), 4)
     assert out.shape == (0, 4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not FAKE_CUDA, reason="counts launches on the fake CuPy (GNN_FAKE_CUDA=1)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("norm, affine", [((6,), "wb"), ((2, 3), "w"), ((6,), ""), ((6,), "b")])
+def test_cuda_is_one_launch_forward_and_at_most_two_backward(dtype, norm, affine):
+    """kernels/layer_norm.cu: the op on the GPU matches the CPU, in 1 + 2 kernel launches."""
+    import cupy
+
+    x = rng.standard_normal((4, 5, *norm)).astype(dtype)
+    params = {k: rng.standard_normal(norm).astype(dtype) for k in affine}
+    grads, launches = {}, {}
+    for device in ("cpu", "cuda"):
+        xt = gnn.tensor(x, device=device, requires_grad=True)
+        ps = {k: gnn.tensor(v, device=device, requires_grad=True) for k, v in params.items()}
+        gy = gnn.tensor(x[::-1].copy(), device=device)
+        with cupy.counting() as fwd:
+            y = F.layer_norm(xt, norm, ps.get("w"), ps.get("b"))
+        with cupy.counting() as bwd:
+            y.backward(gy)
+        # launches made by the op (backward() also seeds the gradient: one copy of its own)
+        launches[device] = tuple(
+            sum(n for src, n in c.by_source().items() if "layer_norm.py" in src) for c in (fwd, bwd)
+        )
+        grads[device] = [y.numpy(), xt.grad.numpy()] + [p.grad.numpy() for p in ps.values()]
+    fwd_n, bwd_n = launches["cuda"]
+    assert fwd_n == 1 and bwd_n <= 2 and bwd_n == 1 + bool(affine), launches["cuda"]
+    tol = 1e-5 if dtype == np.float32 else 1e-2
+    for cpu, gpu in zip(grads["cpu"], grads["cuda"]):
+        np.testing.assert_allclose(gpu, cpu, rtol=tol, atol=tol * max(1.0, np.abs(cpu).max()))

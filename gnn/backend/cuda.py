@@ -544,3 +544,91 @@ class CupyBackend(NumpyBackend):
                 args,
             )
         return glogits
+
+    # ---- kernels/layer_norm.cu -----------------------------------------------------------------
+
+    def layer_norm_forward(self, x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, tuple]:
+        """Kernel version of NumpyBackend.layer_norm_forward: one launch; saved is (mean, rstd)."""
+        suffix = kernel_suffix(x.dtype)
+        if (
+            suffix is None
+            or not x.size
+            or any(p is not None and p.dtype != x.dtype for p in (weight, bias))
+        ):
+            return super().layer_norm_forward(x, weight, bias, eps)
+        xp = self.xp
+        n, d = x.shape
+        with self._cuda_device:
+            x = xp.ascontiguousarray(x)
+            # an absent weight or bias is never read: x stands in for its pointer
+            w = x if weight is None else xp.ascontiguousarray(weight)
+            b = x if bias is None else xp.ascontiguousarray(bias)
+            y = xp.empty((n, d), dtype=x.dtype)
+            mean = xp.empty((n,), dtype=np.float32)
+            rstd = xp.empty((n,), dtype=np.float32)
+            flags = (np.int32(weight is not None), np.int32(bias is not None))
+            args = (x, w, b, *flags, np.int64(n), np.int64(d), np.float32(eps), y, mean, rstd)
+            module = kernel_module("layer_norm", suffix)
+            threads = row_threads(d, x.itemsize)
+            self._launch(module, f"layer_norm_forward_{suffix}", row_blocks(n), threads, args)
+        return y, (mean, rstd)
+
+    def layer_norm_backward(
+        self, x: Any, gy: Any, saved: tuple, weight: Any, needs: tuple[bool, bool, bool]
+    ) -> tuple[Any, Any, Any]:
+        """Kernel version of NumpyBackend.layer_norm_backward: gx by one launch, gweight and
+        gbias by another (each column summed by one block in a fixed order: deterministic)."""
+        suffix = kernel_suffix(getattr(x, "dtype", None))
+        if (
+            suffix is None
+            or len(saved) > 2
+            or not x.size
+            or gy.dtype != x.dtype
+            or (weight is not None and weight.dtype != x.dtype)
+        ):
+            return super().layer_norm_backward(x, gy, saved, weight, needs)
+        xp = self.xp
+        n, d = x.shape
+        gx = gw = gb = None
+        module = kernel_module("layer_norm", suffix)
+        with self._cuda_device:
+            x, gy = xp.ascontiguousarray(x), xp.ascontiguousarray(gy)
+            mean, rstd = saved
+            if needs[0]:
+                gx = xp.empty((n, d), dtype=x.dtype)
+                w = x if weight is None else xp.ascontiguousarray(weight)
+                args = (
+                    x,
+                    gy,
+                    w,
+                    np.int32(weight is not None),
+                    mean,
+                    rstd,
+                    np.int64(n),
+                    np.int64(d),
+                    gx,
+                )
+                threads = row_threads(d, x.itemsize)
+                self._launch(
+                    module, f"layer_norm_backward_x_{suffix}", row_blocks(n), threads, args
+                )
+            if needs[1] or needs[2]:
+                gw = xp.empty((d,), dtype=x.dtype) if needs[1] else None
+                gb = xp.empty((d,), dtype=x.dtype) if needs[2] else None
+                # a gradient not asked for is never written: the other one stands in
+                args = (
+                    x,
+                    gy,
+                    mean,
+                    rstd,
+                    np.int64(n),
+                    np.int64(d),
+                    np.int32(needs[1]),
+                    np.int32(needs[2]),
+                    gb if gw is None else gw,
+                    gw if gb is None else gb,
+                )
+                blocks = max(1, min(-(-d // 32), 2**31 - 1))  # 32-column tiles
+                threads = 32 * min(32, n)  # 32 columns x up to 32 row lanes
+                self._launch(module, f"layer_norm_backward_wb_{suffix}", blocks, threads, args)
+        return gx, gw, gb

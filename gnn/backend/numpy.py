@@ -424,6 +424,47 @@ class NumpyBackend:
         g = xp.where(valid[:, None], g, 0.0)  # ignored rows: exactly 0, even for NaN logits
         return g.astype(logits.dtype, copy=False)
 
+    def layer_norm_forward(self, x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, tuple]:
+        """Layer norm over the rows of x (N, D): y = (x - mean) * rstd * weight + bias.
+
+        Statistics in float32 at least (float64 stays float64). Returns (y, saved): saved is
+        (mean, rstd), each (N,), then here xhat, which spares the backward recomputing it (the
+        kernels save the two statistics only: the backward reads x again).
+        """
+        xp = self.xp
+        acc = np.float64 if x.dtype == np.float64 else np.float32
+        xa = x.astype(acc, copy=False)
+        mean = xa.mean(axis=1, keepdims=True)
+        xc = xa - mean
+        rstd = 1.0 / xp.sqrt((xc * xc).mean(axis=1, keepdims=True) + eps)
+        xc *= rstd  # now xhat
+        y = xc * weight if weight is not None else xc.copy() if bias is not None else xc
+        if bias is not None:
+            y += bias
+        return y.astype(x.dtype, copy=False), (mean[:, 0], rstd[:, 0], xc)
+
+    def layer_norm_backward(
+        self, x: Any, gy: Any, saved: tuple, weight: Any, needs: tuple[bool, bool, bool]
+    ) -> tuple[Any, Any, Any]:
+        """(gx, gweight, gbias) of layer_norm_forward, in gy's dtype; None where `needs` says."""
+        mean, rstd = saved[0][:, None], saved[1][:, None]
+        xhat = saved[2] if len(saved) > 2 else (x.astype(mean.dtype) - mean) * rstd
+        g = gy.astype(xhat.dtype, copy=False)
+        gx = gw = gb = None
+        if needs[0]:
+            gxhat = g * weight if weight is not None else g
+            gx = gxhat - gxhat.mean(axis=1, keepdims=True)
+            gx -= xhat * (gxhat * xhat).mean(axis=1, keepdims=True)
+            gx *= rstd
+            gx = gx.astype(gy.dtype, copy=False)
+        # column sums as ones @ a: BLAS, one pass, more exact than sum(axis=0) (see column_sums)
+        ones = self.ones_vector(g.shape[0], g.dtype)
+        if needs[1]:
+            gw = (ones @ (g * xhat)).astype(gy.dtype, copy=False)
+        if needs[2]:
+            gb = (ones @ g).astype(gy.dtype, copy=False)
+        return gx, gw, gb
+
 
 # ---- erf in float64 ---------------------------------------------------------------------------
 # Chebyshev coefficients made for gnn with mpmath at 50 digits (Chebyshev-node interpolation,

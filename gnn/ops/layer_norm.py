@@ -5,10 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from gnn.autograd import Function
-from gnn.ops._util import column_sums
 from gnn.ops.autocast import cast_inputs
 from gnn.tensor import Tensor
 
@@ -16,8 +13,9 @@ from gnn.tensor import Tensor
 class LayerNorm(Function):
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the last `ndim` dims.
 
-    Statistics are taken in float32 at least (float64 stays float64); backward needs only the
-    normalised input xhat and 1/std, so the graph holds one array of x's size.
+    The backend does the work on (rows, normalised size) views: NumpyBackend.layer_norm_forward /
+    _backward, and on the GPU the kernels of kernels/layer_norm.cu (one launch forward, at most two
+    backward). Statistics are float32 at least (float64 stays float64).
     """
 
     def __init__(self, ndim: int, eps: float, has_weight: bool, has_bias: bool) -> None:
@@ -25,55 +23,26 @@ class LayerNorm(Function):
         self.has_weight, self.has_bias = has_weight, has_bias
 
     def forward(self, x: Any, *affine: Any) -> Any:
-        xp = self.be.xp
-        axes = tuple(range(x.ndim - self.ndim, x.ndim))
-        acc = np.float64 if x.dtype == np.float64 else np.float32
-        xa = x.astype(acc, copy=False)
-        mean = xa.mean(axis=axes, keepdims=True)
-        xc = xa - mean
-        var = (xc * xc).mean(axis=axes, keepdims=True)
-        rstd = 1.0 / xp.sqrt(var + self.eps)
-        xc *= rstd  # now xhat
-        self.xhat, self.rstd, self.axes = xc, rstd, axes
-        w = affine[0] if self.has_weight else None
-        b = affine[-1] if self.has_bias else None
-        self.w = w
-        y = xc * w if w is not None else xc.copy() if self.has_bias else xc
-        if b is not None:
-            y += b
-        return y.astype(x.dtype, copy=False)
+        self.shape, inner = x.shape, x.shape[x.ndim - self.ndim :]
+        d = math.prod(inner)
+        w = affine[0].reshape(d) if self.has_weight else None
+        b = affine[-1].reshape(d) if self.has_bias else None
+        x2 = x.reshape(-1, d)
+        y, self.saved = self.be.layer_norm_forward(x2, w, b, self.eps)
+        # the CPU's saved holds xhat; the kernels' holds only the statistics and reads x again
+        self.x, self.w, self.inner = (None if len(self.saved) > 2 else x2), w, inner
+        return y.reshape(x.shape)
 
     def backward(self, gy: Any) -> Any:
-        xhat, rstd, axes, w = self.xhat, self.rstd, self.axes, self.w
-        acc = xhat.dtype
-        g = gy.astype(acc, copy=False)
-        lead = tuple(range(g.ndim - self.ndim))
-        grads: list[Any] = []
-        gx = None
-        if self.needs_input_grad[0]:
-            gxhat = g * w if w is not None else g
-            m1 = gxhat.mean(axis=axes, keepdims=True)
-            m2 = (gxhat * xhat).mean(axis=axes, keepdims=True)
-            gx = gxhat - m1
-            gx -= xhat * m2
-            gx *= rstd
-            gx = gx.astype(gy.dtype, copy=False)
-        grads.append(gx)
-        i = 1
-        inner = g.shape[len(lead) :]
-
-        def over_rows(a: Any) -> Any:  # the sum over the leading dims
-            if not a.size:
-                return a.sum(axis=lead)
-            return column_sums(self.be, a.reshape(-1, math.prod(inner))).reshape(inner)
-
-        if self.has_weight:
-            gw = over_rows(g * xhat) if self.needs_input_grad[i] else None
-            grads.append(None if gw is None else gw.astype(gy.dtype, copy=False))
-            i += 1
-        if self.has_bias:
-            gb = over_rows(g) if self.needs_input_grad[i] else None
-            grads.append(None if gb is None else gb.astype(gy.dtype, copy=False))
+        needs = self.needs_input_grad
+        wanted = (needs[0], self.has_weight and needs[1], self.has_bias and needs[-1])
+        gx, gw, gb = self.be.layer_norm_backward(
+            self.x, gy.reshape(-1, math.prod(self.inner)), self.saved, self.w, wanted
+        )
+        grads = [None if gx is None else gx.reshape(self.shape)]
+        for has, g in ((self.has_weight, gw), (self.has_bias, gb)):
+            if has:
+                grads.append(None if g is None else g.reshape(self.inner))
         return tuple(grads)
 
 

@@ -176,6 +176,94 @@ MUTANTS = [
     ),
 ]
 
+LN = "layer_norm.cu"
+LN_PATHS = "code_path_layer_norm and float32"
+MUTANTS += [
+    Mutant(
+        "layer norm: drop the __syncthreads before the block sum's slots are rewritten",
+        LN,
+        "    __syncthreads();  // every thread has read the slots of the previous call\n",
+        "",
+        1,
+        "tsan",
+        LN_PATHS + " and several",
+    ),
+    Mutant(
+        "layer norm: drop the __syncthreads after the block sum's slots are written",
+        LN,
+        "        sm[32 + warp] = b;\n    }\n    __syncthreads();\n",
+        "        sm[32 + warp] = b;\n    }\n",
+        1,
+        "tsan",
+        LN_PATHS + " and several",
+    ),
+    Mutant(
+        "layer norm: race on a shared slot, two lanes per warp write it",
+        LN,
+        "    if (lane == 0) {\n        sm[warp] = a;",
+        "    if (lane < 2) {\n        sm[warp] = a;",
+        1,
+        "tsan",
+        LN_PATHS + " and several",
+    ),
+    Mutant(
+        "layer norm: the weight kernel's tile loop drops its __syncthreads",
+        LN,
+        "        __syncthreads();  // row lane 0 has read the previous tile's partials\n",
+        "",
+        1,
+        "tsan",
+        "layer_norm_kernels_accept_any_grid and float32",
+    ),
+    Mutant(
+        "layer norm: off-by-one in the forward's output loop (last column never written)",
+        LN,
+        "for (long long j = threadIdx.x; j < d; j += blockDim.x) {\n            float v =",
+        "for (long long j = threadIdx.x; j < d - 1; j += blockDim.x) {\n            float v =",
+        1,
+        "plain",
+        LN_PATHS,
+    ),
+    Mutant(
+        "layer norm: read past the row, the backward's sum loop runs to j <= d",
+        LN,
+        "for (long long j = threadIdx.x; j < d; j += blockDim.x) {\n            float g = to_float"
+        "(grow[j]);\n            if (has_weight) g *= to_float(weight[j]);\n            sg",
+        "for (long long j = threadIdx.x; j <= d; j += blockDim.x) {\n            float g = to_float"
+        "(grow[j]);\n            if (has_weight) g *= to_float(weight[j]);\n            sg",
+        1,
+        "asan",
+        LN_PATHS + " and (one or d)",
+    ),
+    Mutant(
+        "layer norm: wrong shuffle offset, the butterfly starts at 8 lanes",
+        LN,
+        "for (int offset = 16; offset > 0; offset >>= 1) {",
+        "for (int offset = 8; offset > 0; offset >>= 1) {",
+        1,
+        "plain",
+        LN_PATHS,
+    ),
+    Mutant(
+        "layer norm: wrong variance normaliser, D - 1 (unbiased) for D",
+        LN,
+        "fmaxf((scc - sc * (sc * inv_d)) * inv_d, 0.0f)",
+        "fmaxf((scc - sc * (sc * inv_d)) / static_cast<float>(d - 1), 0.0f)",
+        1,
+        "plain",
+        LN_PATHS,
+    ),
+    Mutant(
+        "layer norm: off-by-one in the weight kernel's row-lane sum (last lane dropped)",
+        LN,
+        "for (int i = 1; i < lanes; ++i) {",
+        "for (int i = 1; i < lanes - 1; ++i) {",
+        1,
+        "plain",
+        LN_PATHS,
+    ),
+]
+
 
 def lane_env(lane: str, reports: Path) -> dict[str, str]:
     """The environment of one ci/emulate.sh lane (a sanitizer report fails the launch)."""

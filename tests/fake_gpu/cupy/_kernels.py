@@ -113,7 +113,7 @@ class Function:
             raise ValueError(f"{self.name}: grid of {blocks} blocks")
         if not 1 <= threads <= self.bound:
             raise ValueError(f"{self.name}: {threads} threads, __launch_bounds__ {self.bound}")
-        if self.stem.startswith("softmax_ce") and threads % 32:
+        if self.stem.startswith(("softmax_ce", "layer_norm")) and threads % 32:
             raise ValueError(f"{self.name}: {threads} threads is not whole warps")
         if self.stem == "softmax_ce_reduce" and blocks != 1:
             raise ValueError(f"{self.name}: needs exactly one block, got {blocks}")
@@ -242,7 +242,38 @@ def _softmax_ce_backward(
     glogits[: n * c] = g.reshape(-1).astype(glogits.dtype)
 
 
+def _layer_norm_forward(x, weight, bias, has_weight, has_bias, n, d, eps, y, mean, rstd) -> None:
+    n, d = int(n), int(d)
+    w = weight[:d].astype(F32) if has_weight else None
+    b = bias[:d].astype(F32) if has_bias else None
+    out, saved = _ref().layer_norm_forward(x[: n * d].reshape(n, d).astype(F32), w, b, float(eps))
+    y[: n * d] = out.reshape(-1).astype(y.dtype)
+    mean[:n], rstd[:n] = saved[0], saved[1]
+
+
+def _layer_norm_backward_x(x, gy, weight, has_weight, mean, rstd, n, d, gx) -> None:
+    n, d = int(n), int(d)
+    w = weight[:d].astype(F32) if has_weight else None
+    rows = [a[: n * d].reshape(n, d).astype(F32) for a in (x, gy)]
+    g, _, _ = _ref().layer_norm_backward(*rows, (mean[:n], rstd[:n]), w, (True, False, False))
+    gx[: n * d] = g.reshape(-1).astype(gx.dtype)
+
+
+def _layer_norm_backward_wb(x, gy, mean, rstd, n, d, need_w, need_b, gweight, gbias) -> None:
+    n, d = int(n), int(d)
+    rows = [a[: n * d].reshape(n, d).astype(F32) for a in (x, gy)]
+    needs = (False, bool(need_w), bool(need_b))
+    _, gw, gb = _ref().layer_norm_backward(*rows, (mean[:n], rstd[:n]), None, needs)
+    if need_w:
+        gweight[:d] = gw.astype(gweight.dtype)
+    if need_b:
+        gbias[:d] = gb.astype(gbias.dtype)
+
+
 _STAND_INS = {
+    "layer_norm_forward": _layer_norm_forward,
+    "layer_norm_backward_x": _layer_norm_backward_x,
+    "layer_norm_backward_wb": _layer_norm_backward_wb,
     "sigmoid_forward": _sigmoid_forward,
     "sigmoid_backward": _sigmoid_backward,
     "softmax_ce_forward": _softmax_ce_forward,
