@@ -22,8 +22,9 @@ Flattening happens at the first step that takes the flat path and again whenever
 array is no longer its view (`Module.to`, `p.data = t`) or a state array is no longer its view
 (`Optimizer.load_state_dict`, a state moved with its parameter): identity checks, no copies. Only
 parameters with a gradient are flattened (those without one are skipped, as on the per-parameter
-path), and again when that set changes. A part whose step counts differ (a parameter that missed
-steps) or whose states do not line up takes the per-parameter path (on the same views, in place).
+path), and again when that set changes; parameters whose step counts differ (one missed steps) go
+into different parts. A part whose states do not line up (different keys) takes the per-parameter
+path, on the same views, in place.
 """
 
 from __future__ import annotations
@@ -191,12 +192,9 @@ def flat_step(opt: Optimizer, group: dict[str, Any]) -> None:
     all_state, counts = opt.state, opt.counts_steps
     for part in _parts(opt, group):
         params = part.params
-        existing = [all_state.get(p) for p in params]
-        if counts and len({0 if s is None else s["step"] for s in existing}) != 1:
-            opt._update_params(group, params)
-            continue
-        states: list[Any] = []
-        for p, s in zip(params, existing):
+        states: list[Any] = []  # one step count in a part: _parts saw to it
+        for p in params:
+            s = all_state.get(p)
             if s is None:
                 s = opt.init_state(p, group)
                 if s is not None:
