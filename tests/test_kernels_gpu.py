@@ -679,6 +679,7 @@ def test_code_path_bfloat16_stores_round_to_nearest_even(be):
 # ---- layer norm (kernels/layer_norm.cu) --------------------------------------------------------
 
 LN_TOL = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float16: dict(rtol=4e-3, atol=4e-3)}
+LN_TOL.update({d: dict(rtol=2e-2, atol=2e-2) for d in BF16})  # the final rounding: 2**-8
 
 
 def misaligned(a):
@@ -717,7 +718,7 @@ def check_layer_norm(
             assert_close(g, e, dtype, **tol)
 
 
-LN_SHAPES = [(1, 7), (6, 1), (3, 13), (4, 768), (2, 4097), (70, 33)]
+LN_SHAPES = [(1, 7), (6, 1), (3, 13), (4, 768), (2, 4097), (70, 33), (260, 3)]  # 260: 32 row lanes
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -731,7 +732,7 @@ class TestLayerNorm:
 
 
 @needs_gpu
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", CODE_PATH_DTYPES)
 @pytest.mark.parametrize(
     "case",
     [

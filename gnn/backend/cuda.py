@@ -629,6 +629,8 @@ class CupyBackend(NumpyBackend):
                     gw if gb is None else gb,
                 )
                 blocks = max(1, min(-(-d // 32), 2**31 - 1))  # 32-column tiles
-                threads = 32 * min(32, n)  # 32 columns x up to 32 row lanes
+                # 32 columns x up to 32 row lanes of at least 8 rows each (idle lanes cost a
+                # barrier and a slot each; in the CPU emulator, host threads)
+                threads = 32 * min(32, -(-n // 8))
                 self._launch(module, f"layer_norm_backward_wb_{suffix}", blocks, threads, args)
         return gx, gw, gb
