@@ -2,6 +2,6 @@
 
 import sys
 
-from gnn.cli import main
+from gnn.cli import command
 
-sys.exit(main())
+sys.exit(command())

@@ -543,5 +543,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def command() -> int:
+    """The installed `gnn` command (and `python -m gnn`): main() in a process that it owns."""
+    from gnn.backend import host_memory
+
+    # A command owns its process, so it may keep freed array memory for reuse (process-wide, so
+    # never done by `import gnn` or by main() called from someone else's program).
+    host_memory.tune_malloc()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

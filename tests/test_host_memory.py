@@ -40,3 +40,20 @@ def test_tune_malloc_raises_the_thresholds_unless_the_user_says_otherwise():
     assert run(code) == "True"
     assert run(code, GNN_MALLOC_TUNING="0") == "False"
     assert run(code, MALLOC_TRIM_THRESHOLD_="1000000") == "False"  # the user's own tuning stands
+
+
+@glibc_only
+@pytest.mark.parametrize("entry, applied", [("main", "None"), ("command", "True")])
+def test_the_gnn_command_tunes_its_own_process_and_main_does_not(entry, applied):
+    # `gnn ...` owns its process; cli.main() called from another program leaves it alone
+    call = "cli.main(['info'])" if entry == "main" else "cli.command()"
+    code = (
+        "import contextlib, io, sys\n"
+        "from gnn import cli\n"
+        "from gnn.backend import host_memory\n"
+        "sys.argv = ['gnn', 'info']\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    rc = {call}\n"
+        "print(rc, host_memory._applied)\n"
+    )
+    assert run(code) == f"0 {applied}"
