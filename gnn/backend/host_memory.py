@@ -10,8 +10,9 @@ process for reuse. Measured on the LSTM training step of benchmarks/test_bench_l
 
 These are process-wide settings, so gnn never applies them by itself: `import gnn` and making a
 backend leave the allocator alone. A program that owns its process (the `gnn` command, a
-training script, the benchmark suite) calls `tune_malloc()` once at start. The cost: up to TRIM_THRESHOLD bytes of
-freed memory stay mapped to the process, and arrays up to MMAP_THRESHOLD come from the heap.
+training script, the benchmark suite) calls `tune_malloc()` once at start. The cost: up to
+TRIM_THRESHOLD bytes of freed memory stay mapped to the process, and arrays up to MMAP_THRESHOLD
+come from the heap.
 `tune_malloc()` does nothing where GNN_MALLOC_TUNING=0 is set (to measure without it), where the
 user set glibc's own MALLOC_* variables or malloc tunables, and off glibc.
 """
