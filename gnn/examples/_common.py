@@ -225,3 +225,32 @@ def interruptible(model: Any, example: str, config: dict, **extra: Any) -> Inter
     `example`, `config` and `extra` are what save_example writes beside the weights.
     """
     return Interruptible(model, example, config, extra)
+
+
+def fit_and_evaluate(
+    model: Any,
+    example: str,
+    config: dict,
+    data: tuple,
+    validation_data: tuple,
+    *,
+    epochs: int,
+    batch_size: int,
+    verbose: int,
+    **extra: Any,
+) -> tuple[Any, dict]:
+    """Keras fit on `data` (x, y), then evaluate on `validation_data`, all under Ctrl-C's guard.
+
+    Returns (history, evaluate's dict). A Ctrl-C stops between batches (or during the final
+    evaluation) and raises TrainingInterrupted carrying the model; `extra` is saved with it.
+    """
+    with interruptible(model, example, config, **extra) as guard:
+        history = model.fit(
+            *data,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=validation_data,
+            verbose=verbose,
+            callbacks=[guard.callback()],
+        )
+        return history, model.evaluate(*validation_data)

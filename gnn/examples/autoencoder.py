@@ -9,7 +9,7 @@ import numpy as np
 
 import gnn
 from gnn.examples import digits
-from gnn.examples._common import arg, interruptible, plot, save_example
+from gnn.examples._common import arg, fit_and_evaluate, plot, save_example
 from gnn.layers import Dense, optimizers
 
 DEFAULTS = {"epochs": 40, "batch_size": 32, "lr": 3e-3, "seed": 0, "sizes": [32, 8]}
@@ -60,17 +60,18 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
         config["features"],
     ]
     log(f"autoencoder: {'-'.join(map(str, sizes))} on {len(x_tr)} digit images, Adam lr={lr}")
-    with interruptible(model, "autoencoder", config, seed=seed) as guard:
-        history = model.fit(
-            x_tr,
-            x_tr,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation_data=(x_te, x_te),
-            verbose=0 if getattr(args, "quiet", False) else 2,
-            callbacks=[guard.callback()],  # Ctrl-C: stop between batches, keep the model
-        )
-        mse = model.evaluate(x_te, x_te)["loss"]
+    history, evaluated = fit_and_evaluate(
+        model,
+        "autoencoder",
+        config,
+        (x_tr, x_tr),
+        (x_te, x_te),
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=0 if getattr(args, "quiet", False) else 2,
+        seed=seed,
+    )
+    mse = evaluated["loss"]
     baseline = float(np.mean((x_te - x_tr.mean(axis=0)) ** 2))
     log(f"test reconstruction MSE {mse:.4f} (predicting the mean image: {baseline:.4f})")
     if getattr(args, "save", None):  # before the plot: a failing plot must not lose it

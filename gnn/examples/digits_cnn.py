@@ -11,7 +11,7 @@ import gnn
 from gnn import nn
 from gnn import train as _train  # noqa: F401  (gives nn modules compile/fit)
 from gnn.examples import digits
-from gnn.examples._common import arg, interruptible, plot, save_example
+from gnn.examples._common import arg, fit_and_evaluate, plot, save_example
 from gnn.layers import optimizers
 
 DEFAULTS = {
@@ -82,17 +82,17 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
         f"digits-cnn: {len(x_tr)} training images, {len(x_te)} test images; channels "
         f"{config['channels']}, Adam lr={lr}"
     )
-    with interruptible(model, "digits-cnn", config, seed=seed) as guard:
-        history = model.fit(
-            x_tr,
-            y_tr,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation_data=(x_te, y_te),
-            verbose=0 if getattr(args, "quiet", False) else 2,
-            callbacks=[guard.callback()],  # Ctrl-C: stop between batches, keep the model
-        )
-        result = model.evaluate(x_te, y_te)
+    history, result = fit_and_evaluate(
+        model,
+        "digits-cnn",
+        config,
+        (x_tr, y_tr),
+        (x_te, y_te),
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=0 if getattr(args, "quiet", False) else 2,
+        seed=seed,
+    )
     log(f"test accuracy {result['accuracy']:.3f} (loss {result['loss']:.4f})")
     if getattr(args, "save", None):  # before the plot: a failing plot must not lose it
         save_example(

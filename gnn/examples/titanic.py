@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 import gnn
-from gnn.examples._common import arg, interruptible, plot, save_example
+from gnn.examples._common import arg, fit_and_evaluate, plot, save_example
 from gnn.layers import Dense, Dropout, optimizers
 
 DEFAULTS = {
@@ -82,17 +82,18 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
         f"network {x_tr.shape[1]}-{'-'.join(map(str, config['hidden']))}-1, Adam lr={lr}, "
         f"{epochs} epochs of batch {batch_size}"
     )
-    with interruptible(model, "titanic", config, seed=seed, feature_names=names) as guard:
-        history = model.fit(
-            x_tr,
-            y_tr,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation_data=(x_val, y_val),
-            verbose=verbose,
-            callbacks=[guard.callback()],  # Ctrl-C: stop between batches, keep the model
-        )
-        result = model.evaluate(x_val, y_val)
+    history, result = fit_and_evaluate(
+        model,
+        "titanic",
+        config,
+        (x_tr, y_tr),
+        (x_val, y_val),
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=verbose,
+        seed=seed,
+        feature_names=names,
+    )
     log(
         f"validation accuracy {result['accuracy']:.3f} (loss {result['loss']:.4f}); "
         f"always guessing 'died' would score {1 - y_val.mean():.3f}"
