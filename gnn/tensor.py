@@ -50,7 +50,18 @@ class Tensor:
         t._creator = None
         return t
 
+    @classmethod
+    def wrap(cls, array: Any, backend: Any, requires_grad: bool = False) -> Tensor:
+        """A tensor on `backend` holding `array` itself (no copy, no checks): for code above the
+        ops that computes raw arrays (optimizers, metrics) and hands them back as tensors."""
+        return cls._make(array, backend, requires_grad)
+
     # ---- attributes ----------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Any:
+        """The backend that owns this tensor's array (`.xp` is its array module)."""
+        return self._be
 
     @property
     def data(self) -> Tensor:
