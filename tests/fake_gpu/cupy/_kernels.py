@@ -270,7 +270,47 @@ def _layer_norm_backward_wb(x, gy, mean, rstd, n, d, need_w, need_b, gweight, gb
         gbias[:d] = gb.astype(gbias.dtype)
 
 
+def _gelu_module() -> Any:
+    import gnn.backend.fused.gelu as gelu
+    from gnn.backend.numpy import NumpyBackend
+
+    return gelu, NumpyBackend().erf
+
+
+def _bias_gelu_forward(x, bias, has_bias, approx_tanh, n, d, y) -> None:
+    gelu, erf = _gelu_module()
+    n, d = int(n), int(d)
+    b = bias[:d].astype(F32) if has_bias else None
+    spec = gelu.GeluSpec("tanh" if approx_tanh else "none")
+    out, _ = gelu.reference(np, x[: n * d].reshape(n, d).astype(F32), b, spec, erf)
+    y[: n * d] = out.reshape(-1).astype(y.dtype)
+
+
+def _bias_gelu_backward(
+    x, bias, gy, has_bias, approx_tanh, n, d, chunks, need_bias, gx, partial
+) -> None:
+    gelu, erf = _gelu_module()
+    n, d, chunks = int(n), int(d), int(chunks)
+    b = bias[:d].astype(F32) if has_bias else None
+    spec = gelu.GeluSpec("tanh" if approx_tanh else "none")
+    saved = gelu.GeluSaved(x[: n * d].reshape(n, d).astype(F32), b)
+    g = gy[: n * d].reshape(n, d).astype(F32)
+    g, gb = gelu.reference_backward(np, g, saved, spec, (True, bool(need_bias)), erf)
+    gx[: n * d] = g.reshape(-1).astype(gx.dtype)
+    if need_bias:  # the whole sum in chunk 0's partials, zeros in the others
+        partial[: chunks * d] = 0.0
+        partial[:d] = gb
+
+
+def _bias_gelu_backward_bias(partial, chunks, d, gbias) -> None:
+    d, chunks = int(d), int(chunks)
+    gbias[:d] = partial[: chunks * d].reshape(chunks, d).sum(axis=0).astype(gbias.dtype)
+
+
 _STAND_INS = {
+    "bias_gelu_forward": _bias_gelu_forward,
+    "bias_gelu_backward": _bias_gelu_backward,
+    "bias_gelu_backward_bias": _bias_gelu_backward_bias,
     "layer_norm_forward": _layer_norm_forward,
     "layer_norm_backward_x": _layer_norm_backward_x,
     "layer_norm_backward_wb": _layer_norm_backward_wb,

@@ -1,0 +1,52 @@
+"""bias_gelu: gelu(x + bias) as one op, the bias add of a Linear fused into the GELU after it.
+
+A Transformer's feed-forward block computes gelu(x @ W.T + b). On a GPU the fused op is one kernel
+forward and two backward (gx; the bias gradient as deterministic column sums), against a bias add
+plus GELU's several elementwise kernels each way. The math is gnn/backend/fused/gelu.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gnn.autograd import Function
+from gnn.backend.fused import gelu as fused_gelu
+from gnn.ops.autocast import cast_inputs, compute_widened
+from gnn.ops.elementwise import add, gelu
+from gnn.tensor import Tensor
+
+__all__ = ["bias_gelu"]
+
+
+@compute_widened
+class BiasGelu(Function):
+    """y = gelu(x + bias) over the last dim; saves what the fused forward hands back."""
+
+    def __init__(self, approximate: str) -> None:
+        self.spec = fused_gelu.GeluSpec(approximate)
+
+    def forward(self, x: Any, bias: Any = None) -> Any:
+        y, self.saved = fused_gelu.forward(self.be, x, bias, self.spec)
+        return y
+
+    def backward(self, gy: Any) -> Any:
+        needs = self.needs_input_grad
+        want = (needs[0], len(needs) > 1 and needs[1])
+        gx, gb = fused_gelu.backward(self.be, gy, self.saved, self.spec, want)
+        return (gx, gb) if len(needs) > 1 else gx
+
+
+def bias_gelu(x: Tensor, bias: Tensor | None, approximate: str = "none") -> Tensor:
+    """gelu(x + bias), bias (D,) added along the last dim of x (..., D); one op, fused on a GPU.
+
+    approximate is "none" (the erf form) or "tanh" (GPT-2's). A bias of another dtype or shape
+    takes the unfused composite, which broadcasts and promotes as add() does.
+    """
+    fused_gelu.GeluSpec(approximate)  # the argument check, before any work
+    if bias is None:
+        return gelu(x, approximate)
+    x, bias = cast_inputs("linear", x, bias)  # the bias of a Linear: autocast it as one
+    d = x.shape[-1] if x.ndim else None
+    if bias.shape != (d,) or bias.dtype != x.dtype or bias.backend is not x.backend:
+        return gelu(add(x, bias), approximate)
+    return BiasGelu.apply(x, bias, approximate=approximate)
