@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as _np
 
-from cupy import _names
+from cupy import _graphs, _names
 
 # cupy.sum, cupy.max, ... are made on first use and cached as module globals (see __getattr__),
 # where they shadow the builtins of the same name: the code here calls the builtins by module.
@@ -68,6 +68,7 @@ host_reads = 0
 
 def _host_read() -> None:
     global host_reads
+    _graphs.check_sync("a device-to-host copy")
     host_reads += 1
     if _active:
         _record("sync", "host read")
@@ -80,6 +81,7 @@ host_writes = 0
 
 def _host_write() -> None:
     global host_writes
+    _graphs.check_h2d("a host-to-device copy")
     host_writes += 1
     if _active:
         _record("h2d", "host to device")
@@ -223,6 +225,8 @@ _IMPLICIT = (
 def _wrap(x: Any) -> Any:
     """NumPy results as device arrays: ndarrays and scalars (0-d), through tuples and lists."""
     if isinstance(x, _np.ndarray):
+        if _graphs._capture is not None:
+            _graphs.note_array(x)
         out = object.__new__(ndarray)
         out._a = x
         return out
@@ -284,37 +288,45 @@ class ufunc:
         return result
 
     def reduce(self, a: Any, axis: Any = 0, dtype: Any = None, out: Any = None, keepdims=False):
-        r = self._u.reduce(_unwrap(a), axis=axis, dtype=dtype, keepdims=keepdims)
+        x = _unwrap(a)
+
+        def compute() -> Any:
+            return self._u.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
         if out is not None:
-            _check_out(out)[...] = r
+            target = _check_out(out)
+            _graphs.run(lambda: target.__setitem__(Ellipsis, compute()), None)
             result = out
         else:
-            result = _wrap(r)
+            result = _graphs.run(compute, _wrap)
         if _active:
             _count_call(self.__name__ + ".reduce", (a,), result, out=out)
         return result
 
     def accumulate(self, a: Any, axis: int = 0, dtype: Any = None) -> Any:
-        result = _wrap(self._u.accumulate(_unwrap(a), axis=axis, dtype=dtype))
+        x = _unwrap(a)
+        result = _graphs.run(lambda: self._u.accumulate(x, axis=axis, dtype=dtype), _wrap)
         if _active:
             _count_call(self.__name__ + ".accumulate", (a,), result)
         return result
 
     def reduceat(self, a: Any, indices: Any, axis: int = 0, dtype: Any = None) -> Any:
-        result = _wrap(self._u.reduceat(_unwrap(a), _unwrap(indices), axis=axis, dtype=dtype))
+        x, i = _unwrap(a), _unwrap(indices)
+        result = _graphs.run(lambda: self._u.reduceat(x, i, axis=axis, dtype=dtype), _wrap)
         if _active:
             _count_call(self.__name__ + ".reduceat", (a, indices), result)
         return result
 
     def outer(self, a: Any, b: Any) -> Any:
-        result = _wrap(self._u.outer(_unwrap(a), _unwrap(b)))
+        x, y = _unwrap(a), _unwrap(b)
+        result = _graphs.run(lambda: self._u.outer(x, y), _wrap)
         if _active:
             _count_call(self.__name__ + ".outer", (a, b), result)
         return result
 
     def at(self, a: Any, indices: Any, b: Any = None) -> None:
         args = (_unwrap(a), _unwrap(indices)) + (() if b is None else (_unwrap(b),))
-        self._u.at(*args)
+        _graphs.run(lambda: self._u.at(*args), None)
         if _active:
             _count_call(self.__name__ + ".at", (indices, b), None, out=a)
 
@@ -325,8 +337,11 @@ def _call(np_fn: Any, args: tuple, kwargs: dict) -> Any:
     kwargs = _unwrap_kwargs(kwargs)
     if out is not None:
         kwargs["out"] = _check_out(out)
-    result = np_fn(*_unwrap(args), **kwargs)
-    return out if out is not None else _wrap(result)
+    unwrapped = _unwrap(args)
+    if out is not None:
+        _graphs.run(lambda: np_fn(*unwrapped, **kwargs), None)
+        return out
+    return _graphs.run(lambda: np_fn(*unwrapped, **kwargs), _wrap)
 
 
 def _numpy_function(name: str) -> Any:
@@ -473,6 +488,7 @@ class ndarray:
             raise TypeError(f"Only numpy.ndarray can be set to cupy.ndarray, not {type(arr)}")
         if arr.shape != self.shape:
             raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: {arr.shape}")
+        _graphs.check_h2d("ndarray.set (a host-to-device copy)")
         self._a[...] = arr
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
@@ -497,7 +513,13 @@ class ndarray:
 
     def __getitem__(self, key: Any) -> Any:
         _count_host_index(key)
-        result = _wrap(self._a[_wrapped_index(_unwrap(key, host_ok=True), self._a.shape)])
+        a, index = self._a, _unwrap(key, host_ok=True)
+        if not _is_basic(key):  # index arrays wrapped around as they are when it runs
+            result = _graphs.run(lambda: a[_wrapped_index(index, a.shape)], _wrap)
+        elif _graphs._capture is not None:
+            result = _wrap(_graphs.basic_view(a, index))
+        else:
+            result = _wrap(a[index])
         if _active and not _is_basic(key):
             nbytes = result.nbytes + _builtins.sum(a.nbytes for a in _arrays(key)) + result.nbytes
             if _is_mask(key):  # CuPy scans the mask and reads the count back first
@@ -520,7 +542,8 @@ class ndarray:
             written = _np.asarray(self._a[_unwrap(key, host_ok=True)]).nbytes
             read = _builtins.sum(a.nbytes for a in _arrays((key, value)))
             _record("launch", "setitem", written + read)
-        self._a[_unwrap(key, host_ok=True)] = _unwrap(value, host_ok=True)
+        a, index, v = self._a, _unwrap(key, host_ok=True), _unwrap(value, host_ok=True)
+        _graphs.run(lambda: a.__setitem__(index, v), None)
 
     def __len__(self) -> int:
         return len(self._a)
@@ -547,6 +570,7 @@ class ndarray:
         return complex(self._a)
 
     def __format__(self, spec: str) -> str:
+        _graphs.check_sync("formatting an array")
         return format(self._a.item() if self.ndim == 0 else self._a, spec)
 
     def __repr__(self) -> str:
@@ -558,7 +582,7 @@ class ndarray:
     def __copy__(self) -> ndarray:
         if _active:
             _record("launch", "copy", 2 * self._a.nbytes, allocs=1)
-        return _wrap(self._a.copy())
+        return _graphs.run(self._a.copy, _wrap)
 
     def __deepcopy__(self, memo: dict) -> ndarray:
         return self.__copy__()
@@ -602,7 +626,7 @@ def asarray(a: Any, dtype: Any = None, order: Any = None, *, copy: Any = None, b
     if isinstance(a, ndarray):
         if dtype is None or _np.dtype(dtype) == a.dtype:
             return a
-        result = _wrap(a._a.astype(dtype))
+        result = _graphs.run(lambda: a._a.astype(dtype), _wrap)
         if _active:
             _record("launch", "asarray (astype)", a.nbytes + result.nbytes, allocs=1)
         return result
@@ -619,7 +643,9 @@ def array(obj: Any, dtype: Any = None, copy: bool = True, order: str = "K", subo
     host = _unwrap(obj, host_ok=True)
     if not isinstance(obj, ndarray):
         _host_write()
-    result = _wrap(_np.array(host, dtype=dtype, order=order, copy=True, ndmin=ndmin))
+    result = _graphs.run(
+        lambda: _np.array(host, dtype=dtype, order=order, copy=True, ndmin=ndmin), _wrap
+    )
     if _active:
         if isinstance(obj, ndarray):
             _record("launch", "array (copy)", obj.nbytes + result.nbytes, allocs=1)
@@ -778,7 +804,7 @@ class _Device:
         return None
 
     def synchronize(self) -> None:
-        return None
+        _graphs.check_sync("cudaDeviceSynchronize", _graphs.Stream.null)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Device) and other.id == self.id
@@ -790,6 +816,10 @@ class _Device:
 cuda = _submodule("cuda")
 cuda.Device = _Device
 cuda.runtime = types.SimpleNamespace(
+    CUDARuntimeError=_graphs.CUDARuntimeError,
+    streamCaptureModeGlobal=_graphs.streamCaptureModeGlobal,
+    streamCaptureModeThreadLocal=_graphs.streamCaptureModeThreadLocal,
+    streamCaptureModeRelaxed=_graphs.streamCaptureModeRelaxed,
     getDeviceCount=lambda: 1,
     getDeviceProperties=lambda i: {"name": b"fake GPU (NumPy)", "major": 9, "minor": 0},
     memGetInfo=lambda: (2**34, 2**35),
@@ -797,6 +827,9 @@ cuda.runtime = types.SimpleNamespace(
     driverGetVersion=lambda: 13000,
 )
 cuda.get_device_id = lambda: 0
+cuda.Stream = _graphs.Stream
+cuda.Graph = _graphs.Graph
+cuda.get_current_stream = _graphs.get_current_stream
 
 
 class _Event:
@@ -819,6 +852,9 @@ def _elapsed_ms(start: _Event, end: _Event) -> float:
 
 
 class _MemoryPool:
+    def malloc(self, size: int) -> _MemoryPointer:
+        return _MemoryPointer(_np.empty(0))
+
     def free_all_blocks(self) -> None:
         return None
 
@@ -838,6 +874,28 @@ def get_default_memory_pool() -> _MemoryPool:
     return _memory_pool
 
 
+class _UsingAllocator:
+    """cupy.cuda.using_allocator: new device memory comes from `allocator` inside the block."""
+
+    def __init__(self, allocator: Any = None) -> None:
+        self.allocator, self.before = allocator, None
+
+    def __enter__(self) -> None:
+        self.before, _graphs.allocator = _graphs.allocator, self.allocator
+
+    def __exit__(self, *exc: Any) -> None:
+        _graphs.allocator = self.before
+
+
+def _set_allocator(allocator: Any = None) -> None:
+    _graphs.allocator = allocator
+
+
+cuda.using_allocator = _UsingAllocator
+cuda.set_allocator = _set_allocator
+cuda.get_allocator = lambda: _graphs.allocator or _memory_pool.malloc
+
+
 class _Generator:
     """cupy.random.Generator: NumPy's generator behind CuPy's (smaller) set of methods."""
 
@@ -850,7 +908,8 @@ class _Generator:
         draw = getattr(self._g, name)
 
         def method(*args: Any, **kwargs: Any) -> Any:
-            result = _wrap(draw(*_unwrap(args), **_unwrap_kwargs(kwargs)))
+            a, k = _unwrap(args), _unwrap_kwargs(kwargs)
+            result = _graphs.run(lambda: draw(*a, **k), _wrap)
             if _active:
                 _count_call("random." + name, (), result)
             return result
@@ -878,4 +937,6 @@ def _erf(x: ndarray) -> ndarray:
     a = _unwrap(x)
     if _active:
         _record("launch", "erf", 2 * a.nbytes, allocs=1)
-    return _wrap(_np.vectorize(math.erf, otypes=[a.dtype])(a) if a.size else a.copy())
+    return _graphs.run(
+        lambda: _np.vectorize(math.erf, otypes=[a.dtype])(a) if a.size else a.copy(), _wrap
+    )

@@ -125,9 +125,13 @@ class Function:
 
         if cupy._active:  # one launch; each array argument counted once, read or written
             cupy._record("launch", self.name, sum(a.nbytes for a in cupy._arrays(list(args))))
+        # run now, or recorded as well while the stream captures (replayed on the same memory)
+        cupy._graphs.run(lambda: self._run(blocks, threads, int(shared_mem), args), None)
+
+    def _run(self, blocks: int, threads: int, shared_mem: int, args: tuple) -> None:
         if self._library is not None:
             host = [self._unwrap(a) if isinstance(a, self._ndarray) else a for a in args]
-            self._library.launch(self.name, blocks, threads, int(shared_mem), host)
+            self._library.launch(self.name, blocks, threads, shared_mem, host)
             return
         flat = [self._unwrap(a).reshape(-1) if isinstance(a, self._ndarray) else a for a in args]
         with np.errstate(all="ignore"):

@@ -24,6 +24,9 @@ def scatter_add(a: Any, slices: Any, value: Any) -> None:
         cupy._record(
             "launch", "scatter_add", sum(x.nbytes for x in cupy._arrays(slices)) + 3 * rows
         )
-    target = cupy._unwrap(a)
-    index = cupy._wrapped_index(cupy._unwrap(slices, host_ok=True), target.shape)
-    np.add.at(target, index, cupy._unwrap(value, True))
+    target, index, values = cupy._unwrap(a), cupy._unwrap(slices, True), cupy._unwrap(value, True)
+
+    def add() -> None:  # the ids wrapped around as they are when it runs (a replay too)
+        np.add.at(target, cupy._wrapped_index(index, target.shape), values)
+
+    cupy._graphs.run(add, None)

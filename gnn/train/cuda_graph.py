@@ -1,0 +1,82 @@
+"""GraphedStep: a training step captured once as a CUDA graph, then replayed as one launch.
+
+The first `warmup` calls run the step eagerly on a side stream (PyTorch's recipe: lazily made
+buffers, kernel modules and cached constants exist before capture); the next call captures it and
+replays the capture; every later call only copies its batch into the static input buffers and
+replays. Each call is one training step, so a GraphedStep trains exactly as calling `step` would.
+The rules of capture (static shapes, no host reads in the step, no host numbers that change from
+step to step) are in docs/cuda-graphs.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gnn.cuda
+from gnn.tensor import Tensor
+
+
+class GraphedStep:
+    """Calls `step(*batch) -> loss` through a CUDA graph: warm-up, one capture, then replays."""
+
+    def __init__(self, step: Callable[..., Tensor], warmup: int = 3) -> None:
+        if warmup < 1:
+            raise ValueError(f"GraphedStep: warmup must be at least 1 eager step, got {warmup}")
+        self.step = step
+        self.warmup = warmup
+        self.calls = 0
+        self.graph: gnn.cuda.CUDAGraph | None = None
+        self.static_inputs: list[Tensor] = []
+        self.static_loss: Tensor | None = None
+        self._side: gnn.cuda.Stream | None = None
+
+    def __call__(self, *batch: Tensor) -> Tensor:
+        """One training step on `batch`; returns the loss (after capture: the same static tensor,
+        refilled by each replay)."""
+        if not batch:
+            raise ValueError("GraphedStep: call it with the batch tensors the step takes")
+        if not self.static_inputs:
+            self.static_inputs = [self._static_like(x) for x in batch]
+        self._check(batch)
+        for static, x in zip(self.static_inputs, batch):
+            static.copy_(x)
+        self.calls += 1
+        if self.graph is not None:
+            self.graph.replay()
+            assert self.static_loss is not None
+            return self.static_loss
+        if self._side is None:
+            self._side = gnn.cuda.Stream()
+        before = gnn.cuda.current_stream()
+        self._side.wait_stream(before)
+        if self.calls <= self.warmup:
+            with self._side:
+                loss = self.step(*self.static_inputs)
+            before.wait_stream(self._side)
+            return loss
+        graph = gnn.cuda.CUDAGraph()
+        with gnn.cuda.graph(graph, stream=self._side):
+            loss = self.step(*self.static_inputs)
+        if not isinstance(loss, Tensor):
+            raise TypeError(f"GraphedStep: the step must return the loss Tensor, got {type(loss)}")
+        self.graph, self.static_loss = graph, loss
+        graph.replay()  # the capture ran nothing: this call's step happens here
+        return loss
+
+    @staticmethod
+    def _static_like(x: Tensor) -> Tensor:
+        """A buffer on the GPU that the captured step reads its input from, every replay."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"GraphedStep: batch items must be Tensors, got {type(x).__name__}")
+        device = x.device if x.device.type == "cuda" else f"cuda:{gnn.cuda.current_device()}"
+        return gnn.zeros(x.shape, dtype=x.dtype, device=device)
+
+    def _check(self, batch: tuple[Tensor, ...]) -> None:
+        want = [(tuple(s.shape), s.dtype) for s in self.static_inputs]
+        got = [(tuple(x.shape), x.dtype) for x in batch]
+        if want != got:
+            raise ValueError(
+                f"GraphedStep: the batch is {got}, the captured step takes {want}: a CUDA graph "
+                "replays fixed shapes and dtypes. Make every batch the same size (drop_last=True, "
+                "or pad the last one), or use a new GraphedStep for the new shapes"
+            )

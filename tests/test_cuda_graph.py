@@ -1,0 +1,356 @@
+"""CUDA graphs: gnn.cuda.CUDAGraph / graph(), GraphedStep, and the fake CuPy's model of capture.
+
+The gpu-marked tests run on the fake CuPy (GNN_FAKE_CUDA=1), whose capture records work without
+running it and whose replay runs the record on the same buffers (tests/fake_gpu/cupy/_graphs.py);
+on a machine with a GPU they run on CuPy itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+import gnn
+import gnn.cuda
+import gnn.functional as F
+from gnn import nn, optim
+from gnn.models import GPT, GPTConfig
+from gnn.tensor import Tensor
+from gnn.train.cuda_graph import GraphedStep
+
+gpu = pytest.mark.gpu
+
+
+@pytest.fixture
+def cuda() -> None:
+    if not gnn.cuda.is_available():
+        pytest.skip("needs CuPy and a CUDA device")
+
+
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+def _counting():
+    """cupy.counting() on the fake CuPy; skips on a real GPU (launch counts are the fake's)."""
+    cupy = _cupy()
+    if not getattr(cupy, "FAKE", False):
+        pytest.skip("launch counts come from the fake CuPy")
+    return cupy.counting()
+
+
+# ---- without a GPU ------------------------------------------------------------------------------
+
+
+def test_cuda_graph_without_a_gpu_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gnn.cuda, "is_available", lambda: False)
+    for make in (gnn.cuda.CUDAGraph, gnn.cuda.Stream, gnn.cuda.current_stream):
+        with pytest.raises(RuntimeError, match=r"needs a CUDA GPU.*on the CPU"):
+            make()
+    assert gnn.cuda.is_current_stream_capturing() is False
+
+
+def test_graphed_step_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="warmup"):
+        GraphedStep(lambda x: x, warmup=0)
+
+
+# ---- the fake's capture and replay, through gnn.cuda --------------------------------------------
+
+
+@gpu
+def test_capture_runs_nothing_and_replay_runs_it_all(cuda: None) -> None:
+    x = gnn.tensor(np.arange(6, dtype=np.float32), device="cuda")
+    _ = x * 2.0 + 1.0  # warm-up: the 2.0 and 1.0 are copied to the device once, not in capture
+    g = gnn.cuda.CUDAGraph()
+    with gnn.cuda.graph(g):
+        assert gnn.cuda.is_current_stream_capturing()
+        y = x * 2.0 + 1.0
+        x.array[...] += 1.0  # an in-place update, captured as well
+    assert not gnn.cuda.is_current_stream_capturing()
+    # nothing ran: x as before, y not computed (garbage on a GPU, NaN on the fake)
+    np.testing.assert_array_equal(x.numpy(), np.arange(6))
+    if getattr(_cupy(), "FAKE", False):
+        assert np.isnan(y.numpy()).all()
+    g.replay()
+    np.testing.assert_array_equal(y.numpy(), 2 * np.arange(6) + 1)
+    np.testing.assert_array_equal(x.numpy(), np.arange(6) + 1)
+    g.replay()  # again, on the same buffers: y reads the x the first replay left
+    np.testing.assert_array_equal(y.numpy(), 2 * (np.arange(6) + 1) + 1)
+    np.testing.assert_array_equal(x.numpy(), np.arange(6) + 2)
+
+
+@gpu
+def test_a_replay_is_one_launch(cuda: None) -> None:
+    x = gnn.tensor(np.ones((4, 3), dtype=np.float32), device="cuda")
+    _ = (x * 3.0).sum() + x.mean()  # warm-up
+    g = gnn.cuda.CUDAGraph()
+    with gnn.cuda.graph(g):
+        y = (x * 3.0).sum() + x.mean()
+    with _counting() as c:
+        g.replay()
+    assert (c.launches, c.syncs, c.allocs, c.h2d) == (1, 0, 0, 0)
+    assert y.item() == pytest.approx(37.0)
+
+
+@gpu
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda t: t.sum().item(),
+        lambda t: t.numpy(),
+        lambda t: gnn.cuda.synchronize(),
+        lambda t: float(t.array.sum()),
+    ],
+    ids=["item", "numpy", "synchronize", "float"],
+)
+def test_a_sync_during_capture_raises_as_cuda_does(cuda: None, read: Callable) -> None:
+    if not getattr(_cupy(), "FAKE", False):
+        pytest.skip("on a GPU this invalidates the capture for good: the fake checks the rule")
+    x = gnn.tensor(np.ones(3, dtype=np.float32), device="cuda")
+    _ = x * 2.0  # warm-up
+    g = gnn.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="cudaErrorStreamCaptureUnsupported"):
+        with gnn.cuda.graph(g):
+            read(x * 2.0)
+    # the capture ended (invalidated) and nothing is left capturing
+    assert not gnn.cuda.is_current_stream_capturing()
+    with pytest.raises(RuntimeError, match="not captured"):
+        g.replay()
+
+
+@gpu
+def test_the_fake_says_invalidated_when_the_sync_error_is_swallowed(cuda: None) -> None:
+    if not getattr(_cupy(), "FAKE", False):
+        pytest.skip("the fake's rule")
+    x = gnn.tensor(np.ones(3, dtype=np.float32), device="cuda")
+    _ = x * 2.0  # warm-up
+    g = gnn.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="cudaErrorStreamCaptureInvalidated"):
+        with gnn.cuda.graph(g):
+            try:
+                x.numpy()
+            except RuntimeError:
+                pass
+            _ = x * 2.0
+
+
+@gpu
+def test_a_host_to_device_copy_during_capture_raises(cuda: None) -> None:
+    if not getattr(_cupy(), "FAKE", False):
+        pytest.skip("the fake's rule")
+    x = gnn.tensor(np.ones(3, dtype=np.float32), device="cuda")
+    g = gnn.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="host-to-device copy during stream capture"):
+        with gnn.cuda.graph(g):
+            x.copy_(np.arange(3, dtype=np.float32))
+
+
+@gpu
+def test_allocation_outside_the_graphs_pool_raises(cuda: None) -> None:
+    cupy = _cupy()
+    if not getattr(cupy, "FAKE", False):
+        pytest.skip("the fake's rule")
+    x = cupy.ones(3, dtype=np.float32)
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s:
+        s.begin_capture()
+        with pytest.raises(RuntimeError, match="default memory pool"):
+            _ = x * 2
+        with pytest.raises(RuntimeError, match="cudaErrorStreamCaptureInvalidated"):
+            s.end_capture()
+        s.begin_capture(cupy.cuda.runtime.streamCaptureModeGlobal)
+        with cupy.cuda.using_allocator(cupy.get_default_memory_pool().malloc):
+            with pytest.raises(RuntimeError, match="cudaMalloc .* global"):
+                _ = x * 2
+        with pytest.raises(RuntimeError, match="Invalidated"):
+            s.end_capture()
+
+
+@gpu
+def test_capture_on_the_default_stream_is_refused(cuda: None) -> None:
+    g = gnn.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="other than the default"):
+        g.capture_begin()
+
+
+@gpu
+def test_graphs_sharing_a_pool_keep_their_memory(cuda: None) -> None:
+    x = gnn.tensor(np.full(4, 2.0, dtype=np.float32), device="cuda")
+    _ = x * x + 1.0  # warm-up
+    pool = gnn.cuda.graph_pool_handle()
+    first, second = gnn.cuda.CUDAGraph(), gnn.cuda.CUDAGraph()
+    with gnn.cuda.graph(first, pool=pool):
+        y = x * x
+    with gnn.cuda.graph(second, pool=first.pool()):
+        z = y + 1.0
+    assert first.pool() is second.pool() is pool
+    first.replay()
+    second.replay()
+    np.testing.assert_array_equal(z.numpy(), np.full(4, 5.0))
+    first.reset()
+    with pytest.raises(RuntimeError, match="not captured"):
+        first.replay()
+
+
+# ---- GraphedStep: a whole training step ---------------------------------------------------------
+
+
+def _mlp(opt_name: str) -> tuple[nn.Module, Callable[..., Tensor]]:
+    gnn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4)).to("cuda")
+    opt = (
+        optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        if opt_name == "sgd"
+        else optim.Adam(model.parameters(), lr=1e-2)
+    )
+
+    def step(x: Tensor, y: Tensor) -> Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return model, step
+
+
+def _gpt(opt_name: str) -> tuple[nn.Module, Callable[..., Tensor]]:
+    gnn.manual_seed(0)
+    config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
+    model = GPT(config).to("cuda")
+    opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+
+    def step(x: Tensor, y: Tensor) -> Tensor:
+        opt.zero_grad()
+        _, loss = model(x, y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return model, step
+
+
+def _batches(kind: str, n: int) -> list[tuple[Tensor, Tensor]]:
+    rng = np.random.default_rng(1)
+    if kind == "mlp":
+        return [
+            (
+                gnn.tensor(rng.standard_normal((5, 6)).astype(np.float32), device="cuda"),
+                gnn.tensor(rng.integers(0, 4, 5), device="cuda"),
+            )
+            for _ in range(n)
+        ]
+    ids = [rng.integers(0, 11, (2, 9)) for _ in range(n)]
+    return [
+        (gnn.tensor(i[:, :-1], device="cuda"), gnn.tensor(i[:, 1:], device="cuda")) for i in ids
+    ]
+
+
+@gpu
+@pytest.mark.parametrize(
+    ("model_kind", "opt_name"), [("mlp", "sgd"), ("mlp", "adam"), ("gpt", "adamw")]
+)
+def test_graphed_steps_train_bit_for_bit_as_eager_steps(
+    cuda: None, model_kind: str, opt_name: str
+) -> None:
+    make = _mlp if model_kind == "mlp" else _gpt
+    warmup, steps = 2, 7  # 2 eager, 1 capture + replay, 4 replays
+    batches = _batches(model_kind, steps)
+    eager_model, eager_step = make(opt_name)
+    eager = [eager_step(x, y).item() for x, y in batches]
+    graphed_model, graphed_step = make(opt_name)
+    step = GraphedStep(graphed_step, warmup=warmup)
+    graphed = [step(x, y).item() for x, y in batches]
+    assert step.graph is not None and step.calls == steps
+    assert graphed == eager
+    untrained, _ = make(opt_name)
+    for (name, a), b, c in zip(
+        eager_model.named_parameters(), graphed_model.parameters(), untrained.parameters()
+    ):
+        np.testing.assert_array_equal(b.numpy(), a.numpy(), err_msg=name)
+        assert not np.array_equal(b.numpy(), c.numpy()), f"{name} did not train"
+
+
+@gpu
+def test_a_replayed_step_is_one_launch_and_no_sync(cuda: None) -> None:
+    _, train_step = _mlp("sgd")
+    step = GraphedStep(train_step, warmup=1)
+    batches = _batches("mlp", 4)
+    for x, y in batches[:2]:
+        step(x, y)  # warm-up, then capture + replay
+    x, y = batches[2]
+    with _counting() as c:
+        step(x, y)
+    # one launch for the graph, one copy into each static input; nothing read back or allocated
+    assert c.by_name() == {"setitem": 2, "graph launch": 1}
+    assert (c.syncs, c.allocs, c.h2d) == (0, 0, 0)
+    with _counting() as c:
+        step.graph.replay()
+    assert c.launches == 1
+
+
+@gpu
+def test_graphed_step_returns_the_static_loss(cuda: None) -> None:
+    _, train_step = _mlp("sgd")
+    step = GraphedStep(train_step, warmup=1)
+    batches = _batches("mlp", 4)
+    losses = [step(x, y) for x, y in batches]
+    assert losses[1] is losses[2] is losses[3] is step.static_loss
+    assert losses[0] is not losses[1]
+
+
+@gpu
+def test_graphed_step_refuses_a_new_shape(cuda: None) -> None:
+    _, train_step = _mlp("sgd")
+    step = GraphedStep(train_step, warmup=1)
+    for x, y in _batches("mlp", 2):
+        step(x, y)
+    small = gnn.tensor(np.zeros((3, 6), dtype=np.float32), device="cuda")
+    with pytest.raises(ValueError, match=r"fixed shapes.*drop_last"):
+        step(small, gnn.tensor(np.zeros(3, dtype=np.int64), device="cuda"))
+
+
+@gpu
+def test_graphed_step_takes_a_batch_from_the_host(cuda: None) -> None:
+    _, eager_step = _mlp("sgd")
+    _, train_step = _mlp("sgd")
+    step = GraphedStep(train_step, warmup=1)
+    for x, y in _batches("mlp", 3):
+        want = eager_step(x, y).item()
+        assert step(x.to("cpu"), y.to("cpu")).item() == want
+
+
+@gpu
+def test_a_step_that_reads_the_loss_cannot_be_captured(cuda: None) -> None:
+    if not getattr(_cupy(), "FAKE", False):
+        pytest.skip("the fake's rule (a GPU invalidates the capture)")
+    _, train_step = _mlp("sgd")
+    seen: list[float] = []
+
+    def logging_step(x: Tensor, y: Tensor) -> Tensor:
+        loss = train_step(x, y)
+        seen.append(loss.item())  # a sync: fine eagerly, not in a graph
+        return loss
+
+    step = GraphedStep(logging_step, warmup=1)
+    batches = _batches("mlp", 2)
+    step(*batches[0])
+    with pytest.raises(RuntimeError, match="cudaErrorStreamCaptureUnsupported"):
+        step(*batches[1])
+
+
+@gpu
+def test_a_new_host_number_in_capture_is_refused(cuda: None) -> None:
+    if not getattr(_cupy(), "FAKE", False):
+        pytest.skip("the fake's rule")
+    x = gnn.tensor(np.ones(3, dtype=np.float32), device="cuda")
+    g = gnn.cuda.CUDAGraph()
+    # x * 7.0 copies the 7.0 to the device the first time: a warm-up does that before capture
+    with pytest.raises(RuntimeError, match="host-to-device copy during stream capture"):
+        with gnn.cuda.graph(g):
+            _ = x * 7.0
