@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from gnn import functional  # noqa: F401  (binds Tensor's operators)
+from gnn import functional  # noqa: F401  (loads the ops: gnn.functional, Tensor's op methods)
 from gnn.backend import Device, cuda_available
 from gnn.config import (
     default_device,
@@ -39,101 +39,8 @@ from gnn.creation import (
 )
 from gnn.dlpack import from_dlpack, to_dlpack
 from gnn.dtypes import bool_, float16, float32, float64, int32, int64
-from gnn.functional import (  # the torch.* names for tensor math, as in PyTorch
-    abs,
-    absolute,
-    argmax,
-    argmin,
-    argsort,
-    bmm,
-    cat,
-    ceil,
-    chunk,
-    clamp,
-    clip,
-    clone,
-    concat,
-    concatenate,
-    conv2d,
-    conv_transpose2d,
-    cos,
-    cumsum,
-    eq,
-    exp,
-    expm1,
-    flatten,
-    flip,
-    floor,
-    gather,
-    ge,
-    greater,
-    greater_equal,
-    gt,
-    index_select,
-    isfinite,
-    isnan,
-    le,
-    less,
-    less_equal,
-    log,
-    log1p,
-    log_softmax,
-    logsumexp,
-    lt,
-    masked_fill,
-    matmul,
-    max,
-    max_pool2d,
-    mean,
-    min,
-    mm,
-    mul,
-    multinomial,
-    multiply,
-    narrow,
-    ne,
-    neg,
-    negative,
-    not_equal,
-    permute,
-    pow,
-    reciprocal,
-    relu,
-    reshape,
-    round,
-    rsqrt,
-    sigmoid,
-    sign,
-    sin,
-    softmax,
-    sort,
-    split,
-    sqrt,
-    square,
-    squeeze,
-    stack,
-    std,
-    subtract,
-    sum,
-    swapaxes,
-    swapdims,
-    t,
-    tanh,
-    topk,
-    transpose,
-    tril,
-    triu,
-    true_divide,
-    unbind,
-    unsqueeze,
-    var,
-    where,
-)
-from gnn.ops.torch_names import add_alpha as add
-from gnn.ops.torch_names import divide, is_floating_point, is_tensor, numel
-from gnn.ops.torch_names import divide as div
-from gnn.ops.torch_names import subtract as sub
-from gnn.tensor import Tensor
+from gnn.ops.registry import top_level
+from gnn.tensor import Tensor, is_floating_point, is_tensor, numel
 
 device = Device  # gnn.device("cuda:0"), as torch.device
 inference_mode = no_grad  # gnn keeps no graph under either
@@ -143,32 +50,19 @@ double = float64
 half = float16
 long = int64
 
+globals().update(top_level())  # the torch.* names of the ops (gnn/ops/registry.py)
+
 __all__ = [
-    "Device", "Tensor", "arange", "bool", "cat", "cuda_available", "default_device",
-    "default_dtype", "double", "enable_grad", "eye", "float", "float16", "float32", "float64",
-    "from_numpy", "full", "full_like", "functional", "get_default_device", "get_default_dtype",
-    "half", "int32", "int64", "is_grad_enabled", "linspace", "long", "manual_seed", "no_grad",
-    "ones", "ones_like", "rand", "rand_like", "randint", "randn", "randn_like",
-    "set_default_device", "set_default_dtype", "set_grad_enabled", "stack", "tensor", "where",
-    "zeros", "zeros_like",
+    "Device", "Tensor", "arange", "bool", "cuda_available", "default_device", "default_dtype",
+    "device", "double", "enable_grad", "eye", "float", "float16", "float32", "float64",
+    "from_dlpack", "from_numpy", "full", "full_like", "functional", "get_default_device",
+    "get_default_dtype", "half", "inference_mode", "int32", "int64", "is_floating_point",
+    "is_grad_enabled", "is_tensor", "linspace", "long", "manual_seed", "no_grad", "numel", "ones",
+    "ones_like", "rand", "rand_like", "randint", "randn", "randn_like", "set_default_device",
+    "set_default_dtype", "set_grad_enabled", "tensor", "to_dlpack", "zeros", "zeros_like",
 ]  # fmt: skip
-__all__ += [
-    "abs", "argmax", "argmin", "bmm", "ceil", "chunk", "clamp", "cos", "cumsum", "exp", "expm1",
-    "flatten", "flip", "floor", "gather", "index_select", "isfinite", "isnan", "log", "log1p",
-    "logsumexp", "matmul", "max", "mean", "min", "mm", "narrow", "permute", "reciprocal",
-    "reshape", "round", "rsqrt", "sigmoid", "sign", "sin", "softmax", "sort", "split", "sqrt",
-    "square", "squeeze", "std", "sum", "t", "tanh", "topk", "transpose", "tril", "triu",
-    "unsqueeze", "var",
-]  # fmt: skip
-__all__ += [
-    "absolute", "add", "argsort", "clip", "clone", "concat", "concatenate", "div", "divide", "eq",
-    "ge", "greater", "greater_equal", "gt", "inference_mode", "is_floating_point", "is_tensor",
-    "le", "less", "less_equal", "log_softmax", "lt", "masked_fill", "mul", "multinomial",
-    "multiply", "ne", "neg", "negative", "not_equal", "numel", "pow", "relu", "sub", "subtract",
-    "swapaxes", "swapdims", "true_divide", "unbind",
-]  # fmt: skip
-__all__ += ["conv2d", "conv_transpose2d", "device", "from_dlpack", "max_pool2d", "to_dlpack"]
 __all__ += ["amp", "autocast", "bfloat16"]
+__all__ += sorted(top_level())
 
 
 def __getattr__(name: str):  # noqa: ANN202

@@ -1,20 +1,19 @@
 """Tensor: an array on a device, plus what autograd needs (requires_grad, grad, creator).
 
-Operators and methods are one-liners that call `gnn.functional` (bound as `F` when that module
-loads, so this layer does not import the one above it).
+This file holds what a Tensor is. Its op methods and operators (`t.sum()`, `a + b`, `t.to()`) are
+registered with their ops in gnn/ops/ and set on the class by gnn/ops/registry.py as each op
+module loads (importing gnn loads them all); this layer imports nothing above it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gnn import autograd, config
 from gnn.backend import Device, get_backend, parse_device
 from gnn.dtypes import is_floating, parse_dtype
-
-F: Any = None  # gnn.functional, set by gnn/functional.py when it is imported
 
 
 class Tensor:
@@ -115,10 +114,6 @@ class Tensor:
     def is_leaf(self) -> bool:
         return self._creator is None
 
-    @property
-    def T(self) -> Tensor:
-        return F.permute(self, tuple(range(self.ndim - 1, -1, -1)))
-
     def size(self, dim: int | None = None) -> Any:
         return self.shape if dim is None else self.shape[dim]
 
@@ -197,69 +192,8 @@ class Tensor:
         """The same data, cut from the graph."""
         return Tensor._make(self.array, self._be, False)
 
-    def clone(self) -> Tensor:
-        return F.clone(self)
-
     def contiguous(self) -> Tensor:
         return self
-
-    def to(
-        self, device: Any = None, dtype: Any = None, non_blocking: bool = False, copy: bool = False
-    ) -> Tensor:
-        """This tensor on another device and/or with another dtype (itself when nothing changes,
-        unless copy=True).
-
-        `t.to("cuda")`, `t.to(gnn.float64)`, `t.to("cpu", "float32")` and `t.to(other_tensor)` work.
-        non_blocking is accepted for PyTorch's scripts; copies here are ordered on the device's
-        stream either way.
-        """
-        device, dtype = to_arguments(device, dtype, "to()")
-        out = self
-        if device is not None and parse_device(device) != self.device:
-            out = F.to_device(out, device)
-        if dtype is not None and parse_dtype(dtype) != out.dtype:
-            out = F.cast(out, dtype)
-        if copy and out is self:
-            out = F.clone(self)
-        return out
-
-    def cpu(self) -> Tensor:
-        return self.to("cpu")
-
-    def cuda(self, device: Any = None, non_blocking: bool = False) -> Tensor:
-        """This tensor on a GPU: `device` is an index, "cuda:N" or a device (default: GPU 0)."""
-        if device is None:
-            device = 0
-        if isinstance(device, int) and not isinstance(device, bool):
-            device = f"cuda:{device}"
-        if parse_device(device).type != "cuda":
-            raise ValueError(f"cuda(): expected a CUDA device, got {device!r}")
-        return self.to(device)
-
-    def float(self) -> Tensor:
-        return self.to(dtype="float32")
-
-    def double(self) -> Tensor:
-        return self.to(dtype="float64")
-
-    def half(self) -> Tensor:
-        return self.to(dtype="float16")
-
-    def bfloat16(self) -> Tensor:
-        """As bfloat16 (ml_dtypes; CPU only: CuPy has no bfloat16 arrays)."""
-        return self.to(dtype="bfloat16")
-
-    def long(self) -> Tensor:
-        return self.to(dtype="int64")
-
-    def int(self) -> Tensor:
-        return self.to(dtype="int32")
-
-    def bool(self) -> Tensor:
-        return self.to(dtype="bool")
-
-    def type(self, dtype: Any) -> Tensor:
-        return self.to(dtype=dtype)
 
     # ---- autograd ------------------------------------------------------------------------------
 
@@ -316,399 +250,23 @@ class Tensor:
         self.array[...] = self._be.randn(self.shape, self.dtype) * std + mean
         return self
 
-    def _update(self, what: str, ufunc: str, other: Any) -> Tensor:
-        """self = self <ufunc> other in place (no graph; other broadcasts to self's shape)."""
-        self._check_inplace(what)
-        if isinstance(other, Tensor):
-            if other._be is not self._be:
-                raise RuntimeError(
-                    f"{what}: other is on {other.device}, this tensor on {self.device}"
-                )
-            other = other.array
-        try:
-            getattr(self._be.xp, ufunc)(self.array, other, out=self.array)
-        except ValueError as exc:
-            shape = getattr(other, "shape", ())
-            raise ValueError(
-                f"{what}: other of shape {tuple(shape)} does not broadcast to this tensor's "
-                f"shape {self.shape}"
-            ) from exc
-        return self
-
-    def add_(self, other: Any, alpha: Any = 1) -> Tensor:
-        """self += alpha * other, in place (under gnn.no_grad() for tensors that need grad)."""
-        if alpha != 1:
-            other = other * alpha
-        return self._update("add_", "add", other)
-
-    def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
-        """self -= alpha * other, in place."""
-        if alpha != 1:
-            other = other * alpha
-        return self._update("sub_", "subtract", other)
-
-    def mul_(self, other: Any) -> Tensor:
-        """self *= other, in place."""
-        return self._update("mul_", "multiply", other)
-
-    def div_(self, other: Any) -> Tensor:
-        """self /= other, in place."""
-        return self._update("div_", "divide", other)
-
-    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
-        """self clamped to [min, max], in place."""
-        if min is None and max is None:
-            raise ValueError("clamp_: give min, max or both")
-        if min is not None:
-            self._update("clamp_", "maximum", min)
-        if max is not None:
-            self._update("clamp_", "minimum", max)
-        return self
-
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_inplace("__setitem__")
         value = value.array if isinstance(value, Tensor) else value
         self.array[_raw_index(index)] = value
 
-    # ---- operators -----------------------------------------------------------------------------
-
-    def __add__(self, other: Any) -> Tensor:
-        return F.add(self, other)
-
-    def __radd__(self, other: Any) -> Tensor:
-        return F.add(other, self)
-
-    def __sub__(self, other: Any) -> Tensor:
-        return F.sub(self, other)
-
-    def __rsub__(self, other: Any) -> Tensor:
-        return F.sub(other, self)
-
-    def __mul__(self, other: Any) -> Tensor:
-        return F.mul(self, other)
-
-    def __rmul__(self, other: Any) -> Tensor:
-        return F.mul(other, self)
-
-    def __truediv__(self, other: Any) -> Tensor:
-        return F.div(self, other)
-
-    def __rtruediv__(self, other: Any) -> Tensor:
-        return F.div(other, self)
-
-    def __pow__(self, other: Any) -> Tensor:
-        return F.pow(self, other)
-
-    def __rpow__(self, other: Any) -> Tensor:
-        return F.pow(other, self)
-
-    def __matmul__(self, other: Any) -> Tensor:
-        return F.matmul(self, other)
-
-    def __rmatmul__(self, other: Any) -> Tensor:
-        return F.matmul(other, self)
-
-    def __neg__(self) -> Tensor:
-        return F.neg(self)
-
     def __pos__(self) -> Tensor:
         return self
-
-    def __abs__(self) -> Tensor:
-        return F.abs(self)
-
-    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return F.eq(self, other)
-
-    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return F.ne(self, other)
-
-    def __lt__(self, other: Any) -> Tensor:
-        return F.lt(self, other)
-
-    def __le__(self, other: Any) -> Tensor:
-        return F.le(self, other)
-
-    def __gt__(self, other: Any) -> Tensor:
-        return F.gt(self, other)
-
-    def __ge__(self, other: Any) -> Tensor:
-        return F.ge(self, other)
-
-    __hash__ = object.__hash__
-
-    def __getitem__(self, index: Any) -> Tensor:
-        return F.getitem(self, index)
 
     def __iter__(self) -> Any:
         for i in range(len(self)):
             yield self[i]
-
-    # ---- methods (PyTorch names) ---------------------------------------------------------------
-
-    def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
-        return F.sum(self, dim, keepdim)
-
-    def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
-        return F.mean(self, dim, keepdim)
-
-    def var(self, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
-        return F.var(self, dim, keepdim, unbiased)
-
-    def std(self, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
-        return F.std(self, dim, keepdim, unbiased)
-
-    def max(self, dim: Any = None, keepdim: bool = False) -> Any:
-        return F.max(self, dim, keepdim)
-
-    def min(self, dim: Any = None, keepdim: bool = False) -> Any:
-        return F.min(self, dim, keepdim)
-
-    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        return F.argmax(self, dim, keepdim)
-
-    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        return F.argmin(self, dim, keepdim)
 
     def any(self) -> Tensor:
         return Tensor._make(self._be.xp.asarray(self.array.any()), self._be, False)
 
     def all(self) -> Tensor:
         return Tensor._make(self._be.xp.asarray(self.array.all()), self._be, False)
-
-    def exp(self) -> Tensor:
-        return F.exp(self)
-
-    def log(self) -> Tensor:
-        return F.log(self)
-
-    def sqrt(self) -> Tensor:
-        return F.sqrt(self)
-
-    def abs(self) -> Tensor:
-        return F.abs(self)
-
-    def tanh(self) -> Tensor:
-        return F.tanh(self)
-
-    def sigmoid(self) -> Tensor:
-        return F.sigmoid(self)
-
-    def relu(self) -> Tensor:
-        return F.relu(self)
-
-    def softmax(self, dim: int = -1) -> Tensor:
-        return F.softmax(self, dim)
-
-    def log_softmax(self, dim: int = -1) -> Tensor:
-        return F.log_softmax(self, dim)
-
-    def reshape(self, *shape: Any) -> Tensor:
-        return F.reshape(self, _shape_args(shape))
-
-    def view(self, *shape: Any) -> Tensor:
-        return F.reshape(self, _shape_args(shape))
-
-    def transpose(self, dim0: int, dim1: int) -> Tensor:
-        return F.transpose(self, dim0, dim1)
-
-    def permute(self, *dims: Any) -> Tensor:
-        return F.permute(self, _shape_args(dims))
-
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-        return F.flatten(self, start_dim, end_dim)
-
-    def unsqueeze(self, dim: int) -> Tensor:
-        return F.unsqueeze(self, dim)
-
-    def squeeze(self, dim: int | None = None) -> Tensor:
-        return F.squeeze(self, dim)
-
-    def expand(self, *sizes: Any) -> Tensor:
-        return F.expand(self, _shape_args(sizes))
-
-    def clamp(self, min: Any = None, max: Any = None) -> Tensor:
-        return F.clamp(self, min, max)
-
-    def masked_fill(self, mask: Any, value: float) -> Tensor:
-        return F.masked_fill(self, mask, value)
-
-    def pow(self, exponent: Any) -> Tensor:
-        return F.pow(self, exponent)
-
-    def matmul(self, other: Any) -> Tensor:
-        return F.matmul(self, other)
-
-    def mm(self, other: Tensor) -> Tensor:
-        return F.mm(self, other)
-
-    def bmm(self, other: Tensor) -> Tensor:
-        return F.bmm(self, other)
-
-    def t(self) -> Tensor:
-        return F.t(self)
-
-    # ---- more math (gnn/ops/unary.py) and comparisons as methods, as in PyTorch ----------------
-
-    def neg(self) -> Tensor:
-        return F.neg(self)
-
-    def sin(self) -> Tensor:
-        return F.sin(self)
-
-    def cos(self) -> Tensor:
-        return F.cos(self)
-
-    def log1p(self) -> Tensor:
-        return F.log1p(self)
-
-    def expm1(self) -> Tensor:
-        return F.expm1(self)
-
-    def square(self) -> Tensor:
-        return F.square(self)
-
-    def rsqrt(self) -> Tensor:
-        return F.rsqrt(self)
-
-    def reciprocal(self) -> Tensor:
-        return F.reciprocal(self)
-
-    def sign(self) -> Tensor:
-        return F.sign(self)
-
-    def floor(self) -> Tensor:
-        return F.floor(self)
-
-    def ceil(self) -> Tensor:
-        return F.ceil(self)
-
-    def round(self) -> Tensor:
-        return F.round(self)
-
-    def isnan(self) -> Tensor:
-        return F.isnan(self)
-
-    def isfinite(self) -> Tensor:
-        return F.isfinite(self)
-
-    def eq(self, other: Any) -> Tensor:
-        return F.eq(self, other)
-
-    def ne(self, other: Any) -> Tensor:
-        return F.ne(self, other)
-
-    def lt(self, other: Any) -> Tensor:
-        return F.lt(self, other)
-
-    def le(self, other: Any) -> Tensor:
-        return F.le(self, other)
-
-    def gt(self, other: Any) -> Tensor:
-        return F.gt(self, other)
-
-    def ge(self, other: Any) -> Tensor:
-        return F.ge(self, other)
-
-    def logsumexp(self, dim: Any, keepdim: bool = False) -> Tensor:
-        return F.logsumexp(self, dim, keepdim)
-
-    def cumsum(self, dim: int) -> Tensor:
-        return F.cumsum(self, dim)
-
-    # ---- selection (gnn/ops/select.py) ---------------------------------------------------------
-
-    def narrow(self, dim: int, start: int, length: int) -> Tensor:
-        return F.narrow(self, dim, start, length)
-
-    def split(self, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
-        return F.split(self, split_size_or_sections, dim)
-
-    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
-        return F.chunk(self, chunks, dim)
-
-    def flip(self, *dims: Any) -> Tensor:
-        return F.flip(self, _shape_args(dims))
-
-    def index_select(self, dim: int, index: Any) -> Tensor:
-        return F.index_select(self, dim, index)
-
-    def gather(self, dim: int, index: Any) -> Tensor:
-        return F.gather(self, dim, index)
-
-    def sort(self, dim: int = -1, descending: bool = False) -> Any:
-        return F.sort(self, dim, descending)
-
-    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
-        return F.topk(self, k, dim, largest, sorted)
-
-    def tril(self, diagonal: int = 0) -> Tensor:
-        return F.tril(self, diagonal)
-
-    def triu(self, diagonal: int = 0) -> Tensor:
-        return F.triu(self, diagonal)
-
-    def repeat(self, *sizes: Any) -> Tensor:
-        return F.repeat(self, *_shape_args(sizes))
-
-    def view_as(self, other: Tensor) -> Tensor:
-        return F.reshape(self, tuple(other.shape))
-
-    def reshape_as(self, other: Tensor) -> Tensor:
-        return F.reshape(self, tuple(other.shape))
-
-    def expand_as(self, other: Tensor) -> Tensor:
-        return F.expand(self, tuple(other.shape))
-
-    def type_as(self, other: Tensor) -> Tensor:
-        return self.to(dtype=other.dtype)
-
-    # ---- PyTorch's other spellings (gnn/ops/torch_names.py) -------------------------------------
-
-    def add(self, other: Any, alpha: Any = 1) -> Tensor:
-        return F.add(self, other if alpha == 1 else other * alpha)
-
-    def sub(self, other: Any, alpha: Any = 1) -> Tensor:
-        return F.sub(self, other if alpha == 1 else other * alpha)
-
-    subtract = sub
-
-    def mul(self, other: Any) -> Tensor:
-        return F.mul(self, other)
-
-    multiply = mul
-
-    def div(self, other: Any, rounding_mode: str | None = None) -> Tensor:
-        return F.divide(self, other, rounding_mode)
-
-    divide = div
-
-    def true_divide(self, other: Any) -> Tensor:
-        return F.div(self, other)
-
-    negative = neg
-    absolute = abs
-    clip = clamp
-    greater = gt
-    greater_equal = ge
-    less = lt
-    less_equal = le
-    not_equal = ne
-    swapaxes = transpose
-    swapdims = transpose
-
-    def where(self, condition: Any, other: Any) -> Tensor:
-        """self where condition holds, else other (Tensor.where, as in PyTorch)."""
-        return F.where(condition, self, other)
-
-    def argsort(self, dim: int = -1, descending: bool = False) -> Tensor:
-        return F.argsort(self, dim, descending)
-
-    def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
-        return F.unbind(self, dim)
-
-    def multinomial(self, num_samples: int, replacement: bool = False) -> Tensor:
-        return F.multinomial(self, num_samples, replacement)
 
     def is_floating_point(self) -> bool:
         return is_floating(self.dtype)
@@ -718,6 +276,16 @@ class Tensor:
 
     def element_size(self) -> int:
         return self.dtype.itemsize
+
+    if TYPE_CHECKING:  # set by gnn/ops/registry.py, where mypy cannot see them: Any to it
+
+        def __getattr__(self, name: str) -> Any: ...
+        def _op(self, *args: Any) -> Any: ...
+
+        __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _op
+        __truediv__ = __rtruediv__ = __pow__ = __rpow__ = __matmul__ = __rmatmul__ = _op
+        __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _op
+        __neg__ = __abs__ = __getitem__ = _op
 
     # ---- new tensors like this one (same dtype and device unless given) ------------------------
 
@@ -745,19 +313,19 @@ class Tensor:
         self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
     ) -> Tensor:
         """Zeros of `size`, this tensor's dtype and device by default."""
-        return self.new_full(_shape_args(size), 0, dtype, device, requires_grad)
+        return self.new_full(shape_args(size), 0, dtype, device, requires_grad)
 
     def new_ones(
         self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
     ) -> Tensor:
         """Ones of `size`, this tensor's dtype and device by default."""
-        return self.new_full(_shape_args(size), 1, dtype, device, requires_grad)
+        return self.new_full(shape_args(size), 1, dtype, device, requires_grad)
 
     def new_empty(
         self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
     ) -> Tensor:
         """A tensor of `size` to be overwritten (zeros here), this tensor's dtype and device."""
-        return self.new_full(_shape_args(size), 0, dtype, device, requires_grad)
+        return self.new_full(shape_args(size), 0, dtype, device, requires_grad)
 
     def __format__(self, spec: str) -> str:
         """f"{loss:.4f}" formats a one-element tensor as its number, as PyTorch does."""
@@ -772,6 +340,21 @@ class Tensor:
 
 
 autograd._Tensor = Tensor  # ops make plain Tensors, whatever their inputs' class
+
+
+def is_tensor(obj: Any) -> bool:
+    """True for gnn Tensors (and Parameters): torch.is_tensor."""
+    return isinstance(obj, Tensor)
+
+
+def numel(x: Tensor) -> int:
+    """The number of elements of x: torch.numel."""
+    return x.numel()
+
+
+def is_floating_point(x: Tensor) -> bool:
+    """True when x has a floating dtype: torch.is_floating_point."""
+    return is_floating(x.dtype)
 
 
 def to_arguments(device: Any, dtype: Any, who: str) -> tuple[Any, Any]:
@@ -799,7 +382,7 @@ def to_arguments(device: Any, dtype: Any, who: str) -> tuple[Any, Any]:
     return device, dtype
 
 
-def _shape_args(args: tuple) -> tuple:
+def shape_args(args: tuple) -> tuple:
     """Accept both t.reshape(2, 3) and t.reshape((2, 3))."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         return tuple(args[0])

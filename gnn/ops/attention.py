@@ -15,6 +15,7 @@ import numpy as np
 from gnn.autograd import Function
 from gnn.dtypes import is_floating
 from gnn.ops.autocast import cast_inputs
+from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 
@@ -251,6 +252,7 @@ def _check_batch(a: tuple, b: tuple) -> None:
             raise ValueError
 
 
+@register()
 def scaled_dot_product_attention(
     query: Tensor,
     key: Tensor,

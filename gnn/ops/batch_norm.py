@@ -12,6 +12,7 @@ import numpy as np
 
 from gnn.autograd import Function
 from gnn.ops.autocast import cast_inputs
+from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 
@@ -98,6 +99,7 @@ class BatchNorm(Function):
         return tuple(grads)
 
 
+@register()
 def batch_norm(
     input: Tensor,
     running_mean: Tensor | None,

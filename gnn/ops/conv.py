@@ -15,6 +15,7 @@ import numpy as np
 from gnn.autograd import Function
 from gnn.dtypes import is_floating
 from gnn.ops.autocast import cast_inputs, compute_widened
+from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 # ---- argument parsing ---------------------------------------------------------------------------
@@ -324,6 +325,7 @@ def _check_bias(op: str, bias: Tensor | None, n: int) -> None:
         raise ValueError(f"{op}: bias of shape {bias.shape} does not match {n} output channels")
 
 
+@register(top=True)
 def conv2d(
     input: Tensor,
     weight: Tensor,
@@ -368,6 +370,7 @@ def conv2d(
     return Conv2d.apply(*args, stride=stride, pads=pads, dilation=dilation, groups=groups)
 
 
+@register(top=True)
 def conv_transpose2d(
     input: Tensor,
     weight: Tensor,
@@ -560,6 +563,7 @@ def _check_pool_input(op: str, x: Tensor) -> None:
         raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
 
 
+@register(top=True)
 def max_pool2d(
     input: Tensor,
     kernel_size: Any,
@@ -594,6 +598,7 @@ def _avg_divisor(g: _Geometry, pad: tuple, count_include_pad: bool) -> np.ndarra
     return np.outer(sizes[0], sizes[1]).astype(np.float64)
 
 
+@register()
 def avg_pool2d(
     input: Tensor,
     kernel_size: Any,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gnn.autograd import Function
+from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 
@@ -19,6 +20,7 @@ class Dropout(Function):
         return gy * self.mask
 
 
+@register()
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1 / (1 - p) (training only)."""
     if not 0.0 <= p <= 1.0:

@@ -12,6 +12,7 @@ from typing import Any
 from gnn import config
 from gnn.autograd import Function
 from gnn.ops._util import as_tensor, cast_exact, check_broadcast, pair
+from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 # ---- arithmetic ----------------------------------------------------------------------------------
@@ -101,30 +102,128 @@ def _binary(fn: type[Function], name: str, a: Any, b: Any) -> Tensor:
         raise
 
 
-def add(a: Any, b: Any) -> Tensor:
-    """a + b with broadcasting."""
+def _scaled(b: Any, alpha: Any) -> Any:
+    return mul(b, alpha) if isinstance(b, Tensor) else b * alpha
+
+
+def _update(x: Tensor, what: str, ufunc: str, other: Any) -> Tensor:
+    """x = x <ufunc> other in place, outside the graph (other broadcasts to x's shape)."""
+    x._check_inplace(what)
+    if isinstance(other, Tensor):
+        if other._be is not x._be:
+            raise RuntimeError(f"{what}: other is on {other.device}, this tensor on {x.device}")
+        other = other.array
+    try:
+        getattr(x._be.xp, ufunc)(x.array, other, out=x.array)
+    except ValueError as exc:
+        shape = getattr(other, "shape", ())
+        raise ValueError(
+            f"{what}: other of shape {tuple(shape)} does not broadcast to this tensor's "
+            f"shape {x.shape}"
+        ) from exc
+    return x
+
+
+def add_(x: Tensor, other: Any, alpha: Any = 1) -> Tensor:
+    """x += alpha * other, in place (under gnn.no_grad() for tensors that need grad)."""
+    return _update(x, "add_", "add", other if alpha == 1 else other * alpha)
+
+
+def sub_(x: Tensor, other: Any, alpha: Any = 1) -> Tensor:
+    """x -= alpha * other, in place."""
+    return _update(x, "sub_", "subtract", other if alpha == 1 else other * alpha)
+
+
+def mul_(x: Tensor, other: Any) -> Tensor:
+    """x *= other, in place."""
+    return _update(x, "mul_", "multiply", other)
+
+
+def div_(x: Tensor, other: Any) -> Tensor:
+    """x /= other, in place."""
+    return _update(x, "div_", "divide", other)
+
+
+@register(
+    method=True, operators=("__add__",), reflected="__radd__", tensor={"add_": add_}, top=True
+)
+def add(a: Any, b: Any, alpha: Any = 1) -> Tensor:
+    """a + alpha * b with broadcasting."""
+    if alpha != 1:
+        b = _scaled(b, alpha)
     return _binary(Add, "add", a, b)
 
 
-def sub(a: Any, b: Any) -> Tensor:
-    """a - b with broadcasting."""
+@register(
+    method=True,
+    operators=("__sub__",),
+    reflected="__rsub__",
+    tensor={"sub_": sub_},
+    top=True,
+    aliases=("subtract",),
+)
+def sub(a: Any, b: Any, alpha: Any = 1) -> Tensor:
+    """a - alpha * b with broadcasting."""
+    if alpha != 1:
+        b = _scaled(b, alpha)
     return _binary(Sub, "sub", a, b)
 
 
+@register(
+    method=True,
+    operators=("__mul__",),
+    reflected="__rmul__",
+    tensor={"mul_": mul_},
+    top=True,
+    aliases=("multiply",),
+)
 def mul(a: Any, b: Any) -> Tensor:
     """a * b with broadcasting."""
     return _binary(Mul, "mul", a, b)
 
 
-def div(a: Any, b: Any) -> Tensor:
-    """a / b with broadcasting; true division, so integers divide into the default float dtype."""
+@register(
+    method=True,
+    operators=("__truediv__",),
+    reflected="__rtruediv__",
+    tensor={"div_": div_},
+    top=True,
+    aliases=("divide", "true_divide"),
+)
+def div(a: Any, b: Any, rounding_mode: str | None = None) -> Tensor:
+    """a / b with broadcasting; true division, so integers divide into the default float dtype.
+
+    rounding_mode "trunc" or "floor" rounds the quotient (no gradient, as PyTorch's is zero) and
+    keeps integer inputs integer.
+    """
     a, b = pair(a, b)
+    if rounding_mode is not None:
+        return _rounded_div(a, b, rounding_mode)
     if a.dtype.kind in "iub" and b.dtype.kind in "iub":
         dt = config.get_default_dtype()
         a, b = cast_exact(a, dt), cast_exact(b, dt)
     return _binary(Div, "div", a, b)
 
 
+def _rounded_div(a: Tensor, b: Tensor, rounding_mode: str) -> Tensor:
+    if rounding_mode not in ("trunc", "floor"):
+        raise ValueError(
+            f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}"
+        )
+    xp = a._be.xp
+    if a.dtype.kind in "iub" and b.dtype.kind in "iub":
+        if bool((b.array == 0).any()):
+            raise ZeroDivisionError("div: integer division by zero")
+        q = xp.floor_divide(a.array, b.array)
+        if rounding_mode == "trunc":  # floor_divide rounds down: step negative quotients back up
+            q = q + ((q < 0) & (q * b.array != a.array))
+    else:
+        q = xp.true_divide(a.array, b.array)
+        q = xp.trunc(q) if rounding_mode == "trunc" else xp.floor(q)
+    return Tensor._make(q, a._be, False)
+
+
+@register(method=True, operators=("__pow__",), reflected="__rpow__", top=True)
 def pow(a: Any, b: Any) -> Tensor:
     """a ** b; a Python-number exponent takes the cheaper path."""
     if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
@@ -187,31 +286,37 @@ class Clone(Function):
         return gy
 
 
+@register(method=True, operators=("__neg__",), aliases=("negative",), top=True)
 def neg(x: Tensor) -> Tensor:
     """-x."""
     return Neg.apply(x)
 
 
+@register(method=True, top=True)
 def exp(x: Tensor) -> Tensor:
     """e ** x, elementwise."""
     return Exp.apply(x)
 
 
+@register(method=True, top=True)
 def log(x: Tensor) -> Tensor:
     """Natural logarithm, elementwise."""
     return Log.apply(x)
 
 
+@register(method=True, top=True)
 def sqrt(x: Tensor) -> Tensor:
     """Square root, elementwise."""
     return Sqrt.apply(x)
 
 
+@register(method=True, operators=("__abs__",), aliases=("absolute",), top=True)
 def abs(x: Tensor) -> Tensor:
     """|x|, elementwise (gradient 0 at 0, as in PyTorch)."""
     return Abs.apply(x)
 
 
+@register(method=True, top=True)
 def clone(x: Tensor) -> Tensor:
     """A copy of x that stays in the graph."""
     return Clone.apply(x)
@@ -327,26 +432,31 @@ class Gelu(Function):
         return g
 
 
+@register(method=True, top=True)
 def tanh(x: Tensor) -> Tensor:
     """Hyperbolic tangent, elementwise."""
     return Tanh.apply(x)
 
 
+@register(method=True, top=True)
 def sigmoid(x: Tensor) -> Tensor:
     """1 / (1 + e^-x), elementwise, through the backend's fused entry points."""
     return Sigmoid.apply(x)
 
 
+@register(method=True, top=True)
 def relu(x: Tensor) -> Tensor:
     """max(x, 0), elementwise."""
     return Relu.apply(x)
 
 
+@register()
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     """x where x > 0, else negative_slope * x."""
     return LeakyRelu.apply(x, negative_slope=negative_slope)
 
 
+@register()
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """Gaussian error linear unit; approximate is "none" (erf) or "tanh"."""
     if approximate not in ("none", "tanh"):
@@ -390,6 +500,12 @@ class Clamp(Function):
         return gy * keep
 
 
+def _where_method(x: Tensor, condition: Any, other: Any) -> Tensor:
+    """x where condition holds, else other (Tensor.where, as in PyTorch)."""
+    return where(condition, x, other)
+
+
+@register(method=_where_method, top=True)
 def where(condition: Any, a: Any, b: Any) -> Tensor:
     """Elements of a where condition holds, else of b (all three broadcast)."""
     ref = next((t for t in (a, b, condition) if isinstance(t, Tensor)), None)
@@ -410,6 +526,18 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
         raise
 
 
+def clamp_(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
+    """x clamped to [min, max], in place."""
+    if min is None and max is None:
+        raise ValueError("clamp_: give min, max or both")
+    if min is not None:
+        _update(x, "clamp_", "maximum", min)
+    if max is not None:
+        _update(x, "clamp_", "minimum", max)
+    return x
+
+
+@register(method=True, tensor={"clamp_": clamp_}, aliases=("clip",), top=True)
 def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
     """x limited to [min, max] (either bound may be None); gradient 1 inside, 0 where clipped."""
     if min is None and max is None:
@@ -417,6 +545,7 @@ def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
     return Clamp.apply(x, lo=min, hi=max)
 
 
+@register(method=True, top=True)
 def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
     """x with `value` where mask is True (mask broadcasts against x)."""
     return where(mask, as_tensor(value, x), x)
@@ -437,31 +566,37 @@ def _compare(name: str, a: Any, b: Any) -> Tensor:
         raise
 
 
+@register(method=True, operators=("__eq__",), top=True)
 def eq(a: Any, b: Any) -> Tensor:
     """a == b, elementwise (bool tensor)."""
     return _compare("equal", a, b)
 
 
+@register(method=True, operators=("__ne__",), aliases=("not_equal",), top=True)
 def ne(a: Any, b: Any) -> Tensor:
     """a != b, elementwise (bool tensor)."""
     return _compare("not_equal", a, b)
 
 
+@register(method=True, operators=("__lt__",), aliases=("less",), top=True)
 def lt(a: Any, b: Any) -> Tensor:
     """a < b, elementwise (bool tensor)."""
     return _compare("less", a, b)
 
 
+@register(method=True, operators=("__le__",), aliases=("less_equal",), top=True)
 def le(a: Any, b: Any) -> Tensor:
     """a <= b, elementwise (bool tensor)."""
     return _compare("less_equal", a, b)
 
 
+@register(method=True, operators=("__gt__",), aliases=("greater",), top=True)
 def gt(a: Any, b: Any) -> Tensor:
     """a > b, elementwise (bool tensor)."""
     return _compare("greater", a, b)
 
 
+@register(method=True, operators=("__ge__",), aliases=("greater_equal",), top=True)
 def ge(a: Any, b: Any) -> Tensor:
     """a >= b, elementwise (bool tensor)."""
     return _compare("greater_equal", a, b)

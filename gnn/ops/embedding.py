@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gnn.autograd import Function
+from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 
@@ -28,6 +29,7 @@ class Embedding(Function):
         return gw
 
 
+@register()
 def embedding(
     input: Any, weight: Tensor, padding_idx: int | None = None, max_norm: float | None = None
 ) -> Tensor:

@@ -7,6 +7,7 @@ from typing import Any
 
 from gnn.autograd import Function
 from gnn.ops.autocast import cast_inputs
+from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 
@@ -46,6 +47,7 @@ class LayerNorm(Function):
         return tuple(grads)
 
 
+@register()
 def layer_norm(
     input: Tensor,
     normalized_shape: Any,

@@ -7,6 +7,7 @@ from typing import Any
 from gnn.autograd import Function
 from gnn.ops._util import column_sums, pair
 from gnn.ops.autocast import cast_inputs, compute_widened
+from gnn.ops.registry import register
 from gnn.ops.shape import squeeze, unsqueeze
 from gnn.tensor import Tensor
 
@@ -26,6 +27,7 @@ class MatMul(Function):
         return ga, gb  # batch dims that were broadcast are summed by the engine
 
 
+@register(method=True, operators=("__matmul__",), reflected="__rmatmul__", top=True)
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with NumPy's rules: batched over leading dims, which broadcast."""
     a, b = cast_inputs("matmul", *pair(a, b))
@@ -79,6 +81,7 @@ class Linear(Function):
         return gx, gw, gb
 
 
+@register()
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x @ weight.T + bias, weight of shape (out_features, in_features) as in PyTorch."""
     if x.ndim == 0 or x.shape[-1] != weight.shape[-1]:
@@ -92,6 +95,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return Linear.apply(x, weight, bias)
 
 
+@register(method=True, top=True)
 def mm(a: Tensor, b: Tensor) -> Tensor:
     """The product of two matrices, (n, k) @ (k, m); no broadcasting (see matmul for that)."""
     if getattr(a, "ndim", None) != 2 or getattr(b, "ndim", None) != 2:
@@ -102,6 +106,7 @@ def mm(a: Tensor, b: Tensor) -> Tensor:
     return matmul(a, b)
 
 
+@register(method=True, top=True)
 def bmm(a: Tensor, b: Tensor) -> Tensor:
     """Batched matrix products, (B, n, k) @ (B, k, m), with equal batch sizes (no broadcasting)."""
     if getattr(a, "ndim", None) != 3 or getattr(b, "ndim", None) != 3:

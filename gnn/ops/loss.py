@@ -18,6 +18,7 @@ from gnn.ops.elementwise import clamp, log
 from gnn.ops.reduce import log_softmax
 from gnn.ops.reduce import mean as _mean
 from gnn.ops.reduce import sum as _sum
+from gnn.ops.registry import register
 from gnn.ops.shape import getitem, permute, reshape
 from gnn.tensor import Tensor
 
@@ -94,6 +95,7 @@ def _check_same_shape(op: str, input: Tensor, target: Tensor) -> None:
         )
 
 
+@register()
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean squared error between input and target (same shape)."""
     _check_reduction("mse_loss", reduction)
@@ -105,6 +107,7 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     return _reduce(diff * diff, reduction)
 
 
+@register()
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean absolute error between input and target (same shape)."""
     _check_reduction("l1_loss", reduction)
@@ -115,6 +118,7 @@ def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     return _reduce((input - target).abs(), reduction)
 
 
+@register()
 def binary_cross_entropy(
     input: Tensor, target: Any, weight: Any = None, reduction: str = "mean"
 ) -> Tensor:
@@ -158,6 +162,7 @@ class BCEWithLogits(Function):
         return gx, gt, gpw
 
 
+@register()
 def binary_cross_entropy_with_logits(
     input: Tensor,
     target: Any,
@@ -209,6 +214,7 @@ class SoftmaxCrossEntropy(Function):
         )
 
 
+@register()
 def cross_entropy(
     input: Tensor,
     target: Any,
@@ -311,6 +317,7 @@ def _soft_cross_entropy(
     return _reduce(loss, reduction)
 
 
+@register()
 def nll_loss(
     input: Tensor,
     target: Any,

@@ -13,6 +13,7 @@ from gnn.autograd import Function
 from gnn.dtypes import is_floating
 from gnn.ops._util import norm_dim, norm_dims
 from gnn.ops.autocast import cast_inputs
+from gnn.ops.registry import register
 from gnn.ops.shape import reshape
 from gnn.tensor import Tensor
 
@@ -80,12 +81,14 @@ class MaxMin(Function):
         return mask * (gy / count)
 
 
+@register(method=True, top=True)
 def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     """Sum over `dim` (an int, a tuple, or None for all)."""
     (x,) = cast_inputs("sum", x)
     return Sum.apply(x, axes=norm_dims(dim, x.ndim, "sum"), keepdim=keepdim)
 
 
+@register(method=True, top=True)
 def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     """Mean over `dim` (an int, a tuple, or None for all)."""
     (x,) = cast_inputs("mean", x)
@@ -94,6 +97,7 @@ def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     return Mean.apply(x, axes=norm_dims(dim, x.ndim, "mean"), keepdim=keepdim)
 
 
+@register(method=True, top=True)
 def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
     """Variance over `dim` (Bessel-corrected unless unbiased=False), composed from mean."""
     (x,) = cast_inputs("var", x)
@@ -109,6 +113,7 @@ def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True
     return sum(centered * centered, dim, keepdim) / divisor
 
 
+@register(method=True, top=True)
 def std(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
     """Standard deviation over `dim`."""
     return var(x, dim, keepdim, unbiased) ** 0.5
@@ -131,16 +136,19 @@ def _extreme(x: Tensor, dim: Any, keepdim: bool, take_max: bool) -> Any:
     return MaxResult(values, Tensor._make(indices, x._be, False))
 
 
+@register(method=True, top=True)
 def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     """Largest value; with `dim`, a (values, indices) pair as in PyTorch."""
     return _extreme(x, dim, keepdim, True)
 
 
+@register(method=True, top=True)
 def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     """Smallest value; with `dim`, a (values, indices) pair as in PyTorch."""
     return _extreme(x, dim, keepdim, False)
 
 
+@register(method=True, top=True)
 def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Index of the largest value (over the flattened tensor when dim is None)."""
     if dim is None:
@@ -149,6 +157,7 @@ def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     return Tensor._make(x.array.argmax(axis=d, keepdims=keepdim), x._be, False)
 
 
+@register(method=True, top=True)
 def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Index of the smallest value (over the flattened tensor when dim is None)."""
     if dim is None:
@@ -196,6 +205,7 @@ class LogSoftmax(Function):
         return gy - xp.exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
 
 
+@register(method=True, top=True)
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, computed stably."""
     (x,) = cast_inputs("softmax", x)
@@ -205,6 +215,7 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
     return Softmax.apply(x, axis=axis)
 
 
+@register(method=True, top=True)
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     """log(softmax(x)) along dim, computed stably."""
     (x,) = cast_inputs("log_softmax", x)
@@ -246,6 +257,7 @@ def _reduced_shape(shape: tuple, axes: tuple | None) -> tuple:
     return tuple(n for k, n in enumerate(shape) if k not in axes)
 
 
+@register(method=True, top=True)
 def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) over dim (an int or a tuple), computed stably."""
     (x,) = cast_inputs("logsumexp", x)
@@ -266,6 +278,7 @@ class CumSum(Function):
         return self.be.xp.cumsum(gy[rev], axis=self.axis)[rev]
 
 
+@register(method=True, top=True)
 def cumsum(x: Tensor, dim: int) -> Tensor:
     """Running sums along dim."""
     (x,) = cast_inputs("cumsum", x)

@@ -12,8 +12,9 @@ from typing import Any
 
 from gnn.ops._util import norm_dim
 from gnn.ops.elementwise import where
-from gnn.ops.shape import expand, getitem, reshape, transpose
-from gnn.tensor import Tensor
+from gnn.ops.registry import register
+from gnn.ops.shape import expand, getitem, reshape, squeeze, transpose
+from gnn.tensor import Tensor, shape_args
 
 SortResult = namedtuple("SortResult", ["values", "indices"])
 
@@ -41,6 +42,7 @@ def _check_range(data: Any, size: int, like: Tensor, op: str, dim: int) -> None:
         raise IndexError(f"{op}: index {bad} is out of range for dim {dim} of size {size}")
 
 
+@register(method=True, top=True)
 def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
     """x's elements start .. start + length - 1 along dim (a view, as in PyTorch)."""
     d = norm_dim(dim, x.ndim, "narrow")
@@ -54,6 +56,7 @@ def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
     return getitem(x, (slice(None),) * d + (slice(start, start + length),))
 
 
+@register(method=True, top=True)
 def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
     """Pieces along dim: of split_size each (the last may be smaller), or of the listed sizes."""
     d = norm_dim(dim, x.ndim, "split")
@@ -74,6 +77,7 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor,
     return tuple(out)
 
 
+@register(method=True, top=True)
 def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     """At most `chunks` pieces along dim, each ceil(size / chunks) long (the last may be less)."""
     if not isinstance(chunks, int) or chunks <= 0:
@@ -82,6 +86,12 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     return split(x, max(1, math.ceil(n / chunks)), dim)
 
 
+def _flip_method(x: Tensor, *dims: Any) -> Tensor:
+    """x.flip(0, 1) or x.flip((0, 1))."""
+    return flip(x, shape_args(dims))
+
+
+@register(method=_flip_method, top=True)
 def flip(x: Tensor, dims: Any) -> Tensor:
     """x with the order of elements reversed along each of dims."""
     axes = {norm_dim(d, x.ndim, "flip") for d in ((dims,) if isinstance(dims, int) else dims)}
@@ -92,6 +102,7 @@ def flip(x: Tensor, dims: Any) -> Tensor:
     )
 
 
+@register(method=True, top=True)
 def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
     """The entries of x at the 1-D integer `index` along dim (repeats allowed)."""
     d = norm_dim(dim, x.ndim, "index_select")
@@ -105,6 +116,7 @@ def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
     return getitem(x, (slice(None),) * d + (data.reshape(-1),))
 
 
+@register(method=True, top=True)
 def gather(x: Tensor, dim: int, index: Any) -> Tensor:
     """out[i][j][k] = x[i][index[i][j][k]][k] for dim 1 (and likewise for any dim).
 
@@ -136,6 +148,7 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
     return getitem(x, where)
 
 
+@register(method=True, top=True)
 def sort(x: Tensor, dim: int = -1, descending: bool = False) -> SortResult:
     """(values, indices) of x sorted along dim; the values carry the gradient back."""
     d = norm_dim(dim, x.ndim, "sort")
@@ -150,6 +163,7 @@ def sort(x: Tensor, dim: int = -1, descending: bool = False) -> SortResult:
     return SortResult(gather(x, d, indices), indices)
 
 
+@register(method=True, top=True)
 def topk(
     x: Tensor,
     k: int,
@@ -179,16 +193,19 @@ def _triangle(x: Tensor, diagonal: int, lower: bool, op: str) -> Tensor:
     return where(keep, x, 0)
 
 
+@register(method=True, top=True)
 def tril(x: Tensor, diagonal: int = 0) -> Tensor:
     """x with the elements above the diagonal-th diagonal set to 0 (last two dims)."""
     return _triangle(x, diagonal, True, "tril")
 
 
+@register(method=True, top=True)
 def triu(x: Tensor, diagonal: int = 0) -> Tensor:
     """x with the elements below the diagonal-th diagonal set to 0 (last two dims)."""
     return _triangle(x, diagonal, False, "triu")
 
 
+@register(method=True)
 def repeat(x: Tensor, *sizes: Any) -> Tensor:
     """x tiled sizes[k] times along each dim k (extra leading sizes add dims), as Tensor.repeat."""
     reps = tuple(sizes[0]) if len(sizes) == 1 and not isinstance(sizes[0], int) else sizes
@@ -205,8 +222,22 @@ def repeat(x: Tensor, *sizes: Any) -> Tensor:
     return reshape(out, tuple(r * s for r, s in zip(reps, shape)))
 
 
+@register(method=True, top=True)
 def t(x: Tensor) -> Tensor:
     """The transpose of a matrix; vectors and 0-d tensors come back unchanged."""
     if x.ndim > 2:
         raise ValueError(f"t: expects a tensor of at most 2 dims, got shape {x.shape}")
     return transpose(x, 0, 1) if x.ndim == 2 else x
+
+
+@register(method=True, top=True)
+def argsort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+    """The indices that sort x along dim (always a stable sort here)."""
+    return sort(x, dim, descending)[1]
+
+
+@register(method=True, top=True)
+def unbind(x: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
+    """The slices of x along dim, that dim removed (torch.unbind)."""
+    d = norm_dim(dim, x.ndim, "unbind")
+    return tuple(squeeze(narrow(x, d, i, 1), d) for i in range(x.shape[d]))

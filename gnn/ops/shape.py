@@ -9,10 +9,12 @@ import math
 from typing import Any
 
 from gnn.autograd import Function
-from gnn.backend import get_backend
+from gnn.backend import get_backend, parse_device
 from gnn.dtypes import is_floating, parse_dtype
 from gnn.ops._util import norm_dim
-from gnn.tensor import Tensor, _raw_index
+from gnn.ops.elementwise import clone
+from gnn.ops.registry import register
+from gnn.tensor import Tensor, _raw_index, shape_args, to_arguments
 
 
 class Reshape(Function):
@@ -69,6 +71,18 @@ def _resolve_shape(numel: int, shape: tuple, op: str, in_shape: tuple) -> tuple:
     return shape
 
 
+def _reshape_method(x: Tensor, *shape: Any) -> Tensor:
+    """x.reshape(2, 3) or x.reshape((2, 3))."""
+    return reshape(x, shape_args(shape))
+
+
+def _reshape_as(x: Tensor, other: Tensor) -> Tensor:
+    return reshape(x, other.shape)
+
+
+@register(
+    method=_reshape_method, tensor={"reshape_as": _reshape_as, "view_as": _reshape_as}, top=True
+)
 def reshape(x: Tensor, shape: Any) -> Tensor:
     """The same elements in a new shape (one dimension may be -1)."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
@@ -78,9 +92,20 @@ def reshape(x: Tensor, shape: Any) -> Tensor:
     return Reshape.apply(x, shape=shape)
 
 
-view = reshape
+view = register(name="view", method=_reshape_method)(reshape)  # F.view, Tensor.view: no torch.view
 
 
+def _permute_method(x: Tensor, *dims: Any) -> Tensor:
+    """x.permute(2, 0, 1) or x.permute((2, 0, 1))."""
+    return permute(x, shape_args(dims))
+
+
+def _reversed_dims(x: Tensor) -> Tensor:
+    """x.T: all dims in reverse order."""
+    return permute(x, tuple(range(x.ndim - 1, -1, -1)))
+
+
+@register(method=_permute_method, tensor={"T": property(_reversed_dims)}, top=True)
 def permute(x: Tensor, dims: Any) -> Tensor:
     """Reorder the dimensions: out.shape[i] == x.shape[dims[i]]."""
     dims = tuple(norm_dim(d, x.ndim, "permute") for d in dims)
@@ -89,6 +114,7 @@ def permute(x: Tensor, dims: Any) -> Tensor:
     return Permute.apply(x, dims=dims)
 
 
+@register(method=True, aliases=("swapdims",), top=True)
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     """Swap two dimensions."""
     d0, d1 = norm_dim(dim0, x.ndim, "transpose"), norm_dim(dim1, x.ndim, "transpose")
@@ -97,6 +123,7 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     return Permute.apply(x, dims=tuple(dims))
 
 
+@register(method=True, top=True)
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dimensions start_dim..end_dim into one."""
     if x.ndim == 0:
@@ -108,12 +135,14 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return reshape(x, shape)
 
 
+@register(method=True, top=True)
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
     """Insert a dimension of size 1 at `dim`."""
     d = norm_dim(dim, x.ndim + 1, "unsqueeze")
     return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
 
 
+@register(method=True, top=True)
 def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
     """Remove dimensions of size 1 (only `dim` when given, and only if it has size 1)."""
     if dim is None:
@@ -124,6 +153,16 @@ def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
     return reshape(x, x.shape[:d] + x.shape[d + 1 :])
 
 
+def _expand_method(x: Tensor, *sizes: Any) -> Tensor:
+    """x.expand(4, 3) or x.expand((4, 3))."""
+    return expand(x, shape_args(sizes))
+
+
+def _expand_as(x: Tensor, other: Tensor) -> Tensor:
+    return expand(x, other.shape)
+
+
+@register(method=_expand_method, tensor={"expand_as": _expand_as})
 def expand(x: Tensor, shape: Any) -> Tensor:
     """Broadcast x to `shape` without copying (-1 keeps a dimension)."""
     shape = tuple(shape)
@@ -163,6 +202,7 @@ def _is_advanced(index: Any) -> bool:
     return any(not isinstance(p, (int, slice, type(None), type(Ellipsis))) for p in parts)
 
 
+@register(operators=("__getitem__",))
 def getitem(x: Tensor, index: Any) -> Tensor:
     """x[index]: ints, slices, None, Ellipsis, bool masks and integer arrays (as NumPy)."""
     raw = _raw_index(index)
@@ -222,6 +262,7 @@ def _check_join(op: str, tensors: Any) -> list:
     return tensors
 
 
+@register(aliases=("concat",), top=True)
 def cat(tensors: Any, dim: int = 0) -> Tensor:
     """Join tensors along an existing dimension."""
     tensors = _check_join("cat", tensors)
@@ -236,6 +277,7 @@ def cat(tensors: Any, dim: int = 0) -> Tensor:
     return Cat.apply(*tensors, axis=d)
 
 
+@register(top=True)
 def stack(tensors: Any, dim: int = 0) -> Tensor:
     """Join tensors of one shape along a new dimension."""
     tensors = _check_join("stack", tensors)
@@ -245,6 +287,18 @@ def stack(tensors: Any, dim: int = 0) -> Tensor:
             raise ValueError(f"stack: all tensors must have the same shape, got {shapes}")
     d = norm_dim(dim, tensors[0].ndim + 1, "stack")
     return Stack.apply(*tensors, axis=d)
+
+
+@register(top=True)
+def concatenate(tensors: Any, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis (torch.concatenate)."""
+    return cat(tensors, axis)
+
+
+@register(method=True, top=True)
+def swapaxes(x: Tensor, axis0: int, axis1: int) -> Tensor:
+    """x with two axes exchanged (torch.swapaxes)."""
+    return transpose(x, axis0, axis1)
 
 
 # ---- device and dtype moves ----------------------------------------------------------------------
@@ -275,6 +329,54 @@ class Cast(Function):
         return gy.astype(self.in_dtype)
 
 
+def to(
+    x: Tensor, device: Any = None, dtype: Any = None, non_blocking: bool = False, copy: bool = False
+) -> Tensor:
+    """x on another device and/or with another dtype (x itself when nothing changes, unless
+    copy=True): Tensor.to.
+
+    `t.to("cuda")`, `t.to(gnn.float64)`, `t.to("cpu", "float32")` and `t.to(other_tensor)` work.
+    non_blocking is accepted for PyTorch's scripts; copies here are ordered on the device's
+    stream either way.
+    """
+    device, dtype = to_arguments(device, dtype, "to()")
+    out = x
+    if device is not None and parse_device(device) != x.device:
+        out = to_device(out, device)
+    if dtype is not None and parse_dtype(dtype) != out.dtype:
+        out = cast(out, dtype)
+    if copy and out is x:
+        out = clone(x)
+    return out
+
+
+def cuda(x: Tensor, device: Any = None, non_blocking: bool = False) -> Tensor:
+    """x on a GPU: `device` is an index, "cuda:N" or a device (default: GPU 0)."""
+    if device is None:
+        device = 0
+    if isinstance(device, int) and not isinstance(device, bool):
+        device = f"cuda:{device}"
+    if parse_device(device).type != "cuda":
+        raise ValueError(f"cuda(): expected a CUDA device, got {device!r}")
+    return to(x, device)
+
+
+# Tensor's dtype methods (bfloat16: ml_dtypes, CPU only, as CuPy has no bfloat16 arrays)
+_CASTS = {
+    "float": "float32", "double": "float64", "half": "float16", "bfloat16": "bfloat16",
+    "long": "int64", "int": "int32", "bool": "bool",
+}  # fmt: skip
+
+
+def _cast_to(name: str, dtype: str) -> Any:
+    def method(x: Tensor) -> Tensor:
+        return to(x, dtype=dtype)
+
+    method.__name__, method.__doc__ = name, f"This tensor as {dtype}."
+    return method
+
+
+@register(tensor={"to": to, "cpu": lambda x: to(x, "cpu"), "cuda": cuda})
 def to_device(x: Tensor, device: Any) -> Tensor:
     """A copy of x on another device; gradients flow back to the original device."""
     target = get_backend(device)
@@ -283,6 +385,13 @@ def to_device(x: Tensor, device: Any) -> Tensor:
     return out
 
 
+@register(
+    tensor={
+        **{name: _cast_to(name, dtype) for name, dtype in _CASTS.items()},
+        "type": lambda x, dtype: to(x, dtype=dtype),
+        "type_as": lambda x, other: to(x, dtype=other.dtype),
+    }
+)
 def cast(x: Tensor, dtype: Any) -> Tensor:
     """x converted to another dtype (differentiable between floating dtypes)."""
     dt = parse_dtype(dtype)

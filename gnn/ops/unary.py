@@ -9,6 +9,7 @@ from typing import Any
 
 from gnn.autograd import Function
 from gnn.ops.elementwise import mul, pow, sigmoid
+from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 
@@ -71,26 +72,31 @@ class Softplus(Function):
         return gy * xp.where(self.z > self.threshold, 1, slope)
 
 
+@register(method=True, top=True)
 def sin(x: Tensor) -> Tensor:
     """Sine, elementwise (radians)."""
     return Sin.apply(x)
 
 
+@register(method=True, top=True)
 def cos(x: Tensor) -> Tensor:
     """Cosine, elementwise (radians)."""
     return Cos.apply(x)
 
 
+@register(method=True, top=True)
 def log1p(x: Tensor) -> Tensor:
     """log(1 + x), accurate for small x."""
     return Log1p.apply(x)
 
 
+@register(method=True, top=True)
 def expm1(x: Tensor) -> Tensor:
     """exp(x) - 1, accurate for small x."""
     return Expm1.apply(x)
 
 
+@register()
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + exp(beta * x)) / beta; x itself where beta * x > threshold."""
     if not beta > 0:
@@ -98,21 +104,25 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     return Softplus.apply(x, beta=float(beta), threshold=float(threshold))
 
 
+@register()
 def silu(x: Tensor) -> Tensor:
     """x * sigmoid(x) (also called swish)."""
     return mul(x, sigmoid(x))
 
 
+@register(method=True, top=True)
 def square(x: Tensor) -> Tensor:
     """x ** 2, elementwise."""
     return pow(x, 2)
 
 
+@register(method=True, top=True)
 def rsqrt(x: Tensor) -> Tensor:
     """1 / sqrt(x), elementwise."""
     return pow(x, -0.5)
 
 
+@register(method=True, top=True)
 def reciprocal(x: Tensor) -> Tensor:
     """1 / x, elementwise."""
     return pow(x, -1)
@@ -124,31 +134,37 @@ def _no_grad(name: str, x: Tensor) -> Tensor:
     return Tensor._make(getattr(x._be.xp, name)(x.array), x._be, False)
 
 
+@register(method=True, top=True)
 def sign(x: Tensor) -> Tensor:
     """-1, 0 or 1 by the sign of each element."""
     return _no_grad("sign", x)
 
 
+@register(method=True, top=True)
 def floor(x: Tensor) -> Tensor:
     """The largest integer <= x, elementwise (same dtype)."""
     return _no_grad("floor", x)
 
 
+@register(method=True, top=True)
 def ceil(x: Tensor) -> Tensor:
     """The smallest integer >= x, elementwise (same dtype)."""
     return _no_grad("ceil", x)
 
 
+@register(method=True, top=True)
 def round(x: Tensor) -> Tensor:  # PyTorch's name, shadowing the builtin in this module
     """x rounded to the nearest integer, halves to even (as PyTorch and NumPy do)."""
     return _no_grad("round", x)
 
 
+@register(method=True, top=True)
 def isnan(x: Tensor) -> Tensor:
     """True where x is NaN (bool tensor)."""
     return _no_grad("isnan", x)
 
 
+@register(method=True, top=True)
 def isfinite(x: Tensor) -> Tensor:
     """True where x is neither infinite nor NaN (bool tensor)."""
     return _no_grad("isfinite", x)

@@ -1,0 +1,101 @@
+"""The op registry: every op is registered once, next to its definition, with all its spellings.
+
+An op's spellings are its function in gnn.functional (its name and aliases), its Tensor methods,
+operators and in-place forms, and, where PyTorch has torch.<name>, gnn.<name>. gnn.functional
+and gnn's op names are read from this table (`functions`, `top_level`). Tensor's op methods are
+set on the class here, by `register`, and nowhere else: tensor.py holds only what a Tensor is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from gnn.tensor import Tensor
+
+Fn = TypeVar("Fn", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Op:
+    """One registered op: its function and every name it goes by."""
+
+    name: str
+    fn: Callable[..., Any]
+    aliases: tuple[str, ...] = ()
+    tensor: dict[str, Any] = field(default_factory=dict)  # Tensor attribute -> its value
+    functional: bool = True  # F.<name> and F.<alias>
+    top: bool = False  # gnn.<name> and gnn.<alias>
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+OPS: dict[str, Op] = {}
+_OWN_ATTRIBUTES = frozenset(vars(Tensor))  # what tensor.py defines; ops may not replace it
+
+
+def register(
+    *,
+    method: bool | Callable[..., Any] = False,
+    operators: tuple[str, ...] = (),
+    reflected: str | None = None,
+    tensor: dict[str, Any] | None = None,
+    aliases: tuple[str, ...] = (),
+    top: bool = False,
+    functional: bool = True,
+    name: str | None = None,
+) -> Callable[[Fn], Fn]:
+    """Register the decorated function as an op.
+
+    method: True makes the function itself Tensor.<name> (and Tensor.<alias>); a callable is the
+    method instead, for a PyTorch method whose arguments differ (`t.reshape(2, 3)`). operators:
+    the Tensor operators that are the function itself (`__add__`); reflected: the one that swaps
+    its two operands (`__radd__`). tensor: any other Tensor attributes (in-place forms,
+    properties). top: also gnn.<name>. name: when it is not the function's own.
+    """
+
+    def decorate(fn: Fn) -> Fn:
+        op = Op(name or fn.__name__, fn, aliases, dict(tensor or {}), functional, top)
+        if method:
+            impl = fn if method is True else method
+            op.tensor.update({spelling: impl for spelling in op.names})
+        op.tensor.update({operator: fn for operator in operators})
+        if reflected:
+            op.tensor[reflected] = _reflected(fn)
+        clash = [n for n in op.names if any(n in o.names for o in OPS.values())]
+        clash += [a for a in op.tensor if a in _OWN_ATTRIBUTES or _method_of(a) is not None]
+        if clash:
+            raise ValueError(f"register {op.name}: {clash} already taken")
+        OPS[op.name] = op
+        for attribute, value in op.tensor.items():
+            setattr(Tensor, attribute, value)
+        return fn
+
+    return decorate
+
+
+def _method_of(attribute: str) -> Op | None:
+    return next((o for o in OPS.values() if attribute in o.tensor), None)
+
+
+def _reflected(fn: Callable[..., Any]) -> Callable[[Any, Any], Any]:
+    """The reflected operator of a binary op: `2 - t` calls t.__rsub__(2), which is sub(2, t)."""
+
+    def operator(self: Any, other: Any) -> Any:
+        return fn(other, self)
+
+    operator.__name__ = f"__r{fn.__name__}__"
+    return operator
+
+
+def functions() -> dict[str, Callable[..., Any]]:
+    """gnn.functional's names: every op under its name and aliases."""
+    return {n: op.fn for op in OPS.values() if op.functional for n in op.names}
+
+
+def top_level() -> dict[str, Callable[..., Any]]:
+    """gnn's op names (torch.<name>)."""
+    return {n: op.fn for op in OPS.values() if op.top for n in op.names}
