@@ -367,3 +367,39 @@ def test_a_new_host_number_in_capture_is_refused(cuda: None) -> None:
     with pytest.raises(RuntimeError, match="host-to-device copy during stream capture"):
         with gnn.cuda.graph(g):
             _ = x * 7.0
+
+
+def _embedding_step() -> Callable[..., Tensor]:
+    gnn.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(7, 4), nn.Linear(4, 3)).to("cuda")
+    opt = optim.SGD(model.parameters(), lr=0.1)
+
+    def step(ids: Tensor, y: Tensor) -> Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(ids), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+@gpu
+@pytest.mark.parametrize("check_every_step", [True, False])
+def test_replayed_steps_still_report_bad_ids_and_labels(cuda: None, check_every_step: bool) -> None:
+    step = GraphedStep(_embedding_step(), warmup=1)
+    y = gnn.tensor(np.array([0, 1, 2]), device="cuda")
+    good = gnn.tensor(np.array([0, 3, 6]), device="cuda")
+    for _ in range(3):  # warm-up, capture + replay, replay
+        loss = step(good, y)
+        if check_every_step:
+            loss.item()
+    loss = step(gnn.tensor(np.array([0, 9, 6]), device="cuda"), y)  # id 9 of 7: out of range
+    step(good, y)  # a later good step does not hide it
+    with pytest.raises(IndexError, match="9"):
+        loss.item()
+    loss = step(good, y)
+    assert np.isfinite(loss.item())  # reported once, then clean again
+    step(good, gnn.tensor(np.array([0, 5, 2]), device="cuda"))  # label 5 of 3 classes
+    with pytest.raises(IndexError, match="target 5 is out of bounds"):
+        loss.item()

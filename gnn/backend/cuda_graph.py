@@ -9,6 +9,12 @@ capture come from a GraphPool, which holds on to every block it hands out for as
 (CuPy's default pool would give a block freed during the capture to other work afterwards, which
 the next replay would then overwrite). The CuPy module comes in as `backend.xp`: this module
 imports no CuPy itself.
+
+Device-side error checks (CupyBackend.check_ids, the kernels' error flags) are bookkept on the
+host when a kernel is queued; a replay queues nothing from Python, so StreamCapture redoes that
+bookkeeping at each replay: the ids a captured step checks are folded, inside the graph, into a
+maximum of its own, handed to the backend's pending checks after each replay, and reset after a
+check has read it.
 """
 
 from __future__ import annotations
@@ -77,6 +83,10 @@ class StreamCapture:
         self.graph: Any = None
         self._stream: Any = None
         self._allocating: Any = None
+        self._outer: tuple[dict, bool] = ({}, False)  # the backend's pending checks, kept aside
+        self._id_maxima: dict[tuple, Any] = {}  # check_ids key -> the graph's running maximum
+        self._armed: set[tuple] = set()  # keys whose maximum the backend holds (or a check read)
+        self._flags = False  # whether the captured kernels can flag errors
 
     def begin(self, pool: GraphPool, mode: str = "relaxed") -> None:
         """Start capturing the current stream; new device memory comes from `pool` until end()."""
@@ -104,6 +114,9 @@ class StreamCapture:
             allocating.__exit__(None, None, None)
             raise
         self._stream, self._allocating = stream, allocating
+        be = self.backend  # the capture's own checks start from none
+        self._outer = (be._id_checks, be._errors_pending)
+        be._id_checks, be._errors_pending = {}, False
 
     def end(self) -> None:
         """Stop capturing; the graph is then ready to replay."""
@@ -111,14 +124,41 @@ class StreamCapture:
             raise RuntimeError("capture_end without capture_begin")
         stream, allocating = self._stream, self._allocating
         self._stream = self._allocating = None
+        be, xp = self.backend, self.backend.xp
+        captured, self._flags = be._id_checks, be._errors_pending
+        be._id_checks, be._errors_pending = self._outer
         try:
-            self.graph = stream.end_capture()
+            # still capturing: each checked id maximum folds into one that outlives a replay
+            maxima = {key: xp.empty_like(top) for key, top in captured.items()}
+            for key, top in captured.items():
+                xp.maximum(maxima[key], top, out=maxima[key])
         finally:
-            allocating.__exit__(None, None, None)
+            try:
+                self.graph = stream.end_capture()
+            finally:
+                allocating.__exit__(None, None, None)
+        for m in maxima.values():
+            m.fill(0)  # after the capture: the graph's maxima start from "no id seen"
+        self._id_maxima, self._armed = maxima, set()
 
     def replay(self) -> None:
         """Launch the captured graph on the current stream: all its work, one launch."""
         if self.graph is None:
             raise RuntimeError("replay of a CUDA graph that was not captured (or was reset)")
-        with self.backend._cuda_device:
-            self.graph.launch(self.backend.xp.cuda.get_current_stream())
+        be = self.backend
+        for key, top in self._id_maxima.items():
+            if be._id_checks.get(key) is None:
+                if key in self._armed:  # read by a check since the last replay: start afresh
+                    top.fill(0)
+                be._id_checks[key] = top
+                self._armed.add(key)
+        with be._cuda_device:
+            self.graph.launch(be.xp.cuda.get_current_stream())
+        for key, top in self._id_maxima.items():
+            seen = be._id_checks[key]
+            if seen is not top:  # eager steps checked the same ids meanwhile: one maximum
+                be.xp.maximum(seen, top, out=seen)
+                top.fill(0)
+                self._armed.discard(key)
+        if self._flags or self._id_maxima:
+            be._errors_pending = True

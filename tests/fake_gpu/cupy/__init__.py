@@ -658,7 +658,7 @@ def _poisoned(a: _np.ndarray) -> ndarray:
     """New memory holds garbage on a GPU, not NumPy's usual zeros: NaN (floats) or -7 shows it."""
     if _active:
         _record("alloc", "empty", allocs=1)
-    a.fill(_np.nan if a.dtype.kind in "fc" else -7 if a.dtype.kind in "iu" else True)
+    a.fill(_graphs.garbage(a.dtype))
     return _wrap(a)
 
 

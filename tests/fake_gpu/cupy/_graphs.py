@@ -187,7 +187,7 @@ class _Capture:
             root[...] = copy
         for root in self.fresh.values():
             if root.flags.writeable:
-                root.fill(_garbage(root.dtype))
+                root.fill(garbage(root.dtype))
 
     def fail(self, status: str, message: str) -> CUDARuntimeError:
         self.invalid = self.invalid or status
@@ -198,8 +198,8 @@ _capture: _Capture | None = None
 allocator: Callable[[int], Any] | None = None  # set by cupy.cuda.using_allocator / set_allocator
 
 
-def _garbage(dtype: np.dtype) -> Any:
-    """What fills memory that nothing has written yet: NaN, or -7 (as the fake's `empty`)."""
+def garbage(dtype: np.dtype) -> Any:
+    """What fills memory that nothing has written yet: NaN, -7 (unsigned: its max - 6), True."""
     if dtype.kind in "fc":
         return np.nan
     if dtype.kind == "u":
