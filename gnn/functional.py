@@ -6,7 +6,7 @@ registered function names, read from the registry, and nothing else.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gnn.ops import registry
 
@@ -14,5 +14,6 @@ globals().update(registry.functions())
 __all__ = sorted(registry.functions())
 
 if TYPE_CHECKING:  # the names above are made at import time, where mypy cannot see them
+    from typing import Any
 
     def __getattr__(name: str) -> Any: ...

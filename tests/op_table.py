@@ -5,7 +5,8 @@ and float64, on every device), the float64 gradient against central differences,
 gradients on each device and in float32 against the CPU's float64 ones. Adding an op is adding a
 row here.
 
-A row names the op (`op`, looked up in gnn.functional unless `fn` is given), its NumPy reference,
+A row names the op (`op`, its name in the registry, gnn/ops/registry.py; looked up in
+gnn.functional unless `fn` is given), its NumPy reference,
 the Tensor method or operator PyTorch has for it, the input domain, and its cases. A case lists
 the inputs: a shape for each Tensor input (random values from the row's domain), or a Python
 number; then the other arguments, passed to the op and to the reference alike. NumPy arrays among
@@ -1294,7 +1295,8 @@ ROWS: list[OpRow] = [
     ),
 ]
 
-# Ops of gnn.functional that have no row, and where they are tested instead.
+# Registered ops (gnn/ops/registry.py) that have no row, and where they are tested instead. An op's
+# aliases (clip for clamp, ...) are names of the same function, covered by its row.
 NOT_IN_TABLE = {
     "argmax": "no gradient; max_indices covers the same selection",
     "argmin": "no gradient; min_indices covers the same selection",
@@ -1308,15 +1310,11 @@ NOT_IN_TABLE = {
     "max_pool2d": "tests/test_conv.py",
     "avg_pool2d": "tests/test_conv.py",
     "scaled_dot_product_attention": "tests/test_attention.py",
+    # PyTorch's other spellings with their own argument names, which call the ops whose rows
+    # cover them; values and gradients against PyTorch are in tests/test_torch_tensor_api.py.
+    "concatenate": "calls cat",
+    "swapaxes": "calls transpose",
+    "argsort": "calls sort (its indices)",
+    "unbind": "calls narrow and squeeze",
+    "multinomial": "random, no gradient: tests/test_torch_tensor_api.py",
 }
-# PyTorch's other spellings (gnn/ops/torch_names.py) call the ops whose rows cover them; their
-# values, rounding modes and gradients against PyTorch are in tests/test_torch_tensor_api.py.
-_ALIASES = {
-    "absolute": "abs", "clip": "clamp", "concat": "cat", "concatenate": "cat", "divide": "div",
-    "greater": "gt", "greater_equal": "ge", "less": "lt", "less_equal": "le", "multiply": "mul",
-    "negative": "neg", "not_equal": "ne", "subtract": "sub", "swapaxes": "transpose",
-    "swapdims": "transpose", "true_divide": "div", "argsort": "sort (its indices)",
-    "unbind": "narrow and squeeze",
-}  # fmt: skip
-NOT_IN_TABLE.update({k: f"calls {v}" for k, v in _ALIASES.items()})
-NOT_IN_TABLE["multinomial"] = "random, no gradient: tests/test_torch_tensor_api.py"
