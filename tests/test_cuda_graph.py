@@ -403,3 +403,17 @@ def test_replayed_steps_still_report_bad_ids_and_labels(cuda: None, check_every_
     step(good, gnn.tensor(np.array([0, 5, 2]), device="cuda"))  # label 5 of 3 classes
     with pytest.raises(IndexError, match="target 5 is out of bounds"):
         loss.item()
+
+
+@gpu
+def test_capture_error_mode_is_checked(cuda: None) -> None:
+    g = gnn.cuda.CUDAGraph()
+    with pytest.raises(ValueError, match="capture_error_mode.*'strict'"):
+        with gnn.cuda.graph(g, capture_error_mode="strict"):
+            pass
+    x = gnn.tensor(np.ones(3, dtype=np.float32), device="cuda")
+    _ = x * 2.0
+    if getattr(_cupy(), "FAKE", False):  # global mode: the fake counts every allocation a malloc
+        with pytest.raises(RuntimeError, match="global"):
+            with gnn.cuda.graph(gnn.cuda.CUDAGraph(), capture_error_mode="global"):
+                _ = x * 2.0

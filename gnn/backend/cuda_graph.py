@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-CAPTURE_MODES = ("global", "thread_local", "relaxed")
+# cudaStreamCaptureMode: CUDA's values (part of its ABI), by the names torch.cuda.graph takes
+CAPTURE_MODES = {"global": 0, "thread_local": 1, "relaxed": 2}
 
 
 class DeviceStream:
@@ -91,7 +92,7 @@ class StreamCapture:
     def begin(self, pool: GraphPool, mode: str = "relaxed") -> None:
         """Start capturing the current stream; new device memory comes from `pool` until end()."""
         if mode not in CAPTURE_MODES:
-            raise ValueError(f"capture_error_mode must be one of {CAPTURE_MODES}, got {mode!r}")
+            raise ValueError(f"capture_error_mode: one of {list(CAPTURE_MODES)}, not {mode!r}")
         cuda = self.backend.xp.cuda
         with self.backend._cuda_device:
             stream = cuda.get_current_stream()
@@ -101,15 +102,10 @@ class StreamCapture:
                 "use `with gnn.cuda.graph(g):`, which picks a side stream, or "
                 "`with gnn.cuda.stream(gnn.cuda.Stream()):` around capture_begin/capture_end"
             )
-        modes = {
-            "global": cuda.runtime.streamCaptureModeGlobal,
-            "thread_local": cuda.runtime.streamCaptureModeThreadLocal,
-            "relaxed": cuda.runtime.streamCaptureModeRelaxed,
-        }
         allocating = cuda.using_allocator(pool.malloc)
         allocating.__enter__()
         try:
-            stream.begin_capture(modes[mode])
+            stream.begin_capture(CAPTURE_MODES[mode])
         except BaseException:
             allocating.__exit__(None, None, None)
             raise
