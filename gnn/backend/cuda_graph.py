@@ -152,9 +152,9 @@ class StreamCapture:
             self.graph.launch(be.xp.cuda.get_current_stream())
         for key, top in self._id_maxima.items():
             seen = be._id_checks[key]
-            if seen is not top:  # eager steps checked the same ids meanwhile: one maximum
-                be.xp.maximum(seen, top, out=seen)
-                top.fill(0)
-                self._armed.discard(key)
+            if seen is not top:  # eager steps checked the same ids since the last check: fold
+                be.xp.maximum(top, seen, out=top)
+                be._id_checks[key] = top
+                self._armed.add(key)
         if self._flags or self._id_maxima:
             be._errors_pending = True
