@@ -19,7 +19,10 @@ import statistics
 import numpy as np
 import pytest
 
-from gnn.backend import NumpyBackend, cuda_available
+from gnn.backend import cuda_available
+from gnn.backend.fused import layer_norm as fused_ln
+from gnn.backend.fused import sigmoid as fused_sigmoid
+from gnn.backend.fused import softmax_cross_entropy as fused_ce
 
 HAS_GPU = cuda_available()
 GPU_MARKS = [
@@ -136,19 +139,19 @@ class TestGpuSigmoidBackward:
 
     def test_fused_kernel(self, benchmark, cuda_be, copy_gbps):
         y, gy = sigmoid_operands()
-        fused = gpu_median_s(lambda: cuda_be.sigmoid_backward(y, gy))
-        unfused = gpu_median_s(lambda: NumpyBackend.sigmoid_backward(cuda_be, y, gy))
+        fused = gpu_median_s(lambda: fused_sigmoid.backward(cuda_be, y, gy))
+        unfused = gpu_median_s(lambda: fused_sigmoid.reference_backward(cuda_be.xp, y, gy))
         benchmark.pedantic(
-            synchronized(lambda: cuda_be.sigmoid_backward(y, gy)), rounds=10, warmup_rounds=2
+            synchronized(lambda: fused_sigmoid.backward(cuda_be, y, gy)), rounds=10, warmup_rounds=2
         )
         # predicted: 12 bytes per element instead of 32 (three CuPy kernels), ~2.7x faster
         report(benchmark, y.size, fused, copy_gbps, speedup_vs_unfused=round(unfused / fused, 2))
 
     def test_unfused_composition(self, benchmark, cuda_be, copy_gbps):
         y, gy = sigmoid_operands()
-        unfused = gpu_median_s(lambda: NumpyBackend.sigmoid_backward(cuda_be, y, gy))
+        unfused = gpu_median_s(lambda: fused_sigmoid.reference_backward(cuda_be.xp, y, gy))
         benchmark.pedantic(
-            synchronized(lambda: NumpyBackend.sigmoid_backward(cuda_be, y, gy)),
+            synchronized(lambda: fused_sigmoid.reference_backward(cuda_be.xp, y, gy)),
             rounds=10,
             warmup_rounds=2,
         )
@@ -169,9 +172,13 @@ def ce_operands():
 
 
 def ce_step(be, forward, backward, logits, target):
+    """forward and backward are the fused op's (the kernels) or its references (on be.xp)."""
+    arg = be if forward is fused_ce.forward else be.xp
+    spec = fused_ce.Spec()
+
     def step():
-        loss, saved = forward(be, logits, target)
-        return backward(be, logits, target, saved, cupy_one())
+        loss, saved = forward(arg, logits, target, spec)
+        return backward(arg, logits, target, saved, cupy_one(), spec)
 
     return step
 
@@ -183,23 +190,11 @@ def cupy_one():
 
 
 def fused_step(be, logits, target):
-    return ce_step(
-        be,
-        type(be).softmax_cross_entropy,
-        type(be).softmax_cross_entropy_backward,
-        logits,
-        target,
-    )
+    return ce_step(be, fused_ce.forward, fused_ce.backward, logits, target)
 
 
 def unfused_step(be, logits, target):
-    return ce_step(
-        be,
-        NumpyBackend.softmax_cross_entropy,
-        NumpyBackend.softmax_cross_entropy_backward,
-        logits,
-        target,
-    )
+    return ce_step(be, fused_ce.reference, fused_ce.reference_backward, logits, target)
 
 
 @pytest.mark.benchmark(group="gpu-softmax-cross-entropy")
@@ -274,12 +269,16 @@ def ln_operands():
     return x, gy, w, b
 
 
-def ln_step(be, cls, x, gy, w, b):
-    """Forward and backward (every gradient) through `cls`'s entry points on be's arrays."""
+def ln_step(be, fused, x, gy, w, b):
+    """Forward and backward (every gradient): the kernels when `fused`, else the reference."""
+    needs = fused_ln.Needs(True, True, True)
 
     def step():
-        _, saved = cls.layer_norm_forward(be, x, w, b, 1e-5)
-        return cls.layer_norm_backward(be, x, gy, saved, w, (True, True, True))
+        if not fused:
+            _, saved = fused_ln.reference(be.xp, x, w, b, 1e-5)
+            return fused_ln.reference_backward(be.xp, x, gy, saved, w, needs)
+        _, saved = fused_ln.forward(be, x, w, b, 1e-5)
+        return fused_ln.backward(be, x, gy, saved, w, needs)
 
     return step
 
@@ -290,9 +289,9 @@ class TestGpuLayerNorm:
 
     def test_fused_kernels(self, benchmark, cuda_be, copy_gbps):
         ops = ln_operands()
-        fused = gpu_median_s(ln_step(cuda_be, type(cuda_be), *ops))
-        unfused = gpu_median_s(ln_step(cuda_be, NumpyBackend, *ops), repeat=5)
-        benchmark.pedantic(synchronized(ln_step(cuda_be, type(cuda_be), *ops)), rounds=10)
+        fused = gpu_median_s(ln_step(cuda_be, True, *ops))
+        unfused = gpu_median_s(ln_step(cuda_be, False, *ops), repeat=5)
+        benchmark.pedantic(synchronized(ln_step(cuda_be, True, *ops)), rounds=10)
         report(
             benchmark,
             ops[0].size,
@@ -304,8 +303,8 @@ class TestGpuLayerNorm:
 
     def test_unfused_composition(self, benchmark, cuda_be, copy_gbps):
         ops = ln_operands()
-        unfused = gpu_median_s(ln_step(cuda_be, NumpyBackend, *ops), repeat=5)
-        benchmark.pedantic(synchronized(ln_step(cuda_be, NumpyBackend, *ops)), rounds=5)
+        unfused = gpu_median_s(ln_step(cuda_be, False, *ops), repeat=5)
+        benchmark.pedantic(synchronized(ln_step(cuda_be, False, *ops)), rounds=5)
         report(benchmark, ops[0].size, unfused, copy_gbps, LN_BYTES_PER_ELEMENT, role="baseline")
 
     def test_pytorch_layer_norm(self, benchmark, copy_gbps):
@@ -355,11 +354,11 @@ def cpu_operands():
 
 
 def cpu_reference_step(logits, target):
-    be = NumpyBackend()
+    spec = fused_ce.Spec()
 
     def step():
-        loss, saved = be.softmax_cross_entropy(logits, target)
-        return loss, be.softmax_cross_entropy_backward(logits, target, saved, np.float32(1.0))
+        loss, saved = fused_ce.reference(np, logits, target, spec)
+        return loss, fused_ce.reference_backward(np, logits, target, saved, np.float32(1.0), spec)
 
     return step
 

@@ -1,4 +1,5 @@
-"""The NumPy references of the fused entry points (sigmoid, softmax cross-entropy), on the CPU.
+"""The references of the fused ops (gnn/backend/fused: sigmoid, softmax cross-entropy, layer
+norm), on the CPU with NumPy.
 
 Each is compared with the unfused composition written out in plain NumPy, with values worked out by
 hand for tiny cases, and (backward) with float64 central differences of its own forward. These
@@ -13,9 +14,10 @@ import math
 import numpy as np
 import pytest
 
-from gnn.backend.numpy import NumpyBackend
+from gnn.backend.fused import layer_norm as fused_ln
+from gnn.backend.fused import sigmoid as fused_sigmoid
+from gnn.backend.fused import softmax_cross_entropy as fused_ce
 
-be = NumpyBackend()
 rng = np.random.default_rng(20240607)
 
 LN2, LN3, LN5, LN8, LN10 = (math.log(v) for v in (2, 3, 5, 8, 10))
@@ -67,13 +69,22 @@ def numerical_grad(f, x, gy, h=1e-6):
     return g
 
 
+def sigmoid(x):
+    return fused_sigmoid.reference(np, x)
+
+
+def sigmoid_backward(y, gy):
+    return fused_sigmoid.reference_backward(np, y, gy)
+
+
 def sce(z, t, w=None, ignore_index=-100, reduction="mean", eps=0.0):
-    return be.softmax_cross_entropy(z, t, w, ignore_index, reduction, eps)
+    return fused_ce.reference(np, z, t, fused_ce.Spec(w, ignore_index, reduction, eps))
 
 
 def sce_grad(z, t, gloss, w=None, ignore_index=-100, reduction="mean", eps=0.0):
-    _, saved = sce(z, t, w, ignore_index, reduction, eps)
-    return be.softmax_cross_entropy_backward(z, t, saved, gloss, w, ignore_index, reduction, eps)
+    spec = fused_ce.Spec(w, ignore_index, reduction, eps)
+    _, saved = fused_ce.reference(np, z, t, spec)
+    return fused_ce.reference_backward(np, z, t, saved, gloss, spec)
 
 
 # ---- sigmoid -------------------------------------------------------------------------------------
@@ -81,13 +92,13 @@ def sce_grad(z, t, gloss, w=None, ignore_index=-100, reduction="mean", eps=0.0):
 
 def test_sigmoid_matches_unfused_composition():
     x = rng.standard_normal((7, 13)) * 5
-    np.testing.assert_allclose(be.sigmoid(x), unfused_sigmoid(x), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(sigmoid(x), unfused_sigmoid(x), rtol=1e-13, atol=1e-15)
 
 
 def test_sigmoid_by_hand():
     x = np.array([0.0, LN3, -LN3, 2 * LN2])
     # 1 / (1 + e^-x): 1/2, 1/(1 + 1/3) = 3/4, 1/(1 + 3) = 1/4, 1/(1 + 1/4) = 4/5
-    np.testing.assert_allclose(be.sigmoid(x), [0.5, 0.75, 0.25, 0.8], rtol=1e-14)
+    np.testing.assert_allclose(sigmoid(x), [0.5, 0.75, 0.25, 0.8], rtol=1e-14)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
@@ -95,8 +106,8 @@ def test_sigmoid_extreme_inputs_are_exact_without_warnings(dtype):
     big = 6e4 if dtype == np.float16 else 1e4
     x = np.array([-big, -100.0, 0.0, 100.0, big], dtype=dtype)
     with np.errstate(all="raise"):  # any overflow / invalid warning fails the test
-        y = be.sigmoid(x)
-        gx = be.sigmoid_backward(y, np.ones_like(y))
+        y = sigmoid(x)
+        gx = sigmoid_backward(y, np.ones_like(y))
     assert y.dtype == dtype
     assert y[0] == 0.0 and y[-1] == 1.0 and y[2] == 0.5
     assert np.all(np.isfinite(y)) and np.all(np.isfinite(gx))
@@ -106,23 +117,21 @@ def test_sigmoid_extreme_inputs_are_exact_without_warnings(dtype):
 def test_sigmoid_backward_matches_unfused_composition():
     y = unfused_sigmoid(rng.standard_normal((4, 9)))
     gy = rng.standard_normal((4, 9))
-    np.testing.assert_allclose(be.sigmoid_backward(y, gy), gy * y * (1 - y), rtol=1e-14)
+    np.testing.assert_allclose(sigmoid_backward(y, gy), gy * y * (1 - y), rtol=1e-14)
 
 
 def test_sigmoid_backward_by_hand():
     y = np.array([0.5, 0.75, 0.25])
     gy = np.array([2.0, 1.0, -4.0])
     # gy * y * (1 - y): 2 * 1/4, 1 * 3/16, -4 * 3/16
-    np.testing.assert_allclose(be.sigmoid_backward(y, gy), [0.5, 0.1875, -0.75], rtol=1e-15)
+    np.testing.assert_allclose(sigmoid_backward(y, gy), [0.5, 0.1875, -0.75], rtol=1e-15)
 
 
 def test_sigmoid_backward_is_the_derivative():
     x = rng.standard_normal((3, 5))
     gy = rng.standard_normal((3, 5))
-    numeric = numerical_grad(be.sigmoid, x, gy)
-    np.testing.assert_allclose(
-        be.sigmoid_backward(be.sigmoid(x), gy), numeric, rtol=1e-6, atol=1e-9
-    )
+    numeric = numerical_grad(sigmoid, x, gy)
+    np.testing.assert_allclose(sigmoid_backward(sigmoid(x), gy), numeric, rtol=1e-6, atol=1e-9)
 
 
 # ---- softmax cross-entropy: a 2 x 3 case worked out by hand --------------------------------------
@@ -143,7 +152,8 @@ W = np.array([1.0, 2.0, 3.0])
     ],
 )
 def test_cross_entropy_by_hand(reduction, expected):
-    loss, (lse, denom, *_) = sce(Z, T, reduction=reduction)
+    loss, saved = sce(Z, T, reduction=reduction)
+    lse, denom = saved.lse, saved.denom
     np.testing.assert_allclose(loss, expected, rtol=1e-14)
     np.testing.assert_allclose(lse, [LN3, LN8], rtol=1e-14)
     assert (denom is not None) == (reduction == "mean")
@@ -193,8 +203,8 @@ def test_cross_entropy_ignore_index_by_hand():
 def test_cross_entropy_all_ignored():
     t = np.array([-100, -100])
     with np.errstate(invalid="ignore"):
-        mean, (_, denom, *_) = sce(Z, t, reduction="mean")
-    assert np.isnan(mean) and denom == 0  # 0 / 0, as in PyTorch
+        mean, saved = sce(Z, t, reduction="mean")
+    assert np.isnan(mean) and saved.denom == 0  # 0 / 0, as in PyTorch
     assert sce(Z, t, reduction="sum")[0] == 0.0
     np.testing.assert_array_equal(sce(Z, t, reduction="none")[0], [0.0, 0.0])
     g = sce_grad(Z, t, np.float64(1.0), reduction="sum")
@@ -242,9 +252,9 @@ def test_row_logsumexp_both_layouts(n, c):
     z = rng.standard_normal((n, c)) * 5
     with np.errstate(divide="ignore"):
         expected = np.log(np.exp(z).sum(axis=1))
-    np.testing.assert_allclose(be._logsumexp_rows(z), expected, rtol=1e-13)
+    np.testing.assert_allclose(fused_ce.logsumexp_rows(np, z), expected, rtol=1e-13)
     z32 = z.astype(np.float32)
-    np.testing.assert_allclose(be._logsumexp_rows(z32), expected, rtol=2e-6)
+    np.testing.assert_allclose(fused_ce.logsumexp_rows(np, z32), expected, rtol=2e-6)
 
 
 # ---- softmax cross-entropy: random cases against the composition and finite differences ----------
@@ -274,7 +284,8 @@ def _case(n, c, weighted, ignored):
 def test_cross_entropy_matches_unfused_composition(shape, reduction, eps, weighted, ignored):
     z, t, w = _case(*shape, weighted, ignored)
     with np.errstate(invalid="ignore", divide="ignore"):  # N = 1 with its row ignored: 0 / 0
-        loss, (lse, *_) = sce(z, t, w, reduction=reduction, eps=eps)
+        loss, saved = sce(z, t, w, reduction=reduction, eps=eps)
+        lse = saved.lse
         expected = unfused_cross_entropy(z, t, w, reduction=reduction, eps=eps)
     np.testing.assert_allclose(loss, expected, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(lse, np.log(np.exp(z).sum(axis=1)), rtol=1e-12)
@@ -313,11 +324,13 @@ def test_cross_entropy_is_shift_invariant_and_stable():
 def test_cross_entropy_low_precision_accumulates_in_float32(dtype):
     z = (rng.standard_normal((5, 300)) * 4).astype(dtype)
     t = rng.integers(0, 300, 5)
-    loss, (lse, denom, *_) = sce(z, t)
+    loss, saved = sce(z, t)
+    lse, denom = saved.lse, saved.denom
     assert loss.dtype == dtype and lse.dtype == np.float32 and denom.dtype == np.float32
     expected = unfused_cross_entropy(z.astype(np.float64), t)
     np.testing.assert_allclose(float(loss), expected, rtol=2e-3 if dtype == np.float16 else 1e-5)
-    g = be.softmax_cross_entropy_backward(z, t, (lse, denom), np.array(1.0, dtype))
+    gloss = np.array(1.0, dtype)
+    g = fused_ce.reference_backward(np, z, t, fused_ce.Saved(lse, denom), gloss, fused_ce.Spec())
     assert g.dtype == dtype
 
 
@@ -351,3 +364,66 @@ def test_bce_with_logits_is_stable_for_large_logits(dtype):
     loss.sum().backward()
     # d/dx = sigmoid(x) - t: 0, 0, 1, -1, -0.5
     np.testing.assert_allclose(x.grad.numpy(), [0.0, 0.0, 1.0, -1.0, -0.5], atol=1e-6)
+
+
+# ---- layer norm ----------------------------------------------------------------------------------
+
+
+def unfused_layer_norm(x, w, b, eps):
+    """Written out from the definition: biased variance over each row, then scale and shift."""
+    mu = x.sum(axis=1, keepdims=True) / x.shape[1]
+    var = ((x - mu) ** 2).sum(axis=1, keepdims=True) / x.shape[1]
+    y = (x - mu) / np.sqrt(var + eps)
+    return y * (1.0 if w is None else w) + (0.0 if b is None else b)
+
+
+@pytest.mark.parametrize("affine", [(False, False), (True, False), (True, True), (False, True)])
+@pytest.mark.parametrize("n, d", [(1, 1), (3, 7), (5, 40)])
+def test_layer_norm_matches_unfused_composition(n, d, affine):
+    x = rng.standard_normal((n, d)) * 3 + 1
+    w = rng.standard_normal(d) if affine[0] else None
+    b = rng.standard_normal(d) if affine[1] else None
+    y, saved = fused_ln.reference(np, x, w, b, 1e-5)
+    np.testing.assert_allclose(y, unfused_layer_norm(x, w, b, 1e-5), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(saved.mean, x.mean(axis=1), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(saved.rstd, 1 / np.sqrt(x.var(axis=1) + 1e-5), rtol=1e-12)
+
+
+def test_layer_norm_by_hand():
+    # row (1, 3): mean 2, variance 1, so with eps = 0 the row becomes (-1, 1); weight and bias
+    y, _ = fused_ln.reference(np, np.array([[1.0, 3.0]]), np.array([2.0, 3.0]), np.ones(2), 0.0)
+    np.testing.assert_allclose(y, [[-1.0, 4.0]], rtol=1e-15)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_layer_norm_backward_matches_finite_differences(weighted):
+    n, d = 4, 6
+    x = rng.standard_normal((n, d))
+    w = rng.standard_normal(d) if weighted else None
+    b = rng.standard_normal(d)
+    gy = rng.standard_normal((n, d))
+    _, saved = fused_ln.reference(np, x, w, b, 1e-5)
+    gx, gw, gb = fused_ln.reference_backward(np, x, gy, saved, w, fused_ln.Needs(True, True, True))
+    np.testing.assert_allclose(
+        gx, numerical_grad(lambda v: unfused_layer_norm(v, w, b, 1e-5), x, gy), rtol=1e-6, atol=1e-8
+    )
+    np.testing.assert_allclose(gb, gy.sum(axis=0), rtol=1e-12)
+    w0 = np.ones(d) if w is None else w
+    numeric_w = numerical_grad(lambda v: unfused_layer_norm(x, v, b, 1e-5), w0, gy)
+    np.testing.assert_allclose(gw, numeric_w, rtol=1e-6, atol=1e-8)
+
+
+def test_layer_norm_backward_without_xhat_reads_x():
+    """The kernels save only the statistics; the reference's backward then recomputes xhat."""
+    x = rng.standard_normal((5, 9)).astype(np.float32)
+    w = rng.standard_normal(9).astype(np.float32)
+    gy = rng.standard_normal((5, 9)).astype(np.float32)
+    _, saved = fused_ln.reference(np, x, w, None, 1e-5)
+    stats_only = fused_ln.Saved(saved.mean, saved.rstd)
+    needs = fused_ln.Needs(True, True, False)
+    full = fused_ln.reference_backward(np, None, gy, saved, w, needs)
+    again = fused_ln.reference_backward(np, x, gy, stats_only, w, needs)
+    assert full[2] is None and again[2] is None
+    for a, b in zip(full[:2], again[:2]):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

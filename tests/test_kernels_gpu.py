@@ -1,4 +1,4 @@
-"""gnn's CUDA kernels against their NumPy references (kernels/*.cu vs gnn/backend/numpy.py).
+"""gnn's CUDA kernels against their references (kernels/<op>.cu vs gnn/backend/fused/<op>.py).
 
 The reference runs in float64 on the same fresh random data; kernel outputs are poisoned with NaN
 before each launch (cupy.empty is patched), so an element the kernel fails to write shows up.
@@ -17,8 +17,11 @@ import pytest
 
 from gnn.backend import NumpyBackend, cuda_available
 from gnn.backend import cuda as cuda_backend
+from gnn.backend.fused import layer_norm as fused_ln
+from gnn.backend.fused import sigmoid as fused_sigmoid
+from gnn.backend.fused import softmax_cross_entropy as fused_ce
 
-ref = NumpyBackend()
+ref = NumpyBackend()  # the fused ops on it run their references
 rng = np.random.default_rng(7)
 
 GPU_MARKS = [
@@ -32,6 +35,24 @@ def needs_gpu(test):
     for mark in GPU_MARKS:
         test = mark(test)
     return test
+
+
+def sigmoid(be, x):
+    return fused_sigmoid.forward(be, x)
+
+
+def sigmoid_backward(be, y, gy):
+    return fused_sigmoid.backward(be, y, gy)
+
+
+def sce(be, z, t, w=None, ignore_index=-100, reduction="mean", eps=0.0):
+    """Softmax cross-entropy on `be` (the kernels on a GPU, the reference on `ref`)."""
+    return fused_ce.forward(be, z, t, fused_ce.Spec(w, ignore_index, reduction, eps))
+
+
+def sce_backward(be, z, t, saved, gloss, w=None, ignore_index=-100, reduction="mean", eps=0.0):
+    spec = fused_ce.Spec(w, ignore_index, reduction, eps)
+    return fused_ce.backward(be, z, t, saved, gloss, spec)
 
 
 DTYPES = [np.float32, np.float16]
@@ -178,24 +199,24 @@ class TestSigmoid:
 
     def test_forward(self, be, shape, dtype):
         x, x64 = rounded(shape, dtype, scale=4.0)
-        y = be.sigmoid(gpu(x))
+        y = sigmoid(be, gpu(x))
         assert y.dtype == dtype and y.shape == shape
-        expected = ref.sigmoid(x64.reshape(-1)).reshape(shape)  # (the reference needs ndim >= 1)
+        expected = sigmoid(ref, x64.reshape(-1)).reshape(shape)  # (the reference needs ndim >= 1)
         assert_close(y, expected, dtype, **SIGMOID_TOL[dtype])
 
     def test_backward(self, be, shape, dtype):
-        y = ref.sigmoid(rng.standard_normal(shape).reshape(-1) * 3).reshape(shape).astype(dtype)
+        y = sigmoid(ref, rng.standard_normal(shape).reshape(-1) * 3).reshape(shape).astype(dtype)
         gy, gy64 = rounded(shape, dtype)
-        gx = be.sigmoid_backward(gpu(y), gpu(gy))
+        gx = sigmoid_backward(be, gpu(y), gpu(gy))
         assert gx.dtype == dtype and gx.shape == shape
-        assert_close(gx, ref.sigmoid_backward(y.astype(np.float64), gy64), dtype, rtol=1e-5)
+        assert_close(gx, sigmoid_backward(ref, y.astype(np.float64), gy64), dtype, rtol=1e-5)
 
 
 @needs_gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sigmoid_non_contiguous_and_misaligned_inputs(be, dtype):
     x, x64 = rounded((64, 130), dtype, scale=4.0)
-    y = ref.sigmoid(x64).astype(dtype)  # a valid sigmoid output for the backward
+    y = sigmoid(ref, x64).astype(dtype)  # a valid sigmoid output for the backward
     gy, gy64 = rounded((64, 130), dtype)
     views = {
         "strided": (lambda a: a[:, ::3]),
@@ -203,11 +224,11 @@ def test_sigmoid_non_contiguous_and_misaligned_inputs(be, dtype):
         "offset by one element (not 16-byte aligned)": (lambda a: a.reshape(-1)[1:4000]),
     }
     for name, view in views.items():
-        out = be.sigmoid(view(gpu(x)))
+        out = sigmoid(be, view(gpu(x)))
         assert out.shape == view(x).shape, name
-        assert_close(out, ref.sigmoid(view(x64)), dtype, **SIGMOID_TOL[dtype])
-        gx = be.sigmoid_backward(view(gpu(y)), view(gpu(gy)))
-        expected = ref.sigmoid_backward(view(y).astype(np.float64), view(gy64))
+        assert_close(out, sigmoid(ref, view(x64)), dtype, **SIGMOID_TOL[dtype])
+        gx = sigmoid_backward(be, view(gpu(y)), view(gpu(gy)))
+        expected = sigmoid_backward(ref, view(y).astype(np.float64), view(gy64))
         assert_close(gx, expected, dtype, rtol=1e-5)
 
 
@@ -216,16 +237,16 @@ def test_sigmoid_non_contiguous_and_misaligned_inputs(be, dtype):
 def test_sigmoid_extremes_are_exact(be, dtype):
     big = 6e4 if dtype == np.float16 else 1e4
     x = np.array([-big, -100.0, 0.0, 100.0, big], dtype=dtype)
-    y = host(be.sigmoid(gpu(x)))
+    y = host(sigmoid(be, gpu(x)))
     assert y[0] == 0 and y[2] == 0.5 and y[-1] == 1 and np.all(np.isfinite(y))
-    gx = host(be.sigmoid_backward(gpu(y), gpu(np.ones_like(y))))
+    gx = host(sigmoid_backward(be, gpu(y), gpu(np.ones_like(y))))
     assert gx[0] == 0 and gx[2] == 0.25 and gx[-1] == 0
 
 
 @needs_gpu
 def test_sigmoid_float64_uses_the_reference(be):
     x, x64 = rounded((33,), np.float64)
-    np.testing.assert_allclose(host(be.sigmoid(gpu(x))), ref.sigmoid(x64), rtol=1e-14)
+    np.testing.assert_allclose(host(sigmoid(be, gpu(x))), sigmoid(ref, x64), rtol=1e-14)
 
 
 @needs_gpu
@@ -237,7 +258,7 @@ def test_sigmoid_kernels_accept_any_grid(be, dtype):
     y = gpu(np.full_like(x, np.nan))
     fn = be._kernel("sigmoid", f"sigmoid_forward_{suffix}")
     fn((1,), (64,), (gpu(x), y, np.int64(x.size)))
-    assert_close(y, ref.sigmoid(x64), dtype, **SIGMOID_TOL[dtype])
+    assert_close(y, sigmoid(ref, x64), dtype, **SIGMOID_TOL[dtype])
 
 
 # ---- softmax cross-entropy ---------------------------------------------------------------------
@@ -253,17 +274,17 @@ def run_both(be, z, t, w=None, ignore_index=-100, reduction="mean", eps=0.0, glo
     if gloss is None:
         gloss = rng.standard_normal(n) if reduction == "none" else np.array(rng.standard_normal())
     gloss = gloss.astype(dtype)
-    loss, saved = be.softmax_cross_entropy(z, t, w, ignore_index, reduction, eps)
-    g = be.softmax_cross_entropy_backward(z, t, saved, gpu(gloss), w, ignore_index, reduction, eps)
+    loss, saved = sce(be, z, t, w, ignore_index, reduction, eps)
+    g = sce_backward(be, z, t, saved, gpu(gloss), w, ignore_index, reduction, eps)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rloss, rsaved = ref.softmax_cross_entropy(z64, t_host, w64, ignore_index, reduction, eps)
-        rg = ref.softmax_cross_entropy_backward(
-            z64, t_host, rsaved, gloss.astype(np.float64), w64, ignore_index, reduction, eps
+        rloss, rsaved = sce(ref, z64, t_host, w64, ignore_index, reduction, eps)
+        rg = sce_backward(
+            ref, z64, t_host, rsaved, gloss.astype(np.float64), w64, ignore_index, reduction, eps
         )
     assert loss.dtype == dtype and g.dtype == dtype
     assert loss.shape == rloss.shape and g.shape == z.shape
-    assert saved[0].dtype == np.float32 and saved[0].shape == (n,)
-    assert (saved[1] is None) == (rsaved[1] is None)
+    assert saved.lse.dtype == np.float32 and saved.lse.shape == (n,)
+    assert (saved.denom is None) == (rsaved.denom is None)
     return (loss, saved, g), (rloss, rsaved, rg)
 
 
@@ -271,9 +292,9 @@ def check_against_reference(be, z, t, w=None, ignore_index=-100, reduction="mean
     dtype = z.dtype.type
     (loss, saved, g), (rloss, rsaved, rg) = run_both(be, z, t, w, ignore_index, reduction, eps)
     assert_close(loss, rloss, dtype)
-    assert_close(saved[0], rsaved[0], np.float32)
-    if rsaved[1] is not None:
-        assert_close(saved[1], rsaved[1], np.float32)
+    assert_close(saved.lse, rsaved.lse, np.float32)
+    if rsaved.denom is not None:
+        assert_close(saved.denom, rsaved.denom, np.float32)
     assert_close(g, rg, dtype)
 
 
@@ -355,13 +376,13 @@ def test_softmax_cross_entropy_ignore_index_variants(be):
 def test_softmax_cross_entropy_all_ignored(be, dtype):
     z = gpu(rounded((4, 6), dtype)[0])
     t = gpu(np.full(4, -100))
-    loss, saved = be.softmax_cross_entropy(z, t, reduction="mean")
-    assert np.isnan(host(loss)) and host(saved[1]) == 0
-    g = be.softmax_cross_entropy_backward(z, t, saved, gpu(np.array(1.0, dtype)))
+    loss, saved = sce(be, z, t, reduction="mean")
+    assert np.isnan(host(loss)) and host(saved.denom) == 0
+    g = sce_backward(be, z, t, saved, gpu(np.array(1.0, dtype)))
     np.testing.assert_array_equal(host(g), 0)
-    loss, saved = be.softmax_cross_entropy(z, t, reduction="sum")
+    loss, saved = sce(be, z, t, reduction="sum")
     assert host(loss) == 0
-    loss, saved = be.softmax_cross_entropy(z, t, reduction="none")
+    loss, saved = sce(be, z, t, reduction="none")
     np.testing.assert_array_equal(host(loss), 0)
 
 
@@ -371,14 +392,12 @@ def test_softmax_cross_entropy_empty_batch(be, reduction):
     z = gpu(np.zeros((0, 5), np.float32))
     t = gpu(np.zeros((0,), np.int64))
     with np.errstate(invalid="ignore"):
-        loss, saved = be.softmax_cross_entropy(z, t, reduction=reduction)
-        rloss, _ = ref.softmax_cross_entropy(
-            np.zeros((0, 5)), np.zeros((0,), np.int64), None, -100, reduction
-        )
+        loss, saved = sce(be, z, t, reduction=reduction)
+        rloss, _ = sce(ref, np.zeros((0, 5)), np.zeros((0,), np.int64), None, -100, reduction)
     np.testing.assert_array_equal(host(loss), rloss)  # NaN for mean, 0 for sum, () for none
     with np.errstate(invalid="ignore", divide="ignore"):
         gloss = gpu(np.ones(loss.shape, np.float32))
-        g = be.softmax_cross_entropy_backward(z, t, saved, gloss, reduction=reduction)
+        g = sce_backward(be, z, t, saved, gloss, reduction=reduction)
     assert g.shape == (0, 5)
 
 
@@ -386,8 +405,8 @@ def test_softmax_cross_entropy_empty_batch(be, reduction):
 def test_softmax_cross_entropy_float64_uses_the_reference(be):
     z, z64 = rounded((4, 9), np.float64)
     t = labels(4, 9)
-    loss, saved = be.softmax_cross_entropy(gpu(z), gpu(t))
-    rloss, _ = ref.softmax_cross_entropy(z64, t)
+    loss, saved = sce(be, gpu(z), gpu(t))
+    rloss, _ = sce(ref, z64, t)
     np.testing.assert_allclose(host(loss), rloss, rtol=1e-14)
 
 
@@ -419,7 +438,8 @@ def test_softmax_cross_entropy_kernels_accept_any_grid(be, dtype):
         errors,
     )
     fwd((3,), (64,), args)
-    rloss, (rlse, _) = ref.softmax_cross_entropy(z64, t, reduction="none")
+    rloss, rsaved = sce(ref, z64, t, reduction="none")
+    rlse = rsaved.lse
     assert_close(row_loss, rloss, np.float32, rtol=1e-4, atol=1e-4)
     assert_close(lse, rlse, np.float32)
     g = gpu(np.full((n, c), np.nan, dtype))
@@ -444,7 +464,7 @@ def test_softmax_cross_entropy_kernels_accept_any_grid(be, dtype):
         errors,
     )
     bwd((3,), (64,), args)
-    rg = ref.softmax_cross_entropy_backward(z64, t, (rlse, None), np.float64(1.0), reduction="sum")
+    rg = sce_backward(ref, z64, t, fused_ce.Saved(rlse), np.float64(1.0), reduction="sum")
     assert_close(g, rg, dtype)
     assert host(errors)[0] == 0
 
@@ -457,15 +477,13 @@ def test_softmax_cross_entropy_kernels_accept_any_grid(be, dtype):
 def test_out_of_range_label_is_flagged_and_raised_by_check_errors(be, dtype):
     z = gpu(rounded((4, 10), dtype)[0])
     t = gpu(np.array([1, 10, -100, 3]))
-    loss, saved = be.softmax_cross_entropy(z, t, reduction="none")  # queued: no raise, no sync
+    loss, saved = sce(be, z, t, reduction="none")  # queued: no raise, no sync
     with pytest.raises(IndexError, match=r"target 10 is out of bounds for 10 classes"):
         be.check_errors()
     be.check_errors()  # the flag was cleared
     rows = host(loss)
     assert np.isnan(rows[1]) and np.all(np.isfinite(rows[[0, 2, 3]]))
-    g = host(
-        be.softmax_cross_entropy_backward(z, t, saved, gpu(np.ones(4, dtype)), reduction="none")
-    )
+    g = host(sce_backward(be, z, t, saved, gpu(np.ones(4, dtype)), reduction="none"))
     assert np.all(np.isnan(g[1])) and np.all(np.isfinite(g[[0, 2, 3]]))
     # the forward's count was raised above: the backward's own count is reported, not 0
     with pytest.raises(IndexError, match="target 10.*; 1 bad label"):
@@ -475,7 +493,7 @@ def test_out_of_range_label_is_flagged_and_raised_by_check_errors(be, dtype):
 @needs_gpu
 def test_out_of_range_label_is_raised_lazily_when_read_to_host(be):
     z = gpu(rounded((3, 4), np.float32)[0])
-    loss, _ = be.softmax_cross_entropy(z, gpu(np.array([0, -1, 2])), reduction="mean")
+    loss, _ = sce(be, z, gpu(np.array([0, -1, 2])), reduction="mean")
     with pytest.raises(IndexError, match=r"target -1 is out of bounds for 4 classes.*1 bad label"):
         be.to_numpy(loss)
     assert np.isnan(be.to_numpy(loss))  # reported once; the mean is NaN
@@ -486,8 +504,8 @@ def test_out_of_range_label_raises_at_launch_with_debug_sync(be, monkeypatch):
     monkeypatch.setenv("GNN_DEBUG_SYNC", "1")
     z = gpu(rounded((3, 4), np.float32)[0])
     with pytest.raises(IndexError, match="target 4 is out of bounds for 4 classes"):
-        be.softmax_cross_entropy(z, gpu(np.array([4, 4, 0])))
-    be.softmax_cross_entropy(z, gpu(np.array([3, 2, 0])))  # fine again
+        sce(be, z, gpu(np.array([4, 4, 0])))
+    sce(be, z, gpu(np.array([3, 2, 0])))  # fine again
 
 
 # ---- every code path at small sizes (the sanitizer lanes of ci/emulate.sh run these) -------------
@@ -552,13 +570,13 @@ def test_code_path_sigmoid(be, dtype):
     # tail only, one pack and a tail, many packs through the grid-stride loop, a misaligned view
     for n in (1, 3, 7, 8, 9, 4099):
         x, x64 = rounded((n,), dtype, scale=4.0)
-        assert_close(be.sigmoid(gpu(x)), ref.sigmoid(x64), dtype, **SIGMOID_TOL[dtype])
+        assert_close(sigmoid(be, gpu(x)), sigmoid(ref, x64), dtype, **SIGMOID_TOL[dtype])
         gy, gy64 = rounded((n,), dtype)
-        y = ref.sigmoid(x64).astype(dtype)
-        expected = ref.sigmoid_backward(y.astype(np.float64), gy64)
-        assert_close(be.sigmoid_backward(gpu(y), gpu(gy)), expected, dtype, rtol=1e-5)
+        y = sigmoid(ref, x64).astype(dtype)
+        expected = sigmoid_backward(ref, y.astype(np.float64), gy64)
+        assert_close(sigmoid_backward(be, gpu(y), gpu(gy)), expected, dtype, rtol=1e-5)
     x, x64 = rounded((130,), dtype, scale=4.0)
-    assert_close(be.sigmoid(gpu(x)[1:]), ref.sigmoid(x64[1:]), dtype, **SIGMOID_TOL[dtype])
+    assert_close(sigmoid(be, gpu(x)[1:]), sigmoid(ref, x64[1:]), dtype, **SIGMOID_TOL[dtype])
 
 
 @needs_gpu
@@ -671,8 +689,8 @@ def test_code_path_bfloat16_stores_round_to_nearest_even(be):
     # float32 value lies between two bfloat16s round as ml_dtypes rounds it, all but rare
     # last-bit differences of tanhf (truncation would miss about half of them)
     x = (rng.standard_normal(4099) * 4).astype(bf16)
-    got = host(be.sigmoid(gpu(x))).view(np.uint16)
-    want = ref.sigmoid(x).view(np.uint16)
+    got = host(sigmoid(be, gpu(x))).view(np.uint16)
+    want = sigmoid(ref, x).view(np.uint16)
     assert np.mean(got != want) < 0.01
 
 
@@ -699,18 +717,18 @@ def check_layer_norm(
     w = (rng.standard_normal(d) + 1).astype(dtype) if weight else None
     b = rng.standard_normal(d).astype(dtype) if bias else None
     f64 = [None if a is None else a.astype(np.float64) for a in (x, gy, w, b)]
-    ry, rsaved = ref.layer_norm_forward(f64[0], f64[2], f64[3], eps)
-    y, saved = be.layer_norm_forward(
-        place(x), *(None if a is None else place(a) for a in (w, b)), eps
+    ry, rsaved = fused_ln.forward(ref, f64[0], f64[2], f64[3], eps)
+    y, saved = fused_ln.forward(
+        be, place(x), *(None if a is None else place(a) for a in (w, b)), eps
     )
-    assert y.dtype == dtype and y.shape == (n, d) and len(saved) == 2
+    assert y.dtype == dtype and y.shape == (n, d) and saved.xhat is None  # the kernel ran
     assert_close(y, ry, dtype, **tol)
-    assert_close(saved[0], rsaved[0], np.float32, rtol=1e-6, atol=1e-6 * (abs(shift) + scale))
-    assert_close(saved[1], rsaved[1], np.float32, rtol=1e-4 if dtype == np.float32 else 1e-3)
-    needs = (True, weight, bias)
-    expect = ref.layer_norm_backward(f64[0], f64[1], rsaved, f64[2], needs)
+    assert_close(saved.mean, rsaved.mean, np.float32, rtol=1e-6, atol=1e-6 * (abs(shift) + scale))
+    assert_close(saved.rstd, rsaved.rstd, np.float32, rtol=1e-4 if dtype == np.float32 else 1e-3)
+    needs = fused_ln.Needs(True, weight, bias)
+    expect = fused_ln.backward(ref, f64[0], f64[1], rsaved, f64[2], needs)
     wp = None if w is None else place(w)
-    got = be.layer_norm_backward(place(x), place(gy), saved, wp, needs)
+    got = fused_ln.backward(be, place(x), place(gy), saved, wp, needs)
     for g, e, what in zip(got, expect, ("gx", "gweight", "gbias")):
         assert (g is None) == (e is None), what
         if e is not None:
@@ -792,7 +810,7 @@ def test_layer_norm_kernels_accept_any_grid(be, dtype):
     sizes = (np.int64(n), np.int64(d))
     args = (gpu(x), gpu(w), gpu(b), np.int32(1), np.int32(1), *sizes, np.float32(1e-5), y, mean)
     be._kernel("layer_norm", f"layer_norm_forward_{suffix}")((3,), (64,), (*args, rstd))
-    ry, rsaved = ref.layer_norm_forward(x64, w64, b64, 1e-5)
+    ry, rsaved = fused_ln.forward(ref, x64, w64, b64, 1e-5)
     assert_close(y, ry, dtype, **LN_TOL[dtype])
     gx = gpu(np.full((n, d), np.nan, dtype))
     args = (gpu(x), gpu(gy), gpu(w), np.int32(1), mean, rstd, *sizes, gx)
@@ -800,7 +818,7 @@ def test_layer_norm_kernels_accept_any_grid(be, dtype):
     gw, gb = (gpu(np.full(d, np.nan, dtype)) for _ in range(2))
     args = (gpu(x), gpu(gy), mean, rstd, *sizes, np.int32(1), np.int32(1), gw, gb)
     be._kernel("layer_norm", f"layer_norm_backward_wb_{suffix}")((1,), (64,), args)
-    expect = ref.layer_norm_backward(x64, gy64, rsaved, w64, (True, True, True))
+    expect = fused_ln.backward(ref, x64, gy64, rsaved, w64, fused_ln.Needs(True, True, True))
     for got, e in zip((gx, gw, gb), expect):
         assert_close(got, e, dtype, **LN_TOL[dtype])
 
@@ -811,9 +829,9 @@ def test_layer_norm_other_dtypes_use_the_reference(be):
 
     x = rng.standard_normal((4, 6))
     with cupy.counting() as c:
-        y, saved = be.layer_norm_forward(gpu(x), None, None, 1e-5)
-    assert len(saved) == 3 and not any(k.startswith("layer_norm") for k in c.by_name())
-    np.testing.assert_allclose(host(y), ref.layer_norm_forward(x, None, None, 1e-5)[0])
+        y, saved = fused_ln.forward(be, gpu(x), None, None, 1e-5)
+    assert saved.xhat is not None and not any(k.startswith("layer_norm") for k in c.by_name())
+    np.testing.assert_allclose(host(y), fused_ln.forward(ref, x, None, None, 1e-5)[0])
     w = gpu(np.ones(6, np.float32))  # float16 data with a float32 weight: no kernel for that
-    y, saved = be.layer_norm_forward(gpu(x.astype(np.float16)), w, None, 1e-5)
-    assert len(saved) == 3
+    y, saved = fused_ln.forward(be, gpu(x.astype(np.float16)), w, None, 1e-5)
+    assert saved.xhat is not None

@@ -1,7 +1,7 @@
-"""NumpyBackend: the CPU backend, and the reference implementation of every fused entry point.
+"""NumpyBackend: the CPU backend, NumPy as `xp`.
 
-The fused methods are written against `self.xp`, so they run unchanged on CuPy too: the CuPy
-backend subclasses this one and overrides only the entry points that have a CUDA kernel.
+Its methods are written against `self.xp` where they can be, so that CupyBackend, which derives
+from it, overrides only what CuPy does differently. Fused ops are not here: gnn/backend/fused.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import numpy as np
 
 from gnn import config
 
-# Up to this many classes, row reductions run on a transposed copy (see _logsumexp_rows).
-_FEW_CLASSES = 32
 # From this many indices up, index_add of whole rows sorts and sums runs instead of np.add.at.
 _SORTED_INDEX_ADD_MIN = 128
 # Ones vectors kept per backend (NumpyBackend.ones_vector): one per batch length and dtype.
@@ -97,7 +95,8 @@ class NumpyBackend:
         self.rng().bit_generator.state = state
 
     def randn(self, shape: tuple, dtype: Any) -> Any:
-        # float16/bfloat16 are drawn in float64 and rounded (NumPy's generators do not make them)
+        # float16/bfloat16 are drawn in float64 and rounded (NumPy's and CuPy's generators do
+        # not make them)
         wide = dtype not in (np.float32, np.float64)
         out = self.rng().standard_normal(shape, dtype=np.float64 if wide else dtype)
         return out.astype(dtype, copy=False)
@@ -188,30 +187,6 @@ class NumpyBackend:
             return np.array(1, dtype=dtype)
         return self.xp.ones(shape, dtype=dtype)
 
-    # ---- fused entry points (reference implementations) ----------------------------------------
-
-    def sigmoid(self, x: Any) -> Any:
-        """y = 1 / (1 + exp(-x)), in the overflow-free form 0.5 * tanh(0.5 x) + 0.5."""
-        if getattr(x.dtype, "name", None) == "bfloat16":  # float32 math, one rounding (as kernels)
-            return self.sigmoid(x.astype(np.float32)).astype(x.dtype)
-        xp = self.xp
-        # out=: with a 0-d input a ufunc would return a scalar, which the in-place steps reject
-        y = xp.multiply(x, 0.5, out=xp.empty(x.shape, dtype=x.dtype))
-        xp.tanh(y, out=y)
-        y *= 0.5
-        y += 0.5
-        return y
-
-    def sigmoid_backward(self, y: Any, gy: Any) -> Any:
-        """gx = gy * y * (1 - y), from the saved output y."""
-        if getattr(y.dtype, "name", None) == "bfloat16":  # float32 math, one rounding
-            f32 = np.float32
-            return self.sigmoid_backward(y.astype(f32), gy.astype(f32)).astype(y.dtype)
-        gx = self.xp.subtract(1, y, out=self.xp.empty(y.shape, dtype=y.dtype))
-        gx *= y
-        gx *= gy
-        return gx
-
     def constant(self, values: tuple, dtype: Any) -> Any:
         """A 1-D array of `values` on this device, made once and cached: no host-to-device copy
         (on a GPU, a wait) each time an op needs the same small table. Do not write to it."""
@@ -245,6 +220,9 @@ class NumpyBackend:
             if lo < 0 or hi >= num:
                 raise IndexError(id_range_message(op, lo if lo < 0 else hi, num))
 
+    def check_errors(self) -> None:
+        """Nothing to raise: on the CPU every check raises at once."""
+
     def ones_vector(self, n: int, dtype: Any) -> Any:
         """A cached vector of n ones (bias gradients as ones @ g); shared, so never written to."""
         # made on first use: instances of subclasses that skip __init__ get one too
@@ -259,211 +237,6 @@ class NumpyBackend:
                 ones.flags.writeable = False  # holds the ops to never writing it
             cache[key] = ones
         return ones
-
-    def check_class_targets(self, target: Any, num_classes: int, ignore_index: int) -> bool:
-        """Raise IndexError for labels outside [0, C) other than ignore_index (CPU: before use).
-
-        Returns True when every label is a class (none is ignore_index): the common case, which
-        one reduction decides and for which the loss takes its short path.
-        """
-        xp = self.xp
-        if target.size == 0:
-            return True
-        if not 0 <= ignore_index < num_classes:
-            # Seen as unsigned, a negative label is huge: one max checks both ends of [0, C).
-            kind = target.dtype.kind
-            labels = target.view(f"u{target.dtype.itemsize}") if kind == "i" else target
-            if int(labels.max()) < num_classes:
-                return True
-        else:
-            lo, hi = self.value_range(target)  # one wait for the GPU, not two
-            if 0 <= lo and hi < num_classes and not lo <= ignore_index <= hi:
-                return True
-        bad = ((target < 0) | (target >= num_classes)) & (target != ignore_index)
-        if bool(bad.any()):
-            first = int(target[bad].ravel()[0])
-            raise IndexError(
-                f"cross_entropy: target {first} is out of bounds for {num_classes} classes "
-                f"(valid: 0..{num_classes - 1}, or ignore_index={ignore_index}); "
-                f"{int(xp.count_nonzero(bad))} bad label(s)"
-            )
-        return False
-
-    def _logsumexp_rows(self, z: Any) -> Any:
-        """log(sum(exp(z), axis=1)) of an (N, C) array, stable (the row max is taken out first)."""
-        xp = self.xp
-        n, c = z.shape
-        if c == 0:
-            return xp.full((n,), -np.inf, dtype=z.dtype)
-        if c <= _FEW_CLASSES and n > c:
-            # Reductions along a short last axis run a loop per row; on the (C, N) transpose they
-            # are C vectorised passes along N (4096 x 10 float32: 0.18 ms -> 0.02 ms for the max).
-            zt = z.T.copy()
-            m = zt.max(axis=0)
-            zt -= m
-            xp.exp(zt, out=zt)
-            s = zt.sum(axis=0)
-        else:
-            m = z.max(axis=1)
-            tmp = xp.subtract(z, m[:, None])
-            xp.exp(tmp, out=tmp)
-            s = tmp.sum(axis=1)
-        return xp.log(s, out=s) + m
-
-    def softmax_cross_entropy(
-        self,
-        logits: Any,
-        target: Any,
-        weight: Any = None,
-        ignore_index: int = -100,
-        reduction: str = "mean",
-        label_smoothing: float = 0.0,
-    ) -> tuple[Any, tuple]:
-        """Cross-entropy of softmax(logits) (N, C) against class labels (N,).
-
-        Returns (loss, saved): loss is 0-d for "mean"/"sum" and (N,) for "none"; `saved` is what
-        the backward needs: the per-row log-sum-exp and the normaliser of "mean", then on the
-        short path (no weights, smoothing or ignored labels) the flat index of each label.
-        """
-        xp = self.xp
-        n, c = logits.shape
-        all_classes = self.check_class_targets(target, c, ignore_index)
-        acc = np.float64 if logits.dtype == np.float64 else np.float32
-        z = logits.astype(acc, copy=False)
-        lse = self._logsumexp_rows(z)
-        if all_classes and weight is None and label_smoothing == 0.0 and n and c:
-            # The common case: no weights, no smoothing, nothing ignored (the same numbers as
-            # below, without the masks and weights that are all ones here). The flat index of
-            # each row's label is saved for the backward, which then needs no checks of its own.
-            picked = target + xp.arange(0, n * c, c)
-            loss = lse - z.reshape(-1).take(picked)
-            if reduction == "none":
-                return loss.astype(logits.dtype, copy=False), (lse, None, picked)
-            total = loss.sum()
-            if reduction == "sum":
-                return total.astype(logits.dtype), (lse, None, picked)
-            denom = xp.asarray(n, dtype=acc)
-            return (total / denom).astype(logits.dtype), (lse, denom, picked)
-        valid = target != ignore_index
-        safe_t = xp.where(valid, target, 0)
-        z_t = xp.take_along_axis(z, safe_t[:, None], axis=1)[:, 0] if c else xp.zeros((n,), acc)
-        w_t = xp.where(valid, 1.0 if weight is None else weight.astype(acc)[safe_t], 0.0).astype(
-            acc
-        )
-        eps = float(label_smoothing)
-        # where(), not a multiply by w_t = 0: an ignored row with a NaN or infinite logit must
-        # add exactly 0 (0 * NaN is NaN), as in PyTorch and the CUDA kernel
-        loss = xp.where(valid, (1.0 - eps) * w_t * (lse - z_t), 0.0)
-        if eps > 0.0:
-            if weight is None:
-                smooth = lse - z.sum(axis=1) / c
-            else:
-                wz = z @ weight.astype(acc)
-                smooth = (weight.astype(acc).sum() * lse - wz) / c
-            loss = loss + eps * xp.where(valid, smooth, 0.0)
-        if reduction == "none":
-            return loss.astype(logits.dtype, copy=False), (lse, None)
-        total = loss.sum()
-        if reduction == "sum":
-            return total.astype(logits.dtype), (lse, None)
-        denom = w_t.sum()  # on the device: no host sync; 0/0 gives NaN as in PyTorch
-        return (total / denom).astype(logits.dtype), (lse, denom)
-
-    def softmax_cross_entropy_backward(
-        self,
-        logits: Any,
-        target: Any,
-        saved: tuple,
-        gloss: Any,
-        weight: Any = None,
-        ignore_index: int = -100,
-        reduction: str = "mean",
-        label_smoothing: float = 0.0,
-    ) -> Any:
-        """glogits = (softmax(logits) - target_distribution) * scale, written in one N x C array."""
-        xp = self.xp
-        lse, denom = saved[0], saved[1]
-        n, c = logits.shape
-        acc = lse.dtype
-        if len(saved) > 2:
-            # the forward's short path: every label a class, no weights, no smoothing
-            picked = saved[2]
-            gloss = gloss.astype(acc, copy=False)
-            scale = gloss / denom if reduction not in ("none", "sum") else gloss
-            g = xp.subtract(logits, lse[:, None], dtype=acc)
-            xp.exp(g, out=g)
-            g *= scale[:, None] if reduction == "none" else scale  # per row, or one number
-            g.reshape(-1)[picked] -= scale  # each row's label once: no repeats to accumulate
-            return g.astype(logits.dtype, copy=False)
-        valid = target != ignore_index
-        safe_t = xp.where(valid, target, 0)
-        gloss = gloss.astype(acc, copy=False)
-        if reduction == "none":
-            scale = xp.where(valid, gloss, 0.0)
-        elif reduction == "sum":
-            scale = xp.where(valid, gloss, 0.0)
-        else:
-            scale = xp.where(valid, gloss / denom, 0.0)
-        scale = scale.astype(acc, copy=False)
-        eps = float(label_smoothing)
-        w = None if weight is None else weight.astype(acc)
-        w_t = xp.ones((n,), acc) if w is None else w[safe_t]
-        total_w = float(c) if w is None else w.sum()
-        # row coefficient of softmax: (1 - eps) w_t + eps / C * sum(w)
-        coef = ((1.0 - eps) * w_t + (eps / c) * total_w) * scale if c else scale
-        g = xp.subtract(logits, lse[:, None], dtype=acc)
-        xp.exp(g, out=g)
-        g *= coef[:, None]
-        rows = xp.arange(n)
-        g[rows, safe_t] -= (1.0 - eps) * w_t * scale
-        if eps > 0.0:
-            if w is None:
-                g -= (eps / c) * scale[:, None]
-            else:
-                g -= (eps / c) * (scale[:, None] * w[None, :])
-        g = xp.where(valid[:, None], g, 0.0)  # ignored rows: exactly 0, even for NaN logits
-        return g.astype(logits.dtype, copy=False)
-
-    def layer_norm_forward(self, x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, tuple]:
-        """Layer norm over the rows of x (N, D): y = (x - mean) * rstd * weight + bias.
-
-        Statistics in float32 at least (float64 stays float64). Returns (y, saved): saved is
-        (mean, rstd), each (N,), then here xhat, which spares the backward recomputing it (the
-        kernels save the two statistics only: the backward reads x again).
-        """
-        xp = self.xp
-        acc = np.float64 if x.dtype == np.float64 else np.float32
-        xa = x.astype(acc, copy=False)
-        mean = xa.mean(axis=1, keepdims=True)
-        xc = xa - mean
-        rstd = 1.0 / xp.sqrt((xc * xc).mean(axis=1, keepdims=True) + eps)
-        xc *= rstd  # now xhat
-        y = xc * weight if weight is not None else xc.copy() if bias is not None else xc
-        if bias is not None:
-            y += bias
-        return y.astype(x.dtype, copy=False), (mean[:, 0], rstd[:, 0], xc)
-
-    def layer_norm_backward(
-        self, x: Any, gy: Any, saved: tuple, weight: Any, needs: tuple[bool, bool, bool]
-    ) -> tuple[Any, Any, Any]:
-        """(gx, gweight, gbias) of layer_norm_forward, in gy's dtype; None where `needs` says."""
-        mean, rstd = saved[0][:, None], saved[1][:, None]
-        xhat = saved[2] if len(saved) > 2 else (x.astype(mean.dtype) - mean) * rstd
-        g = gy.astype(xhat.dtype, copy=False)
-        gx = gw = gb = None
-        if needs[0]:
-            gxhat = g * weight if weight is not None else g
-            gx = gxhat - gxhat.mean(axis=1, keepdims=True)
-            gx -= xhat * (gxhat * xhat).mean(axis=1, keepdims=True)
-            gx *= rstd
-            gx = gx.astype(gy.dtype, copy=False)
-        # column sums as ones @ a: BLAS, one pass, more exact than sum(axis=0) (see column_sums)
-        ones = self.ones_vector(g.shape[0], g.dtype)
-        if needs[1]:
-            gw = (ones @ (g * xhat)).astype(gy.dtype, copy=False)
-        if needs[2]:
-            gb = (ones @ g).astype(gy.dtype, copy=False)
-        return gx, gw, gb
 
 
 # ---- erf in float64 ---------------------------------------------------------------------------

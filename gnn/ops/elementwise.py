@@ -147,11 +147,11 @@ def div_(x: Tensor, other: Any) -> Tensor:
 @register(
     method=True, operators=("__add__",), reflected="__radd__", tensor={"add_": add_}, top=True
 )
-def add(a: Any, b: Any, alpha: Any = 1) -> Tensor:
-    """a + alpha * b with broadcasting."""
+def add(input: Any, other: Any, alpha: Any = 1) -> Tensor:
+    """input + alpha * other with broadcasting."""
     if alpha != 1:
-        b = _scaled(b, alpha)
-    return _binary(Add, "add", a, b)
+        other = _scaled(other, alpha)
+    return _binary(Add, "add", input, other)
 
 
 @register(
@@ -162,11 +162,11 @@ def add(a: Any, b: Any, alpha: Any = 1) -> Tensor:
     top=True,
     aliases=("subtract",),
 )
-def sub(a: Any, b: Any, alpha: Any = 1) -> Tensor:
-    """a - alpha * b with broadcasting."""
+def sub(input: Any, other: Any, alpha: Any = 1) -> Tensor:
+    """input - alpha * other with broadcasting."""
     if alpha != 1:
-        b = _scaled(b, alpha)
-    return _binary(Sub, "sub", a, b)
+        other = _scaled(other, alpha)
+    return _binary(Sub, "sub", input, other)
 
 
 @register(
@@ -177,9 +177,9 @@ def sub(a: Any, b: Any, alpha: Any = 1) -> Tensor:
     top=True,
     aliases=("multiply",),
 )
-def mul(a: Any, b: Any) -> Tensor:
-    """a * b with broadcasting."""
-    return _binary(Mul, "mul", a, b)
+def mul(input: Any, other: Any) -> Tensor:
+    """input * other with broadcasting."""
+    return _binary(Mul, "mul", input, other)
 
 
 @register(
@@ -190,13 +190,13 @@ def mul(a: Any, b: Any) -> Tensor:
     top=True,
     aliases=("divide", "true_divide"),
 )
-def div(a: Any, b: Any, rounding_mode: str | None = None) -> Tensor:
-    """a / b with broadcasting; true division, so integers divide into the default float dtype.
+def div(input: Any, other: Any, rounding_mode: str | None = None) -> Tensor:
+    """input / other with broadcasting; true division (integers divide into the default float).
 
     rounding_mode "trunc" or "floor" rounds the quotient (no gradient, as PyTorch's is zero) and
     keeps integer inputs integer.
     """
-    a, b = pair(a, b)
+    a, b = pair(input, other)
     if rounding_mode is not None:
         return _rounded_div(a, b, rounding_mode)
     if a.dtype.kind in "iub" and b.dtype.kind in "iub":
@@ -224,11 +224,15 @@ def _rounded_div(a: Tensor, b: Tensor, rounding_mode: str) -> Tensor:
 
 
 @register(method=True, operators=("__pow__",), reflected="__rpow__", top=True)
-def pow(a: Any, b: Any) -> Tensor:
-    """a ** b; a Python-number exponent takes the cheaper path."""
-    if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
-        return PowScalar.apply(a, p=b)
-    return _binary(Pow, "pow", a, b)
+def pow(input: Any, exponent: Any) -> Tensor:
+    """input ** exponent; a Python-number exponent takes the cheaper path."""
+    if (
+        isinstance(input, Tensor)
+        and isinstance(exponent, (int, float))
+        and not isinstance(exponent, bool)
+    ):
+        return PowScalar.apply(input, p=exponent)
+    return _binary(Pow, "pow", input, exponent)
 
 
 # ---- unary math ----------------------------------------------------------------------------------
@@ -567,36 +571,36 @@ def _compare(name: str, a: Any, b: Any) -> Tensor:
 
 
 @register(method=True, operators=("__eq__",), top=True)
-def eq(a: Any, b: Any) -> Tensor:
-    """a == b, elementwise (bool tensor)."""
-    return _compare("equal", a, b)
+def eq(input: Any, other: Any) -> Tensor:
+    """input == other, elementwise (bool tensor)."""
+    return _compare("equal", input, other)
 
 
 @register(method=True, operators=("__ne__",), aliases=("not_equal",), top=True)
-def ne(a: Any, b: Any) -> Tensor:
-    """a != b, elementwise (bool tensor)."""
-    return _compare("not_equal", a, b)
+def ne(input: Any, other: Any) -> Tensor:
+    """input != other, elementwise (bool tensor)."""
+    return _compare("not_equal", input, other)
 
 
 @register(method=True, operators=("__lt__",), aliases=("less",), top=True)
-def lt(a: Any, b: Any) -> Tensor:
-    """a < b, elementwise (bool tensor)."""
-    return _compare("less", a, b)
+def lt(input: Any, other: Any) -> Tensor:
+    """input < other, elementwise (bool tensor)."""
+    return _compare("less", input, other)
 
 
 @register(method=True, operators=("__le__",), aliases=("less_equal",), top=True)
-def le(a: Any, b: Any) -> Tensor:
-    """a <= b, elementwise (bool tensor)."""
-    return _compare("less_equal", a, b)
+def le(input: Any, other: Any) -> Tensor:
+    """input <= other, elementwise (bool tensor)."""
+    return _compare("less_equal", input, other)
 
 
 @register(method=True, operators=("__gt__",), aliases=("greater",), top=True)
-def gt(a: Any, b: Any) -> Tensor:
-    """a > b, elementwise (bool tensor)."""
-    return _compare("greater", a, b)
+def gt(input: Any, other: Any) -> Tensor:
+    """input > other, elementwise (bool tensor)."""
+    return _compare("greater", input, other)
 
 
 @register(method=True, operators=("__ge__",), aliases=("greater_equal",), top=True)
-def ge(a: Any, b: Any) -> Tensor:
-    """a >= b, elementwise (bool tensor)."""
-    return _compare("greater_equal", a, b)
+def ge(input: Any, other: Any) -> Tensor:
+    """input >= other, elementwise (bool tensor)."""
+    return _compare("greater_equal", input, other)

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from gnn.autograd import Function
+from gnn.backend.fused import layer_norm as fused_layer_norm
 from gnn.ops.autocast import cast_inputs
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
@@ -14,9 +15,9 @@ from gnn.tensor import Tensor
 class LayerNorm(Function):
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the last `ndim` dims.
 
-    The backend does the work on (rows, normalised size) views: NumpyBackend.layer_norm_forward /
-    _backward, and on the GPU the kernels of kernels/layer_norm.cu (one launch forward, at most two
-    backward). Statistics are float32 at least (float64 stays float64).
+    gnn/backend/fused/layer_norm.py does the work on (rows, normalised size) views: its reference,
+    and on the GPU the kernels of kernels/layer_norm.cu (one launch forward, at most two backward).
+    Statistics are float32 at least (float64 stays float64).
     """
 
     def __init__(self, ndim: int, eps: float, has_weight: bool, has_bias: bool) -> None:
@@ -29,16 +30,19 @@ class LayerNorm(Function):
         w = affine[0].reshape(d) if self.has_weight else None
         b = affine[-1].reshape(d) if self.has_bias else None
         x2 = x.reshape(-1, d)
-        y, self.saved = self.be.layer_norm_forward(x2, w, b, self.eps)
-        # the CPU's saved holds xhat; the kernels' holds only the statistics and reads x again
-        self.x, self.w, self.inner = (None if len(self.saved) > 2 else x2), w, inner
+        y, self.saved = fused_layer_norm.forward(self.be, x2, w, b, self.eps)
+        # the reference saves xhat; the kernels save only the statistics and read x again
+        self.x = x2 if self.saved.xhat is None else None
+        self.w, self.inner = w, inner
         return y.reshape(x.shape)
 
     def backward(self, gy: Any) -> Any:
         needs = self.needs_input_grad
-        wanted = (needs[0], self.has_weight and needs[1], self.has_bias and needs[-1])
-        gx, gw, gb = self.be.layer_norm_backward(
-            self.x, gy.reshape(-1, math.prod(self.inner)), self.saved, self.w, wanted
+        wanted = fused_layer_norm.Needs(
+            needs[0], self.has_weight and needs[1], self.has_bias and needs[-1]
+        )
+        gx, gw, gb = fused_layer_norm.backward(
+            self.be, self.x, gy.reshape(-1, math.prod(self.inner)), self.saved, self.w, wanted
         )
         grads = [None if gx is None else gx.reshape(self.shape)]
         for has, g in ((self.has_weight, gw), (self.has_bias, gb)):

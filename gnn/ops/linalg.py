@@ -28,9 +28,9 @@ class MatMul(Function):
 
 
 @register(method=True, operators=("__matmul__",), reflected="__rmatmul__", top=True)
-def matmul(a: Any, b: Any) -> Tensor:
+def matmul(input: Any, other: Any) -> Tensor:
     """Matrix product with NumPy's rules: batched over leading dims, which broadcast."""
-    a, b = cast_inputs("matmul", *pair(a, b))
+    a, b = cast_inputs("matmul", *pair(input, other))
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both operands need at least 1 dim, got {a.shape} @ {b.shape}")
     k_a = a.shape[-1]

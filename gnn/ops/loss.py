@@ -11,6 +11,8 @@ import os
 from typing import Any
 
 from gnn.autograd import Function
+from gnn.backend.fused import sigmoid as fused_sigmoid
+from gnn.backend.fused import softmax_cross_entropy as fused_ce
 from gnn.dtypes import is_floating
 from gnn.ops._util import as_tensor
 from gnn.ops.autocast import cast_inputs
@@ -150,7 +152,7 @@ class BCEWithLogits(Function):
 
     def backward(self, gy: Any) -> Any:
         x, t, pw = self.x, self.t, self.pw
-        sig_neg = self.be.sigmoid(-x)  # sigma(-x) = 1 - sigma(x)
+        sig_neg = fused_sigmoid.forward(self.be, -x)  # sigma(-x) = 1 - sigma(x)
         c = 1 if pw is None else 1 + (pw - 1) * t
         gx = gy * ((1 - t) - c * sig_neg) if self.needs_input_grad[0] else None
         gt = None
@@ -188,30 +190,16 @@ def binary_cross_entropy_with_logits(
 class SoftmaxCrossEntropy(Function):
     """Fused log-softmax + nll over (N, C) logits and (N,) labels; backward in one pass."""
 
-    def __init__(
-        self, target: Any, weight: Any, ignore_index: int, reduction: str, smoothing: float
-    ):
-        self.target, self.weight = target, weight
-        self.ignore_index, self.reduction, self.smoothing = ignore_index, reduction, smoothing
+    def __init__(self, target: Any, spec: fused_ce.Spec):
+        self.target, self.spec = target, spec
 
     def forward(self, logits: Any) -> Any:
         self.logits = logits
-        loss, self.saved = self.be.softmax_cross_entropy(
-            logits, self.target, self.weight, self.ignore_index, self.reduction, self.smoothing
-        )
+        loss, self.saved = fused_ce.forward(self.be, logits, self.target, self.spec)
         return loss
 
     def backward(self, gy: Any) -> Any:
-        return self.be.softmax_cross_entropy_backward(
-            self.logits,
-            self.target,
-            self.saved,
-            gy,
-            self.weight,
-            self.ignore_index,
-            self.reduction,
-            self.smoothing,
-        )
+        return fused_ce.backward(self.be, self.logits, self.target, self.saved, gy, self.spec)
 
 
 @register()
@@ -279,14 +267,8 @@ def cross_entropy(
     if input.ndim > 2:  # (N, C, d...) -> (N * d..., C)
         logits = reshape(permute(input, (0,) + tuple(range(2, input.ndim)) + (1,)), (-1, c))
     labels = target.array.reshape(-1)
-    loss = SoftmaxCrossEntropy.apply(
-        logits,
-        target=labels,
-        weight=w,
-        ignore_index=int(ignore_index),
-        reduction=reduction,
-        smoothing=float(label_smoothing),
-    )
+    spec = fused_ce.Spec(w, int(ignore_index), reduction, float(label_smoothing))
+    loss = SoftmaxCrossEntropy.apply(logits, target=labels, spec=spec)
     if reduction == "none" and input.ndim != 2:
         loss = reshape(loss, expected)
     return loss
@@ -346,7 +328,7 @@ def nll_loss(
     xp = be.xp
     n, c = input.shape
     labels = target.array
-    be.check_class_targets(labels, c, ignore_index)
+    fused_ce.check_targets(xp, labels, c, ignore_index)
     valid = labels != ignore_index
     safe = xp.where(valid, labels, 0)
     w = xp.ones((c,), input.dtype) if weight is None else as_tensor(weight, input).array

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from gnn.autograd import Function
+from gnn.backend.fused import sigmoid as fused_sigmoid
 from gnn.ops.elementwise import mul, pow, sigmoid
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
@@ -68,7 +69,7 @@ class Softplus(Function):
 
     def backward(self, gy: Any) -> Any:
         xp = self.be.xp
-        slope = self.be.sigmoid(self.z)
+        slope = fused_sigmoid.forward(self.be, self.z)
         return gy * xp.where(self.z > self.threshold, 1, slope)
 
 

@@ -9,15 +9,16 @@ Every argument is checked against the C parameter list parsed from the source:
 - `long long` needs an np.int64, `int` an np.int32 and `float` an np.float32 (CuPy would pass a
   Python int as 64 bits and a Python float as a double, which the kernel would misread).
 
-Then, with GNN_FAKE_CUDA=1, a stand-in writes what the kernel writes by calling the NumPy
-reference (gnn.backend.numpy) on flat views of the arguments: that checks gnn's launch code and
-everything around it, not the CUDA code. With GNN_FAKE_CUDA=emulate, the kernel source that
-RawModule was given is compiled with g++ against tests/cuda_cpu (a CUDA-on-CPU emulator) and the
-launch runs the kernel code itself, one host thread per CUDA thread.
+Then, with GNN_FAKE_CUDA=1, a stand-in writes what the kernel writes by calling the op's
+reference (gnn/backend/fused/<op>.py) on flat views of the arguments: that checks gnn's launch
+code and everything around it, not the CUDA code. With GNN_FAKE_CUDA=emulate, the kernel
+source that RawModule was given is compiled with g++ against tests/cuda_cpu (a CUDA-on-CPU
+emulator) and the launch runs the kernel code itself, one host thread per CUDA thread.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import re
@@ -139,28 +140,25 @@ class Function:
 
 
 # ---- the stand-ins: arguments as in the kernels, pointers as flat NumPy views -------------------
-# Each calls the NumPy reference (gnn.backend.numpy) on float32 copies, as the kernels compute in
-# float32, so every formula has one Python statement of it: the reference's.
+# Each calls the op's reference (gnn/backend/fused/<op>.py) on float32 copies, as the kernels
+# compute in float32, so every formula has one Python statement of it: the reference's.
 
 F32 = np.float32
-_reference: Any = None
 
 
-def _ref() -> Any:
-    global _reference
-    if _reference is None:
-        from gnn.backend.numpy import NumpyBackend
-
-        _reference = NumpyBackend()
-    return _reference
+def _fused(op: str) -> Any:
+    """gnn/backend/fused/<op>.py (imported when a kernel first runs, as gnn is by then)."""
+    return importlib.import_module(f"gnn.backend.fused.{op}")
 
 
 def _sigmoid_forward(x: np.ndarray, y: np.ndarray, n: np.int64) -> None:
-    y[:n] = _ref().sigmoid(x[:n].astype(F32)).astype(y.dtype)
+    y[:n] = _fused("sigmoid").reference(np, x[:n].astype(F32)).astype(y.dtype)
 
 
 def _sigmoid_backward(y: np.ndarray, gy: np.ndarray, gx: np.ndarray, n: np.int64) -> None:
-    gx[:n] = _ref().sigmoid_backward(y[:n].astype(F32), gy[:n].astype(F32)).astype(gx.dtype)
+    gx[:n] = (
+        _fused("sigmoid").reference_backward(np, y[:n].astype(F32), gy[:n].astype(F32))
+    ).astype(gx.dtype)
 
 
 def _report(err: np.ndarray, labels: np.ndarray, c: int, ignore_index: int, slot: int) -> None:
@@ -189,9 +187,10 @@ def _softmax_ce_forward(
     n, c, ignore_index = int(n), int(c), int(ignore_index)
     z = logits[: n * c].reshape(n, c).astype(F32)
     t, bad = _rows(target, n, c, ignore_index)
-    w = _class_weight(weight, has_weight, c)
-    loss, saved = _ref().softmax_cross_entropy(z, t, w, ignore_index, "none", float(eps))
-    lse[:n] = saved[0]
+    ce = _fused("softmax_cross_entropy")
+    spec = ce.Spec(_class_weight(weight, has_weight, c), ignore_index, "none", float(eps))
+    loss, saved = ce.reference(np, z, t, spec)
+    lse[:n] = saved.lse
     row_loss[:n] = np.where(bad, np.nan, loss)
     _report(err, target[:n][bad], c, ignore_index, slot=4)
 
@@ -232,15 +231,13 @@ def _softmax_ce_backward(
     n, c, ignore_index = int(n), int(c), int(ignore_index)
     z = logits[: n * c].reshape(n, c).astype(F32)
     t, bad = _rows(target, n, c, ignore_index)
-    w = _class_weight(weight, has_weight, c)
+    ce = _fused("softmax_cross_entropy")
+    spec = ce.Spec(_class_weight(weight, has_weight, c), ignore_index, "none", float(eps))
     # the kernel's per-row scale: the row's (or the one) upstream gradient, over denom for "mean"
     scale = gloss[np.arange(n) * int(gloss_stride)].astype(F32)
     if mean:
         scale = scale / denom[0]
-    saved = (lse[:n].astype(F32), None)
-    g = _ref().softmax_cross_entropy_backward(
-        z, t, saved, scale, w, ignore_index, "none", float(eps)
-    )
+    g = ce.reference_backward(np, z, t, ce.Saved(lse[:n].astype(F32)), scale, spec)
     g[bad] = np.nan
     _report(err, target[:n][bad], c, ignore_index, slot=5)
     glogits[: n * c] = g.reshape(-1).astype(glogits.dtype)
@@ -250,24 +247,28 @@ def _layer_norm_forward(x, weight, bias, has_weight, has_bias, n, d, eps, y, mea
     n, d = int(n), int(d)
     w = weight[:d].astype(F32) if has_weight else None
     b = bias[:d].astype(F32) if has_bias else None
-    out, saved = _ref().layer_norm_forward(x[: n * d].reshape(n, d).astype(F32), w, b, float(eps))
+    rows = x[: n * d].reshape(n, d).astype(F32)
+    out, saved = _fused("layer_norm").reference(np, rows, w, b, float(eps))
     y[: n * d] = out.reshape(-1).astype(y.dtype)
-    mean[:n], rstd[:n] = saved[0], saved[1]
+    mean[:n], rstd[:n] = saved.mean, saved.rstd
 
 
 def _layer_norm_backward_x(x, gy, weight, has_weight, mean, rstd, n, d, gx) -> None:
     n, d = int(n), int(d)
     w = weight[:d].astype(F32) if has_weight else None
     rows = [a[: n * d].reshape(n, d).astype(F32) for a in (x, gy)]
-    g, _, _ = _ref().layer_norm_backward(*rows, (mean[:n], rstd[:n]), w, (True, False, False))
+    ln = _fused("layer_norm")
+    saved, needs = ln.Saved(mean[:n], rstd[:n]), ln.Needs(True, False, False)
+    g, _, _ = ln.reference_backward(np, *rows, saved, w, needs)
     gx[: n * d] = g.reshape(-1).astype(gx.dtype)
 
 
 def _layer_norm_backward_wb(x, gy, mean, rstd, n, d, need_w, need_b, gweight, gbias) -> None:
     n, d = int(n), int(d)
     rows = [a[: n * d].reshape(n, d).astype(F32) for a in (x, gy)]
-    needs = (False, bool(need_w), bool(need_b))
-    _, gw, gb = _ref().layer_norm_backward(*rows, (mean[:n], rstd[:n]), None, needs)
+    ln = _fused("layer_norm")
+    saved, needs = ln.Saved(mean[:n], rstd[:n]), ln.Needs(False, bool(need_w), bool(need_b))
+    _, gw, gb = ln.reference_backward(np, *rows, saved, None, needs)
     if need_w:
         gweight[:d] = gw.astype(gweight.dtype)
     if need_b:
