@@ -11,6 +11,7 @@ from typing import Any
 
 from gnn import config
 from gnn.autograd import Function
+from gnn.backend.fused import sigmoid as fused_sigmoid
 from gnn.ops._util import as_tensor, cast_exact, check_broadcast, pair
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
@@ -342,11 +343,11 @@ class Sigmoid(Function):
     """Fused on both backends: forward saves only the output y; backward is one pass."""
 
     def forward(self, x: Any) -> Any:
-        self.y = self.be.sigmoid(x)
+        self.y = fused_sigmoid.forward(self.be, x)
         return self.y
 
     def backward(self, gy: Any) -> Any:
-        return self.be.sigmoid_backward(self.y, gy)
+        return fused_sigmoid.backward(self.be, self.y, gy)
 
 
 class Relu(Function):
