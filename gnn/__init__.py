@@ -72,15 +72,12 @@ def __getattr__(name: str):  # noqa: ANN202
     lazy = {
         "nn", "optim", "data", "datasets", "testing", "io", "layers", "train", "models",
         "examples", "cli", "cuda", "accelerator", "backends", "serialization", "utils", "onnx",
-        "amp", "distributed",
+        "amp", "distributed", "callbacks", "losses", "metrics", "optimizers",
     }  # fmt: skip
     if name in lazy:
         return importlib.import_module(f"gnn.{name}")
-    if (
-        name == "Sequential"
-    ):  # the Keras face: importing gnn.layers attaches compile/fit/... to Module
-        importlib.import_module("gnn.layers")
-        return importlib.import_module("gnn.nn").Sequential
+    if name in ("Sequential", "Model"):  # the Keras face (gnn.train.model)
+        return getattr(importlib.import_module("gnn.train.model"), name)
     if name == "NeuralNetwork":  # the brain.js face
         return importlib.import_module("gnn.simple").NeuralNetwork
     if name == "bfloat16":  # ml_dtypes' bfloat16, imported on first use (it is slow to import)

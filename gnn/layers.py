@@ -1,6 +1,5 @@
 """The Keras face: Dense (input size inferred at first call), Activation, Dropout, Flatten,
-regularizers and optimizers, over gnn.nn. Importing it (or `gnn.Sequential`) also attaches
-compile / fit / evaluate / predict / summary to every Module (see gnn.train)."""
+regularizers and optimizers over gnn.nn, and Sequential (gnn.train's Keras Sequential)."""
 
 from __future__ import annotations
 
@@ -14,11 +13,11 @@ from gnn import config, creation
 from gnn import functional as F
 from gnn.backend import get_backend
 from gnn.nn import init
-from gnn.nn.container import Sequential
 from gnn.nn.module import Module
 from gnn.nn.parameter import Parameter
+from gnn.optimizers import SGD, Adam, AdamW, RMSprop
 from gnn.tensor import Tensor
-from gnn.train import OptimizerSpec
+from gnn.train.model import Model, Sequential
 
 # ---- activations ---------------------------------------------------------------------------------
 
@@ -86,7 +85,7 @@ class Regularizer:
         return f"L1L2(l1={self.l1}, l2={self.l2})"
 
 
-def l1(l1: float = 0.01) -> Regularizer:  # noqa: E741
+def l1(l1: float = 0.01) -> Regularizer:
     """L1 penalty l1 * sum|w| (Keras default 0.01)."""
     return Regularizer(l1=l1)
 
@@ -96,7 +95,7 @@ def l2(l2: float = 0.01) -> Regularizer:
     return Regularizer(l2=l2)
 
 
-def l1_l2(l1: float = 0.01, l2: float = 0.01) -> Regularizer:  # noqa: E741
+def l1_l2(l1: float = 0.01, l2: float = 0.01) -> Regularizer:
     """Both penalties."""
     return Regularizer(l1=l1, l2=l2)
 
@@ -116,22 +115,8 @@ def _regularizer(value: Any, who: str) -> Regularizer | None:
     )
 
 
-# ---- optimizers (Keras spelling, built when the parameters exist) -----------------------------
-
-
-def _spec(name: str) -> Callable[..., OptimizerSpec]:
-    def make(learning_rate: float | None = None, **kwargs: Any) -> OptimizerSpec:
-        if learning_rate is not None:
-            kwargs["lr"] = learning_rate
-        return OptimizerSpec(name, **kwargs)
-
-    make.__doc__ = f"{name} with Keras's learning_rate= (other arguments as gnn.optim takes them)."
-    return make
-
-
-optimizers = types.SimpleNamespace(
-    Adam=_spec("adam"), AdamW=_spec("adamw"), SGD=_spec("sgd"), RMSprop=_spec("rmsprop")
-)
+# Keras-spelled optimizers, also at gnn.optimizers: gnn.layers.optimizers.Adam(learning_rate=...)
+optimizers = types.SimpleNamespace(Adam=Adam, AdamW=AdamW, SGD=SGD, RMSprop=RMSprop)
 
 
 # ---- layers --------------------------------------------------------------------------------------
@@ -256,7 +241,7 @@ class Dense(Module):
         if kind == "torch":
             init.default_linear_init_(w, self.bias)
             return
-        fan_in, fan_out = self.in_features, self.units
+        fan_in = self.in_features
         if kind == "glorot_uniform":
             init.xavier_uniform_(w)
         elif kind == "glorot_normal":
@@ -268,7 +253,6 @@ class Dense(Module):
             init.normal_(w, 0.0, math.sqrt(2.0 / fan_in))
         elif kind == "zeros":
             init.zeros_(w)
-        del fan_out
         if self.bias is not None:
             init.zeros_(self.bias)
 
@@ -338,6 +322,6 @@ class Flatten(Module):
 
 
 __all__ = [
-    "Activation", "Dense", "Dropout", "Flatten", "Regularizer", "Sequential", "l1", "l1_l2", "l2",
-    "optimizers", "regularizers",
+    "Activation", "Dense", "Dropout", "Flatten", "Model", "Regularizer", "Sequential", "l1",
+    "l1_l2", "l2", "optimizers", "regularizers",
 ]  # fmt: skip

@@ -36,7 +36,7 @@ LAYERS = [
     ],
     ["gnn.train", "gnn.models", "gnn.onnx"],  # models: GPT and its tokenizer; onnx: export
     ["gnn.serialization", "gnn.utils"],  # torch-style save/load over gnn.io; utils.data
-    ["gnn.layers", "gnn.simple"],
+    ["gnn.layers", "gnn.simple", "gnn.callbacks", "gnn.losses", "gnn.metrics", "gnn.optimizers"],
     ["gnn.examples"],
     ["gnn.cli", "gnn.__main__"],
 ]

@@ -28,11 +28,15 @@ def binary_model(**dense_kwargs):
     return model
 
 
-def test_sequential_is_nn_sequential_with_keras_methods():
-    assert gnn.Sequential is nn.Sequential
-    model = gnn.Sequential()
-    for name in ("compile", "fit", "evaluate", "predict", "summary"):
+def test_sequential_is_an_nn_sequential_and_a_model():
+    model = gnn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    assert isinstance(model, nn.Sequential) and isinstance(model, gnn.Model)
+    assert gnn.layers.Sequential is gnn.Sequential
+    for name in ("compile", "fit", "evaluate", "predict", "summary", "train_step", "test_step"):
         assert callable(getattr(model, name))
+    assert list(model.state_dict()) == list(nn.Sequential(nn.Linear(2, 3)).state_dict())
+    # the Keras methods are the Model's, not patched onto every Module
+    assert not hasattr(nn.Sequential(), "fit") and not hasattr(nn.Linear(2, 3), "compile")
 
 
 def test_dense_infers_input_size_and_matches_numpy():
@@ -447,7 +451,7 @@ def test_warns_when_a_class_is_missing_from_training_multiclass():
 
 
 def test_summary_of_a_custom_module_has_output_shapes():
-    class Net(nn.Module):
+    class Net(gnn.Model):
         def __init__(self):
             super().__init__()
             self.hidden = nn.Linear(4, 5)
@@ -464,7 +468,7 @@ def test_summary_of_a_custom_module_has_output_shapes():
     text = net.summary(print_fn=None)
     assert "hidden (Linear)  (None, 5)" in text and "out (Linear)     (None, 2)" in text
     assert "Total params: 37" in text
-    assert "forward" not in net.hidden.__dict__  # the shape probe left no wrapper behind
+    assert "_hooks" not in net.hidden.__dict__  # the shape probe's hooks are removed
 
 
 def test_summary_counts_frozen_weights_and_buffers():
@@ -481,3 +485,148 @@ def test_dense_softmax_over_one_unit_warns():
     with pytest.warns(UserWarning, match=r"always outputs 1\.0.*Dense\(2, activation='softmax'\)"):
         layer = Dense(1, activation="softmax")
     assert np.all(layer(gnn.tensor([[0.3, -2.0], [5.0, 1.0]])).numpy() == 1.0)
+
+
+# ---- Model: the steps, wrapping, the functional calls, datasets and namespaces -------------------
+
+
+def _weights(model):
+    return [p.numpy().copy() for p in model.parameters()]
+
+
+def test_train_step_is_the_unit_fit_runs_and_can_be_overridden():
+    x, y = blobs(40)
+    calls = []
+
+    class Counting(gnn.Sequential):
+        def train_step(self, batch):
+            calls.append(len(batch[0]))
+            return super().train_step(batch)
+
+    models = []
+    for cls in (Counting, gnn.Sequential):
+        gnn.manual_seed(0)
+        models.append(cls(Dense(4, activation="tanh", input_shape=(4,)), Dense(1, "sigmoid")))
+        models[-1].compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+    counted, plain = models
+    h1 = counted.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    h2 = plain.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    assert calls == [16, 16, 8, 16, 16, 8]
+    assert h1.history == h2.history
+    for a, b in zip(_weights(counted), _weights(plain)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_custom_train_step_changes_what_fit_does():
+    x, y = blobs(32)
+
+    class Frozen(gnn.Sequential):
+        def train_step(self, batch):  # scores the batch, never updates
+            xb, yb = batch[0], batch[1]
+            loss, pred = self.compute_loss(xb, yb)
+            return {"loss": float(loss.item())}
+
+    gnn.manual_seed(0)
+    m = Frozen(Dense(1, activation="sigmoid", input_shape=(4,)))
+    m.compile(optimizer="sgd", loss="binary_crossentropy")
+    before = _weights(m)
+    h = m.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    for a, b in zip(before, _weights(m)):
+        np.testing.assert_array_equal(a, b)
+    assert h.history["loss"][0] == pytest.approx(m.evaluate(x, y)["loss"], rel=1e-5)
+
+
+def test_model_wraps_a_plain_module_and_trains_it_in_place():
+    x, y = blobs(60)
+    gnn.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 1), nn.Sigmoid())
+    keys = list(net.state_dict())
+    before = _weights(net)
+    model = gnn.Model(net)
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.5), loss="binary_crossentropy")
+    h = model.fit(x, y, epochs=5, batch_size=16, verbose=0)
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, _weights(net)))
+    assert list(net.state_dict()) == keys  # the module keeps its own names
+    np.testing.assert_allclose(model.predict(x), net(gnn.tensor(x)).numpy(), rtol=1e-6)
+    text = model.summary(print_fn=None)
+    assert "0 (Linear)" in text and "(None, 6)" in text and "Total params: 37" in text
+
+
+def test_functions_take_any_module_first():
+    x, y = blobs(40)
+    gnn.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 1), nn.Sigmoid())
+    gnn.train.compile(net, optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+    h = gnn.train.fit(net, x, y, epochs=2, verbose=0)
+    assert len(h.history["loss"]) == 2
+    assert set(gnn.train.evaluate(net, x, y)) == {"loss", "accuracy"}
+    assert gnn.train.predict(net, x).shape == (40, 1)
+
+
+def test_a_model_without_forward_says_what_to_do():
+    with pytest.raises(NotImplementedError, match=r"gnn.Model\(net\)"):
+        gnn.Model()(gnn.zeros(1, 2))
+    with pytest.raises(TypeError, match="expected a Module"):
+        gnn.Model("net")
+
+
+def test_datasets_and_dataloaders_train_like_arrays():
+    from gnn.data import DataLoader, TensorDataset
+
+    x, y = blobs(48)
+    runs = {}
+    for kind in ("arrays", "dataset", "loader"):
+        m = binary_model()
+        m.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+        data = TensorDataset(x, y)
+        args = {
+            "arrays": (x, y),
+            "dataset": (data,),
+            "loader": (DataLoader(data, batch_size=16, shuffle=False),),
+        }[kind]
+        runs[kind] = m.fit(*args, epochs=2, batch_size=16, shuffle=False, verbose=0)
+        runs[kind + "_weights"] = _weights(m)
+        runs[kind + "_eval"] = m.evaluate(*args)
+    for kind in ("dataset", "loader"):
+        np.testing.assert_allclose(
+            runs[kind].history["loss"], runs["arrays"].history["loss"], rtol=1e-6
+        )
+        for a, b in zip(runs[kind + "_weights"], runs["arrays_weights"]):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        assert runs[kind + "_eval"]["loss"] == pytest.approx(runs["arrays_eval"]["loss"])
+    m = binary_model()
+    m.compile(optimizer="sgd", loss="binary_crossentropy")
+    with pytest.raises(ValueError, match="leave y out"):
+        m.fit(TensorDataset(x, y), y, verbose=0)
+    with pytest.raises(ValueError, match="validation_split needs arrays"):
+        m.fit(DataLoader(TensorDataset(x, y), batch_size=8), validation_split=0.2, verbose=0)
+    y_bad = np.arange(48) % 3
+    with pytest.raises(ValueError, match="3 distinct values"):
+        m.fit(DataLoader(TensorDataset(x, y_bad), batch_size=8), verbose=0)
+
+
+def test_keras_namespaces():
+    assert gnn.callbacks.EarlyStopping is gnn.train.EarlyStopping
+    assert gnn.losses.get("mse").name == "mse"
+    assert gnn.metrics.mae is gnn.train.metrics.mean_absolute_error
+    spec = gnn.optimizers.SGD(learning_rate=0.3, momentum=0.5)
+    m = binary_model()
+    m.compile(optimizer=spec, loss=gnn.losses.BinaryCrossentropy(), metrics=[gnn.metrics.mse])
+    assert m.optimizer.param_groups[0]["lr"] == 0.3
+    assert m.optimizer.param_groups[0]["momentum"] == 0.5
+    assert set(m.evaluate(*blobs(20))) == {"loss", "mean_squared_error"}
+
+
+def test_a_scheduler_whose_step_takes_metrics_gets_val_loss_whatever_its_name():
+    x, y = blobs(40)
+    got = []
+
+    class Plateau:  # not named ReduceLROnPlateau: fit reads the step's signature
+        def step(self, metrics):
+            got.append(metrics)
+
+    m = binary_model()
+    m.compile(optimizer="sgd", loss="binary_crossentropy")
+    h = m.fit(x, y, epochs=2, validation_split=0.25, verbose=0, scheduler=Plateau())
+    assert got == h.history["val_loss"]

@@ -9,7 +9,6 @@ import numpy as np
 
 import gnn
 from gnn import nn
-from gnn import train as _train  # noqa: F401  (gives nn modules compile/fit)
 from gnn.examples import digits
 from gnn.examples._common import arg, fit_and_evaluate, plot, save_example
 from gnn.layers import optimizers
@@ -39,7 +38,7 @@ def build_model(config: dict) -> nn.Module:
     c1, c2 = config["channels"]
     hidden = config.get("hidden", DEFAULTS["hidden"])
     p = config.get("dropout", DEFAULTS["dropout"])
-    return nn.Sequential(
+    return gnn.Sequential(
         nn.Conv2d(1, c1, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),  # (N, c1, 4, 4)
@@ -55,7 +54,7 @@ def build_model(config: dict) -> nn.Module:
     )
 
 
-def compile_model(model: nn.Module, lr: float) -> None:
+def compile_model(model: gnn.Model, lr: float) -> None:
     """Adam on cross-entropy of the logits (from_logits=True), with accuracy."""
     model.compile(
         optimizer=optimizers.Adam(learning_rate=lr),

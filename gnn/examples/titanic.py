@@ -47,7 +47,7 @@ def build_model(config: dict) -> gnn.nn.Module:
     return model
 
 
-def compile_model(model: gnn.nn.Module, lr: float) -> None:
+def compile_model(model: gnn.Model, lr: float) -> None:
     """Adam on binary cross-entropy, with accuracy."""
     model.compile(
         optimizer=optimizers.Adam(learning_rate=lr),

@@ -30,12 +30,12 @@ def load_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return x, y, x, y
 
 
-def build_model(config: dict | None = None) -> nn.Module:
-    """2 -> 3 (sigmoid) -> 1 (sigmoid)."""
-    return nn.Sequential(nn.Linear(2, 3), nn.Sigmoid(), nn.Linear(3, 1), nn.Sigmoid())
+def build_model(config: dict | None = None) -> gnn.Sequential:
+    """2 -> 3 (sigmoid) -> 1 (sigmoid), a Keras Sequential (so `gnn evaluate` can score it)."""
+    return gnn.Sequential(nn.Linear(2, 3), nn.Sigmoid(), nn.Linear(3, 1), nn.Sigmoid())
 
 
-def compile_model(model: nn.Module, lr: float) -> None:
+def compile_model(model: gnn.Model, lr: float) -> None:
     """SGD on the mean squared error, with accuracy (for `gnn evaluate`)."""
     model.compile(
         optimizer=optimizers.SGD(learning_rate=lr),

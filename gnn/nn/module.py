@@ -326,10 +326,35 @@ class Module:
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
+    # A module's hooks live in `_hooks`, made on the first registration. __call__ is hot, so
+    # while no module anywhere has a hook it reads one global and nothing else.
+    _hooks: _Hooks | None = None
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args and not isinstance(args[0], Tensor) and type(self).__module__.startswith("gnn."):
             _check_layer_input(self, args[0])
-        return self.forward(*args, **kwargs)
+        if not _HOOKED or self._hooks is None:
+            return self.forward(*args, **kwargs)
+        return self._hooks.call(self, args, kwargs)
+
+    def register_forward_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Call hook(module, args) before each forward; a non-None result replaces the args (a
+        tuple, or one value for a single argument). Returns a handle whose .remove() undoes it."""
+        return self._hook_store().add(self, "pre", hook)
+
+    def register_forward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Call hook(module, args, output) after each forward; a non-None result replaces the
+        output. Returns a handle whose .remove() undoes it."""
+        return self._hook_store().add(self, "post", hook)
+
+    def _hook_store(self) -> _Hooks:
+        global _HOOKED
+        hooks = self._hooks
+        if hooks is None:
+            hooks = _Hooks()
+            object.__setattr__(self, "_hooks", hooks)
+            _HOOKED += 1
+        return hooks
 
     # ---- printing ------------------------------------------------------------------------------
 
@@ -350,6 +375,66 @@ class Module:
         return sorted(
             set(super().__dir__()) | set(self._parameters) | set(self._modules) | set(self._buffers)
         )
+
+
+_HOOKED = 0  # how many modules hold forward hooks (Module.__call__ skips them all at 0)
+
+
+class _Hooks:
+    """A module's forward pre-hooks and forward hooks, in registration order."""
+
+    def __init__(self) -> None:
+        self.pre: dict[int, Callable[..., Any]] = {}
+        self.post: dict[int, Callable[..., Any]] = {}
+        self.next_id = 0
+
+    def __deepcopy__(self, memo: dict) -> _Hooks:
+        global _HOOKED  # a deep-copied module keeps its hooks, and they must run
+        copy = _Hooks()
+        copy.pre, copy.post, copy.next_id = dict(self.pre), dict(self.post), self.next_id
+        _HOOKED += 1
+        return copy
+
+    def add(self, module: Module, kind: str, hook: Callable[..., Any]) -> RemovableHandle:
+        if not callable(hook):
+            raise TypeError(f"a forward hook must be callable, got {type(hook).__name__}")
+        self.next_id += 1
+        getattr(self, kind)[self.next_id] = hook
+        return RemovableHandle(module, kind, self.next_id)
+
+    def call(self, module: Module, args: tuple, kwargs: dict) -> Any:
+        for hook in list(self.pre.values()):
+            result = hook(module, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        output = module.forward(*args, **kwargs)
+        for hook in list(self.post.values()):
+            result = hook(module, args, output)
+            if result is not None:
+                output = result
+        return output
+
+
+class RemovableHandle:
+    """What register_forward_hook returns: .remove() takes the hook off (again: no-op)."""
+
+    def __init__(self, module: Module, kind: str, hook_id: int) -> None:
+        self.module, self.kind, self.id = module, kind, hook_id
+
+    def remove(self) -> None:
+        hooks = self.module._hooks
+        if hooks is None:
+            return
+        getattr(hooks, self.kind).pop(self.id, None)
+        if not hooks.pre and not hooks.post and self.module.__dict__.pop("_hooks", None):
+            global _HOOKED  # one module fewer with hooks: back to the fast path at zero
+            _HOOKED -= 1
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
 
 
 def _check_layer_input(module: Module, x: Any) -> None:
@@ -389,4 +474,4 @@ def _move_in_place(t: Tensor, be: Any, dtype: Any) -> None:
         _move_in_place(t.grad, be, dtype)
 
 
-__all__ = ["Module", "parse_device"]
+__all__ = ["Module", "RemovableHandle", "parse_device"]

@@ -1,7 +1,7 @@
-"""gnn.train: Keras-style fit / evaluate / predict for any Module, callbacks, metrics and History.
+"""gnn.train: Keras-style training (Model, Sequential), callbacks, losses, metrics and History.
 
-Importing this package attaches compile/fit/evaluate/predict/summary to gnn.nn.Module as methods
-(gnn.nn stays free of imports from this layer; see docs/tutorial-keras.md).
+`Model` carries compile / fit / evaluate / predict / summary (gnn/train/model.py); the same
+calls exist as functions taking any Module first (gnn/train/keras.py). See docs/tutorial-keras.md.
 """
 
 from gnn.train import metrics
@@ -17,7 +17,8 @@ from gnn.train.callbacks import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
-from gnn.train.keras import OptimizerSpec, attach, compile, evaluate, fit, predict, summary
+from gnn.train.compile_utils import OptimizerSpec
+from gnn.train.keras import compile, evaluate, fit, predict, summary
 from gnn.train.losses import (
     BinaryCrossentropy,
     CategoricalCrossentropy,
@@ -26,13 +27,12 @@ from gnn.train.losses import (
     MeanSquaredError,
     SparseCategoricalCrossentropy,
 )
-
-attach()
+from gnn.train.model import Model, Sequential
 
 __all__ = [
     "BinaryCrossentropy", "CSVLogger", "Callback", "CategoricalCrossentropy", "EarlyStopping",
     "History", "LambdaCallback", "LearningRateScheduler", "Loss", "MeanAbsoluteError",
-    "MeanSquaredError", "ModelCheckpoint", "OptimizerSpec", "ProgbarLogger", "ReduceLROnPlateau",
-    "SparseCategoricalCrossentropy", "TerminateOnNaN", "attach", "compile", "evaluate", "fit",
-    "metrics", "predict", "summary",
+    "MeanSquaredError", "Model", "ModelCheckpoint", "OptimizerSpec", "ProgbarLogger",
+    "ReduceLROnPlateau", "Sequential", "SparseCategoricalCrossentropy", "TerminateOnNaN",
+    "compile", "evaluate", "fit", "metrics", "predict", "summary",
 ]  # fmt: skip

@@ -1,5 +1,6 @@
 """Callbacks for fit(): History, EarlyStopping, ModelCheckpoint, CSVLogger, ReduceLROnPlateau,
-LambdaCallback, TerminateOnNaN, LearningRateScheduler and the progress display."""
+LambdaCallback, TerminateOnNaN, LearningRateScheduler, and what fit reports through them: the
+progress display and the message when a NaN loss stops training."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class Callback:
 
     # True for callbacks that write files or print: under mpiexec only rank 0 runs them.
     rank_zero_only = False
+    # True for callbacks that change the learning rate: fit then logs "lr" each epoch.
+    sets_learning_rate = False
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -42,12 +45,23 @@ class Callback:
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
 
+    def on_nonfinite_loss(self, epoch: int, batch: int, loss: float) -> None:
+        """fit stops: this batch's loss is NaN or infinite (its update was not made)."""
+
 
 class CallbackList:
     """Calls each hook on every callback, in order."""
 
-    def __init__(self, callbacks: list[Callback]) -> None:
+    def __init__(
+        self, callbacks: list[Callback], model: Any = None, params: dict | None = None
+    ) -> None:
         self.callbacks = list(callbacks)
+        self.log_lr = False  # whether fit logs the learning rate ("lr") each epoch
+        for cb in self.callbacks:
+            if model is not None:
+                cb.set_model(model)
+            if params is not None:
+                cb.set_params(dict(params))
 
     def __getattr__(self, hook: str) -> Callable[..., None]:
         def call(*args: Any) -> None:
@@ -80,6 +94,11 @@ class History(Callback):
         self.epoch.append(epoch)
         for k, v in logs.items():
             self.history.setdefault(k, []).append(float(v))
+
+    def on_nonfinite_loss(self, epoch: int, batch: int, loss: float) -> None:
+        # one more entry: the bad loss, NaN for every other quantity (the lists stay aligned)
+        names = [*self.params.get("metrics", ()), *self.history]
+        self.record(epoch, {k: math.nan for k in names} | {"loss": loss})
 
     def plot(self, path: str | os.PathLike) -> str:
         """Write the training curves to a PNG (one panel per quantity, train and validation)."""
@@ -161,7 +180,7 @@ class _Monitor:
 
 def _snapshot(model: Any) -> dict[str, Tensor]:
     """A device-side copy of every parameter and buffer."""
-    return {k: Tensor._make(v.array.copy(), v._be, False) for k, v in model.state_dict().items()}
+    return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 # ---- the callbacks -------------------------------------------------------------------------------
@@ -304,25 +323,13 @@ class ModelCheckpoint(Callback):
 
 
 def save_weights(model: Any, path: str) -> None:
-    """Write model.state_dict() to `path` in safetensors, atomically (temp file, then rename)."""
-    try:
-        from gnn.io import save
-    except ImportError:  # gnn.io not in this build: the same atomic write, done here
-        save = _atomic_save
-    save(model.state_dict(), path)
+    """Write the weights to `path` in safetensors, atomically (temp file, then rename).
 
+    A gnn.Model wrapping a module saves that module's state dict (its own key names).
+    """
+    from gnn.io import save
 
-def _atomic_save(state: dict, path: str) -> None:
-    from safetensors.numpy import save_file
-
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        save_file({k: v.numpy() for k, v in state.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save(getattr(model, "body", model).state_dict(), path)
 
 
 class CSVLogger(Callback):
@@ -343,7 +350,7 @@ class CSVLogger(Callback):
         exists = (
             self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         )
-        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
         self._keys = None
         self._has_header = exists
 
@@ -365,6 +372,8 @@ class CSVLogger(Callback):
 
 class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by `factor` when `monitor` stalls for `patience` epochs."""
+
+    sets_learning_rate = True
 
     def __init__(
         self,
@@ -419,6 +428,8 @@ class ReduceLROnPlateau(Callback):
 class LearningRateScheduler(Callback):
     """Set the learning rate at each epoch's start to schedule(epoch, lr)."""
 
+    sets_learning_rate = True
+
     def __init__(self, schedule: Callable[[int, float], float], verbose: int = 0) -> None:
         super().__init__()
         self.schedule, self.verbose = schedule, verbose
@@ -464,6 +475,18 @@ class TerminateOnNaN(Callback):
             self.model.stop_training = True
 
 
+class NonFiniteLossReport(Callback):
+    """Says on stderr (whatever verbose is) where a NaN or infinite loss stopped fit, and why."""
+
+    def on_nonfinite_loss(self, epoch: int, batch: int, loss: float) -> None:
+        print(
+            f"fit: stopped at epoch {epoch + 1}, batch {batch + 1} of {self.params.get('steps')}: "
+            f"the loss is {loss} (the weights are from before that batch; try a lower learning "
+            "rate, or check x and y for huge values)",
+            file=sys.stderr,
+        )
+
+
 # ---- progress ------------------------------------------------------------------------------------
 
 
@@ -476,7 +499,8 @@ def _terminal_size(stream: Any) -> tuple[int, int]:
     return size.columns, size.lines
 
 
-def _fmt_logs(logs: dict) -> str:
+def format_logs(logs: dict) -> str:
+    """'loss: 0.1234 - accuracy: 0.9500'."""
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
 
 
@@ -494,6 +518,11 @@ class ProgbarLogger(Callback):
 
     def _out(self) -> Any:
         return self.stream or sys.stdout
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        note = self.params.get("split")
+        if note and self.verbose in (1, 2):
+            print(f"fit: {note}", file=self._out())
 
     def _use_bar(self) -> bool:
         out = self._out()
@@ -535,7 +564,7 @@ class ProgbarLogger(Callback):
         if self.verbose in (1, 2):
             epochs = self.params.get("epochs", "?")
             print(
-                f"Epoch {epoch + 1}/{epochs} - {took:.2f}s - {_fmt_logs(logs or {})}",
+                f"Epoch {epoch + 1}/{epochs} - {took:.2f}s - {format_logs(logs or {})}",
                 file=self._out(),
                 flush=True,
             )

@@ -1,4 +1,7 @@
-"""Metrics for compile(metrics=[...]): each gives (batch sum, count), so epochs average exactly."""
+"""Metrics for compile(metrics=[...]): each gives (batch sum, count), so epochs average exactly.
+
+They read the arrays directly (array methods that NumPy and CuPy share): no graph, no op calls.
+"""
 
 from __future__ import annotations
 
@@ -18,22 +21,19 @@ def binary_accuracy(y_true: Tensor, y_pred: Tensor, threshold: float = 0.5) -> t
 
 def categorical_accuracy(y_true: Tensor, y_pred: Tensor) -> tuple[float, int]:
     """Share of rows whose largest output is at the one-hot target's position."""
-    xp = y_pred._be.xp
-    hits = xp.argmax(y_pred.array, axis=-1) == xp.argmax(y_true.array, axis=-1)
+    hits = y_pred.array.argmax(axis=-1) == y_true.array.argmax(axis=-1)
     return float(hits.sum()), int(hits.size)
 
 
 def sparse_categorical_accuracy(y_true: Tensor, y_pred: Tensor) -> tuple[float, int]:
     """Share of rows whose largest output is at the integer label."""
-    xp = y_pred._be.xp
-    hits = xp.argmax(y_pred.array, axis=-1) == y_true.array.reshape(-1)
+    hits = y_pred.array.argmax(axis=-1) == y_true.array.reshape(-1)
     return float(hits.sum()), int(hits.size)
 
 
 def mean_absolute_error(y_true: Tensor, y_pred: Tensor) -> tuple[float, int]:
     """Mean |y_true - y_pred| (as a sum and an element count)."""
-    xp = y_pred._be.xp
-    d = xp.abs(y_pred.array - y_true.array.reshape(y_pred.shape))
+    d = abs(y_pred.array - y_true.array.reshape(y_pred.shape))
     return float(d.sum()), int(d.size)
 
 
@@ -75,6 +75,8 @@ def get_metric(metric: Any, loss_kind: str, output_width: int) -> tuple[str, Met
         if key in METRICS:
             return metric, METRICS[key]
         raise ValueError(f"compile: unknown metric {metric!r}; known: {', '.join(KNOWN)}")
+    if metric in METRICS.values():  # ours (gnn.metrics): already (sum, count)
+        return metric.__name__, metric
     if callable(metric):
         name = getattr(metric, "__name__", type(metric).__name__)
 

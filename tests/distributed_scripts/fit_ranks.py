@@ -44,7 +44,7 @@ def main(out: Path) -> None:
 
     # BatchNorm: the running statistics must agree on every rank after fit
     gnn.manual_seed(1)
-    bn = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    bn = gnn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
     bn.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     bn.fit(x[:96], y[:96], batch_size=16, epochs=2, verbose=0)
 
