@@ -1,5 +1,5 @@
 """Devices and backends: `get_backend("cpu" | "cuda[:N]")` returns the object that owns arrays
-there.
+there (the interface it implements: gnn/backend/base.py).
 
 Only `gnn/backend/cuda.py` imports CuPy, and only when a CUDA backend is first asked for.
 """
@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gnn import config
+from gnn.backend.base import Backend
 from gnn.backend.numpy import NumpyBackend
 
-__all__ = ["Device", "NumpyBackend", "cuda_available", "get_backend", "parse_device"]
+__all__ = ["Backend", "Device", "NumpyBackend", "cuda_available", "get_backend", "parse_device"]
 
 CUDA_INSTALL_HINT = (
     "install the CUDA extra that matches your driver: pip install 'gnn[cuda12]' "
@@ -102,7 +103,7 @@ _cpu_backend = NumpyBackend()
 _cuda_backends: dict[int, Any] = {}
 
 
-def get_backend(device: Any = None) -> NumpyBackend:
+def get_backend(device: Any = None) -> Backend:
     """The backend that owns arrays on `device` (created on first use)."""
     if device == "cpu" and type(device) is str:  # the common case, without parsing
         return _cpu_backend

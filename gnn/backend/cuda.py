@@ -122,8 +122,8 @@ def kernel_source(name: str) -> str:
 
 
 class CupyBackend(NumpyBackend):
-    """Arrays in GPU memory, math by CuPy; the fused ops of gnn/backend/fused launch gnn's CUDA
-    kernels through `_launch`."""
+    """Arrays in GPU memory, math by CuPy; a KernelBackend (base.py): the fused ops of
+    gnn/backend/fused launch gnn's CUDA kernels through `_launch`."""
 
     name = "cuda"
 

@@ -1,4 +1,4 @@
-"""NumpyBackend: the CPU backend, NumPy as `xp`.
+"""NumpyBackend: the CPU backend (gnn/backend/base.py's Backend, with NumPy as `xp`).
 
 Its methods are written against `self.xp` where they can be, so that CupyBackend, which derives
 from it, overrides only what CuPy does differently. Fused ops are not here: gnn/backend/fused.
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from gnn import config
+from gnn.backend.base import Backend
 
 # From this many indices up, index_add of whole rows sorts and sums runs instead of np.add.at.
 _SORTED_INDEX_ADD_MIN = 128
@@ -23,7 +24,7 @@ def id_range_message(op: str, bad: int, num: int) -> str:
     return f"{op}: id {bad} is out of range for an embedding of {num} rows (valid: 0..{num - 1})"
 
 
-class NumpyBackend:
+class NumpyBackend(Backend):
     """Arrays in host memory, math by NumPy."""
 
     name = "cpu"
