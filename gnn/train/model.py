@@ -295,37 +295,36 @@ class Model(Module):
         return cbs
 
     def _graphed_step(self, device: Any, autocast: Any, scaler: Any, shards: Any) -> Callable:
-        """train_step's work replayed as a CUDA graph per batch shape (gnn.train.cuda_graph)."""
+        """train_step's work replayed as a CUDA graph, one per batch shape (the last batch of an
+        epoch may be shorter); see gnn/train/cuda_graph.py and docs/cuda-graphs.md."""
         from gnn.train.cuda_graph import GraphedStep
 
-        if getattr(device, "type", str(device)) != "cuda":
+        if getattr(device, "type", None) != "cuda":
             raise ValueError(f"fit: cuda_graph=True needs a model on a CUDA device, not {device}")
         if shards is not None or scaler.is_enabled():
-            raise ValueError(
-                "fit: cuda_graph=True does not combine with mpiexec or fp16 loss scaling"
-            )
-        preds: list[Tensor] = []
-        opt = self.optimizer
+            raise ValueError("fit: cuda_graph=True does not combine with mpiexec or float16")
+        graphs: dict[tuple, tuple[Any, list[Tensor]]] = {}
 
-        def update(x: Tensor, y: Tensor) -> Tensor:
-            opt.zero_grad()
-            with autocast:
-                loss, pred = self.compute_loss(x, y)
-            preds[:] = [pred]
-            loss.backward()
-            opt.step()
-            return loss
+        def graphed(shape: tuple) -> tuple[Any, list[Tensor]]:
+            preds: list[Tensor] = []  # the step's predictions: static once captured
 
-        graphs: dict[tuple, Any] = {}
+            def update(x: Tensor, y: Tensor) -> Tensor:
+                self.optimizer.zero_grad()
+                with autocast:
+                    loss, pred = self.compute_loss(x, y)
+                preds[:] = [pred]
+                loss.backward()
+                self.optimizer.step()
+                return loss
+
+            return graphs.setdefault(shape, (GraphedStep(update), preds))
 
         def step(batch: data_adapter.Batch) -> dict[str, float]:
             x, y, share, _ = batch
-            key = (tuple(x.shape), tuple(y.shape))
-            if key not in graphs:
-                graphs[key] = GraphedStep(update)
-            loss = graphs[key](x, y)
+            run, preds = graphs.get((x.shape, y.shape)) or graphed((x.shape, y.shape))
+            loss = run(x, y)
             assert self._fitting is not None
-            self._fitting.tally.add(loss, y, preds[0], share)  # the NaN check follows the update
+            self._fitting.tally.add(loss, y, preds[0], share)  # a NaN shows after the update
             return self._fitting.tally.logs()
 
         return step
