@@ -40,9 +40,11 @@ pytestmark = [
 CEILINGS = {
     "mlp": (43, 0, 0),
     "cnn": (117, 0, 0),
-    "lstm": (1462, 0, 0),
+    "lstm": (303, 0, 0),
     "gpt": (1251, 0, 0),
 }
+# lstm was (1462, 0, 0) before its fused cell kernels (kernels/lstm_cell.cu: per step and layer
+# one matmul and one kernel each way, about 45 launches before).
 # The goals (launches, syncs, h2d): not asserted yet.
 TARGETS = {"mlp": (22, 0, 0), "cnn": (31, 0, 0), "lstm": (280, 0, 0), "gpt": (440, 0, 0)}
 

@@ -44,10 +44,19 @@ class LayerRun:
 
 
 def run_layer(
-    mode: str, x: Tensor, h0: Tensor, c0: Tensor | None, weights: list[Tensor], reverse: bool
+    mode: str,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor | None,
+    weights: list[Tensor],
+    reverse: bool,
+    zero_state: bool = False,
 ) -> LayerRun:
-    """Run the fused op of one layer and direction over x (T, B, I)."""
-    y = recurrent_layer(mode, x, h0, c0, weights, reverse=reverse)
+    """Run the fused op of one layer and direction over x (T, B, I).
+
+    zero_state: h0 (and c0) are zeros made here, so the op may skip the first recurrent terms.
+    """
+    y = recurrent_layer(mode, x, h0, c0, weights, reverse=reverse, zero_state=zero_state)
     return LayerRun(y, x.shape[0], reverse, mode == "LSTM")
 
 
@@ -164,7 +173,9 @@ class RNNBase(Module):
                 weights = [getattr(self, n) for n in self._flat_names[idx]]
                 h_start = zeros if h0 is None else h0[idx]
                 c_start = (zeros if c0 is None else c0[idx]) if lstm else None
-                run = run_layer(self.mode, x, h_start, c_start, weights, reverse=bool(d))
+                run = run_layer(
+                    self.mode, x, h_start, c_start, weights, bool(d), zero_state=hx is None
+                )
                 outs.append(run.out)
                 h_n.append(run.h_n)
                 if lstm:
@@ -338,7 +349,9 @@ class RNNCellBase(Module):
             weights += [self.bias_ih, self.bias_hh]
         c0 = states[1] if self.mode == "LSTM" else None
         self._batched = batched
-        return run_layer(self.mode, xb.unsqueeze(0), states[0], c0, weights, reverse=False)
+        return run_layer(
+            self.mode, xb.unsqueeze(0), states[0], c0, weights, False, zero_state=hx is None
+        )
 
     def _unbatch(self, t: Tensor) -> Tensor:
         return t if self._batched else t.squeeze(0)

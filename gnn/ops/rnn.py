@@ -10,6 +10,10 @@ n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
 gnn.nn.rnn_cells writes the same cells in primitives: the spec this op is tested against
 (tests/test_rnn_cells.py). This hand-written path stays because it measures about three times as
 fast as the primitive cells on a training step (T = 50, B = 32, I = 32, H = 64, every mode).
+
+On a GPU the LSTM runs step by step through the fused cell kernels instead (gnn.backend.fused.lstm,
+kernels/lstm_cell.cu): per step one cuBLAS matmul and one kernel each way, so about 4 launches per
+step and layer where the NumPy loop above would make about 45.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gnn.autograd import Function
+from gnn.backend.fused import lstm as fused_lstm
 from gnn.ops._util import column_sums
 from gnn.tensor import Tensor
 
@@ -68,11 +73,31 @@ class LstmSaved(NamedTuple):
     c0: Any
 
 
+class LstmCells(NamedTuple):
+    """The fused LSTM forward's activations for backward (gate order i, f, g, o)."""
+
+    gates: Any  # (T, B, 4H): the gates after their nonlinearity, per step
+    cells: list  # c after step t, (B, H) each (the last step's is row T of the output)
+    c0: Any
+
+
 class GruSaved(NamedTuple):
     """The GRU forward's activations for backward."""
 
     acts: Any  # (T, B, 3H): r, z after their sigmoid, n after its tanh
     hwn: Any  # (T, B, H): W_hn h + b_hn per step
+
+
+def _column_sums_twice(be: Any, a: Any) -> tuple[Any, Any]:
+    """Two separate arrays of the column sums of 2-D `a` (b_ih's and b_hh's gradients when they are
+    equal): one matmul of (2, rows) ones for float32/64, where one array handed to both inputs
+    would cost autograd a copy."""
+    rows = a.shape[0]
+    if a.dtype.kind == "f" and a.dtype.itemsize >= 4:
+        both = be.ones_vector(2 * rows, a.dtype).reshape(2, rows) @ a
+        return both[0], both[1]
+    once = column_sums(be, a)
+    return once, once.copy()
 
 
 def _gru_blocks(a: Any, n_h: int) -> tuple[Any, Any, Any, Any]:
@@ -88,8 +113,10 @@ class RecurrentLayer(Function):
     sequence is read backwards, so out[0] is the last state). LSTM appends c_n: (T + 1, B, H).
     """
 
-    def __init__(self, mode: str, reverse: bool, has_bias: bool) -> None:
+    def __init__(self, mode: str, reverse: bool, has_bias: bool, zero_state: bool = False) -> None:
         self.mode, self.reverse, self.has_bias = mode, reverse, has_bias
+        # The caller made h0 (and c0) as zeros: the first step skips its recurrent terms.
+        self.zero_state = zero_state
 
     # ---- forward -------------------------------------------------------------------------------
 
@@ -120,9 +147,9 @@ class RecurrentLayer(Function):
         # backward needs besides (LstmSaved, GruSaved; the RNN needs only hs).
         self.hs: Any = None
         self.saved: Any = None
-        forward = {"LSTM": self._lstm_forward, "GRU": self._gru_forward}.get(
-            self.mode, self._rnn_forward
-        )
+        self.fused = self.mode == "LSTM" and fused_lstm.runs_per_step(self.be)
+        lstm = self._lstm_forward_fused if self.fused else self._lstm_forward
+        forward = {"LSTM": lstm, "GRU": self._gru_forward}.get(self.mode, self._rnn_forward)
         return forward(inp)
 
     def _project(self, x: Any, w: Any, bias: Any) -> Any:
@@ -248,6 +275,43 @@ class RecurrentLayer(Function):
         self.saved = LstmSaved(acts, cs, tcs, prev_cells, c0)
         return y
 
+    def _lstm_forward_fused(self, inp: Inputs) -> Any:
+        """The LSTM loop as a GPU wants it: all steps' input terms in one matmul, then per step
+        one matmul (h W_hh^T) and one fused cell kernel, which adds the input term and biases,
+        applies the gates and writes c, h and the activated gates (over the input terms)."""
+        xp = self.be.xp
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh = inp
+        t_len, batch, _ = x.shape
+        n_h = w_hh.shape[1]
+        dtype = x.dtype
+        gates = self._project(x, w_ih.T, None)  # (T, B, 4H), overwritten step by step
+        bias = fused_lstm.Bias(b_ih, b_hh) if b_ih is not None else None
+        # Forward in time from a given h_0, h_0 goes in row 0 of the states' buffer, so that the
+        # states each step started from are one slice of it for the weight gradient (reverse keeps
+        # a concatenation; from a zero state the first step adds nothing to it).
+        lead = 0 if self.reverse or self.zero_state else 1
+        states = xp.empty((lead + t_len + 1, batch, n_h), dtype=dtype)
+        if lead:
+            states[0] = h0
+            self.prev_states = states[:t_len]
+        y = states[lead:]  # h per step, then c_n
+        hs = y[:t_len]
+        c_buf = xp.empty((t_len, batch, n_h), dtype=dtype)
+        last = self.steps[-1]
+        cells = [y[t_len] if t == last else c_buf[t] for t in range(t_len)]  # c_n: written once
+        c0 = None if self.zero_state else xp.ascontiguousarray(c0)
+        rec_buf = xp.empty((batch, 4 * n_h), dtype=dtype)
+        w_rec = w_hh.T  # (H, 4H), column-major: cuBLAS takes it as it is
+        h, c = (None if self.zero_state else h0), c0
+        for t in self.steps:
+            rec = None if h is None else xp.matmul(h, w_rec, out=rec_buf)
+            step = fused_lstm.StepIn(gates[t], rec, c, bias)
+            fused_lstm.forward(self.be, step, fused_lstm.StepOut(gates[t], cells[t], hs[t]))
+            h, c = hs[t], cells[t]
+        self.hs = hs
+        self.saved = LstmCells(gates, cells, c0)
+        return y
+
     def _gru_forward(self, inp: Inputs) -> Any:
         xp, h0, b_hh = self.be.xp, inp.h0, inp.b_hh
         xw = self._project(inp.x, inp.w_ih.T, inp.b_ih)  # (T, B, 3H); b_hh stays inside r * (..)
@@ -287,9 +351,8 @@ class RecurrentLayer(Function):
     # ---- backward ------------------------------------------------------------------------------
 
     def backward(self, gy: Any) -> Any:
-        backward = {"LSTM": self._lstm_backward, "GRU": self._gru_backward}.get(
-            self.mode, self._rnn_backward
-        )
+        lstm = self._lstm_backward_fused if self.fused else self._lstm_backward
+        backward = {"LSTM": lstm, "GRU": self._gru_backward}.get(self.mode, self._rnn_backward)
         through = backward(gy)
         xp, x = self.be.xp, self.x
         t_len, batch, n_in = x.shape
@@ -307,21 +370,39 @@ class RecurrentLayer(Function):
             gw_ih = d_ih.T @ self.x_rows
         gw_hh = None
         if needs.w_hh:
-            prev = self._started_from(self.hs, self.h0, self.prev_states)
-            gw_hh = d_hh.T @ prev.reshape(t_len * batch, prev.shape[2])
+            gw_hh = self._recurrent_weight_grad(through.d_hh)
         gb_hh = None
         if self.has_bias:
-            if gb_ih is None and needs.b_ih:
-                gb_ih = column_sums(xp, d_ih)
-            if needs.b_hh:  # LSTM and RNN have one array for both: one sum serves both
-                same = through.d_hh is through.d_ih and gb_ih is not None
-                gb_hh = gb_ih if same else column_sums(xp, d_hh)
+            # LSTM and RNN have one gradient array for both biases: one matmul serves both
+            same = through.d_hh is through.d_ih
+            if gb_ih is None and same and needs.b_ih and needs.b_hh:
+                gb_ih, gb_hh = _column_sums_twice(self.be, d_ih)
+            else:
+                if gb_ih is None and needs.b_ih:
+                    gb_ih = column_sums(self.be, d_ih)
+                if needs.b_hh:
+                    gb_hh = gb_ih if same and gb_ih is not None else column_sums(self.be, d_hh)
             gb_ih = gb_ih if needs.b_ih else None
         grads = Inputs(
             gx, through.gh0 if needs.h0 else None, through.gc0 if needs.c0 else None,
             gw_ih, gw_hh, gb_ih, gb_hh,
         )  # fmt: skip
         return self._in_call_order(grads)
+
+    def _recurrent_weight_grad(self, d_hh: Any) -> Any:
+        """The gradient of W_hh: the (T, B, G*H) gate gradients^T @ the states their steps
+        started from, one matmul. From a zero state the first step adds nothing: it is left out
+        (so h_0 needs no place in the states' buffer)."""
+        if self.zero_state:  # forward in time, step t started from hs[t - 1]; reversed, hs[t + 1]
+            later, earlier = slice(1, None), slice(0, -1)
+            if self.reverse:
+                d_hh, prev = d_hh[earlier], self.hs[later]
+            else:
+                d_hh, prev = d_hh[later], self.hs[earlier]
+        else:
+            prev = self._started_from(self.hs, self.h0, self.prev_states)
+        rows = d_hh.shape[0] * d_hh.shape[1]
+        return d_hh.reshape(rows, d_hh.shape[2]).T @ prev.reshape(rows, prev.shape[2])
 
     def _started_from(self, after: Any, first: Any, kept: Any) -> Any:
         """(T, B, H): the state each step started from, given the states after each step and the
@@ -399,6 +480,31 @@ class RecurrentLayer(Function):
             gh = dg[t] @ w_hh
         return Through(dg, dg, gh, gc)
 
+    def _lstm_backward_fused(self, gy: Any) -> Through:
+        """Back through time with one fused cell-backward kernel and one matmul (the gate
+        gradients @ W_hh, the gradient reaching h_{t-1}) per step; no matmul after the first
+        step unless h_0 wants its gradient."""
+        xp, saved = self.be.xp, self.saved
+        gates, cells, c0 = saved
+        t_len, batch, four_h = gates.shape
+        n_h = four_h // 4
+        gy = xp.ascontiguousarray(gy)
+        dg = xp.empty_like(gates)  # (T, B, 4H): PyTorch's layout for the weight gradients
+        gc = xp.empty((batch, n_h), dtype=gates.dtype)  # gradient of c, carried back in place
+        gh_rec = xp.empty((batch, n_h), dtype=gates.dtype)
+        need_gh0 = self._named(self.needs_input_grad).h0
+        back = list(reversed(self.steps))
+        gc_in, rec = gy[t_len], None  # gradient of c_n; nothing through W_hh yet
+        for t in back:
+            grad = fused_lstm.GradIn(
+                gates[t], cells[t], self._prev(cells, c0, t), gy[t], rec, gc_in
+            )  # fmt: skip
+            fused_lstm.backward(self.be, grad, fused_lstm.GradOut(dg[t], gc))
+            gc_in = gc
+            if t != back[-1] or need_gh0:
+                rec = xp.matmul(dg[t], self.w_hh, out=gh_rec)
+        return Through(dg, dg, rec if need_gh0 else None, gc)
+
     def _gru_backward(self, gy: Any) -> Through:
         xp, out, w_hh, saved = self.be.xp, self.hs, self.w_hh, self.saved
         n_h = out.shape[2]
@@ -437,14 +543,18 @@ def recurrent_layer(
     c0: Tensor | None,
     weights: list[Tensor],
     reverse: bool = False,
+    zero_state: bool = False,
 ) -> Tensor:
     """One layer and direction over x (T, B, I) from h0 (B, H); weights [w_ih, w_hh, (b_ih, b_hh)].
 
     Returns the states (T, B, H) in time order; for LSTM, c_n is appended as row T.
+    zero_state=True promises that h0 (and c0) are zeros (the caller made them so): the first step
+    then skips its recurrent terms.
     """
     if mode not in GATES:
         raise ValueError(f"recurrent_layer: mode must be one of {sorted(GATES)}, got {mode!r}")
     states = (h0, c0) if mode == "LSTM" else (h0,)
     return RecurrentLayer.apply(
-        x, *states, *weights, mode=mode, reverse=reverse, has_bias=len(weights) == 4
-    )
+        x, *states, *weights, mode=mode, reverse=reverse, has_bias=len(weights) == 4,
+        zero_state=zero_state,
+    )  # fmt: skip

@@ -312,6 +312,46 @@ def _bias_gelu_backward_bias(partial, chunks, d, gbias) -> None:
     gbias[:d] = partial[: chunks * d].reshape(chunks, d).sum(axis=0).astype(gbias.dtype)
 
 
+def _lstm_rows(a: np.ndarray, batch: int, width: int, present: Any = 1) -> np.ndarray | None:
+    """The first batch * width elements as (batch, width) float32 rows; None when absent."""
+    return a[: batch * width].reshape(batch, width).astype(F32) if present else None
+
+
+def _lstm_cell_forward(
+    xw, rec, b_ih, b_hh, c_prev, has_rec, has_bias, has_c_prev, batch, hidden, gates, c, h
+) -> None:
+    b, n = int(batch), int(hidden)
+    lstm = _fused("lstm")
+    bias = lstm.Bias(b_ih[: 4 * n].astype(F32), b_hh[: 4 * n].astype(F32)) if has_bias else None
+    step = lstm.StepIn(
+        _lstm_rows(xw, b, 4 * n),
+        _lstm_rows(rec, b, 4 * n, has_rec),
+        _lstm_rows(c_prev, b, n, has_c_prev),
+        bias,
+    )
+    res = lstm.reference(np, step)
+    for dst, src in ((gates, res.gates), (c, res.c), (h, res.h)):
+        dst[: src.size] = src.reshape(-1).astype(dst.dtype)
+
+
+def _lstm_cell_backward(
+    gates, c, c_prev, has_c_prev, gy_h, gh_rec, has_rec, gc_in, batch, hidden, gc_out, dgates
+) -> None:
+    b, n = int(batch), int(hidden)
+    lstm = _fused("lstm")
+    grad = lstm.GradIn(
+        _lstm_rows(gates, b, 4 * n),
+        _lstm_rows(c, b, n),
+        _lstm_rows(c_prev, b, n, has_c_prev),
+        _lstm_rows(gy_h, b, n),
+        _lstm_rows(gh_rec, b, n, has_rec),
+        _lstm_rows(gc_in, b, n),
+    )
+    res = lstm.reference_backward(np, grad)
+    for dst, src in ((dgates, res.dgates), (gc_out, res.gc_prev)):
+        dst[: src.size] = src.reshape(-1).astype(dst.dtype)
+
+
 _STAND_INS = {
     "bias_gelu_forward": _bias_gelu_forward,
     "bias_gelu_backward": _bias_gelu_backward,
@@ -319,6 +359,8 @@ _STAND_INS = {
     "layer_norm_forward": _layer_norm_forward,
     "layer_norm_backward_x": _layer_norm_backward_x,
     "layer_norm_backward_wb": _layer_norm_backward_wb,
+    "lstm_cell_forward": _lstm_cell_forward,
+    "lstm_cell_backward": _lstm_cell_backward,
     "sigmoid_forward": _sigmoid_forward,
     "sigmoid_backward": _sigmoid_backward,
     "softmax_ce_forward": _softmax_ce_forward,
