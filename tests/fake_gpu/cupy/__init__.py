@@ -338,6 +338,9 @@ def _call(np_fn: Any, args: tuple, kwargs: dict) -> Any:
     if out is not None:
         kwargs["out"] = _check_out(out)
     unwrapped = _unwrap(args)
+    if _graphs._capture is None:  # the usual case, without the closure a capture records
+        result = np_fn(*unwrapped, **kwargs)
+        return out if out is not None else _wrap(result)
     if out is not None:
         _graphs.run(lambda: np_fn(*unwrapped, **kwargs), None)
         return out
@@ -514,12 +517,12 @@ class ndarray:
     def __getitem__(self, key: Any) -> Any:
         _count_host_index(key)
         a, index = self._a, _unwrap(key, host_ok=True)
-        if not _is_basic(key):  # index arrays wrapped around as they are when it runs
+        if _graphs._capture is None:
+            result = _wrap(a[_wrapped_index(index, a.shape)])
+        elif not _is_basic(key):  # index arrays wrapped around as they are when it runs
             result = _graphs.run(lambda: a[_wrapped_index(index, a.shape)], _wrap)
-        elif _graphs._capture is not None:
-            result = _wrap(_graphs.basic_view(a, index))
         else:
-            result = _wrap(a[index])
+            result = _wrap(_graphs.basic_view(a, index))
         if _active and not _is_basic(key):
             nbytes = result.nbytes + _builtins.sum(a.nbytes for a in _arrays(key)) + result.nbytes
             if _is_mask(key):  # CuPy scans the mask and reads the count back first
@@ -543,7 +546,10 @@ class ndarray:
             read = _builtins.sum(a.nbytes for a in _arrays((key, value)))
             _record("launch", "setitem", written + read)
         a, index, v = self._a, _unwrap(key, host_ok=True), _unwrap(value, host_ok=True)
-        _graphs.run(lambda: a.__setitem__(index, v), None)
+        if _graphs._capture is None:
+            a[index] = v
+        else:
+            _graphs.run(lambda: a.__setitem__(index, v), None)
 
     def __len__(self) -> int:
         return len(self._a)

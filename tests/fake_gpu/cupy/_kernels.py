@@ -126,8 +126,10 @@ class Function:
 
         if cupy._active:  # one launch; each array argument counted once, read or written
             cupy._record("launch", self.name, sum(a.nbytes for a in cupy._arrays(list(args))))
-        # run now, or recorded as well while the stream captures (replayed on the same memory)
-        cupy._graphs.run(lambda: self._run(blocks, threads, int(shared_mem), args), None)
+        if cupy._graphs._capture is None:
+            self._run(blocks, threads, int(shared_mem), args)
+        else:  # recorded as well while the stream captures (replayed on the same memory)
+            cupy._graphs.run(lambda: self._run(blocks, threads, int(shared_mem), args), None)
 
     def _run(self, blocks: int, threads: int, shared_mem: int, args: tuple) -> None:
         if self._library is not None:
