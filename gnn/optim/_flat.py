@@ -12,11 +12,13 @@ split into parts, one per backend and dtype. Each part owns three kinds of conti
 - `state_flat[key]`: each state array (exp_avg, exp_avg_sq, momentum_buffer, ...); the optimizer's
   per-parameter state dicts hold views into them, so `state_dict()` stays PyTorch's format.
 
-The update itself is the optimizer's own `update(param, grad, state, group)`, called once per part
-with Tensors over the whole flat buffers: the same ufunc sequence, elementwise, so the results are
-the per-parameter path's bit for bit, in a handful of whole-buffer calls instead of a handful per
-parameter. Offsets are aligned to 256 bytes (the gaps stay zero, and zero stays zero under every
-rule here).
+The update itself is the optimizer's `update_flat(param, grad, state, group, clock)`, called once
+per part with Tensors over the whole flat buffers. Adam, SGD and RMSprop run their rule from
+gnn/backend/fused/optim.py there: on CUDA one kernel launch per part (kernels/optim.cu), which reads
+the learning rate and the step count from the part's `clock` in device memory, so the launch bakes
+no per-step host value; elsewhere the reference, the per-parameter path's ufuncs on whole buffers
+(the same results bit for bit). Offsets are aligned to 256 bytes (the gaps stay zero, and zero
+stays zero under every rule here).
 
 Flattening happens at the first step that takes the flat path and again whenever a parameter's
 array is no longer its view (`Module.to`, `p.data = t`) or a state array is no longer its view
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gnn.backend.fused.optim import DeviceClock
 from gnn.tensor import Tensor
 
 if TYPE_CHECKING:
@@ -43,7 +46,7 @@ class FlatPart:
     """Parameters of one backend and dtype, their gradients and state, in flat buffers."""
 
     def __init__(self, params: list[Tensor]) -> None:
-        be = params[0]._be
+        be = params[0].backend
         dtype = params[0].array.dtype
         xp = be.xp
         align = max(1, _ALIGN_BYTES // dtype.itemsize)
@@ -59,7 +62,8 @@ class FlatPart:
         for p, view in zip(params, self.views):
             view[...] = p.array
             p.array = view
-        self.flat_param = Tensor._make(self.flat, be, False)
+        self.flat_param = Tensor.wrap(self.flat, be)
+        self.clock = DeviceClock()  # lr and step count on the device, for the fused kernels
         self.state_flat: dict[str, Any] = {}
         self.state_views: dict[str, list[Any]] = {}
         self.flat_state: dict[str, Any] = {}
@@ -98,7 +102,7 @@ class FlatPart:
             for k in keys:
                 a = s[k].array
                 if (
-                    s[k]._be is not self.be
+                    s[k].backend is not self.be
                     or a.shape != p.array.shape
                     or a.dtype != self.flat.dtype
                 ):
@@ -110,14 +114,14 @@ class FlatPart:
             views = self._views(buffer)
             for s, view in zip(states, views):
                 view[...] = s[k].array
-                s[k] = Tensor._make(view, self.be, False)
+                s[k] = Tensor.wrap(view, self.be)
             self._keep(k, buffer, views)
         return True
 
     def _keep(self, key: str, buffer: Any, views: list[Any]) -> None:
         self.state_flat[key] = buffer
         self.state_views[key] = views
-        self.flat_state[key] = Tensor._make(buffer, self.be, False)
+        self.flat_state[key] = Tensor.wrap(buffer, self.be)
 
     def adopt_new(self, flat_state: dict[str, Any], states: list[dict[str, Any]]) -> None:
         """State the update created on the flat buffers (SGD's first momentum buffer): hand out
@@ -126,7 +130,7 @@ class FlatPart:
             if isinstance(v, Tensor) and k not in self.state_flat:
                 views = self._views(v.array)
                 for s, view in zip(states, views):
-                    s[k] = Tensor._make(view, self.be, False)
+                    s[k] = Tensor.wrap(view, self.be)
                 self._keep(k, v.array, views)
 
 
@@ -141,7 +145,7 @@ def wants_flat(opt: Optimizer, group: dict[str, Any]) -> bool:
     if fused is False or foreach is False:
         return False
     params = group["params"]
-    return bool(params) and params[0]._be.name in DEFAULT_ON
+    return bool(params) and params[0].backend.name in DEFAULT_ON
 
 
 #: Backends on which foreach=None/fused=None take the flat path.
@@ -172,7 +176,7 @@ def _parts(opt: Optimizer, group: dict[str, Any]) -> list[FlatPart]:
         if g:
             s = state.get(p)
             step = s.get("step", 0) if s is not None and opt.counts_steps else 0
-            by_kind.setdefault((id(p._be), p.array.dtype, step), []).append(p)
+            by_kind.setdefault((id(p.backend), p.array.dtype, step), []).append(p)
     parts = [FlatPart(ps) for ps in by_kind.values()]
     cache[id(group)] = (list(params), has_grad, parts)
     return parts
@@ -209,9 +213,6 @@ def flat_step(opt: Optimizer, group: dict[str, Any]) -> None:
             continue
         for view, p in zip(part.grad_views, params):
             view[...] = p.grad.array  # type: ignore[union-attr]
-        grad = part.grad_flat
-        if group.get("maximize", False):
-            grad = part.be.xp.negative(grad)
         flat_state: dict[str, Any] | None = None
         if not stateless:
             flat_state = part.flat_state
@@ -219,6 +220,6 @@ def flat_step(opt: Optimizer, group: dict[str, Any]) -> None:
                 for s in states:
                     s["step"] += 1
                 flat_state["step"] = states[0]["step"]
-        opt.update(part.flat_param, grad, flat_state, group)
+        opt.update_flat(part.flat_param, part.grad_flat, flat_state, group, part.clock)
         if flat_state is not None:
             part.adopt_new(flat_state, states)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Iterable
 from typing import Any
 
+from gnn.backend.fused import optim as fused_optim
+from gnn.backend.fused.optim import AdamArrays, AdamSpec, DeviceClock
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
+
+# Specs are made per parameter per step on the per-parameter path: one per setting, cached.
+_spec = functools.lru_cache(maxsize=256)(AdamSpec)
 
 
 class Adam(Optimizer):
@@ -66,35 +71,46 @@ class Adam(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x, step = param._be.xp, param.array, state["step"]
-        lr, wd = group["lr"], group["weight_decay"]
+        self._fused(param, grad, state, group, None, maximize=False)  # grad already negated
+
+    def update_flat(
+        self,
+        param: Tensor,
+        grad: Any,
+        state: dict[str, Any],
+        group: dict[str, Any],
+        clock: DeviceClock,
+    ) -> None:
+        self._fused(param, grad, state, group, clock, group.get("maximize", False))
+
+    def _fused(
+        self,
+        param: Tensor,
+        grad: Any,
+        state: dict[str, Any],
+        group: dict[str, Any],
+        clock: DeviceClock | None,
+        maximize: bool,
+    ) -> None:
+        """The rule (gnn/backend/fused/optim.py): the kernel where it applies, else the reference.
+
+        lr and the step count go as host numbers for the reference and through the clock (device
+        memory, rewritten only on a change) for the kernel.
+        """
         beta1, beta2 = group["betas"]
-        m, v = state["exp_avg"].array, state["exp_avg_sq"].array
-        if wd:
-            if self._decoupled:
-                x *= 1.0 - lr * wd
-            else:
-                decayed = xp.multiply(x, wd)
-                decayed += grad
-                grad = decayed
-        tmp = xp.subtract(grad, m)  # m += (1 - beta1) * (g - m), PyTorch's lerp
-        tmp *= 1.0 - beta1
-        m += tmp
-        xp.multiply(grad, grad, out=tmp)  # v = beta2 * v + (1 - beta2) * g * g
-        tmp *= 1.0 - beta2
-        v *= beta2
-        v += tmp
-        if group["amsgrad"]:
-            vmax = state["max_exp_avg_sq"].array
-            xp.maximum(vmax, v, out=vmax)
-            v = vmax
-        # Bias corrections are host floats from the host step count: no device sync.
-        xp.sqrt(v, out=tmp)  # denom = sqrt(v) / sqrt(1 - beta2^t) + eps
-        tmp /= math.sqrt(1.0 - beta2**step)
-        tmp += group["eps"]
-        xp.divide(m, tmp, out=tmp)
-        tmp *= lr / (1.0 - beta1**step)
-        x -= tmp
+        spec = _spec(
+            beta1, beta2, group["eps"], group["weight_decay"], group["amsgrad"], self._decoupled,
+            maximize,
+        )  # fmt: skip
+        vmax = state.get("max_exp_avg_sq")
+        arrays = AdamArrays(
+            param.array, grad, state["exp_avg"].array, state["exp_avg_sq"].array,
+            None if vmax is None else vmax.array,
+        )  # fmt: skip
+        if clock is None:  # the per-parameter path: the reference, on any backend
+            fused_optim.adam_reference(param.backend.xp, spec, arrays, group["lr"], state["step"])
+        else:
+            fused_optim.adam(param.backend, spec, arrays, group["lr"], state["step"], clock)
 
 
 class AdamW(Adam):

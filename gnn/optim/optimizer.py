@@ -10,8 +10,9 @@ The base class owns the loop; an optimizer writes only its rule. step() runs, pe
 and the default `_update_group` calls `update(param, grad, state, group)` once per parameter (while
 a class keeps that default, the loop calls `update` as it goes, without building the lists).
 `update` is the one method a new optimizer must write: it changes `param.array` and the arrays in
-`state` in place through the parameter's array namespace (`param._be.xp`). Every scalar it needs
-is a Python number computed on the host, so a step never waits on the GPU.
+`state` in place through the parameter's array namespace (`param.backend.xp`). Every scalar it
+needs is a Python number computed on the host, so a step never waits on the GPU. Adam, AdamW, SGD
+and RMSprop write theirs once, in gnn/backend/fused/optim.py, as the reference of their kernels.
 
 `_update_group` is the seam for a fused multi-tensor update: an optimizer (or a mixin) whose
 group lives in one flat buffer overrides it to update every parameter of the group at once and
@@ -21,7 +22,8 @@ The flat path (gnn/optim/_flat.py) is the other way there, for an optimizer whos
 elementwise with state shaped like the parameter (`supports_flat = True`: Adam, AdamW, SGD,
 RMSprop): with `foreach=True` or `fused=True`, or by default on CUDA, a group's parameters, their
 gradients and state live in flat buffers (the parameters' arrays and the state are views into
-them) and `update` is called once per buffer, on Tensors over the whole of it.
+them) and `update_flat` is called once per buffer, on Tensors over the whole of it: on CUDA one
+kernel launch (kernels/optim.cu) that reads lr and the step count from device memory.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from gnn.backend.fused.optim import DeviceClock
 from gnn.config import enable_grad, no_grad
 from gnn.optim._flat import flat_step, wants_flat
 from gnn.tensor import Tensor
@@ -139,15 +142,15 @@ class Optimizer:
         holds them; their state (momentum, Adam moments) follows here, and training goes on.
         """
         for p, entry in self.state.items():
-            be, dtype = p._be, p.array.dtype
+            be, dtype = p.backend, p.array.dtype
             for k, v in entry.items():
                 if not isinstance(v, Tensor):
                     continue
-                moved = v._be is not be
+                moved = v.backend is not be
                 cast = v.array.dtype != dtype and v.array.dtype.kind == "f"
                 if moved or cast:
-                    data = be.asarray(v._be.to_numpy(v.array)) if moved else v.array
-                    entry[k] = Tensor._make(data.astype(dtype, copy=False), be, False)
+                    data = be.asarray(v.backend.to_numpy(v.array)) if moved else v.array
+                    entry[k] = Tensor.wrap(data.astype(dtype, copy=False), be)
 
     # ---- the update loop ---------------------------------------------------------------------
 
@@ -164,6 +167,21 @@ class Optimizer:
         """Update `param.array` (and `state`) in place from the raw gradient array `grad`."""
         raise NotImplementedError(f"{type(self).__name__} does not define update()")
 
+    def update_flat(
+        self,
+        param: Tensor,
+        grad: Any,
+        state: dict[str, Any] | None,
+        group: dict[str, Any],
+        clock: DeviceClock,
+    ) -> None:
+        """The flat path's update of a whole flat buffer: `grad` is not yet negated for maximize,
+        and `clock` holds the buffer's lr and step count on the device for a fused kernel. This
+        default negates and calls `update`; Adam, SGD and RMSprop launch one kernel instead."""
+        if group.get("maximize", False):
+            grad = param.backend.xp.negative(grad)
+        self.update(param, grad, state, group)
+
     def _update_group(
         self,
         group: dict[str, Any],
@@ -179,7 +197,7 @@ class Optimizer:
     @staticmethod
     def zeros_state(param: Tensor) -> Tensor:
         """A state Tensor of zeros beside `param` (same backend, shape and dtype)."""
-        return Tensor._make(param._be.xp.zeros_like(param.array), param._be, False)
+        return Tensor.wrap(param.backend.xp.zeros_like(param.array), param.backend)
 
     #: Whether `update` may be called on whole flat buffers (an elementwise rule whose state is
     #: arrays shaped like the parameter): such optimizers take foreach/fused (gnn/optim/_flat.py).
@@ -209,7 +227,7 @@ class Optimizer:
                 continue
             grad = g.array
             if maximize:
-                grad = p._be.xp.negative(grad)
+                grad = p.backend.xp.negative(grad)
             state = all_state.get(p)
             if state is None:
                 state = self.init_state(p, group)
@@ -346,7 +364,7 @@ class Optimizer:
 def _state_value(value: Any, p: Tensor, who: str, key: str) -> Any:
     """A saved state entry as the optimizer keeps it: arrays become Tensors beside `p`."""
     if isinstance(value, Tensor):
-        value = value.numpy() if value._be is not p._be else value.array
+        value = value.numpy() if value.backend is not p.backend else value.array
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
         if key == "step" and (
             not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0
@@ -366,7 +384,7 @@ def _state_value(value: Any, p: Tensor, who: str, key: str) -> Any:
             f"{who}: state {key!r} has shape {tuple(value.shape)}, parameter {p.shape}"
         )
     dtype = p.dtype if np.dtype(value.dtype).kind == "f" else value.dtype
-    data = p._be.asarray(value, dtype=dtype)
+    data = p.backend.asarray(value, dtype=dtype)
     if data is value:  # the optimizer updates its state in place: never share the caller's array
         data = data.copy()
-    return Tensor._make(data, p._be, False)
+    return Tensor.wrap(data, p.backend)

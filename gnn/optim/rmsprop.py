@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
+from gnn.backend.fused import optim as fused_optim
+from gnn.backend.fused.optim import DeviceClock, RMSpropArrays, RMSpropSpec
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
+
+# Specs are made per parameter per step on the per-parameter path: one per setting, cached.
+_spec = functools.lru_cache(maxsize=256)(RMSpropSpec)
 
 
 class RMSprop(Optimizer):
@@ -61,34 +67,38 @@ class RMSprop(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x = param._be.xp, param.array
-        lr, alpha, wd, mom = group["lr"], group["alpha"], group["weight_decay"], group["momentum"]
-        if wd:
-            decayed = xp.multiply(x, wd)
-            decayed += grad
-            grad = decayed
-        sq = state["square_avg"].array
-        tmp = xp.multiply(grad, grad)
-        tmp *= 1.0 - alpha
-        sq *= alpha
-        sq += tmp
-        if group["centered"]:
-            ga = state["grad_avg"].array
-            xp.subtract(grad, ga, out=tmp)  # ga += (1 - alpha) * (g - ga), a lerp
-            tmp *= 1.0 - alpha
-            ga += tmp
-            xp.multiply(ga, ga, out=tmp)
-            xp.subtract(sq, tmp, out=tmp)
-            xp.sqrt(tmp, out=tmp)
+        self._fused(param, grad, state, group, None, maximize=False)  # grad already negated
+
+    def update_flat(
+        self,
+        param: Tensor,
+        grad: Any,
+        state: dict[str, Any],
+        group: dict[str, Any],
+        clock: DeviceClock,
+    ) -> None:
+        self._fused(param, grad, state, group, clock, group.get("maximize", False))
+
+    def _fused(
+        self,
+        param: Tensor,
+        grad: Any,
+        state: dict[str, Any],
+        group: dict[str, Any],
+        clock: DeviceClock | None,
+        maximize: bool,
+    ) -> None:
+        """The rule (gnn/backend/fused/optim.py): the kernel where it applies, else reference."""
+        spec = _spec(
+            group["alpha"], group["eps"], group["weight_decay"], group["momentum"],
+            group["centered"], maximize,
+        )  # fmt: skip
+        ga, buf = state.get("grad_avg"), state.get("momentum_buffer")
+        arrays = RMSpropArrays(
+            param.array, grad, state["square_avg"].array, None if ga is None else ga.array,
+            None if buf is None else buf.array,
+        )  # fmt: skip
+        if clock is None:  # the per-parameter path: the reference, on any backend
+            fused_optim.rmsprop_reference(param.backend.xp, spec, arrays, group["lr"])
         else:
-            xp.sqrt(sq, out=tmp)
-        tmp += group["eps"]
-        xp.divide(grad, tmp, out=tmp)
-        if mom > 0:
-            buf = state["momentum_buffer"].array
-            buf *= mom
-            buf += tmp
-            xp.multiply(buf, lr, out=tmp)
-        else:
-            tmp *= lr
-        x -= tmp
+            fused_optim.rmsprop(param.backend, spec, arrays, group["lr"], clock)

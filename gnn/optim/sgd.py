@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
+from gnn.backend.fused import optim as fused_optim
+from gnn.backend.fused.optim import DeviceClock, SGDArrays, SGDSpec
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
+
+# Specs are made per parameter per step on the per-parameter path: one per setting, cached.
+_spec = functools.lru_cache(maxsize=256)(SGDSpec)
 
 
 class SGD(Optimizer):
@@ -57,33 +63,42 @@ class SGD(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
     ) -> None:
-        xp, x = param._be.xp, param.array
-        lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
-        # d is the step direction; `owned` says d is a scratch array we may overwrite.
-        if wd:
-            d, owned = xp.multiply(x, wd), True
-            d += grad
-        else:
-            d, owned = grad, False
-        if mom:
+        self._fused(param, grad, state, group, None, maximize=False)  # grad already negated
+
+    def update_flat(
+        self,
+        param: Tensor,
+        grad: Any,
+        state: dict[str, Any] | None,
+        group: dict[str, Any],
+        clock: DeviceClock,
+    ) -> None:
+        self._fused(param, grad, state, group, clock, group.get("maximize", False))
+
+    def _fused(
+        self,
+        param: Tensor,
+        grad: Any,
+        state: dict[str, Any] | None,
+        group: dict[str, Any],
+        clock: DeviceClock | None,
+        maximize: bool,
+    ) -> None:
+        """The rule (gnn/backend/fused/optim.py): the kernel where it applies, else reference."""
+        spec = _spec(
+            group["momentum"], group["dampening"], group["weight_decay"], group["nesterov"],
+            maximize,
+        )  # fmt: skip
+        buf, new = None, False
+        if spec.momentum:
             assert state is not None  # init_state gives every parameter state under momentum
             buf_t = state.get("momentum_buffer")
-            if buf_t is None:
-                buf = d.copy()
-                state["momentum_buffer"] = Tensor._make(buf, param._be, False)
-            else:
-                buf = buf_t.array
-                buf *= mom
-                damp = group["dampening"]
-                buf += xp.multiply(d, 1.0 - damp) if damp else d
-            if group["nesterov"]:
-                step_dir = xp.multiply(buf, mom)
-                step_dir += d
-                d, owned = step_dir, True
-            else:
-                d, owned = buf, False
-        if owned:
-            d *= lr
-            x -= d
+            if buf_t is None:  # the first step: the buffer becomes the step's direction
+                buf_t = state["momentum_buffer"] = self.zeros_state(param)
+                new = True
+            buf = buf_t.array
+        arrays = SGDArrays(param.array, grad, buf, new)
+        if clock is None:  # the per-parameter path: the reference, on any backend
+            fused_optim.sgd_reference(param.backend.xp, spec, arrays, group["lr"])
         else:
-            x -= xp.multiply(d, lr)
+            fused_optim.sgd(param.backend, spec, arrays, group["lr"], clock)

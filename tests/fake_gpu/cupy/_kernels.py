@@ -48,11 +48,12 @@ _SIGNATURE = re.compile(
 )
 _POINTEE = {
     "float": np.float32,
+    "double": np.float64,
     "__half": np.float16,
     "long long": np.int64,
     "unsigned long long": np.uint64,
 }
-_SCALAR = {"long long": np.int64, "int": np.int32, "float": np.float32}
+_SCALAR = {"long long": np.int64, "int": np.int32, "float": np.float32, "double": np.float64}
 try:  # bfloat16 kernels (kernels/*_bf16.cu) take ml_dtypes' bfloat16 arrays
     import ml_dtypes
 
@@ -354,7 +355,59 @@ def _lstm_cell_backward(
         dst[: src.size] = src.reshape(-1).astype(dst.dtype)
 
 
+def _adam_step(
+    param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, clock, n, beta1, beta2, eps,
+    weight_decay, maximize, amsgrad, decoupled,
+) -> None:  # fmt: skip
+    from gnn.backend.fused import optim
+
+    n = int(n)
+    spec = optim.AdamSpec(
+        float(beta1), float(beta2), float(eps), float(weight_decay), bool(amsgrad),
+        bool(decoupled), bool(maximize),
+    )  # fmt: skip
+    vmax = max_exp_avg_sq[:n] if amsgrad else None
+    arrays = optim.AdamArrays(param[:n], grad[:n], exp_avg[:n], exp_avg_sq[:n], vmax)
+    optim.adam_reference(np, spec, arrays, float(lr[0]), int(clock[0]) + 1)
+    clock[0] += 1  # the kernel counts its own steps
+
+
+def _sgd_step(
+    param, grad, momentum_buffer, lr, n, momentum, dampening, weight_decay, maximize, nesterov,
+    new_buffer,
+) -> None:  # fmt: skip
+    from gnn.backend.fused import optim
+
+    n = int(n)
+    spec = optim.SGDSpec(
+        float(momentum), float(dampening), float(weight_decay), bool(nesterov), bool(maximize)
+    )
+    buf = momentum_buffer[:n] if momentum else None
+    arrays = optim.SGDArrays(param[:n], grad[:n], buf, bool(new_buffer))
+    optim.sgd_reference(np, spec, arrays, float(lr[0]))
+
+
+def _rmsprop_step(
+    param, grad, square_avg, grad_avg, momentum_buffer, lr, n, alpha, eps, weight_decay, momentum,
+    maximize, centered,
+) -> None:  # fmt: skip
+    from gnn.backend.fused import optim
+
+    n = int(n)
+    spec = optim.RMSpropSpec(
+        float(alpha), float(eps), float(weight_decay), float(momentum), bool(centered),
+        bool(maximize),
+    )  # fmt: skip
+    ga = grad_avg[:n] if centered else None
+    buf = momentum_buffer[:n] if momentum > 0 else None
+    arrays = optim.RMSpropArrays(param[:n], grad[:n], square_avg[:n], ga, buf)
+    optim.rmsprop_reference(np, spec, arrays, float(lr[0]))
+
+
 _STAND_INS = {
+    "adam_step": _adam_step,
+    "sgd_step": _sgd_step,
+    "rmsprop_step": _rmsprop_step,
     "bias_gelu_forward": _bias_gelu_forward,
     "bias_gelu_backward": _bias_gelu_backward,
     "bias_gelu_backward_bias": _bias_gelu_backward_bias,
