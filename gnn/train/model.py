@@ -8,6 +8,7 @@ History, the progress display and everything else that reports go through callba
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -29,10 +30,10 @@ from gnn.train.summary import summary_text
 
 
 class _Fitting:
-    """What one fit call's train_step needs besides the batch: precision, the update, the tally."""
+    """What one fit call's steps need besides the batch: the precision and the update."""
 
-    def __init__(self, autocast: Any, scaler: Any, shards: Shards | None, tally: Tally) -> None:
-        self.autocast, self.scaler, self.shards, self.tally = autocast, scaler, shards, tally
+    def __init__(self, autocast: Any, scaler: Any, shards: Shards | None) -> None:
+        self.autocast, self.scaler, self.shards = autocast, scaler, shards
 
     def update(self, loss: Tensor, optimizer: Any) -> None:
         """backward, the gradient average over ranks, then the (loss-scaled) optimizer step."""
@@ -143,26 +144,40 @@ class Model(Module):
     def train_step(self, batch: data_adapter.Batch) -> dict[str, float]:
         """One update on one batch (x, y, samples, loss weight); returns the running logs.
 
-        zero_grad, forward and loss (under mixed precision if asked), then backward and the
-        optimizer step; a NaN or infinite loss raises NonFiniteLoss before the update.
+        zero_grad, forward and loss (under fit's mixed precision), the batch counted in the logs
+        (a NaN or infinite loss raises NonFiniteLoss here, before the update), then backward and
+        the optimizer step. Override it to train differently, from the same parts.
         """
-        x, y, share, weight = batch
-        fitting = self._fitting
-        assert fitting is not None, "train_step runs inside fit"
+        x, y, samples, weight = batch
         self.optimizer.zero_grad()
-        with fitting.autocast:
+        with self.autocast():
             loss, pred = self.compute_loss(x, y)
-        fitting.tally.add(loss, y, pred, share)
-        fitting.update(loss if weight == 1.0 else loss * weight, self.optimizer)
-        return fitting.tally.logs()
+        logs = self.record_batch(loss, y, pred, samples)
+        self.apply_gradients(loss if weight == 1.0 else loss * weight)
+        return logs
 
     def test_step(self, batch: data_adapter.Batch) -> dict[str, float]:
         """Score one batch (eval mode, no graph); returns the running logs."""
         x, y = batch[0], batch[1]
-        assert self._tally is not None, "test_step runs inside evaluate"
         loss, pred = self.compute_loss(x, y)
-        self._tally.add(loss, y, pred, len(x))
+        return self.record_batch(loss, y, pred, len(x))
+
+    def record_batch(
+        self, loss: Tensor, y: Tensor, y_pred: Tensor, samples: int | None = None
+    ) -> dict[str, float]:
+        """Count one batch in the running loss and metrics; returns their means so far."""
+        assert self._tally is not None, "record_batch runs inside fit or evaluate"
+        self._tally.add(loss, y, y_pred, len(y) if samples is None else samples)
         return self._tally.logs()
+
+    def apply_gradients(self, loss: Tensor) -> None:
+        """backward from `loss` and one optimizer step (loss-scaled under float16)."""
+        assert self._fitting is not None, "apply_gradients runs inside fit"
+        self._fitting.update(loss, self.optimizer)
+
+    def autocast(self) -> Any:
+        """The mixed-precision context fit's forward passes run in (a no-op outside fit)."""
+        return self._fitting.autocast if self._fitting is not None else contextlib.nullcontext()
 
     def predict_step(self, x: Tensor) -> Tensor:
         """The model's output for one batch of inputs."""
@@ -189,14 +204,11 @@ class Model(Module):
     ) -> History:
         """Train for `epochs` passes over (x, y); returns a History of per-epoch losses and metrics.
 
-        x, y: arrays, lists, pandas frames or Tensors; or x a gnn.data Dataset or DataLoader of
-        (x, y) pairs, y left out. validation_split takes the LAST fraction of the samples (before
-        shuffling), as Keras does. scheduler: a gnn.optim.lr_scheduler (or fn(optimizer) ->
-        scheduler), stepped once per epoch (one that takes metrics gets val_loss, or loss).
-        A NaN/Inf batch loss stops training before that batch's update (stop_on_nan=True).
-        mixed_precision: "bf16" or "fp16" (docs/mixed-precision.md). cuda_graph=True replays
-        the training step as a CUDA graph (CUDA only). Under mpiexec each rank trains on its
-        share of every batch and only rank 0 reports (docs/distributed.md).
+        x, y: arrays, frames or Tensors, or x a Dataset / DataLoader of (x, y) pairs.
+        validation_split takes the LAST samples (before shuffling), as Keras does. scheduler:
+        stepped once per epoch (val_loss, or loss, if its step takes metrics). A NaN/Inf loss
+        stops fit before that batch's update (stop_on_nan). mixed_precision: "bf16" | "fp16".
+        cuda_graph: replay the step as a CUDA graph. Details: docs/tutorial-keras.md.
         """
         cfg = self._compiled("fit")
         shards = Shards.for_fit()
@@ -219,16 +231,14 @@ class Model(Module):
         cbs = self._callbacks(callbacks, verbose, epochs, batch_size, data, scheduler, stop_on_nan)
         if shards is not None:
             shards.start(self)  # every rank takes rank 0's weights
-            cbs.callbacks = [
-                cb for cb in cbs.callbacks if shards.rank == 0 or not cb.rank_zero_only
-            ]
+            cbs.callbacks = [cb for cb in cbs.callbacks if not cb.rank_zero_only or not shards.rank]
+        self._fitting = _Fitting(autocast, scaler, shards)
         cbs.on_train_begin({})
         try:
             for epoch in range(initial_epoch, epochs):
                 self.train()
                 cbs.on_epoch_begin(epoch, {})
-                tally = Tally(self._metrics, stop_on_nan, shards)
-                self._fitting = _Fitting(autocast, scaler, shards, tally)
+                self._tally = Tally(self._metrics, stop_on_nan, shards)
                 logs = self._train_epoch(data.train.batches(shuffle, shards), step, cbs, epoch)
                 if logs is None:  # a NaN loss stopped training
                     break
@@ -241,7 +251,7 @@ class Model(Module):
                 if self.stop_training:
                     break
         finally:
-            self._fitting = None
+            self._fitting = self._tally = None
             cbs.on_train_end({})
         return self.history  # type: ignore[return-value]
 
@@ -323,9 +333,7 @@ class Model(Module):
             x, y, share, _ = batch
             run, preds = graphs.get((x.shape, y.shape)) or graphed((x.shape, y.shape))
             loss = run(x, y)
-            assert self._fitting is not None
-            self._fitting.tally.add(loss, y, preds[0], share)  # a NaN shows after the update
-            return self._fitting.tally.logs()
+            return self.record_batch(loss, y, preds[0], share)  # a NaN shows after its update
 
         return step
 
