@@ -422,3 +422,25 @@ def test_capture_error_mode_is_checked(cuda: None) -> None:
         with pytest.raises(RuntimeError, match="global"):
             with gnn.cuda.graph(gnn.cuda.CUDAGraph(), capture_error_mode="global"):
                 _ = x * 2.0
+
+
+@gpu
+def test_the_fake_refuses_work_on_other_streams_during_capture(cuda: None) -> None:
+    cupy = _cupy()
+    if not getattr(cupy, "FAKE", False):
+        pytest.skip("the fake's rules")
+    x = cupy.ones(3, dtype=np.float32)
+    blocking = cupy.cuda.Stream()
+    blocking.begin_capture()
+    with pytest.raises(RuntimeError, match="cudaErrorStreamCaptureImplicit"):
+        _ = x + 1  # on the legacy stream, which waits for the blocking capturing stream
+    with pytest.raises(RuntimeError, match="Invalidated"):
+        blocking.end_capture()
+    side, other = cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True)
+    side.begin_capture()
+    with other, pytest.raises(RuntimeError, match="queue it before or after the capture"):
+        _ = x + 1
+    with pytest.raises(RuntimeError, match="cudaErrorStreamCaptureUnsupported"):
+        cupy.cuda.Device().synchronize()
+    with pytest.raises(RuntimeError, match="Invalidated"):
+        side.end_capture()

@@ -810,7 +810,7 @@ class _Device:
         return None
 
     def synchronize(self) -> None:
-        _graphs.check_sync("cudaDeviceSynchronize", _graphs.Stream.null)
+        _graphs.check_sync("cudaDeviceSynchronize", whole_device=True)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Device) and other.id == self.id

@@ -13,8 +13,10 @@ What CUDA does, and so what this does:
 - During capture, what would make the host wait for the GPU raises CUDARuntimeError
   cudaErrorStreamCaptureUnsupported (a device-to-host copy, `.get()`, `synchronize()`, reading a
   0-d array as a number) and invalidates the capture: `end_capture` then raises
-  cudaErrorStreamCaptureInvalidated. Work queued on the legacy default stream while another
-  stream captures raises cudaErrorStreamCaptureImplicit (an implicit dependency on it).
+  cudaErrorStreamCaptureInvalidated. Work queued on the legacy default stream while a blocking
+  stream captures raises cudaErrorStreamCaptureImplicit (an implicit dependency on it); work on
+  any other stream during a capture is refused too, as the fake could not undo the capture
+  without undoing that work (CUDA would run it).
 - Stricter than CUDA, for the mistakes of the same kind: a host-to-device copy during capture
   raises (CUDA would capture a copy from that host address, read again at every replay), and so
   does a new device array that does not come from an allocator set by `cupy.cuda.using_allocator`
@@ -152,7 +154,8 @@ class Graph:
         if _capture is not None and stream is _capture.stream:  # a child graph: recorded
             run(self._replay, None)
             return
-        _check_implicit(stream, "cudaGraphLaunch")
+        if _capture is not None:
+            raise _elsewhere(_capture, stream, "cudaGraphLaunch")
         if cupy._active:
             cupy._record("launch", "graph launch")
         self._replay()
@@ -213,12 +216,20 @@ def _root(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _check_implicit(stream: Stream, what: str) -> None:
-    if _capture is not None and stream.ptr == 0:
-        raise _capture.fail(
+def _elsewhere(capture: _Capture, stream: Stream, what: str) -> CUDARuntimeError:
+    """The error for work on another stream than the capturing one, during the capture."""
+    if stream.ptr == 0 and not capture.stream.non_blocking:
+        return capture.fail(
             "cudaErrorStreamCaptureImplicit",
-            f"{what} on the legacy stream while stream {_capture.stream.ptr} is capturing",
+            f"{what} on the legacy stream, which waits for the capturing stream "
+            f"{capture.stream.ptr}",
         )
+    return CUDARuntimeError(
+        "cudaErrorNotSupported",
+        f"fake CuPy: {what} on stream {stream.ptr} while stream {capture.stream.ptr} captures "
+        "(CUDA would run it at once; the fake, which runs captured work too and undoes it at "
+        "end_capture, cannot keep the two apart): queue it before or after the capture",
+    )
 
 
 def _refill(dst: Any, src: Any) -> None:
@@ -239,9 +250,7 @@ def run(compute: Callable[[], Any], wrap: Callable[[Any], Any] | None) -> Any:
         return result if wrap is None else wrap(result)
     stream = get_current_stream()
     if stream is not capture.stream:
-        _check_implicit(stream, "a kernel launch")
-        result = compute()
-        return result if wrap is None else wrap(result)
+        raise _elsewhere(capture, stream, "a kernel launch")
     if capture.invalid:
         raise CUDARuntimeError(
             "cudaErrorStreamCaptureInvalidated", f"the capture failed earlier ({capture.invalid})"
@@ -255,23 +264,26 @@ def run(compute: Callable[[], Any], wrap: Callable[[Any], Any] | None) -> Any:
     return wrapped
 
 
-def check_sync(what: str, stream: Stream | None = None) -> None:
+def check_sync(what: str, stream: Stream | None = None, whole_device: bool = False) -> None:
     """Raise as CUDA does when the host would wait for a capturing stream."""
     capture = _capture
     if capture is None:
         return
     stream = stream if stream is not None else get_current_stream()
-    if stream is capture.stream or stream.ptr == 0:
+    if whole_device or stream is capture.stream:
         raise capture.fail(
             "cudaErrorStreamCaptureUnsupported",
             f"operation not permitted when stream is capturing ({what})",
         )
+    raise _elsewhere(capture, stream, what)
 
 
 def check_h2d(what: str) -> None:
     """Refuse a host-to-device copy on a capturing stream (see the module docstring)."""
     capture = _capture
-    if capture is not None and get_current_stream() in (capture.stream, Stream.null):
+    if capture is not None and get_current_stream() is not capture.stream:
+        raise _elsewhere(capture, get_current_stream(), what)
+    if capture is not None:
         raise capture.fail(
             "cudaErrorStreamCaptureUnsupported",
             f"{what} during stream capture (fake CuPy: a replay would read that host memory "
