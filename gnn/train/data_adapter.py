@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn import config, creation
+from gnn import config, creation, functional
 from gnn.backend import parse_device
 from gnn.config import no_grad
 from gnn.nn.module import Module
@@ -84,7 +84,11 @@ def _as_host(a: Any, name: str, who: str) -> Any:
 
 def _check_finite(a: Any, name: str, who: str, columns: list[str] | None) -> None:
     """A clear error for NaN or infinite values, naming the columns (of 2-D data) and rows."""
-    data = a.numpy() if isinstance(a, Tensor) else a
+    if isinstance(a, Tensor):  # checked on its device; copied to the host only to explain
+        if a.dtype.kind != "f" or bool(functional.isfinite(a).all()):
+            return
+        a = a.numpy()
+    data = a
     if data.dtype.kind != "f" or data.size == 0:
         return
     for what, bad in (("NaN", np.isnan(data)), ("an infinite value", np.isinf(data))):
