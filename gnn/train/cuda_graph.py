@@ -3,9 +3,10 @@
 The first `warmup` calls run the step eagerly on a side stream (PyTorch's recipe: lazily made
 buffers, kernel modules and cached constants exist before capture); the next call captures it and
 replays the capture; every later call only copies its batch into the static input buffers and
-replays. Each call is one training step, so a GraphedStep trains exactly as calling `step` would.
-The rules of capture (static shapes, no host reads in the step, no host numbers that change from
-step to step) are in docs/cuda-graphs.md.
+replays. A batch of other shapes or dtypes than the first (the last, smaller batch of an epoch)
+runs the step eagerly instead, outside the graph. Each call is one training step, so a GraphedStep
+trains exactly as calling `step` would. The rules of capture (static shapes, no host reads in the
+step, no host numbers that change from step to step) are in docs/cuda-graphs.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class GraphedStep:
             raise ValueError(f"GraphedStep: warmup must be at least 1 eager step, got {warmup}")
         self.step = step
         self.warmup = warmup
-        self.calls = 0
+        self.calls = 0  # steps of the captured shapes (warm-up, capture, replays)
+        self.eager_steps = 0  # steps of other shapes, run without the graph
         self.graph: gnn.cuda.CUDAGraph | None = None
         self.static_inputs: list[Tensor] = []
         self.static_loss: Tensor | None = None
@@ -37,7 +39,10 @@ class GraphedStep:
             raise ValueError("GraphedStep: call it with the batch tensors the step takes")
         if not self.static_inputs:
             self.static_inputs = [self._static_like(x) for x in batch]
-        self._check(batch)
+        if not self._fits(batch):
+            self.eager_steps += 1
+            device = self.static_inputs[0].device
+            return self.step(*(x if x.device == device else x.to(device) for x in batch))
         for static, x in zip(self.static_inputs, batch):
             static.copy_(x)
         self.calls += 1
@@ -71,12 +76,17 @@ class GraphedStep:
         device = x.device if x.device.type == "cuda" else f"cuda:{gnn.cuda.current_device()}"
         return gnn.zeros(x.shape, dtype=x.dtype, device=device)
 
-    def _check(self, batch: tuple[Tensor, ...]) -> None:
-        want = [(tuple(s.shape), s.dtype) for s in self.static_inputs]
-        got = [(tuple(x.shape), x.dtype) for x in batch]
-        if want != got:
+    def _fits(self, batch: tuple[Tensor, ...]) -> bool:
+        """Whether the batch has the static inputs' shapes and dtypes (a graph replays those)."""
+        if len(batch) != len(self.static_inputs):
             raise ValueError(
-                f"GraphedStep: the batch is {got}, the captured step takes {want}: a CUDA graph "
-                "replays fixed shapes and dtypes. Make every batch the same size (drop_last=True, "
-                "or pad the last one), or use a new GraphedStep for the new shapes"
+                f"GraphedStep: {len(batch)} batch tensors, the step was first called with "
+                f"{len(self.static_inputs)}"
             )
+        for x in batch:
+            if not isinstance(x, Tensor):
+                raise TypeError(f"GraphedStep: batch items must be Tensors, got {type(x).__name__}")
+        return all(
+            tuple(s.shape) == tuple(x.shape) and s.dtype == x.dtype
+            for s, x in zip(self.static_inputs, batch)
+        )
