@@ -37,6 +37,9 @@ class Mutant:
 
 
 SCE = "softmax_cross_entropy.cu"
+LSTM = "lstm_cell.cu"
+LSTM_TESTS = ("tests/test_kernel_lstm.py",)
+LSTM_FORWARD = "code_path_lstm_cell_forward and float32"
 MUTANTS = [
     Mutant(
         "drop the __syncthreads before the shared slots are rewritten",
@@ -261,6 +264,122 @@ MUTANTS += [
         1,
         "plain",
         LN_PATHS,
+    ),
+    Mutant(
+        "lstm: the forget gate's biases are dropped",
+        LSTM,
+        "            if (has_bias) v +=",
+        "            if (has_bias && k != 1) v +=",
+        1,
+        "plain",
+        LSTM_FORWARD,
+        LSTM_TESTS,
+    ),
+    Mutant(
+        "lstm: the cell gate takes a sigmoid, not a tanh",
+        LSTM,
+        "        const float g = tanhf(a[2]);",
+        "        const float g = sigmoid_of(a[2]);",
+        1,
+        "plain",
+        LSTM_FORWARD,
+        LSTM_TESTS,
+    ),
+    Mutant(
+        "lstm: the backward does not carry the gradient of c from the next step",
+        LSTM,
+        "const float gct = to_float(gc_in[e]) + gh",
+        "const float gct = gh",
+        1,
+        "plain",
+        "code_path_lstm_cell_backward and float32",
+        LSTM_TESTS,
+    ),
+    Mutant(
+        "lstm: off-by-one in the grid-stride loops (the last element never written)",
+        LSTM,
+        "e < n;\n         e += stride) {",
+        "e < n - 1;\n         e += stride) {",
+        2,
+        "plain",
+        "lstm_cell_kernels_accept_any_grid",
+        LSTM_TESTS,
+    ),
+]
+
+GELU = "gelu.cu"
+GELU_TESTS = ("tests/test_kernel_gelu.py",)
+GELU_PATHS = "code_path_bias_gelu and float32"
+MUTANTS += [
+    Mutant(
+        "gelu: the tanh form's cubic coefficient is wrong",
+        GELU,
+        "kTanhCubic = 0.044715f;",
+        "kTanhCubic = 0.04715f;",
+        1,
+        "plain",
+        GELU_PATHS + " and tanh and scalar",
+        GELU_TESTS,
+    ),
+    Mutant(
+        "gelu: the scalar forward drops the bias",
+        GELU,
+        "if (has_bias) h += to_float(bias[i % d]);",
+        "if (has_bias) h += 0.0f;",
+        1,
+        "plain",
+        GELU_PATHS + " and none and scalar",
+        GELU_TESTS,
+    ),
+    Mutant(
+        "gelu: a pack takes the bias at its row, not at its column",
+        GELU,
+        "Pack<T>::load(bias + (i * V) % d, b);",
+        "Pack<T>::load(bias + (i * V) / d, b);",
+        1,
+        "plain",
+        GELU_PATHS + " and none and packs",
+        GELU_TESTS,
+    ),
+    Mutant(
+        "gelu: off-by-one in the forward's grid-stride tail (last element never written)",
+        GELU,
+        "for (long long i = done + first; i < total; i += stride)",
+        "for (long long i = done + first; i < total - 1; i += stride)",
+        1,
+        "plain",
+        GELU_PATHS + " and none and scalar",
+        GELU_TESTS,
+    ),
+    Mutant(
+        "gelu: column-sum race, the tile loop drops its __syncthreads",
+        GELU,
+        "        __syncthreads();           // row lane 0 has read the previous tile's partials\n",
+        "",
+        1,
+        "tsan",
+        "bias_gelu_kernels_accept_any_grid and float32",
+        GELU_TESTS,
+    ),
+    Mutant(
+        "gelu: read past the chunk, the backward's row loop runs to r <= r_end",
+        GELU,
+        "r < r_end; r += lanes)",
+        "r <= r_end; r += lanes)",
+        1,
+        "asan",
+        GELU_PATHS + " and none and (element or chunks)",
+        GELU_TESTS,
+    ),
+    Mutant(
+        "gelu: the bias sum skips the last chunk's partials",
+        GELU,
+        "for (long long c = 0; c < chunks; ++c)",
+        "for (long long c = 0; c + 1 < chunks; ++c)",
+        1,
+        "plain",
+        GELU_PATHS + " and none and chunks",
+        GELU_TESTS,
     ),
 ]
 
