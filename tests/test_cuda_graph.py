@@ -227,6 +227,7 @@ def _mlp(opt_name: str) -> tuple[nn.Module, Callable[..., Tensor]]:
         opt.step()
         return loss
 
+    step.optimizer = opt  # type: ignore[attr-defined]
     return model, step
 
 
@@ -454,3 +455,25 @@ def test_the_fake_refuses_work_on_other_streams_during_capture(cuda: None) -> No
         cupy.cuda.Device().synchronize()
     with pytest.raises(RuntimeError, match="Invalidated"):
         side.end_capture()
+
+
+@gpu
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_a_new_learning_rate_needs_a_new_capture(cuda: None, opt_name: str) -> None:
+    if opt_name != "sgd" and not _adam_steps_on_device():
+        pytest.skip("Adam's bias corrections are host numbers here: a capture would bake them in")
+    batches = _batches("mlp", 7)
+    (_, eager_step), (_, train_step) = _mlp(opt_name), _mlp(opt_name)
+    step = GraphedStep(train_step, warmup=1)
+
+    def lower_lr(train: Callable) -> None:  # what a scheduler does, on the step's optimizer
+        for group in train.optimizer.param_groups:  # type: ignore[attr-defined]
+            group["lr"] *= 0.1
+
+    for i, (x, y) in enumerate(batches):
+        if i == 4:  # after warm-up, capture and two replays
+            lower_lr(eager_step)
+            lower_lr(train_step)
+            step.reset()
+        assert step(x, y).item() == eager_step(x, y).item()
+    assert step.graph is not None and step.calls == 3  # 1 eager, 1 capture, 1 replay since

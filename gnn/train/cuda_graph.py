@@ -68,6 +68,19 @@ class GraphedStep:
         graph.replay()  # the capture ran nothing: this call's step happens here
         return loss
 
+    def reset(self, warmup: int = 1) -> None:
+        """Drop the graph: the next `warmup` calls run eagerly, the one after captures anew.
+
+        Call it after changing what the captured step baked in, such as the learning rate
+        (a scheduler): the replays of the old graph would go on with the old value.
+        """
+        if warmup < 1:
+            raise ValueError(f"GraphedStep.reset: warmup must be at least 1, got {warmup}")
+        if self.graph is not None:
+            self.graph.reset()
+        self.graph, self.static_loss = None, None
+        self.calls, self.warmup = 0, warmup
+
     @staticmethod
     def _static_like(x: Tensor) -> Tensor:
         """A buffer on the GPU that the captured step reads its input from, every replay."""
