@@ -231,8 +231,8 @@ for _mark in GPU_MARKS:
 @pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA device")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bias_gelu_kernels_accept_any_grid(be, dtype):
-    # grid-stride loops: 1 block of 32 threads does 3 column tiles x 2 row chunks; 3 blocks of
-    # 64 threads do the forward and the bias sum
+    # grid-stride loops: 1 block of 64 threads (2 row lanes) does 3 column tiles x 2 row chunks
+    # (its shared partials rewritten 6 times); 3 blocks of 64 threads do the forward and bias sum
     n, d, chunks = 11, 70, 2
     x = (rng.standard_normal((n, d)) * 2).astype(dtype)
     b = rng.standard_normal(d).astype(dtype)
@@ -248,7 +248,7 @@ def test_bias_gelu_kernels_accept_any_grid(be, dtype):
     gx = gpu(np.full((n, d), np.nan, dtype))
     partial = gpu(np.full((chunks, d), np.nan, np.float32))
     args = (gpu(x), gpu(b), gpu(gy), np.int32(1), np.int32(1), *sizes, np.int64(chunks))
-    be._kernel(module, f"bias_gelu_backward_{sfx}")((1,), (32,), (*args, np.int32(1), gx, partial))
+    be._kernel(module, f"bias_gelu_backward_{sfx}")((1,), (64,), (*args, np.int32(1), gx, partial))
     gb = gpu(np.full(d, np.nan, dtype))
     args = (partial, np.int64(chunks), np.int64(d), gb)
     be._kernel(module, f"bias_gelu_backward_bias_{sfx}")((3,), (64,), args)
@@ -298,3 +298,36 @@ def test_bias_gelu_op_on_the_gpu_matches_the_cpu():
         out.append([y.numpy(), x.grad.numpy(), b.grad.numpy()])
     for got, expect in zip(out[1], out[0]):
         np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA device")
+def test_gpt_mlp_and_transformer_gelu_use_the_kernel_and_match_the_cpu():
+    import cupy
+
+    from gnn.models.gpt import MLP, GPTConfig
+
+    x0 = rng.standard_normal((2, 3, 16)).astype(np.float32)
+    layers = [
+        MLP(GPTConfig(n_embd=16, dropout=0.0)),
+        gnn.nn.TransformerEncoderLayer(16, 2, 24, dropout=0.0, activation="gelu"),
+        gnn.nn.TransformerEncoderLayer(16, 2, 24, dropout=0.0, activation=gnn.nn.GELU("tanh")),
+    ]
+    for layer in layers:
+        keys = set(layer.state_dict())
+        out = []
+        for device in ("cpu", "cuda"):
+            layer.to(device)
+            x = gnn.tensor(x0, device=device, requires_grad=True)
+            with cupy.counting() as counts:
+                y = layer(x)
+                y.sum().backward()
+            if device == "cuda":
+                assert counts.by_name().get("bias_gelu_forward_f32") == 1
+                assert counts.by_name().get("bias_gelu_backward_bias_f32") == 1
+            grads = [p.grad.numpy() for p in layer.parameters()]
+            out.append([y.numpy(), x.grad.numpy(), *grads])
+            layer.zero_grad()
+        assert set(layer.state_dict()) == keys
+        for got, expect in zip(out[1], out[0]):
+            np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-5)

@@ -307,6 +307,138 @@ MUTANTS += [
     ),
 ]
 
+GELU = "gelu.cu"
+GELU_TESTS = ("tests/test_kernel_gelu.py",)
+GELU_PATHS = "code_path_bias_gelu and float32"
+MUTANTS += [
+    Mutant(
+        "gelu: the tanh form's cubic coefficient is wrong",
+        GELU,
+        "kTanhCubic = 0.044715f;",
+        "kTanhCubic = 0.04715f;",
+        1,
+        "plain",
+        GELU_PATHS + " and tanh and scalar",
+        GELU_TESTS,
+    ),
+    Mutant(
+        "gelu: the scalar forward drops the bias",
+        GELU,
+        "if (has_bias) h += to_float(bias[i % d]);",
+        "if (has_bias) h += 0.0f;",
+        1,
+        "plain",
+        GELU_PATHS + " and none and scalar",
+        GELU_TESTS,
+    ),
+    Mutant(
+        "gelu: a pack takes the bias at its row, not at its column",
+        GELU,
+        "Pack<T>::load(bias + (i * V) % d, b);",
+        "Pack<T>::load(bias + (i * V) / d, b);",
+        1,
+        "plain",
+        GELU_PATHS + " and none and packs",
+        GELU_TESTS,
+    ),
+    Mutant(
+        "gelu: off-by-one in the forward's grid-stride tail (last element never written)",
+        GELU,
+        "for (long long i = done + first; i < total; i += stride)",
+        "for (long long i = done + first; i < total - 1; i += stride)",
+        1,
+        "plain",
+        GELU_PATHS + " and none and scalar",
+        GELU_TESTS,
+    ),
+    Mutant(
+        "gelu: column-sum race, the tile loop drops its __syncthreads",
+        GELU,
+        "        __syncthreads();           // row lane 0 has read the previous tile's partials\n",
+        "",
+        1,
+        "tsan",
+        "bias_gelu_kernels_accept_any_grid and float32",
+        GELU_TESTS,
+    ),
+    Mutant(
+        "gelu: read past the chunk, the backward's row loop runs to r <= r_end",
+        GELU,
+        "r < r_end; r += lanes)",
+        "r <= r_end; r += lanes)",
+        1,
+        "asan",
+        GELU_PATHS + " and none and (element or chunks)",
+        GELU_TESTS,
+    ),
+    Mutant(
+        "gelu: the bias sum skips the last chunk's partials",
+        GELU,
+        "for (long long c = 0; c < chunks; ++c)",
+        "for (long long c = 0; c + 1 < chunks; ++c)",
+        1,
+        "plain",
+        GELU_PATHS + " and none and chunks",
+        GELU_TESTS,
+    ),
+]
+
+
+OPTIM = "optim.cu"
+OPTIM_TESTS = ("tests/test_kernel_optim.py",)
+MUTANTS += [
+    Mutant(
+        "optim: Adam drops the first moment's bias correction",
+        OPTIM,
+        "static_cast<float>(lr / (1.0 - pow(beta1, static_cast<double>(step))));",
+        "static_cast<float>(lr);",
+        1,
+        "plain",
+        "optim_kernel_adam and float32 and adam-",
+        OPTIM_TESTS,
+    ),
+    Mutant(
+        "optim: Adam's first moment blends with beta2 (betas swapped)",
+        OPTIM,
+        "const float one_minus_beta1 = static_cast<float>(1.0 - beta1);",
+        "const float one_minus_beta1 = static_cast<float>(1.0 - beta2);",
+        1,
+        "plain",
+        "optim_kernel_adam and float32 and adam-",
+        OPTIM_TESTS,
+    ),
+    Mutant(
+        "optim: off-by-one in the grid-stride loops (the last element is never updated)",
+        OPTIM,
+        "i < n; i += stride) {",
+        "i < n - 1; i += stride) {",
+        3,
+        "plain",
+        "any_grid_adam",
+        OPTIM_TESTS,
+    ),
+    Mutant(
+        "optim: L2 weight decay scales the gradient instead of the weight",
+        OPTIM,
+        "g = x * wd + g;",
+        "g = g * wd + g;",
+        2,
+        "plain",
+        "optim_kernel_adam and float32 and l2",
+        OPTIM_TESTS,
+    ),
+    Mutant(
+        "optim: the step count advances before the block has read it (no barrier)",
+        OPTIM,
+        "    __syncthreads();  // this block's reads of clock[0] are done\n",
+        "",
+        1,
+        "tsan",
+        "any_grid_adam",
+        OPTIM_TESTS,
+    ),
+]
+
 
 def lane_env(lane: str, reports: Path) -> dict[str, str]:
     """The environment of one ci/emulate.sh lane (a sanitizer report fails the launch)."""
