@@ -108,7 +108,7 @@ def _gpu_backend(what: str) -> Any:
 
 class Stream:
     """A CUDA stream on the current GPU (torch.cuda.Stream): `with gnn.cuda.stream(s):` or
-    `with s:` queues the kernels launched inside on it."""
+    `with s:` queues the kernels launched inside on it. `priority` is accepted and ignored."""
 
     def __init__(self, device: Any = None, priority: int = 0) -> None:
         from gnn.backend.cuda_graph import DeviceStream
@@ -194,7 +194,9 @@ class CUDAGraph:
         self._capture = StreamCapture(self._backend)
         self._pool: _GraphPoolHandle | None = None
 
-    def capture_begin(self, pool: _GraphPoolHandle | None = None, capture_error_mode="relaxed"):
+    def capture_begin(
+        self, pool: _GraphPoolHandle | None = None, capture_error_mode: str = "relaxed"
+    ) -> None:
         """Start capturing the current stream (not the default one; `graph()` picks a side stream).
 
         capture_error_mode: "relaxed" (the default here, as in CuPy: the memory pool may have to
