@@ -278,12 +278,18 @@ class ArrayData:
                 part = order[part]
                 if shards is not None:
                     part, share, weight = shards.shard(part)
-            yield x[part], y[part], share, weight
+            yield _rows(x, part), _rows(y, part), share, weight
 
     def inputs(self) -> Iterator[Tensor]:
         """The x batches in order (for predict)."""
         for start in range(0, len(self.x), self.batch_size):
             yield self.x[start : start + self.batch_size]
+
+
+def _rows(t: Tensor, part: Any) -> Tensor:
+    """t's rows at `part` (a slice or an index array on t's device): a plain gather on the
+    arrays, no graph (the data never needs one), as cheap as indexing them directly."""
+    return Tensor.wrap(t.array[part], t.backend)
 
 
 class LoaderData:
