@@ -48,8 +48,9 @@ class GeluSpec:
 
 @dataclass(frozen=True)
 class GeluSaved:
-    """What a forward keeps for its backward: the input and bias; the reference adds h = x + bias
-    and aux (tanh(u) for "tanh", Phi(h) for "none") so the CPU backward need not recompute them."""
+    """What a forward keeps for its backward: a kernel keeps the input x and the bias; the
+    reference keeps h = x + bias and aux (tanh(u) for "tanh", Phi(h) for "none") instead of x,
+    so its backward recomputes nothing. bias is kept either way (None: no bias gradient)."""
 
     x: Any
     bias: Any
@@ -84,13 +85,13 @@ def reference(xp: Any, x: Any, bias: Any, spec: GeluSpec, erf: Any) -> tuple[Any
         y = xp.add(t, 1.0, out=xp.empty(h.shape, dtype=h.dtype))
         y *= h
         y *= 0.5
-        return y, GeluSaved(x, bias, h, t)
+        return y, GeluSaved(None, bias, h, t)  # x itself is not needed: h replaces it
     # Phi(h) = 0.5 (1 + erf(h / sqrt 2)); y = h Phi(h)
     cdf = erf(h * INV_SQRT_2)
     cdf += 1.0
     cdf *= 0.5
     y = xp.multiply(h, cdf, out=xp.empty(h.shape, dtype=h.dtype))
-    return y, GeluSaved(x, bias, h, cdf)
+    return y, GeluSaved(None, bias, h, cdf)
 
 
 def reference_backward(
