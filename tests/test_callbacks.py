@@ -367,3 +367,45 @@ def test_terminate_on_nan_stops_fit_when_fit_itself_does_not():
         callbacks=[cb, TerminateOnNaN()],
     )  # fmt: skip
     assert seen == [0, 1]  # stopped right after the NaN batch, inside epoch 1
+
+
+def test_a_callback_hears_of_a_nan_stop_and_its_report_is_a_callback(capsys):
+    x, y = data(48)
+
+    def nan_from_the_fourth(y_true, y_pred):
+        nan_from_the_fourth.n += 1
+        loss = F.mse_loss(y_pred, y_true)
+        return loss * float("nan") if nan_from_the_fourth.n >= 4 else loss
+
+    nan_from_the_fourth.n = 0
+    heard = []
+
+    class Listener(gnn.callbacks.Callback):
+        def on_nonfinite_loss(self, epoch, batch, loss):
+            heard.append((epoch, batch, np.isnan(loss)))
+
+    gnn.manual_seed(0)
+    m = gnn.Sequential(Dense(1, activation="sigmoid", input_shape=(3,)))
+    m.compile(optimizer="sgd", loss=nan_from_the_fourth)
+    h = m.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[Listener()])
+    assert heard == [(1, 0, True)]
+    assert "stopped at epoch 2, batch 1 of 3" in capsys.readouterr().err
+    assert len(h.history["loss"]) == 2 and np.isnan(h.history["loss"][1])
+    nan_from_the_fourth.n = 0
+    m.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, stop_on_nan=False)
+    assert capsys.readouterr().err == ""  # no stop, so no report
+
+
+def test_a_callback_that_sets_the_learning_rate_gets_it_logged():
+    x, y = data(32)
+
+    class Halving(gnn.callbacks.Callback):
+        sets_learning_rate = True  # what fit reads, not the class's name
+
+        def on_epoch_begin(self, epoch, logs=None):
+            for g in self.model.optimizer.param_groups:
+                g["lr"] = 0.4 / 2**epoch
+
+    h = model().fit(x, y, epochs=3, verbose=0, callbacks=[Halving()])
+    assert h.history["lr"] == [0.4, 0.2, 0.1]
+    assert "lr" not in model().fit(x, y, epochs=1, verbose=0).history
