@@ -155,8 +155,6 @@ __device__ __forceinline__ void rmsprop_step(T* __restrict__ param, const T* __r
 // (max_exp_avg_sq without amsgrad, a momentum buffer without momentum, grad_avg unless centered)
 // gets another buffer of the same size, never read or written.
 
-#ifndef GNN_BF16  // kernels/optim_bf16.cu has the bfloat16 entry points
-
 extern "C" __global__ void __launch_bounds__(1024) adam_step_f32(
     float* __restrict__ param, const float* __restrict__ grad, float* __restrict__ exp_avg,
     float* __restrict__ exp_avg_sq, float* __restrict__ max_exp_avg_sq, const double* __restrict__ lr,
@@ -208,5 +206,3 @@ extern "C" __global__ void __launch_bounds__(1024) rmsprop_step_f16(
     rmsprop_step<__half>(param, grad, square_avg, grad_avg, momentum_buffer, lr, n, alpha, eps,
                       weight_decay, momentum, maximize, centered);
 }
-
-#endif  // GNN_BF16

@@ -440,6 +440,62 @@ MUTANTS += [
 ]
 
 
+OPTIM = "optim.cu"
+OPTIM_TESTS = ("tests/test_kernel_optim.py",)
+MUTANTS += [
+    Mutant(
+        "optim: Adam drops the first moment's bias correction",
+        OPTIM,
+        "static_cast<float>(lr / (1.0 - pow(beta1, static_cast<double>(step))));",
+        "static_cast<float>(lr);",
+        1,
+        "plain",
+        "optim_kernel_adam and float32 and adam-",
+        OPTIM_TESTS,
+    ),
+    Mutant(
+        "optim: Adam's first moment blends with beta2 (betas swapped)",
+        OPTIM,
+        "const float one_minus_beta1 = static_cast<float>(1.0 - beta1);",
+        "const float one_minus_beta1 = static_cast<float>(1.0 - beta2);",
+        1,
+        "plain",
+        "optim_kernel_adam and float32 and adam-",
+        OPTIM_TESTS,
+    ),
+    Mutant(
+        "optim: off-by-one in the grid-stride loops (the last element is never updated)",
+        OPTIM,
+        "i < n; i += stride) {",
+        "i < n - 1; i += stride) {",
+        3,
+        "plain",
+        "any_grid_adam",
+        OPTIM_TESTS,
+    ),
+    Mutant(
+        "optim: L2 weight decay scales the gradient instead of the weight",
+        OPTIM,
+        "g = x * wd + g;",
+        "g = g * wd + g;",
+        2,
+        "plain",
+        "optim_kernel_adam and float32 and l2",
+        OPTIM_TESTS,
+    ),
+    Mutant(
+        "optim: the step count advances before the block has read it (no barrier)",
+        OPTIM,
+        "    __syncthreads();  // this block's reads of clock[0] are done\n",
+        "",
+        1,
+        "tsan",
+        "any_grid_adam",
+        OPTIM_TESTS,
+    ),
+]
+
+
 def lane_env(lane: str, reports: Path) -> dict[str, str]:
     """The environment of one ci/emulate.sh lane (a sanitizer report fails the launch)."""
     env = dict(os.environ, GNN_FAKE_CUDA="emulate", OPENBLAS_NUM_THREADS="1")
