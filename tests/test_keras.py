@@ -37,6 +37,8 @@ def test_sequential_is_an_nn_sequential_and_a_model():
     for name in ("compile", "fit", "evaluate", "predict", "summary", "train_step", "test_step"):
         assert callable(getattr(model, name))
     assert list(model.state_dict()) == list(nn.Sequential(nn.Linear(2, 3)).state_dict())
+    head = model[0:1]  # a slice keeps the names and the Keras methods
+    assert isinstance(head, gnn.Sequential) and list(head.state_dict()) == ["0.weight", "0.bias"]
     # the Keras methods are the Model's, not patched onto every Module
     assert not hasattr(nn.Sequential(), "fit") and not hasattr(nn.Linear(2, 3), "compile")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -439,6 +440,10 @@ class Sequential(nn.Sequential, Model):
 
     def __init__(self, *layers: Any) -> None:
         super().__init__(*layers)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        got = super().__getitem__(index)  # a slice keeps the layers' names, and stays a Model
+        return Sequential(OrderedDict(got.named_children())) if isinstance(index, slice) else got
 
 
 def as_model(module: Module) -> Model:
