@@ -157,3 +157,17 @@ def test_operators_and_methods_are_the_ops() -> None:
     assert gnn.add(a, b, alpha=2).tolist() == (np_a + 2 * np_b).tolist()
     assert gnn.div(a, b, rounding_mode="floor").tolist() == (np_a // np_b).tolist()
     assert {a: 1}[a] == 1  # Tensor.__eq__ is set after the class is made: hashing stays object's
+
+
+def test_every_module_that_registers_ops_is_loaded_by_gnn_ops() -> None:
+    ops_dir = ROOT / "gnn" / "ops"
+    init = ast.parse((ops_dir / "__init__.py").read_text(encoding="utf-8"))
+    loaded = {a.name for n in ast.walk(init) if isinstance(n, ast.ImportFrom) for a in n.names}
+    registering = {
+        p.stem
+        for p in ops_dir.glob("*.py")
+        if p.stem not in ("__init__", "registry") and "@register(" in p.read_text(encoding="utf-8")
+    }
+    assert registering <= loaded, (
+        f"not imported by gnn/ops/__init__.py: {sorted(registering - loaded)}"
+    )
