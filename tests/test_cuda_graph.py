@@ -486,3 +486,54 @@ def test_a_new_learning_rate_needs_a_new_capture(cuda: None, opt_name: str) -> N
             step.reset()
         _same(step(x, y).item(), eager_step(x, y).item())
     assert step.graph is not None and step.calls == 3  # 1 eager, 1 capture, 1 replay since
+
+
+@gpu
+def test_every_kind_of_operation_replays_on_new_inputs(cuda: None) -> None:
+    """Each way the fake runs work (ufuncs, reductions, functions, methods, indexing, scatter,
+    matmul, erf) is recorded: replayed on new inputs, it gives what running it afresh gives."""
+    cupy = _cupy()
+    if not getattr(cupy, "FAKE", False):
+        pytest.skip("the fake's model of capture")
+    import cupyx
+    import cupyx.scipy.special
+
+    rng = np.random.default_rng(0)
+    a = cupy.asarray(rng.standard_normal((4, 3)).astype(np.float32))
+    ids = cupy.asarray(np.array([2, 0, 3]))
+
+    def work() -> list:
+        t = cupy.zeros((4, 3), dtype=np.float32)
+        cupyx.scatter_add(t, ids, a[:3])
+        t[1] = a[0] * 2
+        out = cupy.empty_like(a)
+        cupy.multiply(a, a, out=out)
+        return [
+            cupy.exp(a).sum(axis=0),
+            cupy.add.reduce(a, axis=1),
+            cupy.count_nonzero(a > 0),
+            a[ids],
+            a[0, 1],  # a 0-d view, as CuPy gives
+            t,
+            a @ a.T,
+            cupyx.scipy.special.erf(a),
+            a.max(),
+            cupy.where(a > 0, a, 0.0),
+            out,
+            cupy.cumsum(a, axis=0),
+        ]
+
+    work()  # warm-up
+    pool: list = []
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s, cupy.cuda.using_allocator(lambda n: pool.append(n)):
+        s.begin_capture()
+        captured = work()
+        g = s.end_capture()
+    assert pool  # the capture's new arrays came from its allocator
+    for _ in range(2):
+        a[...] = cupy.asarray(rng.standard_normal((4, 3)).astype(np.float32))
+        ids[...] = cupy.asarray(rng.permutation(4)[:3])
+        g.launch(s)
+        for got, want in zip(captured, work()):
+            np.testing.assert_array_equal(cupy.asnumpy(got), cupy.asnumpy(want))

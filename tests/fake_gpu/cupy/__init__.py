@@ -350,11 +350,14 @@ def _call(np_fn: Any, args: tuple, kwargs: dict) -> Any:
 def _numpy_function(name: str) -> Any:
     """numpy.<name> on device arrays; an `out=` argument is filled and returned, as in CuPy."""
     np_fn = getattr(_np, name)
+    if name == "count_nonzero":  # a 0-d array where NumPy gives an int (inside what a capture
+        count = np_fn  # records, so that a replay counts again)
+
+        def np_fn(*args: Any, **kwargs: Any) -> Any:
+            return _np.asarray(count(*args, **kwargs))
 
     def fn(*args: Any, **kwargs: Any) -> Any:
         result = _call(np_fn, args, kwargs)
-        if name == "count_nonzero" and isinstance(result, int):
-            result = _wrap(_np.asarray(result))
         if _active:
             kind = "memset" if name in ("zeros", "zeros_like") else "launch"
             _count_call(name, (args, kwargs), result, out=kwargs.get("out"), kind=kind)
