@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn import nn
+from gnn import creation, nn
 from gnn.amp import quiet_overflow, training_setup
 from gnn.config import no_grad
 from gnn.nn.module import Module
@@ -26,6 +26,7 @@ from gnn.train import compile_utils, data_adapter
 from gnn.train.callbacks import Callback, CallbackList, History
 from gnn.train.compile_utils import Compiled, LossHead, NonFiniteLoss, Tally
 from gnn.train.losses import get_loss
+from gnn.train.metrics import check_metric_name
 from gnn.train.shards import Shards
 from gnn.train.summary import summary_text
 
@@ -100,18 +101,13 @@ class Model(Module):
         a gnn.nn loss module, or fn(y_true, y_pred). from_logits=True: the model's outputs are
         logits, not probabilities.
         """
-        from gnn.train import metrics as metrics_mod
-
         spec = compile_utils.optimizer_spec(optimizer)
         loss_obj = get_loss(loss, from_logits)
         metrics = list(metrics or [])
         for m in metrics:
-            metrics_mod.check_metric_name(m)
-        self.compiled, self.optimizer, self.stop_training = (
-            Compiled(spec, loss_obj, metrics),
-            None,
-            False,
-        )
+            check_metric_name(m)
+        self.compiled = Compiled(spec, loss_obj, metrics)
+        self.optimizer, self.stop_training = None, False
         self._build_from_input_shape()
         if not self._has_lazy() and any(True for _ in self.parameters()):
             self._ensure_optimizer()
@@ -399,8 +395,6 @@ class Model(Module):
         if shape is None or not self._has_lazy():
             return
         device, dtype = data_adapter.placement(self)
-        from gnn import creation
-
         data_adapter.build(self, creation.zeros((1, *shape), dtype=dtype, device=device), "build")
 
     def summary(self, print_fn: Callable[[str], Any] | None = print) -> str:
