@@ -12,52 +12,90 @@ from typing import Any
 
 import numpy as np
 
+from gnn import autograd
 from gnn.autograd import Function
+from gnn.backend.fused import attention as fused_attention
 from gnn.dtypes import is_floating
 from gnn.ops.autocast import cast_inputs
 from gnn.ops.registry import register
+from gnn.ops.shape import GetItem
 from gnn.tensor import Tensor
 
 
 class Attention(Function):
-    """out = dropout(softmax(q @ k^T * scale + mask)) @ v, batched over the leading dims."""
+    """out = dropout(softmax(q @ k^T * scale + mask)) @ v, batched over the leading dims.
 
-    def __init__(self, scale: float, mask: Any, dropout_p: float, sink: list | None) -> None:
+    Inputs are q, k, v, or one packed tensor whose [0], [1], [2] are q, k, v (the self-attention
+    projections, see `_packed`): then the backward writes the three gradients into one buffer
+    laid out as that tensor, instead of three zero-filled copies added together. On a GPU,
+    float32 with no mask or the causal one and no dropout runs the fused kernels
+    (gnn/backend/fused/attention.py).
+    """
+
+    def __init__(
+        self, scale: float, mask: Any, dropout_p: float, sink: list | None, causal: bool = False
+    ) -> None:
         self.scale, self.mask, self.dropout_p = scale, mask, dropout_p
         self.sink = sink  # a list that receives the attention weights when the caller wants them
+        self.causal = causal  # mask is the causal one: every row sees key 0, no row is all masked
 
-    def forward(self, q: Any, k: Any, v: Any) -> Any:
+    def forward(self, *xs: Any) -> Any:
+        self.packed = len(xs) == 1
+        if self.packed:
+            qkv = xs[0]
+            self.layout = (qkv.shape, qkv.strides, qkv.dtype)
+            xs = (qkv[0], qkv[1], qkv[2])
+        self.in_dtypes = tuple(x.dtype for x in xs)
+        self.fused = None
+        if self.be.name == "cuda" and self.dropout_p == 0.0 and self.sink is None:
+            if self.mask is None or self.causal:
+                self.fused = fused_attention.cuda(self.be, xs[0], xs[1], xs[2], self._spec())
+        if self.fused is not None:
+            self.q, self.k, self.v = xs
+            return self.fused.out
+        return self._forward(*xs)
+
+    def _spec(self) -> Any:
+        return fused_attention.Spec(self.scale, self.causal)
+
+    def _forward(self, q: Any, k: Any, v: Any) -> Any:
+        """The composite: scores, softmax and the product with v as array operations."""
         xp = self.be.xp
         # Scores and softmax in float32 at least (float16 inputs are widened).
         acc = np.float64 if q.dtype == np.float64 else np.float32
         qa, ka, va = (t.astype(acc, copy=False) for t in (q, k, v))
         # A GPU's batched matmul (cuBLAS through the array module) copies every operand that is not
-        # C-contiguous, in every product: q, k^T and v are copied once here and kept for the
-        # backward, which then copies one array (g^T) instead of seven. NumPy's BLAS takes the
-        # strided views as they are, so the CPU keeps them.
+        # C-contiguous, in every product: q, k^T and v are made contiguous once here and kept for
+        # the backward, which then copies one array (g^T) instead of seven; k^T is copied with the
+        # scale folded in (one pass over (S, E) instead of one over the (L, S) scores). NumPy's BLAS
+        # takes the strided views as they are, so the CPU keeps them.
         self.transposed = xp is not np
         if self.transposed:
             qa, va = xp.ascontiguousarray(qa), xp.ascontiguousarray(va)
-            kt = xp.ascontiguousarray(xp.swapaxes(ka, -1, -2))
+            kt = xp.swapaxes(ka, -1, -2)
+            kt = xp.multiply(kt, acc(self.scale), out=xp.empty(kt.shape, dtype=acc))
+            s = qa @ kt  # (..., L, S), scaled
         else:
             kt = xp.swapaxes(ka, -1, -2)
-        s = qa @ kt  # (..., L, S)
-        s *= acc(self.scale)
+            s = qa @ kt
+            s *= acc(self.scale)
         if self.mask is not None:
             if _broadcast_shape(s.shape, self.mask.shape) == s.shape:
                 s += self.mask
             else:  # the mask adds batch dims the scores do not have
                 s = s + self.mask
         m = s.max(axis=-1, keepdims=True)
-        if self.mask is not None:
+        guard = self.mask is not None and not self.causal
+        if guard:
             # A row with every key masked has max -inf: it gives zero weights (and output), as
-            # PyTorch's scaled_dot_product_attention does, rather than NaN.
-            m = xp.where(xp.isneginf(m), 0, m)
+            # PyTorch's scaled_dot_product_attention does, rather than NaN (the row's exp() sum is
+            # 0 below, and 0 / tiny is 0).
+            m = xp.maximum(m, xp.finfo(acc).min)
         s -= m
         xp.exp(s, out=s)
         total = s.sum(axis=-1, keepdims=True)
-        if self.mask is not None:
-            total = xp.where(total == 0, 1, total)
+        if guard:
+            total = xp.maximum(total, xp.finfo(acc).tiny)  # an unmasked row's sum is >= 1
         s /= total
         p = s  # (..., L, S) attention weights
         pd = p
@@ -67,22 +105,40 @@ class Attention(Function):
             self.keep = keep.astype(acc) * acc(1.0 / (1.0 - self.dropout_p))
             pd = p * self.keep
         out = pd @ va
-        self.q, self.k, self.kt, self.v, self.p, self.pd = qa, ka, kt, va, p, pd
-        self.in_dtypes = (q.dtype, k.dtype, v.dtype)
+        self.q, self.k, self.kt, self.v, self.p, self.pd, self.out = qa, ka, kt, va, p, pd, out
         if self.sink is not None:
             self.sink.append(pd)
         return out.astype(v.dtype, copy=False)
 
     def backward(self, gy: Any) -> Any:
-        if self.transposed:
-            return self._backward_transposed(gy)
+        needs = (True, True, True) if self.packed else self.needs_input_grad
+        into = parts = None
+        if self.packed:
+            into = _like(self.be.xp, *self.layout)
+            parts = (into[0], into[1], into[2])
+        if self.fused is not None:
+            grads = fused_attention.cuda_backward(
+                self.be, self.q, self.k, self.v, self.fused, gy, self._spec(), parts
+            )
+            if grads is None:  # gy is not float32: the composite, its intermediates made now
+                self._forward(self.q, self.k, self.v)
+        if self.fused is None or grads is None:
+            grads = (self._backward_transposed if self.transposed else self._backward)(gy, needs)
+            if parts is not None:
+                for part, g in zip(parts, grads):
+                    part[...] = g
+        if self.packed:
+            return into
+        return tuple(g if need else None for g, need in zip(grads, needs))
+
+    def _backward(self, gy: Any, needs: tuple) -> Any:
         xp = self.be.xp
         q, k, v, p, pd = self.q, self.k, self.v, self.p, self.pd
         g = gy.astype(p.dtype, copy=False)
         gq = gk = gv = None
-        if self.needs_input_grad[2]:
+        if needs[2]:
             gv = (xp.swapaxes(pd, -1, -2) @ g).astype(self.in_dtypes[2], copy=False)
-        if self.needs_input_grad[0] or self.needs_input_grad[1]:
+        if needs[0] or needs[1]:
             gp = g @ xp.swapaxes(v, -1, -2)  # (..., L, S)
             if self.keep is not None:
                 gp *= self.keep
@@ -91,36 +147,61 @@ class Attention(Function):
             gp -= row
             gp *= p
             gp *= p.dtype.type(self.scale)
-            if self.needs_input_grad[0]:
+            if needs[0]:
                 gq = (gp @ k).astype(self.in_dtypes[0], copy=False)
-            if self.needs_input_grad[1]:
+            if needs[1]:
                 gk = (xp.swapaxes(gp, -1, -2) @ q).astype(self.in_dtypes[1], copy=False)
         return gq, gk, gv  # broadcast batch dims are summed back by the engine
 
-    def _backward_transposed(self, gy: Any) -> Any:
+    def _backward_transposed(self, gy: Any, needs: tuple) -> Any:
         """The backward on contiguous operands only: the same products, transposed, so that the
         one copy is of g^T (q, k^T and v were made contiguous by the forward)."""
         xp = self.be.xp
         q, kt, v, p, pd = self.q, self.kt, self.v, self.p, self.pd
-        gt = xp.ascontiguousarray(xp.swapaxes(gy.astype(p.dtype, copy=False), -1, -2))
+        g = gy.astype(p.dtype, copy=False)
+        gt = xp.ascontiguousarray(xp.swapaxes(g, -1, -2))
         gq = gk = gv = None
-        if self.needs_input_grad[2]:
+        if needs[2]:
             gv = xp.swapaxes(gt @ pd, -1, -2).astype(self.in_dtypes[2], copy=False)  # pd^T g
-        if self.needs_input_grad[0] or self.needs_input_grad[1]:
+        if needs[0] or needs[1]:
             gpt = v @ gt  # (..., S, L): dP^T
             pt = xp.swapaxes(p, -1, -2)
             if self.keep is not None:
                 gpt *= xp.swapaxes(self.keep, -1, -2)
-            # Softmax backward, fused and transposed: dS^T = P^T * (dP^T - colsum(dP^T * P^T)).
-            row = (gpt * pt).sum(axis=-2, keepdims=True)
-            gpt -= row
+            # Softmax backward, transposed: dS^T = P^T * (dP^T - delta), where the row sums
+            # delta = rowsum(dP * P) = rowsum(g * out) come from (L, E) arrays, not (L, S) ones.
+            delta = (gt * xp.swapaxes(self.out, -1, -2)).sum(axis=-2, keepdims=True)
+            gpt -= delta
             gpt *= pt
-            gpt *= p.dtype.type(self.scale)
-            if self.needs_input_grad[0]:
-                gq = xp.swapaxes(kt @ gpt, -1, -2).astype(self.in_dtypes[0], copy=False)  # dS k
-            if self.needs_input_grad[1]:
-                gk = (gpt @ q).astype(self.in_dtypes[1], copy=False)  # dS^T q
+            if needs[0]:  # dS k * scale: k^T holds the scale already
+                gq = xp.swapaxes(kt @ gpt, -1, -2).astype(self.in_dtypes[0], copy=False)
+            if needs[1]:
+                gk = gpt @ q  # dS^T q
+                gk *= gk.dtype.type(self.scale)
+                gk = gk.astype(self.in_dtypes[1], copy=False)
         return gq, gk, gv
+
+
+def _like(xp: Any, shape: tuple, strides: tuple, dtype: Any) -> Any:
+    """An empty array of `shape` whose dims are laid out in memory in the order `strides` give."""
+    order = sorted(range(len(shape)), key=lambda i: -strides[i])  # outermost first (stable)
+    buf = xp.empty(tuple(shape[i] for i in order), dtype=dtype)
+    return buf.transpose(tuple(order.index(i) for i in range(len(shape))))
+
+
+def _packed(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
+    """The tensor t when q, k, v are t[0], t[1], t[2] (one projection, split), else None.
+
+    Attention then takes t itself, so its backward writes one gradient buffer. Not while an
+    exporter traces the graph (autograd.on_apply), which wants the ops as written."""
+    fns = (q._creator, k._creator, v._creator)
+    if autograd.on_apply is not None or not all(isinstance(f, GetItem) for f in fns):
+        return None
+    src = fns[0].inputs[0]  # type: ignore[union-attr]
+    for i, f in enumerate(fns):
+        if f.index != i or f.inputs[0] is not src or f.advanced:  # type: ignore[union-attr]
+            return None
+    return src if src.shape[0] == 3 and q.dtype == src.dtype else None
 
 
 def _broadcast_shape(a: tuple, b: tuple) -> tuple:
@@ -166,7 +247,8 @@ def additive_mask(
     attn_mask: Any, is_causal: bool, q_shape: tuple, k_shape: tuple, like: Tensor
 ) -> Any:
     """One additive float mask (an array, or None) from a bool / float mask and/or causality."""
-    xp = like._be.xp
+    be = like.backend
+    xp = be.xp
     acc = np.float64 if like.dtype == np.float64 else np.float32
     L, S = q_shape[-2], k_shape[-2]
     batch = _broadcast_shape(q_shape[:-2], k_shape[:-2])
@@ -176,18 +258,18 @@ def additive_mask(
             "(fold the causal pattern into attn_mask instead)"
         )
     if is_causal:
-        return _causal_mask(like._be, L, S, acc)
+        return _causal_mask(be, L, S, acc)
     if attn_mask is None:
         return None
     if isinstance(attn_mask, Tensor):
-        if attn_mask._be is not like._be:
+        if attn_mask.backend is not be:
             raise RuntimeError(
                 f"scaled_dot_product_attention: attn_mask is on {attn_mask.device}, "
                 f"the queries on {like.device}"
             )
         m = attn_mask.array
     else:
-        m = like._be.asarray(attn_mask)
+        m = be.asarray(attn_mask)
     _check_mask_shape(tuple(m.shape), batch + (L, S))
     if m.dtype == bool:
         return xp.where(m, acc(0), acc(-np.inf)).astype(acc)
@@ -206,15 +288,24 @@ def attention(
     dropout_p: float = 0.0,
     scale: float | None = None,
     need_weights: bool = False,
+    causal: bool = False,
 ) -> tuple[Tensor, Any]:
-    """(output, weights array or None) with an already-additive mask; used by the layers."""
+    """(output, weights array or None) with an already-additive mask; used by the layers.
+
+    causal=True (with mask None) applies the causal mask (query i sees keys 0..i)."""
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] else 1.0
     sink: list | None = [] if need_weights else None
     query, key, value = cast_inputs("scaled_dot_product_attention", query, key, value)
-    out = Attention.apply(
-        query, key, value, scale=float(scale), mask=mask, dropout_p=float(dropout_p), sink=sink
-    )
+    if causal:
+        if mask is not None:
+            raise ValueError("attention: pass either a mask or causal=True, not both")
+        acc = np.float64 if query.dtype == np.float64 else np.float32
+        mask = _causal_mask(query.backend, query.shape[-2], key.shape[-2], acc)
+    packed = _packed(query, key, value)
+    inputs = (packed,) if packed is not None else (query, key, value)
+    params = dict(mask=mask, dropout_p=float(dropout_p), sink=sink, causal=causal)
+    out = Attention.apply(*inputs, scale=float(scale), **params)
     return out, (sink[0] if sink else None)
 
 
@@ -268,6 +359,7 @@ def scaled_dot_product_attention(
         raise ValueError(
             f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}"
         )
-    mask = additive_mask(attn_mask, is_causal, query.shape, key.shape, query)
-    out, _ = attention(query, key, value, mask, dropout_p, scale)
+    causal = bool(is_causal) and attn_mask is None
+    mask = None if causal else additive_mask(attn_mask, is_causal, query.shape, key.shape, query)
+    out, _ = attention(query, key, value, mask, dropout_p, scale, causal=causal)
     return out

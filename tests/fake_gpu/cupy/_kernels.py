@@ -115,7 +115,7 @@ class Function:
             raise ValueError(f"{self.name}: grid of {blocks} blocks")
         if not 1 <= threads <= self.bound:
             raise ValueError(f"{self.name}: {threads} threads, __launch_bounds__ {self.bound}")
-        if self.stem.startswith(("softmax_ce", "layer_norm")) and threads % 32:
+        if self.stem.startswith(("softmax_ce", "layer_norm", "attention")) and threads % 32:
             raise ValueError(f"{self.name}: {threads} threads is not whole warps")
         if self.stem == "softmax_ce_reduce" and blocks != 1:
             raise ValueError(f"{self.name}: needs exactly one block, got {blocks}")
@@ -355,6 +355,56 @@ def _lstm_cell_backward(
         dst[: src.size] = src.reshape(-1).astype(dst.dtype)
 
 
+def _attention_view(batch_heads: Any, heads: Any, rows: Any, dim: Any, group: tuple) -> Any:
+    """An argument group (buffer, offset, batch / head / row strides) as a (B, H, rows, D) view."""
+    from numpy.lib.stride_tricks import as_strided
+
+    buf, off, *strides = group
+    shape = (int(batch_heads) // int(heads), int(heads), int(rows), int(dim))
+    item = buf.itemsize
+    return as_strided(buf[int(off) :], shape, tuple(int(s) * item for s in strides) + (item,))
+
+
+def _attention_forward(*a: Any) -> None:
+    from gnn.backend.fused import attention as fa
+
+    heads, bh, lq, lk, dim, scale, causal = a[21:]
+    q, k, v, out = (
+        _attention_view(bh, heads, n, dim, a[i : i + 5])
+        for i, n in ((0, lq), (5, lk), (10, lk), (15, lq))
+    )
+    f64 = np.float64
+    spec = fa.Spec(float(scale), bool(causal))
+    saved = fa.reference(np, q.astype(f64), k.astype(f64), v.astype(f64), spec)
+    out[...] = saved.out
+    a[20][: int(bh) * int(lq)] = saved.lse.reshape(-1)
+
+
+def _attention_backward(*a: Any, dq: bool) -> None:
+    from gnn.backend.fused import attention as fa
+
+    heads, bh, lq, lk, dim, scale, causal = a[-7:]
+    rows = (lq, lk, lk, lq, lq, lq) if dq else (lq, lk, lk, lq, lk, lk)
+    views = [_attention_view(bh, heads, n, dim, a[5 * i : 5 * i + 5]) for i, n in enumerate(rows)]
+    lse, delta = a[-9], a[-8]
+    n = int(bh) * int(lq)
+    q, k, v = (x.astype(np.float64) for x in views[:3])
+    spec = fa.Spec(float(scale), bool(causal))
+    shape = q.shape[:-1]
+    if dq:  # dq kernel: q, k, v, out, gout, gq
+        gout = views[4].astype(np.float64)
+        delta[:n] = fa.reference_delta(views[3].astype(np.float64), gout).reshape(-1)
+    else:  # dkdv kernel: q, k, v, gout, gk, gv
+        gout = views[3].astype(np.float64)
+    row_lse, row_delta = lse[:n].reshape(shape), delta[:n].reshape(shape)
+    gq, gk, gv = fa.reference_grads(np, q, k, v, row_lse, row_delta, gout, spec)
+    if dq:
+        views[5][...] = gq
+    else:
+        views[4][...] = gk
+        views[5][...] = gv
+
+
 def _adam_step(
     param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, clock, n, beta1, beta2, eps,
     weight_decay, maximize, amsgrad, decoupled,
@@ -408,6 +458,9 @@ _STAND_INS = {
     "adam_step": _adam_step,
     "sgd_step": _sgd_step,
     "rmsprop_step": _rmsprop_step,
+    "attention_forward": _attention_forward,
+    "attention_backward_dq": lambda *a: _attention_backward(*a, dq=True),
+    "attention_backward_dkdv": lambda *a: _attention_backward(*a, dq=False),
     "bias_gelu_forward": _bias_gelu_forward,
     "bias_gelu_backward": _bias_gelu_backward,
     "bias_gelu_backward_bias": _bias_gelu_backward_bias,
