@@ -537,3 +537,22 @@ def test_every_kind_of_operation_replays_on_new_inputs(cuda: None) -> None:
         g.launch(s)
         for got, want in zip(captured, work()):
             np.testing.assert_array_equal(cupy.asnumpy(got), cupy.asnumpy(want))
+
+
+@gpu
+def test_a_float16_autocast_step_replays_as_it_runs(cuda: None) -> None:
+    from gnn.amp import autocast
+
+    def make() -> Callable[..., Tensor]:
+        _, train_step = _mlp("sgd")
+
+        def step(x: Tensor, y: Tensor) -> Tensor:
+            with autocast("cuda", dtype=gnn.float16):
+                return train_step(x, y)
+
+        return step
+
+    eager_step, step = make(), GraphedStep(make(), warmup=1)
+    for x, y in _batches("mlp", 5):
+        _same(step(x, y).item(), eager_step(x, y).item())
+    assert step.graph is not None
