@@ -12,7 +12,7 @@ from gnn.nn.module import Module
 class Sequential(Module):
     """Modules applied in order; built from arguments, an OrderedDict, or .add() calls.
 
-    This is also the Keras-style `gnn.Sequential` (compile / fit / predict come from gnn.train).
+    The Keras-style `gnn.Sequential` is this plus gnn.train's Model (compile / fit / predict).
     """
 
     def __init__(self, *modules: Any) -> None:
