@@ -556,3 +556,31 @@ def test_a_float16_autocast_step_replays_as_it_runs(cuda: None) -> None:
     for x, y in _batches("mlp", 5):
         _same(step(x, y).item(), eager_step(x, y).item())
     assert step.graph is not None
+
+
+@gpu
+def test_a_dropout_step_draws_at_each_replay(cuda: None) -> None:
+    def make() -> tuple[nn.Module, Callable[..., Tensor]]:
+        gnn.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 16), nn.Dropout(0.5), nn.Linear(16, 4)).to("cuda")
+        opt = optim.SGD(model.parameters(), lr=0.1)
+
+        def step(x: Tensor, y: Tensor) -> Tensor:
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return model, step
+
+    batches = [_batches("mlp", 1)[0]] * 6  # one batch: only the dropout masks change the loss
+    (_, eager_step), (_, train_step) = make(), make()
+    step = GraphedStep(train_step, warmup=1)
+    gnn.manual_seed(1)
+    eager = [eager_step(x, y).item() for x, y in batches]
+    gnn.manual_seed(1)  # the same generator state for the graphed run
+    graphed = [step(x, y).item() for x, y in batches]
+    if getattr(_cupy(), "FAKE", False):  # the same draws: the capture itself draws nothing
+        assert graphed == eager
+    assert len(set(graphed[2:])) == len(graphed[2:])  # each replay drew new masks

@@ -23,8 +23,9 @@ What CUDA does, and so what this does:
   (CuPy's default pool would hand the block to other work after the capture, which replays then
   overwrite); in the global and thread-local capture modes any allocation raises, as cudaMalloc
   does there (the fake keeps no cache of free blocks).
-- Random draws during capture draw again at each replay (CuPy's Generator keeps its state on the
-  device); the capture itself advances the fake's host-side generator once.
+- Random draws during capture draw at each replay, not at capture (CuPy's Generator keeps its
+  state in device memory, which only the replayed kernels advance): `end_capture` puts the fake's
+  host-side generators back where they were.
 """
 
 from __future__ import annotations
@@ -177,10 +178,13 @@ class _Capture:
         self.invalid = ""
         # Every device array alive now (through the fake's array objects): copies to restore.
         roots: dict[int, np.ndarray] = {}
+        self.generators: list[tuple[Any, Any]] = []  # and the random generators' states
         for obj in gc.get_objects():
             if type(obj) is cupy.ndarray:
                 root = _root(obj._a)
                 roots[id(root)] = root
+            elif type(obj) is cupy.random.Generator:
+                self.generators.append((obj, obj._g.bit_generator.state))
         self.saved = [(r, r.copy()) for r in roots.values() if r.flags.writeable]
         self.before = roots  # held, so that no id is reused during the capture
         self.fresh: dict[int, np.ndarray] = {}
@@ -188,6 +192,8 @@ class _Capture:
     def undo(self) -> None:
         for root, copy in self.saved:
             root[...] = copy
+        for generator, state in self.generators:
+            generator._g.bit_generator.state = state
         for root in self.fresh.values():
             if root.flags.writeable:
                 root.fill(garbage(root.dtype))
