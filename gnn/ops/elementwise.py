@@ -19,81 +19,6 @@ from gnn.tensor import Tensor
 # ---- arithmetic ----------------------------------------------------------------------------------
 
 
-class Add(Function):
-    def forward(self, a: Any, b: Any) -> Any:
-        return a + b
-
-    def backward(self, gy: Any) -> Any:
-        return gy, gy
-
-
-class Sub(Function):
-    def forward(self, a: Any, b: Any) -> Any:
-        return a - b
-
-    def backward(self, gy: Any) -> Any:
-        return gy, (-gy if self.needs_input_grad[1] else None)
-
-
-class Mul(Function):
-    def forward(self, a: Any, b: Any) -> Any:
-        self.a, self.b = a, b
-        return a * b
-
-    def backward(self, gy: Any) -> Any:
-        ga = gy * self.b if self.needs_input_grad[0] else None
-        gb = gy * self.a if self.needs_input_grad[1] else None
-        return ga, gb
-
-
-class Div(Function):
-    def forward(self, a: Any, b: Any) -> Any:
-        self.a, self.b = a, b
-        return a / b
-
-    def backward(self, gy: Any) -> Any:
-        ga = gy / self.b if self.needs_input_grad[0] else None
-        gb = -gy * self.a / (self.b * self.b) if self.needs_input_grad[1] else None
-        return ga, gb
-
-
-class PowScalar(Function):
-    """x ** p for a Python number p."""
-
-    def __init__(self, p: float) -> None:
-        self.p = p
-
-    def forward(self, x: Any) -> Any:
-        self.x = x
-        if self.p == 2:
-            return x * x
-        return x**self.p
-
-    def backward(self, gy: Any) -> Any:
-        p = self.p
-        if p == 2:
-            return gy * (2 * self.x)
-        return gy * (p * self.x ** (p - 1))
-
-
-class Pow(Function):
-    """a ** b, both tensors (d/db uses log a, so a must be positive where b needs a gradient)."""
-
-    def forward(self, a: Any, b: Any) -> Any:
-        self.a, self.b = a, b
-        self.y = a**b
-        return self.y
-
-    def backward(self, gy: Any) -> Any:
-        xp = self.be.xp
-        ga = gb = None
-        if self.needs_input_grad[0]:
-            ga = gy * self.b * self.a ** (self.b - 1)
-        if self.needs_input_grad[1]:
-            gb = gy * self.y * xp.log(xp.where(self.a > 0, self.a, 1))
-        return ga, gb
-
-
 def _binary(fn: type[Function], name: str, a: Any, b: Any) -> Tensor:
     a, b = pair(a, b)
     try:
@@ -145,6 +70,14 @@ def div_(x: Tensor, other: Any) -> Tensor:
     return _update(x, "div_", "divide", other)
 
 
+class Add(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    def backward(self, gy: Any) -> Any:
+        return gy, gy
+
+
 @register(
     method=True, operators=("__add__",), reflected="__radd__", tensor={"add_": add_}, top=True
 )
@@ -153,6 +86,14 @@ def add(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     if alpha != 1:
         other = _scaled(other, alpha)
     return _binary(Add, "add", input, other)
+
+
+class Sub(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        return a - b
+
+    def backward(self, gy: Any) -> Any:
+        return gy, (-gy if self.needs_input_grad[1] else None)
 
 
 @register(
@@ -170,6 +111,17 @@ def sub(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     return _binary(Sub, "sub", input, other)
 
 
+class Mul(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, gy: Any) -> Any:
+        ga = gy * self.b if self.needs_input_grad[0] else None
+        gb = gy * self.a if self.needs_input_grad[1] else None
+        return ga, gb
+
+
 @register(
     method=True,
     operators=("__mul__",),
@@ -181,6 +133,17 @@ def sub(input: Any, other: Any, alpha: Any = 1) -> Tensor:
 def mul(input: Any, other: Any) -> Tensor:
     """input * other with broadcasting."""
     return _binary(Mul, "mul", input, other)
+
+
+class Div(Function):
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, gy: Any) -> Any:
+        ga = gy / self.b if self.needs_input_grad[0] else None
+        gb = -gy * self.a / (self.b * self.b) if self.needs_input_grad[1] else None
+        return ga, gb
 
 
 @register(
@@ -224,6 +187,43 @@ def _rounded_div(a: Tensor, b: Tensor, rounding_mode: str) -> Tensor:
     return Tensor._make(q, a._be, False)
 
 
+class PowScalar(Function):
+    """x ** p for a Python number p."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        if self.p == 2:
+            return x * x
+        return x**self.p
+
+    def backward(self, gy: Any) -> Any:
+        p = self.p
+        if p == 2:
+            return gy * (2 * self.x)
+        return gy * (p * self.x ** (p - 1))
+
+
+class Pow(Function):
+    """a ** b, both tensors (d/db uses log a, so a must be positive where b needs a gradient)."""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        self.y = a**b
+        return self.y
+
+    def backward(self, gy: Any) -> Any:
+        xp = self.be.xp
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = gy * self.b * self.a ** (self.b - 1)
+        if self.needs_input_grad[1]:
+            gb = gy * self.y * xp.log(xp.where(self.a > 0, self.a, 1))
+        return ga, gb
+
+
 @register(method=True, operators=("__pow__",), reflected="__rpow__", top=True)
 def pow(input: Any, exponent: Any) -> Tensor:
     """input ** exponent; a Python-number exponent takes the cheaper path."""
@@ -247,6 +247,12 @@ class Neg(Function):
         return -gy
 
 
+@register(method=True, operators=("__neg__",), aliases=("negative",), top=True)
+def neg(x: Tensor) -> Tensor:
+    """-x."""
+    return Neg.apply(x)
+
+
 class Exp(Function):
     def forward(self, x: Any) -> Any:
         self.y = self.be.xp.exp(x)
@@ -254,6 +260,12 @@ class Exp(Function):
 
     def backward(self, gy: Any) -> Any:
         return gy * self.y
+
+
+@register(method=True, top=True)
+def exp(x: Tensor) -> Tensor:
+    """e ** x, elementwise."""
+    return Exp.apply(x)
 
 
 class Log(Function):
@@ -265,6 +277,12 @@ class Log(Function):
         return gy / self.x
 
 
+@register(method=True, top=True)
+def log(x: Tensor) -> Tensor:
+    """Natural logarithm, elementwise."""
+    return Log.apply(x)
+
+
 class Sqrt(Function):
     def forward(self, x: Any) -> Any:
         self.y = self.be.xp.sqrt(x)
@@ -272,6 +290,12 @@ class Sqrt(Function):
 
     def backward(self, gy: Any) -> Any:
         return gy / (2 * self.y)
+
+
+@register(method=True, top=True)
+def sqrt(x: Tensor) -> Tensor:
+    """Square root, elementwise."""
+    return Sqrt.apply(x)
 
 
 class Abs(Function):
@@ -283,42 +307,18 @@ class Abs(Function):
         return gy * self.be.xp.sign(self.x)
 
 
+@register(method=True, operators=("__abs__",), aliases=("absolute",), top=True)
+def abs(x: Tensor) -> Tensor:
+    """|x|, elementwise (gradient 0 at 0, as in PyTorch)."""
+    return Abs.apply(x)
+
+
 class Clone(Function):
     def forward(self, x: Any) -> Any:
         return x.copy()
 
     def backward(self, gy: Any) -> Any:
         return gy
-
-
-@register(method=True, operators=("__neg__",), aliases=("negative",), top=True)
-def neg(x: Tensor) -> Tensor:
-    """-x."""
-    return Neg.apply(x)
-
-
-@register(method=True, top=True)
-def exp(x: Tensor) -> Tensor:
-    """e ** x, elementwise."""
-    return Exp.apply(x)
-
-
-@register(method=True, top=True)
-def log(x: Tensor) -> Tensor:
-    """Natural logarithm, elementwise."""
-    return Log.apply(x)
-
-
-@register(method=True, top=True)
-def sqrt(x: Tensor) -> Tensor:
-    """Square root, elementwise."""
-    return Sqrt.apply(x)
-
-
-@register(method=True, operators=("__abs__",), aliases=("absolute",), top=True)
-def abs(x: Tensor) -> Tensor:
-    """|x|, elementwise (gradient 0 at 0, as in PyTorch)."""
-    return Abs.apply(x)
 
 
 @register(method=True, top=True)
@@ -339,6 +339,12 @@ class Tanh(Function):
         return gy * (1 - self.y * self.y)
 
 
+@register(method=True, top=True)
+def tanh(x: Tensor) -> Tensor:
+    """Hyperbolic tangent, elementwise."""
+    return Tanh.apply(x)
+
+
 class Sigmoid(Function):
     """Fused on both backends: forward saves only the output y; backward is one pass."""
 
@@ -350,6 +356,12 @@ class Sigmoid(Function):
         return fused_sigmoid.backward(self.be, self.y, gy)
 
 
+@register(method=True, top=True)
+def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + e^-x), elementwise, through the backend's fused entry points."""
+    return Sigmoid.apply(x)
+
+
 class Relu(Function):
     def forward(self, x: Any) -> Any:
         self.y = self.be.xp.maximum(x, 0)
@@ -357,6 +369,12 @@ class Relu(Function):
 
     def backward(self, gy: Any) -> Any:
         return gy * (self.y > 0)
+
+
+@register(method=True, top=True)
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0), elementwise."""
+    return Relu.apply(x)
 
 
 class LeakyRelu(Function):
@@ -369,6 +387,12 @@ class LeakyRelu(Function):
 
     def backward(self, gy: Any) -> Any:
         return self.be.xp.where(self.mask, gy, gy * self.slope)
+
+
+@register()
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x where x > 0, else negative_slope * x."""
+    return LeakyRelu.apply(x, negative_slope=negative_slope)
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -437,30 +461,6 @@ class Gelu(Function):
         return g
 
 
-@register(method=True, top=True)
-def tanh(x: Tensor) -> Tensor:
-    """Hyperbolic tangent, elementwise."""
-    return Tanh.apply(x)
-
-
-@register(method=True, top=True)
-def sigmoid(x: Tensor) -> Tensor:
-    """1 / (1 + e^-x), elementwise, through the backend's fused entry points."""
-    return Sigmoid.apply(x)
-
-
-@register(method=True, top=True)
-def relu(x: Tensor) -> Tensor:
-    """max(x, 0), elementwise."""
-    return Relu.apply(x)
-
-
-@register()
-def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
-    """x where x > 0, else negative_slope * x."""
-    return LeakyRelu.apply(x, negative_slope=negative_slope)
-
-
 @register()
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """Gaussian error linear unit; approximate is "none" (erf) or "tanh"."""
@@ -484,25 +484,6 @@ class Where(Function):
         ga = xp.where(self.cond, gy, 0) if self.needs_input_grad[0] else None
         gb = xp.where(self.cond, 0, gy) if self.needs_input_grad[1] else None
         return ga, gb
-
-
-class Clamp(Function):
-    def __init__(self, lo: Any, hi: Any) -> None:
-        self.lo, self.hi = lo, hi
-
-    def forward(self, x: Any) -> Any:
-        xp = self.be.xp
-        self.x = x
-        return xp.clip(x, self.lo, self.hi)
-
-    def backward(self, gy: Any) -> Any:
-        x = self.x
-        keep = True
-        if self.lo is not None:
-            keep = x >= self.lo
-        if self.hi is not None:
-            keep = keep & (x <= self.hi) if self.lo is not None else x <= self.hi
-        return gy * keep
 
 
 def _where_method(x: Tensor, condition: Any, other: Any) -> Tensor:
@@ -529,6 +510,25 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
         check_broadcast("where", cond, a)
         check_broadcast("where", cond, b)
         raise
+
+
+class Clamp(Function):
+    def __init__(self, lo: Any, hi: Any) -> None:
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x: Any) -> Any:
+        xp = self.be.xp
+        self.x = x
+        return xp.clip(x, self.lo, self.hi)
+
+    def backward(self, gy: Any) -> Any:
+        x = self.x
+        keep = True
+        if self.lo is not None:
+            keep = x >= self.lo
+        if self.hi is not None:
+            keep = keep & (x <= self.hi) if self.lo is not None else x <= self.hi
+        return gy * keep
 
 
 def clamp_(x: Tensor, min: Any = None, max: Any = None) -> Tensor:

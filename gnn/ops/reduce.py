@@ -41,6 +41,13 @@ class Sum(Function):
         return _expand_back(self.be.xp, gy, self.shape, self.axes, self.keepdim)
 
 
+@register(method=True, top=True)
+def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Sum over `dim` (an int, a tuple, or None for all)."""
+    (x,) = cast_inputs("sum", x)
+    return Sum.apply(x, axes=norm_dims(dim, x.ndim, "sum"), keepdim=keepdim)
+
+
 class Mean(Function):
     def __init__(self, axes: tuple | None, keepdim: bool) -> None:
         self.axes, self.keepdim = axes, keepdim
@@ -56,6 +63,15 @@ class Mean(Function):
     def backward(self, gy: Any) -> Any:
         g = gy / self.count if self.count else gy
         return _expand_back(self.be.xp, g, self.shape, self.axes, self.keepdim)
+
+
+@register(method=True, top=True)
+def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Mean over `dim` (an int, a tuple, or None for all)."""
+    (x,) = cast_inputs("mean", x)
+    if not is_floating(x.dtype):
+        raise TypeError(f"mean: needs a floating tensor, got {x.dtype} (use .float() first)")
+    return Mean.apply(x, axes=norm_dims(dim, x.ndim, "mean"), keepdim=keepdim)
 
 
 class MaxMin(Function):
@@ -79,44 +95,6 @@ class MaxMin(Function):
                 gy.reshape((1,) * mask.ndim) if self.axes is None else xp.expand_dims(gy, self.axes)
             )
         return mask * (gy / count)
-
-
-@register(method=True, top=True)
-def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    """Sum over `dim` (an int, a tuple, or None for all)."""
-    (x,) = cast_inputs("sum", x)
-    return Sum.apply(x, axes=norm_dims(dim, x.ndim, "sum"), keepdim=keepdim)
-
-
-@register(method=True, top=True)
-def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    """Mean over `dim` (an int, a tuple, or None for all)."""
-    (x,) = cast_inputs("mean", x)
-    if not is_floating(x.dtype):
-        raise TypeError(f"mean: needs a floating tensor, got {x.dtype} (use .float() first)")
-    return Mean.apply(x, axes=norm_dims(dim, x.ndim, "mean"), keepdim=keepdim)
-
-
-@register(method=True, top=True)
-def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
-    """Variance over `dim` (Bessel-corrected unless unbiased=False), composed from mean."""
-    (x,) = cast_inputs("var", x)
-    axes = norm_dims(dim, x.ndim, "var")
-    n = x.array.size if axes is None else 1
-    if axes is not None:
-        for a in axes:
-            n *= x.shape[a]
-    centered = x - mean(x, dim, keepdim=True)
-    # As PyTorch: no degrees of freedom left (one element, unbiased) gives nan, not 0.
-    # (builtins: this module's own max is the tensor reduction.)
-    divisor = builtins.max(n - (1 if unbiased else 0), 0)
-    return sum(centered * centered, dim, keepdim) / divisor
-
-
-@register(method=True, top=True)
-def std(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
-    """Standard deviation over `dim`."""
-    return var(x, dim, keepdim, unbiased) ** 0.5
 
 
 def _extreme(x: Tensor, dim: Any, keepdim: bool, take_max: bool) -> Any:
@@ -166,6 +144,28 @@ def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     return Tensor._make(x.array.argmin(axis=d, keepdims=keepdim), x._be, False)
 
 
+@register(method=True, top=True)
+def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
+    """Variance over `dim` (Bessel-corrected unless unbiased=False), composed from mean."""
+    (x,) = cast_inputs("var", x)
+    axes = norm_dims(dim, x.ndim, "var")
+    n = x.array.size if axes is None else 1
+    if axes is not None:
+        for a in axes:
+            n *= x.shape[a]
+    centered = x - mean(x, dim, keepdim=True)
+    # As PyTorch: no degrees of freedom left (one element, unbiased) gives nan, not 0.
+    # (builtins: this module's own max is the tensor reduction.)
+    divisor = builtins.max(n - (1 if unbiased else 0), 0)
+    return sum(centered * centered, dim, keepdim) / divisor
+
+
+@register(method=True, top=True)
+def std(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
+    """Standard deviation over `dim`."""
+    return var(x, dim, keepdim, unbiased) ** 0.5
+
+
 # ---- softmax family ------------------------------------------------------------------------------
 
 
@@ -188,6 +188,16 @@ class Softmax(Function):
         return gx
 
 
+@register(method=True, top=True)
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along dim, computed stably."""
+    (x,) = cast_inputs("softmax", x)
+    axis = norm_dim(dim, x.ndim, "softmax")
+    if x.ndim == 0:  # PyTorch takes dim 0 or -1 here; NumPy has no axis 0 in a 0-d array
+        return reshape(Softmax.apply(reshape(x, (1,)), axis=0), ())
+    return Softmax.apply(x, axis=axis)
+
+
 class LogSoftmax(Function):
     def __init__(self, axis: int) -> None:
         self.axis = axis
@@ -203,16 +213,6 @@ class LogSoftmax(Function):
     def backward(self, gy: Any) -> Any:
         xp = self.be.xp
         return gy - xp.exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
-
-
-@register(method=True, top=True)
-def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)) along dim, computed stably."""
-    (x,) = cast_inputs("softmax", x)
-    axis = norm_dim(dim, x.ndim, "softmax")
-    if x.ndim == 0:  # PyTorch takes dim 0 or -1 here; NumPy has no axis 0 in a 0-d array
-        return reshape(Softmax.apply(reshape(x, (1,)), axis=0), ())
-    return Softmax.apply(x, axis=axis)
 
 
 @register(method=True, top=True)

@@ -29,31 +29,6 @@ class Reshape(Function):
         return gy.reshape(self.in_shape)
 
 
-class Permute(Function):
-    def __init__(self, dims: tuple) -> None:
-        self.dims = dims
-
-    def forward(self, x: Any) -> Any:
-        return x.transpose(self.dims)
-
-    def backward(self, gy: Any) -> Any:
-        inverse = [0] * len(self.dims)
-        for i, d in enumerate(self.dims):
-            inverse[d] = i
-        return gy.transpose(inverse)
-
-
-class Expand(Function):
-    def __init__(self, shape: tuple) -> None:
-        self.shape = shape
-
-    def forward(self, x: Any) -> Any:
-        return self.be.xp.broadcast_to(x, self.shape)
-
-    def backward(self, gy: Any) -> Any:
-        return gy  # the engine sums it back to the input's shape
-
-
 def _resolve_shape(numel: int, shape: tuple, op: str, in_shape: tuple) -> tuple:
     shape = tuple(int(s) for s in shape)
     unknown = [i for i, s in enumerate(shape) if s == -1]
@@ -95,6 +70,20 @@ def reshape(x: Tensor, shape: Any) -> Tensor:
 view = register(name="view", method=_reshape_method)(reshape)  # F.view, Tensor.view: no torch.view
 
 
+class Permute(Function):
+    def __init__(self, dims: tuple) -> None:
+        self.dims = dims
+
+    def forward(self, x: Any) -> Any:
+        return x.transpose(self.dims)
+
+    def backward(self, gy: Any) -> Any:
+        inverse = [0] * len(self.dims)
+        for i, d in enumerate(self.dims):
+            inverse[d] = i
+        return gy.transpose(inverse)
+
+
 def _permute_method(x: Tensor, *dims: Any) -> Tensor:
     """x.permute(2, 0, 1) or x.permute((2, 0, 1))."""
     return permute(x, shape_args(dims))
@@ -121,6 +110,40 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     dims = list(range(x.ndim))
     dims[d0], dims[d1] = dims[d1], dims[d0]
     return Permute.apply(x, dims=tuple(dims))
+
+
+class Expand(Function):
+    def __init__(self, shape: tuple) -> None:
+        self.shape = shape
+
+    def forward(self, x: Any) -> Any:
+        return self.be.xp.broadcast_to(x, self.shape)
+
+    def backward(self, gy: Any) -> Any:
+        return gy  # the engine sums it back to the input's shape
+
+
+def _expand_method(x: Tensor, *sizes: Any) -> Tensor:
+    """x.expand(4, 3) or x.expand((4, 3))."""
+    return expand(x, shape_args(sizes))
+
+
+def _expand_as(x: Tensor, other: Tensor) -> Tensor:
+    return expand(x, other.shape)
+
+
+@register(method=_expand_method, tensor={"expand_as": _expand_as})
+def expand(x: Tensor, shape: Any) -> Tensor:
+    """Broadcast x to `shape` without copying (-1 keeps a dimension)."""
+    shape = tuple(shape)
+    lead = len(shape) - x.ndim
+    if lead < 0:
+        raise ValueError(f"expand: cannot expand shape {x.shape} to fewer dims {shape}")
+    full = tuple(x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(shape))
+    for i, n in enumerate(x.shape):
+        if n != 1 and n != full[i + lead]:
+            raise ValueError(f"expand: cannot expand shape {x.shape} to {shape}")
+    return Expand.apply(x, shape=full)
 
 
 @register(method=True, top=True)
@@ -151,29 +174,6 @@ def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
     if x.shape[d] != 1:
         return x
     return reshape(x, x.shape[:d] + x.shape[d + 1 :])
-
-
-def _expand_method(x: Tensor, *sizes: Any) -> Tensor:
-    """x.expand(4, 3) or x.expand((4, 3))."""
-    return expand(x, shape_args(sizes))
-
-
-def _expand_as(x: Tensor, other: Tensor) -> Tensor:
-    return expand(x, other.shape)
-
-
-@register(method=_expand_method, tensor={"expand_as": _expand_as})
-def expand(x: Tensor, shape: Any) -> Tensor:
-    """Broadcast x to `shape` without copying (-1 keeps a dimension)."""
-    shape = tuple(shape)
-    lead = len(shape) - x.ndim
-    if lead < 0:
-        raise ValueError(f"expand: cannot expand shape {x.shape} to fewer dims {shape}")
-    full = tuple(x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(shape))
-    for i, n in enumerate(x.shape):
-        if n != 1 and n != full[i + lead]:
-            raise ValueError(f"expand: cannot expand shape {x.shape} to {shape}")
-    return Expand.apply(x, shape=full)
 
 
 # ---- indexing ------------------------------------------------------------------------------------
@@ -238,20 +238,6 @@ class Cat(Function):
         return tuple(out)
 
 
-class Stack(Function):
-    def __init__(self, axis: int) -> None:
-        self.axis = axis
-
-    def forward(self, *xs: Any) -> Any:
-        return self.be.xp.stack(xs, axis=self.axis)
-
-    def backward(self, gy: Any) -> Any:
-        return tuple(
-            gy.take(i, axis=self.axis) if need else None
-            for i, need in enumerate(self.needs_input_grad)
-        )
-
-
 def _check_join(op: str, tensors: Any) -> list:
     tensors = list(tensors)
     if not tensors:
@@ -278,6 +264,26 @@ def cat(tensors: Any, dim: int = 0) -> Tensor:
 
 
 @register(top=True)
+def concatenate(tensors: Any, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis (torch.concatenate)."""
+    return cat(tensors, axis)
+
+
+class Stack(Function):
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+
+    def forward(self, *xs: Any) -> Any:
+        return self.be.xp.stack(xs, axis=self.axis)
+
+    def backward(self, gy: Any) -> Any:
+        return tuple(
+            gy.take(i, axis=self.axis) if need else None
+            for i, need in enumerate(self.needs_input_grad)
+        )
+
+
+@register(top=True)
 def stack(tensors: Any, dim: int = 0) -> Tensor:
     """Join tensors of one shape along a new dimension."""
     tensors = _check_join("stack", tensors)
@@ -287,12 +293,6 @@ def stack(tensors: Any, dim: int = 0) -> Tensor:
             raise ValueError(f"stack: all tensors must have the same shape, got {shapes}")
     d = norm_dim(dim, tensors[0].ndim + 1, "stack")
     return Stack.apply(*tensors, axis=d)
-
-
-@register(top=True)
-def concatenate(tensors: Any, axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis (torch.concatenate)."""
-    return cat(tensors, axis)
 
 
 @register(method=True, top=True)

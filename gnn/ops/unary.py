@@ -25,6 +25,12 @@ class Sin(Function):
         return gx
 
 
+@register(method=True, top=True)
+def sin(x: Tensor) -> Tensor:
+    """Sine, elementwise (radians)."""
+    return Sin.apply(x)
+
+
 class Cos(Function):
     def forward(self, x: Any) -> Any:
         self.x = x
@@ -32,6 +38,12 @@ class Cos(Function):
 
     def backward(self, gy: Any) -> Any:
         return -(gy * self.be.xp.sin(self.x))
+
+
+@register(method=True, top=True)
+def cos(x: Tensor) -> Tensor:
+    """Cosine, elementwise (radians)."""
+    return Cos.apply(x)
 
 
 class Log1p(Function):
@@ -43,6 +55,12 @@ class Log1p(Function):
         return gy / (1 + self.x)
 
 
+@register(method=True, top=True)
+def log1p(x: Tensor) -> Tensor:
+    """log(1 + x), accurate for small x."""
+    return Log1p.apply(x)
+
+
 class Expm1(Function):
     def forward(self, x: Any) -> Any:
         self.y = self.be.xp.expm1(x)
@@ -50,6 +68,12 @@ class Expm1(Function):
 
     def backward(self, gy: Any) -> Any:
         return gy * (self.y + 1)
+
+
+@register(method=True, top=True)
+def expm1(x: Tensor) -> Tensor:
+    """exp(x) - 1, accurate for small x."""
+    return Expm1.apply(x)
 
 
 class Softplus(Function):
@@ -71,30 +95,6 @@ class Softplus(Function):
         xp = self.be.xp
         slope = fused_sigmoid.forward(self.be, self.z)
         return gy * xp.where(self.z > self.threshold, 1, slope)
-
-
-@register(method=True, top=True)
-def sin(x: Tensor) -> Tensor:
-    """Sine, elementwise (radians)."""
-    return Sin.apply(x)
-
-
-@register(method=True, top=True)
-def cos(x: Tensor) -> Tensor:
-    """Cosine, elementwise (radians)."""
-    return Cos.apply(x)
-
-
-@register(method=True, top=True)
-def log1p(x: Tensor) -> Tensor:
-    """log(1 + x), accurate for small x."""
-    return Log1p.apply(x)
-
-
-@register(method=True, top=True)
-def expm1(x: Tensor) -> Tensor:
-    """exp(x) - 1, accurate for small x."""
-    return Expm1.apply(x)
 
 
 @register()
