@@ -18,7 +18,11 @@ Where CuPy is stricter than NumPy, so is this, because those are the mistakes it
 - only names CuPy 14.2 has exist (`_names.py`); a ufunc takes only out, dtype and casting; the
   random Generator has only CuPy's methods (no permutation, no bit_generator state);
 - `RawModule` kernels check every launch against the kernel's C signature before a NumPy stand-in
-  or the emulated kernel does their work (`_kernels.py`).
+  or the emulated kernel does their work (`_kernels.py`);
+- streams, stream capture and CUDA graphs follow CUDA's rules (`_graphs.py`): captured work does
+  not run until the graph is launched, and a sync, a host copy or an allocation outside the
+  graph's pool during capture raises. Every operation below goes through `_graphs.run`, which
+  records it while a stream captures.
 
 Counting (`with cupy.counting() as c: ...`) records what the real CuPy would make the GPU do, per
 launch, with its source: the first gnn frame on the Python stack outside gnn/backend (and the
