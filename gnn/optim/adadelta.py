@@ -48,7 +48,7 @@ class Adadelta(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x = param._be.xp, param.array
+        xp, x = param.backend.xp, param.array
         rho, eps, wd = group["rho"], group["eps"], group["weight_decay"]
         sq, acc = state["square_avg"].array, state["acc_delta"].array
         if wd:

@@ -49,7 +49,7 @@ class Adagrad(Optimizer):
         init = group["initial_accumulator_value"]
         return {
             "step": 0,
-            "sum": Tensor._make(param._be.xp.full_like(param.array, init), param._be, False),
+            "sum": Tensor.wrap(param.backend.xp.full_like(param.array, init), param.backend),
         }
 
     def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
@@ -58,7 +58,7 @@ class Adagrad(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x, wd = param._be.xp, param.array, group["weight_decay"]
+        xp, x, wd = param.backend.xp, param.array, group["weight_decay"]
         if wd:
             grad = grad + wd * x
         clr = group["lr"] / (1.0 + (state["step"] - 1) * group["lr_decay"])

@@ -214,7 +214,7 @@ class LBFGS(Optimizer):
                     f"{who}: state {key!r} must be a float vector of the {n} parameter values, "
                     f"got {arr.dtype} of shape {arr.shape}"
                 )
-            return Tensor._make(first._be.asarray(arr, dtype=first.dtype).copy(), first._be, False)
+            return Tensor.wrap(first.backend.asarray(arr, dtype=first.dtype).copy(), first.backend)
 
         out: dict[str, Any] = {"func_evals": count("func_evals"), "n_iter": count("n_iter")}
         for key in ("d", "prev_flat_grad"):
@@ -236,7 +236,7 @@ class LBFGS(Optimizer):
     # ---- the parameters as one flat vector -----------------------------------------------------
 
     def _flat_grad(self) -> Any:
-        xp = self._params[0]._be.xp
+        xp = self._params[0].backend.xp
         parts = [
             xp.zeros(p.numel(), dtype=p.dtype) if p.grad is None else p.grad.array.reshape(-1)
             for p in self._params
@@ -369,7 +369,7 @@ class LBFGS(Optimizer):
             if abs(loss - prev_loss) < tol_change:  # the loss no longer changes
                 break
 
-        be = first._be
+        be = first.backend
         state["d"] = _wrap(d, be)
         state["t"] = t
         state["old_dirs"] = [_wrap(v, be) for v in old_dirs]
@@ -386,4 +386,4 @@ def _raw(value: Any) -> Any:
 
 
 def _wrap(value: Any, be: Any) -> Any:
-    return None if value is None else Tensor._make(value, be, False)
+    return None if value is None else Tensor.wrap(value, be)

@@ -63,7 +63,7 @@ class NAdam(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x, step = param._be.xp, param.array, state["step"]
+        xp, x, step = param.backend.xp, param.array, state["step"]
         lr, eps, wd, psi = group["lr"], group["eps"], group["weight_decay"], group["momentum_decay"]
         beta1, beta2 = group["betas"]
         if wd:

@@ -60,7 +60,7 @@ class RAdam(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x, step = param._be.xp, param.array, state["step"]
+        xp, x, step = param.backend.xp, param.array, state["step"]
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
         beta1, beta2 = group["betas"]
         rho_inf = 2.0 / (1.0 - beta2) - 1.0
