@@ -368,7 +368,7 @@ def split_sources(x: Any, y: Any, who: str) -> tuple[Any, Any, Any]:
         if _is_loader(x):
             return None, None, x
         x, y = _materialise(x, who)
-    elif y is None and who != "predict":
+    elif (x is None or y is None) and who != "predict":
         raise ValueError(f"{who}: needs x and y")
     return x, y, None
 
