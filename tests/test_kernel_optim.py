@@ -284,3 +284,33 @@ def test_cuda_matches_cpu_optimizer(name, kwargs):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
     state = opt.state_dict()["state"]
     assert all(isinstance(s.get("step", 0), int) for s in state.values())
+
+
+def _steps(model: Any, opt: Any, x: Any, steps: int) -> None:
+    for _ in range(steps):
+        (model(x) ** 2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+
+
+def test_cuda_matches_cpu_after_a_resume():
+    """A state saved mid-training and loaded into a new optimizer: its step count and moments
+    reach the kernel (the clock is rewritten), so the resumed run equals an unbroken one."""
+    x = np.random.default_rng(9).standard_normal((4, 5)).astype(np.float32)
+
+    def adamw(model: Any) -> Any:
+        return gnn.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1, amsgrad=True)
+
+    straight = _model("cpu")
+    _steps(straight, adamw(straight), gnn.tensor(x), 4)
+    first = _model("cuda")
+    opt = adamw(first)
+    _steps(first, opt, gnn.tensor(x, device="cuda"), 2)
+    resumed = _model("cuda")
+    resumed.load_state_dict(first.state_dict())
+    opt2 = adamw(resumed)
+    opt2.load_state_dict(opt.state_dict())
+    _steps(resumed, opt2, gnn.tensor(x, device="cuda"), 2)
+    assert opt2.state_dict()["state"][0]["step"] == 4
+    for (k, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters()):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)

@@ -128,13 +128,8 @@ class DeviceClock:
             self.host_steps = steps
 
 
-def _in_float32(xp: Any, arrays: Any, update: Any) -> bool:
-    """For 16-bit arrays: run `update` on float32 copies, then round each written array once.
-
-    False (nothing done) for float32/float64 arrays, which the caller updates in place itself.
-    """
-    if arrays.param.dtype.itemsize >= 4:
-        return False
+def _in_float32(arrays: Any, update: Any) -> None:
+    """Run `update` on float32 copies of 16-bit arrays, then round each written array once."""
     given = {f.name: getattr(arrays, f.name) for f in fields(arrays)}
     buffers = {k: v for k, v in given.items() if hasattr(v, "dtype")}
     wide = {k: v.astype(np.float32) for k, v in buffers.items()}
@@ -142,7 +137,6 @@ def _in_float32(xp: Any, arrays: Any, update: Any) -> bool:
     for k, v in buffers.items():
         if k != "grad":
             v[...] = wide[k].astype(v.dtype)
-    return True
 
 
 def _negated(xp: Any, grad: Any, maximize: bool) -> Any:
@@ -156,8 +150,8 @@ def adam_reference(
     xp: Any, spec: AdamSpec, arrays: AdamArrays, lr: float, step: int, clock: Any = None
 ) -> None:
     """Adam's step `step` (1 for the first) in place; `clock` is the kernel's (unused here)."""
-    if _in_float32(xp, arrays, lambda a: adam_reference(xp, spec, a, lr, step)):
-        return
+    if arrays.param.itemsize < 4:  # 16-bit arrays: float32 math, one rounding
+        return _in_float32(arrays, lambda a: adam_reference(xp, spec, a, lr, step))
     x, m, v = arrays.param, arrays.exp_avg, arrays.exp_avg_sq
     grad = _negated(xp, arrays.grad, spec.maximize)
     beta1, beta2, wd = spec.beta1, spec.beta2, spec.weight_decay
@@ -189,8 +183,8 @@ def adam_reference(
 
 def sgd_reference(xp: Any, spec: SGDSpec, arrays: SGDArrays, lr: float, clock: Any = None) -> None:
     """One SGD step in place: p -= lr * d, d the gradient (plus decay) or its momentum buffer."""
-    if _in_float32(xp, arrays, lambda a: sgd_reference(xp, spec, a, lr)):
-        return
+    if arrays.param.itemsize < 4:  # 16-bit arrays: float32 math, one rounding
+        return _in_float32(arrays, lambda a: sgd_reference(xp, spec, a, lr))
     x, mom, wd = arrays.param, spec.momentum, spec.weight_decay
     d = _negated(xp, arrays.grad, spec.maximize)
     owned = spec.maximize  # d is a scratch array we may overwrite
@@ -223,8 +217,8 @@ def rmsprop_reference(
     xp: Any, spec: RMSpropSpec, arrays: RMSpropArrays, lr: float, clock: Any = None
 ) -> None:
     """One RMSprop step in place (centered and momentum as PyTorch's)."""
-    if _in_float32(xp, arrays, lambda a: rmsprop_reference(xp, spec, a, lr)):
-        return
+    if arrays.param.itemsize < 4:  # 16-bit arrays: float32 math, one rounding
+        return _in_float32(arrays, lambda a: rmsprop_reference(xp, spec, a, lr))
     x, alpha, wd, mom = arrays.param, spec.alpha, spec.weight_decay, spec.momentum
     grad = _negated(xp, arrays.grad, spec.maximize)
     if wd:
