@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from gnn.backend.fused import clip_grad_norm as fused_clip
 from gnn.config import no_grad
 from gnn.tensor import Tensor
 
@@ -22,33 +23,6 @@ def _as_list(parameters: Tensor | Iterable[Tensor], who: str) -> list[Tensor]:
     return params
 
 
-def _grad_norm(xp: Any, g: Any, norm_type: float) -> Any:
-    """The norm of one gradient array as a 0-d device array (float16 accumulates in float32)."""
-    if g.dtype.itemsize < 4:
-        g = g.astype(xp.float32)
-    flat = g.reshape(-1)
-    if norm_type == 2.0:
-        return xp.sqrt(xp.vdot(flat, flat))  # one pass, no temporary
-    if math.isinf(norm_type):
-        if flat.size == 0:
-            return xp.zeros((), flat.dtype)
-        return xp.abs(flat).max() if norm_type > 0 else xp.abs(flat).min()
-    if norm_type == 1.0:
-        return xp.abs(flat).sum()
-    if norm_type == 0.0:
-        return xp.asarray(xp.count_nonzero(flat), dtype=flat.dtype)
-    return (xp.abs(flat) ** norm_type).sum() ** (1.0 / norm_type)
-
-
-def _combine(xp: Any, norms: Any, norm_type: float) -> Any:
-    """The norm of the vector of per-gradient norms."""
-    if math.isinf(norm_type):
-        return norms.max() if norm_type > 0 else norms.min()
-    if norm_type == 0.0 or norm_type == 1.0:
-        return norms.sum()
-    return (norms**norm_type).sum() ** (1.0 / norm_type)
-
-
 @no_grad()
 def clip_grad_norm_(
     parameters: Tensor | Iterable[Tensor],
@@ -59,7 +33,10 @@ def clip_grad_norm_(
     """Scale all gradients together so their joint norm is at most max_norm; returns that norm.
 
     As PyTorch: every gradient is multiplied by min(1, max_norm / (total_norm + 1e-6)), on the
-    device, without reading the norm back to the host.
+    device, and the norm comes back as a 0-d tensor without being read to the host. On a GPU, for
+    norm_type 2 and inf, that is two kernel launches per gradient dtype however many parameters
+    there are (gnn/backend/fused/clip_grad_norm.py). error_if_nonfinite=True has to read the
+    norm back to test it, which waits for the device (a sync), before any gradient is scaled.
     """
     who = "clip_grad_norm_"
     norm_type = float(norm_type)
@@ -72,26 +49,24 @@ def clip_grad_norm_(
         from gnn.creation import tensor
 
         return tensor(0.0)
-    be = grads[0]._be
+    be = grads[0].backend
     for g in grads:
-        if g._be is not be:
+        if g.backend is not be:
             raise RuntimeError(
-                f"{who}: gradients on different devices ({be.device} and {g._be.device})"
+                f"{who}: gradients on different devices ({be.device} and {g.backend.device})"
             )
-    xp = be.xp
-    norms = xp.stack([_grad_norm(xp, g.array, norm_type) for g in grads])
-    dtype = xp.result_type(*[g.array.dtype for g in grads])
-    total = _combine(xp, norms, norm_type)
-    if error_if_nonfinite and not bool(xp.isfinite(total)):
+    arrays = [g.array for g in grads]
+    if not error_if_nonfinite:
+        total = fused_clip.forward(be, arrays, fused_clip.ClipSpec(max_norm, norm_type))
+        return Tensor.wrap(total, be)
+    total = fused_clip.total_norm(be.xp, arrays, norm_type)
+    if not bool(be.xp.isfinite(total)):  # the sync error_if_nonfinite asks for
         raise RuntimeError(
             f"{who}: the total norm of order {norm_type} of the gradients is {float(total)}, so "
             "they cannot be clipped; set error_if_nonfinite=False to skip this check"
         )
-    coef = xp.minimum(max_norm / (total + 1e-6), 1.0)
-    for g in grads:
-        g.array *= coef.astype(g.array.dtype)
-    # NumPy reductions give scalars, CuPy 0-d arrays: make both a 0-d array.
-    return Tensor._make(xp.asarray(total, dtype=dtype), be, False)
+    fused_clip.scale_(be.xp, arrays, total, max_norm)
+    return Tensor.wrap(total, be)
 
 
 @no_grad()
@@ -103,7 +78,7 @@ def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -
     for p in _as_list(parameters, "clip_grad_value_"):
         if p.grad is not None:
             g = p.grad.array
-            p.grad._be.xp.clip(g, -clip_value, clip_value, out=g)
+            p.grad.backend.xp.clip(g, -clip_value, clip_value, out=g)
 
 
 def l1_penalty(parameters: Tensor | Iterable[Tensor], weight: float) -> Tensor:
@@ -134,9 +109,9 @@ def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
     params = _as_list(parameters, "parameters_to_vector")
     if not params:
         raise ValueError("parameters_to_vector: got no parameters")
-    be = params[0]._be
+    be = params[0].backend
     data = be.xp.concatenate([p.array.reshape(-1) for p in params])
-    return Tensor._make(data, be, False)
+    return Tensor.wrap(data, be)
 
 
 @no_grad()

@@ -138,8 +138,11 @@ class Function:
             self._library.launch(self.name, blocks, threads, shared_mem, host)
             return
         flat = [self._unwrap(a).reshape(-1) if isinstance(a, self._ndarray) else a for a in args]
+        stand_in = _STAND_INS[self.stem]
+        # a stand-in that reads tensors through a pointer table learns their dtype from the name
+        kw = {"suffix": self.name[len(self.stem) + 1 :]} if stand_in in _BY_SUFFIX else {}
         with np.errstate(all="ignore"):
-            _STAND_INS[self.stem](*flat)
+            stand_in(*flat, **kw)
 
 
 # ---- the stand-ins: arguments as in the kernels, pointers as flat NumPy views -------------------
@@ -454,7 +457,51 @@ def _rmsprop_step(
     optim.rmsprop_reference(np, spec, arrays, float(lr[0]))
 
 
+def _clip_module() -> Any:
+    import gnn.backend.fused.clip_grad_norm as clip
+
+    return clip
+
+
+def _table_arrays(table, count, suffix) -> list:
+    """The arrays a multi-tensor kernel's table points at ([pointers..., sizes...]), as NumPy."""
+    import ctypes
+
+    dtype = np.dtype(_POINTEE[{"f32": "float", "f16": "__half", "bf16": "__nv_bfloat16"}[suffix]])
+    out = []
+    for t in range(int(count)):
+        ptr, n = int(table[t]), int(table[int(count) + t])
+        buf = (ctypes.c_byte * (n * dtype.itemsize)).from_address(ptr)
+        out.append(np.frombuffer(buf, dtype=dtype))
+    return out
+
+
+def _clip_norm_partial(table, count, norm_inf, partial, suffix) -> None:
+    clip = _clip_module()
+    norm_type = np.inf if norm_inf else 2.0
+    grads = [g.astype(F32) for g in _table_arrays(table, count, suffix)]
+    total = clip.total_norm(np, grads, norm_type)  # the whole group's, in the first block's slot
+    partial[:] = 0.0
+    partial[0] = total if norm_inf else total * total
+
+
+def _clip_norm_scale(table, count, partial, parts, norm_inf, max_norm, total, suffix) -> None:
+    clip = _clip_module()
+    norms = partial[: int(parts)] if norm_inf else np.sqrt(partial[: int(parts)])
+    t = clip.combine(np, norms, np.inf if norm_inf else 2.0)
+    total[0] = t
+    coef = clip.coefficient(np, F32(t), float(max_norm))
+    if coef != 1.0:
+        for g in _table_arrays(table, count, suffix):
+            g[:] = (g.astype(F32) * coef).astype(g.dtype)
+
+
+_BY_SUFFIX = (_clip_norm_partial, _clip_norm_scale)
+
+
 _STAND_INS = {
+    "clip_norm_partial": _clip_norm_partial,
+    "clip_norm_scale": _clip_norm_scale,
     "adam_step": _adam_step,
     "sgd_step": _sgd_step,
     "rmsprop_step": _rmsprop_step,
