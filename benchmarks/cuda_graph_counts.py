@@ -80,7 +80,7 @@ def main() -> None:
     import gnn
     from gnn.train.cuda_graph import GraphedStep
 
-    print(f"{'model':6} {'mode':8} {'launches':>9} {'syncs':>6} {'allocs':>7} {'h2d':>4}")
+    print(f"{'model':6} {'mode':8} {'launches':>9} {'syncs':>6} {'allocs':>7} {'h2d':>4} {'MB':>7}")
     for name, make in (("mlp", mlp), ("gpt", gpt)):
         for mode in ("eager", "graphed"):
             gnn.manual_seed(0)
@@ -91,7 +91,8 @@ def main() -> None:
             with cupy.counting() as c:
                 loss = step(*batch)
             loss.item()  # one sync after the count: the pending device checks are read
-            print(f"{name:6} {mode:8} {c.launches:9d} {c.syncs:6d} {c.allocs:7d} {c.h2d:4d}")
+            counts = f"{c.launches:9d} {c.syncs:6d} {c.allocs:7d} {c.h2d:4d} {c.bytes / 1e6:7.2f}"
+            print(f"{name:6} {mode:8} {counts}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ What CUDA does, and so what this does:
   garbage (NaN, or -7), so a step that reads a captured result before a replay reads garbage, as
   on a GPU. Nothing can look in between: a host read during capture raises.
 - `Graph.launch` re-runs the recorded closures in order, on the same buffers. It counts as one
-  launch in `cupy.counting()`; the operations inside it are not counted again.
+  launch in `cupy.counting()`, moving the bytes of the launches captured in it (`Graph.kernels`
+  and `Graph.nbytes`: fake only); the operations inside it are not counted again.
 - During capture, what would make the host wait for the GPU raises CUDARuntimeError
   cudaErrorStreamCaptureUnsupported (a device-to-host copy, `.get()`, `synchronize()`, reading a
   0-d array as a number) and invalidates the capture: `end_capture` then raises
@@ -118,12 +119,13 @@ class Stream:
             raise CUDARuntimeError("cudaErrorIllegalState", "this stream is not capturing")
         _capture = None
         capture.undo()
+        cupy_module()._active.remove(capture.counts)
         if capture.invalid:
             raise CUDARuntimeError(
                 "cudaErrorStreamCaptureInvalidated",
                 f"operation failed due to a previous error during capture ({capture.invalid})",
             )
-        return Graph(capture.ops, capture.fresh)
+        return Graph(capture.ops, capture.fresh, capture.counts)
 
     def is_capturing(self) -> bool:
         return _capture is not None and _capture.stream is self
@@ -141,9 +143,11 @@ def get_current_stream() -> Stream:
 class Graph:
     """cupy.cuda.Graph: the recorded work of one capture, launched as one unit."""
 
-    def __init__(self, ops: list[Callable[[], Any]], memory: dict[int, np.ndarray]) -> None:
+    def __init__(self, ops: list[Callable[[], Any]], memory: dict, counts: Any) -> None:
         self._ops = ops
         self._memory = memory  # the graph's own allocations stay alive with it
+        self.kernels = counts.launches  # fake only: the launches inside, and the bytes they move
+        self.nbytes = counts.bytes
 
     def upload(self, stream: Any = None) -> None:
         return None
@@ -157,8 +161,8 @@ class Graph:
             return
         if _capture is not None:
             raise _elsewhere(_capture, stream, "cudaGraphLaunch")
-        if cupy._active:
-            cupy._record("launch", "graph launch")
+        if cupy._active:  # one launch, moving the bytes of the kernels inside
+            cupy._record("launch", "graph launch", self.nbytes)
         self._replay()
 
     def _replay(self) -> None:
@@ -175,6 +179,8 @@ class _Capture:
 
         self.stream, self.mode = stream, mode
         self.ops: list[Callable[[], Any]] = []
+        self.counts = cupy.Counts()  # what the graph holds: its launches and their bytes
+        cupy._active.append(self.counts)
         self.invalid = ""
         # Every device array alive now (through the fake's array objects): copies to restore.
         roots: dict[int, np.ndarray] = {}
@@ -214,6 +220,12 @@ def garbage(dtype: np.dtype) -> Any:
     if dtype.kind == "u":
         return np.iinfo(dtype).max - 6
     return -7 if dtype.kind == "i" else True
+
+
+def cupy_module() -> Any:
+    import cupy
+
+    return cupy
 
 
 def _root(a: np.ndarray) -> np.ndarray:
