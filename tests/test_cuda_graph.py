@@ -637,3 +637,22 @@ def test_which_optimizers_replay_as_they_run(cuda: None, make_opt: Callable) -> 
         step(x, y)
     for a, b in zip(eager_model.parameters(), graphed_model.parameters()):
         _same(b.numpy(), a.numpy())
+
+
+@gpu
+def test_a_step_that_cannot_be_captured_says_why(cuda: None) -> None:
+    if not getattr(_cupy(), "FAKE", False):
+        pytest.skip("the fake's rule")
+    _, train_step = _mlp("sgd")
+
+    def printing_step(x: Tensor, y: Tensor) -> Tensor:
+        loss = train_step(x, y)
+        print(f"{loss.array:.3f}")  # a host read
+        return loss
+
+    step = GraphedStep(printing_step, warmup=1)
+    batches = _batches("mlp", 2)
+    step(*batches[0])
+    with pytest.raises(RuntimeError, match=r"GraphedStep: the step cannot be captured.*\.item\(\)"):
+        step(*batches[1])
+    assert step.graph is None and step.calls == 1

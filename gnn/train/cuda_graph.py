@@ -60,8 +60,18 @@ class GraphedStep:
             before.wait_stream(self._side)
             return loss
         graph = gnn.cuda.CUDAGraph()
-        with gnn.cuda.graph(graph, stream=self._side):
-            loss = self.step(*self.static_inputs)
+        try:
+            with gnn.cuda.graph(graph, stream=self._side):
+                loss = self.step(*self.static_inputs)
+        except RuntimeError as exc:
+            if "StreamCapture" not in str(exc):
+                raise
+            self.calls -= 1  # nothing was trained: this call's step did not happen
+            raise RuntimeError(
+                f"GraphedStep: the step cannot be captured as a CUDA graph ({exc}). Inside the "
+                "step nothing may read the GPU from the host (.item(), .numpy(), print, "
+                "GradScaler) or copy host data over; see docs/cuda-graphs.md"
+            ) from exc
         if not isinstance(loss, Tensor):
             raise TypeError(f"GraphedStep: the step must return the loss Tensor, got {type(loss)}")
         self.graph, self.static_loss = graph, loss
