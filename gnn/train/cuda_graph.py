@@ -52,16 +52,24 @@ class GraphedStep:
             return self.static_loss
         if self._side is None:
             self._side = gnn.cuda.Stream()
-        before = gnn.cuda.current_stream()
-        self._side.wait_stream(before)
         if self.calls <= self.warmup:
-            with self._side:
-                loss = self.step(*self.static_inputs)
-            before.wait_stream(self._side)
-            return loss
+            return self._warm_up(self._side)
+        return self._capture(self._side)
+
+    def _warm_up(self, side: gnn.cuda.Stream) -> Tensor:
+        """One eager step on the side stream (PyTorch's recipe for the steps before capture)."""
+        before = gnn.cuda.current_stream()
+        side.wait_stream(before)
+        with side:
+            loss = self.step(*self.static_inputs)
+        before.wait_stream(side)
+        return loss
+
+    def _capture(self, side: gnn.cuda.Stream) -> Tensor:
+        """Capture one step on the side stream, then replay it: this call's step."""
         graph = gnn.cuda.CUDAGraph()
         try:
-            with gnn.cuda.graph(graph, stream=self._side):
+            with gnn.cuda.graph(graph, stream=side):
                 loss = self.step(*self.static_inputs)
         except RuntimeError as exc:
             if "StreamCapture" not in str(exc):
