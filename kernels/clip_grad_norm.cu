@@ -33,6 +33,7 @@ __device__ __forceinline__ float combine(float a, float b, int norm_inf) {
 }
 
 // The block's total of v (sum or NaN-keeping max), the same in every thread; `sm` holds 32 floats.
+// Called once per block (a second call would need a barrier before the slots are rewritten).
 __device__ __forceinline__ float block_combine(float v, int norm_inf, float* sm) {
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
@@ -41,7 +42,6 @@ __device__ __forceinline__ float block_combine(float v, int norm_inf, float* sm)
     for (int offset = 16; offset > 0; offset >>= 1) {
         v = combine(v, __shfl_xor_sync(kFullMask, v, offset), norm_inf);
     }
-    __syncthreads();  // every thread has read the slots of an earlier call
     if (lane == 0) sm[warp] = v;
     __syncthreads();
     v = sm[0];
@@ -83,7 +83,7 @@ __device__ __forceinline__ void clip_norm_scale(const unsigned long long* __rest
         if (total != total) coef_sm = total;  // NaN: fminf would give 1; PyTorch's clamp keeps NaN
         if (blockIdx.x == 0) store_float(total_out, total);
     }
-    __syncthreads();
+    __syncthreads();  // coef_sm is written
     const float coef = coef_sm;
     if (coef == 1.0f) return;  // multiplying by 1 changes nothing: skip the pass
     const long long stride = static_cast<long long>(blockDim.x) * gridDim.x;

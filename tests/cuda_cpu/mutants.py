@@ -495,6 +495,72 @@ MUTANTS += [
     ),
 ]
 
+CLIP = "clip_grad_norm.cu"
+CLIP_TESTS = ("tests/test_kernel_clip_grad_norm.py",)
+CLIP_PATHS = "code_path_clip_grad_norm and float32 and clipped"
+MUTANTS += [
+    Mutant(
+        "clip: drop the __syncthreads after the block's slots are written",
+        CLIP,
+        "    if (lane == 0) sm[warp] = v;\n    __syncthreads();\n",
+        "    if (lane == 0) sm[warp] = v;\n",
+        1,
+        "tsan",
+        CLIP_PATHS + " and 2.0",
+        CLIP_TESTS,
+    ),
+    Mutant(
+        "clip: drop the __syncthreads after the coefficient is shared",
+        CLIP,
+        "    __syncthreads();  // coef_sm is written\n",
+        "",
+        1,
+        "tsan",
+        "clip_grad_norm_kernels_accept_any_grid",
+        CLIP_TESTS,
+    ),
+    Mutant(
+        "clip: off-by-one in the partial norms' grid-stride loop (last element left out)",
+        CLIP,
+        "for (long long i = first; i < n; i += stride) {\n            const float v",
+        "for (long long i = first; i < n - 1; i += stride) {\n            const float v",
+        1,
+        "plain",
+        CLIP_PATHS,
+        CLIP_TESTS,
+    ),
+    Mutant(
+        "clip: off-by-one in the scaling's grid-stride loop (last element not scaled)",
+        CLIP,
+        "for (long long i = first; i < n; i += stride) store_float",
+        "for (long long i = first; i < n - 1; i += stride) store_float",
+        1,
+        "plain",
+        CLIP_PATHS + " and 2.0",
+        CLIP_TESTS,
+    ),
+    Mutant(
+        "clip: the max drops NaN (a NaN gradient would not make the inf-norm NaN)",
+        CLIP,
+        "(b > a || b != b) ? b : a",
+        "(b > a) ? b : a",
+        1,
+        "plain",
+        "code_path_clip_grad_norm_nonfinite and inf-nan",
+        CLIP_TESTS,
+    ),
+    Mutant(
+        "clip: a NaN total gives coefficient 1 (fminf), so NaN does not spread",
+        CLIP,
+        "        if (total != total) coef_sm = total;",
+        "",
+        1,
+        "plain",
+        "code_path_clip_grad_norm_nonfinite and 2.0-nan",
+        CLIP_TESTS,
+    ),
+]
+
 
 def lane_env(lane: str, reports: Path) -> dict[str, str]:
     """The environment of one ci/emulate.sh lane (a sanitizer report fails the launch)."""
