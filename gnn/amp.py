@@ -27,7 +27,7 @@ from gnn.tensor import Tensor
 __all__ = ["GradScaler", "autocast"]
 
 
-class autocast:  # noqa: N801  (named as torch.autocast)
+class autocast:  # lower case: named as torch.autocast
     """Run the ops inside in mixed precision on `device_type` ("cuda" or "cpu").
 
     dtype: float16 or bfloat16 (default: float16 on CUDA, bfloat16 on the CPU). Usable as a
@@ -186,7 +186,8 @@ class GradScaler:
                         "GradScaler: a parameter has a float16/bfloat16 gradient; keep parameters "
                         "in float32 and let autocast lower the ops (master weights)"
                     )
-                xp = p._be.xp
+                # raw arrays through the public backend: unscaling in place is the point
+                xp = p.grad.backend.xp
                 g *= g.dtype.type(inv)
                 # One device-side flag per gradient, combined below: no host read per parameter.
                 checks.append(xp.isfinite(g).all())

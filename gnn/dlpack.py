@@ -38,7 +38,7 @@ def from_dlpack(obj: Any) -> Tensor:
             f"from_dlpack: memory on DLPack device type {kind}; gnn has arrays on the CPU (1) "
             "and CUDA GPUs (2) only"
         )
-    return Tensor._make(be.from_dlpack(obj), be, False)
+    return Tensor.wrap(be.from_dlpack(obj), be)
 
 
 def to_dlpack(tensor: Tensor) -> Any:

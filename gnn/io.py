@@ -320,7 +320,7 @@ def load(path: str | os.PathLike, device: Any = None) -> dict[str, Tensor]:
     """Read a safetensors file into Tensors on `device` (default: the default device)."""
     arrays, _ = _read_arrays(path)
     be = get_backend(device)
-    return {k: Tensor._make(be.asarray(a), be, False) for k, a in arrays.items()}
+    return {k: Tensor.wrap(be.asarray(a), be) for k, a in arrays.items()}
 
 
 def load_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -333,7 +333,7 @@ def load_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 def _model_backend(model: Any) -> Any:
     for t in model.state_dict().values():
-        return t._be
+        return t.backend
     return get_backend("cpu")
 
 

@@ -47,7 +47,7 @@ _PICKLE_HELP = (
 # ---- the safe_globals API, accepted for scripts that call it --------------------------------
 
 
-class safe_globals(contextlib.ContextDecorator):  # noqa: N801  (PyTorch's name)
+class safe_globals(contextlib.ContextDecorator):  # PyTorch's name, lower case
     """Accepted as a no-op: gnn.load never unpickles, so there are no globals to allow."""
 
     def __init__(self, safe_globals: Any = None) -> None:
@@ -140,7 +140,7 @@ class _Writer:
         v = v.cpu() if callable(getattr(v, "cpu", None)) else v
         try:
             arr = np.asarray(v)
-        except Exception as exc:  # noqa: BLE001  (the other library's error, reported as ours)
+        except Exception as exc:  # the other library's error, whatever it is, reported as ours
             raise TypeError(
                 f"gnn.save: {_where(path)} is a {type(value).__name__} that NumPy cannot read "
                 f"({exc})"
@@ -319,7 +319,7 @@ def _placer(map_location: Any, name: str) -> Callable[[np.ndarray, str], Tensor]
 
     def on(arr: np.ndarray, device: Any) -> Tensor:
         be = get_backend(device)
-        return Tensor._make(be.asarray(arr), be, False)
+        return Tensor.wrap(be.asarray(arr), be)
 
     def saved_or_fail(arr: np.ndarray, saved: str) -> Tensor:
         try:
@@ -424,7 +424,7 @@ def _load_path(path: str, map_location: Any, name: str) -> Any:
     if text is None:  # a plain weights file: name -> Tensor, as gnn.io.load gives
         if map_location is None or isinstance(map_location, (str, Device)):
             be = get_backend(map_location)
-            return {k: Tensor._make(be.asarray(a), be, False) for k, a in arrays.items()}
+            return {k: Tensor.wrap(be.asarray(a), be) for k, a in arrays.items()}
         place = _placer(map_location, name)
         return {k: place(a, "cpu") for k, a in arrays.items()}
     try:

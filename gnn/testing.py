@@ -25,13 +25,12 @@ def numerical_grad(
     grad = np.zeros(x.shape, dtype=np.float64)
     flat = x.reshape(-1)  # a view: x is contiguous (gradcheck makes it so)
     gflat = grad.reshape(-1)
-    be = inputs[index]._be
     for i in range(flat.size):
         old = flat[i].item()
         flat[i] = old + eps
-        plus = be.to_numpy(fn(*inputs).array).astype(np.float64)
+        plus = fn(*inputs).numpy().astype(np.float64)
         flat[i] = old - eps
-        minus = be.to_numpy(fn(*inputs).array).astype(np.float64)
+        minus = fn(*inputs).numpy().astype(np.float64)
         flat[i] = old
         gflat[i] = float(((plus - minus) * gy).sum()) / (2 * eps)
     return grad
@@ -55,7 +54,8 @@ def gradcheck(
     tensors = []
     for x in inputs:
         if isinstance(x, Tensor) and x.dtype.kind == "f":
-            t = Tensor._make(x._be.xp.array(x.array, dtype=np.float64, order="C"), x._be, False)
+            # a float64 copy, C-contiguous: numerical_grad changes its values through a flat view
+            t = Tensor(np.array(x.numpy(), dtype=np.float64, order="C"), device=x.device)
             t.requires_grad = x.requires_grad
             tensors.append(t)
         else:
@@ -72,7 +72,7 @@ def gradcheck(
     rng = np.random.default_rng(seed)
     gy = rng.standard_normal(out.shape)
     if out.requires_grad:
-        out.backward(Tensor._make(out._be.asarray(gy, dtype=out.dtype), out._be, False))
+        out.backward(Tensor(gy, dtype=out.dtype, device=out.device))
     for i in check:
         t = tensors[i]
         analytic = np.zeros(t.shape) if t.grad is None else t.grad.numpy().astype(np.float64)

@@ -60,14 +60,14 @@ def _rebuild(like: Any, items: list) -> Any:
 
 def _to_tensor(a: Any) -> Any:
     if isinstance(a, (Tensor, _FromTensor)):
-        return a if isinstance(a, Tensor) else Tensor._make(a.array, get_backend("cpu"), False)
+        return a if isinstance(a, Tensor) else Tensor.wrap(a.array, get_backend("cpu"))
     if isinstance(a, np.ndarray):
         if a.dtype == np.float64:
             # float64 sample arrays become the default float dtype, as model weights are
             from gnn.config import get_default_dtype
 
             a = a.astype(get_default_dtype())
-        return Tensor._make(a, get_backend("cpu"), False)
+        return Tensor.wrap(a, get_backend("cpu"))
     return a
 
 
@@ -93,8 +93,8 @@ def _collate(batch: Any, host: bool) -> Any:
     if isinstance(first, Tensor):
         if host:
             return _FromTensor(np.stack([np.asarray(s.detach().numpy()) for s in batch]))
-        be = first._be
-        return Tensor._make(be.xp.stack([s.array for s in batch]), be, False)
+        be = first.backend  # one raw stack: a new leaf batch, no graph through the samples
+        return Tensor.wrap(be.xp.stack([s.array for s in batch]), be)
     if isinstance(first, (np.ndarray, np.generic, int, float, bool)):
         if isinstance(first, np.ndarray) and first.dtype.kind in "OUSV":
             raise TypeError(

@@ -408,7 +408,7 @@ def all_gather(tensor_list: list[Tensor], tensor: Tensor) -> list[Tensor]:
     gathered = all_gather_array(tensor.array)
     for i, t in enumerate(tensor_list):
         same = type(gathered) is type(t.array)
-        t.array[...] = gathered[i] if same else t._be.asarray(gathered[i])
+        t.array[...] = gathered[i] if same else t.backend.asarray(gathered[i])
     return tensor_list
 
 

@@ -71,7 +71,9 @@ class CausalSelfAttention(nn.Module):
 
     def _cached(self, q: Tensor, k: Tensor, v: Tensor, cache: KVCache, layer: int) -> Tensor:
         """Append this step's keys/values to the cache and attend over everything cached."""
-        be = q._be
+        # Raw arrays through the public backend: the cache is written in place, one slice per
+        # layer and token, where Tensor ops would add graph nodes and copies for nothing.
+        be = q.backend
         xp = be.xp
         B, nh, T, hs = q.shape
         start = cache.length
@@ -80,11 +82,11 @@ class CausalSelfAttention(nn.Module):
             cache.v[layer] = xp.zeros((B, nh, cache.capacity, hs), dtype=v.dtype)
         cache.k[layer][:, :, start : start + T] = k.array
         cache.v[layer][:, :, start : start + T] = v.array
-        keys = Tensor._make(cache.k[layer][:, :, : start + T], be, False)  # (B, nh, S, hs)
-        values = Tensor._make(cache.v[layer][:, :, : start + T], be, False)
+        keys = Tensor.wrap(cache.k[layer][:, :, : start + T], be)  # (B, nh, S, hs)
+        values = Tensor.wrap(cache.v[layer][:, :, : start + T], be)
         mask = None
         if T > 1:  # new query i (position start + i) sees keys 0 .. start + i
-            mask = Tensor._make(xp.tri(T, start + T, k=start, dtype=bool), be, False)
+            mask = Tensor.wrap(xp.tri(T, start + T, k=start, dtype=bool), be)
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
 
 
@@ -231,7 +233,8 @@ class GPT(nn.Module):
             raise ValueError(f"GPT.generate: temperature must be >= 0, got {temperature}")
         if top_k is not None and top_k < 1:
             raise ValueError(f"GPT.generate: top_k must be >= 1, got {top_k}")
-        be = idx._be
+        # the token sequence and the sampling stay raw arrays (no graph: nothing here is trained)
+        be = idx.backend
         xp = be.xp
         block = self.config.block_size
         seq = idx.array.astype("int64")
@@ -244,16 +247,16 @@ class GPT(nn.Module):
                 if step == max_new_tokens - 1:
                     break
                 if cache is None:  # recompute over the last block_size tokens
-                    logits = self(Tensor._make(seq[:, -block:], be, False))[0][:, -1]
+                    logits = self(Tensor.wrap(seq[:, -block:], be))[0][:, -1]
                 elif cache.length < block:  # one new position through the network
-                    logits = self(Tensor._make(nxt, be, False), cache=cache)[0][:, -1]
+                    logits = self(Tensor.wrap(nxt, be), cache=cache)[0][:, -1]
                 else:
                     # The context is full: refill the cache from the last half block, so the
                     # cost per token stays O(1) positions amortised (not a full block each).
                     cache = KVCache(self.config.n_layer, block)
-                    tail = Tensor._make(seq[:, -max(block // 2, 1) :], be, False)
+                    tail = Tensor.wrap(seq[:, -max(block // 2, 1) :], be)
                     logits = self(tail, cache=cache)[0][:, -1]
-        return Tensor._make(seq, be, False)
+        return Tensor.wrap(seq, be)
 
 
 def _sample(be: Any, logits: Any, temperature: float, top_k: int | None) -> Any:

@@ -55,8 +55,7 @@ class _BatchNorm(Module):
             self.register_buffer(
                 "running_var", creation.ones(num_features, dtype=dtype, device=device)
             )
-            be = self.running_mean._be
-            tracked = Tensor._make(be.xp.zeros((), dtype=np.int64), be, False)
+            tracked = creation.zeros((), dtype=np.int64, device=self.running_mean.device)
             self.register_buffer("num_batches_tracked", tracked)
         else:
             self.register_buffer("running_mean", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from gnn.config import no_grad
 from gnn.tensor import Tensor
 
 
@@ -32,14 +33,14 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     """Fill with U(a, b)."""
-    t.array[...] = t._be.rand(t.shape, t.dtype) * (b - a) + a
-    return t
+    with no_grad():
+        return t.uniform_(a, b)
 
 
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     """Fill with N(mean, std^2)."""
-    t.array[...] = t._be.randn(t.shape, t.dtype) * std + mean
-    return t
+    with no_grad():
+        return t.normal_(mean, std)
 
 
 def constant_(t: Tensor, value: float) -> Tensor:

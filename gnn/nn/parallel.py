@@ -186,8 +186,7 @@ class DistributedDataParallel(Module):
         def join(t: Tensor) -> Tensor:
             nonlocal token
             if token is None:
-                be = t._be
-                leaf = Tensor._make(be.xp.zeros((), dtype=np.float32), be, True)
+                leaf = creation.zeros((), dtype=np.float32, device=t.device, requires_grad=True)
                 token = _SyncMarker.apply(leaf, owner=self._self_ref)
                 token._creator.seq = next(_marker_sequence)
             return _Join.apply(t, token)
@@ -215,7 +214,9 @@ class DistributedDataParallel(Module):
             self._reduce_bucket(bucket, scale)
 
     def _reduce_bucket(self, bucket: _Bucket, scale: float) -> None:
-        be = bucket.params[0]._be
+        # Raw arrays through the public backend: copying gradients into one flat buffer and
+        # scaling them back in place is the point here (no graph, no temporaries per tensor).
+        be = bucket.params[0].backend
         if bucket.flat is None:
             bucket.flat = be.xp.empty(bucket.flat_size, dtype=bucket.dtype)
         flat = bucket.flat
@@ -234,7 +235,7 @@ class DistributedDataParallel(Module):
                 continue
             total = flat[lo:hi].reshape(p.array.shape)
             if p.grad is None:
-                p.grad = Tensor._make((total * scale).astype(p.array.dtype, copy=False), be, False)
+                p.grad = Tensor.wrap((total * scale).astype(p.array.dtype, copy=False), be)
             else:  # scale and write back in one pass (the sums are in the bucket's dtype)
                 xp.multiply(total, scale, out=p.grad.array, casting="same_kind")
 

@@ -13,11 +13,9 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
-        if isinstance(data, Tensor):
-            self.array, self._be = data.array, data._be
-        else:
-            source = Tensor(data)
-            self.array, self._be = source.array, source._be
+        # a Tensor subclass filling Tensor's own fields: the data's array is shared, not copied
+        source = data if isinstance(data, Tensor) else Tensor(data)
+        self.array, self._be = source.array, source.backend
         self.grad = None
         self._creator = None
         self.requires_grad = False

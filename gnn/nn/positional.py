@@ -9,7 +9,6 @@ import numpy as np
 
 from gnn import config, creation
 from gnn import functional as F
-from gnn.backend import get_backend
 from gnn.nn import init
 from gnn.nn.dropout import check_dropout
 from gnn.nn.linear import check_positive
@@ -47,11 +46,9 @@ class PositionalEncoding(Module):
         check_positive("PositionalEncoding", d_model=d_model, max_len=max_len)
         self.d_model, self.max_len, self.batch_first = d_model, max_len, batch_first
         self.dropout = check_dropout("PositionalEncoding", dropout)
-        be = get_backend(device)
-        table = be.asarray(
-            sinusoidal_table(max_len, d_model), dtype=dtype or config.get_default_dtype()
-        )
-        self.register_buffer("pe", Tensor._make(table, be, False), persistent=False)
+        dtype = dtype or config.get_default_dtype()
+        table = Tensor(sinusoidal_table(max_len, d_model), dtype=dtype, device=device)
+        self.register_buffer("pe", table, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         t_dim = 1 if self.batch_first else 0

@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from gnn import config
+from gnn import config, creation
 from gnn import functional as F
-from gnn.backend import get_backend
 from gnn.dtypes import parse_dtype
 from gnn.nn import init
 from gnn.nn.activation import GELU
@@ -366,8 +365,6 @@ class Transformer(Module):
     @staticmethod
     def generate_square_subsequent_mask(sz: int, device: Any = None, dtype: Any = None) -> Tensor:
         """A (sz, sz) float mask: 0 on and below the diagonal, -inf above (no peeking ahead)."""
-        be = get_backend(device)
         dt = parse_dtype(dtype) if dtype is not None else config.get_default_dtype()
         # made on the device (no host copy): -inf everywhere, then zeros on and below the diagonal
-        upper = be.xp.triu(be.xp.full((sz, sz), -np.inf, dtype=dt), k=1)
-        return Tensor._make(upper, be, False)
+        return F.triu(creation.full((sz, sz), -np.inf, dtype=dt, device=device), diagonal=1)
