@@ -482,8 +482,8 @@ class RecurrentLayer(Function):
 
     def _lstm_backward_fused(self, gy: Any) -> Through:
         """Back through time with one fused cell-backward kernel and one matmul (the gate
-        gradients @ W_hh, the gradient reaching h_{t-1}) per step; no matmul after the first
-        step unless h_0 wants its gradient."""
+        gradients @ W_hh, the gradient reaching h_{t-1}) per step; the step that started from h_0
+        skips its matmul unless h_0 wants a gradient."""
         xp, saved = self.be.xp, self.saved
         gates, cells, c0 = saved
         t_len, batch, four_h = gates.shape
