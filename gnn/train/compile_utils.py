@@ -12,7 +12,6 @@ from gnn.config import no_grad
 from gnn.nn.activation import Sigmoid, Softmax
 from gnn.nn.container import Sequential
 from gnn.nn.module import Module
-from gnn.ops.autocast import is_low
 from gnn.tensor import Tensor
 from gnn.train import metrics as metrics_mod
 from gnn.train.losses import Loss
@@ -117,6 +116,7 @@ class LossHead:
         self.act = act
         fusable = act is not None and not loss.from_logits and loss.fused_activation == act
         self.fuse = how if fusable else None
+        self.penalties = penalties(body)  # found once: walking the modules every batch is slow
 
     def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """(loss with the regularizers' penalty, predictions as the model outputs them)."""
@@ -132,21 +132,21 @@ class LossHead:
             with no_grad():
                 z = logits.detach()
                 pred = F.sigmoid(z) if self.act == "sigmoid" else F.softmax(z, -1)
-        reg = regularization(self.body)
-        return (loss if reg is None else loss + reg), pred
+        for reg, p in self.penalties:
+            loss = loss + reg(p)
+        return loss, pred
 
 
-def regularization(model: Module) -> Tensor | None:
-    """The sum of the layers' kernel and bias regularizer penalties (None without any)."""
-    total = None
+def penalties(model: Module) -> list[tuple[Any, Tensor]]:
+    """(regularizer, weight) for every kernel and bias regularizer in the model's layers."""
+    found = []
     for m in model.modules():
         for attr, pname in (("kernel_regularizer", "weight"), ("bias_regularizer", "bias")):
             reg = getattr(m, attr, None)
             p = m._parameters.get(pname)
             if reg is not None and p is not None:
-                term = reg(p)
-                total = term if total is None else total + term
-    return total
+                found.append((reg, p))
+    return found
 
 
 # ---- an epoch's running sums --------------------------------------------------------------------
@@ -178,7 +178,7 @@ class Tally:
         """Count one batch of `share` samples; returns its loss. Raises NonFiniteLoss (with
         stop_on_nan) before anything is counted, so the caller can skip the update."""
         value = float(loss.item())
-        if is_low(pred.dtype):  # metrics read float32 predictions
+        if pred.dtype.itemsize == 2:  # float16 / bfloat16: metrics read float32 predictions
             pred = pred.float()
         if self.shards is not None:  # the batch's loss and metric sums over all ranks
             value, share = self.shards.combine(self, y, pred, value, share)
