@@ -471,23 +471,32 @@ def test_the_fake_refuses_work_on_other_streams_during_capture(cuda: None) -> No
 
 @gpu
 @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
-def test_a_new_learning_rate_needs_a_new_capture(cuda: None, opt_name: str) -> None:
+@pytest.mark.parametrize("how", ["reset", "watched optimizer", "nothing"])
+def test_a_new_learning_rate_needs_a_new_capture(cuda: None, opt_name: str, how: str) -> None:
     if opt_name != "sgd" and not _adam_steps_on_device():
         pytest.skip("Adam's bias corrections are host numbers here: a capture would bake them in")
     batches = _batches("mlp", 7)
     (_, eager_step), (_, train_step) = _mlp(opt_name), _mlp(opt_name)
-    step = GraphedStep(train_step, warmup=1)
+    watched = train_step.optimizer if how == "watched optimizer" else None  # type: ignore
+    step = GraphedStep(train_step, warmup=1, optimizer=watched)
 
     def lower_lr(train: Callable) -> None:  # what a scheduler does, on the step's optimizer
         for group in train.optimizer.param_groups:  # type: ignore[attr-defined]
             group["lr"] *= 0.1
 
+    losses = []
     for i, (x, y) in enumerate(batches):
         if i == 4:  # after warm-up, capture and two replays
             lower_lr(eager_step)
             lower_lr(train_step)
-            step.reset()
-        _same(step(x, y).item(), eager_step(x, y).item())
+            if how == "reset":
+                step.reset()
+        losses.append((step(x, y).item(), eager_step(x, y).item()))
+    if how == "nothing":  # the replays go on with the captured rate
+        assert losses[-1][0] != losses[-1][1]
+        return
+    for got, want in losses:
+        _same(got, want)
     assert step.graph is not None and step.calls == 3  # 1 eager, 1 capture, 1 replay since
 
 

@@ -12,6 +12,7 @@ step, no host numbers that change from step to step) are in docs/cuda-graphs.md.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import gnn.cuda
 from gnn.tensor import Tensor
@@ -20,7 +21,9 @@ from gnn.tensor import Tensor
 class GraphedStep:
     """Calls `step(*batch) -> loss` through a CUDA graph: warm-up, one capture, then replays."""
 
-    def __init__(self, step: Callable[..., Tensor], warmup: int = 3) -> None:
+    def __init__(self, step: Callable[..., Tensor], warmup: int = 3, optimizer: Any = None) -> None:
+        """optimizer: the step's optimizer, if any; a change of its hyperparameters (a learning
+        rate schedule) then makes a new capture, since replays keep the captured values."""
         if warmup < 1:
             raise ValueError(f"GraphedStep: warmup must be at least 1 eager step, got {warmup}")
         self.step = step
@@ -30,6 +33,8 @@ class GraphedStep:
         self.graph: gnn.cuda.CUDAGraph | None = None
         self.static_inputs: list[Tensor] = []
         self.static_loss: Tensor | None = None
+        self.optimizer = optimizer
+        self._captured_with: list = []  # the optimizer's hyperparameters at capture
         self._side: gnn.cuda.Stream | None = None
 
     def __call__(self, *batch: Tensor) -> Tensor:
@@ -45,6 +50,8 @@ class GraphedStep:
             return self.step(*(x if x.device == device else x.to(device) for x in batch))
         for static, x in zip(self.static_inputs, batch):
             static.copy_(x)
+        if self.graph is not None and self._hyperparameters() != self._captured_with:
+            self.reset()  # e.g. a new learning rate: the graph holds the old one
         self.calls += 1
         if self.graph is not None:
             self.graph.replay()
@@ -68,6 +75,7 @@ class GraphedStep:
     def _capture(self, side: gnn.cuda.Stream) -> Tensor:
         """Capture one step on the side stream, then replay it: this call's step."""
         graph = gnn.cuda.CUDAGraph()
+        self._captured_with = self._hyperparameters()
         try:
             with gnn.cuda.graph(graph, stream=side):
                 loss = self.step(*self.static_inputs)
@@ -98,6 +106,15 @@ class GraphedStep:
             self.graph.reset()
         self.graph, self.static_loss = None, None
         self.calls, self.warmup = 0, warmup
+
+    def _hyperparameters(self) -> list:
+        """The optimizer's numbers per parameter group (lr, momentum, betas, ...), or []."""
+        if self.optimizer is None:
+            return []
+        return [
+            sorted((k, v) for k, v in group.items() if isinstance(v, (int, float, tuple)))
+            for group in self.optimizer.param_groups
+        ]
 
     @staticmethod
     def _static_like(x: Tensor) -> Tensor:
