@@ -21,10 +21,19 @@ from gnn.nn import rnn_cells
 from gnn.ops.rnn import recurrent_layer
 from gnn.testing import gradcheck
 
-pytestmark = [
+GPU_MARKS = [
     pytest.mark.gpu,
     pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA device"),
 ]
+
+
+def needs_gpu(test):
+    """Mark a test `gpu` and skip it without CuPy and a CUDA device."""
+    for mark in GPU_MARKS:
+        test = mark(test)
+    return test
+
+
 FAKE = os.environ.get("GNN_FAKE_CUDA") == "1"  # kernels as NumPy stand-ins; launches counted
 EMULATED = os.environ.get("GNN_FAKE_CUDA") == "emulate"  # kernels run on the CPU emulator
 ref = NumpyBackend()
@@ -78,6 +87,45 @@ def close(actual, expected, dtype):
     np.testing.assert_allclose(host(actual).astype(np.float64), expected, **TOL[dtype])
 
 
+# ---- the reference against the primitive cell (CPU) -------------------------------------------
+
+
+@pytest.mark.parametrize("zero_state", [False, True])
+def test_reference_step_matches_the_primitive_cell(zero_state):
+    """reference / reference_backward against rnn_cells.lstm_cell and its autograd, float64."""
+    batch, n_in, hidden = 3, 4, 5
+    t = lambda *shape: gnn.tensor(rng.standard_normal(shape), requires_grad=True)  # noqa: E731
+    x, h, c = t(batch, n_in), t(batch, hidden), t(batch, hidden)
+    if zero_state:
+        h, c = gnn.zeros(batch, hidden, dtype="float64"), gnn.zeros(batch, hidden, dtype="float64")
+    w_ih, w_hh, b_ih, b_hh = (
+        t(4 * hidden, n_in),
+        t(4 * hidden, hidden),
+        t(4 * hidden),
+        t(4 * hidden),
+    )
+    h_next, c_next = rnn_cells.lstm_cell(x, (h, c), w_ih, w_hh, b_ih, b_hh)
+    gh, gc = rng.standard_normal((batch, hidden)), rng.standard_normal((batch, hidden))
+    ((h_next * gnn.tensor(gh)).sum() + (c_next * gnn.tensor(gc)).sum()).backward()
+    a = {k: v.detach().numpy() for k, v in dict(x=x, h=h, c=c, w_ih=w_ih, w_hh=w_hh).items()}
+    bias = lstm.Bias(b_ih.detach().numpy(), b_hh.detach().numpy())
+    rec = None if zero_state else a["h"] @ a["w_hh"].T
+    step = lstm.reference(
+        np, lstm.StepIn(a["x"] @ a["w_ih"].T, rec, None if zero_state else a["c"], bias)
+    )
+    np.testing.assert_allclose(step.h, h_next.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(step.c, c_next.numpy(), rtol=1e-12, atol=1e-14)
+    # the gradient reaching h split in two, as the layer's loop hands it over
+    half = 0.5 * gh
+    c_prev = None if zero_state else a["c"]
+    back = lstm.reference_backward(np, lstm.GradIn(step.gates, step.c, c_prev, half, gh - half, gc))
+    np.testing.assert_allclose(back.dgates @ a["w_ih"], x.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(back.dgates.sum(axis=0), b_ih.grad.numpy(), rtol=1e-10, atol=1e-12)
+    if not zero_state:
+        np.testing.assert_allclose(back.dgates @ a["w_hh"], h.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(back.gc_prev, c.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 # ---- the kernels ------------------------------------------------------------------------------
 
 # (batch, hidden, has_rec, has_bias, has_c_prev): every operand present; none of the optional ones
@@ -85,6 +133,7 @@ def close(actual, expected, dtype):
 FORWARD_CASES = [(3, 8, True, True, True), (2, 16, False, False, False), (3, 13, True, False, True)]
 
 
+@needs_gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch, hidden, has_rec, has_bias, has_c_prev", FORWARD_CASES)
 def test_code_path_lstm_cell_forward(be, dtype, batch, hidden, has_rec, has_bias, has_c_prev):
@@ -116,6 +165,7 @@ def test_code_path_lstm_cell_forward(be, dtype, batch, hidden, has_rec, has_bias
     close(out.h, want.h, dtype)
 
 
+@needs_gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("in_place", [True, False])
 @pytest.mark.parametrize("has_rec, has_c_prev", [(True, True), (False, False)])
@@ -156,6 +206,7 @@ def test_code_path_lstm_cell_backward(be, dtype, in_place, has_rec, has_c_prev):
     close(out.gc_prev, want.gc_prev, dtype)
 
 
+@needs_gpu
 def test_lstm_cell_kernels_accept_any_grid(be):
     """One block of 32 threads strides over 3 x 16 = 48 elements, forward and backward."""
     batch, hidden = 3, 16
@@ -183,6 +234,7 @@ def test_lstm_cell_kernels_accept_any_grid(be):
     close(gc_out, back.gc_prev, np.float32)
 
 
+@needs_gpu
 def test_float64_takes_the_reference(be):
     xw = gpu(rng.standard_normal((2, 8)))
     out = lstm.StepOut(gpu(np.zeros((2, 8))), gpu(np.zeros((2, 2))), gpu(np.zeros((2, 2))))
@@ -205,6 +257,7 @@ def _run(fn, layer, x, hx, leaves, weights):
     return [r.detach().numpy() for r in (out, h, c)], grads
 
 
+@needs_gpu
 @pytest.mark.parametrize(
     "layout",
     [
@@ -243,6 +296,7 @@ def test_lstm_layer_cuda_matches_cpu(layout, with_state):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@needs_gpu
 @pytest.mark.skipif(EMULATED, reason="float64 runs no kernel: nothing for the emulator to run")
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("zero_state", [False, True])
@@ -264,6 +318,7 @@ def test_gpu_path_gradcheck(reverse, zero_state):
     assert gradcheck(fn, [x, h0, c0, *weights])  # zeros made without requires_grad: not varied
 
 
+@needs_gpu
 @pytest.mark.skipif(not FAKE, reason="launch counts on the fake CuPy (GNN_FAKE_CUDA=1)")
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_a_training_step_makes_four_launches_per_time_step_and_direction(bidirectional):
