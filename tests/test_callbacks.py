@@ -409,3 +409,16 @@ def test_a_callback_that_sets_the_learning_rate_gets_it_logged():
     h = model().fit(x, y, epochs=3, verbose=0, callbacks=[Halving()])
     assert h.history["lr"] == [0.4, 0.2, 0.1]
     assert "lr" not in model().fit(x, y, epochs=1, verbose=0).history
+
+
+def test_checkpoints_of_a_wrapped_module_keep_its_key_names(tmp_path):
+    x, y = data(32)
+    gnn.manual_seed(0)
+    net = gnn.nn.Sequential(gnn.nn.Linear(3, 1), gnn.nn.Sigmoid())
+    model = gnn.Model(net)
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    path = tmp_path / "w.safetensors"
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[ModelCheckpoint(path)])
+    saved = gnn.load(str(path))
+    assert sorted(saved) == ["0.bias", "0.weight"]
+    np.testing.assert_array_equal(saved["0.weight"].numpy(), net[0].weight.numpy())
