@@ -64,7 +64,7 @@ def register(
             op.tensor.update({spelling: impl for spelling in op.names})
         op.tensor.update({operator: fn for operator in operators})
         if reflected:
-            op.tensor[reflected] = _reflected(fn)
+            op.tensor[reflected] = _reflected(fn, reflected)
         clash = [n for n in op.names if any(n in o.names for o in OPS.values())]
         clash += [a for a in op.tensor if a in _OWN_ATTRIBUTES or _method_of(a) is not None]
         if clash:
@@ -81,13 +81,13 @@ def _method_of(attribute: str) -> Op | None:
     return next((o for o in OPS.values() if attribute in o.tensor), None)
 
 
-def _reflected(fn: Callable[..., Any]) -> Callable[[Any, Any], Any]:
+def _reflected(fn: Callable[..., Any], name: str) -> Callable[[Any, Any], Any]:
     """The reflected operator of a binary op: `2 - t` calls t.__rsub__(2), which is sub(2, t)."""
 
     def operator(self: Any, other: Any) -> Any:
         return fn(other, self)
 
-    operator.__name__ = f"__r{fn.__name__}__"
+    operator.__name__ = operator.__qualname__ = name
     return operator
 
 
