@@ -644,7 +644,7 @@ def _adam_steps_on_device():
         return False
 
 
-def _graph_run(cuda_graph, opt, epochs=3):
+def _graph_run(cuda_graph, opt, epochs=3, callbacks=None):
     x, y = blobs(40)  # 40 = 2 batches of 16 and one of 8: two captured shapes
     gnn.manual_seed(0)
     m = gnn.Sequential(
@@ -652,7 +652,10 @@ def _graph_run(cuda_graph, opt, epochs=3):
     ).to("cuda")
     m.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     labels = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)
-    h = m.fit(x, labels, epochs=epochs, batch_size=16, verbose=0, cuda_graph=cuda_graph)
+    h = m.fit(
+        x, labels, epochs=epochs, batch_size=16, verbose=0, cuda_graph=cuda_graph,
+        callbacks=callbacks,
+    )  # fmt: skip
     return h.history, _weights(m)
 
 
@@ -687,6 +690,24 @@ def test_fit_with_cuda_graphs_trains_as_eager_fit(opt, monkeypatch):
     for a, b in zip(graphed_w, eager_w):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert eager["loss"][-1] < eager["loss"][0]
+
+
+@pytest.mark.gpu
+def test_fit_with_cuda_graphs_follows_a_learning_rate_schedule():
+    """A replay keeps the captured learning rate: fit must capture anew when a schedule moves it."""
+    needs_cuda()
+    from gnn.callbacks import LearningRateScheduler
+
+    def run(cuda_graph):
+        schedule = LearningRateScheduler(lambda epoch, lr: 0.3 * 0.5**epoch)
+        gnn.manual_seed(5)
+        return _graph_run(cuda_graph, optimizers.SGD(learning_rate=0.3), 4, [schedule])
+
+    eager, eager_w = run(False)
+    graphed, graphed_w = run(True)
+    assert graphed["loss"] == pytest.approx(eager["loss"], rel=1e-6)
+    for a, b in zip(graphed_w, eager_w):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_fit_with_cuda_graphs_needs_a_cuda_model(compiled):

@@ -324,7 +324,9 @@ class Model(Module):
                 self.optimizer.step()
                 return loss
 
-            return graphs.setdefault(shape, (GraphedStep(update), preds))
+            # optimizer=: a schedule's new learning rate makes a new capture (replays keep the old)
+            made = GraphedStep(update, optimizer=self.optimizer)
+            return graphs.setdefault(shape, (made, preds))
 
         def step(batch: data_adapter.Batch) -> dict[str, float]:
             x, y, share, _ = batch
