@@ -261,6 +261,10 @@ def np_sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def np_bias_gelu(x: np.ndarray, bias: np.ndarray, approximate: str = "none") -> np.ndarray:
+    return np_gelu(x + bias, approximate)
+
+
 def np_gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
     if approximate == "tanh":
         return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
@@ -684,6 +688,16 @@ ROWS: list[OpRow] = [
         "gelu",
         np_gelu,
         UNARY + [case((3, 4), approximate="tanh"), case((0,), approximate="tanh")],
+    ),
+    OpRow(
+        "bias_gelu",
+        np_bias_gelu,
+        [
+            case((3, 4), (4,)),
+            case((2, 3, 5), (5,), approximate="tanh"),
+            case((1, 1), (1,)),
+            case((0, 3), (3,), approximate="tanh"),
+        ],
     ),
     OpRow("softmax", np_softmax, SOFTMAX, method=Tensor.softmax),
     OpRow("log_softmax", np_log_softmax, SOFTMAX, method=Tensor.log_softmax),

@@ -7,6 +7,7 @@ them all, which is what makes gnn.functional, Tensor's op methods and gnn's op n
 from gnn.ops import (  # noqa: F401  (imported for their registrations)
     attention,
     batch_norm,
+    bias_gelu,
     conv,
     dropout,
     elementwise,

@@ -13,6 +13,7 @@ from gnn.autograd import Function
 from gnn.backend.fused import gelu as fused_gelu
 from gnn.ops.autocast import cast_inputs, compute_widened
 from gnn.ops.elementwise import add, gelu
+from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 __all__ = ["bias_gelu"]
@@ -36,6 +37,7 @@ class BiasGelu(Function):
         return (gx, gb) if len(needs) > 1 else gx
 
 
+@register()
 def bias_gelu(x: Tensor, bias: Tensor | None, approximate: str = "none") -> Tensor:
     """gelu(x + bias), bias (D,) added along the last dim of x (..., D); one op, fused on a GPU.
 
