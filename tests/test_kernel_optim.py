@@ -314,3 +314,24 @@ def test_cuda_matches_cpu_after_a_resume():
     assert opt2.state_dict()["state"][0]["step"] == 4
     for (k, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters()):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD"])
+def test_cuda_matches_cpu_after_module_to(name):
+    """A model moved to the GPU mid-training: its state follows, the flat buffers and the clock are
+    built from the state's step count, and the kernel goes on where the CPU stopped."""
+    x = np.random.default_rng(10).standard_normal((4, 5)).astype(np.float32)
+    kwargs = {"lr": 1e-2, "momentum": 0.9} if name == "SGD" else {"lr": 1e-2}
+    straight = _model("cpu")
+    _steps(straight, getattr(gnn.optim, name)(straight.parameters(), **kwargs), gnn.tensor(x), 3)
+    moved = _model("cpu")
+    opt = getattr(gnn.optim, name)(moved.parameters(), **kwargs)
+    _steps(moved, opt, gnn.tensor(x), 1)
+    moved.to("cuda")
+    _steps(moved, opt, gnn.tensor(x, device="cuda"), 2)
+    assert all(
+        part.clock.lr is not None for _, _, parts in opt._flat_parts.values() for part in parts
+    )
+    for (k, a), (_, b) in zip(straight.named_parameters(), moved.named_parameters()):
+        assert b.device == "cuda"
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
