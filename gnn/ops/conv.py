@@ -3,6 +3,8 @@
 Windows are read through strided views of the padded input and copied once into an im2col matrix,
 so each convolution is one (grouped) matmul; gradients that fall on overlapping windows are summed
 with one strided add per kernel position (col2im). No Python loop runs over pixels or images.
+On a GPU (float32, float16) Conv2d and MaxPool2d run kernels/conv.cu instead: one launch each for
+im2col, col2im, the output's layout change with the bias, and max pooling forward and backward.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from gnn.autograd import Function
+from gnn.backend.fused import conv as fconv
 from gnn.dtypes import is_floating
 from gnn.ops.autocast import cast_inputs, compute_widened
 from gnn.ops.registry import register
@@ -188,6 +191,13 @@ def _from_cols_layout(xp: Any, y2: Any, g: _Geometry) -> Any:
     return xp.ascontiguousarray(y4.transpose(1, 0, 2, 3))
 
 
+def _window(g: _Geometry) -> fconv.Window:
+    """The geometry as the GPU kernels take it (kernels/conv.cu)."""
+    return fconv.Window(
+        g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw, g.oh, g.ow
+    )
+
+
 def _grouped(a: Any, groups: int) -> Any:
     """(R, M) -> (groups, R // groups, M): the rows of each group side by side (a view)."""
     return a.reshape(groups, a.shape[0] // groups, a.shape[1])
@@ -221,6 +231,9 @@ class Conv2d(Function):
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
         xp, gr = self.be.xp, self.groups
         o, _, kh, kw = w.shape
+        self.window: fconv.Window | None = None
+        if x.size and fconv.applies(self.be, x.dtype):
+            return self._forward_kernels(x, w, b)
         # The flat layout saves on im2col/col2im (C*kh*kw rows, twice with an input gradient) but
         # costs junk columns and slower layout changes of the output (O rows, twice): measured.
         rows = x.shape[1] * kh * kw * (2 if self.needs_input_grad[0] else 1)
@@ -238,7 +251,40 @@ class Conv2d(Function):
         self.cols: Any = cols if self.needs_input_grad[1] else None  # an array, or None
         return _from_cols_layout(xp, y2, g)
 
+    def _forward_kernels(self, x: Any, w: Any, b: Any) -> Any:
+        """The GPU path (kernels/conv.cu): im2col, one matmul, the layout change with the bias."""
+        xp, gr, be = self.be.xp, self.groups, self.be
+        o, _, kh, kw = w.shape
+        g = _Geometry(x.shape, (kh, kw), self.stride, self.pads, self.dilation, flat_ok=False)
+        win = _window(g)
+        cols = fconv.im2col(be, x, win)  # (C*kk, N*P)
+        cols = cols.reshape(gr, g.c * g.kk // gr, cols.shape[-1])
+        w3 = w.reshape(gr, o // gr, -1)  # (groups, O/g, C/g*kk)
+        y2 = _group_matmul(xp, w3, cols).reshape(o, -1)  # (O, N*P)
+        y = fconv.to_image(be, y2, b, g.n).reshape(g.n, o, g.oh, g.ow)
+        self.geom, self.w3, self.window = g, w3, win
+        self.cols = cols if self.needs_input_grad[1] else None
+        return y
+
+    def _backward_kernels(self, gy: Any, win: fconv.Window) -> Any:
+        """The GPU path: one layout change of gy, the bias sum, two matmuls, one col2im gather."""
+        xp, g, gr, w3, be = self.be.xp, self.geom, self.groups, self.w3, self.be
+        gy2 = fconv.to_rows(be, gy)  # (O, N*P)
+        gx = gw = gb = None
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            gb = gy2.sum(axis=1)
+        gy3 = _grouped(gy2, gr)  # (groups, O/g, M)
+        if self.needs_input_grad[0]:
+            gcols = _group_matmul(xp, w3.transpose(0, 2, 1), gy3)
+            gx = fconv.col2im(be, gcols.reshape(g.c * g.kk, -1), win)
+        if self.needs_input_grad[1]:
+            gw = _group_matmul(xp, gy3, self.cols.transpose(0, 2, 1))
+            gw = gw.reshape(-1, g.c // gr, g.kh, g.kw)
+        return gx, gw, gb
+
     def backward(self, gy: Any) -> Any:
+        if self.window is not None:
+            return self._backward_kernels(gy, self.window)
         xp, g, gr, w3 = self.be.xp, self.geom, self.groups, self.w3
         gy2 = _grouped(_to_cols_layout(xp, gy, g), gr)  # (groups, O/g, M)
         gx = gw = gb = None
@@ -510,12 +556,18 @@ class MaxPool2d(Function):
 
     def forward(self, x: Any) -> Any:
         xp, g = self.be.xp, self.geom
+        self.idx: Any = None
+        if x.size and fconv.applies(self.be, x.dtype):  # one kernel: the max and its tap
+            y, self.idx = fconv.max_pool(self.be, x, _window(g))
+            return y
         win = _pool_windows(xp, x, g, -math.inf)  # (kk, M)
         y = win.max(axis=0)
         self.win, self.y = win, y
         return y.reshape(g.n, g.c, g.oh, g.ow)
 
     def backward(self, gy: Any) -> Any:
+        if self.idx is not None:  # one gather kernel: each pixel sums the windows it is the max of
+            return fconv.max_pool_backward(self.be, gy, self.idx, _window(self.geom))
         xp, g, win, y = self.be.xp, self.geom, self.win, self.y
         gflat = gy.reshape(-1)
         gwin = xp.empty(win.shape, dtype=gy.dtype)

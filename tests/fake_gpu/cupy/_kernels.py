@@ -52,6 +52,7 @@ _POINTEE = {
     "__half": np.float16,
     "long long": np.int64,
     "unsigned long long": np.uint64,
+    "int": np.int32,
 }
 _SCALAR = {"long long": np.int64, "int": np.int32, "float": np.float32, "double": np.float64}
 try:  # bfloat16 kernels (kernels/*_bf16.cu) take ml_dtypes' bfloat16 arrays
@@ -496,11 +497,71 @@ def _clip_norm_scale(table, count, partial, parts, norm_inf, max_norm, total, su
             g[:] = (g.astype(F32) * coef).astype(g.dtype)
 
 
+def _conv_window(ints: tuple) -> Any:
+    """The Window of gnn/backend/fused/conv.py from a kernel's 14 int arguments."""
+    return _fused("conv").Window(*(int(v) for v in ints))
+
+
+def _conv_im2col(x, *rest) -> None:
+    *ints, cols = rest
+    g = _conv_window(ints)
+    xs = x[: g.n * g.c * g.h * g.w].reshape(g.n, g.c, g.h, g.w).astype(F32)
+    out = _fused("conv").reference_im2col(np, xs, g).reshape(-1)
+    cols[: out.size] = out
+
+
+def _conv_col2im(cols, *rest) -> None:
+    *ints, x = rest
+    g = _conv_window(ints)
+    size = g.c * g.kh * g.kw * g.n * g.oh * g.ow
+    out = _fused("conv").reference_col2im(np, cols[:size].astype(F32), g).reshape(-1)
+    x[: out.size] = out
+
+
+def _conv_to_image(y2, bias, has_bias, n, o, p, y) -> None:
+    n, o, p = int(n), int(o), int(p)
+    b = bias[:o].astype(F32) if has_bias else None
+    out = _fused("conv").reference_to_image(np, y2[: o * n * p].reshape(o, n * p).astype(F32), b, n)
+    y[: out.size] = out.reshape(-1)
+
+
+def _conv_to_rows(gy, n, o, p, gy2) -> None:
+    n, o, p = int(n), int(o), int(p)
+    out = _fused("conv").reference_to_rows(np, gy[: n * o * p].reshape(n, o, p))
+    gy2[: out.size] = out.reshape(-1)
+
+
+def _max_pool_forward(x, *rest) -> None:
+    *ints, idx, y = rest
+    g = _conv_window(ints)
+    xs = x[: g.n * g.c * g.h * g.w].reshape(g.n, g.c, g.h, g.w).astype(F32)
+    out, arg = _fused("conv").reference_max_pool(np, xs, g)
+    y[: out.size] = out.reshape(-1)
+    idx[: arg.size] = arg.reshape(-1)
+
+
+def _max_pool_backward(gy, idx, *rest) -> None:
+    *ints, gx = rest
+    g = _conv_window(ints)
+    m = g.n * g.c * g.oh * g.ow
+    shape = (g.n, g.c, g.oh, g.ow)
+    ref = _fused("conv").reference_max_pool_backward
+    out = ref(np, gy[:m].reshape(shape).astype(F32), idx[:m].reshape(shape), g)
+    gx[: out.size] = out.reshape(-1)
+
+
+def _clip_norm_table(table, count, first, k, *pointers_and_sizes) -> None:
+    count, first, k = int(count), int(first), int(k)
+    table[first : first + k] = pointers_and_sizes[:k]
+    table[count + first : count + first + k] = pointers_and_sizes[16 : 16 + k]
+
+
 _BY_SUFFIX = (_clip_norm_partial, _clip_norm_scale)
 
 
 _STAND_INS = {
     "clip_norm_partial": _clip_norm_partial,
+    "clip_norm_table": _clip_norm_table,
     "clip_norm_scale": _clip_norm_scale,
     "adam_step": _adam_step,
     "sgd_step": _sgd_step,
@@ -521,4 +582,10 @@ _STAND_INS = {
     "softmax_ce_forward": _softmax_ce_forward,
     "softmax_ce_reduce": _softmax_ce_reduce,
     "softmax_ce_backward": _softmax_ce_backward,
+    "conv_im2col": _conv_im2col,
+    "conv_col2im": _conv_col2im,
+    "conv_to_image": _conv_to_image,
+    "conv_to_rows": _conv_to_rows,
+    "max_pool_forward": _max_pool_forward,
+    "max_pool_backward": _max_pool_backward,
 }

@@ -1,0 +1,263 @@
+"""Convolution and max-pooling helpers on the GPU: im2col, col2im, output layouts, max pooling.
+
+The references below are the only Python formula of kernels/conv.cu (float32 and float16; other
+dtypes take the reference). A `Window` says where the kh x kw windows of a sliding op fall on an
+(N, C, H, W) image. The columns layout is (C, kh, kw, N, oh * ow): a convolution is then one
+matmul of the weights (O, C * kh * kw) with it, giving (O, N * oh * ow). Every kernel is a gather
+(each output element is written by one thread, sums in a fixed order): no atomics, deterministic.
+The CPU keeps its own tuned NumPy code in gnn/ops/conv.py; these run where `applies` says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gnn.backend.fused import Fused
+
+__all__ = [
+    "Window",
+    "applies",
+    "col2im",
+    "im2col",
+    "max_pool",
+    "max_pool_backward",
+    "to_image",
+    "to_rows",
+]
+
+THREADS = 256  # threads per block of every kernel in conv.cu (its __launch_bounds__)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Window geometry: input (n, c, h, w), kernel (kh, kw), stride, top/left padding, dilation,
+    and the number of window positions (oh, ow) (bottom/right padding follows from them)."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+    dh: int
+    dw: int
+    oh: int
+    ow: int
+
+    def ints(self) -> tuple:
+        """The fields as the kernels take them: 14 int32 scalars, in field order."""
+        return tuple(np.int32(v) for v in self.__dict__.values())
+
+    def frame(self) -> tuple[int, int]:
+        """(Hp, Wp): a padded frame that holds the input at (pt, pl) and every window."""
+        hp = max(self.pt + self.h, (self.oh - 1) * self.sh + (self.kh - 1) * self.dh + 1)
+        wp = max(self.pl + self.w, (self.ow - 1) * self.sw + (self.kw - 1) * self.dw + 1)
+        return hp, wp
+
+    def tap(self, i: int, j: int) -> tuple[slice, slice]:
+        """The frame rows and columns that tap (i, j) reads, one per window position."""
+        r, c = i * self.dh, j * self.dw
+        return (
+            slice(r, r + self.sh * (self.oh - 1) + 1, self.sh),
+            slice(c, c + self.sw * (self.ow - 1) + 1, self.sw),
+        )
+
+
+# ---- the references -----------------------------------------------------------------------------
+
+
+def _framed(xp: Any, x: Any, g: Window, fill: float) -> Any:
+    """x (A, B, h, w) inside a padded frame of `fill`."""
+    hp, wp = g.frame()
+    out = xp.full((x.shape[0], x.shape[1], hp, wp), fill, dtype=x.dtype)
+    out[:, :, g.pt : g.pt + g.h, g.pl : g.pl + g.w] = x
+    return out
+
+
+def _sum_taps(xp: Any, taps: Any, g: Window) -> Any:
+    """taps (kh, kw, A, B, oh, ow) summed onto the frame tap by tap, in order; (A, B, h, w)."""
+    hp, wp = g.frame()
+    out = xp.zeros((taps.shape[2], taps.shape[3], hp, wp), dtype=taps.dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            rows, cols = g.tap(i, j)
+            out[:, :, rows, cols] += taps[i, j]
+    return out[:, :, g.pt : g.pt + g.h, g.pl : g.pl + g.w]
+
+
+def reference_im2col(xp: Any, x: Any, g: Window) -> Any:
+    """The columns of x (N, C, H, W): (C * kh * kw, N * oh * ow), zero where a tap is padding."""
+    frame = _framed(xp, x, g, 0.0)
+    cols = xp.empty((g.c, g.kh, g.kw, g.n, g.oh, g.ow), dtype=x.dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            rows, cs = g.tap(i, j)
+            cols[:, i, j] = frame[:, :, rows, cs].transpose(1, 0, 2, 3)
+    return cols.reshape(g.c * g.kh * g.kw, g.n * g.oh * g.ow)
+
+
+def reference_col2im(xp: Any, cols: Any, g: Window) -> Any:
+    """The adjoint of im2col: each pixel of (N, C, H, W) sums its taps' columns, taps in order."""
+    taps = cols.reshape(g.c, g.kh, g.kw, g.n, g.oh, g.ow).transpose(1, 2, 3, 0, 4, 5)
+    return xp.ascontiguousarray(_sum_taps(xp, taps, g))
+
+
+def reference_to_image(xp: Any, y2: Any, bias: Any, n: int) -> Any:
+    """y2 (O, N * P) as (N, O, P), plus bias (O,) when not None."""
+    o = y2.shape[0]
+    y = xp.ascontiguousarray(y2.reshape(o, n, -1).transpose(1, 0, 2))
+    if bias is not None:
+        y += bias[:, None]
+    return y
+
+
+def reference_to_rows(xp: Any, gy: Any) -> Any:
+    """gy (N, O, P) as (O, N * P): the layout of a matmul's output."""
+    n, o = gy.shape[0], gy.shape[1]
+    return xp.ascontiguousarray(gy.reshape(n, o, -1).transpose(1, 0, 2)).reshape(o, -1)
+
+
+def reference_max_pool(xp: Any, x: Any, g: Window) -> tuple[Any, Any]:
+    """(y, idx): each window's maximum (N, C, oh, ow) and its tap i * kw + j (int32).
+
+    The first maximum wins (as PyTorch), a NaN beats every number (the first NaN); padding is
+    -inf, so a window of -inf takes tap 0.
+    """
+    frame = _framed(xp, x, g, -np.inf)
+    win = xp.empty((g.kh * g.kw, g.n, g.c, g.oh, g.ow), dtype=x.dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            rows, cs = g.tap(i, j)
+            win[i * g.kw + j] = frame[:, :, rows, cs]
+    idx = xp.argmax(win, axis=0)
+    y = xp.take_along_axis(win, idx[None], axis=0)[0]
+    return y, idx.astype(np.int32)
+
+
+def reference_max_pool_backward(xp: Any, gy: Any, idx: Any, g: Window) -> Any:
+    """gx (N, C, H, W): each pixel sums gy over the windows whose maximum it is, taps in order."""
+    zero = xp.zeros((), dtype=gy.dtype)
+    taps = xp.stack([xp.where(idx == k, gy, zero) for k in range(g.kh * g.kw)])
+    taps = taps.reshape((g.kh, g.kw) + gy.shape)
+    return xp.ascontiguousarray(_sum_taps(xp, taps, g))
+
+
+# ---- the CUDA path ------------------------------------------------------------------------------
+
+
+def applies(be: Any, dtype: Any) -> bool:
+    """Whether kernels/conv.cu runs on `be` for `dtype` (float32, float16 on a CUDA backend)."""
+    if be.name != "cuda":  # the CPU's test first: its path pays nothing more
+        return False
+    from gnn.backend.cuda import KERNEL_DTYPES
+
+    return np.dtype(dtype) in KERNEL_DTYPES
+
+
+def _grid(be: Any, total: int) -> tuple[int, int]:
+    """(blocks, threads) of a grid-stride kernel over `total` outputs."""
+    return max(1, min(-(-total // THREADS), 8 * be._sms())), THREADS
+
+
+def _run(be: Any, name: str, out: Any, args: tuple) -> Any:
+    from gnn.backend.cuda import kernel_suffix
+
+    blocks, threads = _grid(be, out.size)
+    be._launch("conv", f"{name}_{kernel_suffix(out.dtype)}", blocks, threads, (*args, out))
+    return out
+
+
+def _ok(be: Any, *arrays: Any) -> bool:
+    return applies(be, arrays[0].dtype) and all(
+        a is None or a.dtype == arrays[0].dtype for a in arrays
+    )
+
+
+def cuda_im2col(be: Any, x: Any, g: Window) -> Any:
+    """One launch: the columns of x; None where the kernel does not apply."""
+    if not _ok(be, x):
+        return None
+    xp = be.xp
+    with be._cuda_device:
+        x = xp.ascontiguousarray(x)
+        cols = xp.empty((g.c * g.kh * g.kw, g.n * g.oh * g.ow), dtype=x.dtype)
+        return _run(be, "conv_im2col", cols, (x, *g.ints()))
+
+
+def cuda_col2im(be: Any, cols: Any, g: Window) -> Any:
+    """One launch: each pixel gathers its taps from the columns; None where it does not apply."""
+    if not _ok(be, cols):
+        return None
+    xp = be.xp
+    with be._cuda_device:
+        cols = xp.ascontiguousarray(cols)
+        x = xp.empty((g.n, g.c, g.h, g.w), dtype=cols.dtype)
+        return _run(be, "conv_col2im", x, (cols, *g.ints()))
+
+
+def cuda_to_image(be: Any, y2: Any, bias: Any, n: int) -> Any:
+    """One launch: (O, N * P) to (N, O, P) with the bias added; None where it does not apply."""
+    if not _ok(be, y2, bias):
+        return None
+    xp = be.xp
+    o = y2.shape[0]
+    p = y2.shape[1] // n
+    with be._cuda_device:
+        y2 = xp.ascontiguousarray(y2)
+        b = y2 if bias is None else xp.ascontiguousarray(bias)  # never read without a bias
+        y = xp.empty((n, o, p), dtype=y2.dtype)
+        sizes = (np.int64(n), np.int64(o), np.int64(p))
+        return _run(be, "conv_to_image", y, (y2, b, np.int32(bias is not None), *sizes))
+
+
+def cuda_to_rows(be: Any, gy: Any) -> Any:
+    """One launch: (N, O, P) to (O, N * P); None where it does not apply."""
+    if not _ok(be, gy):
+        return None
+    xp = be.xp
+    n, o = gy.shape[0], gy.shape[1]
+    p = gy.size // max(1, n * o)
+    with be._cuda_device:
+        gy = xp.ascontiguousarray(gy)
+        out = xp.empty((o, n * p), dtype=gy.dtype)
+        return _run(be, "conv_to_rows", out, (gy, np.int64(n), np.int64(o), np.int64(p)))
+
+
+def cuda_max_pool(be: Any, x: Any, g: Window) -> Any:
+    """One launch: (y, idx) of every window; None where it does not apply."""
+    if not _ok(be, x):
+        return None
+    xp = be.xp
+    with be._cuda_device:
+        x = xp.ascontiguousarray(x)
+        y = xp.empty((g.n, g.c, g.oh, g.ow), dtype=x.dtype)
+        idx = xp.empty(y.shape, dtype=np.int32)
+        _run(be, "max_pool_forward", y, (x, *g.ints(), idx))
+        return y, idx
+
+
+def cuda_max_pool_backward(be: Any, gy: Any, idx: Any, g: Window) -> Any:
+    """One launch: each input pixel gathers the gradients of the windows it is the max of."""
+    if not _ok(be, gy):
+        return None
+    xp = be.xp
+    with be._cuda_device:
+        gy = xp.ascontiguousarray(gy)
+        idx = xp.ascontiguousarray(idx)
+        gx = xp.empty((g.n, g.c, g.h, g.w), dtype=gy.dtype)
+        return _run(be, "max_pool_backward", gx, (gy, idx, *g.ints()))
+
+
+im2col = Fused("conv_im2col", reference_im2col, cuda_im2col)
+col2im = Fused("conv_col2im", reference_col2im, cuda_col2im)
+to_image = Fused("conv_to_image", reference_to_image, cuda_to_image)
+to_rows = Fused("conv_to_rows", reference_to_rows, cuda_to_rows)
+max_pool = Fused("max_pool_forward", reference_max_pool, cuda_max_pool)
+max_pool_backward = Fused("max_pool_backward", reference_max_pool_backward, cuda_max_pool_backward)
