@@ -9,7 +9,8 @@
 //                         Block 0 writes the total (in the gradients' dtype).
 //
 // The tensors come as a table of count device pointers followed by their count element counts
-// (unsigned 64-bit each), uploaded once per set of gradients and cached by the backend. Sums have
+// (unsigned 64-bit each), written on the device by clip_norm_table (16 tensors per launch, their
+// pointers and sizes as kernel arguments: no host-to-device copy) and cached by the backend. Sums have
 // a fixed order for a given launch shape (no atomics), so the norm is the same from run to run.
 // A NaN anywhere makes the total NaN (and so every gradient), as in PyTorch; the max keeps NaN
 // (fmaxf would drop it). Loaded with cupy.RawModule (NVRTC); ci/check_kernels.sh compiles it.
@@ -96,6 +97,24 @@ __device__ __forceinline__ void clip_norm_scale(const unsigned long long* __rest
 }
 
 }  // namespace
+
+// Writes entries first .. first + k - 1 (k <= 16) of a table of count tensors: the pointers p*
+// (device addresses) and element counts n* of this launch. One block of at least k threads.
+extern "C" __global__ void __launch_bounds__(1024) clip_norm_table(
+    unsigned long long* __restrict__ table, int count, int first, int k, long long p0, long long p1,
+    long long p2, long long p3, long long p4, long long p5, long long p6, long long p7, long long p8,
+    long long p9, long long p10, long long p11, long long p12, long long p13, long long p14,
+    long long p15, long long n0, long long n1, long long n2, long long n3, long long n4, long long n5,
+    long long n6, long long n7, long long n8, long long n9, long long n10, long long n11,
+    long long n12, long long n13, long long n14, long long n15) {
+    const long long p[16] = {p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15};
+    const long long n[16] = {n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, n12, n13, n14, n15};
+    const int t = static_cast<int>(threadIdx.x);
+    if (t < k) {
+        table[first + t] = static_cast<unsigned long long>(p[t]);
+        table[count + first + t] = static_cast<unsigned long long>(n[t]);
+    }
+}
 
 // Launch shapes (gnn/backend/fused/clip_grad_norm.py): blockDim a multiple of 32, at most 1024;
 // partial has gridDim.x entries of the partial launch; the scale launch may use any grid.

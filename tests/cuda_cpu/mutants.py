@@ -550,6 +550,16 @@ MUTANTS += [
         CLIP_TESTS,
     ),
     Mutant(
+        "clip: the table kernel writes a launch's sizes from the table's first slot",
+        CLIP,
+        "table[count + first + t] =",
+        "table[count + t] =",
+        1,
+        "plain",
+        "clip_grad_norm_writes_the_pointer_table_once",
+        CLIP_TESTS,
+    ),
+    Mutant(
         "clip: a NaN total gives coefficient 1 (fminf), so NaN does not spread",
         CLIP,
         "        if (total != total) coef_sm = total;",

@@ -4,9 +4,9 @@ The reference below is the op's only Python formula (one norm per gradient, then
 one multiply per gradient: a few launches per tensor on a GPU). The kernels are
 kernels/clip_grad_norm.cu (float32, float16) and kernels/clip_grad_norm_bf16.cu: for norm_type 2
 and inf, two launches per dtype whatever the number of tensors (partial norms; then the total, the
-coefficient and the scaling), reading the tensors through a device table of pointers and sizes
-that is uploaded once per set of gradient buffers and then cached. Neither path reads the norm
-back to the host. `forward(be, grads, spec)` scales the arrays `grads` in place and returns the
+coefficient and the scaling), reading the tensors through a device table of pointers and sizes,
+written on the device once per set of gradient buffers and then cached. Neither path reads the
+norm back to the host. `forward(be, grads, spec)` scales the arrays `grads` in place and returns the
 total as a 0-d array of their result dtype.
 """
 
@@ -24,6 +24,7 @@ __all__ = ["ClipSpec", "coefficient", "forward", "reference", "scale_", "total_n
 
 EPS = 1e-6  # added to the total before dividing, as PyTorch
 _TABLE_CACHE_SIZE = 16  # pointer tables kept per backend (sets of gradient buffers)
+TABLE_ARGS = 16  # tensors written into the table per clip_norm_table launch
 
 
 @dataclass(frozen=True)
@@ -92,15 +93,27 @@ def reference(xp: Any, grads: list, spec: ClipSpec) -> Any:
 
 
 def _table(be: Any, grads: list) -> Any:
-    """The device table [pointers..., element counts...] (uint64) of `grads`, cached per set."""
+    """The device table [pointers..., element counts...] (uint64) of `grads`, cached per set.
+
+    A new set is written by clip_norm_table launches, 16 tensors each, with the pointers and
+    sizes as kernel arguments: no host-to-device copy (which would wait for the device's queue,
+    and which a CUDA graph capture refuses).
+    """
     key = tuple((g.data.ptr, g.size) for g in grads)
     cache = be.__dict__.setdefault("_clip_tables", {})
     table = cache.get(key)
     if table is None:
         if len(cache) >= _TABLE_CACHE_SIZE:
             cache.clear()  # gradients in ever new buffers: start afresh
-        host = np.array([p for p, _ in key] + [n for _, n in key], dtype=np.uint64)
-        table = cache[key] = be.xp.asarray(host)  # the one host-to-device copy, on a miss
+        table = cache[key] = be.xp.empty((2 * len(key),), dtype=np.uint64)
+        count = np.int32(len(key))
+        for first in range(0, len(key), TABLE_ARGS):
+            part = list(key[first : first + TABLE_ARGS])
+            pad = [(0, 0)] * (TABLE_ARGS - len(part))
+            ptrs = [np.int64(p) for p, _ in part + pad]
+            sizes = [np.int64(n) for _, n in part + pad]
+            args = (table, count, np.int32(first), np.int32(len(part)), *ptrs, *sizes)
+            be._launch("clip_grad_norm", "clip_norm_table", 1, 32, args)
     return table
 
 
