@@ -572,6 +572,72 @@ MUTANTS += [
 ]
 
 
+CONV = "conv.cu"
+CONV_TESTS = ("tests/test_kernel_conv.py",)
+MUTANTS += [
+    Mutant(
+        "conv: im2col and max pooling read one row below the window (padding offset off by one)",
+        CONV,
+        "const int ih = oy * sh - pt + i * dh;",
+        "const int ih = oy * sh - pt + 1 + i * dh;",
+        2,
+        "plain",
+        "code_path and pad and float32",
+        CONV_TESTS,
+    ),
+    Mutant(
+        "conv: col2im and max pooling's backward take the stride for the dilation",
+        CONV,
+        "position(ih + pt, i, sh, dh, oh)",
+        "position(ih + pt, i, sh, sh, oh)",
+        2,
+        "plain",
+        "code_path and dilation and float32",
+        CONV_TESTS,
+    ),
+    Mutant(
+        "conv: max pooling takes the last maximum of a tie (PyTorch: the first)",
+        CONV,
+        "if (v > best || ",
+        "if (v >= best || ",
+        1,
+        "plain",
+        "code_path_max_pool and float32",
+        CONV_TESTS,
+    ),
+    Mutant(
+        "conv: col2im misses the last tap",
+        CONV,
+        "s += to_float(cols[row * positions",
+        "if (i + 1 < kh || j + 1 < kw) s += to_float(cols[row * positions",
+        1,
+        "plain",
+        "code_path_conv and float32",
+        CONV_TESTS,
+    ),
+    Mutant(
+        "conv: the output's layout change drops the bias",
+        CONV,
+        "if (has_bias) v += to_float(bias[oi]);",
+        "(void)bias;",
+        1,
+        "plain",
+        "code_path_conv and float32",
+        CONV_TESTS,
+    ),
+    Mutant(
+        "conv: off-by-one in the grid-stride loops (the last output never written)",
+        CONV,
+        "e < total; e += grid_stride()",
+        "e < total - 1; e += grid_stride()",
+        6,
+        "plain",
+        "conv_kernels_accept_any_grid",
+        CONV_TESTS,
+    ),
+]
+
+
 def lane_env(lane: str, reports: Path) -> dict[str, str]:
     """The environment of one ci/emulate.sh lane (a sanitizer report fails the launch)."""
     env = dict(os.environ, GNN_FAKE_CUDA="emulate", OPENBLAS_NUM_THREADS="1")
