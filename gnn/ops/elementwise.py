@@ -7,6 +7,7 @@ Gradients of broadcast operands are summed back to their shapes by the engine, n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from gnn import config
@@ -239,6 +240,32 @@ def pow(input: Any, exponent: Any) -> Tensor:
 # ---- unary math ----------------------------------------------------------------------------------
 
 
+def pointwise(
+    name: str,
+    forward: Callable[[Any, Any], Any],
+    backward: Callable[[Any, Any, Any], Any],
+    saves: str = "x",
+) -> type[Function]:
+    """The Function of a one-input elementwise op, from its two formulas.
+
+    y = forward(xp, x); gx = backward(xp, gy, s), where s is the input x (saves="x") or the
+    output y (saves="y"): only the one the gradient reads is kept, so the other can be freed.
+    """
+    save_y = saves == "y"
+
+    class Pointwise(Function):
+        def forward(self, x: Any) -> Any:
+            y = forward(self.be.xp, x)
+            self.saved = y if save_y else x
+            return y
+
+        def backward(self, gy: Any) -> Any:
+            return backward(self.be.xp, gy, self.saved)
+
+    Pointwise.__name__ = Pointwise.__qualname__ = name
+    return Pointwise
+
+
 class Neg(Function):
     def forward(self, x: Any) -> Any:
         return -x
@@ -253,13 +280,7 @@ def neg(x: Tensor) -> Tensor:
     return Neg.apply(x)
 
 
-class Exp(Function):
-    def forward(self, x: Any) -> Any:
-        self.y = self.be.xp.exp(x)
-        return self.y
-
-    def backward(self, gy: Any) -> Any:
-        return gy * self.y
+Exp = pointwise("Exp", lambda xp, x: xp.exp(x), lambda xp, gy, y: gy * y, saves="y")
 
 
 @register(method=True, top=True)
@@ -268,13 +289,7 @@ def exp(x: Tensor) -> Tensor:
     return Exp.apply(x)
 
 
-class Log(Function):
-    def forward(self, x: Any) -> Any:
-        self.x = x
-        return self.be.xp.log(x)
-
-    def backward(self, gy: Any) -> Any:
-        return gy / self.x
+Log = pointwise("Log", lambda xp, x: xp.log(x), lambda xp, gy, x: gy / x)
 
 
 @register(method=True, top=True)
@@ -283,13 +298,7 @@ def log(x: Tensor) -> Tensor:
     return Log.apply(x)
 
 
-class Sqrt(Function):
-    def forward(self, x: Any) -> Any:
-        self.y = self.be.xp.sqrt(x)
-        return self.y
-
-    def backward(self, gy: Any) -> Any:
-        return gy / (2 * self.y)
+Sqrt = pointwise("Sqrt", lambda xp, x: xp.sqrt(x), lambda xp, gy, y: gy / (2 * y), saves="y")
 
 
 @register(method=True, top=True)
@@ -298,13 +307,7 @@ def sqrt(x: Tensor) -> Tensor:
     return Sqrt.apply(x)
 
 
-class Abs(Function):
-    def forward(self, x: Any) -> Any:
-        self.x = x
-        return self.be.xp.abs(x)
-
-    def backward(self, gy: Any) -> Any:
-        return gy * self.be.xp.sign(self.x)
+Abs = pointwise("Abs", lambda xp, x: xp.abs(x), lambda xp, gy, x: gy * xp.sign(x))
 
 
 @register(method=True, operators=("__abs__",), aliases=("absolute",), top=True)
@@ -330,13 +333,7 @@ def clone(x: Tensor) -> Tensor:
 # ---- activations ---------------------------------------------------------------------------------
 
 
-class Tanh(Function):
-    def forward(self, x: Any) -> Any:
-        self.y = self.be.xp.tanh(x)
-        return self.y
-
-    def backward(self, gy: Any) -> Any:
-        return gy * (1 - self.y * self.y)
+Tanh = pointwise("Tanh", lambda xp, x: xp.tanh(x), lambda xp, gy, y: gy * (1 - y * y), saves="y")
 
 
 @register(method=True, top=True)
@@ -362,13 +359,7 @@ def sigmoid(x: Tensor) -> Tensor:
     return Sigmoid.apply(x)
 
 
-class Relu(Function):
-    def forward(self, x: Any) -> Any:
-        self.y = self.be.xp.maximum(x, 0)
-        return self.y
-
-    def backward(self, gy: Any) -> Any:
-        return gy * (self.y > 0)
+Relu = pointwise("Relu", lambda xp, x: xp.maximum(x, 0), lambda xp, gy, y: gy * (y > 0), saves="y")
 
 
 @register(method=True, top=True)

@@ -9,20 +9,11 @@ from typing import Any
 
 from gnn.autograd import Function
 from gnn.backend.fused import sigmoid as fused_sigmoid
-from gnn.ops.elementwise import mul, pow, sigmoid
+from gnn.ops.elementwise import mul, pointwise, pow, sigmoid
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
-
-class Sin(Function):
-    def forward(self, x: Any) -> Any:
-        self.x = x
-        return self.be.xp.sin(x)
-
-    def backward(self, gy: Any) -> Any:
-        gx = self.be.xp.cos(self.x)
-        gx *= gy
-        return gx
+Sin = pointwise("Sin", lambda xp, x: xp.sin(x), lambda xp, gy, x: gy * xp.cos(x))
 
 
 @register(method=True, top=True)
@@ -31,13 +22,7 @@ def sin(x: Tensor) -> Tensor:
     return Sin.apply(x)
 
 
-class Cos(Function):
-    def forward(self, x: Any) -> Any:
-        self.x = x
-        return self.be.xp.cos(x)
-
-    def backward(self, gy: Any) -> Any:
-        return -(gy * self.be.xp.sin(self.x))
+Cos = pointwise("Cos", lambda xp, x: xp.cos(x), lambda xp, gy, x: -(gy * xp.sin(x)))
 
 
 @register(method=True, top=True)
@@ -46,13 +31,7 @@ def cos(x: Tensor) -> Tensor:
     return Cos.apply(x)
 
 
-class Log1p(Function):
-    def forward(self, x: Any) -> Any:
-        self.x = x
-        return self.be.xp.log1p(x)
-
-    def backward(self, gy: Any) -> Any:
-        return gy / (1 + self.x)
+Log1p = pointwise("Log1p", lambda xp, x: xp.log1p(x), lambda xp, gy, x: gy / (1 + x))
 
 
 @register(method=True, top=True)
@@ -61,13 +40,7 @@ def log1p(x: Tensor) -> Tensor:
     return Log1p.apply(x)
 
 
-class Expm1(Function):
-    def forward(self, x: Any) -> Any:
-        self.y = self.be.xp.expm1(x)
-        return self.y
-
-    def backward(self, gy: Any) -> Any:
-        return gy * (self.y + 1)
+Expm1 = pointwise("Expm1", lambda xp, x: xp.expm1(x), lambda xp, gy, y: gy * (y + 1), saves="y")
 
 
 @register(method=True, top=True)
