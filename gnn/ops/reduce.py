@@ -6,6 +6,7 @@ PyTorch-shaped: `dim`, `keepdim`.
 from __future__ import annotations
 
 import builtins
+import math
 from collections import namedtuple
 from typing import Any
 
@@ -20,25 +21,35 @@ from gnn.tensor import Tensor
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 
-def _expand_back(xp: Any, gy: Any, shape: tuple, axes: tuple | None, keepdim: bool) -> Any:
-    """A reduced gradient broadcast back over the reduced axes (a view, no copy)."""
-    if axes is None:
-        return xp.broadcast_to(gy.reshape((1,) * len(shape)), shape)
-    if not keepdim:
-        gy = xp.expand_dims(gy, axes)
-    return xp.broadcast_to(gy, shape)
+def _kept(shape: tuple, axes: tuple | None) -> tuple:
+    """`shape` reduced over `axes` (None: all) with keepdim=True: those axes of size 1."""
+    return tuple(1 if axes is None or k in axes else n for k, n in enumerate(shape))
 
 
-class Sum(Function):
+def _reduced_shape(shape: tuple, axes: tuple | None) -> tuple:
+    """`shape` reduced over `axes` (None: all) with keepdim=False."""
+    return () if axes is None else tuple(n for k, n in enumerate(shape) if k not in axes)
+
+
+def _count(shape: tuple, axes: tuple | None) -> int:
+    """How many elements a reduction over `axes` (None: all) takes in for each output."""
+    return math.prod(shape if axes is None else [shape[a] for a in axes])
+
+
+class Reduction(Function):
+    """A Function reducing over `axes` (None: all), keeping them as size 1 when keepdim."""
+
     def __init__(self, axes: tuple | None, keepdim: bool) -> None:
         self.axes, self.keepdim = axes, keepdim
 
+
+class Sum(Reduction):
     def forward(self, x: Any) -> Any:
         self.shape = x.shape
         return x.sum(axis=self.axes, keepdims=self.keepdim)
 
-    def backward(self, gy: Any) -> Any:
-        return _expand_back(self.be.xp, gy, self.shape, self.axes, self.keepdim)
+    def backward(self, gy: Any) -> Any:  # broadcast back over the reduced axes: a view, no copy
+        return self.be.xp.broadcast_to(gy.reshape(_kept(self.shape, self.axes)), self.shape)
 
 
 @register(method=True, top=True)
@@ -48,21 +59,15 @@ def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     return Sum.apply(x, axes=norm_dims(dim, x.ndim, "sum"), keepdim=keepdim)
 
 
-class Mean(Function):
-    def __init__(self, axes: tuple | None, keepdim: bool) -> None:
-        self.axes, self.keepdim = axes, keepdim
-
+class Mean(Reduction):
     def forward(self, x: Any) -> Any:
         self.shape = x.shape
-        axes = range(x.ndim) if self.axes is None else self.axes
-        self.count = 1
-        for a in axes:
-            self.count *= x.shape[a]
         return x.mean(axis=self.axes, keepdims=self.keepdim)
 
     def backward(self, gy: Any) -> Any:
-        g = gy / self.count if self.count else gy
-        return _expand_back(self.be.xp, g, self.shape, self.axes, self.keepdim)
+        count = _count(self.shape, self.axes)
+        g = gy / count if count else gy
+        return self.be.xp.broadcast_to(g.reshape(_kept(self.shape, self.axes)), self.shape)
 
 
 @register(method=True, top=True)
@@ -74,27 +79,23 @@ def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     return Mean.apply(x, axes=norm_dims(dim, x.ndim, "mean"), keepdim=keepdim)
 
 
-class MaxMin(Function):
+class MaxMin(Reduction):
     """max or min over axes; the gradient is shared evenly among tied extremes."""
 
     def __init__(self, axes: tuple | None, keepdim: bool, take_max: bool) -> None:
-        self.axes, self.keepdim, self.take_max = axes, keepdim, take_max
+        super().__init__(axes, keepdim)
+        self.take_max = take_max
 
     def forward(self, x: Any) -> Any:
         op = x.max if self.take_max else x.min
         y = op(axis=self.axes, keepdims=True)
         self.mask = x == y
-        return y if self.keepdim else (y.reshape(()) if self.axes is None else y.squeeze(self.axes))
+        return y if self.keepdim else y.reshape(_reduced_shape(x.shape, self.axes))
 
     def backward(self, gy: Any) -> Any:
-        xp = self.be.xp
         mask = self.mask
         count = mask.sum(axis=self.axes, keepdims=True)
-        if not self.keepdim:
-            gy = (
-                gy.reshape((1,) * mask.ndim) if self.axes is None else xp.expand_dims(gy, self.axes)
-            )
-        return mask * (gy / count)
+        return mask * (gy.reshape(count.shape) / count)
 
 
 def _extreme(x: Tensor, dim: Any, keepdim: bool, take_max: bool) -> Any:
@@ -126,33 +127,30 @@ def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     return _extreme(x, dim, keepdim, False)
 
 
+def _arg(name: str, x: Tensor, dim: int | None, keepdim: bool) -> Tensor:
+    find = getattr(x.array, name)  # ndarray.argmax or argmin
+    if dim is None:
+        return Tensor._make(x._be.xp.asarray(find()), x._be, False)
+    return Tensor._make(find(axis=norm_dim(dim, x.ndim, name), keepdims=keepdim), x._be, False)
+
+
 @register(method=True, top=True)
 def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Index of the largest value (over the flattened tensor when dim is None)."""
-    if dim is None:
-        return Tensor._make(x._be.xp.asarray(x.array.argmax()), x._be, False)
-    d = norm_dim(dim, x.ndim, "argmax")
-    return Tensor._make(x.array.argmax(axis=d, keepdims=keepdim), x._be, False)
+    return _arg("argmax", x, dim, keepdim)
 
 
 @register(method=True, top=True)
 def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Index of the smallest value (over the flattened tensor when dim is None)."""
-    if dim is None:
-        return Tensor._make(x._be.xp.asarray(x.array.argmin()), x._be, False)
-    d = norm_dim(dim, x.ndim, "argmin")
-    return Tensor._make(x.array.argmin(axis=d, keepdims=keepdim), x._be, False)
+    return _arg("argmin", x, dim, keepdim)
 
 
 @register(method=True, top=True)
 def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
     """Variance over `dim` (Bessel-corrected unless unbiased=False), composed from mean."""
     (x,) = cast_inputs("var", x)
-    axes = norm_dims(dim, x.ndim, "var")
-    n = x.array.size if axes is None else 1
-    if axes is not None:
-        for a in axes:
-            n *= x.shape[a]
+    n = _count(x.shape, norm_dims(dim, x.ndim, "var"))
     centered = x - mean(x, dim, keepdim=True)
     # As PyTorch: no degrees of freedom left (one element, unbiased) gives nan, not 0.
     # (builtins: this module's own max is the tensor reduction.)
@@ -169,10 +167,24 @@ def std(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True
 # ---- softmax family ------------------------------------------------------------------------------
 
 
-class Softmax(Function):
+class AlongAxis(Function):
+    """A Function along one axis of its input (softmax, log_softmax, cumsum)."""
+
     def __init__(self, axis: int) -> None:
         self.axis = axis
 
+
+def _along(fn: type[AlongAxis], op: str, x: Tensor, dim: int) -> Tensor:
+    """fn along dim of x, after autocast; a 0-d x as one element along axis 0, as PyTorch takes
+    dim 0 or -1 there and NumPy has no axis 0 in a 0-d array."""
+    (x,) = cast_inputs(op, x)
+    axis = norm_dim(dim, x.ndim, op)
+    if x.ndim == 0:
+        return reshape(fn.apply(reshape(x, (1,)), axis=0), ())
+    return fn.apply(x, axis=axis)
+
+
+class Softmax(AlongAxis):
     def forward(self, x: Any) -> Any:
         xp = self.be.xp
         y = x - (x.max(axis=self.axis, keepdims=True) if x.size else 0)  # empty: no max
@@ -191,17 +203,10 @@ class Softmax(Function):
 @register(method=True, top=True)
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, computed stably."""
-    (x,) = cast_inputs("softmax", x)
-    axis = norm_dim(dim, x.ndim, "softmax")
-    if x.ndim == 0:  # PyTorch takes dim 0 or -1 here; NumPy has no axis 0 in a 0-d array
-        return reshape(Softmax.apply(reshape(x, (1,)), axis=0), ())
-    return Softmax.apply(x, axis=axis)
+    return _along(Softmax, "softmax", x, dim)
 
 
-class LogSoftmax(Function):
-    def __init__(self, axis: int) -> None:
-        self.axis = axis
-
+class LogSoftmax(AlongAxis):
     def forward(self, x: Any) -> Any:
         xp = self.be.xp
         shifted = x - (x.max(axis=self.axis, keepdims=True) if x.size else 0)  # empty: no max
@@ -218,20 +223,13 @@ class LogSoftmax(Function):
 @register(method=True, top=True)
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     """log(softmax(x)) along dim, computed stably."""
-    (x,) = cast_inputs("log_softmax", x)
-    axis = norm_dim(dim, x.ndim, "log_softmax")
-    if x.ndim == 0:  # as in softmax
-        return reshape(LogSoftmax.apply(reshape(x, (1,)), axis=0), ())
-    return LogSoftmax.apply(x, axis=axis)
+    return _along(LogSoftmax, "log_softmax", x, dim)
 
 
 # ---- logsumexp, cumsum ---------------------------------------------------------------------------
 
 
-class LogSumExp(Function):
-    def __init__(self, axes: tuple | None, keepdim: bool) -> None:
-        self.axes, self.keepdim = axes, keepdim
-
+class LogSumExp(Reduction):
     def forward(self, x: Any) -> Any:
         xp = self.be.xp
         m = x.max(axis=self.axes, keepdims=True) if x.size else xp.zeros((1,) * x.ndim, x.dtype)
@@ -243,18 +241,9 @@ class LogSumExp(Function):
         return out if self.keepdim else out.reshape(_reduced_shape(x.shape, self.axes))
 
     def backward(self, gy: Any) -> Any:
-        xp = self.be.xp
-        if not self.keepdim:
-            gy = gy.reshape(self.out.shape)
-        gx = xp.exp(self.x - self.out)  # the softmax over the reduced axes
-        gx *= gy
+        gx = self.be.xp.exp(self.x - self.out)  # the softmax over the reduced axes
+        gx *= gy.reshape(self.out.shape)
         return gx
-
-
-def _reduced_shape(shape: tuple, axes: tuple | None) -> tuple:
-    if axes is None:
-        return ()
-    return tuple(n for k, n in enumerate(shape) if k not in axes)
 
 
 @register(method=True, top=True)
@@ -265,10 +254,7 @@ def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
     return LogSumExp.apply(x, axes=axes, keepdim=keepdim)
 
 
-class CumSum(Function):
-    def __init__(self, axis: int) -> None:
-        self.axis = axis
-
+class CumSum(AlongAxis):
     def forward(self, x: Any) -> Any:
         return self.be.xp.cumsum(x, axis=self.axis)
 
@@ -281,8 +267,4 @@ class CumSum(Function):
 @register(method=True, top=True)
 def cumsum(x: Tensor, dim: int) -> Tensor:
     """Running sums along dim."""
-    (x,) = cast_inputs("cumsum", x)
-    axis = norm_dim(dim, x.ndim, "cumsum")
-    if x.ndim == 0:
-        return reshape(CumSum.apply(reshape(x, (1,)), axis=0), ())
-    return CumSum.apply(x, axis=axis)
+    return _along(CumSum, "cumsum", x, dim)
