@@ -3,6 +3,7 @@
 Run with the fake CuPy on the path (tests/fake_gpu), as the gpu tests do:
 
     GNN_FAKE_CUDA=1 python benchmarks/launch_counts.py [--small] [--models mlp,cnn,lstm,gpt]
+        [--top N] [--bytes-top N] [--gpt-tokens N] [--json PATH]
 
 Each model takes one warm-up step (kernels compiled, optimizer state made, caches filled), then
 one step is counted: forward, loss, backward, optimizer step, zero_grad. The counts follow the
@@ -17,11 +18,16 @@ The reference models:
 - gpt: GPT-2-small (12 layers, 12 heads, 768, vocab 50257, block 1024); AdamW; batch 1 x 64
   tokens by default (the NumPy stand-in's memory and time; bytes scale with the tokens).
 `--small` shrinks every width (the launch count stays the same; the test uses it).
+`--estimate` prints the H100 step-time estimate of docs/performance.md from the counts (an
+estimate from counted work and datasheet figures, not a measurement; see `estimate`).
+`--bytes-top N` lists, per model, the N sources that move the most bytes outside cuBLAS calls
+(with the kernels or ufuncs that move them); `--json PATH` writes the counts as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -41,6 +47,58 @@ TORCH_FROM_ISSUE = {
 }
 # The issue's targets: launches per step (fp32), and 0 syncs and 0 h2d copies for all four.
 TARGETS = {"mlp": 22, "cnn": 31, "lstm": 280, "gpt": 440}
+
+
+# The H100 estimate's constants (docs/performance.md states where each comes from).
+H100_FP32_FLOPS = 67e12  # H100 SXM datasheet, FP32 without tensor cores: gnn's matmuls (no TF32)
+H100_TF32_FLOPS = 494.7e12  # the same datasheet, dense TF32 tensor cores (989 with sparsity)
+H100_HBM_BYTES_PER_S = 3.35e12  # the same datasheet, HBM3
+LAUNCH_HOST_SECONDS = (10e-6, 30e-6)  # host cost of one CuPy launch, the issue's range
+# A replayed step (GraphedStep in gnn/train/cuda_graph.py; see benchmarks/cuda_graph_counts.py):
+# one copy into each of the two static inputs, then one graph launch.
+GRAPH_LAUNCHES = 3
+
+
+def matmul_flops(name: str, gpt_batch: int = 1, gpt_tokens: int = 64) -> float:
+    """Multiply-add FLOPs (2 per multiply-add) of one full-size training step's products:
+    forward, the weight gradients and the input gradients that are needed (not the first
+    layer's input: the data does not require a gradient), from the shapes in this file."""
+    if name == "mlp":  # 784-256-256-10, batch 128
+        b, layers = 128, [(784, 256), (256, 256), (256, 10)]
+        macs = sum(b * i * o for i, o in layers)
+        return 2 * (2 * macs + sum(b * i * o for i, o in layers[1:]))
+    if name == "cnn":  # im2col products of the two convolutions, then the linear layer
+        b = 64
+        conv1 = b * 28 * 28 * 16 * (1 * 9)
+        conv2 = b * 14 * 14 * 32 * (16 * 9)
+        fc = b * 32 * 7 * 7 * 10
+        return 2 * (2 * (conv1 + conv2 + fc) + conv2 + fc)
+    if name == "lstm":  # 2 layers x 256, seq 32, batch 32: x W_ih^T and h W_hh^T per step
+        b, t, h = 32, 32, 256
+        per_layer = b * t * (h * 4 * h + h * 4 * h)
+        first_input = b * t * h * 4 * h  # layer 1's input gradient: not needed
+        return 2 * (3 * 2 * per_layer - first_input) + 2 * 3 * b * h * 10
+    if name == "gpt":  # 12 layers of 768; the tied 50257-word head; causal attention in full
+        c, layers, vocab = 768, 12, 50257
+        tokens = gpt_batch * gpt_tokens
+        weights = layers * (c * 3 * c + c * c + c * 4 * c + 4 * c * c) + c * vocab
+        attention = layers * 2 * gpt_batch * gpt_tokens**2 * c  # q k^T and p v
+        return 2 * 3 * (tokens * weights + attention)
+    raise ValueError(name)
+
+
+def estimate(c: Any, flops: float, launches: int | None = None) -> dict[str, float]:
+    """The H100 step-time estimate of docs/performance.md, in seconds (not a measurement).
+
+    host: launches x the per-launch host cost (low and high end of the range);
+    device: the products' time (their FLOPs at FP32 peak, or their bytes at HBM peak, whichever is
+    longer) plus the bytes outside matmul at HBM peak. The step takes about the larger of the two.
+    """
+    launches = c.launches if launches is None else launches
+    device = max(flops / H100_FP32_FLOPS, c.matmul_bytes / H100_HBM_BYTES_PER_S)
+    device += c.bytes_outside_matmul / H100_HBM_BYTES_PER_S
+    low, high = (launches * s for s in LAUNCH_HOST_SECONDS)
+    return {"host_low": low, "host_high": high, "device": device}
 
 
 @dataclass
@@ -182,7 +240,85 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.3f}"
 
 
-def table(results: dict[str, tuple[Step, Any, float]], top: int = 3) -> str:
+def bytes_outside_matmul_by_source(c: Any) -> dict[str, tuple[int, dict[str, int]]]:
+    """{source: (bytes, {kernel or ufunc: bytes})} of the launches outside cuBLAS, largest first."""
+    totals: dict[str, tuple[int, dict[str, int]]] = {}
+    for kind, name, source, nbytes in c.events:
+        if kind in ("launch", "memset", "copy"):  # every launch kind but the matmuls
+            total, names = totals.get(source, (0, {}))
+            names[name] = names.get(name, 0) + nbytes
+            totals[source] = (total + nbytes, names)
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1][0]))
+
+
+def bytes_listing(c: Any, top: int) -> list[str]:
+    """The `top` sources that move the most bytes outside matmul, each with its top kernels."""
+    lines = []
+    for source, (total, names) in list(bytes_outside_matmul_by_source(c).items())[:top]:
+        kernels = sorted(names.items(), key=lambda kv: -kv[1])[:3]
+        what = ", ".join(f"{name} {_gb(n)}" for name, n in kernels)
+        lines.append(f"  {_gb(total):>7} GB  {source}  [{what}]")
+    return lines
+
+
+def as_json(results: dict[str, tuple[Step, Any, float]], bytes_top: int = 20) -> dict:
+    """The counts of each model, and its top byte movers outside matmul, as plain data."""
+    out = {}
+    for name, (step, c, seconds) in results.items():
+        out[name] = {
+            "shape": step.shape,
+            "launches": c.launches,
+            "memsets": c.memsets,
+            "hidden_copies": c.hidden_copies,
+            "syncs": c.syncs,
+            "h2d": c.h2d,
+            "allocs": c.allocs,
+            "bytes": c.bytes,
+            "matmul_bytes": c.matmul_bytes,
+            "bytes_outside_matmul": c.bytes_outside_matmul,
+            "seconds": round(seconds, 1),
+            "bytes_outside_matmul_by_source": {
+                source: total
+                for source, (total, _names) in list(bytes_outside_matmul_by_source(c).items())[
+                    :bytes_top
+                ]
+            },
+            "launches_by_source": c.by_source(),
+        }
+    return out
+
+
+def estimate_table(results: dict[str, tuple[Step, Any, float]], gpt_tokens: int = 64) -> str:
+    """The H100 estimate per model in milliseconds: eager, as a replayed CUDA graph (GRAPH_LAUNCHES
+    host launches), and PyTorch eager's host time at the issue's launch counts."""
+    torch_launches = {"mlp": (28, 22), "cnn": (37, 31), "lstm": (280, 280), "gpt": (484, 440)}
+    lines = [
+        "| model | matmul GFLOP | device ms | host ms (eager) | step ms (eager) "
+        "| step ms (CUDA graph) | PyTorch eager host ms (foreach / fused launches) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def span(a: float, b: float) -> str:
+        return f"{a * 1e3:.3g}" if f"{a:.3g}" == f"{b:.3g}" else f"{a * 1e3:.3g}-{b * 1e3:.3g}"
+
+    for name, (_step, c, _seconds) in results.items():
+        flops = matmul_flops(name, gpt_tokens=gpt_tokens)
+        e = estimate(c, flops)
+        g = estimate(c, flops, launches=GRAPH_LAUNCHES)
+        t = [estimate(c, flops, launches=n) for n in torch_launches[name]]
+        dev = e["device"]
+        lines.append(
+            f"| {name} | {flops / 1e9:.3g} | {dev * 1e3:.3g} "
+            f"| {span(e['host_low'], e['host_high'])} "
+            f"| {span(max(e['host_low'], dev), max(e['host_high'], dev))} "
+            f"| {span(max(g['host_low'], dev), max(g['host_high'], dev))} "
+            f"| {span(t[0]['host_low'], t[0]['host_high'])} / "
+            f"{span(t[1]['host_low'], t[1]['host_high'])} |"
+        )
+    return "\n".join(lines)
+
+
+def table(results: dict[str, tuple[Step, Any, float]], top: int = 3, bytes_top: int = 0) -> str:
     """The issue's table: gnn's counts next to PyTorch eager's (the issue's figures)."""
     lines = [
         "| model | shape | gnn launches | memsets | hidden copies | syncs | h2d | allocs "
@@ -203,6 +339,9 @@ def table(results: dict[str, tuple[Step, Any, float]], top: int = 3) -> str:
         syncs = c.by_source("syncs")
         if syncs:
             lines.append(f"  syncs: {syncs}")
+        if bytes_top:
+            lines.append(f"{name}: top sources of bytes outside matmul (GB)")
+            lines.extend(bytes_listing(c, bytes_top))
     return "\n".join(lines)
 
 
@@ -211,17 +350,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default="mlp,cnn,lstm,gpt")
     parser.add_argument("--small", action="store_true", help="narrow models (same launches)")
     parser.add_argument("--top", type=int, default=8, help="sources listed per model")
+    parser.add_argument(
+        "--bytes-top", type=int, default=0, help="sources of bytes outside matmul listed per model"
+    )
     parser.add_argument("--gpt-tokens", type=int, default=64)
+    parser.add_argument("--gpt-batch", type=int, default=1)
+    parser.add_argument("--json", help="also write the counts to this JSON file")
+    parser.add_argument("--estimate", action="store_true", help="the H100 step-time estimate")
     args = parser.parse_args(argv)
     _fake_cupy()
     sys.path.insert(0, str(ROOT))
     results = {}
     for name in args.models.split(","):
         start = time.perf_counter()
-        kwargs = {"tokens": args.gpt_tokens} if name == "gpt" else {}
+        kwargs = {"batch": args.gpt_batch, "tokens": args.gpt_tokens} if name == "gpt" else {}
         step = MODELS[name](small=args.small, **kwargs)
         results[name] = (step, count(step), time.perf_counter() - start)
-    print(table(results, top=args.top))
+    print(table(results, top=args.top, bytes_top=args.bytes_top))
+    if args.estimate and not args.small and args.gpt_batch == 1:
+        print("\nH100 estimate from the counts (not a measurement):")
+        print(estimate_table(results, gpt_tokens=args.gpt_tokens))
+    if args.json:
+        Path(args.json).write_text(json.dumps(as_json(results), indent=1) + "\n")
 
 
 if __name__ == "__main__":
