@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from gnn import config
@@ -30,6 +31,31 @@ _sequence = itertools.count()
 # which records no graph, yet an exporter must see every op with its inputs and settings.
 on_apply: Any = None
 
+# Gradient homes (gnn/optim/_flat.py, through set_home): id(parameter) -> [home, ref, pref]. The
+# home is a view into a flat gradient buffer of the optimizer; ref is a weak reference to the
+# Tensor that last wrapped it as the parameter's .grad (or None); pref one to the parameter. While
+# any exist, backward tells each Function where the gradients of its leaf inputs would ideally go
+# (Function.grad_out); an op that writes one there and returns that same array saves the
+# optimizer's gather copy. A home whose earlier .grad Tensor someone still holds is not handed out
+# (that Tensor must keep its values, as in PyTorch). Keyed by id: Tensors compare elementwise.
+homes: dict[int, list] = {}
+
+
+def set_home(p: Tensor, home: Any) -> None:
+    """Make `home` (an array of p's shape and dtype) the place p's gradients go first."""
+    key = id(p)
+
+    def forget(_: Any) -> None:  # p died: its id may be reused
+        homes.pop(key, None)
+
+    homes[key] = [home, None, weakref.ref(p, forget)]
+
+
+def home_of(p: Tensor) -> list | None:
+    """p's [home, ref, pref] entry, or None."""
+    entry = homes.get(id(p))
+    return entry if entry is not None and entry[2]() is p else None
+
 
 class Function:
     """One differentiable op.
@@ -43,6 +69,18 @@ class Function:
     needs_input_grad: tuple[bool, ...]
     be: Any  # the inputs' backend; gnn.backend sits above this layer, so not named here
     seq: int
+    # Set by backward just before it calls backward(): per input, an array its gradient may be
+    # written into (a leaf's gradient home, see `homes`), or None. See grad_home.
+    grad_out: tuple | None = None
+
+    def grad_home(self, i: int, dtype: Any) -> Any:
+        """Where input i's gradient of `dtype` would ideally go, or None. An op that writes the
+        whole gradient into it returns that same array for input i; ops that ignore it are fine."""
+        out = self.grad_out
+        if out is None:
+            return None
+        home = out[i]
+        return home if home is not None and home.dtype == dtype else None
 
     def forward(self, *xs: Any) -> Any:
         raise NotImplementedError
@@ -155,6 +193,8 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
                 "backward: the graph was already freed by an earlier backward(); "
                 "call backward(retain_graph=True) the first time to go through it twice"
             ) from None
+        if homes:
+            fn.grad_out = _grad_out(inputs, fn.needs_input_grad)
         gxs = fn.backward(gy)
         if len(inputs) == 1:
             if isinstance(gxs, tuple):
@@ -175,6 +215,24 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         if not retain_graph:
             del fn.inputs
             fn.__dict__.clear()  # drop saved arrays now, not when the graph is collected
+
+
+def _grad_out(inputs: tuple, needs: tuple) -> tuple | None:
+    """The gradient homes of a Function's inputs that may take a gradient now: leaves that need
+    one, have a home, no gradient yet and no earlier .grad Tensor still held; each leaf once."""
+    out: list | None = None
+    for i, t in enumerate(inputs):
+        if not needs[i] or t._creator is not None or t.grad is not None:
+            continue
+        entry = home_of(t)
+        if entry is None or (entry[1] is not None and entry[1]() is not None):
+            continue
+        if any(u is t for u in inputs[:i]):
+            continue
+        if out is None:
+            out = [None] * len(inputs)
+        out[i] = entry[0]
+    return None if out is None else tuple(out)
 
 
 def _hand_on(xp: Any, t: Tensor, gx: Any, grads: dict, heap: list) -> None:
@@ -213,5 +271,9 @@ def _accumulate_leaf(t: Tensor, g: Any) -> None:
         grad.grad = None
         grad._creator = None
         t.grad = grad
+        if homes:
+            entry = home_of(t)
+            if entry is not None and entry[0] is g:
+                entry[1] = weakref.ref(grad)
     else:
         t.grad.array += g

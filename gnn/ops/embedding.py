@@ -22,7 +22,11 @@ class Embedding(Function):
     def backward(self, gy: Any) -> Any:
         xp = self.be.xp
         d = gy.shape[-1]
-        gw = xp.zeros((self.num, d), dtype=gy.dtype)
+        gw = self.grad_home(0, gy.dtype)  # the weight's slot in a flat gradient buffer
+        if gw is None:
+            gw = xp.zeros((self.num, d), dtype=gy.dtype)
+        else:
+            gw.fill(0)
         self.be.index_add(gw, self.ids.reshape(-1), gy.reshape(-1, d))
         if self.padding_idx is not None:
             gw[self.padding_idx] = 0  # the padding row gets no gradient, as in PyTorch

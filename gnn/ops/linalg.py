@@ -75,9 +75,10 @@ class Linear(Function):
             gx = (g2 @ w).reshape(x.shape)
         if self.needs_input_grad[1]:
             x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
-            gw = g2.T @ x2
+            home = self.grad_home(1, g2.dtype)  # the weight's slot in a flat gradient buffer
+            gw = g2.T @ x2 if home is None else self.be.xp.matmul(g2.T, x2, out=home)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = column_sums(self.be, g2)
+            gb = column_sums(self.be, g2, self.grad_home(2, g2.dtype))
         return gx, gw, gb
 
 

@@ -6,9 +6,13 @@ split into parts, one per backend and dtype. Each part owns three kinds of conti
 - `flat`: the parameters. Each Parameter's `.array` becomes a view into it (same shape, values
   copied once), so the forward pass, `Module.load_state_dict` (which copies in place) and in-place
   edits through `p.data` all read and write the flat buffer.
-- `grad_flat`: the gradients, gathered each step from `p.grad` (one copy per parameter). `p.grad`
-  itself is never replaced: autograd stores and accumulates it as before, `zero_grad` sets it to
-  None (or zeros it) as before, and a gradient a user kept from an earlier step never changes.
+- `grad_flat`: the gradients. Each parameter's view into it is its gradient home
+  (`gnn.autograd.set_home`): backward offers it to the op that makes the parameter's first gradient
+  of a step, and an op that writes the gradient there (Linear, LayerNorm, Embedding, ...) makes
+  `p.grad` a Tensor over the home itself; the step then copies only the gradients that are not
+  in their home yet (one copy each). `zero_grad` sets `p.grad` to None (or zeros it) as before,
+  and a gradient a user kept from an earlier step never changes: its home is not offered again
+  while that Tensor lives, and is moved to a new buffer before a copy would overwrite it.
 - `state_flat[key]`: each state array (exp_avg, exp_avg_sq, momentum_buffer, ...); the optimizer's
   per-parameter state dicts hold views into them, so `state_dict()` stays PyTorch's format.
 
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gnn.autograd import home_of, set_home
 from gnn.backend.fused.optim import DeviceClock
 from gnn.tensor import Tensor
 
@@ -56,9 +61,8 @@ class FlatPart:
             total += -(-p.array.size // align) * align
         self.be, self.params, self.offsets, self.total = be, params, offsets, max(total, 1)
         self.flat = xp.zeros(self.total, dtype=dtype)
-        self.grad_flat = xp.zeros(self.total, dtype=dtype)
         self.views = self._views(self.flat)
-        self.grad_views = self._views(self.grad_flat)
+        self._new_grad_flat()
         for p, view in zip(params, self.views):
             view[...] = p.array
             p.array = view
@@ -67,6 +71,30 @@ class FlatPart:
         self.state_flat: dict[str, Any] = {}
         self.state_views: dict[str, list[Any]] = {}
         self.flat_state: dict[str, Any] = {}
+
+    def _new_grad_flat(self) -> None:
+        """A (new) flat gradient buffer; its views become the parameters' gradient homes."""
+        self.grad_flat = self.be.xp.zeros(self.total, dtype=self.flat.dtype)
+        self.grad_views = self._views(self.grad_flat)
+        for p, view in zip(self.params, self.grad_views):
+            set_home(p, view)
+
+    def gather_grads(self) -> None:
+        """Copy into grad_flat the gradients that autograd did not already write into their home;
+        a home that a kept earlier gradient still wraps gets a new buffer first."""
+        views, params = self.grad_views, self.params
+        todo = [i for i, (v, p) in enumerate(zip(views, params)) if p.grad.array is not v]  # type: ignore[union-attr]
+        if not todo:
+            return
+        for i in todo:
+            entry = home_of(params[i])
+            kept = None if entry is None or entry[1] is None else entry[1]()
+            if kept is not None and kept is not params[i].grad:
+                self._new_grad_flat()
+                views, todo = self.grad_views, list(range(len(params)))
+                break
+        for i in todo:
+            views[i][...] = params[i].grad.array  # type: ignore[union-attr]
 
     def _views(self, buffer: Any) -> list[Any]:
         return [
@@ -211,8 +239,7 @@ def flat_step(opt: Optimizer, group: dict[str, Any]) -> None:
         ):
             opt._update_params(group, params)  # states that do not line up
             continue
-        for view, p in zip(part.grad_views, params):
-            view[...] = p.grad.array  # type: ignore[union-attr]
+        part.gather_grads()
         flat_state: dict[str, Any] | None = None
         if not stateless:
             flat_state = part.flat_state
