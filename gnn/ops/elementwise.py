@@ -248,8 +248,8 @@ def pointwise(
 ) -> type[Function]:
     """The Function of a one-input elementwise op, from its two formulas.
 
-    y = forward(xp, x); gx = backward(xp, gy, s), where s is the input x (saves="x") or the
-    output y (saves="y"): only the one the gradient reads is kept, so the other can be freed.
+    y = forward(xp, x); gx = backward(xp, gy, s), where s is the input x (saves="x", free: the
+    graph holds the input anyway) or the output y (saves="y", when the gradient reads y).
     """
     save_y = saves == "y"
 
@@ -266,12 +266,7 @@ def pointwise(
     return Pointwise
 
 
-class Neg(Function):
-    def forward(self, x: Any) -> Any:
-        return -x
-
-    def backward(self, gy: Any) -> Any:
-        return -gy
+Neg = pointwise("Neg", lambda xp, x: -x, lambda xp, gy, x: -gy)
 
 
 @register(method=True, operators=("__neg__",), aliases=("negative",), top=True)
@@ -316,12 +311,7 @@ def abs(x: Tensor) -> Tensor:
     return Abs.apply(x)
 
 
-class Clone(Function):
-    def forward(self, x: Any) -> Any:
-        return x.copy()
-
-    def backward(self, gy: Any) -> Any:
-        return gy
+Clone = pointwise("Clone", lambda xp, x: x.copy(), lambda xp, gy, x: gy)
 
 
 @register(method=True, top=True)

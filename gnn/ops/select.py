@@ -185,11 +185,9 @@ def topk(
 def _triangle(x: Tensor, diagonal: int, lower: bool, op: str) -> Tensor:
     if x.ndim < 2:
         raise ValueError(f"{op}: input must have at least 2 dims, got shape {x.shape}")
-    xp = x._be.xp
-    n, m = x.shape[-2:]
-    keep = xp.tri(n, m, int(diagonal), dtype=bool)  # made on the device: no copy
-    if not lower:
-        keep = ~xp.tri(n, m, int(diagonal) - 1, dtype=bool)
+    xp, (n, m), k = x._be.xp, x.shape[-2:], int(diagonal)
+    # the mask is made on the device (no copy); triu keeps what tril(k - 1) drops
+    keep = xp.tri(n, m, k, dtype=bool) if lower else ~xp.tri(n, m, k - 1, dtype=bool)
     return where(keep, x, 0)
 
 

@@ -77,11 +77,8 @@ class Permute(Function):
     def forward(self, x: Any) -> Any:
         return x.transpose(self.dims)
 
-    def backward(self, gy: Any) -> Any:
-        inverse = [0] * len(self.dims)
-        for i, d in enumerate(self.dims):
-            inverse[d] = i
-        return gy.transpose(inverse)
+    def backward(self, gy: Any) -> Any:  # the inverse permutation: dim d goes back to i
+        return gy.transpose(sorted(range(len(self.dims)), key=self.dims.__getitem__))
 
 
 def _permute_method(x: Tensor, *dims: Any) -> Tensor:
@@ -184,7 +181,7 @@ class GetItem(Function):
         self.index, self.advanced = index, advanced
 
     def forward(self, x: Any) -> Any:
-        self.in_shape, self.in_dtype = x.shape, x.dtype
+        self.in_shape = x.shape
         return x[self.index]
 
     def backward(self, gy: Any) -> Any:
