@@ -15,9 +15,7 @@ def as_tensor(x: Any, like: Tensor) -> Tensor:
     if isinstance(x, Tensor):
         return x
     be = like._be
-    if isinstance(x, bool):
-        dt = like.dtype
-    elif isinstance(x, int):
+    if isinstance(x, int):  # bool included
         dt = like.dtype
     elif isinstance(x, float):
         dt = like.dtype if like.dtype.kind == "f" else config.get_default_dtype()
@@ -73,17 +71,12 @@ def norm_dims(dim: Any, ndim: int, op: str) -> tuple[int, ...] | None:
     return axes
 
 
-def broadcast_error(op: str, a: Any, b: Any) -> ValueError:
-    return ValueError(
-        f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be broadcast together"
-    )
-
-
 def check_broadcast(op: str, a: Any, b: Any) -> None:
     """Raise a gnn-worded error when two shapes do not broadcast."""
     for m, n in zip(reversed(a.shape), reversed(b.shape)):
         if m != n and m != 1 and n != 1:
-            raise broadcast_error(op, a, b)
+            shapes = f"{tuple(a.shape)} and {tuple(b.shape)}"
+            raise ValueError(f"{op}: shapes {shapes} cannot be broadcast together")
 
 
 def column_sums(xp: Any, a: Any, out: Any = None) -> Any:
