@@ -96,25 +96,23 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return Linear.apply(x, weight, bias)
 
 
+def _check_ndim(op: str, ndim: int, a: Any, b: Any) -> None:
+    if getattr(a, "ndim", None) != ndim or getattr(b, "ndim", None) != ndim:
+        shapes = f"{getattr(a, 'shape', a)} and {getattr(b, 'shape', b)}"
+        raise ValueError(f"{op}: both operands must be {ndim}-D, got shapes {shapes}")
+
+
 @register(method=True, top=True)
 def mm(a: Tensor, b: Tensor) -> Tensor:
     """The product of two matrices, (n, k) @ (k, m); no broadcasting (see matmul for that)."""
-    if getattr(a, "ndim", None) != 2 or getattr(b, "ndim", None) != 2:
-        raise ValueError(
-            f"mm: both operands must be 2-D, got shapes {getattr(a, 'shape', a)} and "
-            f"{getattr(b, 'shape', b)}"
-        )
+    _check_ndim("mm", 2, a, b)
     return matmul(a, b)
 
 
 @register(method=True, top=True)
 def bmm(a: Tensor, b: Tensor) -> Tensor:
     """Batched matrix products, (B, n, k) @ (B, k, m), with equal batch sizes (no broadcasting)."""
-    if getattr(a, "ndim", None) != 3 or getattr(b, "ndim", None) != 3:
-        raise ValueError(
-            f"bmm: both operands must be 3-D, got shapes {getattr(a, 'shape', a)} and "
-            f"{getattr(b, 'shape', b)}"
-        )
+    _check_ndim("bmm", 3, a, b)
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"bmm: batch sizes differ: {a.shape} and {b.shape}")
     return matmul(a, b)
