@@ -5,15 +5,16 @@
 //   conv_im2col_*        cols (C*kh*kw, N*oh*ow) from x (N, C, H, W); zero where a tap is padding.
 //   conv_col2im_*        x (N, C, H, W): each pixel sums the columns of the taps that read it.
 //   conv_to_image_*      y (N, O, P) = y2 (O, N*P) transposed, plus bias[o] when has_bias.
-//   conv_to_rows_*       gy2 (O, N*P) = gy (N, O, P) transposed.
+//   conv_to_rows_*       gy2 (O, N*P) = gy (N, O, P) transposed, and when need_bias the bias
+//                        gradient gbias[o] = the sum of gy2's row o (one block per channel).
 //   max_pool_forward_*   y (N, C, oh, ow): each window's max; idx: its tap i*kw + j (the first
 //                        maximum, a NaN beats every number; padding is -inf).
 //   max_pool_backward_*  gx (N, C, H, W): each pixel sums gy over the windows whose idx is it.
 //
 // Every kernel is a grid-stride loop over its outputs, each written by one thread: the sums run in
-// tap order, no atomics, the same from run to run and for any launch shape. The window geometry
-// is 14 ints: input n, c, h, w; kernel kh, kw; stride sh, sw; top/left padding pt, pl; dilation
-// dh, dw; window positions oh, ow. Loaded with cupy.RawModule (NVRTC); ci/check_kernels.sh
+// tap order, no atomics, the same from run to run (the bias sums of conv_to_rows: for a given
+// block size). The window geometry is 14 ints: input n, c, h, w; kernel kh, kw; stride sh, sw;
+// top/left padding pt, pl; dilation dh, dw; window positions oh, ow. Loaded with cupy.RawModule (NVRTC); ci/check_kernels.sh
 // compiles it with nvcc.
 
 #include <cuda_fp16.h>
@@ -110,15 +111,29 @@ __device__ __forceinline__ void to_image(const T* __restrict__ y2, const T* __re
     }
 }
 
+// Block b (grid-stride) takes channel b: its threads copy the channel's N*P values with a block
+// stride, summing them; thread 0 then adds the per-thread sums in thread order (the bias gradient).
 template <typename T>
 __device__ __forceinline__ void to_rows(const T* __restrict__ gy, long long n, long long o,
-                                        long long p, T* __restrict__ gy2) {
-    const long long total = n * o * p;
-    for (long long e = first_index(); e < total; e += grid_stride()) {
-        const long long pi = e % p;
-        const long long ni = (e / p) % n;
-        const long long oi = e / (p * n);
-        gy2[e] = gy[(ni * o + oi) * p + pi];
+                                        long long p, int need_bias, T* __restrict__ gy2,
+                                        T* __restrict__ gbias) {
+    __shared__ float sm[256];
+    const long long per_channel = n * p;
+    for (long long oi = blockIdx.x; oi < o; oi += gridDim.x) {
+        float s = 0.0f;
+        for (long long q = threadIdx.x; q < per_channel; q += blockDim.x) {
+            const T v = gy[((q / p) * o + oi) * p + q % p];
+            gy2[oi * per_channel + q] = v;
+            s += to_float(v);
+        }
+        if (!need_bias) continue;  // the same for every thread: no barrier is skipped by some
+        __syncthreads();           // thread 0 has read the previous channel's sums
+        sm[threadIdx.x] = s;
+        __syncthreads();
+        if (threadIdx.x != 0) continue;
+        float t = 0.0f;
+        for (unsigned int i = 0; i < blockDim.x; ++i) t += sm[i];
+        store_float(gbias + oi, t);
     }
 }
 
@@ -177,7 +192,7 @@ __device__ __forceinline__ void max_pool_backward(const T* __restrict__ gy,
 }  // namespace
 
 // Launch shapes (gnn/backend/fused/conv.py): any grid and block up to 256 threads (grid-stride).
-// Every array is C-contiguous; bias is read only when has_bias.
+// Every array is C-contiguous; bias is read only when has_bias, gbias written only when need_bias.
 
 extern "C" __global__ void __launch_bounds__(256) conv_im2col_f32(
     const float* __restrict__ x, int n, int c, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
@@ -216,15 +231,15 @@ extern "C" __global__ void __launch_bounds__(256) conv_to_image_f16(
 }
 
 extern "C" __global__ void __launch_bounds__(256) conv_to_rows_f32(
-    const float* __restrict__ gy, long long n, long long o, long long p,
-    float* __restrict__ gy2) {
-    to_rows<float>(gy, n, o, p, gy2);
+    const float* __restrict__ gy, long long n, long long o, long long p, int need_bias,
+    float* __restrict__ gy2, float* __restrict__ gbias) {
+    to_rows<float>(gy, n, o, p, need_bias, gy2, gbias);
 }
 
 extern "C" __global__ void __launch_bounds__(256) conv_to_rows_f16(
-    const __half* __restrict__ gy, long long n, long long o, long long p,
-    __half* __restrict__ gy2) {
-    to_rows<__half>(gy, n, o, p, gy2);
+    const __half* __restrict__ gy, long long n, long long o, long long p, int need_bias,
+    __half* __restrict__ gy2, __half* __restrict__ gbias) {
+    to_rows<__half>(gy, n, o, p, need_bias, gy2, gbias);
 }
 
 extern "C" __global__ void __launch_bounds__(256) max_pool_forward_f32(

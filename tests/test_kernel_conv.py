@@ -61,8 +61,10 @@ def test_reference_conv_matches_conv2d_and_col2im_is_the_adjoint(case):
     c = rng.standard_normal(cols.shape)  # <im2col x, c> == <x, col2im c>
     np.testing.assert_allclose((cols * c).sum(), (x * fused.reference_col2im(np, c, g)).sum())
     gy = rng.standard_normal((2, 4, g.oh * g.ow))
-    rows = fused.reference_to_rows(np, gy)
+    rows, gb = fused.reference_to_rows(np, gy, True)
     np.testing.assert_array_equal(fused.reference_to_image(np, rows, None, 2), gy)
+    np.testing.assert_allclose(gb, gy.sum(axis=(0, 2)), rtol=1e-12)
+    assert fused.reference_to_rows(np, gy)[1] is None
 
 
 @pytest.mark.parametrize("case", list(GEOMETRIES))
@@ -137,12 +139,13 @@ def check_conv_kernels(be, g: fused.Window, dtype) -> None:
         img = fused.col2im(be, gpu(gcols), g)
         y = fused.to_image(be, gpu(y2), gpu(b), g.n)
         y_nb = fused.to_image(be, gpu(y2), None, g.n)
-        rows = fused.to_rows(be, gpu(gy))
+        rows, gb = fused.to_rows(be, gpu(gy), True)
+        rows_nb, no_gb = fused.to_rows(be, gpu(gy))
     sfx = {np.float32: "f32", np.float16: "f16"}[dtype]
     names = counts.by_name()
-    for name in ("conv_im2col", "conv_col2im", "conv_to_rows"):
+    for name in ("conv_im2col", "conv_col2im"):
         assert names.get(f"{name}_{sfx}") == 1, names
-    assert names.get(f"conv_to_image_{sfx}") == 2
+    assert names.get(f"conv_to_image_{sfx}") == 2 and names.get(f"conv_to_rows_{sfx}") == 2
     f64 = np.float64
     tol = TOL[dtype]
     np.testing.assert_array_equal(host(cols), fused.reference_im2col(np, x.astype(f64), g))
@@ -150,7 +153,11 @@ def check_conv_kernels(be, g: fused.Window, dtype) -> None:
     ry = fused.reference_to_image(np, y2.astype(f64), b.astype(f64), g.n)
     np.testing.assert_allclose(host(y), ry, **tol)
     np.testing.assert_array_equal(host(y_nb), fused.reference_to_image(np, y2, None, g.n))
-    np.testing.assert_array_equal(host(rows), fused.reference_to_rows(np, gy))
+    rrows, rgb = fused.reference_to_rows(np, gy.astype(f64), True)
+    np.testing.assert_array_equal(host(rows), rrows)
+    np.testing.assert_array_equal(host(rows_nb), rrows)
+    assert no_gb is None and gb.dtype == dtype
+    np.testing.assert_allclose(host(gb), rgb, rtol=tol["rtol"], atol=tol["atol"] * gy.shape[2])
 
 
 def check_pool_kernels(be, g: fused.Window, dtype, x) -> None:
@@ -209,6 +216,14 @@ def test_conv_kernels_accept_any_grid(be):
         args = (gpu(x), *g.ints(), idx, y)
         be._kernel("conv", "max_pool_forward_f32")((blocks,), (threads,), args)
         np.testing.assert_array_equal(host(y), fused.reference_max_pool(np, x, g)[0])
+        # to_rows: blocks stride over 5 channels, threads over a channel's 2 * 40 values
+        gy = rng.standard_normal((2, 5, 40)).astype(np.float32)
+        rows, gb = gpu(np.full((5, 80), np.nan, np.float32)), gpu(np.full(5, np.nan, np.float32))
+        sizes = (np.int64(2), np.int64(5), np.int64(40), np.int32(1))
+        be._kernel("conv", "conv_to_rows_f32")((blocks,), (threads,), (gpu(gy), *sizes, rows, gb))
+        rrows, rgb = fused.reference_to_rows(np, gy.astype(np.float64), True)
+        np.testing.assert_array_equal(host(rows), rrows)
+        np.testing.assert_allclose(host(gb), rgb, rtol=1e-5, atol=1e-5)
 
 
 # ---- GPU: the ops through the kernels -----------------------------------------------------------

@@ -13,7 +13,7 @@ from gnn.nn.dropout import check_dropout
 from gnn.nn.linear import Linear, check_positive
 from gnn.nn.module import Module
 from gnn.nn.parameter import Parameter
-from gnn.ops.attention import attention
+from gnn.ops.attention import attention, causal_mask, to_additive
 from gnn.tensor import Tensor
 
 
@@ -98,9 +98,6 @@ class MultiheadAttention(Module):
         bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E : 2 * E], b[2 * E :])
         if self._qkv_same_embed_dim:
             w = self.in_proj_weight
-            if query is key and key is value:  # self-attention: one product, then a split
-                qkv = F.linear(query, w, b)  # (N, L, 3E)
-                return qkv[..., :E], qkv[..., E : 2 * E], qkv[..., 2 * E :]
             wq, wk, wv = w[:E], w[E : 2 * E], w[2 * E :]
         else:
             wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
@@ -149,14 +146,25 @@ class MultiheadAttention(Module):
                 f"value {value.shape} (as (N, L, E))"
             )
         H, hd = self.num_heads, self.head_dim
-        mask = self._merged_mask(key_padding_mask, attn_mask, is_causal, N, L, S, query)
+        # causal alone: the attention op's own (cached) mask, which its fused kernels know
+        causal = is_causal and attn_mask is None and key_padding_mask is None
+        mask = None
+        if not causal:
+            mask = self._merged_mask(key_padding_mask, attn_mask, is_causal, N, L, S, query)
 
-        q, k, v = self._projections(query, key, value)
-        q = q.reshape(N, L, H, hd).transpose(1, 2)  # (N, H, L, hd)
-        k = k.reshape(N, S, H, hd).transpose(1, 2)  # (N, H, S, hd)
-        v = v.reshape(N, S, H, hd).transpose(1, 2)  # (N, H, S, hd)
+        if self._qkv_same_embed_dim and query is key and key is value:
+            # self-attention: one product, split by a view; attention takes the packed projection
+            # and writes its three gradients into one buffer
+            qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)  # (N, L, 3E)
+            qkv = qkv.reshape(N, L, 3, H, hd).permute(2, 0, 3, 1, 4)  # (3, N, H, L, hd)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+        else:
+            q, k, v = self._projections(query, key, value)
+            q = q.reshape(N, L, H, hd).transpose(1, 2)  # (N, H, L, hd)
+            k = k.reshape(N, S, H, hd).transpose(1, 2)  # (N, H, S, hd)
+            v = v.reshape(N, S, H, hd).transpose(1, 2)  # (N, H, S, hd)
         p = self.dropout if self.training else 0.0
-        out, weights = attention(q, k, v, mask, p, need_weights=need_weights)
+        out, weights = attention(q, k, v, mask, p, need_weights=need_weights, causal=causal)
         out = out.transpose(1, 2).reshape(N, L, E)  # (N, L, E)
         out = self.out_proj(out)
         if unbatched:
@@ -165,10 +173,10 @@ class MultiheadAttention(Module):
             out = out.transpose(0, 1)
         if not need_weights:
             return out, None
-        be = query._be
+        be = query.backend
         w = weights.mean(axis=1) if average_attn_weights else weights  # (N, [H,] L, S)
         w = w.astype(query.dtype, copy=False)
-        w_t = Tensor._make(w[0] if unbatched else w, be, False)
+        w_t = Tensor.wrap(w[0] if unbatched else w, be)
         return out, w_t
 
     def _merged_mask(
@@ -183,7 +191,6 @@ class MultiheadAttention(Module):
     ) -> Any:
         """One additive float mask broadcastable to (N, H, L, S), or None."""
         name = "MultiheadAttention"
-        xp = like._be.xp
         acc = np.float64 if like.dtype == np.float64 else np.float32
         total = None
         if attn_mask is not None:
@@ -205,8 +212,7 @@ class MultiheadAttention(Module):
             total = m
         elif is_causal:
             # A hint in PyTorch that needs attn_mask; here it also stands alone.
-            keep = xp.tril(xp.ones((L, S), dtype=bool))
-            total = xp.where(keep, acc(0), acc(-np.inf)).astype(acc)
+            total = causal_mask(like.backend, L, S, acc)  # shared: read-only
         if key_padding_mask is not None:
             m = _additive(key_padding_mask, like, "key_padding_mask", acc)
             if m.shape != (N, S):
@@ -228,16 +234,11 @@ def _unsqueeze_mask(mask: Any) -> Any:
 def _additive(mask: Any, like: Tensor, what: str, acc: Any) -> Any:
     """A MultiheadAttention mask as an additive array: bool True (masked out) -> -inf."""
     if isinstance(mask, Tensor):
-        if mask._be is not like._be:
+        if mask.backend is not like.backend:
             raise RuntimeError(
                 f"MultiheadAttention: {what} is on {mask.device}, the inputs on {like.device}"
             )
         m = mask.array
     else:
-        m = like._be.asarray(mask)
-    xp = like._be.xp
-    if m.dtype == bool:
-        return xp.where(m, acc(-np.inf), acc(0)).astype(acc)
-    if m.dtype.kind != "f":
-        raise TypeError(f"MultiheadAttention: {what} must be bool or floating, got {m.dtype}")
-    return m.astype(acc, copy=False)
+        m = like.backend.asarray(mask)
+    return to_additive(like.backend, m, acc, f"MultiheadAttention: {what}", False)

@@ -630,10 +630,77 @@ MUTANTS += [
         CONV,
         "e < total; e += grid_stride()",
         "e < total - 1; e += grid_stride()",
-        6,
+        5,
         "plain",
         "conv_kernels_accept_any_grid",
         CONV_TESTS,
+    ),
+    Mutant(
+        "conv: the bias sum's shared slots are rewritten before thread 0 has read them",
+        CONV,
+        "        __syncthreads();           // thread 0 has read the previous channel's sums\n",
+        "",
+        1,
+        "tsan",
+        "conv_kernels_accept_any_grid",
+        CONV_TESTS,
+    ),
+    Mutant(
+        "conv: the bias sum misses the last thread's share",
+        CONV,
+        "for (unsigned int i = 0; i < blockDim.x; ++i) t += sm[i];",
+        "for (unsigned int i = 0; i + 1 < blockDim.x; ++i) t += sm[i];",
+        1,
+        "plain",
+        "conv_kernels_accept_any_grid",
+        CONV_TESTS,
+    ),
+]
+
+
+ATTENTION = "attention.cu"
+ATTENTION_TESTS = ("tests/test_kernel_attention.py",)
+ATTENTION_PATHS = "code_path_attention"
+MUTANTS += [
+    Mutant(
+        "attention: causal mask off by one (a query no longer sees its own key)",
+        ATTENTION,
+        "const bool visible = j < keys && (!causal || j <= i);",
+        "const bool visible = j < keys && (!causal || j < i);",
+        1,
+        "plain",
+        ATTENTION_PATHS + " and shape0 and True",
+        ATTENTION_TESTS,
+    ),
+    Mutant(
+        "attention: the online softmax does not rescale its running sum when the max moves",
+        ATTENTION,
+        "l = l * rescale + warp_sum(p);",
+        "l = l + warp_sum(p);",
+        1,
+        "plain",
+        ATTENTION_PATHS + " and shape1 and False",
+        ATTENTION_TESTS,
+    ),
+    Mutant(
+        "attention: no barrier before the next key tile overwrites shared memory",
+        ATTENTION,
+        "            __syncthreads();  // every warp has finished with the previous key tile\n",
+        "",
+        2,
+        "tsan",
+        ATTENTION_PATHS + " and shape1 and False",
+        ATTENTION_TESTS,
+    ),
+    Mutant(
+        "attention: dq misses the scale",
+        ATTENTION,
+        "if (d < dim) grow[d] = acc[c] * scale;",
+        "if (d < dim) grow[d] = acc[c];",
+        1,
+        "plain",
+        ATTENTION_PATHS + " and shape0 and False",
+        ATTENTION_TESTS,
     ),
 ]
 

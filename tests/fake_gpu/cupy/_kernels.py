@@ -525,10 +525,13 @@ def _conv_to_image(y2, bias, has_bias, n, o, p, y) -> None:
     y[: out.size] = out.reshape(-1)
 
 
-def _conv_to_rows(gy, n, o, p, gy2) -> None:
+def _conv_to_rows(gy, n, o, p, need_bias, gy2, gbias) -> None:
     n, o, p = int(n), int(o), int(p)
-    out = _fused("conv").reference_to_rows(np, gy[: n * o * p].reshape(n, o, p))
+    rows = gy[: n * o * p].reshape(n, o, p).astype(F32)
+    out, gb = _fused("conv").reference_to_rows(np, rows, bool(need_bias))
     gy2[: out.size] = out.reshape(-1)
+    if need_bias:
+        gbias[:o] = gb
 
 
 def _max_pool_forward(x, *rest) -> None:
