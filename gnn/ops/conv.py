@@ -267,12 +267,11 @@ class Conv2d(Function):
         return y
 
     def _backward_kernels(self, gy: Any, win: fconv.Window) -> Any:
-        """The GPU path: one layout change of gy, the bias sum, two matmuls, one col2im gather."""
+        """The GPU path: gy's layout change with the bias sum, two matmuls, one col2im gather."""
         xp, g, gr, w3, be = self.be.xp, self.geom, self.groups, self.w3, self.be
-        gy2 = fconv.to_rows(be, gy)  # (O, N*P)
-        gx = gw = gb = None
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = gy2.sum(axis=1)
+        need_bias = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
+        gy2, gb = fconv.to_rows(be, gy, need_bias)  # (O, N*P) and the bias gradient
+        gx = gw = None
         gy3 = _grouped(gy2, gr)  # (groups, O/g, M)
         if self.needs_input_grad[0]:
             gcols = _group_matmul(xp, w3.transpose(0, 2, 1), gy3)
