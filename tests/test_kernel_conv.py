@@ -269,3 +269,25 @@ def test_float64_on_the_gpu_declines_the_kernels_and_passes_gradcheck():
     with cupy.counting() as counts:
         assert gradcheck(lambda x, w: F.max_pool2d(F.conv2d(x, w, padding=1), 2, 1), [x, w])
     assert not any(k.startswith(("conv_", "max_pool_")) for k in counts.by_name())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA device")
+def test_cuda_matches_cpu_grouped_strided_conv_float16():
+    import cupy
+
+    x0 = rng.standard_normal((2, 4, 7, 6))
+    w0 = rng.standard_normal((6, 2, 2, 3)) * 0.5
+    b0 = rng.standard_normal(6)
+    out = []
+    for device, dtype in (("cpu", np.float64), ("cuda", np.float16)):
+        x, w, b = (
+            gnn.tensor(a.astype(dtype), device=device, requires_grad=True) for a in (x0, w0, b0)
+        )
+        with cupy.counting() as counts:
+            y = F.conv2d(x, w, b, stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2)
+            (y * y).sum().backward()
+        assert (device == "cuda") == (counts.by_name().get("conv_col2im_f16") == 1)
+        out.append([t.numpy().astype(np.float64) for t in (y, x.grad, w.grad, b.grad)])
+    for got, expect in zip(out[1], out[0]):
+        np.testing.assert_allclose(got, expect, rtol=2e-2, atol=5e-2)
