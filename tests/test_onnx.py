@@ -92,6 +92,21 @@ def test_functional_math() -> None:
     roundtrip(Math().eval(), randn(3, 4), [randn(5, 4)], dynamic_axes=BATCH)
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_fused_bias_gelu(approximate: str) -> None:
+    """F.bias_gelu (the Transformer feed-forward's fused op on a GPU) exports as gelu(x + b)."""
+
+    class BiasGelu(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 6)
+
+        def forward(self, x):
+            return F.bias_gelu(F.linear(x, self.fc.weight), self.fc.bias, approximate)
+
+    roundtrip(BiasGelu().eval(), randn(3, 4), [randn(5, 4)], dynamic_axes=BATCH)
+
+
 def test_conv_pool_batchnorm_dropout_flatten() -> None:
     model = nn.Sequential(
         nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),

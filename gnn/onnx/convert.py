@@ -19,6 +19,7 @@ from gnn.onnx.graph import Graph
 from gnn.ops import (
     attention,
     batch_norm,
+    bias_gelu,
     conv,
     dropout,
     elementwise,
@@ -476,9 +477,20 @@ def _leaky_relu(op: Op) -> str:
 
 @converts(elementwise.Gelu)
 def _gelu(op: Op) -> str:
-    g, x = op.g, op.x(0)
+    return _gelu_of(op, op.x(0), op.static(lambda f: f.approximate, "approximate"))
+
+
+@converts(bias_gelu.BiasGelu)
+def _bias_gelu(op: Op) -> str:
+    # the fused GPU op is exported as what it computes: gelu(x + bias)
+    x = op.g.node("Add", [op.x(0), op.x(1)])
+    return _gelu_of(op, x, op.static(lambda f: f.spec.approximate, "approximate"))
+
+
+def _gelu_of(op: Op, x: str, approximate: str) -> str:
+    g = op.g
     half = g.node("Mul", [x, _scalar(op, 0.5)])
-    if op.static(lambda f: f.approximate, "approximate") == "tanh":
+    if approximate == "tanh":
         cube = g.node("Mul", [g.node("Mul", [x, x]), x])
         inner = g.node("Add", [x, g.node("Mul", [cube, _scalar(op, 0.044715)])])
         t = g.node("Tanh", [g.node("Mul", [inner, _scalar(op, math.sqrt(2.0 / math.pi))])])
