@@ -32,7 +32,9 @@ class BiasGelu(Function):
 
     def backward(self, gy: Any) -> Any:
         needs = self.needs_input_grad
-        want = (needs[0], len(needs) > 1 and needs[1])
+        want: tuple = (needs[0], len(needs) > 1 and needs[1])
+        if len(needs) > 1:  # the kernel may write the bias gradient into its home
+            want += (self.grad_home(1, gy.dtype),)
         gx, gb = fused_gelu.backward(self.be, gy, self.saved, self.spec, want)
         return (gx, gb) if len(needs) > 1 else gx
 

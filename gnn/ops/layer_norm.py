@@ -38,16 +38,20 @@ class LayerNorm(Function):
 
     def backward(self, gy: Any) -> Any:
         needs = self.needs_input_grad
+        # the weight's and bias's slots in a flat gradient buffer, if any, and their (D,) views
+        hw = self.grad_home(1, gy.dtype) if self.has_weight else None
+        hb = self.grad_home(len(needs) - 1, gy.dtype) if self.has_bias else None
+        ow, ob = (None if h is None else h.reshape(-1) for h in (hw, hb))
         wanted = fused_layer_norm.Needs(
-            needs[0], self.has_weight and needs[1], self.has_bias and needs[-1]
+            needs[0], self.has_weight and needs[1], self.has_bias and needs[-1], ow, ob
         )
         gx, gw, gb = fused_layer_norm.backward(
             self.be, self.x, gy.reshape(-1, math.prod(self.inner)), self.saved, self.w, wanted
         )
         grads = [None if gx is None else gx.reshape(self.shape)]
-        for has, g in ((self.has_weight, gw), (self.has_bias, gb)):
+        for has, g, home, out in ((self.has_weight, gw, hw, ow), (self.has_bias, gb, hb, ob)):
             if has:
-                grads.append(None if g is None else g.reshape(self.inner))
+                grads.append(None if g is None else home if g is out else g.reshape(self.inner))
         return tuple(grads)
 
 

@@ -196,7 +196,7 @@ def cuda(be: Any, x: Any, bias: Any, spec: GeluSpec, erf: Any = None) -> Any:
 
 
 def cuda_backward(
-    be: Any, gy: Any, saved: GeluSaved, spec: GeluSpec, needs: tuple[bool, bool], erf: Any = None
+    be: Any, gy: Any, saved: GeluSaved, spec: GeluSpec, needs: tuple, erf: Any = None
 ) -> Any:
     """gx in one launch, the bias gradient in one more, after a kernel forward; else None."""
     from gnn.backend.cuda import elementwise_launch, kernel_module
@@ -225,7 +225,8 @@ def cuda_backward(
         be._launch(module, f"bias_gelu_backward_{suffix}", blocks, threads, args)
         gb = None
         if need_bias:
-            gb = xp.empty((d,), dtype=x.dtype)
+            # needs[2], if given: where to write it (a gradient home, see Function.grad_home)
+            gb = xp.empty((d,), x.dtype) if len(needs) < 3 or needs[2] is None else needs[2]
             blocks, threads = elementwise_launch(d, 4, be._sms())
             args = (partial, np.int64(chunks), np.int64(d), gb)
             be._launch(module, f"bias_gelu_backward_bias_{suffix}", blocks, threads, args)
@@ -241,8 +242,6 @@ def forward(be: Any, x: Any, bias: Any, spec: GeluSpec) -> tuple[Any, GeluSaved]
     return _forward(be, x, bias, spec, erf=be.erf)
 
 
-def backward(
-    be: Any, gy: Any, saved: GeluSaved, spec: GeluSpec, needs: tuple[bool, bool]
-) -> tuple[Any, Any]:
+def backward(be: Any, gy: Any, saved: GeluSaved, spec: GeluSpec, needs: tuple) -> tuple[Any, Any]:
     """(gx, gbias) on `be`, from what `forward` saved."""
     return _backward(be, gy, saved, spec, needs, erf=be.erf)

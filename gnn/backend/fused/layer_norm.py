@@ -34,6 +34,10 @@ class Needs(NamedTuple):
     x: bool
     weight: bool
     bias: bool
+    # where the CUDA kernel may write gweight / gbias ((D,) contiguous, x's dtype: a gradient
+    # home, see Function.grad_home), else None; the reference ignores them
+    weight_out: Any = None
+    bias_out: Any = None
 
 
 def reference(xp: Any, x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Saved]:
@@ -140,8 +144,11 @@ def cuda_backward(
             threads = row_threads(d, x.itemsize)
             be._launch(module, f"layer_norm_backward_x_{suffix}", row_blocks(n), threads, args)
         if needs.weight or needs.bias:
-            gw = xp.empty((d,), dtype=x.dtype) if needs.weight else None
-            gb = xp.empty((d,), dtype=x.dtype) if needs.bias else None
+            gw = gb = None
+            if needs.weight:
+                gw = xp.empty((d,), x.dtype) if needs.weight_out is None else needs.weight_out
+            if needs.bias:
+                gb = xp.empty((d,), x.dtype) if needs.bias_out is None else needs.bias_out
             # a gradient not asked for is never written: the other one stands in
             outs = (gb if gw is None else gw, gw if gb is None else gb)
             flags = (np.int32(needs.weight), np.int32(needs.bias))
