@@ -14,8 +14,8 @@
 // Every kernel is a grid-stride loop over its outputs, each written by one thread: the sums run in
 // tap order, no atomics, the same from run to run (the bias sums of conv_to_rows: for a given
 // block size). The window geometry is 14 ints: input n, c, h, w; kernel kh, kw; stride sh, sw;
-// top/left padding pt, pl; dilation dh, dw; window positions oh, ow. Loaded with cupy.RawModule (NVRTC); ci/check_kernels.sh
-// compiles it with nvcc.
+// top/left padding pt, pl; dilation dh, dw; window positions oh, ow. Loaded with
+// cupy.RawModule (NVRTC 12.9 compiles it); ci/check_kernels.sh compiles it with nvcc.
 
 #include <cuda_fp16.h>
 
@@ -66,7 +66,9 @@ __device__ __forceinline__ void im2col(const T* __restrict__ x, GNN_WINDOW_PARAM
         const int ih = oy * sh - pt + i * dh;
         const int iw = ox * sw - pl + j * dw;
         float v = 0.0f;
-        if (ih >= 0 && ih < h && iw >= 0 && iw < w) v = to_float(x[((ni * c + ci) * h + ih) * w + iw]);
+        if (ih >= 0 && ih < h && iw >= 0 && iw < w) {
+            v = to_float(x[((ni * c + ci) * h + ih) * w + iw]);
+        }
         store_float(cols + e, v);
     }
 }
@@ -145,7 +147,7 @@ __device__ __forceinline__ void max_pool_forward(const T* __restrict__ x, GNN_WI
         const int ox = static_cast<int>(e % ow);
         const int oy = static_cast<int>((e / ow) % oh);
         const long long plane = e / (static_cast<long long>(ow) * oh);  // ni * c + ci
-        float best = -INFINITY;
+        float best = __int_as_float(static_cast<int>(0xff800000u));  // -inf (NVRTC has no INFINITY)
         int arg = 0;
         for (int i = 0; i < kh; ++i) {
             const int ih = oy * sh - pt + i * dh;
@@ -195,26 +197,26 @@ __device__ __forceinline__ void max_pool_backward(const T* __restrict__ gy,
 // Every array is C-contiguous; bias is read only when has_bias, gbias written only when need_bias.
 
 extern "C" __global__ void __launch_bounds__(256) conv_im2col_f32(
-    const float* __restrict__ x, int n, int c, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-    int oh, int ow, float* __restrict__ cols) {
+    const float* __restrict__ x, int n, int c, int h, int w, int kh, int kw, int sh, int sw,
+    int pt, int pl, int dh, int dw, int oh, int ow, float* __restrict__ cols) {
     im2col<float>(x, GNN_WINDOW_ARGS, cols);
 }
 
 extern "C" __global__ void __launch_bounds__(256) conv_im2col_f16(
-    const __half* __restrict__ x, int n, int c, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-    int oh, int ow, __half* __restrict__ cols) {
+    const __half* __restrict__ x, int n, int c, int h, int w, int kh, int kw, int sh, int sw,
+    int pt, int pl, int dh, int dw, int oh, int ow, __half* __restrict__ cols) {
     im2col<__half>(x, GNN_WINDOW_ARGS, cols);
 }
 
 extern "C" __global__ void __launch_bounds__(256) conv_col2im_f32(
-    const float* __restrict__ cols, int n, int c, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-    int oh, int ow, float* __restrict__ x) {
+    const float* __restrict__ cols, int n, int c, int h, int w, int kh, int kw, int sh, int sw,
+    int pt, int pl, int dh, int dw, int oh, int ow, float* __restrict__ x) {
     col2im<float>(cols, GNN_WINDOW_ARGS, x);
 }
 
 extern "C" __global__ void __launch_bounds__(256) conv_col2im_f16(
-    const __half* __restrict__ cols, int n, int c, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-    int oh, int ow, __half* __restrict__ x) {
+    const __half* __restrict__ cols, int n, int c, int h, int w, int kh, int kw, int sh, int sw,
+    int pt, int pl, int dh, int dw, int oh, int ow, __half* __restrict__ x) {
     col2im<__half>(cols, GNN_WINDOW_ARGS, x);
 }
 
@@ -243,29 +245,31 @@ extern "C" __global__ void __launch_bounds__(256) conv_to_rows_f16(
 }
 
 extern "C" __global__ void __launch_bounds__(256) max_pool_forward_f32(
-    const float* __restrict__ x, int n, int c, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-    int oh, int ow,
+    const float* __restrict__ x, int n, int c, int h, int w, int kh, int kw, int sh, int sw,
+    int pt, int pl, int dh, int dw, int oh, int ow,
     int* __restrict__ idx, float* __restrict__ y) {
     max_pool_forward<float>(x, GNN_WINDOW_ARGS, idx, y);
 }
 
 extern "C" __global__ void __launch_bounds__(256) max_pool_forward_f16(
-    const __half* __restrict__ x, int n, int c, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-    int oh, int ow,
+    const __half* __restrict__ x, int n, int c, int h, int w, int kh, int kw, int sh, int sw,
+    int pt, int pl, int dh, int dw, int oh, int ow,
     int* __restrict__ idx, __half* __restrict__ y) {
     max_pool_forward<__half>(x, GNN_WINDOW_ARGS, idx, y);
 }
 
 extern "C" __global__ void __launch_bounds__(256) max_pool_backward_f32(
-    const float* __restrict__ gy, const int* __restrict__ idx, int n, int c, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-    int oh, int ow,
+    const float* __restrict__ gy, const int* __restrict__ idx,
+    int n, int c, int h, int w, int kh, int kw, int sh, int sw,
+    int pt, int pl, int dh, int dw, int oh, int ow,
     float* __restrict__ gx) {
     max_pool_backward<float>(gy, idx, GNN_WINDOW_ARGS, gx);
 }
 
 extern "C" __global__ void __launch_bounds__(256) max_pool_backward_f16(
-    const __half* __restrict__ gy, const int* __restrict__ idx, int n, int c, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw,
-    int oh, int ow,
+    const __half* __restrict__ gy, const int* __restrict__ idx,
+    int n, int c, int h, int w, int kh, int kw, int sh, int sw,
+    int pt, int pl, int dh, int dw, int oh, int ow,
     __half* __restrict__ gx) {
     max_pool_backward<__half>(gy, idx, GNN_WINDOW_ARGS, gx);
 }
