@@ -31,9 +31,10 @@ _sequence = itertools.count()
 # which records no graph, yet an exporter must see every op with its inputs and settings.
 on_apply: Any = None
 
-# Gradient homes (gnn/optim/_flat.py, through set_home): id(parameter) -> [home, ref, pref]. The
-# home is a view into a flat gradient buffer of the optimizer; ref is a weak reference to the
-# Tensor that last wrapped it as the parameter's .grad (or None); pref one to the parameter. While
+# Gradient homes (gnn/optim/_flat.py, through set_home): id(parameter) -> [home, ref, pref,
+# array]. The home is a view into a flat gradient buffer of the optimizer; ref is a weak reference
+# to the Tensor that last wrapped it as the parameter's .grad (or None); pref one to the
+# parameter; array the parameter's array when the home was set (a new one voids the home). While
 # any exist, backward tells each Function where the gradients of its leaf inputs would ideally go
 # (Function.grad_out); an op that writes one there and returns that same array saves the
 # optimizer's gather copy. A home whose earlier .grad Tensor someone still holds is not handed out
@@ -42,19 +43,20 @@ homes: dict[int, list] = {}
 
 
 def set_home(p: Tensor, home: Any) -> None:
-    """Make `home` (an array of p's shape and dtype) the place p's gradients go first."""
+    """Make `home` (an array of p's shape and dtype) the place p's gradients go first, while p's
+    array stays the one it is now (a move to another device or dtype makes a new one)."""
     key = id(p)
 
     def forget(_: Any) -> None:  # p died: its id may be reused
         homes.pop(key, None)
 
-    homes[key] = [home, None, weakref.ref(p, forget)]
+    homes[key] = [home, None, weakref.ref(p, forget), p.array]
 
 
 def home_of(p: Tensor) -> list | None:
-    """p's [home, ref, pref] entry, or None."""
+    """p's [home, ref, pref, array] entry, or None (also once p's array was replaced)."""
     entry = homes.get(id(p))
-    return entry if entry is not None and entry[2]() is p else None
+    return entry if entry is not None and entry[2]() is p and entry[3] is p.array else None
 
 
 class Function:

@@ -175,3 +175,26 @@ def test_the_cpu_default_path_sets_no_homes() -> None:
     _loss("mlp", model, _batches("mlp", 1)[0], "cpu").backward()
     opt.step()
     assert all(autograd.home_of(p) is None for p in model.parameters())
+
+
+@pytest.mark.gpu
+def test_a_model_moved_off_the_gpu_mid_training_gets_no_stale_home() -> None:
+    """After model.to("cpu") a parameter's array is no longer its flat view: its GPU home is not
+    offered to the CPU ops (the step then rebuilds the flat buffers on the CPU)."""
+    _device_or_skip("cuda")
+    gnn.manual_seed(0)
+    base = _mlp()
+    results = []
+    for foreach in (True, False):
+        model = copy.deepcopy(base).to("cuda")
+        opt = _optimizer(model, foreach)
+        for i, b in enumerate(_batches("mlp", 4)):
+            device = "cuda" if i < 2 else "cpu"
+            if i == 2:
+                model.to("cpu")
+            opt.zero_grad()
+            _loss("mlp", model, b, device).backward()
+            opt.step()
+        results.append([p.numpy().copy() for p in model.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

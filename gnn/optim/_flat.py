@@ -62,10 +62,10 @@ class FlatPart:
         self.be, self.params, self.offsets, self.total = be, params, offsets, max(total, 1)
         self.flat = xp.zeros(self.total, dtype=dtype)
         self.views = self._views(self.flat)
-        self._new_grad_flat()
         for p, view in zip(params, self.views):
             view[...] = p.array
             p.array = view
+        self._new_grad_flat()  # after the views: a home holds while p.array is its view
         self.flat_param = Tensor.wrap(self.flat, be)
         self.clock = DeviceClock()  # lr and step count on the device, for the fused kernels
         self.state_flat: dict[str, Any] = {}
