@@ -8,7 +8,9 @@ kernel instead of a NumPy stand-in. So gnn's launch code drives the unchanged ke
   signature), compiled into a shared library, cached under tests/cuda_cpu/build by a hash of the
   source, the headers and the flags. GNN_EMU_SANITIZE=address adds -fsanitize=address,undefined,
   =thread -fsanitize=thread; the process must then have the sanitizer runtime preloaded
-  (ci/emulate.sh does that).
+  (ci/emulate.sh does that). cuda_emu.h is precompiled once per set of flags (a .gch that g++
+  picks up before the header itself; it only saves parsing time). `python emulator.py prebuild
+  LANE...` compiles every kernels/*.cu for those lanes up front, one g++ per core.
 - Launch: every pointer argument's bytes are copied into a buffer of exactly that size, allocated
   by the instrumented library at the same offset from a 256-byte boundary as in CuPy's allocations,
   so AddressSanitizer sees a read one past a row and the kernels take the same alignment paths;
@@ -26,6 +28,8 @@ import hashlib
 import os
 import re
 import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +72,11 @@ def sanitizer() -> str:
 
 
 def compile_flags(sanitize: str) -> list[str]:
-    """g++ flags for one kernel library."""
+    """g++ flags for one kernel library (-g1: line tables, all a sanitizer's stack trace needs)."""
     return [
         "-std=gnu++17",
         "-O1",
-        "-g",
+        "-g1",
         "-pthread",
         "-fPIC",
         "-shared",
@@ -110,33 +114,112 @@ def translation_unit(code: str, kernels: dict[str, tuple[int, list]]) -> str:
     )
 
 
+def _digest(*parts: str) -> str:
+    key = hashlib.sha256()
+    for part in [*parts, *(p.read_text() for p in sorted(INCLUDE.glob("*.h")))]:
+        key.update(part.encode())
+    return key.hexdigest()[:20]
+
+
+def _compile(args: list[str]) -> subprocess.CompletedProcess:
+    # g++ itself runs without the sanitizer runtime this process may have preloaded
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    return subprocess.run(["g++", *args], capture_output=True, text=True, env=env)
+
+
+def precompiled_header(flags: list[str]) -> Path | None:
+    """A folder holding cuda_emu.h.gch built with `flags` (built on first use); None if g++ can't.
+
+    Put on the include path ahead of include/, g++ reads the .gch instead of parsing cuda_emu.h
+    and the standard headers again (about 0.5 s of each build); one that does not match the
+    flags is ignored by g++, which then reads the header: the library is the same either way.
+    """
+    header_flags = [f for f in flags if f not in ("-shared", "-include", "cuda_emu.h")]
+    folder = BUILD / f"pch-{_digest(' '.join(header_flags))}"
+    target = folder / "cuda_emu.h.gch"
+    if target.is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f"cuda_emu.h.{os.getpid()}.{threading.get_ident()}.tmp"
+    result = _compile(
+        [*header_flags, "-x", "c++-header", str(INCLUDE / "cuda_emu.h"), "-o", str(partial)]
+    )
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        return None
+    os.replace(partial, target)  # atomic: a concurrent build of the same header is harmless
+    return folder
+
+
+def library_path(code: str, kernels: dict[str, tuple[int, list]], sanitize: str) -> Path:
+    """Where the library for this source and sanitizer is cached."""
+    key = _digest(translation_unit(code, kernels), " ".join(compile_flags(sanitize)))
+    return BUILD / f"{sanitize or 'plain'}-{key}.so"
+
+
 def build(code: str, kernels: dict[str, tuple[int, list]], sanitize: str | None = None) -> Path:
     """The shared library for this source and sanitizer, compiled unless already cached."""
     sanitize = sanitizer() if sanitize is None else sanitize
-    unit = translation_unit(code, kernels)
-    flags = compile_flags(sanitize)
-    key = hashlib.sha256()
-    for part in [unit, " ".join(flags), *(p.read_text() for p in sorted(INCLUDE.glob("*.h")))]:
-        key.update(part.encode())
-    BUILD.mkdir(parents=True, exist_ok=True)
-    target = BUILD / f"{sanitize or 'plain'}-{key.hexdigest()[:20]}.so"
+    target = library_path(code, kernels, sanitize)
     if target.is_file():
         return target
+    BUILD.mkdir(parents=True, exist_ok=True)
+    unit = translation_unit(code, kernels)
+    flags = compile_flags(sanitize)
     # The .cpp stays next to the library: sanitizer reports point into it.
     source = target.with_suffix(".cpp")
-    scratch = target.with_suffix(f".{os.getpid()}.cpp")
+    unique = f"{os.getpid()}.{threading.get_ident()}"
+    scratch = target.with_suffix(f".{unique}.cpp")
     scratch.write_text(unit)
     os.replace(scratch, source)
-    partial = target.with_suffix(f".{os.getpid()}.tmp")
-    # g++ itself runs without the sanitizer runtime this process may have preloaded
-    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    result = subprocess.run(
-        ["g++", *flags, "-o", str(partial), str(source)], capture_output=True, text=True, env=env
-    )
+    partial = target.with_suffix(f".{unique}.tmp")
+    pch = precompiled_header(flags)
+    # the .gch's folder ahead of include/: g++ looks for cuda_emu.h.gch where it finds the header
+    result = _compile([*([f"-I{pch}"] if pch else []), *flags, "-o", str(partial), str(source)])
     if result.returncode != 0:
+        partial.unlink(missing_ok=True)
         raise RuntimeError(f"g++ could not compile the kernels ({source}):\n{result.stderr}")
     os.replace(partial, target)  # atomic: a concurrent build of the same key is harmless
     return target
+
+
+LANES = {"plain": "", "asan": "address", "tsan": "thread"}  # ci/emulate.sh's lane -> sanitizer
+
+
+def prebuild(lanes: list[str], jobs: int) -> int:
+    """Builds every kernels/*.cu (as gnn hands it to CuPy) for these lanes, `jobs` at a time.
+
+    Tests then find each library cached instead of compiling one at a time as they reach it.
+    Returns how many libraries were compiled (the rest were cached).
+    """
+    import importlib.util
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gnn.backend.cuda import kernel_dir, kernel_source
+
+    spec = importlib.util.spec_from_file_location(
+        "gnn_emu_kernels", HERE.parent / "fake_gpu" / "cupy" / "_kernels.py"
+    )
+    assert spec is not None and spec.loader is not None
+    signatures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(signatures)
+    sources = [kernel_source(p.stem) for p in sorted(kernel_dir().glob("*.cu"))]
+    sanitizers = [LANES[lane] for lane in lanes]
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        # the headers first (every build of a lane reads its one), then the libraries
+        list(pool.map(precompiled_header, [compile_flags(s) for s in sanitizers]))
+        work = [(code, signatures.parse(code), s) for s in sanitizers for code in sources]
+        cold = [w for w in work if not library_path(*w).is_file()]
+        list(pool.map(lambda w: build(*w), cold))
+    took = time.monotonic() - start
+    print(
+        f"emulate: built {len(cold)} of {len(work)} kernel libraries "
+        f"({' '.join(lanes)}; {jobs} at a time) in {took:.0f} s",
+        flush=True,
+    )
+    return len(cold)
 
 
 class _Reports:
@@ -220,6 +303,7 @@ class Library:
             raise RuntimeError(
                 f"{name}: emulated launch failed: {self._lib.gnn_emu_error().decode()}"
             )
+        _note_launch(name)
 
     def _copy_in(self, arrays: list[tuple[int, np.ndarray]]) -> list[dict]:
         """Exactly sized copies of the pointer arguments; overlapping arguments share one."""
@@ -252,6 +336,18 @@ class Library:
             self._lib.gnn_emu_free(g["base"], g["offset"])
 
 
+_launched: set[tuple[str, str]] = set()
+
+
+def _note_launch(name: str) -> None:
+    """Appends the kernel's name to GNN_EMU_LAUNCHED (a file), once per process and file."""
+    log = os.environ.get("GNN_EMU_LAUNCHED")
+    if log and (log, name) not in _launched:
+        _launched.add((log, name))
+        with open(log, "a") as f:
+            f.write(name + "\n")
+
+
 _libraries: dict[Path, Library] = {}
 
 
@@ -263,3 +359,22 @@ def load(code: str, kernels: dict[str, tuple[int, list]]) -> Library:
     if lib is None:
         lib = _libraries[path] = Library(path, kernels, sanitize)
     return lib
+
+
+def main(argv: list[str]) -> int:
+    """`prebuild [LANE ...] [--jobs N]`: compile the kernel libraries of those lanes up front."""
+    args = list(argv)
+    jobs = len(os.sched_getaffinity(0))
+    if "--jobs" in args:
+        at = args.index("--jobs")
+        jobs = int(args[at + 1])
+        del args[at : at + 2]
+    if not args or args[0] != "prebuild" or any(a not in LANES for a in args[1:]):
+        print(f"usage: emulator.py prebuild [{'|'.join(LANES)} ...] [--jobs N]", file=sys.stderr)
+        return 2
+    prebuild(args[1:] or list(LANES), jobs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
