@@ -251,13 +251,18 @@ def pointwise(
     y = forward(xp, x); gx = backward(xp, gy, s), where s is the input x (saves="x", free: the
     graph holds the input anyway) or the output y (saves="y", when the gradient reads y).
     """
-    save_y = saves == "y"
+
+    def keep_x(self: Any, x: Any) -> Any:
+        self.saved = x
+        return forward(self.be.xp, x)
+
+    def keep_y(self: Any, x: Any) -> Any:
+        self.saved = y = forward(self.be.xp, x)
+        return y
 
     class Pointwise(Function):
-        def forward(self, x: Any) -> Any:
-            y = forward(self.be.xp, x)
-            self.saved = y if save_y else x
-            return y
+        saved: Any
+        forward = keep_y if saves == "y" else keep_x  # no per-call test of `saves`
 
         def backward(self, gy: Any) -> Any:
             return backward(self.be.xp, gy, self.saved)

@@ -23,7 +23,9 @@ MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 def _kept(shape: tuple, axes: tuple | None) -> tuple:
     """`shape` reduced over `axes` (None: all) with keepdim=True: those axes of size 1."""
-    return tuple(1 if axes is None or k in axes else n for k, n in enumerate(shape))
+    if axes is None:
+        return (1,) * len(shape)
+    return tuple(1 if k in axes else n for k, n in enumerate(shape))
 
 
 def _reduced_shape(shape: tuple, axes: tuple | None) -> tuple:
@@ -83,14 +85,13 @@ class MaxMin(Reduction):
     """max or min over axes; the gradient is shared evenly among tied extremes."""
 
     def __init__(self, axes: tuple | None, keepdim: bool, take_max: bool) -> None:
-        super().__init__(axes, keepdim)
-        self.take_max = take_max
+        self.axes, self.keepdim, self.take_max = axes, keepdim, take_max
 
     def forward(self, x: Any) -> Any:
         op = x.max if self.take_max else x.min
         y = op(axis=self.axes, keepdims=True)
         self.mask = x == y
-        return y if self.keepdim else y.reshape(_reduced_shape(x.shape, self.axes))
+        return y if self.keepdim else (y.reshape(()) if self.axes is None else y.squeeze(self.axes))
 
     def backward(self, gy: Any) -> Any:
         mask = self.mask
@@ -127,23 +128,22 @@ def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     return _extreme(x, dim, keepdim, False)
 
 
-def _arg(name: str, x: Tensor, dim: int | None, keepdim: bool) -> Tensor:
-    find = getattr(x.array, name)  # ndarray.argmax or argmin
-    if dim is None:
-        return Tensor._make(x._be.xp.asarray(find()), x._be, False)
-    return Tensor._make(find(axis=norm_dim(dim, x.ndim, name), keepdims=keepdim), x._be, False)
-
-
 @register(method=True, top=True)
 def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Index of the largest value (over the flattened tensor when dim is None)."""
-    return _arg("argmax", x, dim, keepdim)
+    if dim is None:
+        return Tensor._make(x._be.xp.asarray(x.array.argmax()), x._be, False)
+    d = norm_dim(dim, x.ndim, "argmax")
+    return Tensor._make(x.array.argmax(axis=d, keepdims=keepdim), x._be, False)
 
 
 @register(method=True, top=True)
 def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Index of the smallest value (over the flattened tensor when dim is None)."""
-    return _arg("argmin", x, dim, keepdim)
+    if dim is None:
+        return Tensor._make(x._be.xp.asarray(x.array.argmin()), x._be, False)
+    d = norm_dim(dim, x.ndim, "argmin")
+    return Tensor._make(x.array.argmin(axis=d, keepdims=keepdim), x._be, False)
 
 
 @register(method=True, top=True)
