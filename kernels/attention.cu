@@ -44,13 +44,6 @@ __device__ __forceinline__ float warp_sum(float x) {
     return x;
 }
 
-__device__ __forceinline__ float warp_max(float x) {
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1)
-        x = fmaxf(x, __shfl_xor_sync(kFullMask, x, offset));
-    return x;
-}
-
 // Rows r0 .. r0 + 31 of a view into a shared tile of pitch kPad (rows past `rows` are zeros), the
 // whole block cooperating: consecutive threads read consecutive dims.
 __device__ __forceinline__ void load_tile(float (*tile)[kPad], View<const float> x, long long b,
@@ -82,6 +75,8 @@ extern "C" __global__ void __launch_bounds__(256) attention_forward_f32(
     __shared__ float sk[kTile][kPad];
     __shared__ float sv[kTile][kPad];
     __shared__ float sq[kMaxWarps][kMaxDim];
+    __shared__ float ss[kMaxWarps][kTile];  // each warp's scores of the tile, for all its lanes
+    __shared__ float sp[kMaxWarps][kTile];  // and their weights
     const View<const float> qv{q, q_off, q_sb, q_sh, q_sr};
     const View<const float> kv{k, k_off, k_sb, k_sh, k_sr};
     const View<const float> vv{v, v_off, v_sb, v_sh, v_sr};
@@ -115,15 +110,27 @@ extern "C" __global__ void __launch_bounds__(256) attention_forward_f32(
             const long long j = j0 + lane;
             const bool visible = j < keys && (!causal || j <= i);
             const float s = visible ? dot(sq[warp], sk[lane], dim) : -INFINITY;
+            // The tile's scores, then its weights, go through shared memory: every lane reads all
+            // 32 after one warp barrier each (no shuffle rounds), and sums them in the same order,
+            // so all lanes hold the same max and sum. The tile's __syncthreads above orders these
+            // writes after the previous tile's reads.
+            ss[warp][lane] = s;
+            __syncwarp();
+            float tile_max = -INFINITY;
+            for (int jj = 0; jj < kTile; ++jj) tile_max = fmaxf(tile_max, ss[warp][jj]);
             // The first tile holds key 0, which every row sees, so m is finite from here on.
-            const float m_new = fmaxf(m, warp_max(s));
+            const float m_new = fmaxf(m, tile_max);
             const float p = expf(s - m_new);
             const float rescale = expf(m - m_new);
-            l = l * rescale + warp_sum(p);
+            sp[warp][lane] = p;
+            __syncwarp();
+            float tile_sum = 0.0f;
+            for (int jj = 0; jj < kTile; ++jj) tile_sum += sp[warp][jj];
+            l = l * rescale + tile_sum;
 #pragma unroll
             for (int c = 0; c < kPerLane; ++c) acc[c] *= rescale;
             for (int jj = 0; jj < kTile; ++jj) {
-                const float pj = __shfl_sync(kFullMask, p, jj);
+                const float pj = sp[warp][jj];
 #pragma unroll
                 for (int c = 0; c < kPerLane; ++c) {
                     const int d = lane + 32 * c;
@@ -157,6 +164,7 @@ extern "C" __global__ void __launch_bounds__(256) attention_backward_dq_f32(
     __shared__ float sv[kTile][kPad];
     __shared__ float sq[kMaxWarps][kMaxDim];
     __shared__ float sg[kMaxWarps][kMaxDim];
+    __shared__ float sds[kMaxWarps][kTile];
     const View<const float> qv{q, q_off, q_sb, q_sh, q_sr};
     const View<const float> kv{k, k_off, k_sb, k_sh, k_sr};
     const View<const float> vv{v, v_off, v_sb, v_sh, v_sr};
@@ -204,8 +212,10 @@ extern "C" __global__ void __launch_bounds__(256) attention_backward_dq_f32(
                 const float p = expf(dot(sq[warp], sk[lane], dim) - row_lse);
                 ds = p * (dot(sg[warp], sv[lane], dim) - row_delta);
             }
+            sds[warp][lane] = ds;
+            __syncwarp();
             for (int jj = 0; jj < kTile; ++jj) {
-                const float dsj = __shfl_sync(kFullMask, ds, jj);
+                const float dsj = sds[warp][jj];
 #pragma unroll
                 for (int c = 0; c < kPerLane; ++c) {
                     const int d = lane + 32 * c;
@@ -239,6 +249,8 @@ extern "C" __global__ void __launch_bounds__(256) attention_backward_dkdv_f32(
     __shared__ float s_delta[kTile];
     __shared__ float sk[kMaxWarps][kMaxDim];
     __shared__ float sv[kMaxWarps][kMaxDim];
+    __shared__ float sp[kMaxWarps][kTile];
+    __shared__ float sds[kMaxWarps][kTile];
     const View<const float> qv{q, q_off, q_sb, q_sh, q_sr};
     const View<const float> kv{k, k_off, k_sb, k_sh, k_sr};
     const View<const float> vv{v, v_off, v_sb, v_sh, v_sr};
@@ -285,9 +297,12 @@ extern "C" __global__ void __launch_bounds__(256) attention_backward_dkdv_f32(
                 p = expf(dot(sq[lane], sk[warp], dim) - s_lse[lane]);
                 ds = p * (dot(sg[lane], sv[warp], dim) - s_delta[lane]);
             }
+            sp[warp][lane] = p;
+            sds[warp][lane] = ds;
+            __syncwarp();
             for (int ii = 0; ii < kTile; ++ii) {
-                const float pi = __shfl_sync(kFullMask, p, ii);
-                const float dsi = __shfl_sync(kFullMask, ds, ii);
+                const float pi = sp[warp][ii];
+                const float dsi = sds[warp][ii];
 #pragma unroll
                 for (int c = 0; c < kPerLane; ++c) {
                     const int d = lane + 32 * c;

@@ -675,8 +675,8 @@ MUTANTS += [
     Mutant(
         "attention: the online softmax does not rescale its running sum when the max moves",
         ATTENTION,
-        "l = l * rescale + warp_sum(p);",
-        "l = l + warp_sum(p);",
+        "l = l * rescale + tile_sum;",
+        "l = l + tile_sum;",
         1,
         "plain",
         ATTENTION_PATHS + " and shape1 and False",
