@@ -198,3 +198,37 @@ def test_a_model_moved_off_the_gpu_mid_training_gets_no_stale_home() -> None:
         results.append([p.numpy().copy() for p in model.parameters()])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)], ids=["cpu", "cuda"]
+)
+@pytest.mark.parametrize("mode", ["plain", "retain"])
+def test_lstm_weights_land_in_their_homes(device: str, mode: str) -> None:
+    _device_or_skip(device)
+    gnn.manual_seed(0)
+    base = nn.ModuleList([nn.LSTM(4, 8, num_layers=2), nn.Linear(8, 3)])
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((5, 2, 4)).astype(np.float32) for _ in range(3)]
+    results = []
+    for foreach in (True, False):
+        model = copy.deepcopy(base).to(device)
+        opt = _optimizer(model, foreach)
+        for x in xs:
+            opt.zero_grad()
+            out, _ = model[0](gnn.tensor(x).to(device))
+            loss = (model[1](out) ** 2).mean()
+            loss.backward(retain_graph=mode == "retain")
+            if mode == "retain":
+                loss.backward()
+            opt.step()
+        results.append([p.numpy().copy() for p in model.parameters()])
+        if foreach and mode == "plain":
+            homed = {
+                n
+                for n, p in model.named_parameters()
+                if (e := autograd.home_of(p)) is not None and p.grad.array is e[0]
+            }
+            assert any("weight_hh" in n for n in homed), homed
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

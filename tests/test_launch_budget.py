@@ -43,10 +43,10 @@ pytestmark = [
 CEILINGS = {
     "mlp": (25, 0, 0),
     "cnn": (36, 0, 0),
-    "lstm": (289, 0, 0),
+    "lstm": (285, 0, 0),
     "gpt": (455, 0, 0),
 }
-# Before gradient homes (Linear, Embedding, LayerNorm and the bias-GELU kernel write parameter
+# Before gradient homes (Linear, Embedding, LayerNorm, bias-GELU, LSTM weights write parameter
 # gradients straight into the flat optimizer buffer, gnn/optim/_flat.py; no gather copy for
 # those): mlp (31, 0, 0), cnn (40, 0, 0), lstm (291, 0, 0), gpt (602, 0, 0).
 # Each was 12 higher before the fused optimizer kernels (kernels/optim.cu: Adam's 13 ufuncs over

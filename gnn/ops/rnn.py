@@ -100,6 +100,14 @@ def _column_sums_twice(be: Any, a: Any) -> tuple[Any, Any]:
     return once, once.copy()
 
 
+def _contiguous(xp: Any, a: Any, out: Any) -> Any:
+    """A contiguous copy of `a`, into `out` (a gradient home) when given."""
+    if out is None:
+        return xp.ascontiguousarray(a)
+    out[...] = a
+    return out
+
+
 def _gru_blocks(a: Any, n_h: int) -> tuple[Any, Any, Any, Any]:
     """Views (rz, r, z, n) of the r, z, n blocks along the last axis of a GRU gate array."""
     rz = a[..., : 2 * n_h]
@@ -362,15 +370,19 @@ class RecurrentLayer(Function):
         d_hh = through.d_hh.reshape(t_len * batch, through.d_hh.shape[2])
         gx = (d_ih @ self.w_ih).reshape(x.shape) if needs.x else None
         gw_ih = gb_ih = None
+        # the weights' slots in a flat gradient buffer, if any (Function.grad_home)
+        n = len(self.needs_input_grad)
+        hints = [self.grad_home(i, d_ih.dtype) for i in range(n)] if self.grad_out else [None] * n
+        homes = self._named(hints)
         if self.x_ones is not None and (needs.w_ih or needs.b_ih or needs.b_hh):
             both = d_ih.T @ self.x_ones  # (G*H, I + 1): [gw_ih | gb], one matmul
-            gw_ih = xp.ascontiguousarray(both[:, :n_in]) if needs.w_ih else None
-            gb_ih = xp.ascontiguousarray(both[:, n_in])
+            gw_ih = _contiguous(xp, both[:, :n_in], homes.w_ih) if needs.w_ih else None
+            gb_ih = _contiguous(xp, both[:, n_in], homes.b_ih)
         elif needs.w_ih:
-            gw_ih = d_ih.T @ self.x_rows
+            gw_ih = xp.matmul(d_ih.T, self.x_rows, out=homes.w_ih)
         gw_hh = None
         if needs.w_hh:
-            gw_hh = self._recurrent_weight_grad(through.d_hh)
+            gw_hh = self._recurrent_weight_grad(through.d_hh, homes.w_hh)
         gb_hh = None
         if self.has_bias:
             # LSTM and RNN have one gradient array for both biases: one matmul serves both
@@ -383,13 +395,15 @@ class RecurrentLayer(Function):
                 if needs.b_hh:
                     gb_hh = gb_ih if same and gb_ih is not None else column_sums(self.be, d_hh)
             gb_ih = gb_ih if needs.b_ih else None
+            if gb_hh is gb_ih and gb_hh is not None and homes.b_hh is not None:
+                gb_hh = _contiguous(xp, gb_ih, homes.b_hh)  # the copy autograd would make
         grads = Inputs(
             gx, through.gh0 if needs.h0 else None, through.gc0 if needs.c0 else None,
             gw_ih, gw_hh, gb_ih, gb_hh,
         )  # fmt: skip
         return self._in_call_order(grads)
 
-    def _recurrent_weight_grad(self, d_hh: Any) -> Any:
+    def _recurrent_weight_grad(self, d_hh: Any, out: Any = None) -> Any:
         """The gradient of W_hh: the (T, B, G*H) gate gradients^T @ the states their steps
         started from, one matmul. From a zero state the first step adds nothing: it is left out
         (so h_0 needs no place in the states' buffer)."""
@@ -402,7 +416,8 @@ class RecurrentLayer(Function):
         else:
             prev = self._started_from(self.hs, self.h0, self.prev_states)
         rows = d_hh.shape[0] * d_hh.shape[1]
-        return d_hh.reshape(rows, d_hh.shape[2]).T @ prev.reshape(rows, prev.shape[2])
+        a, b = d_hh.reshape(rows, d_hh.shape[2]).T, prev.reshape(rows, prev.shape[2])
+        return a @ b if out is None else self.be.xp.matmul(a, b, out=out)  # out: W_hh's home
 
     def _started_from(self, after: Any, first: Any, kept: Any) -> Any:
         """(T, B, H): the state each step started from, given the states after each step and the
