@@ -291,3 +291,31 @@ def test_cuda_matches_cpu_grouped_strided_conv_float16():
         out.append([t.numpy().astype(np.float64) for t in (y, x.grad, w.grad, b.grad)])
     for got, expect in zip(out[1], out[0]):
         np.testing.assert_allclose(got, expect, rtol=2e-2, atol=5e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA device")
+@pytest.mark.parametrize(
+    "stride, padding, output_padding, dilation, groups",
+    [(1, 0, 0, 1, 1), (2, 1, 1, 1, 2), (2, 0, 0, 2, 1), (1, 1, 0, 2, 2)],
+)
+def test_cuda_matches_cpu_conv_transpose(stride, padding, output_padding, dilation, groups):
+    import cupy
+
+    x0 = rng.standard_normal((2, 4, 4, 5))
+    w0 = rng.standard_normal((4, 3, 3, 2)) * 0.5
+    b0 = rng.standard_normal(3 * groups)
+    out = []
+    for device, dtype in (("cpu", np.float64), ("cuda", np.float32)):
+        x, w, b = (
+            gnn.tensor(a.astype(dtype), device=device, requires_grad=True) for a in (x0, w0, b0)
+        )
+        with cupy.counting() as counts:
+            y = F.conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)
+            (y * y).sum().backward()
+        names = counts.by_name()
+        launched = [names.get(k) for k in ("conv_col2im_f32", "conv_im2col_f32")]
+        assert launched == ([1, 1] if device == "cuda" else [None, None])
+        out.append([t.numpy().astype(np.float64) for t in (y, x.grad, w.grad, b.grad)])
+    for got, expect in zip(out[1], out[0]):
+        np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-4)

@@ -3,8 +3,8 @@
 Windows are read through strided views of the padded input and copied once into an im2col matrix,
 so each convolution is one (grouped) matmul; gradients that fall on overlapping windows are summed
 with one strided add per kernel position (col2im). No Python loop runs over pixels or images.
-On a GPU (float32, float16) Conv2d and MaxPool2d run kernels/conv.cu instead: one launch each for
-im2col, col2im, the output's layout change with the bias, and max pooling forward and backward.
+On a GPU (float32, float16) Conv2d, ConvTranspose2d and MaxPool2d run kernels/conv.cu instead: one
+launch each for im2col, col2im, the layout changes around the matmul, max pooling both ways.
 """
 
 from __future__ import annotations
@@ -312,6 +312,9 @@ class ConvTranspose2d(Function):
 
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
         xp, g, gr = self.be.xp, self.geom, self.groups
+        self.window: fconv.Window | None = None
+        if x.size and fconv.applies(self.be, x.dtype):
+            return self._forward_kernels(x, w, b)
         x2 = _grouped(_to_cols_layout(xp, x, g), gr)  # (groups, Cin/g, M)
         w3 = w.reshape(gr, w.shape[0] // gr, -1)  # (groups, Cin/g, Cout/g*kk)
         gcols = _group_matmul(xp, w3.transpose(0, 2, 1), x2)
@@ -323,7 +326,40 @@ class ConvTranspose2d(Function):
         self.x2 = x2 if self.needs_input_grad[1] else None
         return y
 
+    def _forward_kernels(self, x: Any, w: Any, b: Any) -> Any:
+        """The GPU path (kernels/conv.cu): x's layout change, one matmul, one col2im gather."""
+        be, g, gr = self.be, self.geom, self.groups
+        win = _window(g)
+        x3 = _grouped(fconv.to_rows(be, x)[0], gr)  # (groups, Cin/g, M)
+        w3 = w.reshape(gr, w.shape[0] // gr, -1)  # (groups, Cin/g, Cout/g*kk)
+        gcols = _group_matmul(be.xp, w3.transpose(0, 2, 1), x3)
+        y = fconv.col2im(be, gcols.reshape(g.c * g.kk, -1), win)  # (N, Cout, Ho, Wo)
+        if b is not None:
+            y += b[:, None, None]
+        self.w3, self.window = w3, win
+        self.x2 = x3 if self.needs_input_grad[1] else None
+        return y
+
+    def _backward_kernels(self, gy: Any, win: fconv.Window) -> Any:
+        """The GPU path: one im2col of gy, two matmuls, the input gradient's layout change."""
+        be, g, gr, w3 = self.be, self.geom, self.groups, self.w3
+        cols = fconv.im2col(be, gy, win)  # (Cout*kk, N*H*W)
+        cols = cols.reshape(gr, g.c * g.kk // gr, cols.shape[-1])
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            y2 = _group_matmul(be.xp, w3, cols)
+            y2 = y2.reshape(y2.shape[0] * y2.shape[1], cols.shape[-1])
+            gx = fconv.to_image(be, y2, None, g.n).reshape(g.n, -1, g.oh, g.ow)
+        if self.needs_input_grad[1]:
+            gw = _group_matmul(be.xp, self.x2, cols.transpose(0, 2, 1))
+            gw = gw.reshape(-1, g.c // gr, g.kh, g.kw)
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
     def backward(self, gy: Any) -> Any:
+        if self.window is not None:
+            return self._backward_kernels(gy, self.window)
         xp, g, gr, w3 = self.be.xp, self.geom, self.groups, self.w3
         cols = _im2col(xp, gy, g)  # (Cout, kh, kw, N, P)
         # (groups, Cout/g*kk, M), sizes spelled out: M is 0 for an empty batch
