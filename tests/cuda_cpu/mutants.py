@@ -7,17 +7,21 @@ and run a few emulated tests in the mutant's lane (plain, asan or tsan, as in ci
 mutant is caught when that run fails; one that does not compile is not caught. First the unmutated
 kernels must pass the same tests in each lane, or a failure would prove nothing. Prints one line
 per mutant, then `mutants: N of N caught`, and exits non-zero unless all were caught. Every new
-kernel gets mutants of its own here.
+kernel gets mutants of its own here. The runs go one per core at a time (GNN_EMU_JOBS=N sets how
+many), after the unmutated kernels are compiled in parallel (tests/cuda_cpu/emulator.py prebuild).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -705,79 +709,101 @@ MUTANTS += [
 ]
 
 
+def jobs() -> int:
+    """Mutant runs at a time: GNN_EMU_JOBS, else one per core this process may use."""
+    return max(1, int(os.environ.get("GNN_EMU_JOBS") or len(os.sched_getaffinity(0))))
+
+
+@functools.cache
+def _runtime(name: str) -> str:
+    """The path of g++'s sanitizer runtime `name` (libasan.so, libtsan.so)."""
+    return subprocess.run(
+        ["g++", f"-print-file-name={name}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def lane_env(lane: str, reports: Path) -> dict[str, str]:
     """The environment of one ci/emulate.sh lane (a sanitizer report fails the launch)."""
     env = dict(os.environ, GNN_FAKE_CUDA="emulate", OPENBLAS_NUM_THREADS="1")
     env["GNN_EMU_REPORTS"] = str(reports)
     env["GNN_EMU_TIMEOUT_S"] = "20"  # a deadlocked mutant fails fast
     if lane == "asan":
-        lib = subprocess.run(
-            ["g++", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
-        ).stdout.strip()
         env.update(
             GNN_EMU_SANITIZE="address",
-            LD_PRELOAD=lib,
+            LD_PRELOAD=_runtime("libasan.so"),
             ASAN_OPTIONS=f"detect_leaks=0:halt_on_error=0:log_path={reports}/asan",
             UBSAN_OPTIONS=f"print_stacktrace=1:log_path={reports}/ubsan",
         )
     elif lane == "tsan":
-        lib = subprocess.run(
-            ["g++", "-print-file-name=libtsan.so"], capture_output=True, text=True, check=True
-        ).stdout.strip()
         env.update(
             GNN_EMU_SANITIZE="thread",
-            LD_PRELOAD=lib,
+            LD_PRELOAD=_runtime("libtsan.so"),
             TSAN_OPTIONS=f"halt_on_error=0:log_path={reports}/tsan",
         )
     return env
 
 
-def apply(mutant: Mutant, folder: Path) -> None:
-    """Writes the mutant into `folder` (a copy of kernels/); fails loudly when it does not apply."""
-    path = folder / mutant.file
-    text = path.read_text()
+def mutated(mutant: Mutant, text: str) -> str:
+    """`text` with the mutant's edit; fails loudly when it does not apply."""
     found = text.count(mutant.old)
     if found != mutant.count:
         sys.exit(
             f"mutant {mutant.name!r}: its text occurs {found} times in kernels/{mutant.file}, "
             f"expected {mutant.count}: update the mutant to the kernel"
         )
-    mutated = text.replace(mutant.old, mutant.new)
-    if mutated == text:
+    result = text.replace(mutant.old, mutant.new)
+    if result == text:
         sys.exit(f"mutant {mutant.name!r} changes nothing")
-    path.write_text(mutated)
+    return result
+
+
+def apply(mutant: Mutant, folder: Path) -> None:
+    """Writes the mutant into `folder` (a copy of kernels/); fails loudly when it does not apply."""
+    path = folder / mutant.file
+    path.write_text(mutated(mutant, path.read_text()))
+
+
+# No Hypothesis nor benchmark plugin (half of pytest's start-up; these tests use neither).
+PYTEST = ["-m", "pytest", "-q", "-x", "-m", "gpu", "-p", "no:cacheprovider"]
+PYTEST += ["-p", "no:hypothesispytest", "-p", "no:benchmark"]
 
 
 def pytest(lane: str, tests: tuple[str, ...], select: str, kernels: Path, scratch: Path):
     """Runs the selected emulated tests on `kernels` in a lane: (exit code, output, reports)."""
     reports = scratch / "reports"
     shutil.rmtree(reports, ignore_errors=True)
-    reports.mkdir()
+    reports.mkdir(parents=True)
     env = lane_env(lane, reports)
     env["GNN_KERNEL_DIR"] = str(kernels)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-m", "gpu", "-p", "no:cacheprovider"]
-    cmd += [*tests, "-k", select]
+    cmd = [sys.executable, *PYTEST, *tests, "-k", select]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     return result.returncode, result.stdout + result.stderr, list(reports.iterdir())
 
 
-def baseline(mutants: list[Mutant], scratch: Path) -> None:
-    """The unmutated kernels must pass every selection, lane by lane, or a catch means nothing."""
+def baselines(mutants: list[Mutant]) -> list[tuple[str, tuple[str, ...], str]]:
+    """(lane, tests, -k) per lane and test files: every mutant's selection, on unmutated kernels."""
     lanes: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for m in mutants:
         lanes.setdefault((m.lane, m.tests), []).append(f"({m.select})")
-    for (lane, tests), selects in lanes.items():
-        start = time.monotonic()
-        code, out, reports = pytest(lane, tests, " or ".join(selects), ROOT / "kernels", scratch)
-        if code != 0 or reports:
-            print(out[-3000:])
-            sys.exit(f"baseline [{lane}]: the unmutated kernels fail the mutants' tests")
-        took = time.monotonic() - start
-        print(f"passes  [{lane:5}] the unmutated kernels: {' '.join(tests)} ({took:.0f} s)")
+    return [(lane, tests, " or ".join(selects)) for (lane, tests), selects in lanes.items()]
 
 
-def run(mutant: Mutant, scratch: Path) -> tuple[bool, str]:
-    """(caught, how) for one mutant."""
+def baseline(lane: str, tests: tuple[str, ...], select: str, scratch: Path) -> tuple[str, float]:
+    """The unmutated kernels' run: (pytest's output if it failed, else "", seconds)."""
+    start = time.monotonic()
+    code, out, reports = pytest(lane, tests, select, ROOT / "kernels", scratch)
+    failed = code != 0 or bool(reports)
+    return (out[-3000:] or f"pytest exit {code}") if failed else "", time.monotonic() - start
+
+
+def run(mutant: Mutant, scratch: Path) -> tuple[bool, str, float]:
+    """(caught, how, seconds) for one mutant."""
+    start = time.monotonic()
+    caught, how = _run(mutant, scratch)
+    return caught, how, time.monotonic() - start
+
+
+def _run(mutant: Mutant, scratch: Path) -> tuple[bool, str]:
     folder = scratch / "kernels"
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(ROOT / "kernels", folder)
@@ -802,22 +828,52 @@ def run(mutant: Mutant, scratch: Path) -> tuple[bool, str]:
     return True, failed[0][len("FAILED ") :][:90] if failed else f"pytest exit {code}"
 
 
+EMULATOR = "tests/cuda_cpu/emulator.py"
+
+
+def prebuild(lanes: list[str], n: int) -> None:
+    """Compiles the unmutated kernels for these lanes up front, n at a time (cached by hash)."""
+    spec = importlib.util.spec_from_file_location("gnn_emu_prebuild", ROOT / EMULATOR)
+    assert spec is not None and spec.loader is not None
+    emulator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(emulator)
+    emulator.prebuild(lanes, n)
+
+
 def main() -> int:
-    """Runs every mutant (or those whose names contain an argument); 0 when all are caught."""
+    """Runs every mutant (or those whose names contain an argument); 0 when all are caught.
+
+    The baselines and the mutants run `jobs()` at a time, each in a scratch folder of its own;
+    a mutant's line is printed in MUTANTS order once the baselines have all passed.
+    """
     wanted = sys.argv[1:]
     mutants = [m for m in MUTANTS if not wanted or any(w in m.name for w in wanted)]
+    for m in mutants:  # every edit must apply before any time is spent
+        mutated(m, (ROOT / "kernels" / m.file).read_text())
+    n = jobs()
+    print(f"mutants: {len(mutants)}, {n} runs at a time", flush=True)
+    prebuild(sorted({m.lane for m in mutants}), n)
+    checks = baselines(mutants)
     caught = 0
     with tempfile.TemporaryDirectory(prefix="gnn-mutants-") as tmp:
-        baseline(mutants, Path(tmp))
-        for m in mutants:
-            start = time.monotonic()
-            ok, how = run(m, Path(tmp))
-            caught += ok
-            took = time.monotonic() - start
-            print(
-                f"{'caught' if ok else 'MISSED'}  [{m.lane:5}] {m.name} ({how}; {took:.0f} s)",
-                flush=True,
-            )
+        scratch = [Path(tmp) / str(i) for i in range(len(checks) + len(mutants))]
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            base = [pool.submit(baseline, *c, s) for c, s in zip(checks, scratch)]
+            runs = [pool.submit(run, m, s) for m, s in zip(mutants, scratch[len(checks) :])]
+            for (lane, tests, _), future in zip(checks, base):
+                failure, took = future.result()
+                if failure:
+                    pool.shutdown(cancel_futures=True)
+                    print(failure)
+                    sys.exit(f"baseline [{lane}]: the unmutated kernels fail the mutants' tests")
+                print(f"passes  [{lane:5}] the unmutated kernels: {' '.join(tests)} ({took:.0f} s)")
+            for m, future in zip(mutants, runs):
+                ok, how, took = future.result()
+                caught += ok
+                print(
+                    f"{'caught' if ok else 'MISSED'}  [{m.lane:5}] {m.name} ({how}; {took:.0f} s)",
+                    flush=True,
+                )
     print(f"mutants: {caught} of {len(mutants)} caught")
     return 0 if caught == len(mutants) else 1
 
