@@ -5,7 +5,8 @@ gradient check with q, k, v given separately and as one packed projection, and p
 separate gradients. GPU (`gpu`-marked; the fake CuPy runs them, GNN_FAKE_CUDA=emulate runs the
 kernel code): the kernels against the float64 reference on strided (packed) operands, causal or
 not, one or two key tiles, any grid, determinism; the op's fused path against its unfused
-composite (GNN_FUSED_ATTENTION=0), and that switch.
+composite (GNN_FUSED_ATTENTION=0), that switch, and the cases without a kernel (a float mask,
+float16, MultiheadAttention asked for its weights) launching none of them.
 """
 
 from __future__ import annotations
@@ -233,3 +234,31 @@ def test_switch_turns_the_attention_kernels_off(monkeypatch):
         names[value] = set(c.by_name())
     assert "attention_forward_f32" in names["1"] and "attention_backward_dq_f32" in names["1"]
     assert not any(n.startswith("attention_") for n in names["0"])
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("case", ["float_mask", "float16", "weights"])
+def test_cases_without_a_kernel_take_the_composite(case):
+    import cupy
+
+    if not getattr(cupy, "FAKE", False):
+        pytest.skip("counts launches on the fake CuPy")
+    dtype = np.float16 if case == "float16" else np.float32
+    q, k, v = (rng.standard_normal((1, 2, 5, 8)).astype(dtype) for _ in range(3))
+    mask = rng.standard_normal((5, 5)).astype(np.float32) if case == "float_mask" else None
+    results = {}
+    gnn.manual_seed(0)
+    mha = gnn.nn.MultiheadAttention(8, 2, batch_first=True)  # moved in place: the same weights
+    for device in ("cpu", "cuda"):
+        ts = [gnn.tensor(a, device=device) for a in (q, k, v)]
+        m = None if mask is None else gnn.tensor(mask, device=device)
+        with cupy.counting() as c:
+            if case == "weights":  # need_weights=True: the weights come from the composite
+                out, _ = mha.to(device)(ts[0][0], ts[0][0], ts[0][0], is_causal=True)
+            else:
+                out = F.scaled_dot_product_attention(*ts, attn_mask=m)
+        results[device] = out.numpy().astype(np.float64)
+        assert not any(name.startswith("attention_") for name in c.by_name())
+    tol = dict(rtol=2e-3, atol=2e-3) if case == "float16" else dict(rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results["cuda"], results["cpu"], **tol)
