@@ -456,9 +456,8 @@ class Clamp(Function):
         self.lo, self.hi = lo, hi
 
     def forward(self, x: Any) -> Any:
-        xp = self.be.xp
         self.x = x
-        return xp.clip(x, self.lo, self.hi)
+        return self.be.xp.clip(x, self.lo, self.hi)
 
     def backward(self, gy: Any) -> Any:
         x = self.x

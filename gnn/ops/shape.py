@@ -252,9 +252,7 @@ def cat(tensors: Any, dim: int = 0) -> Tensor:
     d = norm_dim(dim, tensors[0].ndim, "cat")
     ref = tensors[0].shape
     for t in tensors[1:]:
-        if t.ndim != len(ref) or any(
-            a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != d
-        ):
+        if t.ndim != len(ref) or t.shape[:d] + t.shape[d + 1 :] != ref[:d] + ref[d + 1 :]:
             shapes = ", ".join(str(t.shape) for t in tensors)
             raise ValueError(f"cat: shapes must match except in dim {d}, got {shapes}")
     return Cat.apply(*tensors, axis=d)

@@ -57,8 +57,7 @@ class Softplus(Function):
 
     def forward(self, x: Any) -> Any:
         xp = self.be.xp
-        z = x * self.beta if self.beta != 1 else x
-        self.z = z
+        self.z = z = x * self.beta if self.beta != 1 else x
         y = xp.logaddexp(z, 0)  # log(1 + e^z) without overflow
         if self.beta != 1:
             y /= self.beta
