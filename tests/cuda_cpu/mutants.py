@@ -697,6 +697,16 @@ MUTANTS += [
         ATTENTION_TESTS,
     ),
     Mutant(
+        "attention: a warp reads its shared row of scores / weights without a __syncwarp",
+        ATTENTION,
+        "            __syncwarp();\n",
+        "",
+        4,
+        "tsan",
+        ATTENTION_PATHS + " and shape0 and False",
+        ATTENTION_TESTS,
+    ),
+    Mutant(
         "attention: dq misses the scale",
         ATTENTION,
         "if (d < dim) grow[d] = acc[c] * scale;",
