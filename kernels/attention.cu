@@ -1,13 +1,14 @@
-// Scaled dot-product attention, float32, fused: out = softmax(q k^T * scale [+ causal mask]) v
+// Scaled dot-product attention, float32 and float16 (float32 math inside), fused:
+// out = softmax(q k^T * scale [+ causal mask]) v
 // without a scores matrix in memory. Reference: gnn/backend/fused/attention.py.
 //
-//   attention_forward_f32        one warp per query row: online softmax over key tiles of 32 (one
+//   attention_forward_*          one warp per query row: online softmax over key tiles of 32 (one
 //                                key per lane), the running output in registers (lane owns dims
 //                                lane, lane + 32, ...); writes out and the row's logsumexp.
-//   attention_backward_dq_f32    one warp per query row: delta = rowsum(dout * out) (written for the
+//   attention_backward_dq_*      one warp per query row: delta = rowsum(dout * out) (saved for the
 //                                next kernel), then dq = scale * sum_j p (dp - delta) k_j with p
 //                                recomputed from the saved logsumexp.
-//   attention_backward_dkdv_f32  one warp per key row: dv = sum_i p dout_i and
+//   attention_backward_dkdv_*    one warp per key row: dv = sum_i p dout_i and
 //                                dk = scale * sum_i p (dp - delta_i) q_i over query tiles of 32.
 // Deterministic: every output element is summed by one warp in a fixed order (no atomics).
 //
@@ -20,7 +21,14 @@
 // correct. dim <= 128; len_k >= 1. Loaded with cupy.RawModule (NVRTC); ci/check_kernels.sh
 // compiles it with nvcc.
 
+#include <cuda_fp16.h>
+
+#include "common.cuh"
+
 namespace {
+
+using gnn::store_float;
+using gnn::to_float;
 
 constexpr unsigned int kFullMask = 0xffffffffu;
 constexpr int kTile = 32;     // keys (forward, dq) or queries (dkdv) per shared tile: one per lane
@@ -46,14 +54,15 @@ __device__ __forceinline__ float warp_sum(float x) {
 
 // Rows r0 .. r0 + 31 of a view into a shared tile of pitch kPad (rows past `rows` are zeros), the
 // whole block cooperating: consecutive threads read consecutive dims.
-__device__ __forceinline__ void load_tile(float (*tile)[kPad], View<const float> x, long long b,
+template <typename T>
+__device__ __forceinline__ void load_tile(float (*tile)[kPad], View<const T> x, long long b,
                                           long long h, long long r0, long long rows, int dim,
                                           float factor) {
     for (int e = threadIdx.x; e < kTile * dim; e += blockDim.x) {
         const int rr = e / dim;
         const int d = e - rr * dim;
         const long long r = r0 + rr;
-        tile[rr][d] = r < rows ? x.row(b, h, r)[d] * factor : 0.0f;
+        tile[rr][d] = r < rows ? to_float(x.row(b, h, r)[d]) * factor : 0.0f;
     }
 }
 
@@ -63,13 +72,12 @@ __device__ __forceinline__ float dot(const float* a, const float* b, int dim) {
     return s;
 }
 
-}  // namespace
-
-extern "C" __global__ void __launch_bounds__(256) attention_forward_f32(
-    const float* __restrict__ q, long long q_off, long long q_sb, long long q_sh, long long q_sr,
-    const float* __restrict__ k, long long k_off, long long k_sb, long long k_sh, long long k_sr,
-    const float* __restrict__ v, long long v_off, long long v_sb, long long v_sh, long long v_sr,
-    float* __restrict__ out, long long o_off, long long o_sb, long long o_sh, long long o_sr,
+template <typename T>
+__device__ __forceinline__ void attention_forward(
+    const T* __restrict__ q, long long q_off, long long q_sb, long long q_sh, long long q_sr,
+    const T* __restrict__ k, long long k_off, long long k_sb, long long k_sh, long long k_sr,
+    const T* __restrict__ v, long long v_off, long long v_sb, long long v_sh, long long v_sr,
+    T* __restrict__ out, long long o_off, long long o_sb, long long o_sh, long long o_sr,
     float* __restrict__ lse, long long heads, long long batch_heads, long long len_q,
     long long len_k, int dim, float scale, int causal) {
     __shared__ float sk[kTile][kPad];
@@ -77,10 +85,10 @@ extern "C" __global__ void __launch_bounds__(256) attention_forward_f32(
     __shared__ float sq[kMaxWarps][kMaxDim];
     __shared__ float ss[kMaxWarps][kTile];  // each warp's scores of the tile, for all its lanes
     __shared__ float sp[kMaxWarps][kTile];  // and their weights
-    const View<const float> qv{q, q_off, q_sb, q_sh, q_sr};
-    const View<const float> kv{k, k_off, k_sb, k_sh, k_sr};
-    const View<const float> vv{v, v_off, v_sb, v_sh, v_sr};
-    const View<float> ov{out, o_off, o_sb, o_sh, o_sr};
+    const View<const T> qv{q, q_off, q_sb, q_sh, q_sr};
+    const View<const T> kv{k, k_off, k_sb, k_sh, k_sr};
+    const View<const T> vv{v, v_off, v_sb, v_sh, v_sr};
+    const View<T> ov{out, o_off, o_sb, o_sh, o_sr};
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int warps = blockDim.x >> 5;
@@ -96,7 +104,7 @@ extern "C" __global__ void __launch_bounds__(256) attention_forward_f32(
         const long long keys = causal && last < len_k ? last : len_k;  // keys the block needs
         __syncthreads();  // the previous tile's reads of sq are finished
         if (active) {
-            for (int d = lane; d < dim; d += 32) sq[warp][d] = qv.row(b, h, i)[d] * scale;
+            for (int d = lane; d < dim; d += 32) sq[warp][d] = to_float(qv.row(b, h, i)[d]) * scale;
         }
         float m = -INFINITY;  // running max of the scores
         float l = 0.0f;       // running sum of exp(score - m)
@@ -141,23 +149,24 @@ extern "C" __global__ void __launch_bounds__(256) attention_forward_f32(
         }
         if (!active) continue;
         const float inv = 1.0f / l;
-        float* orow = ov.row(b, h, i);
+        T* orow = ov.row(b, h, i);
 #pragma unroll
         for (int c = 0; c < kPerLane; ++c) {
             const int d = lane + 32 * c;
-            if (d < dim) orow[d] = acc[c] * inv;
+            if (d < dim) store_float(orow + d, acc[c] * inv);
         }
         if (lane == 0) lse[bh * len_q + i] = m + logf(l);
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256) attention_backward_dq_f32(
-    const float* __restrict__ q, long long q_off, long long q_sb, long long q_sh, long long q_sr,
-    const float* __restrict__ k, long long k_off, long long k_sb, long long k_sh, long long k_sr,
-    const float* __restrict__ v, long long v_off, long long v_sb, long long v_sh, long long v_sr,
-    const float* __restrict__ out, long long o_off, long long o_sb, long long o_sh, long long o_sr,
-    const float* __restrict__ gout, long long g_off, long long g_sb, long long g_sh,
-    long long g_sr, float* __restrict__ gq, long long gq_off, long long gq_sb, long long gq_sh,
+template <typename T>
+__device__ __forceinline__ void attention_backward_dq(
+    const T* __restrict__ q, long long q_off, long long q_sb, long long q_sh, long long q_sr,
+    const T* __restrict__ k, long long k_off, long long k_sb, long long k_sh, long long k_sr,
+    const T* __restrict__ v, long long v_off, long long v_sb, long long v_sh, long long v_sr,
+    const T* __restrict__ out, long long o_off, long long o_sb, long long o_sh, long long o_sr,
+    const T* __restrict__ gout, long long g_off, long long g_sb, long long g_sh,
+    long long g_sr, T* __restrict__ gq, long long gq_off, long long gq_sb, long long gq_sh,
     long long gq_sr, const float* __restrict__ lse, float* __restrict__ delta, long long heads,
     long long batch_heads, long long len_q, long long len_k, int dim, float scale, int causal) {
     __shared__ float sk[kTile][kPad];
@@ -165,12 +174,12 @@ extern "C" __global__ void __launch_bounds__(256) attention_backward_dq_f32(
     __shared__ float sq[kMaxWarps][kMaxDim];
     __shared__ float sg[kMaxWarps][kMaxDim];
     __shared__ float sds[kMaxWarps][kTile];
-    const View<const float> qv{q, q_off, q_sb, q_sh, q_sr};
-    const View<const float> kv{k, k_off, k_sb, k_sh, k_sr};
-    const View<const float> vv{v, v_off, v_sb, v_sh, v_sr};
-    const View<const float> ov{out, o_off, o_sb, o_sh, o_sr};
-    const View<const float> gv{gout, g_off, g_sb, g_sh, g_sr};
-    const View<float> gqv{gq, gq_off, gq_sb, gq_sh, gq_sr};
+    const View<const T> qv{q, q_off, q_sb, q_sh, q_sr};
+    const View<const T> kv{k, k_off, k_sb, k_sh, k_sr};
+    const View<const T> vv{v, v_off, v_sb, v_sh, v_sr};
+    const View<const T> ov{out, o_off, o_sb, o_sh, o_sr};
+    const View<const T> gv{gout, g_off, g_sb, g_sh, g_sr};
+    const View<T> gqv{gq, gq_off, gq_sb, gq_sh, gq_sr};
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int warps = blockDim.x >> 5;
@@ -190,10 +199,10 @@ extern "C" __global__ void __launch_bounds__(256) attention_backward_dq_f32(
         if (active) {
             float part = 0.0f;
             for (int d = lane; d < dim; d += 32) {
-                const float g = gv.row(b, h, i)[d];
-                sq[warp][d] = qv.row(b, h, i)[d] * scale;
+                const float g = to_float(gv.row(b, h, i)[d]);
+                sq[warp][d] = to_float(qv.row(b, h, i)[d]) * scale;
                 sg[warp][d] = g;
-                part += g * ov.row(b, h, i)[d];
+                part += g * to_float(ov.row(b, h, i)[d]);
             }
             row_delta = warp_sum(part);
             row_lse = lse[bh * len_q + i];
@@ -224,22 +233,23 @@ extern "C" __global__ void __launch_bounds__(256) attention_backward_dq_f32(
             }
         }
         if (!active) continue;
-        float* grow = gqv.row(b, h, i);
+        T* grow = gqv.row(b, h, i);
 #pragma unroll
         for (int c = 0; c < kPerLane; ++c) {
             const int d = lane + 32 * c;
-            if (d < dim) grow[d] = acc[c] * scale;
+            if (d < dim) store_float(grow + d, acc[c] * scale);
         }
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256) attention_backward_dkdv_f32(
-    const float* __restrict__ q, long long q_off, long long q_sb, long long q_sh, long long q_sr,
-    const float* __restrict__ k, long long k_off, long long k_sb, long long k_sh, long long k_sr,
-    const float* __restrict__ v, long long v_off, long long v_sb, long long v_sh, long long v_sr,
-    const float* __restrict__ gout, long long g_off, long long g_sb, long long g_sh,
-    long long g_sr, float* __restrict__ gk, long long gk_off, long long gk_sb, long long gk_sh,
-    long long gk_sr, float* __restrict__ gv, long long gv_off, long long gv_sb, long long gv_sh,
+template <typename T>
+__device__ __forceinline__ void attention_backward_dkdv(
+    const T* __restrict__ q, long long q_off, long long q_sb, long long q_sh, long long q_sr,
+    const T* __restrict__ k, long long k_off, long long k_sb, long long k_sh, long long k_sr,
+    const T* __restrict__ v, long long v_off, long long v_sb, long long v_sh, long long v_sr,
+    const T* __restrict__ gout, long long g_off, long long g_sb, long long g_sh,
+    long long g_sr, T* __restrict__ gk, long long gk_off, long long gk_sb, long long gk_sh,
+    long long gk_sr, T* __restrict__ gv, long long gv_off, long long gv_sb, long long gv_sh,
     long long gv_sr, const float* __restrict__ lse, const float* __restrict__ delta,
     long long heads, long long batch_heads, long long len_q, long long len_k, int dim, float scale,
     int causal) {
@@ -251,12 +261,12 @@ extern "C" __global__ void __launch_bounds__(256) attention_backward_dkdv_f32(
     __shared__ float sv[kMaxWarps][kMaxDim];
     __shared__ float sp[kMaxWarps][kTile];
     __shared__ float sds[kMaxWarps][kTile];
-    const View<const float> qv{q, q_off, q_sb, q_sh, q_sr};
-    const View<const float> kv{k, k_off, k_sb, k_sh, k_sr};
-    const View<const float> vv{v, v_off, v_sb, v_sh, v_sr};
-    const View<const float> gov{gout, g_off, g_sb, g_sh, g_sr};
-    const View<float> gkv{gk, gk_off, gk_sb, gk_sh, gk_sr};
-    const View<float> gvv{gv, gv_off, gv_sb, gv_sh, gv_sr};
+    const View<const T> qv{q, q_off, q_sb, q_sh, q_sr};
+    const View<const T> kv{k, k_off, k_sb, k_sh, k_sr};
+    const View<const T> vv{v, v_off, v_sb, v_sh, v_sr};
+    const View<const T> gov{gout, g_off, g_sb, g_sh, g_sr};
+    const View<T> gkv{gk, gk_off, gk_sb, gk_sh, gk_sr};
+    const View<T> gvv{gv, gv_off, gv_sb, gv_sh, gv_sr};
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int warps = blockDim.x >> 5;
@@ -273,8 +283,8 @@ extern "C" __global__ void __launch_bounds__(256) attention_backward_dkdv_f32(
         __syncthreads();  // the previous tile's reads of sk and sv are finished
         if (active) {
             for (int d = lane; d < dim; d += 32) {
-                sk[warp][d] = kv.row(b, h, j)[d];
-                sv[warp][d] = vv.row(b, h, j)[d];
+                sk[warp][d] = to_float(kv.row(b, h, j)[d]);
+                sv[warp][d] = to_float(vv.row(b, h, j)[d]);
             }
         }
         float dk[kPerLane] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -314,15 +324,105 @@ extern "C" __global__ void __launch_bounds__(256) attention_backward_dkdv_f32(
             }
         }
         if (!active) continue;
-        float* krow = gkv.row(b, h, j);
-        float* vrow = gvv.row(b, h, j);
+        T* krow = gkv.row(b, h, j);
+        T* vrow = gvv.row(b, h, j);
 #pragma unroll
         for (int c = 0; c < kPerLane; ++c) {
             const int d = lane + 32 * c;
             if (d < dim) {
-                krow[d] = dk[c];
-                vrow[d] = dv[c];
+                store_float(krow + d, dk[c]);
+                store_float(vrow + d, dv[c]);
             }
         }
     }
+}
+
+}  // namespace
+
+// Entry points: float32 and float16 operands (float16: float32 math inside, one rounding per
+// output element); lse and delta are float32 for both. Arguments as described at the top.
+
+extern "C" __global__ void __launch_bounds__(256) attention_forward_f32(
+    const float* __restrict__ q, long long q_off, long long q_sb, long long q_sh, long long q_sr,
+    const float* __restrict__ k, long long k_off, long long k_sb, long long k_sh, long long k_sr,
+    const float* __restrict__ v, long long v_off, long long v_sb, long long v_sh, long long v_sr,
+    float* __restrict__ out, long long o_off, long long o_sb, long long o_sh, long long o_sr,
+    float* __restrict__ lse, long long heads, long long batch_heads, long long len_q,
+    long long len_k, int dim, float scale, int causal) {
+    attention_forward<float>(
+        q, q_off, q_sb, q_sh, q_sr, k, k_off, k_sb, k_sh, k_sr, v, v_off, v_sb, v_sh, v_sr, out,
+        o_off, o_sb, o_sh, o_sr, lse, heads, batch_heads, len_q, len_k, dim, scale, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(256) attention_forward_f16(
+    const __half* __restrict__ q, long long q_off, long long q_sb, long long q_sh, long long q_sr,
+    const __half* __restrict__ k, long long k_off, long long k_sb, long long k_sh, long long k_sr,
+    const __half* __restrict__ v, long long v_off, long long v_sb, long long v_sh, long long v_sr,
+    __half* __restrict__ out, long long o_off, long long o_sb, long long o_sh, long long o_sr,
+    float* __restrict__ lse, long long heads, long long batch_heads, long long len_q,
+    long long len_k, int dim, float scale, int causal) {
+    attention_forward<__half>(
+        q, q_off, q_sb, q_sh, q_sr, k, k_off, k_sb, k_sh, k_sr, v, v_off, v_sb, v_sh, v_sr, out,
+        o_off, o_sb, o_sh, o_sr, lse, heads, batch_heads, len_q, len_k, dim, scale, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(256) attention_backward_dq_f32(
+    const float* __restrict__ q, long long q_off, long long q_sb, long long q_sh, long long q_sr,
+    const float* __restrict__ k, long long k_off, long long k_sb, long long k_sh, long long k_sr,
+    const float* __restrict__ v, long long v_off, long long v_sb, long long v_sh, long long v_sr,
+    const float* __restrict__ out, long long o_off, long long o_sb, long long o_sh, long long o_sr,
+    const float* __restrict__ gout, long long g_off, long long g_sb, long long g_sh, long long g_sr,
+    float* __restrict__ gq, long long gq_off, long long gq_sb, long long gq_sh, long long gq_sr,
+    const float* __restrict__ lse, float* __restrict__ delta, long long heads,
+    long long batch_heads, long long len_q, long long len_k, int dim, float scale, int causal) {
+    attention_backward_dq<float>(
+        q, q_off, q_sb, q_sh, q_sr, k, k_off, k_sb, k_sh, k_sr, v, v_off, v_sb, v_sh, v_sr, out,
+        o_off, o_sb, o_sh, o_sr, gout, g_off, g_sb, g_sh, g_sr, gq, gq_off, gq_sb, gq_sh, gq_sr,
+        lse, delta, heads, batch_heads, len_q, len_k, dim, scale, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(256) attention_backward_dq_f16(
+    const __half* __restrict__ q, long long q_off, long long q_sb, long long q_sh, long long q_sr,
+    const __half* __restrict__ k, long long k_off, long long k_sb, long long k_sh, long long k_sr,
+    const __half* __restrict__ v, long long v_off, long long v_sb, long long v_sh, long long v_sr,
+    const __half* __restrict__ out, long long o_off, long long o_sb, long long o_sh, long long o_sr,
+    const __half* __restrict__ gout, long long g_off, long long g_sb, long long g_sh,
+    long long g_sr, __half* __restrict__ gq, long long gq_off, long long gq_sb, long long gq_sh,
+    long long gq_sr, const float* __restrict__ lse, float* __restrict__ delta, long long heads,
+    long long batch_heads, long long len_q, long long len_k, int dim, float scale, int causal) {
+    attention_backward_dq<__half>(
+        q, q_off, q_sb, q_sh, q_sr, k, k_off, k_sb, k_sh, k_sr, v, v_off, v_sb, v_sh, v_sr, out,
+        o_off, o_sb, o_sh, o_sr, gout, g_off, g_sb, g_sh, g_sr, gq, gq_off, gq_sb, gq_sh, gq_sr,
+        lse, delta, heads, batch_heads, len_q, len_k, dim, scale, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(256) attention_backward_dkdv_f32(
+    const float* __restrict__ q, long long q_off, long long q_sb, long long q_sh, long long q_sr,
+    const float* __restrict__ k, long long k_off, long long k_sb, long long k_sh, long long k_sr,
+    const float* __restrict__ v, long long v_off, long long v_sb, long long v_sh, long long v_sr,
+    const float* __restrict__ gout, long long g_off, long long g_sb, long long g_sh, long long g_sr,
+    float* __restrict__ gk, long long gk_off, long long gk_sb, long long gk_sh, long long gk_sr,
+    float* __restrict__ gv, long long gv_off, long long gv_sb, long long gv_sh, long long gv_sr,
+    const float* __restrict__ lse, const float* __restrict__ delta, long long heads,
+    long long batch_heads, long long len_q, long long len_k, int dim, float scale, int causal) {
+    attention_backward_dkdv<float>(
+        q, q_off, q_sb, q_sh, q_sr, k, k_off, k_sb, k_sh, k_sr, v, v_off, v_sb, v_sh, v_sr, gout,
+        g_off, g_sb, g_sh, g_sr, gk, gk_off, gk_sb, gk_sh, gk_sr, gv, gv_off, gv_sb, gv_sh, gv_sr,
+        lse, delta, heads, batch_heads, len_q, len_k, dim, scale, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(256) attention_backward_dkdv_f16(
+    const __half* __restrict__ q, long long q_off, long long q_sb, long long q_sh, long long q_sr,
+    const __half* __restrict__ k, long long k_off, long long k_sb, long long k_sh, long long k_sr,
+    const __half* __restrict__ v, long long v_off, long long v_sb, long long v_sh, long long v_sr,
+    const __half* __restrict__ gout, long long g_off, long long g_sb, long long g_sh,
+    long long g_sr, __half* __restrict__ gk, long long gk_off, long long gk_sb, long long gk_sh,
+    long long gk_sr, __half* __restrict__ gv, long long gv_off, long long gv_sb, long long gv_sh,
+    long long gv_sr, const float* __restrict__ lse, const float* __restrict__ delta,
+    long long heads, long long batch_heads, long long len_q, long long len_k, int dim, float scale,
+    int causal) {
+    attention_backward_dkdv<__half>(
+        q, q_off, q_sb, q_sh, q_sr, k, k_off, k_sb, k_sh, k_sr, v, v_off, v_sb, v_sh, v_sr, gout,
+        g_off, g_sb, g_sh, g_sr, gk, gk_off, gk_sb, gk_sh, gk_sr, gv, gv_off, gv_sb, gv_sh, gv_sr,
+        lse, delta, heads, batch_heads, len_q, len_k, dim, scale, causal);
 }

@@ -28,7 +28,7 @@ class Attention(Function):
     Inputs are q, k, v, or one packed tensor whose [0], [1], [2] are q, k, v (the self-attention
     projections, see `_packed`): then the backward writes the three gradients into one buffer
     laid out as that tensor, instead of three zero-filled copies added together. On a GPU,
-    float32 with no mask or the causal one and no dropout runs the fused kernels
+    float32 / float16 with no mask or the causal one and no dropout runs the fused kernels
     (gnn/backend/fused/attention.py).
     """
 

@@ -709,8 +709,8 @@ MUTANTS += [
     Mutant(
         "attention: dq misses the scale",
         ATTENTION,
-        "if (d < dim) grow[d] = acc[c] * scale;",
-        "if (d < dim) grow[d] = acc[c];",
+        "if (d < dim) store_float(grow + d, acc[c] * scale);",
+        "if (d < dim) store_float(grow + d, acc[c]);",
         1,
         "plain",
         ATTENTION_PATHS + " and shape0 and False",

@@ -1,11 +1,12 @@
 """Scaled dot-product attention, fused: softmax(q k^T * scale [+ causal mask]) v and its gradients.
 
 The references below are the only Python formula of the fused op; the kernels are
-kernels/attention.cu (float32): one forward launch that keeps no scores matrix and saves each query
-row's logsumexp, and two backward launches (dq, then dk and dv) that recompute the scores from it.
-The kernels apply to float32 q, k, v of one batch shape, head dim <= 128, no mask or the causal
-one (query i sees keys 0..i); everything else (float masks, dropout, other dtypes) is the unfused
-composite's, gnn/ops/attention.py. Set GNN_FUSED_ATTENTION=0 to turn the kernels off.
+kernels/attention.cu (float32, and float16 with float32 math): one forward launch that keeps no
+scores matrix and saves each query row's logsumexp, and two backward launches (dq, then dk and dv)
+that recompute the scores from it. The kernels apply to float32 or float16 q, k, v of one batch
+shape, head dim <= 128, no mask or the causal one (query i sees keys 0..i); everything else (float
+masks, dropout, other dtypes) is the unfused composite's, gnn/ops/attention.py. Set
+GNN_FUSED_ATTENTION=0 to turn the kernels off.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 MAX_DIM = 128  # head dims the kernels take (four per lane of a warp)
+KERNEL_DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}  # float32 math inside
 MAX_WARPS = 8  # the kernels' __launch_bounds__(256)
 
 
@@ -102,9 +104,11 @@ def reference_grads(
 
 
 def applies(q: Any, k: Any, v: Any) -> bool:
-    """True where the kernels take these operands (float32, one batch shape, head dim <= 128)."""
-    f32 = np.dtype(np.float32)
-    if not (q.dtype == f32 and k.dtype == f32 and v.dtype == f32 and q.ndim >= 2):
+    """True where the kernels take these operands (float32 or float16 alike, one batch shape,
+    head dim <= 128)."""
+    if q.dtype not in KERNEL_DTYPES or not (k.dtype == q.dtype and v.dtype == q.dtype):
+        return False
+    if q.ndim < 2:
         return False
     if k.shape != v.shape or q.shape[:-2] != k.shape[:-2] or q.shape[-1] != k.shape[-1]:
         return False
@@ -163,9 +167,9 @@ def cuda(be: Any, q: Any, k: Any, v: Any, spec: Spec) -> Saved | None:
         B, H, L, D = q4.shape
         S = k4.shape[2]
         if q.ndim == 4:  # (B, L, H, D) memory: out.transpose(1, 2).reshape(B, L, H * D) is free
-            out4 = xp.empty((B, L, H, D), dtype=np.float32).transpose(0, 2, 1, 3)
+            out4 = xp.empty((B, L, H, D), dtype=q.dtype).transpose(0, 2, 1, 3)
         else:
-            out4 = xp.empty((B, H, L, D), dtype=np.float32)
+            out4 = xp.empty((B, H, L, D), dtype=q.dtype)
         lse = xp.empty((B * H, L), dtype=np.float32)
         blocks, threads = _launch_shape(L, B * H)
         args = (
@@ -176,7 +180,9 @@ def cuda(be: Any, q: Any, k: Any, v: Any, spec: Spec) -> Saved | None:
             lse,
             *_sizes(H, B * H, L, S, D, spec),
         )
-        be._launch("attention", "attention_forward_f32", blocks, threads, args)
+        be._launch(
+            "attention", f"attention_forward_{KERNEL_DTYPES[q.dtype]}", blocks, threads, args
+        )
     return Saved(out4.reshape(q.shape[:-1] + (D,)), lse.reshape(q.shape[:-1]))
 
 
@@ -197,19 +203,16 @@ def cuda_backward(
     be: Any, q: Any, k: Any, v: Any, saved: Saved, gout: Any, spec: Spec, into: tuple | None = None
 ) -> tuple[Any, Any, Any] | None:
     """(gq, gk, gv) from the two backward kernels, else None; `into`: three views to fill."""
-    if not (enabled() and applies(q, k, v) and gout.dtype == np.float32):
+    if not (enabled() and applies(q, k, v) and gout.dtype == q.dtype):
         return None
+    sfx = KERNEL_DTYPES[q.dtype]
     xp = be.xp
     with be._cuda_device:
         q4, k4, v4 = _as4d(q), _as4d(k), _as4d(v)
         B, H, L, D = q4.shape
         S = k4.shape[2]
         if into is None:
-            into = (
-                xp.empty(q.shape, np.float32),
-                xp.empty(k.shape, np.float32),
-                xp.empty(v.shape, np.float32),
-            )
+            into = tuple(xp.empty(a.shape, q.dtype) for a in (q, k, v))
         gq4, gk4, gv4 = (_as4d(g) for g in into)
         lse = xp.ascontiguousarray(saved.lse).reshape(B * H, L)
         delta = xp.empty((B * H, L), dtype=np.float32)
@@ -219,7 +222,7 @@ def cuda_backward(
         sizes = _sizes(H, B * H, L, S, D, spec)
         blocks, threads = _launch_shape(L, B * H)
         args = (*reads, *o_args, *g_args, *_view_args(xp, gq4, True), lse, delta, *sizes)
-        be._launch("attention", "attention_backward_dq_f32", blocks, threads, args)
+        be._launch("attention", f"attention_backward_dq_{sfx}", blocks, threads, args)
         blocks, threads = _launch_shape(S, B * H)
         args = (
             *reads,
@@ -230,7 +233,7 @@ def cuda_backward(
             delta,
             *sizes,
         )
-        be._launch("attention", "attention_backward_dkdv_f32", blocks, threads, args)
+        be._launch("attention", f"attention_backward_dkdv_{sfx}", blocks, threads, args)
     return into
 
 
