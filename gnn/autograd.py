@@ -156,7 +156,7 @@ def _seed(root: Tensor, grad: Any) -> Any:
                 f"{tuple(data.shape)}; pass a gradient of that shape, "
                 "e.g. y.backward(gnn.ones_like(y))"
             )
-        return root._be.ones(data.shape, data.dtype)
+        return _ones_seed(root._be, data.shape, data.dtype)
     # A copy: the seed may end up as a leaf's .grad, which later steps change in place.
     g0 = xp.array(grad.array if isinstance(grad, _Tensor) else grad, dtype=data.dtype)
     if g0.shape != data.shape:
@@ -165,6 +165,27 @@ def _seed(root: Tensor, grad: Any) -> Any:
             f"{tuple(data.shape)}"
         )
     return g0
+
+
+def _ones_seed(be: Any, shape: tuple, dtype: Any) -> Any:
+    """The ones a scalar's backward starts from, made once per backend, shape and dtype and then
+    shared, read-only where the arrays say so: no fill launch each step on a GPU. No backward
+    writes its incoming gradient in place, and _accumulate_leaf copies the seed, not keeps it."""
+    seeds = be.__dict__.setdefault("_seeds", {})
+    key = (shape, dtype)
+    g = seeds.get(key)
+    if g is None:
+        g = be.ones(shape, dtype)
+        if hasattr(g.flags, "writeable"):  # NumPy (and the fake CuPy); CuPy's flags lack it
+            g.flags.writeable = False
+        seeds[key] = g
+    return g
+
+
+def _is_seed(be: Any, g: Any) -> bool:
+    """Whether g (a one-element array on a device without read-only arrays) views a seed."""
+    ptr = g.data.ptr
+    return any(s.data.ptr == ptr for s in be.__dict__.get("_seeds", {}).values())
 
 
 def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
@@ -264,6 +285,7 @@ def _accumulate_leaf(t: Tensor, g: Any) -> None:
             g.dtype != t.array.dtype
             or not flags.c_contiguous
             or not getattr(flags, "writeable", True)
+            or (g.size == 1 and not hasattr(flags, "writeable") and _is_seed(t._be, g))
         ):
             g = t._be.xp.array(g, dtype=t.array.dtype, order="C")  # e.g. a broadcast view
         grad = _Tensor.__new__(_Tensor)

@@ -427,3 +427,72 @@ def test_leaf_accumulation_works_with_cupy_style_flags() -> None:
     _accumulate_leaf(x, g)  # CuPy arrays have no flags.writeable: this must not raise
     _accumulate_leaf(x, np.array([1.0, 1.0]))
     np.testing.assert_allclose(np.asarray(x.grad.array), [4.0, 5.0])
+
+
+# ---- the cached backward seed ------------------------------------------------------------------
+
+
+def _seed_of(t: gnn.Tensor) -> Any:
+    return t._be.__dict__["_seeds"][(t.shape, t.array.dtype)]
+
+
+@pytest.mark.parametrize("loss_name", ["mse", "cross_entropy", "sum"])
+def test_two_backwards_share_one_unchanged_seed(device: str, loss_name: str) -> None:
+    """A scalar's seed of ones is made once and shared; no loss's backward may write into it."""
+    w0 = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
+    x = np.array([[1.0, 2.0], [-1.0, 0.5]])
+    w = leaf(w0, device=device)
+    xt = gnn.tensor(x, device=device)
+    seeds = []
+    for _ in range(2):
+        z = xt @ w
+        if loss_name == "mse":
+            loss = gnn.nn.functional.mse_loss(z, gnn.zeros_like(z))
+        elif loss_name == "cross_entropy":
+            loss = gnn.nn.functional.cross_entropy(z, gnn.tensor([2, 0], device=device))
+        else:
+            loss = z.sum()
+        loss.backward()
+        seeds.append(_seed_of(loss))
+    if loss_name == "mse":
+        one = x.T @ (2 * (x @ w0) / 6)
+    elif loss_name == "cross_entropy":
+        p = np.exp(x @ w0 - (x @ w0).max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        p[[0, 1], [2, 0]] -= 1
+        one = x.T @ (p / 2)
+    else:
+        one = x.T @ np.ones((2, 3))
+    np.testing.assert_allclose(w.grad.numpy(), 2 * one, rtol=1e-12)
+    assert seeds[0] is seeds[1]
+    np.testing.assert_array_equal(loss._be.to_numpy(seeds[0]), 1.0)
+
+
+def test_a_leaf_handed_the_seed_keeps_a_copy(device: str) -> None:
+    """A scalar leaf, or a view of one, is given the seed itself: its .grad must not be it."""
+    x = leaf(3.0, device=device)
+    y = leaf([3.0], device=device)
+    for _ in range(3):
+        x.backward()
+        y.reshape(()).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), 3.0)
+    np.testing.assert_array_equal(y.grad.numpy(), [3.0])
+    np.testing.assert_array_equal(x._be.to_numpy(_seed_of(x)), 1.0)
+
+
+class _CupyLikeSeed(_CupyLikeArray):
+    """Writeable, without flags.writeable, with CuPy's data.ptr: a seed as CuPy holds it."""
+
+    @property
+    def data(self) -> Any:  # type: ignore[override]
+        return type("Pointer", (), {"ptr": self.__array_interface__["data"][0]})()
+
+
+def test_a_view_of_a_cupy_style_seed_is_copied_into_the_leaf(monkeypatch: Any) -> None:
+    y = leaf([3.0])
+    seed = np.ones(()).view(_CupyLikeSeed)
+    monkeypatch.setitem(y._be.__dict__, "_seeds", {((), np.dtype("float64")): seed})
+    for _ in range(3):
+        y.reshape(()).backward()
+    np.testing.assert_array_equal(np.asarray(y.grad.array), [3.0])
+    np.testing.assert_array_equal(np.asarray(seed), 1.0)
