@@ -27,11 +27,28 @@ def _gpt() -> nn.Module:  # token embedding and LM head tied: one parameter used
     return GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0))
 
 
+def _cnn() -> nn.Module:  # grouped and plain convolutions, with and without a bias
+    return nn.Sequential(
+        nn.Conv2d(4, 6, 3, padding=1, groups=2),
+        nn.ReLU(),
+        nn.Conv2d(6, 5, 3, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(5, 3, 1, bias=False),
+        nn.Flatten(),
+        nn.Linear(12, 3),
+    )
+
+
 def _batches(kind: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(0)
     if kind == "mlp":
         return [
             (rng.standard_normal((5, 6)).astype(np.float32), rng.integers(0, 3, 5))
+            for _ in range(n)
+        ]
+    if kind == "cnn":
+        return [
+            (rng.standard_normal((2, 4, 6, 6)).astype(np.float32), rng.integers(0, 3, 2))
             for _ in range(n)
         ]
     return [(rng.integers(0, 11, (2, 8)), rng.integers(0, 11, (2, 8))) for _ in range(n)]
@@ -101,11 +118,11 @@ def _device_or_skip(device: str) -> None:
     "device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)], ids=["cpu", "cuda"]
 )
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("kind", ["mlp", "gpt"])
+@pytest.mark.parametrize("kind", ["mlp", "gpt", "cnn"])
 def test_flat_path_with_homes_equals_per_parameter_path(kind: str, mode: str, device: str) -> None:
     _device_or_skip(device)
     gnn.manual_seed(0)
-    base = _mlp() if kind == "mlp" else _gpt()
+    base = {"mlp": _mlp, "gpt": _gpt, "cnn": _cnn}[kind]()
     flat = copy.deepcopy(base).to(device)
     per_param = copy.deepcopy(base).to(device)
     got = _train(kind, flat, True, mode, device)
@@ -118,6 +135,10 @@ def test_flat_path_with_homes_equals_per_parameter_path(kind: str, mode: str, de
     ]
     # zero_grad(set_to_none=False) keeps the first step's .grad Tensors (made before the homes)
     assert homed or mode == "keep_zeros", "no gradient landed in its home"
+    if kind == "cnn" and device == "cuda" and mode == "plain":  # the conv kernels' path
+        convs = [m for m in flat.modules() if isinstance(m, nn.Conv2d)]
+        want_homed = [m.weight for m in convs] + [m.bias for m in convs if m.bias is not None]
+        assert all(any(p is q for q in homed) for p in want_homed), "a conv gradient was copied"
     if device == "cuda":  # the first step's gradients equal the CPU's (Adam then amplifies
         cpu = _train(kind, copy.deepcopy(base), False, mode, "cpu")  # rounding in tiny ones)
         for i, (a, b) in enumerate(zip(got[0][0], cpu[0][0])):

@@ -118,12 +118,14 @@ def reference_to_image(xp: Any, y2: Any, bias: Any, n: int) -> Any:
     return y
 
 
-def reference_to_rows(xp: Any, gy: Any, need_bias: bool = False) -> tuple[Any, Any]:
+def reference_to_rows(
+    xp: Any, gy: Any, need_bias: bool = False, gbias: Any = None
+) -> tuple[Any, Any]:
     """(gy2, gbias): gy (N, O, P) as (O, N * P), the layout of a matmul's output, and the sums of
-    its rows (the bias gradient; None unless need_bias)."""
+    its rows (the bias gradient, into `gbias` when given; None unless need_bias)."""
     n, o = gy.shape[0], gy.shape[1]
     gy2 = xp.ascontiguousarray(gy.reshape(n, o, -1).transpose(1, 0, 2)).reshape(o, -1)
-    return gy2, (gy2.sum(axis=1) if need_bias else None)
+    return gy2, (gy2.sum(axis=1, out=gbias) if need_bias else None)
 
 
 def reference_max_pool(xp: Any, x: Any, g: Window) -> tuple[Any, Any]:
@@ -219,8 +221,9 @@ def cuda_to_image(be: Any, y2: Any, bias: Any, n: int) -> Any:
         return _run(be, "conv_to_image", y, (y2, b, np.int32(bias is not None), *sizes))
 
 
-def cuda_to_rows(be: Any, gy: Any, need_bias: bool = False) -> Any:
-    """One launch: (N, O, P) to (O, N * P) and the bias gradient; None where it does not apply."""
+def cuda_to_rows(be: Any, gy: Any, need_bias: bool = False, gbias: Any = None) -> Any:
+    """One launch: (N, O, P) to (O, N * P) and the bias gradient (into `gbias`, a contiguous (O,)
+    array of gy's dtype, when given); None where it does not apply."""
     from gnn.backend.cuda import kernel_suffix
 
     if not _ok(be, gy):
@@ -231,7 +234,9 @@ def cuda_to_rows(be: Any, gy: Any, need_bias: bool = False) -> Any:
     with be._cuda_device:
         gy = xp.ascontiguousarray(gy)
         gy2 = xp.empty((o, n * p), dtype=gy.dtype)
-        gb = xp.empty((o,), dtype=gy.dtype) if need_bias else gy2  # never written without
+        gb = gy2  # never written without need_bias
+        if need_bias:
+            gb = xp.empty((o,), dtype=gy.dtype) if gbias is None else gbias
         # one block per channel: its threads sum the channel, then one adds their sums in order
         blocks = max(1, min(o, 2**31 - 1))
         sizes = (np.int64(n), np.int64(o), np.int64(p), np.int32(need_bias))
