@@ -25,6 +25,9 @@
 
 #include "common.cuh"
 
+// -inf from its bits: NVRTC (what cupy.RawModule compiles with) has no INFINITY macro
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+
 namespace {
 
 using gnn::store_float;
@@ -106,7 +109,7 @@ __device__ __forceinline__ void attention_forward(
         if (active) {
             for (int d = lane; d < dim; d += 32) sq[warp][d] = to_float(qv.row(b, h, i)[d]) * scale;
         }
-        float m = -INFINITY;  // running max of the scores
+        float m = neg_inf();  // running max of the scores
         float l = 0.0f;       // running sum of exp(score - m)
         float acc[kPerLane] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (long long j0 = 0; j0 < keys; j0 += kTile) {
@@ -117,14 +120,14 @@ __device__ __forceinline__ void attention_forward(
             if (!active) continue;
             const long long j = j0 + lane;
             const bool visible = j < keys && (!causal || j <= i);
-            const float s = visible ? dot(sq[warp], sk[lane], dim) : -INFINITY;
+            const float s = visible ? dot(sq[warp], sk[lane], dim) : neg_inf();
             // The tile's scores, then its weights, go through shared memory: every lane reads all
             // 32 after one warp barrier each (no shuffle rounds), and sums them in the same order,
             // so all lanes hold the same max and sum. The tile's __syncthreads above orders these
             // writes after the previous tile's reads.
             ss[warp][lane] = s;
             __syncwarp();
-            float tile_max = -INFINITY;
+            float tile_max = neg_inf();
             for (int jj = 0; jj < kTile; ++jj) tile_max = fmaxf(tile_max, ss[warp][jj]);
             // The first tile holds key 0, which every row sees, so m is finite from here on.
             const float m_new = fmaxf(m, tile_max);
