@@ -7,6 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# NVRTC, which cupy.RawModule compiles with, lacks macros nvcc's headers give (INFINITY, NAN):
+# two kernels once used INFINITY and would not have loaded on a GPU. Checked without nvcc too.
+if grep -nE '^[^/]*\b(INFINITY|NAN)\b' kernels/*.cu kernels/*.cuh; then
+    echo "check_kernels: INFINITY/NAN are not defined under NVRTC; build them from bits" \
+        "(__int_as_float(0xff800000) is -inf)" >&2
+    exit 1
+fi
+
 NVCC="${NVCC:-nvcc}"
 if ! command -v "$NVCC" >/dev/null 2>&1; then
     echo "nvcc not found: skipping kernel compile check"
