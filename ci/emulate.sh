@@ -30,7 +30,7 @@ fi
 
 TESTS=(tests/test_kernels_gpu.py tests/test_backend_parity.py tests/test_kernel_lstm.py
     tests/test_kernel_gelu.py tests/test_kernel_optim.py tests/test_kernel_clip_grad_norm.py
-    tests/test_kernel_attention.py tests/test_kernel_conv.py)
+    tests/test_kernel_attention.py tests/test_kernel_conv.py tests/test_kernel_relu.py)
 # every kernel code path at small sizes, bad labels, any grid, whole models
 SANITIZED="code_path or any_grid or out_of_range or all_ignored or empty_batch or extremes \
 or non_contiguous_and_misaligned or cuda_matches_cpu or (optim_kernel and float32)"

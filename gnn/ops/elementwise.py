@@ -12,6 +12,7 @@ from typing import Any
 from gnn import config
 from gnn.autograd import Function
 from gnn.backend.fused import gelu as fused_gelu
+from gnn.backend.fused import relu as fused_relu
 from gnn.backend.fused import sigmoid as fused_sigmoid
 from gnn.ops._util import as_tensor, cast_exact, check_broadcast, pair
 from gnn.ops.registry import register
@@ -354,7 +355,15 @@ def sigmoid(x: Tensor) -> Tensor:
     return Sigmoid.apply(x)
 
 
-Relu = pointwise("Relu", lambda xp, x: xp.maximum(x, 0), lambda xp, gy, y: gy * (y > 0), saves="y")
+class Relu(Function):
+    """max(x, 0), saving y; backward through the fused entry point (one kernel on a GPU)."""
+
+    def forward(self, x: Any) -> Any:
+        self.y = y = self.be.xp.maximum(x, 0)
+        return y
+
+    def backward(self, gy: Any) -> Any:
+        return fused_relu.backward(self.be, self.y, gy)
 
 
 @register(method=True, top=True)

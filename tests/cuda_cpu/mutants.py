@@ -662,6 +662,53 @@ MUTANTS += [
 ]
 
 
+RELU = "relu.cu"
+RELU_TESTS = ("tests/test_kernel_relu.py",)
+RELU_LOOP = "for (long long i = first; i < n; i += stride) {"
+MUTANTS += [
+    Mutant(
+        "relu: off-by-one in the grid-stride loop (the last element is never written)",
+        RELU,
+        RELU_LOOP,
+        RELU_LOOP.replace("i < n;", "i < n - 1;"),
+        1,
+        "plain",
+        "code_path_relu",
+        RELU_TESTS,
+    ),
+    Mutant(
+        "relu: the gradient passes where y is 0 (>= for >)",
+        RELU,
+        "return gy * (y > 0.0f ? 1.0f : 0.0f);",
+        "return gy * (y >= 0.0f ? 1.0f : 0.0f);",
+        1,
+        "plain",
+        "code_path_relu",
+        RELU_TESTS,
+    ),
+    Mutant(
+        "relu: a select, not a multiply (an infinite or NaN gy where y <= 0 gives 0, not NaN)",
+        RELU,
+        "return gy * (y > 0.0f ? 1.0f : 0.0f);",
+        "return y > 0.0f ? gy : 0.0f;",
+        1,
+        "plain",
+        "code_path_relu",
+        RELU_TESTS,
+    ),
+    Mutant(
+        "relu: the grid-stride loop runs to i <= n (one element past every array)",
+        RELU,
+        RELU_LOOP,
+        RELU_LOOP.replace("i < n;", "i <= n;"),
+        1,
+        "asan",
+        "code_path_relu",
+        RELU_TESTS,
+    ),
+]
+
+
 ATTENTION = "attention.cu"
 ATTENTION_TESTS = ("tests/test_kernel_attention.py",)
 ATTENTION_PATHS = "code_path_attention"

@@ -158,6 +158,10 @@ def _fused(op: str) -> Any:
     return importlib.import_module(f"gnn.backend.fused.{op}")
 
 
+def _relu_backward(y: np.ndarray, gy: np.ndarray, gx: np.ndarray, n: np.int64) -> None:
+    gx[:n] = _fused("relu").reference_backward(np, y[:n].astype(F32), gy[:n].astype(F32))
+
+
 def _sigmoid_forward(x: np.ndarray, y: np.ndarray, n: np.int64) -> None:
     y[:n] = _fused("sigmoid").reference(np, x[:n].astype(F32)).astype(y.dtype)
 
@@ -587,6 +591,7 @@ _STAND_INS = {
     "layer_norm_backward_wb": _layer_norm_backward_wb,
     "lstm_cell_forward": _lstm_cell_forward,
     "lstm_cell_backward": _lstm_cell_backward,
+    "relu_backward": _relu_backward,
     "sigmoid_forward": _sigmoid_forward,
     "sigmoid_backward": _sigmoid_backward,
     "softmax_ce_forward": _softmax_ce_forward,
