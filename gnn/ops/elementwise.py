@@ -363,7 +363,10 @@ class Relu(Function):
         return y
 
     def backward(self, gy: Any) -> Any:
-        return fused_relu.backward(self.be, self.y, gy)
+        be = self.be
+        if be.name == "cuda":
+            return fused_relu.backward(be, self.y, gy)
+        return fused_relu.reference_backward(be.xp, self.y, gy)  # no dispatch cost on the CPU
 
 
 @register(method=True, top=True)
