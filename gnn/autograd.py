@@ -280,12 +280,14 @@ def _accumulate_leaf(t: Tensor, g: Any) -> None:
     by nobody else); later ones are added in place, as PyTorch does."""
     if t.grad is None:
         flags = g.flags
-        # CuPy's flags have no `writeable` (its broadcast views are not C-contiguous instead).
+        # CuPy's flags have no `writeable` (its broadcast views are not C-contiguous instead, and
+        # a view of the shared seed is found by its pointer).
+        writeable = getattr(flags, "writeable", None)
         if (
             g.dtype != t.array.dtype
             or not flags.c_contiguous
-            or not getattr(flags, "writeable", True)
-            or (g.size == 1 and not hasattr(flags, "writeable") and _is_seed(t._be, g))
+            or writeable is False
+            or (writeable is None and g.size == 1 and _is_seed(t._be, g))
         ):
             g = t._be.xp.array(g, dtype=t.array.dtype, order="C")  # e.g. a broadcast view
         grad = _Tensor.__new__(_Tensor)
