@@ -225,10 +225,11 @@ def test_a_model_moved_off_the_gpu_mid_training_gets_no_stale_home() -> None:
     "device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)], ids=["cpu", "cuda"]
 )
 @pytest.mark.parametrize("mode", ["plain", "retain"])
-def test_lstm_weights_land_in_their_homes(device: str, mode: str) -> None:
+@pytest.mark.parametrize("hidden", [8, 64])  # biases 128 bytes: padded apart; 1024: back to back
+def test_lstm_weights_land_in_their_homes(device: str, mode: str, hidden: int) -> None:
     _device_or_skip(device)
     gnn.manual_seed(0)
-    base = nn.ModuleList([nn.LSTM(4, 8, num_layers=2), nn.Linear(8, 3)])
+    base = nn.ModuleList([nn.LSTM(4, hidden, num_layers=2), nn.Linear(hidden, 3)])
     rng = np.random.default_rng(0)
     xs = [rng.standard_normal((5, 2, 4)).astype(np.float32) for _ in range(3)]
     results = []
@@ -251,5 +252,8 @@ def test_lstm_weights_land_in_their_homes(device: str, mode: str) -> None:
                 if (e := autograd.home_of(p)) is not None and p.grad.array is e[0]
             }
             assert any("weight_hh" in n for n in homed), homed
+            if device == "cuda":  # the fused path: both biases' sums written into their homes
+                biases = {n for n, _ in model.named_parameters() if n.startswith("0.bias")}
+                assert biases and biases <= homed, biases - homed
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)

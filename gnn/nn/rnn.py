@@ -43,6 +43,20 @@ class LayerRun:
         return self._y[self._t_len] if self._lstm else None
 
 
+def _zero_state(x: Tensor, batch: int, hidden: int) -> Tensor:
+    """The zero (batch, hidden) initial state, made once per backend, shape and dtype and shared
+    (the recurrent ops only read it): no memset per forward."""
+    cache = x._be.__dict__.setdefault("_rnn_zero_states", {})
+    key = (batch, hidden, x.dtype)
+    zeros = cache.get(key)
+    if zeros is None:
+        if len(cache) >= 8:
+            cache.clear()  # many distinct batch sizes: start afresh
+        zeros = creation.zeros(batch, hidden, dtype=x.dtype, device=x.device)
+        cache[key] = zeros
+    return zeros
+
+
 def run_layer(
     mode: str,
     x: Tensor,
@@ -163,7 +177,7 @@ class RNNBase(Module):
                 c0 = c0.unsqueeze(1) if c0 is not None else None
         zeros = None
         if h0 is None or (lstm and c0 is None):
-            zeros = creation.zeros(batch, self.hidden_size, dtype=x.dtype, device=x.device)
+            zeros = _zero_state(x, batch, self.hidden_size)
 
         h_n, c_n = [], []
         for k in range(self.num_layers):
@@ -332,7 +346,7 @@ class RNNCellBase(Module):
         states = list(hx) if isinstance(hx, (tuple, list)) else [hx]
         n_states = 2 if self.mode == "LSTM" else 1
         if hx is None:
-            zeros = creation.zeros(batch, self.hidden_size, dtype=x.dtype, device=x.device)
+            zeros = _zero_state(x, batch, self.hidden_size)
             states = [zeros] * n_states
         else:
             if len(states) != n_states:

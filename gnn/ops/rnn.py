@@ -88,16 +88,50 @@ class GruSaved(NamedTuple):
     hwn: Any  # (T, B, H): W_hn h + b_hn per step
 
 
-def _column_sums_twice(be: Any, a: Any) -> tuple[Any, Any]:
+def _column_sums_twice(be: Any, a: Any, homes: tuple[Any, Any]) -> tuple[Any, Any]:
     """Two separate arrays of the column sums of 2-D `a` (b_ih's and b_hh's gradients when they are
     equal): one matmul of (2, rows) ones for float32/64, where one array handed to both inputs
-    would cost autograd a copy."""
+    would cost autograd a copy. When both gradient homes lie in one buffer (the optimizer's flat
+    one), the sums go there: the matmul's own output when they are back to back, else one copy."""
     rows = a.shape[0]
     if a.dtype.kind == "f" and a.dtype.itemsize >= 4:
-        both = be.ones_vector(2 * rows, a.dtype).reshape(2, rows) @ a
-        return both[0], both[1]
+        ones = be.ones_vector(2 * rows, a.dtype).reshape(2, rows)
+        pair = _pair_view(be.xp, *homes)
+        if pair is None:
+            both = ones @ a
+            return both[0], both[1]
+        if pair.flags.c_contiguous:
+            be.xp.matmul(ones, a, out=pair)
+        else:
+            pair[...] = ones @ a  # one strided copy for both (homes padded apart)
+        return homes
     once = column_sums(be, a)
     return once, once.copy()
+
+
+def _address(a: Any) -> int:
+    ptr = getattr(a.data, "ptr", None)  # CuPy's memory pointer; NumPy's is in its interface
+    return int(ptr if ptr is not None else a.__array_interface__["data"][0])
+
+
+def _pair_view(xp: Any, first: Any, second: Any) -> Any:
+    """A (2, n) view over 1-D `first` and `second` when `second` starts after `first` in the same
+    buffer (an optimizer's flat gradient buffer), both contiguous and alike; else None."""
+    if first is None or second is None or first.ndim != 1 or first.size == 0:
+        return None
+    if second.shape != first.shape or second.dtype != first.dtype:
+        return None
+    if not (first.flags.c_contiguous and second.flags.c_contiguous):
+        return None
+    if first.base is None or second.base is None:
+        return None
+    if _address(first.base) != _address(second.base):
+        return None
+    gap = _address(second) - _address(first)
+    if gap < first.nbytes or gap % first.itemsize:
+        return None
+    shape, strides = (2, first.size), (gap, first.itemsize)
+    return xp.lib.stride_tricks.as_strided(first, shape=shape, strides=strides)
 
 
 def _contiguous(xp: Any, a: Any, out: Any) -> Any:
@@ -388,7 +422,7 @@ class RecurrentLayer(Function):
             # LSTM and RNN have one gradient array for both biases: one matmul serves both
             same = through.d_hh is through.d_ih
             if gb_ih is None and same and needs.b_ih and needs.b_hh:
-                gb_ih, gb_hh = _column_sums_twice(self.be, d_ih)
+                gb_ih, gb_hh = _column_sums_twice(self.be, d_ih, (homes.b_ih, homes.b_hh))
             else:
                 if gb_ih is None and needs.b_ih:
                     gb_ih = column_sums(self.be, d_ih)
