@@ -444,58 +444,59 @@ MUTANTS += [
 ]
 
 
-OPTIM = "optim.cu"
-OPTIM_TESTS = ("tests/test_kernel_optim.py",)
+ATTENTION = "attention.cu"
+ATTENTION_TESTS = ("tests/test_kernel_attention.py",)
+ATTENTION_PATHS = "code_path_attention"
 MUTANTS += [
     Mutant(
-        "optim: Adam drops the first moment's bias correction",
-        OPTIM,
-        "static_cast<float>(lr / (1.0 - pow(beta1, static_cast<double>(step))));",
-        "static_cast<float>(lr);",
+        "attention: causal mask off by one (a query no longer sees its own key)",
+        ATTENTION,
+        "const bool visible = j < keys && (!causal || j <= i);",
+        "const bool visible = j < keys && (!causal || j < i);",
         1,
         "plain",
-        "optim_kernel_adam and float32 and adam-",
-        OPTIM_TESTS,
+        ATTENTION_PATHS + " and shape0 and True",
+        ATTENTION_TESTS,
     ),
     Mutant(
-        "optim: Adam's first moment blends with beta2 (betas swapped)",
-        OPTIM,
-        "const float one_minus_beta1 = static_cast<float>(1.0 - beta1);",
-        "const float one_minus_beta1 = static_cast<float>(1.0 - beta2);",
+        "attention: the online softmax does not rescale its running sum when the max moves",
+        ATTENTION,
+        "l = l * rescale + tile_sum;",
+        "l = l + tile_sum;",
         1,
         "plain",
-        "optim_kernel_adam and float32 and adam-",
-        OPTIM_TESTS,
+        ATTENTION_PATHS + " and shape1 and False",
+        ATTENTION_TESTS,
     ),
     Mutant(
-        "optim: off-by-one in the grid-stride loops (the last element is never updated)",
-        OPTIM,
-        "i < n; i += stride) {",
-        "i < n - 1; i += stride) {",
-        3,
-        "plain",
-        "any_grid_adam",
-        OPTIM_TESTS,
-    ),
-    Mutant(
-        "optim: L2 weight decay scales the gradient instead of the weight",
-        OPTIM,
-        "g = x * wd + g;",
-        "g = g * wd + g;",
-        2,
-        "plain",
-        "optim_kernel_adam and float32 and l2",
-        OPTIM_TESTS,
-    ),
-    Mutant(
-        "optim: the step count advances before the block has read it (no barrier)",
-        OPTIM,
-        "    __syncthreads();  // this block's reads of clock[0] are done\n",
+        "attention: no barrier before the next key tile overwrites shared memory",
+        ATTENTION,
+        "            __syncthreads();  // every warp has finished with the previous key tile\n",
         "",
-        1,
+        2,
         "tsan",
-        "any_grid_adam",
-        OPTIM_TESTS,
+        ATTENTION_PATHS + " and shape1 and False",
+        ATTENTION_TESTS,
+    ),
+    Mutant(
+        "attention: a warp reads its shared row of scores / weights without a __syncwarp",
+        ATTENTION,
+        "            __syncwarp();\n",
+        "",
+        4,
+        "tsan",
+        ATTENTION_PATHS + " and shape0 and False",
+        ATTENTION_TESTS,
+    ),
+    Mutant(
+        "attention: dq misses the scale",
+        ATTENTION,
+        "if (d < dim) store_float(grow + d, acc[c] * scale);",
+        "if (d < dim) store_float(grow + d, acc[c]);",
+        1,
+        "plain",
+        ATTENTION_PATHS + " and shape0 and False",
+        ATTENTION_TESTS,
     ),
 ]
 
@@ -705,63 +706,6 @@ MUTANTS += [
         "asan",
         "code_path_relu",
         RELU_TESTS,
-    ),
-]
-
-
-ATTENTION = "attention.cu"
-ATTENTION_TESTS = ("tests/test_kernel_attention.py",)
-ATTENTION_PATHS = "code_path_attention"
-MUTANTS += [
-    Mutant(
-        "attention: causal mask off by one (a query no longer sees its own key)",
-        ATTENTION,
-        "const bool visible = j < keys && (!causal || j <= i);",
-        "const bool visible = j < keys && (!causal || j < i);",
-        1,
-        "plain",
-        ATTENTION_PATHS + " and shape0 and True",
-        ATTENTION_TESTS,
-    ),
-    Mutant(
-        "attention: the online softmax does not rescale its running sum when the max moves",
-        ATTENTION,
-        "l = l * rescale + tile_sum;",
-        "l = l + tile_sum;",
-        1,
-        "plain",
-        ATTENTION_PATHS + " and shape1 and False",
-        ATTENTION_TESTS,
-    ),
-    Mutant(
-        "attention: no barrier before the next key tile overwrites shared memory",
-        ATTENTION,
-        "            __syncthreads();  // every warp has finished with the previous key tile\n",
-        "",
-        2,
-        "tsan",
-        ATTENTION_PATHS + " and shape1 and False",
-        ATTENTION_TESTS,
-    ),
-    Mutant(
-        "attention: a warp reads its shared row of scores / weights without a __syncwarp",
-        ATTENTION,
-        "            __syncwarp();\n",
-        "",
-        4,
-        "tsan",
-        ATTENTION_PATHS + " and shape0 and False",
-        ATTENTION_TESTS,
-    ),
-    Mutant(
-        "attention: dq misses the scale",
-        ATTENTION,
-        "if (d < dim) store_float(grow + d, acc[c] * scale);",
-        "if (d < dim) store_float(grow + d, acc[c]);",
-        1,
-        "plain",
-        ATTENTION_PATHS + " and shape0 and False",
-        ATTENTION_TESTS,
     ),
 ]
 

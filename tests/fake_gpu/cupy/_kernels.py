@@ -563,18 +563,11 @@ def _clip_norm_table(table, count, first, k, *pointers_and_sizes) -> None:
     table[count + first : count + first + k] = pointers_and_sizes[16 : 16 + k]
 
 
-def _clip_norm_table(table, count, first, k, *pointers_and_sizes) -> None:
-    count, first, k = int(count), int(first), int(k)
-    table[first : first + k] = pointers_and_sizes[:k]
-    table[count + first : count + first + k] = pointers_and_sizes[16 : 16 + k]
-
-
 _BY_SUFFIX = (_clip_norm_partial, _clip_norm_scale)
 
 
 _STAND_INS = {
     "clip_norm_partial": _clip_norm_partial,
-    "clip_norm_table": _clip_norm_table,
     "clip_norm_table": _clip_norm_table,
     "clip_norm_scale": _clip_norm_scale,
     "adam_step": _adam_step,
