@@ -206,6 +206,9 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
     # that used its output (all newer than it) has run and added to that gradient.
     heap: list[tuple[int, Function]] = [(-top.seq, top)]
     grads: dict[Function, Any] = {top: g0}
+    # Arrays handed to two Functions at once, where arrays cannot be made read-only (CuPy): a
+    # leaf that would keep one (or a view of it) as its .grad copies it instead (see _share).
+    shared: list[Any] = []
     while heap:
         fn = heapq.heappop(heap)[1]
         gy = grads.pop(fn)
@@ -223,18 +226,14 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             if isinstance(gxs, tuple):
                 gxs = gxs[0]
             if gxs is not None and fn.needs_input_grad[0]:
-                _hand_on(xp, inputs[0], gxs, grads, heap)
+                _hand_on(xp, inputs[0], gxs, grads, heap, shared)
         else:
-            handed: list[Any] = []
-            for t, need, gx in zip(inputs, fn.needs_input_grad, gxs):
-                if not need or gx is None:
-                    continue
-                for h in handed:
-                    if h is gx:  # one array for two inputs (as add's backward returns)
-                        gx = gx.copy()
-                        break
-                handed.append(gx)
-                _hand_on(xp, t, gx, grads, heap)
+            needs = fn.needs_input_grad
+            if _repeats(gxs):  # one array for two inputs (as add's backward returns)
+                gxs = _share(inputs, needs, gxs, shared)
+            for t, need, gx in zip(inputs, needs, gxs):
+                if need and gx is not None:
+                    _hand_on(xp, t, gx, grads, heap, shared)
         if not retain_graph:
             del fn.inputs
             fn.__dict__.clear()  # drop saved arrays now, not when the graph is collected
@@ -258,13 +257,69 @@ def _grad_out(inputs: tuple, needs: tuple) -> tuple | None:
     return None if out is None else tuple(out)
 
 
-def _hand_on(xp: Any, t: Tensor, gx: Any, grads: dict, heap: list) -> None:
+def _repeats(gxs: Any) -> bool:
+    """Whether one array is the gradient of two inputs."""
+    if len(gxs) == 2:
+        return gxs[0] is gxs[1] and gxs[0] is not None
+    return any(g is not None and g is h for i, g in enumerate(gxs) for h in gxs[i + 1 :])
+
+
+def _share(inputs: tuple, needs: tuple, gxs: Any, shared: list) -> list:
+    """The gradients for a Function's inputs when one array is that of several of them (add's
+    backward returns gy for both operands: every residual connection).
+
+    No backward writes into its incoming gradient (docs/architecture.md), so Functions may share
+    one array. A leaf may not: _accumulate_leaf keeps its first gradient as its .grad and adds
+    later ones into it in place. So leaves that would keep the array get copies; one Function
+    alone gets the array itself; several get it read-only (a view; on CuPy, which has no
+    read-only arrays, it is noted in `shared`), so that a leaf it reaches later, through views
+    that ops like reshape hand on, copies it too. Only leaves (x + x too): the first keeps the
+    array, the others get copies. Summed-down (broadcast) gradients are new arrays anyway.
+    """
+    out = list(gxs)
+    done: list[Any] = []
+    for i, g in enumerate(gxs):
+        if g is None or not needs[i] or any(d is g for d in done):
+            continue
+        done.append(g)
+        targets = [j for j in range(i, len(gxs)) if gxs[j] is g and needs[j]]
+        if len(targets) < 2:
+            continue
+        keep = [j for j in targets if inputs[j].array.shape == g.shape]  # not summed down
+        leaves = [j for j in keep if inputs[j]._creator is None]
+        fns = [j for j in keep if inputs[j]._creator is not None]
+        if not fns:
+            leaves = leaves[1:]  # the first leaf keeps g
+        elif len(fns) > 1:
+            view = g.view()
+            flags = view.flags
+            if hasattr(flags, "writeable"):  # NumPy, the fake CuPy
+                flags.writeable = False
+            else:
+                view = g
+                shared.append(g)
+            for j in fns:
+                out[j] = view
+        for j in leaves:
+            out[j] = g.copy()
+    return out
+
+
+def _aliases(g: Any, shared: list) -> bool:
+    """Whether g lies in the memory of an array in `shared` (CuPy arrays)."""
+    ptr = g.data.ptr
+    return any(s.data.ptr <= ptr < s.data.ptr + s.nbytes for s in shared)
+
+
+def _hand_on(xp: Any, t: Tensor, gx: Any, grads: dict, heap: list, shared: list) -> None:
     """Pass the gradient gx of input t on: into t.grad for a leaf, else to t's creator."""
     shape = t.array.shape
     if gx.shape != shape:
         gx = _sum_to_shape(xp, gx, shape)
     creator = t._creator
     if creator is None:
+        if shared and t.grad is None and _aliases(gx, shared):
+            gx = gx.copy()  # Functions share it (see _share): not to be kept as a .grad
         _accumulate_leaf(t, gx)
         return
     prev = grads.get(creator)
