@@ -17,7 +17,10 @@ The reference models:
   Adam.
 - gpt: GPT-2-small (12 layers, 12 heads, 768, vocab 50257, block 1024); AdamW; batch 1 x 64
   tokens by default (the NumPy stand-in's memory and time; bytes scale with the tokens).
-`--small` shrinks every width (the launch count stays the same; the test uses it).
+`--small` shrinks every width (tests/test_launch_budget.py uses it). The launch count stays the
+same except for the LSTM, 2 more when narrow (281 against 279 on 2026-12-04): its two bias gradients
+go into their flat-buffer homes with one launch when the buffer holds them back to back, which the
+256-byte alignment allows at width 256 but not at 8.
 `--estimate` prints the H100 step-time estimate of docs/performance.md from the counts (an
 estimate from counted work and datasheet figures, not a measurement; see `estimate`).
 `--bytes-top N` lists, per model, the N sources that move the most bytes outside cuBLAS calls
