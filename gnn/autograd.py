@@ -229,7 +229,16 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
                 _hand_on(xp, inputs[0], gxs, grads, heap, shared)
         else:
             needs = fn.needs_input_grad
-            if _repeats(gxs):  # one array for two inputs (as add's backward returns)
+            # one array for two inputs (as add's backward returns)? Two and three inputs inline.
+            n, g, h = len(gxs), gxs[0], gxs[1]
+            if n == 2:
+                repeats = g is h and g is not None
+            elif n == 3:
+                k = gxs[2]
+                repeats = ((g is h or g is k) and g is not None) or (h is k and h is not None)
+            else:
+                repeats = _repeats(gxs)
+            if repeats:
                 gxs = _share(inputs, needs, gxs, shared)
             for t, need, gx in zip(inputs, needs, gxs):
                 if need and gx is not None:
@@ -259,9 +268,8 @@ def _grad_out(inputs: tuple, needs: tuple) -> tuple | None:
 
 def _repeats(gxs: Any) -> bool:
     """Whether one array is the gradient of two inputs."""
-    if len(gxs) == 2:
-        return gxs[0] is gxs[1] and gxs[0] is not None
-    return any(g is not None and g is h for i, g in enumerate(gxs) for h in gxs[i + 1 :])
+    ids = [id(g) for g in gxs if g is not None]
+    return len(set(ids)) < len(ids)
 
 
 def _share(inputs: tuple, needs: tuple, gxs: Any, shared: list) -> list:
@@ -276,6 +284,13 @@ def _share(inputs: tuple, needs: tuple, gxs: Any, shared: list) -> list:
     that ops like reshape hand on, copies it too. Only leaves (x + x too): the first keeps the
     array, the others get copies. Summed-down (broadcast) gradients are new arrays anyway.
     """
+    if len(gxs) == 2 and needs[0] and needs[1]:  # the common case: x + f(x), both made by ops
+        a, b = inputs
+        g = gxs[0]
+        if a._creator is not None and b._creator is not None:
+            if a.array.shape == g.shape == b.array.shape:
+                view = _read_only(g, shared)
+                return [view, view]
     out = list(gxs)
     done: list[Any] = []
     for i, g in enumerate(gxs):
@@ -291,18 +306,23 @@ def _share(inputs: tuple, needs: tuple, gxs: Any, shared: list) -> list:
         if not fns:
             leaves = leaves[1:]  # the first leaf keeps g
         elif len(fns) > 1:
-            view = g.view()
-            flags = view.flags
-            if hasattr(flags, "writeable"):  # NumPy, the fake CuPy
-                flags.writeable = False
-            else:
-                view = g
-                shared.append(g)
+            view = _read_only(g, shared)
             for j in fns:
                 out[j] = view
         for j in leaves:
             out[j] = g.copy()
     return out
+
+
+def _read_only(g: Any, shared: list) -> Any:
+    """A read-only view of g; on CuPy (no read-only arrays) g itself, noted in `shared`."""
+    view = g.view()
+    flags = view.flags
+    if hasattr(flags, "writeable"):  # NumPy, the fake CuPy
+        flags.writeable = False
+        return view
+    shared.append(g)
+    return g
 
 
 def _aliases(g: Any, shared: list) -> bool:
