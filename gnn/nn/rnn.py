@@ -43,17 +43,19 @@ class LayerRun:
         return self._y[self._t_len] if self._lstm else None
 
 
+_ZERO_STATES: dict[tuple, Tensor] = {}  # (device, batch, hidden, dtype) -> zeros, see below
+
+
 def _zero_state(x: Tensor, batch: int, hidden: int) -> Tensor:
     """The zero (batch, hidden) initial state, made once per backend, shape and dtype and shared
     (the recurrent ops only read it): no memset per forward."""
-    cache = x._be.__dict__.setdefault("_rnn_zero_states", {})
-    key = (batch, hidden, x.dtype)
-    zeros = cache.get(key)
+    key = (str(x.device), batch, hidden, x.dtype)
+    zeros = _ZERO_STATES.get(key)
     if zeros is None:
-        if len(cache) >= 8:
-            cache.clear()  # many distinct batch sizes: start afresh
+        if len(_ZERO_STATES) >= 8:
+            _ZERO_STATES.clear()  # many distinct batch sizes: start afresh
         zeros = creation.zeros(batch, hidden, dtype=x.dtype, device=x.device)
-        cache[key] = zeros
+        _ZERO_STATES[key] = zeros
     return zeros
 
 
