@@ -319,7 +319,10 @@ def _read_only(g: Any, shared: list) -> Any:
     view = g.view()
     flags = view.flags
     if hasattr(flags, "writeable"):  # NumPy, the fake CuPy
-        flags.writeable = False
+        try:
+            flags.writeable = False
+        except ValueError:  # a NumPy scalar (0-d math returns one): immutable already
+            return g
         return view
     shared.append(g)
     return g

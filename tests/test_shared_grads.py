@@ -272,3 +272,11 @@ def test_the_gy_check_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 assert ROWS  # the op table loaded
+
+
+def test_zero_dimensional_residual_add() -> None:
+    """0-d math gives NumPy scalars, whose flags cannot be set: sharing one must still work."""
+    a = gnn.tensor(2.0, dtype="float64", requires_grad=True)
+    h = a * 3.0
+    ((h + h * 2.0) * 1.5).backward()  # mul's 0-d gradient is a NumPy scalar, shared by add
+    assert a.grad is not None and float(a.grad.numpy()) == 13.5
