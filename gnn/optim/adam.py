@@ -8,14 +8,14 @@ from typing import Any
 
 from gnn.backend.fused import optim as fused_optim
 from gnn.backend.fused.optim import AdamArrays, AdamSpec, DeviceClock
-from gnn.optim.optimizer import Optimizer, check_range
+from gnn.optim.optimizer import FusedRule, check_range
 from gnn.tensor import Tensor
 
 # Specs are made per parameter per step on the per-parameter path: one per setting, cached.
 _spec = functools.lru_cache(maxsize=256)(AdamSpec)
 
 
-class Adam(Optimizer):
+class Adam(FusedRule):
     """Adam: m, v = running means of g and g*g; p -= lr * m_hat / (sqrt(v_hat) + eps).
 
     weight_decay adds weight_decay * p to the gradient (L2); AdamW decays p itself instead.
@@ -67,21 +67,6 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             state["max_exp_avg_sq"] = self.zeros_state(param)
         return state
-
-    def update(
-        self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
-    ) -> None:
-        self._fused(param, grad, state, group, None, maximize=False)  # grad already negated
-
-    def update_flat(
-        self,
-        param: Tensor,
-        grad: Any,
-        state: dict[str, Any],
-        group: dict[str, Any],
-        clock: DeviceClock,
-    ) -> None:
-        self._fused(param, grad, state, group, clock, group.get("maximize", False))
 
     def _fused(
         self,

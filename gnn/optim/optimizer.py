@@ -388,3 +388,35 @@ def _state_value(value: Any, p: Tensor, who: str, key: str) -> Any:
     if data is value:  # the optimizer updates its state in place: never share the caller's array
         data = data.copy()
     return Tensor.wrap(data, p.backend)
+
+
+class FusedRule(Optimizer):
+    """An optimizer whose rule is one fused unit of gnn/backend/fused/optim.py: `_fused` runs it
+    on one parameter (clock None: the reference, on any backend) or on a whole flat buffer (the
+    kernel on CUDA, with the buffer's device clock)."""
+
+    def update(
+        self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
+    ) -> None:
+        self._fused(param, grad, state, group, None, maximize=False)  # grad already negated
+
+    def update_flat(
+        self,
+        param: Tensor,
+        grad: Any,
+        state: dict[str, Any] | None,
+        group: dict[str, Any],
+        clock: DeviceClock,
+    ) -> None:
+        self._fused(param, grad, state, group, clock, group.get("maximize", False))
+
+    def _fused(
+        self,
+        param: Tensor,
+        grad: Any,
+        state: Any,
+        group: dict[str, Any],
+        clock: DeviceClock | None,
+        maximize: bool,
+    ) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not define _fused()")

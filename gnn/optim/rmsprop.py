@@ -8,14 +8,14 @@ from typing import Any
 
 from gnn.backend.fused import optim as fused_optim
 from gnn.backend.fused.optim import DeviceClock, RMSpropArrays, RMSpropSpec
-from gnn.optim.optimizer import Optimizer, check_range
+from gnn.optim.optimizer import FusedRule, check_range
 from gnn.tensor import Tensor
 
 # Specs are made per parameter per step on the per-parameter path: one per setting, cached.
 _spec = functools.lru_cache(maxsize=256)(RMSpropSpec)
 
 
-class RMSprop(Optimizer):
+class RMSprop(FusedRule):
     """sq = alpha * sq + (1 - alpha) * g * g; p -= lr * g / (sqrt(sq) + eps).
 
     centered subtracts the square of the running mean of g inside the root; momentum keeps a buffer
@@ -63,21 +63,6 @@ class RMSprop(Optimizer):
         if group["centered"]:
             state["grad_avg"] = self.zeros_state(param)
         return state
-
-    def update(
-        self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
-    ) -> None:
-        self._fused(param, grad, state, group, None, maximize=False)  # grad already negated
-
-    def update_flat(
-        self,
-        param: Tensor,
-        grad: Any,
-        state: dict[str, Any],
-        group: dict[str, Any],
-        clock: DeviceClock,
-    ) -> None:
-        self._fused(param, grad, state, group, clock, group.get("maximize", False))
 
     def _fused(
         self,

@@ -8,14 +8,14 @@ from typing import Any
 
 from gnn.backend.fused import optim as fused_optim
 from gnn.backend.fused.optim import DeviceClock, SGDArrays, SGDSpec
-from gnn.optim.optimizer import Optimizer, check_range
+from gnn.optim.optimizer import FusedRule, check_range
 from gnn.tensor import Tensor
 
 # Specs are made per parameter per step on the per-parameter path: one per setting, cached.
 _spec = functools.lru_cache(maxsize=256)(SGDSpec)
 
 
-class SGD(Optimizer):
+class SGD(FusedRule):
     """p -= lr * d, where d is the gradient (plus weight decay) or its momentum buffer.
 
     With momentum: buf = momentum * buf + (1 - dampening) * d (buf = d on the first step), then
@@ -59,21 +59,6 @@ class SGD(Optimizer):
         # The momentum buffer starts as the first step's direction (set by update); without
         # momentum SGD keeps no state at all, as PyTorch's does.
         return {} if group["momentum"] else None
-
-    def update(
-        self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
-    ) -> None:
-        self._fused(param, grad, state, group, None, maximize=False)  # grad already negated
-
-    def update_flat(
-        self,
-        param: Tensor,
-        grad: Any,
-        state: dict[str, Any] | None,
-        group: dict[str, Any],
-        clock: DeviceClock,
-    ) -> None:
-        self._fused(param, grad, state, group, clock, group.get("maximize", False))
 
     def _fused(
         self,
