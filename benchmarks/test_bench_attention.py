@@ -14,10 +14,9 @@ Run: python -m pytest benchmarks/test_bench_attention.py --benchmark-only -q
 
 from __future__ import annotations
 
-import statistics
-
 import numpy as np
 import pytest
+from gpu_timing import cuda_median_s, synchronized
 
 import gnn
 from gnn import functional as F
@@ -42,33 +41,6 @@ def step(proj):
 def operand():
     x = np.random.default_rng(0).standard_normal((B, T, 3 * H * D)).astype(np.float32)
     return gnn.tensor(x, device="cuda", requires_grad=True)
-
-
-def cuda_median_s(fn, repeat=10, warmup=2) -> float:
-    """Median time of fn() on the current stream, by CUDA events, after a warm-up."""
-    import cupy
-
-    for _ in range(warmup):
-        fn()
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    times = []
-    for _ in range(repeat):
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
-    return statistics.median(times)
-
-
-def synchronized(fn):
-    import cupy
-
-    def run():
-        fn()
-        cupy.cuda.Device().synchronize()
-
-    return run
 
 
 def with_kernels(on: bool, fn):

@@ -13,12 +13,12 @@ Run: python -m pytest benchmarks/test_bench_conv.py --benchmark-only -q
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from gpu_timing import cuda_median_s, synchronized
 
 import gnn
 from gnn import functional as F
@@ -64,40 +64,13 @@ def cnn_step() -> Callable[[], None]:
     return step
 
 
-def cuda_median_s(fn: Callable[[], None], repeat: int = 20, warmup: int = 3) -> float:
-    """Median time of fn() on the current stream, by CUDA events, after a warm-up."""
-    import cupy
-
-    for _ in range(warmup):
-        fn()
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    times = []
-    for _ in range(repeat):
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
-    return statistics.median(times)
-
-
-def synchronized(fn: Callable[[], None]) -> Callable[[], None]:
-    import cupy
-
-    def run() -> None:
-        fn()
-        cupy.cuda.Device().synchronize()
-
-    return run
-
-
 @pytest.mark.benchmark(group="gpu-cnn-conv")
 class TestGpuCnnConv:
     def test_fused_kernels(self, benchmark):
         step = cnn_step()
-        fused = cuda_median_s(step)
+        fused = cuda_median_s(step, repeat=20, warmup=3)
         with kernels_off():
-            unfused = cuda_median_s(step)
+            unfused = cuda_median_s(step, repeat=20, warmup=3)
         benchmark.pedantic(synchronized(step), rounds=20)
         benchmark.extra_info.update(
             median_ms=round(fused * 1e3, 3), speedup=round(unfused / fused, 2)

@@ -17,10 +17,9 @@ Run: python -m pytest benchmarks/test_bench_gelu_clip.py --benchmark-only -q
 
 from __future__ import annotations
 
-import statistics
-
 import numpy as np
 import pytest
+from gpu_timing import cuda_median_s, synchronized
 
 from gnn.backend import cuda_available
 from gnn.backend.fused import clip_grad_norm as fused_clip
@@ -42,33 +41,6 @@ def gpt2_small_shapes() -> list[tuple[int, ...]]:
     layer = [(c,), (c,), (3 * c, c), (3 * c,), (c, c), (c,), (c,), (c,)]
     layer += [(4 * c, c), (4 * c,), (c, 4 * c), (c,)]
     return [(50257, c), (1024, c), *layer * 12, (c,), (c,)]
-
-
-def cuda_median_s(fn, repeat=10, warmup=2) -> float:
-    """Median time of fn() on the current stream, by CUDA events, after a warm-up."""
-    import cupy
-
-    for _ in range(warmup):
-        fn()
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    times = []
-    for _ in range(repeat):
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
-    return statistics.median(times)
-
-
-def synchronized(fn):
-    import cupy
-
-    def run():
-        fn()
-        cupy.cuda.Device().synchronize()
-
-    return run
 
 
 @pytest.fixture

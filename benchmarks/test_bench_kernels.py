@@ -18,6 +18,7 @@ import statistics
 
 import numpy as np
 import pytest
+from gpu_timing import cuda_median_s, synchronized
 
 from gnn.backend import cuda_available
 from gnn.backend.fused import layer_norm as fused_ln
@@ -36,35 +37,6 @@ BYTES_PER_ELEMENT = 12  # both workloads: read two float32 streams, write one
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-
-def gpu_median_s(fn, repeat=10, warmup=2):
-    """Median time of fn() on the current stream, by CUDA events, after a warm-up (compiles)."""
-    import cupy
-
-    for _ in range(warmup):
-        fn()
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    times = []
-    for _ in range(repeat):
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
-    return statistics.median(times)
-
-
-def synchronized(fn):
-    """fn followed by a device synchronisation, so pytest-benchmark times the GPU work."""
-    import cupy
-
-    def run():
-        out = fn()
-        cupy.cuda.Device().synchronize()
-        return out
-
-    return run
 
 
 @pytest.fixture
@@ -89,7 +61,7 @@ def copy_gbps():
 
     src = cupy.ones(SIGMOID_ELEMENTS, dtype=cupy.float32)
     dst = cupy.empty_like(src)
-    seconds = gpu_median_s(lambda: cupy.copyto(dst, src))
+    seconds = cuda_median_s(lambda: cupy.copyto(dst, src))
     return 2 * 4 * SIGMOID_ELEMENTS / seconds / 1e9
 
 
@@ -139,8 +111,8 @@ class TestGpuSigmoidBackward:
 
     def test_fused_kernel(self, benchmark, cuda_be, copy_gbps):
         y, gy = sigmoid_operands()
-        fused = gpu_median_s(lambda: fused_sigmoid.backward(cuda_be, y, gy))
-        unfused = gpu_median_s(lambda: fused_sigmoid.reference_backward(cuda_be.xp, y, gy))
+        fused = cuda_median_s(lambda: fused_sigmoid.backward(cuda_be, y, gy))
+        unfused = cuda_median_s(lambda: fused_sigmoid.reference_backward(cuda_be.xp, y, gy))
         benchmark.pedantic(
             synchronized(lambda: fused_sigmoid.backward(cuda_be, y, gy)), rounds=10, warmup_rounds=2
         )
@@ -149,7 +121,7 @@ class TestGpuSigmoidBackward:
 
     def test_unfused_composition(self, benchmark, cuda_be, copy_gbps):
         y, gy = sigmoid_operands()
-        unfused = gpu_median_s(lambda: fused_sigmoid.reference_backward(cuda_be.xp, y, gy))
+        unfused = cuda_median_s(lambda: fused_sigmoid.reference_backward(cuda_be.xp, y, gy))
         benchmark.pedantic(
             synchronized(lambda: fused_sigmoid.reference_backward(cuda_be.xp, y, gy)),
             rounds=10,
@@ -203,8 +175,8 @@ class TestGpuSoftmaxCrossEntropy:
 
     def test_fused_kernels(self, benchmark, cuda_be, copy_gbps):
         logits, target = ce_operands()
-        fused = gpu_median_s(fused_step(cuda_be, logits, target))
-        unfused = gpu_median_s(unfused_step(cuda_be, logits, target), repeat=5)
+        fused = cuda_median_s(fused_step(cuda_be, logits, target))
+        unfused = cuda_median_s(unfused_step(cuda_be, logits, target), repeat=5)
         benchmark.pedantic(synchronized(fused_step(cuda_be, logits, target)), rounds=10)
         # forward reads the logits once, backward reads them again and writes the gradient
         report(
@@ -213,7 +185,7 @@ class TestGpuSoftmaxCrossEntropy:
 
     def test_unfused_composition(self, benchmark, cuda_be, copy_gbps):
         logits, target = ce_operands()
-        unfused = gpu_median_s(unfused_step(cuda_be, logits, target), repeat=5)
+        unfused = cuda_median_s(unfused_step(cuda_be, logits, target), repeat=5)
         benchmark.pedantic(synchronized(unfused_step(cuda_be, logits, target)), rounds=5)
         report(benchmark, logits.size, unfused, copy_gbps, role="baseline")
 
@@ -289,8 +261,8 @@ class TestGpuLayerNorm:
 
     def test_fused_kernels(self, benchmark, cuda_be, copy_gbps):
         ops = ln_operands()
-        fused = gpu_median_s(ln_step(cuda_be, True, *ops))
-        unfused = gpu_median_s(ln_step(cuda_be, False, *ops), repeat=5)
+        fused = cuda_median_s(ln_step(cuda_be, True, *ops))
+        unfused = cuda_median_s(ln_step(cuda_be, False, *ops), repeat=5)
         benchmark.pedantic(synchronized(ln_step(cuda_be, True, *ops)), rounds=10)
         report(
             benchmark,
@@ -303,7 +275,7 @@ class TestGpuLayerNorm:
 
     def test_unfused_composition(self, benchmark, cuda_be, copy_gbps):
         ops = ln_operands()
-        unfused = gpu_median_s(ln_step(cuda_be, False, *ops), repeat=5)
+        unfused = cuda_median_s(ln_step(cuda_be, False, *ops), repeat=5)
         benchmark.pedantic(synchronized(ln_step(cuda_be, False, *ops)), rounds=5)
         report(benchmark, ops[0].size, unfused, copy_gbps, LN_BYTES_PER_ELEMENT, role="baseline")
 

@@ -15,11 +15,11 @@ Run: python -m pytest benchmarks/test_bench_lstm.py --benchmark-only -q
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
 import numpy as np
 import pytest
+from gpu_timing import cuda_median_s
 
 import gnn
 from gnn import nn
@@ -31,23 +31,6 @@ pytestmark = [
     pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA device"),
 ]
 HIDDEN, STEPS, BATCH, CLASSES = 256, 32, 32, 10
-
-
-def gpu_median_ms(fn: Any, repeat: int = 20, warmup: int = 3) -> float:
-    """Median milliseconds of fn() on the current stream, by CUDA events, after a warm-up."""
-    import cupy
-
-    for _ in range(warmup):
-        fn()
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    times = []
-    for _ in range(repeat):
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end))
-    return statistics.median(times)
 
 
 class Net(nn.Module):
@@ -92,7 +75,8 @@ def gnn_step() -> Any:
 @pytest.mark.benchmark(group="gpu-lstm-train-step")
 def test_fused_cell_kernels(benchmark: Any) -> None:
     step = gnn_step()
-    benchmark.extra_info["median_ms_cuda_events"] = round(gpu_median_ms(step), 3)
+    seconds = cuda_median_s(step, repeat=20, warmup=3)
+    benchmark.extra_info["median_ms_cuda_events"] = round(1e3 * seconds, 3)
     benchmark.pedantic(step, rounds=20, warmup_rounds=3)
 
 
@@ -101,7 +85,8 @@ def test_unfused_loop(benchmark: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fused_lstm, "runs_per_step", lambda be: False)
     step = gnn_step()
     benchmark.extra_info["role"] = "baseline"
-    benchmark.extra_info["median_ms_cuda_events"] = round(gpu_median_ms(step), 3)
+    seconds = cuda_median_s(step, repeat=20, warmup=3)
+    benchmark.extra_info["median_ms_cuda_events"] = round(1e3 * seconds, 3)
     benchmark.pedantic(step, rounds=20, warmup_rounds=3)
 
 
