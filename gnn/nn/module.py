@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from gnn.backend import get_backend, parse_device
+from gnn.dtypes import is_floating, parse_dtype
 from gnn.nn.parameter import Parameter
 from gnn.tensor import Tensor, to_arguments
 
@@ -37,6 +38,7 @@ class Module:
         if isinstance(value, Parameter):
             buffers.pop(name, None)
             modules.pop(name, None)
+            d["_non_persistent"].discard(name)  # a parameter is always saved
             params[name] = value
         elif isinstance(value, Module):
             params.pop(name, None)
@@ -104,12 +106,17 @@ class Module:
 
     # ---- traversal -----------------------------------------------------------------------------
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for self and every sub-module, parents before children; a
+        module reachable under two names appears once, or under both with remove_duplicate=False
+        (as state_dict lists it, like PyTorch's)."""
         seen: set[int] = set()
         stack = [(prefix, self)]
         while stack:
             name, mod = stack.pop()
-            if id(mod) in seen:
+            if remove_duplicate and id(mod) in seen:
                 continue
             seen.add(id(mod))
             yield name, mod
@@ -119,44 +126,40 @@ class Module:
             stack.extend(reversed(children))
 
     def modules(self) -> Iterator[Module]:
-        for _, m in self.named_modules():
-            yield m
+        return (m for _, m in self.named_modules())
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
-        for name, m in self._modules.items():
-            if m is not None:
-                yield name, m
+        return ((name, m) for name, m in self._modules.items() if m is not None)
 
     def children(self) -> Iterator[Module]:
-        for _, m in self.named_children():
-            yield m
+        return (m for _, m in self.named_children())
+
+    def _named_members(self, store: str, prefix: str, recurse: bool) -> Iterator[tuple[str, Any]]:
+        """(dotted name, value) of the non-None entries of each module's `store`; a value
+        shared by two modules appears once."""
+        seen: set[int] = set()
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mod_name, mod in mods:
+            for name, v in getattr(mod, store).items():
+                if v is not None and id(v) not in seen:
+                    seen.add(id(v))
+                    yield (f"{mod_name}.{name}" if mod_name else name), v
 
     def named_parameters(
         self, prefix: str = "", recurse: bool = True
     ) -> Iterator[tuple[str, Parameter]]:
         """(name, parameter) pairs with PyTorch's dotted names; shared parameters appear once."""
-        seen: set[int] = set()
-        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
-        for mod_name, mod in mods:
-            for name, p in mod._parameters.items():
-                if p is None or id(p) in seen:
-                    continue
-                seen.add(id(p))
-                yield (f"{mod_name}.{name}" if mod_name else name), p
+        return self._named_members("_parameters", prefix, recurse)
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
-        for _, p in self.named_parameters(recurse=recurse):
-            yield p
+        return (p for _, p in self.named_parameters(recurse=recurse))
 
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
-        for mod_name, mod in self.named_modules(prefix):
-            for name, b in mod._buffers.items():
-                if b is not None:
-                    yield (f"{mod_name}.{name}" if mod_name else name), b
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """(name, buffer) pairs with PyTorch's dotted names; shared buffers appear once."""
+        return self._named_members("_buffers", prefix, recurse)
 
-    def buffers(self) -> Iterator[Tensor]:
-        for _, b in self.named_buffers():
-            yield b
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        return (b for _, b in self.named_buffers(recurse=recurse))
 
     def apply(self, fn: Callable[[Module], None]) -> Module:
         """Call fn on every sub-module (children first) and on self."""
@@ -196,11 +199,8 @@ class Module:
         """
         device, dtype = to_arguments(device, dtype, "Module.to")
         be = get_backend(device) if device is not None else None
-        for m in self.modules():
-            for store in (m._parameters, m._buffers):
-                for t in store.values():
-                    if t is not None:
-                        _move_in_place(t, be, dtype)
+        for _, t in [*self.named_parameters(), *self.named_buffers()]:
+            _move_in_place(t, be, dtype)
         return self
 
     def cpu(self) -> Module:
@@ -223,28 +223,13 @@ class Module:
 
     # ---- state dicts ---------------------------------------------------------------------------
 
-    def _state_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """(dotted prefix, module) for the state dict: every path, so a module reachable under
-        two names appears under both (as PyTorch's state_dict does), parents before children."""
-        stack = [(prefix, self)]
-        while stack:
-            name, mod = stack.pop()
-            yield name, mod
-            children = [
-                (f"{name}.{k}" if name else k, m) for k, m in mod._modules.items() if m is not None
-            ]
-            stack.extend(reversed(children))
-
     def _state_tensors(self) -> Iterator[tuple[str, Tensor]]:
         """(key, tensor) of every parameter and persistent buffer, in PyTorch's key order."""
-        for mod_name, mod in self._state_modules():
+        for mod_name, mod in self.named_modules(remove_duplicate=False):
             pre = f"{mod_name}." if mod_name else ""
-            for name, p in mod._parameters.items():
-                if p is not None:
-                    yield pre + name, p
-            for name, b in mod._buffers.items():
-                if b is not None and name not in mod._non_persistent:
-                    yield pre + name, b
+            for name, t in [*mod._parameters.items(), *mod._buffers.items()]:
+                if t is not None and name not in mod._non_persistent:
+                    yield pre + name, t
 
     def state_dict(self, prefix: str = "", keep_vars: bool = False) -> OrderedDict[str, Tensor]:
         """Parameters and persistent buffers by dotted name, each key after `prefix`; detached
@@ -275,8 +260,7 @@ class Module:
         own = OrderedDict(self._state_tensors())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        mismatched, wrong_type = [], []
-        hosts: dict[str, Any] = {}
+        mismatched, wrong_type, ready = [], [], []
         for k, target in own.items():
             if k not in state_dict:
                 continue
@@ -289,34 +273,29 @@ class Module:
                 except (TypeError, ValueError) as e:
                     wrong_type.append(f"{k}: a {type(value).__name__} ({e})")
                     continue
-            kind = getattr(getattr(src, "dtype", None), "kind", None)
-            if getattr(getattr(src, "dtype", None), "name", None) == "bfloat16":
-                kind = "f"  # ml_dtypes' bfloat16 reports kind "V"
-            if kind not in ("b", "i", "u", "f"):
-                what = getattr(src, "dtype", type(value).__name__)
+            dt = getattr(src, "dtype", None)
+            if dt is None or not (dt.kind in "biu" or is_floating(dt)):
+                what = dt or type(value).__name__
                 wrong_type.append(f"{k}: dtype {what} is not numeric (model {target.dtype})")
-                continue
-            shape = tuple(src.shape)
-            if shape != target.shape:
-                mismatched.append(f"{k}: checkpoint {shape} vs model {target.shape}")
-                continue
-            hosts[k] = src
-        problems = []
-        if strict and missing:
-            problems.append("missing keys: " + ", ".join(missing))
-        if strict and unexpected:
-            problems.append("unexpected keys: " + ", ".join(map(str, unexpected)))
-        if mismatched:
-            problems.append("size mismatch: " + "; ".join(mismatched))
-        if wrong_type:
-            problems.append("wrong type: " + "; ".join(wrong_type))
+            elif tuple(src.shape) != target.shape:
+                mismatched.append(f"{k}: checkpoint {tuple(src.shape)} vs model {target.shape}")
+            else:  # converted now, so that a failure here still changes nothing
+                ready.append((target, target._be.asarray(src, dtype=target.dtype)))
+        problems = [
+            f"{label}: {sep.join(map(str, keys))}"
+            for label, sep, keys in (
+                ("missing keys", ", ", missing if strict else []),
+                ("unexpected keys", ", ", unexpected if strict else []),
+                ("size mismatch", "; ", mismatched),
+                ("wrong type", "; ", wrong_type),
+            )
+            if keys
+        ]
         if problems:
             raise RuntimeError(
                 f"error(s) loading state_dict for {type(self).__name__}:\n  "
                 + "\n  ".join(problems)
             )
-        # Convert everything first (a failure here still changes nothing), then copy.
-        ready = [(own[k], own[k]._be.asarray(src, dtype=own[k].dtype)) for k, src in hosts.items()]
         for dest, data in ready:
             dest.array[...] = data
         return missing, unexpected
@@ -326,35 +305,46 @@ class Module:
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
-    # A module's hooks live in `_hooks`, made on the first registration. __call__ is hot, so
-    # while no module anywhere has a hook it reads one global and nothing else.
-    _hooks: _Hooks | None = None
+    # Forward hooks by handle, in registration order: {handle: ("pre" or "post", hook)}, made on
+    # the first registration and dropped with the last, so a module without hooks (nearly all,
+    # and __call__ is hot) finds this class default None and calls forward at once.
+    _hooks: dict[RemovableHandle, tuple[str, Callable[..., Any]]] | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args and not isinstance(args[0], Tensor) and type(self).__module__.startswith("gnn."):
             _check_layer_input(self, args[0])
-        if not _HOOKED or self._hooks is None:
+        hooks = self._hooks
+        if hooks is None:
             return self.forward(*args, **kwargs)
-        return self._hooks.call(self, args, kwargs)
+        for kind, hook in list(hooks.values()):
+            if kind == "pre":
+                result = hook(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args, **kwargs)
+        for kind, hook in list(hooks.values()):
+            if kind == "post":
+                result = hook(self, args, output)
+                if result is not None:
+                    output = result
+        return output
 
     def register_forward_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
         """Call hook(module, args) before each forward; a non-None result replaces the args (a
         tuple, or one value for a single argument). Returns a handle whose .remove() undoes it."""
-        return self._hook_store().add(self, "pre", hook)
+        return self._add_hook("pre", hook)
 
     def register_forward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
         """Call hook(module, args, output) after each forward; a non-None result replaces the
         output. Returns a handle whose .remove() undoes it."""
-        return self._hook_store().add(self, "post", hook)
+        return self._add_hook("post", hook)
 
-    def _hook_store(self) -> _Hooks:
-        global _HOOKED
-        hooks = self._hooks
-        if hooks is None:
-            hooks = _Hooks()
-            object.__setattr__(self, "_hooks", hooks)
-            _HOOKED += 1
-        return hooks
+    def _add_hook(self, kind: str, hook: Callable[..., Any]) -> RemovableHandle:
+        if not callable(hook):
+            raise TypeError(f"a forward hook must be callable, got {type(hook).__name__}")
+        handle = RemovableHandle(self)
+        self.__dict__.setdefault("_hooks", {})[handle] = (kind, hook)
+        return handle
 
     # ---- printing ------------------------------------------------------------------------------
 
@@ -377,58 +367,19 @@ class Module:
         )
 
 
-_HOOKED = 0  # how many modules hold forward hooks (Module.__call__ skips them all at 0)
-
-
-class _Hooks:
-    """A module's forward pre-hooks and forward hooks, in registration order."""
-
-    def __init__(self) -> None:
-        self.pre: dict[int, Callable[..., Any]] = {}
-        self.post: dict[int, Callable[..., Any]] = {}
-        self.next_id = 0
-
-    def __deepcopy__(self, memo: dict) -> _Hooks:
-        global _HOOKED  # a deep-copied module keeps its hooks, and they must run
-        copy = _Hooks()
-        copy.pre, copy.post, copy.next_id = dict(self.pre), dict(self.post), self.next_id
-        _HOOKED += 1
-        return copy
-
-    def add(self, module: Module, kind: str, hook: Callable[..., Any]) -> RemovableHandle:
-        if not callable(hook):
-            raise TypeError(f"a forward hook must be callable, got {type(hook).__name__}")
-        self.next_id += 1
-        getattr(self, kind)[self.next_id] = hook
-        return RemovableHandle(module, kind, self.next_id)
-
-    def call(self, module: Module, args: tuple, kwargs: dict) -> Any:
-        for hook in list(self.pre.values()):
-            result = hook(module, args)
-            if result is not None:
-                args = result if isinstance(result, tuple) else (result,)
-        output = module.forward(*args, **kwargs)
-        for hook in list(self.post.values()):
-            result = hook(module, args, output)
-            if result is not None:
-                output = result
-        return output
-
-
 class RemovableHandle:
-    """What register_forward_hook returns: .remove() takes the hook off (again: no-op)."""
+    """What register_forward_hook returns: .remove() takes the hook off (again: no-op).
 
-    def __init__(self, module: Module, kind: str, hook_id: int) -> None:
-        self.module, self.kind, self.id = module, kind, hook_id
+    A deep copy of the module copies its hooks with new handles, so the copy keeps them."""
+
+    def __init__(self, module: Module) -> None:
+        self.module = module
 
     def remove(self) -> None:
-        hooks = self.module._hooks
-        if hooks is None:
-            return
-        getattr(hooks, self.kind).pop(self.id, None)
-        if not hooks.pre and not hooks.post and self.module.__dict__.pop("_hooks", None):
-            global _HOOKED  # one module fewer with hooks: back to the fast path at zero
-            _HOOKED -= 1
+        hooks = self.module.__dict__.get("_hooks", {})
+        hooks.pop(self, None)
+        if not hooks:  # the last one: back to the hook-free path
+            self.module.__dict__.pop("_hooks", None)
 
     def __enter__(self) -> RemovableHandle:
         return self
@@ -459,8 +410,6 @@ def _check_layer_input(module: Module, x: Any) -> None:
 
 def _move_in_place(t: Tensor, be: Any, dtype: Any) -> None:
     """Point t at a copy of its data on another backend and/or dtype; its .grad moves too."""
-    from gnn.dtypes import is_floating, parse_dtype
-
     new_be = be or t._be
     data = t.array
     if new_be is not t._be:
