@@ -63,24 +63,16 @@ class Attention(Function):
         xp = self.be.xp
         # Scores and softmax in float32 at least (float16 inputs are widened).
         acc = np.float64 if q.dtype == np.float64 else np.float32
-        qa, ka, va = (t.astype(acc, copy=False) for t in (q, k, v))
         # A GPU's batched matmul (cuBLAS through the array module) copies every operand that is not
         # C-contiguous, in every product: q, k^T and v are made contiguous once here and kept for
         # the backward, which then copies one array (g^T) instead of seven; k^T is copied with the
-        # scale folded in (one pass over (S, E) instead of one over the (L, S) scores). NumPy's BLAS
-        # takes the strided views as they are, so the CPU keeps them.
-        self.transposed = xp is not np
-        if self.transposed:
-            qa, va = xp.ascontiguousarray(qa), xp.ascontiguousarray(va)
-            kt = xp.swapaxes(ka, -1, -2)
-            kt = xp.multiply(kt, acc(self.scale), out=xp.empty(kt.shape, dtype=acc))
-            s = qa @ kt  # (..., L, S), scaled
-        else:
-            kt = xp.swapaxes(ka, -1, -2)
-            s = qa @ kt
-            s *= acc(self.scale)
+        # scale folded in (one pass over (S, E) instead of one over the (L, S) scores).
+        qa, va = xp.ascontiguousarray(q, dtype=acc), xp.ascontiguousarray(v, dtype=acc)
+        kt = xp.swapaxes(k, -1, -2)
+        kt = xp.multiply(kt, acc(self.scale), out=xp.empty(kt.shape, dtype=acc))
+        s = qa @ kt  # (..., L, S), scaled
         if self.mask is not None:
-            if _broadcast_shape(s.shape, self.mask.shape) == s.shape:
+            if np.broadcast_shapes(s.shape, self.mask.shape) == s.shape:
                 s += self.mask
             else:  # the mask adds batch dims the scores do not have
                 s = s + self.mask
@@ -97,89 +89,61 @@ class Attention(Function):
         if guard:
             total = xp.maximum(total, xp.finfo(acc).tiny)  # an unmasked row's sum is >= 1
         s /= total
-        p = s  # (..., L, S) attention weights
-        pd = p
+        p = pd = s  # (..., L, S) attention weights, and those after dropout
         self.keep = None
         if self.dropout_p > 0.0:
             keep = self.be.rand(p.shape, acc) >= self.dropout_p
             self.keep = keep.astype(acc) * acc(1.0 / (1.0 - self.dropout_p))
             pd = p * self.keep
         out = pd @ va
-        self.q, self.k, self.kt, self.v, self.p, self.pd, self.out = qa, ka, kt, va, p, pd, out
+        self.q, self.kt, self.v, self.p, self.pd, self.out = qa, kt, va, p, pd, out
         if self.sink is not None:
             self.sink.append(pd)
         return out.astype(v.dtype, copy=False)
 
     def backward(self, gy: Any) -> Any:
         needs = (True, True, True) if self.packed else self.needs_input_grad
-        into = parts = None
-        if self.packed:
-            into = _like(self.be.xp, *self.layout)
-            parts = (into[0], into[1], into[2])
+        into = _like(self.be.xp, *self.layout) if self.packed else None
+        parts = None if into is None else (into[0], into[1], into[2])
+        grads = None
         if self.fused is not None:
             grads = fused_attention.cuda_backward(
                 self.be, self.q, self.k, self.v, self.fused, gy, self._spec(), parts
             )
             if grads is None:  # gy is not float32: the composite, its intermediates made now
                 self._forward(self.q, self.k, self.v)
-        if self.fused is None or grads is None:
-            grads = (self._backward_transposed if self.transposed else self._backward)(gy, needs)
-            if parts is not None:
-                for part, g in zip(parts, grads):
-                    part[...] = g
+        if grads is None:
+            grads = self._backward(gy, needs)
+            for part, g in zip(parts or (), grads):
+                part[...] = g
         if self.packed:
             return into
         return tuple(g if need else None for g, need in zip(grads, needs))
 
     def _backward(self, gy: Any, needs: tuple) -> Any:
-        xp = self.be.xp
-        q, k, v, p, pd = self.q, self.k, self.v, self.p, self.pd
-        g = gy.astype(p.dtype, copy=False)
-        gq = gk = gv = None
-        if needs[2]:
-            gv = (xp.swapaxes(pd, -1, -2) @ g).astype(self.in_dtypes[2], copy=False)
-        if needs[0] or needs[1]:
-            gp = g @ xp.swapaxes(v, -1, -2)  # (..., L, S)
-            if self.keep is not None:
-                gp *= self.keep
-            # Softmax backward, fused: dS = P * (dP - sum(dP * P, row)), then the scale.
-            row = (gp * p).sum(axis=-1, keepdims=True)
-            gp -= row
-            gp *= p
-            gp *= p.dtype.type(self.scale)
-            if needs[0]:
-                gq = (gp @ k).astype(self.in_dtypes[0], copy=False)
-            if needs[1]:
-                gk = (xp.swapaxes(gp, -1, -2) @ q).astype(self.in_dtypes[1], copy=False)
-        return gq, gk, gv  # broadcast batch dims are summed back by the engine
-
-    def _backward_transposed(self, gy: Any, needs: tuple) -> Any:
-        """The backward on contiguous operands only: the same products, transposed, so that the
-        one copy is of g^T (q, k^T and v were made contiguous by the forward)."""
+        """The composite's gradients, as products of contiguous operands (the forward made q, k^T
+        and v so): transposed where that leaves g^T the one array a GPU copies."""
         xp = self.be.xp
         q, kt, v, p, pd = self.q, self.kt, self.v, self.p, self.pd
-        g = gy.astype(p.dtype, copy=False)
-        gt = xp.ascontiguousarray(xp.swapaxes(g, -1, -2))
+        gt = xp.ascontiguousarray(xp.swapaxes(gy, -1, -2), dtype=p.dtype)
         gq = gk = gv = None
         if needs[2]:
             gv = xp.swapaxes(gt @ pd, -1, -2).astype(self.in_dtypes[2], copy=False)  # pd^T g
         if needs[0] or needs[1]:
             gpt = v @ gt  # (..., S, L): dP^T
-            pt = xp.swapaxes(p, -1, -2)
             if self.keep is not None:
                 gpt *= xp.swapaxes(self.keep, -1, -2)
             # Softmax backward, transposed: dS^T = P^T * (dP^T - delta), where the row sums
             # delta = rowsum(dP * P) = rowsum(g * out) come from (L, E) arrays, not (L, S) ones.
-            delta = (gt * xp.swapaxes(self.out, -1, -2)).sum(axis=-2, keepdims=True)
-            gpt -= delta
-            gpt *= pt
+            gpt -= (gt * xp.swapaxes(self.out, -1, -2)).sum(axis=-2, keepdims=True)
+            gpt *= xp.swapaxes(p, -1, -2)
             if needs[0]:  # dS k * scale: k^T holds the scale already
                 gq = xp.swapaxes(kt @ gpt, -1, -2).astype(self.in_dtypes[0], copy=False)
             if needs[1]:
                 gk = gpt @ q  # dS^T q
                 gk *= gk.dtype.type(self.scale)
                 gk = gk.astype(self.in_dtypes[1], copy=False)
-        return gq, gk, gv
+        return gq, gk, gv  # broadcast batch dims are summed back by the engine
 
 
 def _like(xp: Any, shape: tuple, strides: tuple, dtype: Any) -> Any:
@@ -208,23 +172,6 @@ def _packed(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
     return src if src.shape[0] == 3 and q.dtype == src.dtype else None
 
 
-def _broadcast_shape(a: tuple, b: tuple) -> tuple:
-    """The shape a and b broadcast to (they are known to be compatible)."""
-    n = max(len(a), len(b))
-    a = (1,) * (n - len(a)) + tuple(a)
-    b = (1,) * (n - len(b)) + tuple(b)
-    return tuple(max(x, y) if min(x, y) != 0 else 0 for x, y in zip(a, b))
-
-
-def _check_mask_shape(mask_shape: tuple, scores_shape: tuple) -> None:
-    for m, n in zip(reversed(mask_shape), reversed(scores_shape)):
-        if m != n and m != 1 and n != 1:
-            raise ValueError(
-                f"scaled_dot_product_attention: attn_mask of shape {tuple(mask_shape)} does not "
-                f"broadcast to the attention scores' shape {tuple(scores_shape)} (batch..., L, S)"
-            )
-
-
 # Causal masks by (device, L, S, dtype): a transformer's layers all use the same one, and each
 # step again; building it is several launches on a GPU. Shared, so read-only (never written).
 _CAUSAL_MASKS: dict[tuple, Any] = {}
@@ -245,36 +192,6 @@ def causal_mask(be: Any, L: int, S: int, acc: Any) -> Any:
             _CAUSAL_MASKS.clear()  # many distinct lengths: start afresh
         _CAUSAL_MASKS[key] = mask
     return mask
-
-
-def additive_mask(
-    attn_mask: Any, is_causal: bool, q_shape: tuple, k_shape: tuple, like: Tensor
-) -> Any:
-    """One additive float mask (an array, or None) from a bool / float mask and/or causality."""
-    be = like.backend
-    acc = np.float64 if like.dtype == np.float64 else np.float32
-    L, S = q_shape[-2], k_shape[-2]
-    batch = _broadcast_shape(q_shape[:-2], k_shape[:-2])
-    if is_causal and attn_mask is not None:
-        raise ValueError(
-            "scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both "
-            "(fold the causal pattern into attn_mask instead)"
-        )
-    if is_causal:
-        return causal_mask(be, L, S, acc)
-    if attn_mask is None:
-        return None
-    if isinstance(attn_mask, Tensor):
-        if attn_mask.backend is not be:
-            raise RuntimeError(
-                f"scaled_dot_product_attention: attn_mask is on {attn_mask.device}, "
-                f"the queries on {like.device}"
-            )
-        m = attn_mask.array
-    else:
-        m = be.asarray(attn_mask)
-    _check_mask_shape(tuple(m.shape), batch + (L, S))
-    return to_additive(be, m, acc, "scaled_dot_product_attention: attn_mask", True)
 
 
 def to_additive(be: Any, m: Any, acc: Any, what: str, true_attends: bool) -> Any:
@@ -335,9 +252,7 @@ def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
             f"{op}: key {key.shape} and value {value.shape} differ in the sequence dim (-2)"
         )
     try:
-        _check_batch(query.shape[:-2], key.shape[:-2])
-        _check_batch(query.shape[:-2], value.shape[:-2])
-        _check_batch(key.shape[:-2], value.shape[:-2])
+        np.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
     except ValueError:
         raise ValueError(
             f"{op}: batch dims of query {query.shape}, key {key.shape} and value {value.shape} "
@@ -345,10 +260,28 @@ def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
         ) from None
 
 
-def _check_batch(a: tuple, b: tuple) -> None:
-    for m, n in zip(reversed(a), reversed(b)):
-        if m != n and m != 1 and n != 1:
-            raise ValueError
+def _sdpa_mask(attn_mask: Any, query: Tensor, key: Tensor) -> Any:
+    """attn_mask (a bool or float Tensor or array) as an additive float array on query's device."""
+    be, op = query.backend, "scaled_dot_product_attention"
+    if isinstance(attn_mask, Tensor):
+        if attn_mask.backend is not be:
+            raise RuntimeError(
+                f"{op}: attn_mask is on {attn_mask.device}, the queries on {query.device}"
+            )
+        m = attn_mask.array
+    else:
+        m = be.asarray(attn_mask)
+    L, S = query.shape[-2], key.shape[-2]
+    scores = np.broadcast_shapes(query.shape[:-2], key.shape[:-2]) + (L, S)
+    try:
+        np.broadcast_shapes(tuple(m.shape), scores)
+    except ValueError:
+        raise ValueError(
+            f"{op}: attn_mask of shape {tuple(m.shape)} does not broadcast to the attention "
+            f"scores' shape {scores} (batch..., L, S)"
+        ) from None
+    acc = np.float64 if query.dtype == np.float64 else np.float32
+    return to_additive(be, m, acc, f"{op}: attn_mask", True)
 
 
 @register()
@@ -367,7 +300,11 @@ def scaled_dot_product_attention(
         raise ValueError(
             f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}"
         )
-    causal = bool(is_causal) and attn_mask is None
-    mask = None if causal else additive_mask(attn_mask, is_causal, query.shape, key.shape, query)
-    out, _ = attention(query, key, value, mask, dropout_p, scale, causal=causal)
+    if is_causal and attn_mask is not None:
+        raise ValueError(
+            "scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both "
+            "(fold the causal pattern into attn_mask instead)"
+        )
+    mask = None if attn_mask is None else _sdpa_mask(attn_mask, query, key)
+    out, _ = attention(query, key, value, mask, dropout_p, scale, causal=bool(is_causal))
     return out
