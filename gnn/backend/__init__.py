@@ -22,6 +22,18 @@ CUDA_INSTALL_HINT = (
 )
 
 
+def _split_name(name: str) -> tuple[str, int | None]:
+    """("cpu", None) or ("cuda", N) for "cpu", "cuda", "gpu" or "cuda:N" (any case, padded)."""
+    text = name.strip().lower()
+    if text == "cpu":
+        return "cpu", None
+    if text in ("cuda", "gpu"):
+        return "cuda", 0
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return "cuda", int(text[5:])
+    raise ValueError(f"unknown device {name!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+
+
 @dataclass(frozen=True)
 class Device:
     """A device: type "cpu" or "cuda", and for cuda the GPU index."""
@@ -34,11 +46,11 @@ class Device:
         if not isinstance(self.type, str):
             raise TypeError(f"device(): type must be a string, got {type(self.type).__name__}")
         if self.type not in ("cpu", "cuda"):
-            parsed = parse_device(self.type)
-            if self.index is not None and parsed.index not in (None, self.index):
+            kind, index = _split_name(self.type)
+            if self.index is not None and index not in (None, self.index):
                 raise ValueError(f"device(): {self.type!r} already names an index")
-            object.__setattr__(self, "type", parsed.type)
-            object.__setattr__(self, "index", parsed.index if self.index is None else self.index)
+            object.__setattr__(self, "type", kind)
+            object.__setattr__(self, "index", index if self.index is None else self.index)
         if self.index is not None:
             if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
                 raise ValueError(f"device(): index must be an integer >= 0, got {self.index!r}")
@@ -61,10 +73,8 @@ class Device:
                 return False
         if not isinstance(other, Device):
             return NotImplemented
-        if self.type != other.type:
-            return False
         # "cuda" means the current GPU (index 0 here), as a user comparing with "cuda" expects.
-        return (self.index or 0) == (other.index or 0)
+        return self.type == other.type and (self.index or 0) == (other.index or 0)
 
     def __hash__(self) -> int:
         return hash((self.type, self.index or 0))
@@ -87,16 +97,7 @@ def parse_device(device: Any) -> Device:
         return device.device
     if not isinstance(device, str):
         raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
-    text = device.strip().lower()
-    if text == "cpu":
-        return Device("cpu")
-    if text == "cuda" or text == "gpu":
-        return Device("cuda", 0)
-    if text.startswith("cuda:"):
-        index = text[5:]
-        if index.isdigit():
-            return Device("cuda", int(index))
-    raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+    return Device(*_split_name(device))
 
 
 _cpu_backend = NumpyBackend()
@@ -119,7 +120,7 @@ def get_backend(device: Any = None) -> Backend:
             )
         from gnn.backend.cuda import CupyBackend
 
-        be = CupyBackend(index)  # raises a clear error when there is no such GPU
+        be = CupyBackend(index)  # raises a clear error without CuPy or without such a GPU
         _cuda_backends[index] = be
     return be
 

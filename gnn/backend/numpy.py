@@ -149,35 +149,10 @@ class NumpyBackend(Backend):
         # Chebyshev-fitted erfc (Numerical Recipes, 2nd ed., section 6.2), float64 inside.
         z = xp.abs(x).astype(np.float64)
         t = 1.0 / (1.0 + 0.5 * z)
-        poly = (
-            -z * z
-            - 1.26551223
-            + t
-            * (
-                1.00002368
-                + t
-                * (
-                    0.37409196
-                    + t
-                    * (
-                        0.09678418
-                        + t
-                        * (
-                            -0.18628806
-                            + t
-                            * (
-                                0.27886807
-                                + t
-                                * (
-                                    -1.13520398
-                                    + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))
-                                )
-                            )
-                        )
-                    )
-                )
-            )
-        )
+        poly = _ERFC_FIT[-1] * t  # Horner, from the highest power of t down
+        for c in _ERFC_FIT[-2:0:-1]:
+            poly = (poly + c) * t
+        poly += _ERFC_FIT[0] - z * z
         erfc = t * xp.exp(poly)
         out = xp.where(x >= 0, 1.0 - erfc, erfc - 1.0)
         return out.astype(x.dtype, copy=False)
@@ -238,6 +213,21 @@ class NumpyBackend(Backend):
                 ones.flags.writeable = False  # holds the ops to never writing it
             cache[key] = ones
         return ones
+
+
+# erfc(z) = t exp(-z^2 + sum c_k t^k) with t = 1 / (1 + z / 2), for erf below float64
+_ERFC_FIT = (
+    -1.26551223,
+    1.00002368,
+    0.37409196,
+    0.09678418,
+    -0.18628806,
+    0.27886807,
+    -1.13520398,
+    1.48851587,
+    -0.82215223,
+    0.17087277,
+)
 
 
 # ---- erf in float64 ---------------------------------------------------------------------------
