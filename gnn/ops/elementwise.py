@@ -6,6 +6,7 @@ Gradients of broadcast operands are summed back to their shapes by the engine, n
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -72,12 +73,36 @@ def div_(x: Tensor, other: Any) -> Tensor:
     return _update(x, "div_", "divide", other)
 
 
-class Add(Function):
-    def forward(self, a: Any, b: Any) -> Any:
-        return a + b
+def binary(
+    name: str,
+    forward: Callable[[Any, Any], Any],
+    grad_a: Callable[[Any, Any, Any], Any],
+    grad_b: Callable[[Any, Any, Any], Any],
+) -> type[Function]:
+    """The Function of a two-input elementwise op, from its formulas: y = forward(a, b).
 
-    def backward(self, gy: Any) -> Any:
-        return gy, gy
+    grad_a(gy, a, b) and grad_b(gy, a, b) are the inputs' gradients, each computed only when that
+    input needs one (an operand that is a constant costs nothing in backward).
+    """
+
+    class Binary(Function):
+        def forward(self, a: Any, b: Any) -> Any:
+            self.a, self.b = a, b
+            return forward(a, b)
+
+        def backward(self, gy: Any) -> Any:
+            a, b = self.a, self.b
+            need_a, need_b = self.needs_input_grad
+            return (grad_a(gy, a, b) if need_a else None), (grad_b(gy, a, b) if need_b else None)
+
+    Binary.__name__ = Binary.__qualname__ = name
+    return Binary
+
+
+Add = binary("Add", operator.add, lambda gy, a, b: gy, lambda gy, a, b: gy)
+Sub = binary("Sub", operator.sub, lambda gy, a, b: gy, lambda gy, a, b: -gy)
+Mul = binary("Mul", operator.mul, lambda gy, a, b: gy * b, lambda gy, a, b: gy * a)
+Div = binary("Div", operator.truediv, lambda gy, a, b: gy / b, lambda gy, a, b: -gy * a / (b * b))
 
 
 @register(
@@ -88,14 +113,6 @@ def add(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     if alpha != 1:
         other = _scaled(other, alpha)
     return _binary(Add, "add", input, other)
-
-
-class Sub(Function):
-    def forward(self, a: Any, b: Any) -> Any:
-        return a - b
-
-    def backward(self, gy: Any) -> Any:
-        return gy, (-gy if self.needs_input_grad[1] else None)
 
 
 @register(
@@ -113,17 +130,6 @@ def sub(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     return _binary(Sub, "sub", input, other)
 
 
-class Mul(Function):
-    def forward(self, a: Any, b: Any) -> Any:
-        self.a, self.b = a, b
-        return a * b
-
-    def backward(self, gy: Any) -> Any:
-        ga = gy * self.b if self.needs_input_grad[0] else None
-        gb = gy * self.a if self.needs_input_grad[1] else None
-        return ga, gb
-
-
 @register(
     method=True,
     operators=("__mul__",),
@@ -135,17 +141,6 @@ class Mul(Function):
 def mul(input: Any, other: Any) -> Tensor:
     """input * other with broadcasting."""
     return _binary(Mul, "mul", input, other)
-
-
-class Div(Function):
-    def forward(self, a: Any, b: Any) -> Any:
-        self.a, self.b = a, b
-        return a / b
-
-    def backward(self, gy: Any) -> Any:
-        ga = gy / self.b if self.needs_input_grad[0] else None
-        gb = -gy * self.a / (self.b * self.b) if self.needs_input_grad[1] else None
-        return ga, gb
 
 
 @register(
@@ -272,70 +267,36 @@ def pointwise(
     return Pointwise
 
 
+def unary_op(fn: type[Function], doc: str, **spellings: Any) -> Callable[[Tensor], Tensor]:
+    """Register fn.apply as the op of one tensor named fn.__name__ in lower case: `doc` is its
+    docstring; it is a Tensor method and gnn.<name> too unless `spellings` (register's) say not."""
+
+    def op(x: Tensor) -> Tensor:
+        return fn.apply(x)
+
+    spellings = {"method": True, "top": True, **spellings}
+    return register(name=fn.__name__.lower(), doc=doc, **spellings)(op)
+
+
 Neg = pointwise("Neg", lambda xp, x: -x, lambda xp, gy, x: -gy)
-
-
-@register(method=True, operators=("__neg__",), aliases=("negative",), top=True)
-def neg(x: Tensor) -> Tensor:
-    """-x."""
-    return Neg.apply(x)
-
-
+neg = unary_op(Neg, "-x.", operators=("__neg__",), aliases=("negative",))
 Exp = pointwise("Exp", lambda xp, x: xp.exp(x), lambda xp, gy, y: gy * y, saves="y")
-
-
-@register(method=True, top=True)
-def exp(x: Tensor) -> Tensor:
-    """e ** x, elementwise."""
-    return Exp.apply(x)
-
-
+exp = unary_op(Exp, "e ** x, elementwise.")
 Log = pointwise("Log", lambda xp, x: xp.log(x), lambda xp, gy, x: gy / x)
-
-
-@register(method=True, top=True)
-def log(x: Tensor) -> Tensor:
-    """Natural logarithm, elementwise."""
-    return Log.apply(x)
-
-
+log = unary_op(Log, "Natural logarithm, elementwise.")
 Sqrt = pointwise("Sqrt", lambda xp, x: xp.sqrt(x), lambda xp, gy, y: gy / (2 * y), saves="y")
-
-
-@register(method=True, top=True)
-def sqrt(x: Tensor) -> Tensor:
-    """Square root, elementwise."""
-    return Sqrt.apply(x)
-
-
+sqrt = unary_op(Sqrt, "Square root, elementwise.")
 Abs = pointwise("Abs", lambda xp, x: xp.abs(x), lambda xp, gy, x: gy * xp.sign(x))
-
-
-@register(method=True, operators=("__abs__",), aliases=("absolute",), top=True)
-def abs(x: Tensor) -> Tensor:
-    """|x|, elementwise (gradient 0 at 0, as in PyTorch)."""
-    return Abs.apply(x)
-
-
+abs = unary_op(Abs, "|x| (gradient 0 at 0).", operators=("__abs__",), aliases=("absolute",))
 Clone = pointwise("Clone", lambda xp, x: x.copy(), lambda xp, gy, x: gy)
-
-
-@register(method=True, top=True)
-def clone(x: Tensor) -> Tensor:
-    """A copy of x that stays in the graph."""
-    return Clone.apply(x)
+clone = unary_op(Clone, "A copy of x that stays in the graph.")
 
 
 # ---- activations ---------------------------------------------------------------------------------
 
 
 Tanh = pointwise("Tanh", lambda xp, x: xp.tanh(x), lambda xp, gy, y: gy * (1 - y * y), saves="y")
-
-
-@register(method=True, top=True)
-def tanh(x: Tensor) -> Tensor:
-    """Hyperbolic tangent, elementwise."""
-    return Tanh.apply(x)
+tanh = unary_op(Tanh, "Hyperbolic tangent, elementwise.")
 
 
 class Sigmoid(Function):
@@ -349,10 +310,7 @@ class Sigmoid(Function):
         return fused_sigmoid.backward(self.be, self.y, gy)
 
 
-@register(method=True, top=True)
-def sigmoid(x: Tensor) -> Tensor:
-    """1 / (1 + e^-x), elementwise, through the backend's fused entry points."""
-    return Sigmoid.apply(x)
+sigmoid = unary_op(Sigmoid, "1 / (1 + e^-x), elementwise.")
 
 
 class Relu(Function):
@@ -369,10 +327,7 @@ class Relu(Function):
         return fused_relu.reference_backward(be.xp, self.y, gy)  # no dispatch cost on the CPU
 
 
-@register(method=True, top=True)
-def relu(x: Tensor) -> Tensor:
-    """max(x, 0), elementwise."""
-    return Relu.apply(x)
+relu = unary_op(Relu, "max(x, 0), elementwise.")
 
 
 class LeakyRelu(Function):
@@ -521,37 +476,20 @@ def _compare(name: str, a: Any, b: Any) -> Tensor:
         raise
 
 
-@register(method=True, operators=("__eq__",), top=True)
-def eq(input: Any, other: Any) -> Tensor:
-    """input == other, elementwise (bool tensor)."""
-    return _compare("equal", input, other)
+def _comparison(name: str, ufunc: str, symbol: str, *aliases: str) -> Callable[..., Tensor]:
+    def op(input: Any, other: Any) -> Tensor:
+        return _compare(ufunc, input, other)  # looked up per call: gnn.onnx traces it
+
+    doc = f"input {symbol} other, elementwise (bool tensor)."
+    operators = (f"__{name}__",)
+    return register(
+        name=name, doc=doc, method=True, operators=operators, aliases=aliases, top=True
+    )(op)
 
 
-@register(method=True, operators=("__ne__",), aliases=("not_equal",), top=True)
-def ne(input: Any, other: Any) -> Tensor:
-    """input != other, elementwise (bool tensor)."""
-    return _compare("not_equal", input, other)
-
-
-@register(method=True, operators=("__lt__",), aliases=("less",), top=True)
-def lt(input: Any, other: Any) -> Tensor:
-    """input < other, elementwise (bool tensor)."""
-    return _compare("less", input, other)
-
-
-@register(method=True, operators=("__le__",), aliases=("less_equal",), top=True)
-def le(input: Any, other: Any) -> Tensor:
-    """input <= other, elementwise (bool tensor)."""
-    return _compare("less_equal", input, other)
-
-
-@register(method=True, operators=("__gt__",), aliases=("greater",), top=True)
-def gt(input: Any, other: Any) -> Tensor:
-    """input > other, elementwise (bool tensor)."""
-    return _compare("greater", input, other)
-
-
-@register(method=True, operators=("__ge__",), aliases=("greater_equal",), top=True)
-def ge(input: Any, other: Any) -> Tensor:
-    """input >= other, elementwise (bool tensor)."""
-    return _compare("greater_equal", input, other)
+eq = _comparison("eq", "equal", "==")
+ne = _comparison("ne", "not_equal", "!=", "not_equal")
+lt = _comparison("lt", "less", "<", "less")
+le = _comparison("le", "less_equal", "<=", "less_equal")
+gt = _comparison("gt", "greater", ">", "greater")
+ge = _comparison("ge", "greater_equal", ">=", "greater_equal")

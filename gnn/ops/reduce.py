@@ -8,6 +8,7 @@ from __future__ import annotations
 import builtins
 import math
 from collections import namedtuple
+from collections.abc import Callable
 from typing import Any
 
 from gnn.autograd import Function
@@ -28,9 +29,9 @@ def _kept(shape: tuple, axes: tuple | None) -> tuple:
     return tuple(1 if k in axes else n for k, n in enumerate(shape))
 
 
-def _reduced_shape(shape: tuple, axes: tuple | None) -> tuple:
-    """`shape` reduced over `axes` (None: all) with keepdim=False."""
-    return () if axes is None else tuple(n for k, n in enumerate(shape) if k not in axes)
+def _squeezed(y: Any, axes: tuple | None, keepdim: bool) -> Any:
+    """y, reduced over `axes` (None: all) with keepdims=True, as keepdim asks."""
+    return y if keepdim else y.reshape(()) if axes is None else y.squeeze(axes)
 
 
 def _count(shape: tuple, axes: tuple | None) -> int:
@@ -91,7 +92,7 @@ class MaxMin(Reduction):
         op = x.max if self.take_max else x.min
         y = op(axis=self.axes, keepdims=True)
         self.mask = x == y
-        return y if self.keepdim else (y.reshape(()) if self.axes is None else y.squeeze(self.axes))
+        return _squeezed(y, self.axes, self.keepdim)
 
     def backward(self, gy: Any) -> Any:
         mask = self.mask
@@ -128,22 +129,18 @@ def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     return _extreme(x, dim, keepdim, False)
 
 
-@register(method=True, top=True)
-def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
-    """Index of the largest value (over the flattened tensor when dim is None)."""
-    if dim is None:
-        return Tensor._make(x._be.xp.asarray(x.array.argmax()), x._be, False)
-    d = norm_dim(dim, x.ndim, "argmax")
-    return Tensor._make(x.array.argmax(axis=d, keepdims=keepdim), x._be, False)
+def _index_of(name: str, take_max: bool, doc: str) -> Callable[..., Tensor]:
+    def op(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        arg = x.array.argmax if take_max else x.array.argmin
+        if dim is None:
+            return Tensor._make(x._be.xp.asarray(arg()), x._be, False)
+        return Tensor._make(arg(axis=norm_dim(dim, x.ndim, name), keepdims=keepdim), x._be, False)
+
+    return register(name=name, doc=doc, method=True, top=True)(op)
 
 
-@register(method=True, top=True)
-def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
-    """Index of the smallest value (over the flattened tensor when dim is None)."""
-    if dim is None:
-        return Tensor._make(x._be.xp.asarray(x.array.argmin()), x._be, False)
-    d = norm_dim(dim, x.ndim, "argmin")
-    return Tensor._make(x.array.argmin(axis=d, keepdims=keepdim), x._be, False)
+argmax = _index_of("argmax", True, "Index of the largest value (of all when dim is None).")
+argmin = _index_of("argmin", False, "Index of the smallest value (of all when dim is None).")
 
 
 @register(method=True, top=True)
@@ -238,7 +235,7 @@ class LogSumExp(Reduction):
         out = xp.log(s)
         out += m
         self.x, self.out = x, out
-        return out if self.keepdim else out.reshape(_reduced_shape(x.shape, self.axes))
+        return _squeezed(out, self.axes, self.keepdim)
 
     def backward(self, gy: Any) -> Any:
         gx = self.be.xp.exp(self.x - self.out)  # the softmax over the reduced axes

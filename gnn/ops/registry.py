@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from gnn.tensor import Tensor
+from gnn.tensor import Tensor, shape_args
 
 Fn = TypeVar("Fn", bound=Callable[..., Any])
 
@@ -47,6 +47,8 @@ def register(
     top: bool = False,
     functional: bool = True,
     name: str | None = None,
+    doc: str | None = None,
+    sizes: bool = False,
 ) -> Callable[[Fn], Fn]:
     """Register the decorated function as an op.
 
@@ -54,13 +56,18 @@ def register(
     method instead, for a PyTorch method whose arguments differ (`t.reshape(2, 3)`). operators:
     the Tensor operators that are the function itself (`__add__`); reflected: the one that swaps
     its two operands (`__radd__`). tensor: any other Tensor attributes (in-place forms,
-    properties). top: also gnn.<name>. name: when it is not the function's own.
+    properties). top: also gnn.<name>. name: when it is not the function's own. doc: the
+    docstring of a function made by a factory, which then takes `name` as its own too. sizes: the
+    method takes its sizes either way, `t.reshape(2, 3)` or `t.reshape((2, 3))`.
     """
 
     def decorate(fn: Fn) -> Fn:
         op = Op(name or fn.__name__, fn, aliases, dict(tensor or {}), functional, top)
+        if doc is not None:
+            fn.__name__ = fn.__qualname__ = op.name
+            fn.__doc__ = doc
         if method:
-            impl = fn if method is True else method
+            impl = _sizes_method(fn, op.name) if sizes else fn if method is True else method
             op.tensor.update({spelling: impl for spelling in op.names})
         op.tensor.update({operator: fn for operator in operators})
         if reflected:
@@ -79,6 +86,16 @@ def register(
 
 def _method_of(attribute: str) -> Op | None:
     return next((o for o in OPS.values() if attribute in o.tensor), None)
+
+
+def _sizes_method(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """The Tensor method of an op taking a tuple of sizes, which also takes them one by one."""
+
+    def method(x: Tensor, *sizes: Any) -> Any:
+        return fn(x, shape_args(sizes))
+
+    method.__name__ = method.__qualname__ = name
+    return method
 
 
 def _reflected(fn: Callable[..., Any], name: str) -> Callable[[Any, Any], Any]:

@@ -5,48 +5,23 @@ is zero), so their results do not require grad.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gnn.autograd import Function
 from gnn.backend.fused import sigmoid as fused_sigmoid
-from gnn.ops.elementwise import mul, pointwise, pow, sigmoid
+from gnn.ops.elementwise import mul, pointwise, pow, sigmoid, unary_op
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 Sin = pointwise("Sin", lambda xp, x: xp.sin(x), lambda xp, gy, x: gy * xp.cos(x))
-
-
-@register(method=True, top=True)
-def sin(x: Tensor) -> Tensor:
-    """Sine, elementwise (radians)."""
-    return Sin.apply(x)
-
-
+sin = unary_op(Sin, "Sine, elementwise (radians).")
 Cos = pointwise("Cos", lambda xp, x: xp.cos(x), lambda xp, gy, x: -(gy * xp.sin(x)))
-
-
-@register(method=True, top=True)
-def cos(x: Tensor) -> Tensor:
-    """Cosine, elementwise (radians)."""
-    return Cos.apply(x)
-
-
+cos = unary_op(Cos, "Cosine, elementwise (radians).")
 Log1p = pointwise("Log1p", lambda xp, x: xp.log1p(x), lambda xp, gy, x: gy / (1 + x))
-
-
-@register(method=True, top=True)
-def log1p(x: Tensor) -> Tensor:
-    """log(1 + x), accurate for small x."""
-    return Log1p.apply(x)
-
-
+log1p = unary_op(Log1p, "log(1 + x), accurate for small x.")
 Expm1 = pointwise("Expm1", lambda xp, x: xp.expm1(x), lambda xp, gy, y: gy * (y + 1), saves="y")
-
-
-@register(method=True, top=True)
-def expm1(x: Tensor) -> Tensor:
-    """exp(x) - 1, accurate for small x."""
-    return Expm1.apply(x)
+expm1 = unary_op(Expm1, "exp(x) - 1, accurate for small x.")
 
 
 class Softplus(Function):
@@ -107,37 +82,16 @@ def _no_grad(name: str, x: Tensor) -> Tensor:
     return Tensor._make(getattr(x._be.xp, name)(x.array), x._be, False)
 
 
-@register(method=True, top=True)
-def sign(x: Tensor) -> Tensor:
-    """-1, 0 or 1 by the sign of each element."""
-    return _no_grad("sign", x)
+def _without_grad(name: str, doc: str) -> Callable[[Tensor], Tensor]:
+    def op(x: Tensor) -> Tensor:
+        return _no_grad(name, x)  # looked up per call: gnn.onnx traces it
+
+    return register(name=name, doc=doc, method=True, top=True)(op)
 
 
-@register(method=True, top=True)
-def floor(x: Tensor) -> Tensor:
-    """The largest integer <= x, elementwise (same dtype)."""
-    return _no_grad("floor", x)
-
-
-@register(method=True, top=True)
-def ceil(x: Tensor) -> Tensor:
-    """The smallest integer >= x, elementwise (same dtype)."""
-    return _no_grad("ceil", x)
-
-
-@register(method=True, top=True)
-def round(x: Tensor) -> Tensor:  # PyTorch's name, shadowing the builtin in this module
-    """x rounded to the nearest integer, halves to even (as PyTorch and NumPy do)."""
-    return _no_grad("round", x)
-
-
-@register(method=True, top=True)
-def isnan(x: Tensor) -> Tensor:
-    """True where x is NaN (bool tensor)."""
-    return _no_grad("isnan", x)
-
-
-@register(method=True, top=True)
-def isfinite(x: Tensor) -> Tensor:
-    """True where x is neither infinite nor NaN (bool tensor)."""
-    return _no_grad("isfinite", x)
+sign = _without_grad("sign", "-1, 0 or 1 by the sign of each element.")
+floor = _without_grad("floor", "The largest integer <= x, elementwise (same dtype).")
+ceil = _without_grad("ceil", "The smallest integer >= x, elementwise (same dtype).")
+round = _without_grad("round", "x rounded to the nearest integer, halves to even (as NumPy).")
+isnan = _without_grad("isnan", "True where x is NaN (bool tensor).")
+isfinite = _without_grad("isfinite", "True where x is neither infinite nor NaN (bool tensor).")
