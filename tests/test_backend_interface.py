@@ -1,4 +1,4 @@
-"""Both backends implement the interface of gnn/backend/base.py, with its argument names."""
+"""Every backend keeps NumpyBackend's interface (gnn/backend/numpy.py), with its argument names."""
 
 from __future__ import annotations
 
@@ -6,21 +6,24 @@ import inspect
 
 import pytest
 
-from gnn.backend import NumpyBackend, cuda_available, get_backend
-from gnn.backend.base import Backend, KernelBackend
+from gnn.backend import Backend, NumpyBackend, cuda_available, get_backend
+
+KERNEL_HOOK = ("_cuda_device", "_launch", "_sms", "_dummy_f32", "_error_slots")
 
 
-def members(protocol: type) -> dict[str, object]:
-    """The methods and attributes a protocol declares itself (not those of its bases)."""
+def members(cls: type) -> dict[str, object]:
+    """The public methods and attributes a class declares itself (not those of its bases)."""
     declared = {
-        k: v for k, v in vars(protocol).items() if inspect.isfunction(v) and k != "__init__"
+        k: v for k, v in vars(cls).items() if inspect.isfunction(v) and not k.startswith("_")
     }
-    declared.update({k: None for k in vars(protocol).get("__annotations__", {})})
+    declared.update({k: None for k in vars(cls).get("__annotations__", {})})
+    if "name" in vars(cls):
+        declared["name"] = None
     return declared
 
 
-def check_implements(backend: object, protocol: type) -> None:
-    for name, spec in members(protocol).items():
+def check_implements(backend: object) -> None:
+    for name, spec in members(NumpyBackend).items():
         assert hasattr(backend, name), f"{type(backend).__name__} lacks {name}"
         if spec is None:
             continue
@@ -30,25 +33,38 @@ def check_implements(backend: object, protocol: type) -> None:
 
 
 def test_the_interface_declares_what_gnn_asks_of_a_backend():
-    declared = members(Backend)
+    assert Backend is NumpyBackend
+    declared = members(NumpyBackend)
     for name in ("xp", "name", "device", "asarray", "to_numpy", "rng", "index_add", "erf"):
         assert name in declared
-    assert {"_launch", "_sms", "_cuda_device"} <= set(members(KernelBackend))
+    for name in ("check_ids", "check_errors", "constant", "scalar", "ones_vector"):
+        assert name in declared
+    assert all(inspect.getdoc(f) for f in declared.values() if f is not None)
 
 
 def test_numpy_backend_implements_the_interface():
     be = get_backend("cpu")
     assert isinstance(be, NumpyBackend) and be.name == "cpu"
-    check_implements(be, Backend)
+    check_implements(be)
     be.check_errors()  # nothing is ever pending on the CPU
+
+
+def test_the_check_catches_a_changed_signature():
+    class Renamed(NumpyBackend):
+        def asarray(self, values, dtype=None):  # type: ignore[override]
+            return values
+
+    with pytest.raises(AssertionError, match="asarray"):
+        check_implements(Renamed())
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA device")
-def test_cuda_backend_implements_the_kernel_interface():
+def test_cuda_backend_implements_the_interface_and_the_kernel_hook():
     be = get_backend("cuda")
-    assert be.name == "cuda"
-    check_implements(be, Backend)
-    check_implements(be, KernelBackend)
+    assert be.name == "cuda" and isinstance(be, NumpyBackend)
+    check_implements(be)
+    for name in KERNEL_HOOK:
+        assert hasattr(be, name), f"CupyBackend lacks {name}"
     with be._cuda_device:
         assert be._sms() > 0

@@ -1,17 +1,24 @@
-"""NumpyBackend: the CPU backend (gnn/backend/base.py's Backend, with NumPy as `xp`).
+"""NumpyBackend: the CPU backend, and the interface of every backend (what gnn asks of one).
 
-Its methods are written against `self.xp` where they can be, so that CupyBackend, which derives
-from it, overrides only what CuPy does differently. Fused ops are not here: gnn/backend/fused.
+A backend owns arrays on one device. NumpyBackend's public members are what gnn asks of one:
+`name`, `device`, `xp` (the array module, NumPy or CuPy, which all other math goes through) and
+the few operations the array libraries do differently. They are written against `self.xp` where
+they can be, so that CupyBackend (cuda.py), which derives from it, overrides only what CuPy does
+differently; a new backend is one new file doing the same. Above gnn/backend/, code reaches a
+backend through `Tensor.backend` or `get_backend(device)` and uses only these public members.
+Fused ops are not here: gnn/backend/fused (their references run on a backend's `xp`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gnn import config
-from gnn.backend.base import Backend
+
+if TYPE_CHECKING:
+    from gnn.backend import Device
 
 # From this many indices up, index_add of whole rows sorts and sums runs instead of np.add.at.
 _SORTED_INDEX_ADD_MIN = 128
@@ -24,10 +31,16 @@ def id_range_message(op: str, bad: int, num: int) -> str:
     return f"{op}: id {bad} is out of range for an embedding of {num} rows (valid: 0..{num - 1})"
 
 
-class NumpyBackend(Backend):
-    """Arrays in host memory, math by NumPy."""
+class NumpyBackend:
+    """Arrays in host memory, math by NumPy; the base class of every backend.
 
-    name = "cpu"
+    One object per device: copies of tensors and modules share it (copying returns the same
+    object) and unpickling finds it again by its device.
+    """
+
+    name = "cpu"  # "cpu" or "cuda": fused ops launch their kernels on "cuda" only
+    xp: Any  # the array module (numpy or cupy), the one array API for all other math
+    device: Device
 
     def __init__(self) -> None:
         from gnn.backend import Device
@@ -37,6 +50,7 @@ class NumpyBackend(Backend):
         self._rng: Any = None
         self._seed_generation = -1
         self._constants: dict[tuple, Any] = {}
+        self._ones_vectors: dict[tuple, Any] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.device})"
@@ -54,6 +68,7 @@ class NumpyBackend(Backend):
     # ---- arrays --------------------------------------------------------------------------------
 
     def is_array(self, a: Any) -> bool:
+        """True for an array of this backend's array module."""
         return isinstance(a, self.xp.ndarray)
 
     def asarray(self, data: Any, dtype: Any = None) -> Any:
@@ -61,6 +76,7 @@ class NumpyBackend(Backend):
         return self.xp.asarray(data, dtype=dtype)
 
     def to_numpy(self, a: Any) -> np.ndarray:
+        """A host copy of `a` (a GPU first raises any error its kernels flagged)."""
         return np.asarray(a)
 
     def from_dlpack(self, obj: Any) -> Any:
@@ -68,7 +84,7 @@ class NumpyBackend(Backend):
         return self.xp.from_dlpack(obj)
 
     def synchronize(self) -> None:
-        """Wait for queued work (nothing to wait for on the CPU)."""
+        """Wait until the work queued on this device is done (nothing to wait for on the CPU)."""
 
     # ---- random numbers ------------------------------------------------------------------------
 
@@ -90,12 +106,15 @@ class NumpyBackend(Backend):
         self._seed_generation = config.seed_state()[0]
 
     def get_rng_state(self) -> dict:
+        """The generator's state, for checkpoints ({} where the library hides it)."""
         return self.rng().bit_generator.state
 
     def set_rng_state(self, state: dict) -> None:
+        """Restore a state from get_rng_state."""
         self.rng().bit_generator.state = state
 
     def randn(self, shape: tuple, dtype: Any) -> Any:
+        """Standard normal samples."""
         # float16/bfloat16 are drawn in float64 and rounded (NumPy's and CuPy's generators do
         # not make them)
         wide = dtype not in (np.float32, np.float64)
@@ -103,17 +122,20 @@ class NumpyBackend(Backend):
         return out.astype(dtype, copy=False)
 
     def rand(self, shape: tuple, dtype: Any) -> Any:
+        """Uniform samples in [0, 1)."""
         wide = dtype not in (np.float32, np.float64)
         out = self.rng().random(shape, dtype=np.float64 if wide else dtype)
         return out.astype(dtype, copy=False)
 
     def randint(self, low: int, high: int, shape: tuple, dtype: Any) -> Any:
+        """Integers in [low, high)."""
         return self.rng().integers(low, high, size=shape, dtype=dtype)
 
     def permutation(self, n: int) -> Any:
+        """A random permutation of 0..n-1."""
         return self.rng().permutation(n)
 
-    # ---- helpers that differ between NumPy and CuPy --------------------------------------------
+    # ---- math the array libraries do differently ----------------------------------------------
 
     def index_add(self, target: Any, index: Any, values: Any) -> None:
         """target[index] += values, accumulating over repeated indices (in place)."""
@@ -157,11 +179,27 @@ class NumpyBackend(Backend):
         out = xp.where(x >= 0, 1.0 - erfc, erfc - 1.0)
         return out.astype(x.dtype, copy=False)
 
+    # ---- ones, constants and scalars: the cached ones are shared, so never written to --------
+
     def ones(self, shape: tuple, dtype: Any) -> Any:
-        """An array of ones; a 0-d one (backward's usual seed) skips np.ones' Python-level fill."""
+        """A new array of ones; a 0-d one (backward's usual seed) skips np.ones' Python fill."""
         if shape == () and self.xp is np:
             return np.array(1, dtype=dtype)
         return self.xp.ones(shape, dtype=dtype)
+
+    def ones_vector(self, n: int, dtype: Any) -> Any:
+        """A cached vector of n ones (bias gradients as ones @ g); shared, so never written to."""
+        cache = self._ones_vectors
+        key = (n, np.dtype(dtype))
+        ones = cache.get(key)
+        if ones is None:
+            if len(cache) >= _ONES_CACHE_SIZE:
+                cache.clear()  # many distinct lengths (varying batch sizes): start afresh
+            ones = self.xp.ones(n, dtype=dtype)
+            if self.xp is np:
+                ones.flags.writeable = False  # holds the ops to never writing it
+            cache[key] = ones
+        return ones
 
     def constant(self, values: tuple, dtype: Any) -> Any:
         """A 1-D array of `values` on this device, made once and cached: no host-to-device copy
@@ -185,6 +223,8 @@ class NumpyBackend(Backend):
         a.flags.writeable = False
         return a
 
+    # ---- error checks: the CPU raises at once; a GPU flags on the device and raises later ----
+
     def value_range(self, a: Any) -> tuple[int, int]:
         """(min, max) of a non-empty integer array, as Python ints."""
         return int(a.min()), int(a.max())
@@ -197,22 +237,10 @@ class NumpyBackend(Backend):
                 raise IndexError(id_range_message(op, lo if lo < 0 else hi, num))
 
     def check_errors(self) -> None:
-        """Nothing to raise: on the CPU every check raises at once."""
+        """Wait for the device, then raise (and clear) an error flagged since the last check.
 
-    def ones_vector(self, n: int, dtype: Any) -> Any:
-        """A cached vector of n ones (bias gradients as ones @ g); shared, so never written to."""
-        # made on first use: instances of subclasses that skip __init__ get one too
-        cache = self.__dict__.setdefault("_ones_vectors", {})
-        key = (n, np.dtype(dtype))
-        ones = cache.get(key)
-        if ones is None:
-            if len(cache) >= _ONES_CACHE_SIZE:
-                cache.clear()  # many distinct lengths (varying batch sizes): start afresh
-            ones = self.xp.ones(n, dtype=dtype)
-            if self.xp is np:
-                ones.flags.writeable = False  # holds the ops to never writing it
-            cache[key] = ones
-        return ones
+        Nothing to raise on the CPU: every check raises at once.
+        """
 
 
 # erfc(z) = t exp(-z^2 + sum c_k t^k) with t = 1 / (1 + z / 2), for erf below float64
