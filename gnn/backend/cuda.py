@@ -65,8 +65,7 @@ def elementwise_launch(n: int, itemsize: int, sm_count: int) -> tuple[int, int]:
 
 def row_threads(c: int, itemsize: int) -> int:
     """Threads for a one-block-per-row kernel: a 16-byte pack each, whole warps, at most 1024."""
-    packs = -(-c // (16 // itemsize))
-    return min(MAX_THREADS, max(32, 32 * -(-packs // 32)))
+    return reduce_threads(-(-c // (16 // itemsize)))  # as many threads as 16-byte packs
 
 
 def reduce_threads(n: int) -> int:
@@ -228,20 +227,16 @@ class CupyBackend(NumpyBackend):
 
     # ---- kernels -------------------------------------------------------------------------------
 
-    def module(self, name: str) -> Any:
-        """The compiled RawModule for kernels/<name>.cu on this device (cached per device)."""
-        mod = self._modules.get(name)
-        if mod is None:
-            source = kernel_source(name)
-            with self._cuda_device:
-                mod = self.xp.RawModule(code=source, options=("--std=c++17",))
-            self._modules[name] = mod
-        return mod
-
     def _kernel(self, module: str, name: str) -> Any:
+        """Kernel `name` of kernels/<module>.cu, compiled once per device (a RawModule)."""
         fn = self._functions.get((module, name))
         if fn is None:
-            fn = self.module(module).get_function(name)
+            mod = self._modules.get(module)
+            if mod is None:
+                with self._cuda_device:
+                    mod = self.xp.RawModule(code=kernel_source(module), options=("--std=c++17",))
+                self._modules[module] = mod
+            fn = mod.get_function(name)
             self._functions[(module, name)] = fn
         return fn
 

@@ -37,14 +37,10 @@ def new_unique_id() -> Any:
     return _nccl().get_unique_id()
 
 
+# NCCL's names for the dtypes it reduces: float16 -> NCCL_FLOAT16, ...
 _DTYPES = {
-    np.dtype(np.float16): "NCCL_FLOAT16",
-    np.dtype(np.float32): "NCCL_FLOAT32",
-    np.dtype(np.float64): "NCCL_FLOAT64",
-    np.dtype(np.int32): "NCCL_INT32",
-    np.dtype(np.int64): "NCCL_INT64",
-    np.dtype(np.uint8): "NCCL_UINT8",
-    np.dtype(np.int8): "NCCL_INT8",
+    np.dtype(name): f"NCCL_{name.upper()}"
+    for name in ("float16", "float32", "float64", "int32", "int64", "uint8", "int8")
 }
 _OPS = {"sum": "NCCL_SUM", "max": "NCCL_MAX", "min": "NCCL_MIN"}
 
