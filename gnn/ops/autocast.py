@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gnn.dtypes import float32, is_bfloat16, parse_dtype
+from gnn.ops.shape import Cast
 from gnn.tensor import Tensor
 
 # PyTorch's policy, reduced to the ops gnn has. Tensor cores exist for these on a GPU:
@@ -76,12 +77,6 @@ def is_low(dtype: Any) -> bool:
     return dtype == np.float16 or is_bfloat16(dtype)
 
 
-def _cast(t: Any, dtype: np.dtype) -> Any:
-    from gnn.ops.shape import Cast
-
-    return Cast.apply(t, dtype=dtype)
-
-
 def cast_inputs(op: str, *args: Any) -> tuple[Any, ...]:
     """`args` as autocast wants them for `op` (unchanged outside autocast or for other ops)."""
     if not _state.stack:
@@ -92,21 +87,15 @@ def cast_inputs(op: str, *args: Any) -> tuple[Any, ...]:
     low = low_dtype(tensors[0]._be.name)
     if low is None:
         return args
-    if op in LOW_PRECISION_OPS:
-        return tuple(
-            _cast(a, low)
-            if isinstance(a, Tensor)
-            and a.dtype != low
-            and a.dtype.kind == "f"
-            and a.dtype.itemsize <= 4
-            else a
-            for a in args
-        )
-    if op in FLOAT32_OPS:
-        return tuple(
-            _cast(a, float32) if isinstance(a, Tensor) and is_low(a.dtype) else a for a in args
-        )
-    raise KeyError(f"autocast: {op!r} is in neither policy list")
+    if op in LOW_PRECISION_OPS:  # every float up to 32 bits goes down to the low dtype
+        target, casts = low, lambda dt: dt != low and dt.kind == "f" and dt.itemsize <= 4
+    elif op in FLOAT32_OPS:
+        target, casts = float32, is_low
+    else:
+        raise KeyError(f"autocast: {op!r} is in neither policy list")
+    return tuple(
+        Cast.apply(a, dtype=target) if isinstance(a, Tensor) and casts(a.dtype) else a for a in args
+    )
 
 
 def _widen(a: Any) -> Any:

@@ -248,17 +248,13 @@ def pointwise(
     graph holds the input anyway) or the output y (saves="y", when the gradient reads y).
     """
 
-    def keep_x(self: Any, x: Any) -> Any:
-        self.saved = x
-        return forward(self.be.xp, x)
-
-    def keep_y(self: Any, x: Any) -> Any:
-        self.saved = y = forward(self.be.xp, x)
-        return y
+    keeps_y = saves == "y"
 
     class Pointwise(Function):
-        saved: Any
-        forward = keep_y if saves == "y" else keep_x  # no per-call test of `saves`
+        def forward(self, x: Any) -> Any:
+            y = forward(self.be.xp, x)
+            self.saved = y if keeps_y else x
+            return y
 
         def backward(self, gy: Any) -> Any:
             return backward(self.be.xp, gy, self.saved)
@@ -412,9 +408,8 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     try:
         return Where.apply(a, b, cond=cond.array)
     except ValueError:
-        check_broadcast("where", a, b)
-        check_broadcast("where", cond, a)
-        check_broadcast("where", cond, b)
+        for p, q in ((a, b), (cond, a), (cond, b)):
+            check_broadcast("where", p, q)
         raise
 
 

@@ -6,6 +6,7 @@ All are compositions of getitem, where, reshape and expand: their gradients come
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import namedtuple
 from typing import Any
@@ -14,7 +15,7 @@ from gnn.ops._util import norm_dim
 from gnn.ops.elementwise import where
 from gnn.ops.registry import register
 from gnn.ops.shape import expand, getitem, reshape, squeeze, transpose
-from gnn.tensor import Tensor, shape_args
+from gnn.tensor import Tensor
 
 SortResult = namedtuple("SortResult", ["values", "indices"])
 
@@ -70,11 +71,8 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor,
         sizes = [int(s) for s in split_size_or_sections]
         if any(s < 0 for s in sizes) or sum(sizes) != n:
             raise ValueError(f"split: sizes {sizes} do not add up to dim {dim} of size {n}")
-    out, start = [], 0
-    for s in sizes:
-        out.append(narrow(x, d, start, s))
-        start += s
-    return tuple(out)
+    starts = itertools.accumulate(sizes, initial=0)
+    return tuple(narrow(x, d, start, size) for start, size in zip(starts, sizes))
 
 
 @register(method=True, top=True)
@@ -86,12 +84,7 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     return split(x, max(1, math.ceil(n / chunks)), dim)
 
 
-def _flip_method(x: Tensor, *dims: Any) -> Tensor:
-    """x.flip(0, 1) or x.flip((0, 1))."""
-    return flip(x, shape_args(dims))
-
-
-@register(method=_flip_method, top=True)
+@register(method=True, sizes=True, top=True)
 def flip(x: Tensor, dims: Any) -> Tensor:
     """x with the order of elements reversed along each of dims."""
     axes = {norm_dim(d, x.ndim, "flip") for d in ((dims,) if isinstance(dims, int) else dims)}

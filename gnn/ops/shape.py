@@ -14,7 +14,7 @@ from gnn.dtypes import is_floating, parse_dtype
 from gnn.ops._util import norm_dim
 from gnn.ops.elementwise import clone
 from gnn.ops.registry import register
-from gnn.tensor import Tensor, _raw_index, shape_args, to_arguments
+from gnn.tensor import Tensor, _raw_index, to_arguments
 
 
 class Reshape(Function):
@@ -29,45 +29,31 @@ class Reshape(Function):
         return gy.reshape(self.in_shape)
 
 
-def _resolve_shape(numel: int, shape: tuple, op: str, in_shape: tuple) -> tuple:
-    shape = tuple(int(s) for s in shape)
-    unknown = [i for i, s in enumerate(shape) if s == -1]
-    if len(unknown) > 1:
-        raise ValueError(f"{op}: only one dimension can be -1, got {shape}")
-    known = math.prod(s for s in shape if s != -1)
-    if unknown:
-        if known == 0 or numel % known:
-            raise ValueError(f"{op}: shape {shape} is invalid for input of shape {in_shape}")
-        shape = shape[: unknown[0]] + (numel // known,) + shape[unknown[0] + 1 :]
-    elif known != numel:
-        raise ValueError(
-            f"{op}: shape {shape} is invalid for input of shape {in_shape} ({numel} elements)"
-        )
-    return shape
-
-
-def _reshape_method(x: Tensor, *shape: Any) -> Tensor:
-    """x.reshape(2, 3) or x.reshape((2, 3))."""
-    return reshape(x, shape_args(shape))
-
-
 def _reshape_as(x: Tensor, other: Tensor) -> Tensor:
     return reshape(x, other.shape)
 
 
 @register(
-    method=_reshape_method, tensor={"reshape_as": _reshape_as, "view_as": _reshape_as}, top=True
+    method=True, sizes=True, tensor={"reshape_as": _reshape_as, "view_as": _reshape_as}, top=True
 )
 def reshape(x: Tensor, shape: Any) -> Tensor:
     """The same elements in a new shape (one dimension may be -1)."""
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    shape = _resolve_shape(x.array.size, shape, "reshape", x.shape)
+    shape = tuple(int(s) for s in ((shape,) if isinstance(shape, int) else shape))
+    if shape.count(-1) > 1:
+        raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
+    numel, known = x.array.size, math.prod(s for s in shape if s != -1)
+    if -1 in shape and known and numel % known == 0:
+        shape = tuple(numel // known if s == -1 else s for s in shape)
+    if -1 in shape or math.prod(shape) != numel:
+        raise ValueError(
+            f"reshape: shape {shape} is invalid for input of shape {x.shape} ({numel} elements)"
+        )
     if shape == x.shape:
         return x
     return Reshape.apply(x, shape=shape)
 
 
-view = register(name="view", method=_reshape_method)(reshape)  # F.view, Tensor.view: no torch.view
+view = register(name="view", method=True, sizes=True)(reshape)  # F.view, Tensor.view: no torch.view
 
 
 class Permute(Function):
@@ -81,17 +67,12 @@ class Permute(Function):
         return gy.transpose(sorted(range(len(self.dims)), key=self.dims.__getitem__))
 
 
-def _permute_method(x: Tensor, *dims: Any) -> Tensor:
-    """x.permute(2, 0, 1) or x.permute((2, 0, 1))."""
-    return permute(x, shape_args(dims))
-
-
 def _reversed_dims(x: Tensor) -> Tensor:
     """x.T: all dims in reverse order."""
     return permute(x, tuple(range(x.ndim - 1, -1, -1)))
 
 
-@register(method=_permute_method, tensor={"T": property(_reversed_dims)}, top=True)
+@register(method=True, sizes=True, tensor={"T": property(_reversed_dims)}, top=True)
 def permute(x: Tensor, dims: Any) -> Tensor:
     """Reorder the dimensions: out.shape[i] == x.shape[dims[i]]."""
     dims = tuple(norm_dim(d, x.ndim, "permute") for d in dims)
@@ -120,16 +101,11 @@ class Expand(Function):
         return gy  # the engine sums it back to the input's shape
 
 
-def _expand_method(x: Tensor, *sizes: Any) -> Tensor:
-    """x.expand(4, 3) or x.expand((4, 3))."""
-    return expand(x, shape_args(sizes))
-
-
 def _expand_as(x: Tensor, other: Tensor) -> Tensor:
     return expand(x, other.shape)
 
 
-@register(method=_expand_method, tensor={"expand_as": _expand_as})
+@register(method=True, sizes=True, tensor={"expand_as": _expand_as})
 def expand(x: Tensor, shape: Any) -> Tensor:
     """Broadcast x to `shape` without copying (-1 keeps a dimension)."""
     shape = tuple(shape)
@@ -304,12 +280,10 @@ class ToDevice(Function):
         self.target = target
 
     def forward(self, x: Any) -> Any:
-        self.source = self.be
         return self.target.asarray(self.be.to_numpy(x) if self.be.name != "cpu" else x)
 
     def backward(self, gy: Any) -> Any:
-        src = self.source
-        return src.asarray(self.target.to_numpy(gy) if self.target.name != "cpu" else gy)
+        return self.be.asarray(self.target.to_numpy(gy) if self.target.name != "cpu" else gy)
 
 
 class Cast(Function):
