@@ -21,6 +21,7 @@ class BatchNorm(Function):
 
     Training: mean/var over every dim but 1, from the batch; backward needs xhat and 1/std.
     Evaluation: mean/var given (running stats), so the op is an affine map per channel.
+    Inputs: x, then weight and bias where given (has_weight, has_bias say which).
     """
 
     def __init__(
@@ -33,10 +34,9 @@ class BatchNorm(Function):
         has_bias: bool,
     ) -> None:
         self.training, self.eps, self.stats, self.momentum = training, eps, stats, momentum
-        self.has_weight, self.has_bias = has_weight, has_bias
+        self.has = (has_weight, has_bias)
 
     def forward(self, x: Any, *affine: Any) -> Any:
-        xp = self.be.xp
         axes = (0,) + tuple(range(2, x.ndim))
         bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # per-channel values broadcast over x
         acc = np.float64 if x.dtype == np.float64 else np.float32
@@ -49,13 +49,13 @@ class BatchNorm(Function):
                 self._update_running(mean.reshape(-1), var.reshape(-1), x.size // x.shape[1])
         else:
             assert self.stats is not None  # batch_norm trains on the batch when there are none
-            mean = self.stats[0].astype(acc, copy=False).reshape(bshape)
-            var = self.stats[1].astype(acc, copy=False).reshape(bshape)
+            mean, var = (a.astype(acc, copy=False).reshape(bshape) for a in self.stats)
             xc = xa - mean
-        rstd = 1.0 / xp.sqrt(var + self.eps)
+        rstd = 1.0 / self.be.xp.sqrt(var + self.eps)
         xc *= rstd  # now xhat
-        w = affine[0].astype(acc, copy=False).reshape(bshape) if self.has_weight else None
-        b = affine[-1].astype(acc, copy=False).reshape(bshape) if self.has_bias else None
+        rest = [a.astype(acc, copy=False).reshape(bshape) for a in affine]
+        w = rest.pop(0) if self.has[0] else None
+        b = rest.pop(0) if self.has[1] else None
         self.xhat, self.rstd, self.w, self.axes = xc, rstd, w, axes
         y = xc * w if w is not None else xc.copy() if b is not None else xc
         if b is not None:
@@ -66,37 +66,29 @@ class BatchNorm(Function):
         """running = (1 - momentum) * running + momentum * batch, unbiased variance (in place)."""
         assert self.stats is not None  # only called when there are running statistics
         m = self.momentum
-        rm, rv = self.stats
-        rm *= 1.0 - m
-        rm += (m * mean).astype(rm.dtype, copy=False)
-        rv *= 1.0 - m
-        rv += (m * count / (count - 1) * var).astype(rv.dtype, copy=False)
+        for running, batch in zip(self.stats, (mean, var * (count / (count - 1)))):
+            running *= 1.0 - m
+            running += (m * batch).astype(running.dtype, copy=False)
         self.stats = None  # not needed by backward
 
     def backward(self, gy: Any) -> Any:
         xhat, rstd, w, axes = self.xhat, self.rstd, self.w, self.axes
         g = gy.astype(xhat.dtype, copy=False)
-        grads: list[Any] = [None]
+        gx = None
         if self.needs_input_grad[0]:
             gxhat = g * w if w is not None else g
             if self.training:  # the batch statistics depend on x too
-                m1 = gxhat.mean(axis=axes, keepdims=True)
-                m2 = (gxhat * xhat).mean(axis=axes, keepdims=True)
-                gx = gxhat - m1
-                gx -= xhat * m2
+                gx = gxhat - gxhat.mean(axis=axes, keepdims=True)
+                gx -= xhat * (gxhat * xhat).mean(axis=axes, keepdims=True)
                 gx *= rstd
             else:
                 gx = gxhat * rstd
-            grads[0] = gx.astype(gy.dtype, copy=False)
-        i = 1
-        if self.has_weight:
-            gw = (g * xhat).sum(axis=axes) if self.needs_input_grad[i] else None
-            grads.append(None if gw is None else gw.astype(gy.dtype, copy=False))
-            i += 1
-        if self.has_bias:
-            gb = g.sum(axis=axes) if self.needs_input_grad[i] else None
-            grads.append(None if gb is None else gb.astype(gy.dtype, copy=False))
-        return tuple(grads)
+        grads = [gx]
+        if self.has[0]:
+            grads.append((g * xhat).sum(axis=axes) if self.needs_input_grad[1] else None)
+        if self.has[1]:
+            grads.append(g.sum(axis=axes) if self.needs_input_grad[-1] else None)
+        return tuple(None if gr is None else gr.astype(gy.dtype, copy=False) for gr in grads)
 
 
 @register()
@@ -123,8 +115,8 @@ def batch_norm(
             f"{op}: expected an input of at least 2 dims (N, C, ...), got {input.shape}"
         )
     c = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var),
-                    ("weight", weight), ("bias", bias)):  # fmt: skip
+    given = {"running_mean": running_mean, "running_var": running_var}
+    for name, t in {**given, "weight": weight, "bias": bias}.items():
         if t is not None and tuple(t.shape) != (c,):
             raise ValueError(
                 f"{op}: {name} of shape {t.shape} does not match the {c} channels of the input "
@@ -138,17 +130,16 @@ def batch_norm(
             f"{op}: expected more than 1 value per channel when training, got input of shape "
             f"{input.shape} (use a batch of 2 or more, or call .eval())"
         )
-    if not training and running_mean is None:
-        training = True  # no running statistics to use: normalise with the batch's own
-    # both or neither (checked above)
-    stats = (
-        None
-        if running_mean is None or running_var is None
-        else (running_mean.array, running_var.array)
-    )
-    m = 0.1 if momentum is None else float(momentum)
-    affine = [t for t in (weight, bias) if t is not None]
+    stats = None
+    if running_mean is not None and running_var is not None:
+        stats = (running_mean.array, running_var.array)
     return BatchNorm.apply(
-        input, *affine, training=training, eps=float(eps), stats=stats, momentum=m,
-        has_weight=weight is not None, has_bias=bias is not None,
-    )  # fmt: skip
+        input,
+        *(t for t in (weight, bias) if t is not None),
+        training=training or stats is None,  # no running statistics: the batch's own, always
+        eps=float(eps),
+        stats=stats,
+        momentum=0.1 if momentum is None else float(momentum),
+        has_weight=weight is not None,
+        has_bias=bias is not None,
+    )
