@@ -1,5 +1,5 @@
 """Devices and backends: `get_backend("cpu" | "cuda[:N]")` returns the object that owns arrays
-there (a NumpyBackend, or a CupyBackend, which derives from it: numpy.py states the interface).
+there (the interface it implements: gnn/backend/base.py).
 
 Only `gnn/backend/cuda.py` imports CuPy, and only when a CUDA backend is first asked for.
 """
@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gnn import config
+from gnn.backend.base import Backend
 from gnn.backend.numpy import NumpyBackend
 
 __all__ = ["Backend", "Device", "NumpyBackend", "cuda_available", "get_backend", "parse_device"]
-
-Backend = NumpyBackend  # every backend derives from it; its public members are the interface
 
 CUDA_INSTALL_HINT = (
     "install the CUDA extra that matches your driver: pip install 'gnn[cuda12]' "

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn.backend.numpy import NumpyBackend, id_range_message
+from gnn.backend.base import Backend, id_range_message
 
 
 def device_count() -> int:
@@ -120,7 +120,7 @@ def kernel_source(name: str) -> str:
     return source
 
 
-class CupyBackend(NumpyBackend):
+class CupyBackend(Backend):
     """Arrays in GPU memory, math by CuPy, and gnn's CUDA kernels.
 
     The underscored kernel members (`_cuda_device`, `_launch`, `_sms`, `_dummy_f32`,
@@ -145,9 +145,7 @@ class CupyBackend(NumpyBackend):
             )
         if index >= count:
             raise RuntimeError(f"device 'cuda:{index}' does not exist: {count} GPU(s) visible")
-        super().__init__()
-        self.xp = cupy
-        self.device = Device("cuda", index)
+        super().__init__(cupy, Device("cuda", index))
         self._cuda_device = cupy.cuda.Device(index)  # `with be._cuda_device:`: this GPU current
         self._modules: dict[str, Any] = {}
         self._functions: dict[tuple[str, str], Any] = {}
@@ -161,6 +159,7 @@ class CupyBackend(NumpyBackend):
     # ---- arrays --------------------------------------------------------------------------------
 
     def asarray(self, data: Any, dtype: Any = None) -> Any:
+        """An array on this GPU (no copy when `data` already is one of the right dtype)."""
         with self._cuda_device:
             return self.xp.asarray(data, dtype=dtype)
 
@@ -171,9 +170,11 @@ class CupyBackend(NumpyBackend):
         return self.xp.asnumpy(a)
 
     def synchronize(self) -> None:
+        """Wait until the work queued on this GPU is done."""
         self._cuda_device.synchronize()
 
     def from_dlpack(self, obj: Any) -> Any:
+        """An array on this GPU sharing memory with a DLPack-capable object."""
         with self._cuda_device:
             return self.xp.from_dlpack(obj)
 

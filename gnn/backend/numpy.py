@@ -1,138 +1,72 @@
-"""NumpyBackend: the CPU backend, and the interface of every backend (what gnn asks of one).
+"""NumpyBackend: the CPU backend, what NumPy does its own way of gnn/backend/base.py's Backend.
 
-A backend owns arrays on one device. NumpyBackend's public members are what gnn asks of one:
-`name`, `device`, `xp` (the array module, NumPy or CuPy, which all other math goes through) and
-the few operations the array libraries do differently. They are written against `self.xp` where
-they can be, so that CupyBackend (cuda.py), which derives from it, overrides only what CuPy does
-differently; a new backend is one new file doing the same. Above gnn/backend/, code reaches a
-backend through `Tensor.backend` or `get_backend(device)` and uses only these public members.
-Fused ops are not here: gnn/backend/fused (their references run on a backend's `xp`).
+The rest of the interface, written once against `self.xp`, is Backend's. Fused ops are not here:
+gnn/backend/fused.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from gnn import config
-
-if TYPE_CHECKING:
-    from gnn.backend import Device
+from gnn.backend.base import Backend, id_range_message
 
 # From this many indices up, index_add of whole rows sorts and sums runs instead of np.add.at.
 _SORTED_INDEX_ADD_MIN = 128
-# Ones vectors kept per backend (NumpyBackend.ones_vector): one per batch length and dtype.
-_ONES_CACHE_SIZE = 64
 
 
-def id_range_message(op: str, bad: int, num: int) -> str:
-    """The error for an id outside 0..num-1 of a table of num rows."""
-    return f"{op}: id {bad} is out of range for an embedding of {num} rows (valid: 0..{num - 1})"
+class NumpyBackend(Backend):
+    """Arrays in host memory, math by NumPy."""
 
-
-class NumpyBackend:
-    """Arrays in host memory, math by NumPy; the base class of every backend.
-
-    One object per device: copies of tensors and modules share it (copying returns the same
-    object) and unpickling finds it again by its device.
-    """
-
-    name = "cpu"  # "cpu" or "cuda": fused ops launch their kernels on "cuda" only
-    xp: Any  # the array module (numpy or cupy), the one array API for all other math
-    device: Device
+    name = "cpu"
 
     def __init__(self) -> None:
         from gnn.backend import Device
 
-        self.xp = np
-        self.device = Device("cpu")
-        self._rng: Any = None
-        self._seed_generation = -1
-        self._constants: dict[tuple, Any] = {}
-        self._ones_vectors: dict[tuple, Any] = {}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.device})"
-
-    # One backend object per device: copies of tensors and modules share it (copy.deepcopy of a
-    # model must not try to copy the array module), and unpickling finds it again by device.
-    def __deepcopy__(self, memo: dict) -> NumpyBackend:
-        return self
-
-    def __reduce__(self) -> tuple:
-        from gnn.backend import get_backend
-
-        return (get_backend, (str(self.device),))
+        super().__init__(np, Device("cpu"))
 
     # ---- arrays --------------------------------------------------------------------------------
 
-    def is_array(self, a: Any) -> bool:
-        """True for an array of this backend's array module."""
-        return isinstance(a, self.xp.ndarray)
-
-    def asarray(self, data: Any, dtype: Any = None) -> Any:
-        """An array on this device (no copy when `data` already is one of the right dtype)."""
-        return self.xp.asarray(data, dtype=dtype)
-
     def to_numpy(self, a: Any) -> np.ndarray:
-        """A host copy of `a` (a GPU first raises any error its kernels flagged)."""
+        """`a` itself: it is in host memory already."""
         return np.asarray(a)
 
-    def from_dlpack(self, obj: Any) -> Any:
-        """An array on this device sharing memory with a DLPack-capable object."""
-        return self.xp.from_dlpack(obj)
-
     def synchronize(self) -> None:
-        """Wait until the work queued on this device is done (nothing to wait for on the CPU)."""
+        """Nothing to wait for: NumPy's work is done when its call returns."""
+
+    def ones(self, shape: tuple, dtype: Any) -> Any:
+        """A new array of ones; a 0-d one (backward's usual seed) skips np.ones' Python fill."""
+        if shape == ():
+            return np.array(1, dtype=dtype)
+        return np.ones(shape, dtype=dtype)
+
+    def scalar(self, value: Any, dtype: Any) -> Any:
+        """A 0-d array holding a Python number (an operand such as the 2 of x * 2).
+
+        Read-only: ops must not write to their operands, and on a GPU these arrays are cached
+        and shared (CupyBackend.scalar), so the CPU suite is where a write would show.
+        """
+        a = np.asarray(value, dtype=dtype)  # not through _read_only: this is a hot path
+        a.flags.writeable = False
+        return a
+
+    def _read_only(self, a: Any) -> Any:
+        a.flags.writeable = False
+        return a
 
     # ---- random numbers ------------------------------------------------------------------------
 
     def _new_generator(self, seed: int | None) -> Any:
         return np.random.default_rng(seed)
 
-    def rng(self) -> Any:
-        """This device's generator, re-seeded after every `gnn.manual_seed`."""
-        generation, seed = config.seed_state()
-        if self._rng is None or generation != self._seed_generation:
-            self._rng = self._new_generator(seed)
-            self._seed_generation = generation
-        return self._rng
-
-    def manual_seed(self, seed: int) -> None:
-        """Seed this device's generator alone (gnn.cuda.manual_seed); a later gnn.manual_seed
-        re-seeds it with the others."""
-        self._rng = self._new_generator(int(seed))
-        self._seed_generation = config.seed_state()[0]
-
     def get_rng_state(self) -> dict:
-        """The generator's state, for checkpoints ({} where the library hides it)."""
         return self.rng().bit_generator.state
 
     def set_rng_state(self, state: dict) -> None:
-        """Restore a state from get_rng_state."""
         self.rng().bit_generator.state = state
 
-    def randn(self, shape: tuple, dtype: Any) -> Any:
-        """Standard normal samples."""
-        # float16/bfloat16 are drawn in float64 and rounded (NumPy's and CuPy's generators do
-        # not make them)
-        wide = dtype not in (np.float32, np.float64)
-        out = self.rng().standard_normal(shape, dtype=np.float64 if wide else dtype)
-        return out.astype(dtype, copy=False)
-
-    def rand(self, shape: tuple, dtype: Any) -> Any:
-        """Uniform samples in [0, 1)."""
-        wide = dtype not in (np.float32, np.float64)
-        out = self.rng().random(shape, dtype=np.float64 if wide else dtype)
-        return out.astype(dtype, copy=False)
-
-    def randint(self, low: int, high: int, shape: tuple, dtype: Any) -> Any:
-        """Integers in [low, high)."""
-        return self.rng().integers(low, high, size=shape, dtype=dtype)
-
     def permutation(self, n: int) -> Any:
-        """A random permutation of 0..n-1."""
         return self.rng().permutation(n)
 
     # ---- math the array libraries do differently ----------------------------------------------
@@ -167,80 +101,31 @@ class NumpyBackend:
         """
         if x.dtype == np.float64:
             return erf64(x)
-        xp = self.xp
         # Chebyshev-fitted erfc (Numerical Recipes, 2nd ed., section 6.2), float64 inside.
-        z = xp.abs(x).astype(np.float64)
+        z = np.abs(x).astype(np.float64)
         t = 1.0 / (1.0 + 0.5 * z)
         poly = _ERFC_FIT[-1] * t  # Horner, from the highest power of t down
         for c in _ERFC_FIT[-2:0:-1]:
             poly = (poly + c) * t
         poly += _ERFC_FIT[0] - z * z
-        erfc = t * xp.exp(poly)
-        out = xp.where(x >= 0, 1.0 - erfc, erfc - 1.0)
+        erfc = t * np.exp(poly)
+        out = np.where(x >= 0, 1.0 - erfc, erfc - 1.0)
         return out.astype(x.dtype, copy=False)
 
-    # ---- ones, constants and scalars: the cached ones are shared, so never written to --------
-
-    def ones(self, shape: tuple, dtype: Any) -> Any:
-        """A new array of ones; a 0-d one (backward's usual seed) skips np.ones' Python fill."""
-        if shape == () and self.xp is np:
-            return np.array(1, dtype=dtype)
-        return self.xp.ones(shape, dtype=dtype)
-
-    def ones_vector(self, n: int, dtype: Any) -> Any:
-        """A cached vector of n ones (bias gradients as ones @ g); shared, so never written to."""
-        cache = self._ones_vectors
-        key = (n, np.dtype(dtype))
-        ones = cache.get(key)
-        if ones is None:
-            if len(cache) >= _ONES_CACHE_SIZE:
-                cache.clear()  # many distinct lengths (varying batch sizes): start afresh
-            ones = self.xp.ones(n, dtype=dtype)
-            if self.xp is np:
-                ones.flags.writeable = False  # holds the ops to never writing it
-            cache[key] = ones
-        return ones
-
-    def constant(self, values: tuple, dtype: Any) -> Any:
-        """A 1-D array of `values` on this device, made once and cached: no host-to-device copy
-        (on a GPU, a wait) each time an op needs the same small table. Do not write to it."""
-        key = (tuple(values), np.dtype(dtype))
-        a = self._constants.get(key)
-        if a is None:
-            a = self.asarray(np.array(key[0], dtype=key[1]))
-            if isinstance(a, np.ndarray):
-                a.flags.writeable = False
-            self._constants[key] = a
-        return a
-
-    def scalar(self, value: Any, dtype: Any) -> Any:
-        """A 0-d array holding a Python number (an operand such as the 2 of x * 2).
-
-        Read-only: ops must not write to their operands, and on a GPU these arrays are cached
-        and shared (CupyBackend.scalar), so the CPU suite is where a write would show.
-        """
-        a = np.asarray(value, dtype=dtype)
-        a.flags.writeable = False
-        return a
-
-    # ---- error checks: the CPU raises at once; a GPU flags on the device and raises later ----
+    # ---- error checks: here they raise at once ------------------------------------------------
 
     def value_range(self, a: Any) -> tuple[int, int]:
-        """(min, max) of a non-empty integer array, as Python ints."""
         return int(a.min()), int(a.max())
 
     def check_ids(self, ids: Any, num: int, op: str) -> None:
-        """Raise IndexError for an id outside 0..num-1 (CPU: now; CUDA: at `check_errors()`)."""
+        """Raise IndexError now for an id outside 0..num-1."""
         if ids.size:
             lo, hi = self.value_range(ids)
             if lo < 0 or hi >= num:
                 raise IndexError(id_range_message(op, lo if lo < 0 else hi, num))
 
     def check_errors(self) -> None:
-        """Wait for the device, then raise (and clear) an error flagged since the last check.
-
-        Nothing to raise on the CPU: every check raises at once.
-        """
+        """Nothing to raise: on the CPU every check raises at once."""
 
 
 # erfc(z) = t exp(-z^2 + sum c_k t^k) with t = 1 / (1 + z / 2), for erf below float64

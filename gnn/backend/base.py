@@ -1,0 +1,198 @@
+"""The backend interface: what gnn asks of the object that owns arrays on one device.
+
+`Backend` documents every member a backend has. What works alike on NumPy and CuPy it implements
+once, through `self.xp` (the array module); the abstract methods are what the libraries do
+differently, and each backend implements them: NumpyBackend (numpy.py) and CupyBackend (cuda.py)
+hold only those, plus CuPy's device context where a call needs it. CupyBackend also has the hook
+gnn's CUDA kernels launch through (its underscored kernel members, for gnn/backend/fused only).
+Above gnn/backend/, code reaches a backend through `Tensor.backend` or `get_backend(device)` and
+uses only what is declared here. A new backend is one new file subclassing `Backend`; fused ops
+need nothing of it (their references run on its `xp`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gnn import config
+
+if TYPE_CHECKING:
+    from gnn.backend import Device
+
+__all__ = ["Backend", "id_range_message"]
+
+# Ones vectors kept per backend (Backend.ones_vector): one per batch length and dtype.
+_ONES_CACHE_SIZE = 64
+
+
+def id_range_message(op: str, bad: int, num: int) -> str:
+    """The error for an id outside 0..num-1 of a table of num rows."""
+    return f"{op}: id {bad} is out of range for an embedding of {num} rows (valid: 0..{num - 1})"
+
+
+class Backend(ABC):
+    """Arrays on one device, and the few operations that differ between array libraries.
+
+    One object per device: copies of tensors and modules share it (copying returns the same
+    object) and unpickling finds it again by its device.
+    """
+
+    name: str  # "cpu" or "cuda": fused ops launch their kernels on "cuda" only
+    xp: Any  # the array module (numpy or cupy), the one array API for all other math
+    device: Device
+
+    def __init__(self, xp: Any, device: Device) -> None:
+        self.xp = xp
+        self.device = device
+        self._rng: Any = None
+        self._seed_generation = -1
+        self._constants: dict[tuple, Any] = {}
+        self._ones_vectors: dict[tuple, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.device})"
+
+    # One backend object per device: copies of tensors and modules share it (copy.deepcopy of a
+    # model must not try to copy the array module), and unpickling finds it again by device.
+    def __deepcopy__(self, memo: dict) -> Backend:
+        return self
+
+    def __reduce__(self) -> tuple:
+        from gnn.backend import get_backend
+
+        return (get_backend, (str(self.device),))
+
+    # ---- arrays --------------------------------------------------------------------------------
+
+    def is_array(self, a: Any) -> bool:
+        """True for an array of this backend's array module."""
+        return isinstance(a, self.xp.ndarray)
+
+    def asarray(self, data: Any, dtype: Any = None) -> Any:
+        """An array on this device (no copy when `data` already is one of the right dtype)."""
+        return self.xp.asarray(data, dtype=dtype)
+
+    @abstractmethod
+    def to_numpy(self, a: Any) -> np.ndarray:
+        """A host copy of `a` (a GPU first raises any error its kernels flagged)."""
+
+    def from_dlpack(self, obj: Any) -> Any:
+        """An array on this device sharing memory with a DLPack-capable object."""
+        return self.xp.from_dlpack(obj)
+
+    @abstractmethod
+    def synchronize(self) -> None:
+        """Wait until the work queued on this device is done."""
+
+    # ---- ones, constants and scalars: the cached ones are shared, so never written to --------
+
+    def ones(self, shape: tuple, dtype: Any) -> Any:
+        """A new array of ones (backward's usual 0-d seed)."""
+        return self.xp.ones(shape, dtype=dtype)
+
+    def ones_vector(self, n: int, dtype: Any) -> Any:
+        """A cached vector of n ones (bias gradients as ones @ g); shared, so never written to."""
+        key = (n, np.dtype(dtype))
+        ones = self._ones_vectors.get(key)
+        if ones is None:
+            if len(self._ones_vectors) >= _ONES_CACHE_SIZE:
+                self._ones_vectors.clear()  # many distinct lengths (batch sizes): start afresh
+            ones = self._read_only(self.xp.ones(n, dtype=dtype))
+            self._ones_vectors[key] = ones
+        return ones
+
+    def constant(self, values: tuple, dtype: Any) -> Any:
+        """A 1-D array of `values` on this device, made once and cached: no host-to-device copy
+        (on a GPU, a wait) each time an op needs the same small table. Do not write to it."""
+        key = (tuple(values), np.dtype(dtype))
+        a = self._constants.get(key)
+        if a is None:
+            a = self._read_only(self.asarray(np.array(key[0], dtype=key[1])))
+            self._constants[key] = a
+        return a
+
+    @abstractmethod
+    def scalar(self, value: Any, dtype: Any) -> Any:
+        """A 0-d array holding a Python number (an operand such as the 2 of x * 2); read-only."""
+
+    def _read_only(self, a: Any) -> Any:
+        """`a`, marked read-only where the library can (NumPy: so a write to a shared array
+        raises in the CPU suite; CuPy has no such flag)."""
+        return a
+
+    # ---- random numbers: one generator per device, re-seeded by gnn.manual_seed --------------
+
+    @abstractmethod
+    def _new_generator(self, seed: int | None) -> Any:
+        """A new generator of the array library's, on this device."""
+
+    def rng(self) -> Any:
+        """This device's generator, re-seeded after every `gnn.manual_seed`."""
+        generation, seed = config.seed_state()
+        if self._rng is None or generation != self._seed_generation:
+            self._rng = self._new_generator(seed)
+            self._seed_generation = generation
+        return self._rng
+
+    def manual_seed(self, seed: int) -> None:
+        """Seed this device's generator alone (gnn.cuda.manual_seed); a later gnn.manual_seed
+        re-seeds it with the others."""
+        self._rng = self._new_generator(int(seed))
+        self._seed_generation = config.seed_state()[0]
+
+    @abstractmethod
+    def get_rng_state(self) -> dict:
+        """The generator's state, for checkpoints ({} where the library hides it)."""
+
+    @abstractmethod
+    def set_rng_state(self, state: dict) -> None:
+        """Restore a state from get_rng_state."""
+
+    def randn(self, shape: tuple, dtype: Any) -> Any:
+        """Standard normal samples."""
+        # float16/bfloat16 are drawn in float64 and rounded (NumPy's and CuPy's generators do
+        # not make them)
+        wide = dtype not in (np.float32, np.float64)
+        out = self.rng().standard_normal(shape, dtype=np.float64 if wide else dtype)
+        return out.astype(dtype, copy=False)
+
+    def rand(self, shape: tuple, dtype: Any) -> Any:
+        """Uniform samples in [0, 1)."""
+        wide = dtype not in (np.float32, np.float64)
+        out = self.rng().random(shape, dtype=np.float64 if wide else dtype)
+        return out.astype(dtype, copy=False)
+
+    def randint(self, low: int, high: int, shape: tuple, dtype: Any) -> Any:
+        """Integers in [low, high)."""
+        return self.rng().integers(low, high, size=shape, dtype=dtype)
+
+    @abstractmethod
+    def permutation(self, n: int) -> Any:
+        """A random permutation of 0..n-1."""
+
+    # ---- math the array libraries do differently ----------------------------------------------
+
+    @abstractmethod
+    def index_add(self, target: Any, index: Any, values: Any) -> None:
+        """target[index] += values, accumulating over repeated indices (in place)."""
+
+    @abstractmethod
+    def erf(self, x: Any) -> Any:
+        """The error function, elementwise."""
+
+    # ---- error checks: the CPU raises at once; a GPU flags on the device and raises later ----
+
+    @abstractmethod
+    def value_range(self, a: Any) -> tuple[int, int]:
+        """(min, max) of a non-empty integer array, as Python ints."""
+
+    @abstractmethod
+    def check_ids(self, ids: Any, num: int, op: str) -> None:
+        """IndexError for an id outside 0..num-1: now, or at the next `check_errors()`."""
+
+    @abstractmethod
+    def check_errors(self) -> None:
+        """Wait for the device, then raise (and clear) an error flagged since the last check."""
