@@ -34,7 +34,7 @@ class BatchNorm(Function):
         has_bias: bool,
     ) -> None:
         self.training, self.eps, self.stats, self.momentum = training, eps, stats, momentum
-        self.has = (has_weight, has_bias)
+        self.has_weight, self.has_bias = has_weight, has_bias  # read by the ONNX exporter too
 
     def forward(self, x: Any, *affine: Any) -> Any:
         axes = (0,) + tuple(range(2, x.ndim))
@@ -54,8 +54,8 @@ class BatchNorm(Function):
         rstd = 1.0 / self.be.xp.sqrt(var + self.eps)
         xc *= rstd  # now xhat
         rest = [a.astype(acc, copy=False).reshape(bshape) for a in affine]
-        w = rest.pop(0) if self.has[0] else None
-        b = rest.pop(0) if self.has[1] else None
+        w = rest.pop(0) if self.has_weight else None
+        b = rest.pop(0) if self.has_bias else None
         self.xhat, self.rstd, self.w, self.axes = xc, rstd, w, axes
         y = xc * w if w is not None else xc.copy() if b is not None else xc
         if b is not None:
@@ -84,9 +84,9 @@ class BatchNorm(Function):
             else:
                 gx = gxhat * rstd
         grads = [gx]
-        if self.has[0]:
+        if self.has_weight:
             grads.append((g * xhat).sum(axis=axes) if self.needs_input_grad[1] else None)
-        if self.has[1]:
+        if self.has_bias:
             grads.append(g.sum(axis=axes) if self.needs_input_grad[-1] else None)
         return tuple(None if gr is None else gr.astype(gy.dtype, copy=False) for gr in grads)
 
