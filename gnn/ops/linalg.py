@@ -61,23 +61,22 @@ class Linear(Function):
 
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
         self.x, self.w = x, w
-        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
-        y = x2 @ w.T
+        y = x.reshape(-1, x.shape[-1]) @ w.T
         if b is not None:
             y += b
-        return y.reshape(x.shape[:-1] + (w.shape[0],)) if x.ndim != 2 else y
+        return y.reshape(x.shape[:-1] + (w.shape[0],))
 
     def backward(self, gy: Any) -> Any:
-        x, w = self.x, self.w
-        g2 = gy.reshape(-1, gy.shape[-1]) if gy.ndim != 2 else gy
+        x, w, needs = self.x, self.w, self.needs_input_grad
+        g2 = gy.reshape(-1, gy.shape[-1])
         gx = gw = gb = None
-        if self.needs_input_grad[0]:
+        if needs[0]:
             gx = (g2 @ w).reshape(x.shape)
-        if self.needs_input_grad[1]:
-            x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        if needs[1]:
+            x2 = x.reshape(-1, x.shape[-1])
             home = self.grad_home(1, g2.dtype)  # the weight's slot in a flat gradient buffer
             gw = g2.T @ x2 if home is None else self.be.xp.matmul(g2.T, x2, out=home)
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+        if len(needs) > 2 and needs[2]:
             gb = column_sums(self.be, g2, self.grad_home(2, g2.dtype))
         return gx, gw, gb
 
@@ -91,9 +90,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"weight {weight.shape} expects {weight.shape[-1]}"
         )
     x, weight, bias = cast_inputs("linear", x, weight, bias)
-    if bias is None:
-        return Linear.apply(x, weight)
-    return Linear.apply(x, weight, bias)
+    return Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)
 
 
 def _check_ndim(op: str, ndim: int, a: Any, b: Any) -> None:
