@@ -7,22 +7,25 @@ import inspect
 import pytest
 
 from gnn.backend import Backend, NumpyBackend, cuda_available, get_backend
-
-# What the fused ops' CUDA launchers use of a CupyBackend (see its docstring).
-KERNEL_HOOK = ("_cuda_device", "_launch", "_sms", "_dummy_f32", "_error_slots")
+from gnn.backend.base import KernelBackend
 
 
-def members(cls: type) -> dict[str, object]:
-    """The public methods and attributes a class declares itself (not those of its bases)."""
+def members(interface: type) -> dict[str, object]:
+    """The methods and attributes an interface declares itself (not those of its bases):
+    Backend's public ones (not its private bookkeeping), all of KernelBackend's hook."""
+    hook = interface is KernelBackend
     declared = {
-        k: v for k, v in vars(cls).items() if inspect.isfunction(v) and not k.startswith("_")
+        k: v
+        for k, v in vars(interface).items()
+        if inspect.isfunction(v) and not k.startswith("__") and (hook or not k.startswith("_"))
     }
-    declared.update({k: None for k in vars(cls).get("__annotations__", {})})
+    declared.update({k: None for k in vars(interface).get("__annotations__", {})})
     return declared
 
 
-def check_implements(backend: object) -> None:
-    for name, spec in members(Backend).items():
+def check_implements(backend: object, interface: type) -> None:
+    assert isinstance(backend, interface)
+    for name, spec in members(interface).items():
         assert hasattr(backend, name), f"{type(backend).__name__} lacks {name}"
         if spec is None:
             continue
@@ -37,17 +40,20 @@ def test_the_interface_declares_and_documents_what_gnn_asks_of_a_backend():
         assert name in declared
     for name in ("check_ids", "check_errors", "constant", "scalar", "ones_vector", "randn"):
         assert name in declared
-    undocumented = [k for k, f in declared.items() if f is not None and not inspect.getdoc(f)]
-    assert not undocumented
+    assert {"_launch", "_sms", "_cuda_device", "_error_slots"} <= set(members(KernelBackend))
+    for interface in (Backend, KernelBackend):
+        functions = [f for f in members(interface).values() if f is not None]
+        assert all(inspect.getdoc(f) for f in functions), interface
     # what the libraries do differently is abstract: a backend that forgets one cannot be made
     differ = {"to_numpy", "synchronize", "index_add", "erf", "check_ids"}
     assert differ <= Backend.__abstractmethods__
+    assert "_launch" in KernelBackend.__abstractmethods__
 
 
 def test_numpy_backend_implements_the_interface():
     be = get_backend("cpu")
-    assert isinstance(be, NumpyBackend) and isinstance(be, Backend) and be.name == "cpu"
-    check_implements(be)
+    assert isinstance(be, NumpyBackend) and be.name == "cpu"
+    check_implements(be, Backend)
     be.check_errors()  # nothing is ever pending on the CPU
 
 
@@ -57,16 +63,15 @@ def test_the_check_catches_a_changed_signature():
             return values
 
     with pytest.raises(AssertionError, match="asarray"):
-        check_implements(Renamed())
+        check_implements(Renamed(), Backend)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA device")
-def test_cuda_backend_implements_the_interface_and_the_kernel_hook():
+def test_cuda_backend_implements_the_kernel_interface():
     be = get_backend("cuda")
-    assert be.name == "cuda" and isinstance(be, Backend)
-    check_implements(be)
-    for name in KERNEL_HOOK:
-        assert hasattr(be, name), f"CupyBackend lacks {name}"
+    assert be.name == "cuda"
+    check_implements(be, Backend)
+    check_implements(be, KernelBackend)
     with be._cuda_device:
         assert be._sms() > 0

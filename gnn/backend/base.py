@@ -3,8 +3,8 @@
 `Backend` documents every member a backend has. What works alike on NumPy and CuPy it implements
 once, through `self.xp` (the array module); the abstract methods are what the libraries do
 differently, and each backend implements them: NumpyBackend (numpy.py) and CupyBackend (cuda.py)
-hold only those, plus CuPy's device context where a call needs it. CupyBackend also has the hook
-gnn's CUDA kernels launch through (its underscored kernel members, for gnn/backend/fused only).
+hold only those, plus CuPy's device context where a call needs it. `KernelBackend` adds the hook
+gnn's CUDA kernels launch through (CupyBackend implements it; for gnn/backend/fused only).
 Above gnn/backend/, code reaches a backend through `Tensor.backend` or `get_backend(device)` and
 uses only what is declared here. A new backend is one new file subclassing `Backend`; fused ops
 need nothing of it (their references run on its `xp`).
@@ -22,7 +22,7 @@ from gnn import config
 if TYPE_CHECKING:
     from gnn.backend import Device
 
-__all__ = ["Backend", "id_range_message"]
+__all__ = ["Backend", "KernelBackend", "id_range_message"]
 
 # Ones vectors kept per backend (Backend.ones_vector): one per batch length and dtype.
 _ONES_CACHE_SIZE = 64
@@ -196,3 +196,29 @@ class Backend(ABC):
     @abstractmethod
     def check_errors(self) -> None:
         """Wait for the device, then raise (and clear) an error flagged since the last check."""
+
+
+class KernelBackend(Backend):
+    """A backend with gnn's CUDA kernels: the hook a fused op's `cuda(be, ...)` launches through.
+
+    The underscored members are for gnn/backend/fused only; a launcher reaches the array
+    library through `xp` alone.
+    """
+
+    _cuda_device: Any  # the library's device object: `with be._cuda_device:` makes it current
+
+    @abstractmethod
+    def _launch(self, module: str, name: str, blocks: int, threads: int, args: tuple) -> None:
+        """Queue kernel `name` of kernels/<module>.cu with a 1-D grid on the current stream."""
+
+    @abstractmethod
+    def _sms(self) -> int:
+        """The number of streaming multiprocessors (to size grid-stride launches)."""
+
+    @abstractmethod
+    def _dummy_f32(self) -> Any:
+        """A float32 array standing in for an optional pointer the kernel will not read."""
+
+    @abstractmethod
+    def _error_slots(self) -> Any:
+        """The device's int64 error slots that kernels flag bad inputs in (see check_errors)."""

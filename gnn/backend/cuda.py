@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn.backend.base import Backend, id_range_message
+from gnn.backend.base import KernelBackend, id_range_message
 
 
 def device_count() -> int:
@@ -120,13 +120,9 @@ def kernel_source(name: str) -> str:
     return source
 
 
-class CupyBackend(Backend):
-    """Arrays in GPU memory, math by CuPy, and gnn's CUDA kernels.
-
-    The underscored kernel members (`_cuda_device`, `_launch`, `_sms`, `_dummy_f32`,
-    `_error_slots`) are the hook the fused ops' `cuda(be, ...)` launch through, for
-    gnn/backend/fused only; a launcher reaches the array library through `xp` alone.
-    """
+class CupyBackend(KernelBackend):
+    """Arrays in GPU memory, math by CuPy; a KernelBackend: the fused ops of gnn/backend/fused
+    launch gnn's CUDA kernels through `_launch`."""
 
     name = "cuda"
 
@@ -146,7 +142,7 @@ class CupyBackend(Backend):
         if index >= count:
             raise RuntimeError(f"device 'cuda:{index}' does not exist: {count} GPU(s) visible")
         super().__init__(cupy, Device("cuda", index))
-        self._cuda_device = cupy.cuda.Device(index)  # `with be._cuda_device:`: this GPU current
+        self._cuda_device = cupy.cuda.Device(index)
         self._modules: dict[str, Any] = {}
         self._functions: dict[tuple[str, str], Any] = {}
         self._sm_count = 0
@@ -248,19 +244,16 @@ class CupyBackend(Backend):
             self.check_errors()
 
     def _sms(self) -> int:
-        """The number of streaming multiprocessors (to size grid-stride launches)."""
         if not self._sm_count:
             self._sm_count = int(self._cuda_device.attributes["MultiProcessorCount"])
         return self._sm_count
 
     def _dummy_f32(self) -> Any:
-        """A float32 array standing in for an optional pointer the kernel will not read."""
         if self._dummy is None:
             self._dummy = self.xp.zeros((1,), dtype=np.float32)
         return self._dummy
 
     def _error_slots(self) -> Any:
-        """The int64 error slots that kernels flag bad inputs in (see check_errors)."""
         if self._errors is None:
             self._errors = self.xp.zeros((ERROR_SLOTS,), dtype=np.int64)
         self._errors_pending = True
