@@ -54,7 +54,7 @@ def test_every_op_has_a_docs_row_with_its_spellings() -> None:
     for name in sorted(set(docs) & set(OPS)):
         op = OPS[name]
         wanted = (
-            set(op.names) if op.functional else set(),
+            set(op.names),
             set(op.tensor),
             set(op.names) if op.top else set(),
         )

@@ -31,10 +31,6 @@ def _binary(fn: type[Function], name: str, a: Any, b: Any) -> Tensor:
         raise
 
 
-def _scaled(b: Any, alpha: Any) -> Any:
-    return mul(b, alpha) if isinstance(b, Tensor) else b * alpha
-
-
 def _update(x: Tensor, what: str, ufunc: str, other: Any) -> Tensor:
     """x = x <ufunc> other in place, outside the graph (other broadcasts to x's shape)."""
     x._check_inplace(what)
@@ -76,13 +72,13 @@ def div_(x: Tensor, other: Any) -> Tensor:
 def binary(
     name: str,
     forward: Callable[[Any, Any], Any],
-    grad_a: Callable[[Any, Any, Any], Any],
-    grad_b: Callable[[Any, Any, Any], Any],
+    grad_a: Callable[[Any, Any, Any, Any], Any],
+    grad_b: Callable[[Any, Any, Any, Any], Any],
 ) -> type[Function]:
     """The Function of a two-input elementwise op, from its formulas: y = forward(a, b).
 
-    grad_a(gy, a, b) and grad_b(gy, a, b) are the inputs' gradients, each computed only when that
-    input needs one (an operand that is a constant costs nothing in backward).
+    grad_a(xp, gy, a, b) and grad_b(xp, gy, a, b) are the inputs' gradients, each computed only
+    when that input needs one (an operand that is a constant costs nothing in backward).
     """
 
     class Binary(Function):
@@ -91,18 +87,28 @@ def binary(
             return forward(a, b)
 
         def backward(self, gy: Any) -> Any:
-            a, b = self.a, self.b
-            need_a, need_b = self.needs_input_grad
-            return (grad_a(gy, a, b) if need_a else None), (grad_b(gy, a, b) if need_b else None)
+            xp, a, b = self.be.xp, self.a, self.b
+            ga = grad_a(xp, gy, a, b) if self.needs_input_grad[0] else None
+            gb = grad_b(xp, gy, a, b) if self.needs_input_grad[1] else None
+            return ga, gb
 
     Binary.__name__ = Binary.__qualname__ = name
     return Binary
 
 
-Add = binary("Add", operator.add, lambda gy, a, b: gy, lambda gy, a, b: gy)
-Sub = binary("Sub", operator.sub, lambda gy, a, b: gy, lambda gy, a, b: -gy)
-Mul = binary("Mul", operator.mul, lambda gy, a, b: gy * b, lambda gy, a, b: gy * a)
-Div = binary("Div", operator.truediv, lambda gy, a, b: gy / b, lambda gy, a, b: -gy * a / (b * b))
+Add = binary("Add", operator.add, lambda xp, gy, a, b: gy, lambda xp, gy, a, b: gy)
+Sub = binary("Sub", operator.sub, lambda xp, gy, a, b: gy, lambda xp, gy, a, b: -gy)
+Mul = binary("Mul", operator.mul, lambda xp, gy, a, b: gy * b, lambda xp, gy, a, b: gy * a)
+Div = binary(
+    "Div", operator.truediv, lambda xp, gy, a, b: gy / b, lambda xp, gy, a, b: -gy * a / (b * b)
+)
+# d/db reads log a: a must be positive where b needs a gradient
+Pow = binary(
+    "Pow",
+    operator.pow,
+    lambda xp, gy, a, b: gy * b * a ** (b - 1),
+    lambda xp, gy, a, b: gy * a**b * xp.log(xp.where(a > 0, a, 1)),
+)
 
 
 @register(
@@ -111,7 +117,7 @@ Div = binary("Div", operator.truediv, lambda gy, a, b: gy / b, lambda gy, a, b: 
 def add(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     """input + alpha * other with broadcasting."""
     if alpha != 1:
-        other = _scaled(other, alpha)
+        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
     return _binary(Add, "add", input, other)
 
 
@@ -126,7 +132,7 @@ def add(input: Any, other: Any, alpha: Any = 1) -> Tensor:
 def sub(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     """input - alpha * other with broadcasting."""
     if alpha != 1:
-        other = _scaled(other, alpha)
+        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
     return _binary(Sub, "sub", input, other)
 
 
@@ -201,24 +207,6 @@ class PowScalar(Function):
         if p == 2:
             return gy * (2 * self.x)
         return gy * (p * self.x ** (p - 1))
-
-
-class Pow(Function):
-    """a ** b, both tensors (d/db uses log a, so a must be positive where b needs a gradient)."""
-
-    def forward(self, a: Any, b: Any) -> Any:
-        self.a, self.b = a, b
-        self.y = a**b
-        return self.y
-
-    def backward(self, gy: Any) -> Any:
-        xp = self.be.xp
-        ga = gb = None
-        if self.needs_input_grad[0]:
-            ga = gy * self.b * self.a ** (self.b - 1)
-        if self.needs_input_grad[1]:
-            gb = gy * self.y * xp.log(xp.where(self.a > 0, self.a, 1))
-        return ga, gb
 
 
 @register(method=True, operators=("__pow__",), reflected="__rpow__", top=True)
@@ -422,13 +410,10 @@ class Clamp(Function):
         return self.be.xp.clip(x, self.lo, self.hi)
 
     def backward(self, gy: Any) -> Any:
-        x = self.x
-        keep = True
-        if self.lo is not None:
-            keep = x >= self.lo
-        if self.hi is not None:
-            keep = keep & (x <= self.hi) if self.lo is not None else x <= self.hi
-        return gy * keep
+        x, lo, hi = self.x, self.lo, self.hi
+        if lo is None or hi is None:  # one bound, one comparison
+            return gy * (x <= hi if lo is None else x >= lo)
+        return gy * ((x >= lo) & (x <= hi))
 
 
 def clamp_(x: Tensor, min: Any = None, max: Any = None) -> Tensor:

@@ -108,12 +108,10 @@ def _extreme(x: Tensor, dim: Any, keepdim: bool, take_max: bool) -> Any:
         raise RuntimeError(f"{name}: cannot reduce {where} (shape {x.shape})")
     if dim is None:
         return MaxMin.apply(x, axes=None, keepdim=False, take_max=take_max)
-    if x.ndim == 0:  # dim 0 or -1 of a 0-d tensor: the element itself, at index 0
-        values = MaxMin.apply(x, axes=None, keepdim=False, take_max=take_max)
-        return MaxResult(values, Tensor._make(x._be.xp.zeros((), dtype="int64"), x._be, False))
-    values = MaxMin.apply(x, axes=(d,), keepdim=keepdim, take_max=take_max)
+    # dim 0 or -1 of a 0-d tensor: the element itself, at index 0
+    values = MaxMin.apply(x, axes=(d,) if x.ndim else None, keepdim=keepdim, take_max=take_max)
     arg = x.array.argmax if take_max else x.array.argmin
-    indices = arg(axis=d, keepdims=keepdim)
+    indices = arg(axis=d, keepdims=keepdim) if x.ndim else x._be.xp.zeros((), dtype="int64")
     return MaxResult(values, Tensor._make(indices, x._be, False))
 
 

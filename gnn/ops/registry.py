@@ -25,7 +25,6 @@ class Op:
     fn: Callable[..., Any]
     aliases: tuple[str, ...] = ()
     tensor: dict[str, Any] = field(default_factory=dict)  # Tensor attribute -> its value
-    functional: bool = True  # F.<name> and F.<alias>
     top: bool = False  # gnn.<name> and gnn.<alias>
 
     @property
@@ -34,7 +33,6 @@ class Op:
 
 
 OPS: dict[str, Op] = {}
-_OWN_ATTRIBUTES = frozenset(vars(Tensor))  # what tensor.py defines; ops may not replace it
 
 
 def register(
@@ -45,7 +43,6 @@ def register(
     tensor: dict[str, Any] | None = None,
     aliases: tuple[str, ...] = (),
     top: bool = False,
-    functional: bool = True,
     name: str | None = None,
     doc: str | None = None,
     sizes: bool = False,
@@ -62,7 +59,7 @@ def register(
     """
 
     def decorate(fn: Fn) -> Fn:
-        op = Op(name or fn.__name__, fn, aliases, dict(tensor or {}), functional, top)
+        op = Op(name or fn.__name__, fn, aliases, dict(tensor or {}), top)
         if doc is not None:
             fn.__name__ = fn.__qualname__ = op.name
             fn.__doc__ = doc
@@ -73,7 +70,8 @@ def register(
         if reflected:
             op.tensor[reflected] = _reflected(fn, reflected)
         clash = [n for n in op.names if any(n in o.names for o in OPS.values())]
-        clash += [a for a in op.tensor if a in _OWN_ATTRIBUTES or _method_of(a) is not None]
+        # Tensor's own attributes (tensor.py) and those of the ops registered so far are taken
+        clash += [a for a in op.tensor if a in vars(Tensor)]
         if clash:
             raise ValueError(f"register {op.name}: {clash} already taken")
         OPS[op.name] = op
@@ -82,10 +80,6 @@ def register(
         return fn
 
     return decorate
-
-
-def _method_of(attribute: str) -> Op | None:
-    return next((o for o in OPS.values() if attribute in o.tensor), None)
 
 
 def _sizes_method(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -110,7 +104,7 @@ def _reflected(fn: Callable[..., Any], name: str) -> Callable[[Any, Any], Any]:
 
 def functions() -> dict[str, Callable[..., Any]]:
     """gnn.functional's names: every op under its name and aliases."""
-    return {n: op.fn for op in OPS.values() if op.functional for n in op.names}
+    return {n: op.fn for op in OPS.values() for n in op.names}
 
 
 def top_level() -> dict[str, Callable[..., Any]]:

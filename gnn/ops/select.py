@@ -20,27 +20,23 @@ from gnn.tensor import Tensor
 SortResult = namedtuple("SortResult", ["values", "indices"])
 
 
-def _index_array(index: Any, like: Tensor, op: str) -> Any:
-    """An integer index as an array on `like`'s device (a Tensor there, or anything array-like)."""
+def _index_array(index: Any, x: Tensor, op: str, dim: int) -> Any:
+    """An integer index as an array on x's device (a Tensor there, or anything array-like), its
+    values checked against dim's size: CuPy would wrap out-of-range indices silently."""
     if isinstance(index, Tensor):
-        if index._be is not like._be:
-            raise RuntimeError(f"{op}: index is on {index.device}, the input on {like.device}")
+        if index._be is not x._be:
+            raise RuntimeError(f"{op}: index is on {index.device}, the input on {x.device}")
         data = index.array
     else:
-        data = like._be.asarray(index)
+        data = x._be.asarray(index)
     if data.dtype.kind not in "iu":
         raise TypeError(f"{op}: index must hold integers, got dtype {data.dtype}")
-    return data
-
-
-def _check_range(data: Any, size: int, like: Tensor, op: str, dim: int) -> None:
-    """Out-of-range indices are an error (CuPy would wrap them silently)."""
-    if data.size == 0:
-        return
-    lo, hi = like._be.value_range(data)
+    size = x.shape[norm_dim(dim, x.ndim, op)] if x.ndim else 1
+    lo, hi = x._be.value_range(data) if data.size else (0, 0)
     if lo < -size or hi >= size:
         bad = lo if lo < -size else hi
         raise IndexError(f"{op}: index {bad} is out of range for dim {dim} of size {size}")
+    return data
 
 
 @register(method=True, top=True)
@@ -99,13 +95,11 @@ def flip(x: Tensor, dims: Any) -> Tensor:
 def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
     """The entries of x at the 1-D integer `index` along dim (repeats allowed)."""
     d = norm_dim(dim, x.ndim, "index_select")
-    data = _index_array(index, x, "index_select")
+    data = _index_array(index, x, "index_select", dim)
     if data.ndim > 1:
         raise ValueError(f"index_select: index must be 1-D, got shape {tuple(data.shape)}")
     if x.ndim == 0:
-        _check_range(data, 1, x, "index_select", dim)
         return reshape(getitem(reshape(x, (1,)), data.reshape(-1)), tuple(data.shape))
-    _check_range(data, x.shape[d], x, "index_select", dim)
     return getitem(x, (slice(None),) * d + (data.reshape(-1),))
 
 
@@ -116,14 +110,13 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
     `index` has x's number of dims and is no larger than x outside dim, as in PyTorch.
     """
     d = norm_dim(dim, x.ndim, "gather")
-    data = _index_array(index, x, "gather")
+    data = _index_array(index, x, "gather", dim)
     if data.ndim != x.ndim and not (x.ndim == 0 and data.ndim <= 1):
         raise ValueError(
             f"gather: index must have as many dims as the input ({x.ndim}), "
             f"got shape {tuple(data.shape)}"
         )
     if x.ndim == 0:
-        _check_range(data, 1, x, "gather", dim)
         return reshape(getitem(reshape(x, (1,)), data.reshape(-1)), data.shape)
     for k, (m, n) in enumerate(zip(data.shape, x.shape)):
         if k != d and m > n:
@@ -131,7 +124,6 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
                 f"gather: index shape {tuple(data.shape)} is larger than the input "
                 f"{tuple(x.shape)} in dim {k}"
             )
-    _check_range(data, x.shape[d], x, "gather", dim)
     xp = x._be.xp
     where = tuple(
         data if k == d else xp.arange(m).reshape((1,) * k + (m,) + (1,) * (data.ndim - k - 1))
