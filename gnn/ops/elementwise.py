@@ -19,6 +19,8 @@ from gnn.ops._util import as_tensor, cast_exact, check_broadcast, pair
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
+Formula = Callable[..., Any]  # a forward or gradient formula on arrays: pointwise, binary say which
+
 # ---- arithmetic ----------------------------------------------------------------------------------
 
 
@@ -69,12 +71,7 @@ def div_(x: Tensor, other: Any) -> Tensor:
     return _update(x, "div_", "divide", other)
 
 
-def binary(
-    name: str,
-    forward: Callable[[Any, Any], Any],
-    grad_a: Callable[[Any, Any, Any, Any], Any],
-    grad_b: Callable[[Any, Any, Any, Any], Any],
-) -> type[Function]:
+def binary(name: str, forward: Formula, grad_a: Formula, grad_b: Formula) -> type[Function]:
     """The Function of a two-input elementwise op, from its formulas: y = forward(a, b).
 
     grad_a(xp, gy, a, b) and grad_b(xp, gy, a, b) are the inputs' gradients, each computed only
@@ -224,12 +221,7 @@ def pow(input: Any, exponent: Any) -> Tensor:
 # ---- unary math ----------------------------------------------------------------------------------
 
 
-def pointwise(
-    name: str,
-    forward: Callable[[Any, Any], Any],
-    backward: Callable[[Any, Any, Any], Any],
-    saves: str = "x",
-) -> type[Function]:
+def pointwise(name: str, forward: Formula, backward: Formula, saves: str = "x") -> type[Function]:
     """The Function of a one-input elementwise op, from its two formulas.
 
     y = forward(xp, x); gx = backward(xp, gy, s), where s is the input x (saves="x", free: the
