@@ -13,6 +13,7 @@ from gnn.tensor import Tensor
 
 
 def _shape(size: tuple) -> tuple[int, ...]:
+    """The shape from `*size` arguments: zeros(2, 3), zeros((2, 3)) and full's (size,) alike."""
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
     shape = tuple(int(s) for s in size)
@@ -26,6 +27,7 @@ def _float_dtype(dtype: Any) -> np.dtype:
 
 
 def _random_float_dtype(op: str, dtype: Any) -> np.dtype:
+    """The dtype of random samples (the default float when not given); integers are refused."""
     dt = _float_dtype(dtype)
     if not is_floating(dt):
         raise TypeError(f"{op}: dtype must be floating, got {dt} (use randint for integers)")
@@ -33,8 +35,7 @@ def _random_float_dtype(op: str, dtype: Any) -> np.dtype:
 
 
 def _new(arr: Any, be: Any, requires_grad: bool) -> Tensor:
-    t = Tensor._make(arr, be, False)
-    return t.requires_grad_(True) if requires_grad else t
+    return Tensor._make(arr, be).requires_grad_(requires_grad)
 
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -75,16 +76,10 @@ def full(
 ) -> Tensor:
     """A tensor filled with one value (dtype from the value when not given, as in PyTorch)."""
     be = get_backend(device)
-    if dtype is None:
-        dtype = (
-            "bool"
-            if isinstance(fill_value, bool)
-            else "int64"
-            if isinstance(fill_value, int)
-            else config.get_default_dtype()
-        )
-    shape = _shape((size,) if isinstance(size, int) else (tuple(size),))
-    return _new(be.xp.full(shape, fill_value, dtype=parse_dtype(dtype)), be, requires_grad)
+    if dtype is None:  # as PyTorch: bool for a bool, int64 for an int, else the default float
+        dtype = {bool: "bool", int: "int64"}.get(type(fill_value), config.get_default_dtype())
+    dt = parse_dtype(dtype)
+    return _new(be.xp.full(_shape((size,)), fill_value, dtype=dt), be, requires_grad)
 
 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -115,8 +110,7 @@ def randint(
     if dt.kind not in "iu":
         raise TypeError(f"randint: dtype must be an integer dtype, got {dt}")
     be = get_backend(device)
-    shape = _shape((size,) if isinstance(size, int) else (tuple(size),))
-    return _new(be.randint(low, high, shape, dt), be, False)
+    return _new(be.randint(low, high, _shape((size,)), dt), be, False)
 
 
 def arange(
@@ -149,9 +143,12 @@ def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None) -> 
     return _new(be.xp.eye(n, m, dtype=_float_dtype(dtype)), be, False)
 
 
-def _like(t: Tensor, dtype: Any, device: Any) -> tuple[Any, np.dtype]:
+def _like(t: Tensor, dtype: Any, device: Any, random: str = "") -> tuple[Any, np.dtype]:
+    """The backend and dtype of a *_like result: t's unless given; `random` names a sampling
+    function, whose dtype must be floating."""
     be = t._be if device is None else get_backend(device)
-    return be, t.dtype if dtype is None else parse_dtype(dtype)
+    dt = t.dtype if dtype is None else parse_dtype(dtype)
+    return be, _random_float_dtype(random, dt) if random else dt
 
 
 def zeros_like(
@@ -178,13 +175,11 @@ def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None)
 
 def randn_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
     """Standard normal samples with t's shape, dtype and device."""
-    be, dt = _like(t, dtype, device)
-    dt = _random_float_dtype("randn_like", dt)
+    be, dt = _like(t, dtype, device, "randn_like")
     return _new(be.randn(t.shape, dt), be, False)
 
 
 def rand_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
     """Uniform [0, 1) samples with t's shape, dtype and device."""
-    be, dt = _like(t, dtype, device)
-    dt = _random_float_dtype("rand_like", dt)
+    be, dt = _like(t, dtype, device, "rand_like")
     return _new(be.rand(t.shape, dt), be, False)

@@ -29,18 +29,16 @@ class Tensor:
     def __init__(
         self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
     ) -> None:
-        be, arr = _to_array(data, dtype, device)
-        self.array = arr
-        self._be = be
+        self.array, self._be = _to_array(data, dtype, device)
         self.grad: Tensor | None = None
         self._creator: autograd.Function | None = None
-        self.requires_grad = False
-        if requires_grad:
-            self.requires_grad_(True)
+        self.requires_grad_(requires_grad)  # sets requires_grad, checking the dtype
 
     @classmethod
-    def _make(cls, data: Any, be: Any, requires_grad: bool) -> Tensor:
-        """Wrap an array that already lives on `be` (no checks, no copy)."""
+    def _make(cls, data: Any, be: Any, requires_grad: bool = False) -> Tensor:
+        """A tensor on backend `be` holding the array `data` itself (no copy, no checks); `wrap`
+        is its public name, for code above the ops that computes raw arrays (optimizers,
+        metrics) and hands them back as tensors."""
         t = cls.__new__(cls)
         t.array = data
         t._be = be
@@ -49,11 +47,7 @@ class Tensor:
         t._creator = None
         return t
 
-    @classmethod
-    def wrap(cls, array: Any, backend: Any, requires_grad: bool = False) -> Tensor:
-        """A tensor on `backend` holding `array` itself (no copy, no checks): for code above the
-        ops that computes raw arrays (optimizers, metrics) and hands them back as tensors."""
-        return cls._make(array, backend, requires_grad)
+    wrap = _make
 
     # ---- attributes ----------------------------------------------------------------------------
 
@@ -71,7 +65,7 @@ class Tensor:
         `nn.init.normal_(p.data)`) change this tensor without autograd's in-place checks.
         The raw backend array is `array`.
         """
-        return Tensor._make(self.array, self._be, False)
+        return self.detach()
 
     @data.setter
     def data(self, value: Tensor) -> None:
@@ -118,7 +112,7 @@ class Tensor:
         return self.shape if dim is None else self.shape[dim]
 
     def dim(self) -> int:
-        return self.ndim
+        return self.array.ndim
 
     def numel(self) -> int:
         return int(self.array.size)
@@ -271,8 +265,7 @@ class Tensor:
     def is_floating_point(self) -> bool:
         return is_floating(self.dtype)
 
-    def nelement(self) -> int:
-        return self.numel()
+    nelement = numel
 
     def element_size(self) -> int:
         return self.dtype.itemsize
@@ -293,39 +286,37 @@ class Tensor:
         self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
     ) -> Tensor:
         """A copy of `data` as a tensor with this tensor's dtype and device by default."""
-        out = Tensor(data, dtype or self.dtype, device or self.device)
-        if out.array is data:  # a copy, as torch's new_tensor makes
-            out.array = data.copy()
-        return out.requires_grad_(True) if requires_grad else out
+        from gnn import creation  # the same layer; it imports this module first
+
+        return creation.tensor(data, dtype or self.dtype, device or self.device, requires_grad)
 
     def new_full(
-        self, size: Any, fill_value: Any, dtype: Any = None, device: Any = None,
+        self,
+        size: Any,
+        fill_value: Any,
+        dtype: Any = None,
+        device: Any = None,
         requires_grad: bool = False,
-    ) -> Tensor:  # fmt: skip
+    ) -> Tensor:
         """A tensor of `size` filled with fill_value, this tensor's dtype and device by default."""
-        be = get_backend(device or self.device)
-        dt = parse_dtype(dtype) if dtype is not None else self.dtype
-        shape = (size,) if isinstance(size, int) else tuple(size)
-        out = Tensor._make(be.xp.full(shape, fill_value, dtype=dt), be, False)
-        return out.requires_grad_(True) if requires_grad else out
+        from gnn import creation  # the same layer; it imports this module first
+
+        dtype = self.dtype if dtype is None else dtype
+        return creation.full(size, fill_value, dtype, device or self.device, requires_grad)
 
     def new_zeros(
         self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
     ) -> Tensor:
-        """Zeros of `size`, this tensor's dtype and device by default."""
+        """Zeros of `size`, this tensor's dtype and device by default (also `new_empty`)."""
         return self.new_full(shape_args(size), 0, dtype, device, requires_grad)
+
+    new_empty = new_zeros  # "to be overwritten": zeros serve
 
     def new_ones(
         self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
     ) -> Tensor:
         """Ones of `size`, this tensor's dtype and device by default."""
         return self.new_full(shape_args(size), 1, dtype, device, requires_grad)
-
-    def new_empty(
-        self, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
-    ) -> Tensor:
-        """A tensor of `size` to be overwritten (zeros here), this tensor's dtype and device."""
-        return self.new_full(shape_args(size), 0, dtype, device, requires_grad)
 
     def __format__(self, spec: str) -> str:
         """f"{loss:.4f}" formats a one-element tensor as its number, as PyTorch does."""
@@ -399,71 +390,54 @@ def _raw_index(index: Any) -> Any:
 
 
 def _to_array(data: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
-    """(backend, array) for tensor(data, dtype, device): the dtype rules of torch.tensor."""
+    """(array, backend) for tensor(data, dtype, device): the dtype rules of torch.tensor."""
     if isinstance(data, Tensor):
-        src_be = data._be
-        be = src_be if device is None else get_backend(device)
-        arr = data.array if be is src_be else be.asarray(data.numpy())
-    else:
-        if data is None or isinstance(data, (dict, set, frozenset)):
-            # np.asarray(None, float32) is NaN, and a dict is an object array: refuse both
-            raise TypeError(
-                f"tensor(): cannot make a tensor from {type(data).__name__}; pass numbers, "
-                "(nested) lists of numbers, or a NumPy/CuPy array"
-            )
-        be = get_backend(device)
-        arr = data
-    if dtype is not None:
-        dt = parse_dtype(dtype)
-        if getattr(arr, "dtype", None) is not None and np.dtype(arr.dtype) == object:
-            _no_none(np.asarray(arr))  # an explicit float dtype would turn None into NaN
-    else:
-        dt = _infer_dtype(arr)
-    if be.is_array(arr) and arr.dtype == dt:
-        return be, arr.copy() if isinstance(data, Tensor) else arr
-    if not isinstance(arr, np.ndarray) and hasattr(arr, "get") and be.name == "cpu":
-        arr = arr.get()  # a CuPy array handed to a CPU tensor
-    try:
-        return be, be.asarray(arr, dtype=dt)
-    except (ValueError, TypeError) as exc:
+        be = data._be if device is None else get_backend(device)
+        arr = data.array if be is data._be else be.asarray(data.numpy())
+        dt = arr.dtype if dtype is None else parse_dtype(dtype)
+        return (arr.copy() if arr.dtype == dt else be.asarray(arr, dtype=dt)), be
+    if data is None or isinstance(data, (dict, set, frozenset)):
+        # np.asarray(None, float32) is NaN, and a dict is an object array: refuse both
         raise TypeError(
-            f"tensor(): cannot make a tensor from {type(data).__name__}: {exc}"
-        ) from None
-
-
-def _no_none(probe: np.ndarray) -> None:
-    """Raise TypeError when an object array holds None (it would become NaN silently)."""
-    if any(v is None for v in probe.ravel()):
-        raise TypeError(
-            "tensor(): the data holds None; fill missing values explicitly (e.g. float('nan') "
-            "or 0) before making a tensor"
+            f"tensor(): cannot make a tensor from {type(data).__name__}; pass numbers, "
+            "(nested) lists of numbers, or a NumPy/CuPy array"
         )
-
-
-def _infer_dtype(data: Any) -> np.dtype:
-    """float data -> default dtype (float32); ints -> int64; bools -> bool; arrays keep theirs."""
-    if hasattr(data, "dtype") and not isinstance(data, (float, int, bool)):
-        dt = np.dtype(data.dtype)
-        # object, complex, strings, dates: no gnn op computes on them (bfloat16's kind is "V")
-        if dt.kind not in "biuf" and not is_floating(dt):
-            raise TypeError(
-                f"tensor(): unsupported data of dtype {dt} (gnn tensors hold bool, integers or "
-                "floats; convert with .astype(...) first)"
-            )
-        return dt
+    be = get_backend(device)
+    if not isinstance(data, np.ndarray) and hasattr(data, "get") and be.name == "cpu":
+        data = data.get()  # a CuPy array handed to a CPU tensor
+    # Arrays (and NumPy scalars other than float64) keep their dtype; Python data is probed.
+    is_array = hasattr(data, "dtype") and not isinstance(data, (float, int, bool))
     try:
-        probe = np.asarray(data)
+        probe = np.dtype(data.dtype) if is_array else np.asarray(data).dtype
     except ValueError as exc:  # e.g. nested lists of different lengths
         raise ValueError(
             f"tensor(): cannot make a tensor from {type(data).__name__}: {exc}"
         ) from None
-    if probe.dtype == object:  # e.g. a list of Tensors (fine), or one holding None (not)
-        _no_none(probe)
-        return config.get_default_dtype()
-    if probe.dtype.kind == "f":
-        return config.get_default_dtype()
-    if probe.dtype.kind in "iu":
-        return np.dtype("int64")
-    if probe.dtype.kind == "b":
-        return np.dtype("bool")
-    raise TypeError(f"tensor(): unsupported data of dtype {probe.dtype}")
+    if probe.kind == "O" and any(v is None for v in np.asarray(data).ravel()):
+        # a float dtype would turn None into NaN silently (a list of Tensors is fine)
+        raise TypeError(
+            "tensor(): the data holds None; fill missing values explicitly (e.g. float('nan') "
+            "or 0) before making a tensor"
+        )
+    if dtype is not None:
+        dt = parse_dtype(dtype)
+    elif is_array or probe.kind == "b":
+        dt = probe
+    elif probe.kind in "iu":
+        dt = np.dtype("int64")
+    else:  # floats, and objects such as a list of Tensors
+        dt = config.get_default_dtype() if probe.kind in "fO" else probe
+    # object, complex, strings, dates: no gnn op computes on them (bfloat16's kind is "V")
+    if not is_floating(dt) and dt.kind not in "biu":
+        raise TypeError(
+            f"tensor(): unsupported data of dtype {dt} (gnn tensors hold bool, integers or "
+            "floats; convert with .astype(...) first)"
+        )
+    if be.is_array(data) and data.dtype == dt:
+        return data, be
+    try:
+        return be.asarray(data, dtype=dt), be
+    except (ValueError, TypeError) as exc:
+        raise TypeError(
+            f"tensor(): cannot make a tensor from {type(data).__name__}: {exc}"
+        ) from None
