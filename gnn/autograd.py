@@ -78,10 +78,7 @@ class Function:
     def grad_home(self, i: int, dtype: Any) -> Any:
         """Where input i's gradient of `dtype` would ideally go, or None. An op that writes the
         whole gradient into it returns that same array for input i; ops that ignore it are fine."""
-        out = self.grad_out
-        if out is None:
-            return None
-        home = out[i]
+        home = None if self.grad_out is None else self.grad_out[i]
         return home if home is not None and home.dtype == dtype else None
 
     def forward(self, *xs: Any) -> Any:
@@ -118,14 +115,12 @@ class Function:
         result.array = out
         result._be = be
         result.grad = None
-        if config._state.grad_enabled and True in needs:
+        record = config._state.grad_enabled and True in needs
+        if record:
             fn.inputs = inputs
             fn.seq = next(_sequence)
-            result.requires_grad = True
-            result._creator = fn
-        else:
-            result.requires_grad = False
-            result._creator = None
+        result.requires_grad = record
+        result._creator = fn if record else None
         if on_apply is not None:
             on_apply(fn, inputs, result)
         return result
@@ -284,13 +279,6 @@ def _share(inputs: tuple, needs: tuple, gxs: Any, shared: list) -> list:
     that ops like reshape hand on, copies it too. Only leaves (x + x too): the first keeps the
     array, the others get copies. Summed-down (broadcast) gradients are new arrays anyway.
     """
-    if len(gxs) == 2 and needs[0] and needs[1]:  # the common case: x + f(x), both made by ops
-        a, b = inputs
-        g = gxs[0]
-        if a._creator is not None and b._creator is not None:
-            if a.array.shape == g.shape == b.array.shape:
-                view = _read_only(g, shared)
-                return [view, view]
     out = list(gxs)
     done: list[Any] = []
     for i, g in enumerate(gxs):
@@ -368,16 +356,10 @@ def _accumulate_leaf(t: Tensor, g: Any) -> None:
             or (writeable is None and g.size == 1 and _is_seed(t._be, g))
         ):
             g = t._be.xp.array(g, dtype=t.array.dtype, order="C")  # e.g. a broadcast view
-        grad = _Tensor.__new__(_Tensor)
-        grad.array = g
-        grad._be = t._be
-        grad.requires_grad = False
-        grad.grad = None
-        grad._creator = None
-        t.grad = grad
+        t.grad = _Tensor._make(g, t._be)
         if homes:
             entry = home_of(t)
             if entry is not None and entry[0] is g:
-                entry[1] = weakref.ref(grad)
+                entry[1] = weakref.ref(t.grad)
     else:
         t.grad.array += g
