@@ -19,20 +19,11 @@ int32 = np.dtype("int32")
 int64 = np.dtype("int64")
 bool_ = np.dtype("bool")
 
-_BY_NAME: dict[str, np.dtype] = {
-    "float16": float16,
-    "half": float16,
-    "float32": float32,
-    "float": float32,
-    "float64": float64,
-    "double": float64,
-    "int32": int32,
-    "int": int32,
-    "int64": int64,
-    "long": int64,
-    "bool": bool_,
-}
 SUPPORTED = (float16, float32, float64, int32, int64, bool_)
+# NumPy's names of the supported dtypes, and PyTorch's other names for them
+_BY_NAME: dict[str, np.dtype] = {dt.name: dt for dt in SUPPORTED}
+_BY_NAME.update(half=float16, float=float32, double=float64, int=int32, long=int64)
+_PYTHON_TYPES: dict[type, np.dtype] = {float: float32, int: int64, bool: bool_}
 _BFLOAT16_NAMES = ("bfloat16", "bf16")
 
 
@@ -63,12 +54,8 @@ def parse_dtype(dtype: Any) -> np.dtype:
         return _BY_NAME[dtype]
     if (isinstance(dtype, str) and dtype in _BFLOAT16_NAMES) or is_bfloat16(dtype):
         return bfloat16_dtype()
-    if dtype is float:
-        return float32
-    if dtype is int:
-        return int64
-    if dtype is bool:
-        return bool_
+    if isinstance(dtype, type) and dtype in _PYTHON_TYPES:
+        return _PYTHON_TYPES[dtype]
     try:
         dt = np.dtype(dtype)  # also NumPy's names ("uint8", "f4") for storage dtypes
     except TypeError:
