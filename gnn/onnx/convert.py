@@ -878,9 +878,9 @@ def _layer_norm(op: Op) -> str:
 
 @converts(conv.Conv2d)
 def _conv2d(op: Op) -> str:
-    stride = op.static(lambda f: tuple(f.stride), "stride")
-    pads = op.static(lambda f: tuple(f.pads), "padding")
-    dilation = op.static(lambda f: tuple(f.dilation), "dilation")
+    stride = op.static(lambda f: (f.geom.sh, f.geom.sw), "stride")
+    pads = op.static(lambda f: (f.geom.pt, f.geom.pb, f.geom.pl, f.geom.pr), "padding")
+    dilation = op.static(lambda f: (f.geom.dh, f.geom.dw), "dilation")
     groups = int(op.static(lambda f: f.groups, "groups"))
     kernel = list(op.shape(1)[2:])
     return op.g.node(

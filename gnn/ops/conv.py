@@ -1,21 +1,27 @@
 """2-D convolution, transposed convolution, max and average pooling (NCHW, PyTorch's arguments).
 
-Windows are read through strided views of the padded input and copied once into an im2col matrix,
-so each convolution is one (grouped) matmul; gradients that fall on overlapping windows are summed
-with one strided add per kernel position (col2im). No Python loop runs over pixels or images.
-On a GPU (float32, float16) Conv2d, ConvTranspose2d and MaxPool2d run kernels/conv.cu instead: one
-launch each for im2col, col2im, the layout changes around the matmul, max pooling both ways.
+A convolution is one (grouped) matmul of the weights with the im2col columns of its windows;
+gradients that fall on overlapping windows are summed back by col2im. These window steps, and the
+layout changes around the matmul, are gnn/backend/fused/conv.py's: on a GPU (float32, float16)
+kernels/conv.cu, one launch each, elsewhere their NumPy reference (strided views, one copy of the
+windows, one strided add per kernel tap: no Python loop over pixels or images). At stride 1 the
+CPU uses a layout of its own, `_FlatSteps`. ConvTranspose2d is Conv2d's adjoint in x: its forward
+is Conv2d's input gradient, its backward runs Conv2d's forward steps. Pooling reads the same
+windows: max pooling through its own kernels, average pooling through im2col and col2im.
 """
 
 from __future__ import annotations
 
-import math
+import functools
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from gnn.autograd import Function
 from gnn.backend.fused import conv as fconv
+from gnn.backend.fused.conv import Window
 from gnn.dtypes import is_floating
 from gnn.ops.autocast import cast_inputs, compute_widened
 from gnn.ops.registry import register
@@ -40,162 +46,108 @@ def _pair(value: Any, name: str, op: str, minimum: int) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def _check_input(op: str, x: Tensor, what: str = "input") -> None:
+def _check_input(op: str, x: Tensor, expected: str) -> None:
+    """A ValueError unless x is 4-D (`expected` says what was), a TypeError unless floating."""
     if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D {what} (N, C, H, W), got shape {x.shape}")
+        raise ValueError(f"{op}: expected a {expected}, got shape {x.shape}")
     if not is_floating(x.dtype):
-        raise TypeError(f"{op}: expected a floating-point {what}, got dtype {x.dtype}")
+        raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
 
 
-# ---- window geometry and the im2col / col2im helpers --------------------------------------------
+def _unbatched(op: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Let `op` take an unbatched (C, H, W) input too: it runs on a batch of one."""
+
+    @functools.wraps(op)
+    def either(input: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        if input.ndim == 3:
+            return op(input.unsqueeze(0), *args, **kwargs).squeeze(0)
+        return op(input, *args, **kwargs)
+
+    return either
 
 
-class _Geometry:
-    """Where the windows of a 2-D sliding op fall on an (N, C, H, W) image.
+# ---- the window steps of a convolution ----------------------------------------------------------
 
-    pads = (top, bottom, left, right). `out` fixes the number of window positions (oh, ow)
-    instead of deriving it from the padded size (transposed convolution needs that). With stride
-    1, windows are read from the padded batch flattened per channel ("flat" layout): a column per
-    padded pixel (N * Hp * Wp), so each kernel tap is one contiguous run per channel, at the price
-    of junk columns where a window would wrap past a row or image edge. The junk columns of the
-    cols array hold neighbours' pixels; every product that reads them multiplies by zeros or
-    lands in output columns that are dropped.
+
+class _Steps:
+    """The window steps on one geometry: the kernels of kernels/conv.cu where they apply, else
+    their NumPy reference. Columns are (C * kh * kw, M), rows (O, M), images (N, O, oh, ow)."""
+
+    def __init__(self, be: Any, g: Window) -> None:
+        self.be, self.g = be, g
+
+    def im2col(self, x: Any) -> Any:
+        return fconv.im2col(self.be, x, self.g)
+
+    def col2im(self, cols: Any) -> Any:
+        return fconv.col2im(self.be, cols, self.g)
+
+    def to_rows(self, y: Any, need_bias: bool = False, gbias: Any = None) -> tuple[Any, Any]:
+        """y (N, O, oh, ow) as rows, and their sums (the bias gradient) when need_bias."""
+        return fconv.to_rows(self.be, y, need_bias, gbias)
+
+    def to_image(self, y2: Any, bias: Any) -> Any:
+        """Rows (O, M) as an image, plus bias (O,) when not None."""
+        g = self.g
+        return fconv.to_image(self.be, y2, bias, g.n).reshape(g.n, y2.shape[0], g.oh, g.ow)
+
+
+class _FlatSteps(_Steps):
+    """The CPU's stride-1 layout: a column per padded pixel of the whole batch (M = N * Hp * Wp).
+
+    Each kernel tap is then one contiguous run per channel (im2col and col2im copy and add long
+    runs), at the price of junk columns where a window would wrap past a row or image edge. The
+    junk columns of im2col hold neighbours' pixels; every product that reads them multiplies by
+    zeros (to_rows writes zeros there) or lands in columns that to_image drops.
     """
 
-    def __init__(
-        self,
-        shape: tuple,
-        kernel: tuple[int, int],
-        stride: tuple[int, int],
-        pads: tuple[int, int, int, int],
-        dilation: tuple[int, int],
-        out: tuple[int, int] | None = None,
-        flat_ok: bool = True,
-    ) -> None:
-        self.n, self.c, self.h, self.w = shape
-        self.kh, self.kw = kernel
-        self.sh, self.sw = stride
-        self.dh, self.dw = dilation
-        self.pt, self.pb, self.pl, self.pr = pads
-        self.hp = self.h + self.pt + self.pb
-        self.wp = self.w + self.pl + self.pr
-        if out is None:
-            out = (
-                (self.hp - self.dh * (self.kh - 1) - 1) // self.sh + 1,
-                (self.wp - self.dw * (self.kw - 1) - 1) // self.sw + 1,
-            )
-        self.oh, self.ow = out
-        self.flat = flat_ok and self.sh == 1 and self.sw == 1
-        # rows and columns per image in the cols layout (the flat one counts junk ones)
-        self.ohe = self.hp if self.flat else self.oh
-        self.owe = self.wp if self.flat else self.ow
-        # flat layout: how far the last tap's run starts from the first's
-        self.reach = (self.kh - 1) * self.dh * self.wp + (self.kw - 1) * self.dw
+    def __init__(self, be: Any, g: Window) -> None:
+        super().__init__(be, g)
+        self.xp, (self.hp, self.wp) = be.xp, g.frame()
+        self.size = g.n * self.hp * self.wp
+        self.reach = (g.kh - 1) * g.dh * self.wp + (g.kw - 1) * g.dw  # last tap's run's offset
 
-    @property
-    def kk(self) -> int:
-        return self.kh * self.kw
+    def _frame(self, dtype: Any) -> Any:
+        """Zeros (C, M + reach): the padded batch, channel-major, one row per channel."""
+        return self.xp.zeros((self.g.c, self.size + self.reach), dtype=dtype)
 
-    @property
-    def padded(self) -> bool:
-        return bool(self.pt or self.pb or self.pl or self.pr)
+    def _inner(self, a: Any) -> Any:
+        """(C, N, Hp, Wp) a framed batch -> its (C, N, H, W) inside, a view."""
+        g = self.g
+        return a.reshape(g.c, g.n, self.hp, self.wp)[:, :, g.pt : g.pt + g.h, g.pl : g.pl + g.w]
 
-
-def _pad(xp: Any, x: Any, g: _Geometry, fill: float) -> Any:
-    """x (N, C, H, W) inside a (N, C, Hp, Wp) frame of `fill` (x itself when there is no frame)."""
-    if not g.padded:
-        return x
-    if fill == 0.0:
-        out = xp.zeros((g.n, g.c, g.hp, g.wp), dtype=x.dtype)
-    else:
-        out = xp.full((g.n, g.c, g.hp, g.wp), fill, dtype=x.dtype)
-    out[:, :, g.pt : g.pt + g.h, g.pl : g.pl + g.w] = x
-    return out
-
-
-def _window_view(xp: Any, xpad: Any, g: _Geometry) -> Any:
-    """A strided view of the windows of xpad (N, C, Hp, Wp): (N, C, kh, kw, oh, ow)."""
-    s_n, s_c, s_h, s_w = xpad.strides
-    return xp.lib.stride_tricks.as_strided(
-        xpad,
-        (g.n, g.c, g.kh, g.kw, g.oh, g.ow),
-        (s_n, s_c, g.dh * s_h, g.dw * s_w, g.sh * s_h, g.sw * s_w),
-    )
-
-
-def _flat_frame(xp: Any, g: _Geometry, dtype: Any) -> Any:
-    """Zeros (C, N * Hp * Wp + reach): the padded batch, channel-major, one row per channel."""
-    return xp.zeros((g.c, g.n * g.hp * g.wp + g.reach), dtype=dtype)
-
-
-def _im2col(xp: Any, x: Any, g: _Geometry) -> Any:
-    """The columns of x: (C, kh, kw, N, ohe * owe), one copy of the windows."""
-    if g.flat:
-        frame = _flat_frame(xp, g, x.dtype)
-        inner = frame[:, : g.n * g.hp * g.wp].reshape(g.c, g.n, g.hp, g.wp)
-        inner[:, :, g.pt : g.pt + g.h, g.pl : g.pl + g.w] = x.transpose(1, 0, 2, 3)
+    def im2col(self, x: Any) -> Any:
+        g, frame = self.g, self._frame(x.dtype)
+        self._inner(frame[:, : self.size])[...] = x.transpose(1, 0, 2, 3)
         s_c, s_x = frame.strides
-        taps = xp.lib.stride_tricks.as_strided(
-            frame,
-            (g.c, g.kh, g.kw, g.n * g.hp * g.wp),
-            (s_c, g.dh * g.wp * s_x, g.dw * s_x, s_x),
+        taps = self.xp.lib.stride_tricks.as_strided(
+            frame, (g.c, g.kh, g.kw, self.size), (s_c, g.dh * self.wp * s_x, g.dw * s_x, s_x)
         )
-        return xp.ascontiguousarray(taps).reshape(g.c, g.kh, g.kw, g.n, g.hp * g.wp)
-    view = _window_view(xp, _pad(xp, x, g, 0.0), g)
-    cols = xp.empty((g.c, g.kh, g.kw, g.n, g.oh * g.ow), dtype=x.dtype)
-    cols.reshape(g.c, g.kh, g.kw, g.n, g.oh, g.ow)[...] = view.transpose(1, 2, 3, 0, 4, 5)
-    return cols
+        return self.xp.ascontiguousarray(taps).reshape(g.c * g.kh * g.kw, self.size)
 
-
-def _col2im(xp: Any, cols: Any, g: _Geometry) -> Any:
-    """The adjoint of _im2col: sum columns (C, kh, kw, N, ohe * owe) back onto x (N, C, H, W).
-
-    In the flat layout the junk columns of `cols` must be zero (they are: they come from
-    products with zeros there).
-    """
-    if g.flat:
-        frame = _flat_frame(xp, g, cols.dtype)
-        size = g.n * g.hp * g.wp
-        taps = cols.reshape(g.c, g.kh, g.kw, size)
+    def col2im(self, cols: Any) -> Any:
+        """The adjoint of im2col; the junk columns of `cols` must be zero (products with zeros)."""
+        g, frame = self.g, self._frame(cols.dtype)
+        taps = cols.reshape(g.c, g.kh, g.kw, self.size)
         for i in range(g.kh):
             for j in range(g.kw):
-                off = i * g.dh * g.wp + j * g.dw
-                frame[:, off : off + size] += taps[:, i, j]
-        gpad = frame[:, :size].reshape(g.c, g.n, g.hp, g.wp)
-    else:
-        gpad = xp.zeros((g.c, g.n, g.hp, g.wp), dtype=cols.dtype)  # channel-major, like cols
-        cols6 = cols.reshape(g.c, g.kh, g.kw, g.n, g.oh, g.ow)
-        h_end, w_end = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
-        for i in range(g.kh):
-            for j in range(g.kw):
-                r, c = i * g.dh, j * g.dw
-                gpad[:, :, r : r + h_end : g.sh, c : c + w_end : g.sw] += cols6[:, i, j]
-    inner = gpad[:, :, g.pt : g.pt + g.h, g.pl : g.pl + g.w]
-    return xp.ascontiguousarray(inner.transpose(1, 0, 2, 3))
+                offset = i * g.dh * self.wp + j * g.dw
+                frame[:, offset : offset + self.size] += taps[:, i, j]
+        return self.xp.ascontiguousarray(self._inner(frame[:, : self.size]).transpose(1, 0, 2, 3))
 
+    def to_rows(self, y: Any, need_bias: bool = False, gbias: Any = None) -> tuple[Any, Any]:
+        g, o = self.g, y.shape[1]
+        rows = self.xp.zeros((o, g.n, self.hp, self.wp), dtype=y.dtype)
+        rows[:, :, : g.oh, : g.ow] = y.transpose(1, 0, 2, 3)
+        rows = rows.reshape(o, self.size)
+        return rows, (rows.sum(axis=1, out=gbias) if need_bias else None)
 
-def _to_cols_layout(xp: Any, y: Any, g: _Geometry) -> Any:
-    """y (N, O, oh, ow) as (O, N * ohe * owe), zero in the junk columns of the flat layout."""
-    n, o = y.shape[0], y.shape[1]
-    if g.ohe == g.oh and g.owe == g.ow:
-        out = xp.empty((o, n, g.oh, g.ow), dtype=y.dtype)
-    else:
-        out = xp.zeros((o, n, g.ohe, g.owe), dtype=y.dtype)
-    out[:, :, : g.oh, : g.ow] = y.transpose(1, 0, 2, 3)
-    return out.reshape(o, n * g.ohe * g.owe)
-
-
-def _from_cols_layout(xp: Any, y2: Any, g: _Geometry) -> Any:
-    """y2 (O, N * ohe * owe) as a contiguous (N, O, oh, ow), junk columns dropped."""
-    y4 = y2.reshape(y2.shape[0], g.n, g.ohe, g.owe)[:, :, : g.oh, : g.ow]
-    return xp.ascontiguousarray(y4.transpose(1, 0, 2, 3))
-
-
-def _window(g: _Geometry) -> fconv.Window:
-    """The geometry as the GPU kernels take it (kernels/conv.cu)."""
-    return fconv.Window(
-        g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw, g.oh, g.ow
-    )
+    def to_image(self, y2: Any, bias: Any) -> Any:
+        g = self.g
+        if bias is not None:
+            y2 += bias[:, None]
+        y4 = y2.reshape(y2.shape[0], g.n, self.hp, self.wp)[:, :, : g.oh, : g.ow]
+        return self.xp.ascontiguousarray(y4.transpose(1, 0, 2, 3))
 
 
 def _grouped(a: Any, groups: int) -> Any:
@@ -204,7 +156,10 @@ def _grouped(a: Any, groups: int) -> Any:
 
 
 def _group_matmul(xp: Any, a: Any, b: Any, out: Any = None) -> Any:
-    """(groups, m, k) @ (groups, k, n) as one 2-D matmul per group, into `out` when given.
+    """(groups, m, k) @ (groups, k, n) as one 2-D matmul per group: (groups * m, n).
+
+    The products go into `out` (groups, m, n) when given; sizes are spelled out (no -1), as n is
+    0 for an empty batch.
 
     NumPy's stacked matmul leaves BLAS for a slow loop when an operand is a transposed view (as
     every backward product here is): 20x slower on (1, 32, 1536) @ (1, 1536, 144), measured. A
@@ -212,174 +167,98 @@ def _group_matmul(xp: Any, a: Any, b: Any, out: Any = None) -> Any:
     """
     if out is None:
         if a.shape[0] == 1:
-            return (a[0] @ b[0])[None]
+            return a[0] @ b[0]
         out = xp.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=xp.result_type(a, b))
     for i in range(a.shape[0]):
         xp.matmul(a[i], b[i], out=out[i])
-    return out
+    return out.reshape(a.shape[0] * a.shape[1], b.shape[2])
 
 
 # ---- convolution --------------------------------------------------------------------------------
 
 
-@compute_widened
-class Conv2d(Function):
-    """y = conv(x, w) + b as w (groups, O/g, C/g*kh*kw) @ im2col columns (groups, C/g*kh*kw, M)."""
+class _Convolution(Function):
+    """The steps Conv2d and ConvTranspose2d share. `geom` is the convolution's windows (for the
+    transposed one: those of the convolution it is the adjoint of); w is kept as w3, (groups,
+    rows / groups, columns / groups), rows being its first axis."""
 
-    def __init__(self, stride: tuple, pads: tuple, dilation: tuple, groups: int) -> None:
-        self.stride, self.pads, self.dilation, self.groups = stride, pads, dilation, groups
-
-    def forward(self, x: Any, w: Any, b: Any = None) -> Any:
-        xp, gr = self.be.xp, self.groups
-        o, _, kh, kw = w.shape
-        self.window: fconv.Window | None = None
-        if x.size and fconv.applies(self.be, x.dtype):
-            return self._forward_kernels(x, w, b)
-        # The flat layout saves on im2col/col2im (C*kh*kw rows, twice with an input gradient) but
-        # costs junk columns and slower layout changes of the output (O rows, twice): measured.
-        rows = x.shape[1] * kh * kw * (2 if self.needs_input_grad[0] else 1)
-        g = _Geometry(
-            x.shape, (kh, kw), self.stride, self.pads, self.dilation, flat_ok=rows > 2 * o
-        )
-        cols = _im2col(xp, x, g)  # (C, kh, kw, N, P)
-        # (groups, C/g*kk, M), sizes spelled out (no -1): M is 0 for an empty batch
-        cols = cols.reshape(gr, g.c * g.kk // gr, cols.shape[-2] * cols.shape[-1])
-        w3 = w.reshape(gr, o // gr, -1)  # (groups, O/g, C/g*kk)
-        y2 = _group_matmul(xp, w3, cols).reshape(o, -1)  # (O, M)
-        if b is not None:
-            y2 += b[:, None]
-        self.geom, self.w3 = g, w3
-        self.cols: Any = cols if self.needs_input_grad[1] else None  # an array, or None
-        return _from_cols_layout(xp, y2, g)
-
-    def _forward_kernels(self, x: Any, w: Any, b: Any) -> Any:
-        """The GPU path (kernels/conv.cu): im2col, one matmul, the layout change with the bias."""
-        xp, gr, be = self.be.xp, self.groups, self.be
-        o, _, kh, kw = w.shape
-        g = _Geometry(x.shape, (kh, kw), self.stride, self.pads, self.dilation, flat_ok=False)
-        win = _window(g)
-        cols = fconv.im2col(be, x, win)  # (C*kk, N*P)
-        cols = cols.reshape(gr, g.c * g.kk // gr, cols.shape[-1])
-        w3 = w.reshape(gr, o // gr, -1)  # (groups, O/g, C/g*kk)
-        y2 = _group_matmul(xp, w3, cols).reshape(o, -1)  # (O, N*P)
-        y = fconv.to_image(be, y2, b, g.n).reshape(g.n, o, g.oh, g.ow)
-        self.geom, self.w3, self.window = g, w3, win
-        self.cols = cols if self.needs_input_grad[1] else None
-        return y
-
-    def _backward_kernels(self, gy: Any, win: fconv.Window) -> Any:
-        """The GPU path: gy's layout change with the bias sum, two matmuls, one col2im gather."""
-        xp, g, gr, w3, be = self.be.xp, self.geom, self.groups, self.w3, self.be
-        need_bias = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
-        # (O, N*P) and the bias gradient, that into the bias's gradient home when it has one
-        gy2, gb = fconv.to_rows(
-            be, gy, need_bias, self.grad_home(2, gy.dtype) if need_bias else None
-        )
-        gx = gw = None
-        gy3 = _grouped(gy2, gr)  # (groups, O/g, M)
-        if self.needs_input_grad[0]:
-            gcols = _group_matmul(xp, w3.transpose(0, 2, 1), gy3)
-            gx = fconv.col2im(be, gcols.reshape(g.c * g.kk, -1), win)
-        if self.needs_input_grad[1]:
-            home = self.grad_home(1, gy2.dtype)  # the weight's slot in a flat gradient buffer
-            out = None if home is None else home.reshape(gr, -1, self.cols.shape[1])
-            gw = _group_matmul(xp, gy3, self.cols.transpose(0, 2, 1), out)
-            gw = gw.reshape(-1, g.c // gr, g.kh, g.kw) if home is None else home
-        return gx, gw, gb
-
-    def backward(self, gy: Any) -> Any:
-        if self.window is not None:
-            return self._backward_kernels(gy, self.window)
-        xp, g, gr, w3 = self.be.xp, self.geom, self.groups, self.w3
-        gy2 = _grouped(_to_cols_layout(xp, gy, g), gr)  # (groups, O/g, M)
-        gx = gw = gb = None
-        if self.needs_input_grad[0]:
-            gcols = _group_matmul(xp, w3.transpose(0, 2, 1), gy2)
-            gcols = gcols.reshape(g.c, g.kh, g.kw, g.n, g.ohe * g.owe)
-            gx = _col2im(xp, gcols, g)
-        if self.needs_input_grad[1]:
-            gw = _group_matmul(xp, gy2, self.cols.transpose(0, 2, 1))
-            gw = gw.reshape(-1, g.c // gr, g.kh, g.kw)
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
-        return gx, gw, gb
-
-
-@compute_widened
-class ConvTranspose2d(Function):
-    """The adjoint of Conv2d in x: forward is col2im of w^T x, backward is an im2col + matmul.
-
-    `geom` describes the convolution that maps the output (N, Cout, Ho, Wo) back to the input
-    grid (N, Cin, H, W); output_padding is extra bottom/right padding of that convolution.
-    """
-
-    def __init__(self, geom: _Geometry, groups: int) -> None:
+    def __init__(self, geom: Window, groups: int) -> None:
         self.geom, self.groups = geom, groups
 
+    def _start(self, x: Any, w: Any, flat_ok: bool) -> None:
+        """Choose the window steps (once per call) and keep w as w3."""
+        g, be = self.geom, self.be
+        flat = flat_ok and g.sh == g.sw == 1 and not fconv.applies(be, x.dtype)
+        self.steps = _FlatSteps(be, g) if flat else _Steps(be, g)
+        self.w3 = _grouped(w.reshape(w.shape[0], -1), self.groups)
+
+    def _rows(self, y: Any, need_bias: bool = False) -> tuple[Any, Any]:
+        """y (N, O, oh, ow) as grouped rows (groups, O/g, M), and its bias gradient if asked."""
+        home = self.grad_home(2, y.dtype) if need_bias else None  # the bias's gradient home
+        rows, gb = self.steps.to_rows(y, need_bias, home)
+        return _grouped(rows, self.groups), gb
+
+    def _correlate(self, cols: Any, bias: Any) -> Any:
+        """w3 @ columns, as an image (N, rows of w, oh, ow), plus the bias when not None."""
+        return self.steps.to_image(_group_matmul(self.be.xp, self.w3, cols), bias)
+
+    def _spread(self, rows: Any) -> Any:
+        """w3^T @ grouped rows, summed back onto the windows' image (col2im): the adjoint."""
+        return self.steps.col2im(_group_matmul(self.be.xp, self.w3.transpose(0, 2, 1), rows))
+
+    def _weight_grad(self, rows: Any, cols: Any) -> Any:
+        """rows @ columns^T, into the weight's slot in a flat gradient buffer when it has one."""
+        g, home = self.geom, self.grad_home(1, rows.dtype)
+        out = None if home is None else home.reshape(self.w3.shape)
+        gw = _group_matmul(self.be.xp, rows, cols.transpose(0, 2, 1), out)
+        return gw.reshape(-1, g.c // self.groups, g.kh, g.kw) if home is None else home
+
+
+@compute_widened
+class Conv2d(_Convolution):
+    """y = conv(x, w) + b as w (groups, O/g, C/g*kh*kw) @ im2col columns (groups, C/g*kh*kw, M)."""
+
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
-        xp, g, gr = self.be.xp, self.geom, self.groups
-        self.window: fconv.Window | None = None
-        if x.size and fconv.applies(self.be, x.dtype):
-            return self._forward_kernels(x, w, b)
-        x2 = _grouped(_to_cols_layout(xp, x, g), gr)  # (groups, Cin/g, M)
-        w3 = w.reshape(gr, w.shape[0] // gr, -1)  # (groups, Cin/g, Cout/g*kk)
-        gcols = _group_matmul(xp, w3.transpose(0, 2, 1), x2)
-        gcols = gcols.reshape(g.c, g.kh, g.kw, g.n, g.ohe * g.owe)
-        y = _col2im(xp, gcols, g)  # (N, Cout, Ho, Wo)
-        if b is not None:
-            y += b[:, None, None]
-        self.w3 = w3
-        self.x2 = x2 if self.needs_input_grad[1] else None
-        return y
-
-    def _forward_kernels(self, x: Any, w: Any, b: Any) -> Any:
-        """The GPU path (kernels/conv.cu): x's layout change, one matmul, one col2im gather."""
-        be, g, gr = self.be, self.geom, self.groups
-        win = _window(g)
-        x3 = _grouped(fconv.to_rows(be, x)[0], gr)  # (groups, Cin/g, M)
-        w3 = w.reshape(gr, w.shape[0] // gr, -1)  # (groups, Cin/g, Cout/g*kk)
-        gcols = _group_matmul(be.xp, w3.transpose(0, 2, 1), x3)
-        y = fconv.col2im(be, gcols.reshape(g.c * g.kk, -1), win)  # (N, Cout, Ho, Wo)
-        if b is not None:
-            y += b[:, None, None]
-        self.w3, self.window = w3, win
-        self.x2 = x3 if self.needs_input_grad[1] else None
-        return y
-
-    def _backward_kernels(self, gy: Any, win: fconv.Window) -> Any:
-        """The GPU path: one im2col of gy, two matmuls, the input gradient's layout change."""
-        be, g, gr, w3 = self.be, self.geom, self.groups, self.w3
-        cols = fconv.im2col(be, gy, win)  # (Cout*kk, N*H*W)
-        cols = cols.reshape(gr, g.c * g.kk // gr, cols.shape[-1])
-        gx = gw = gb = None
-        if self.needs_input_grad[0]:
-            y2 = _group_matmul(be.xp, w3, cols)
-            y2 = y2.reshape(y2.shape[0] * y2.shape[1], cols.shape[-1])
-            gx = fconv.to_image(be, y2, None, g.n).reshape(g.n, -1, g.oh, g.ow)
-        if self.needs_input_grad[1]:
-            gw = _group_matmul(be.xp, self.x2, cols.transpose(0, 2, 1))
-            gw = gw.reshape(-1, g.c // gr, g.kh, g.kw)
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
-        return gx, gw, gb
+        # The flat layout saves on im2col/col2im (C*kh*kw rows, twice with an input gradient) but
+        # costs junk columns and slower layout changes of the output (O rows, twice): measured.
+        rows = x.shape[1] * w.shape[2] * w.shape[3] * (2 if self.needs_input_grad[0] else 1)
+        self._start(x, w, flat_ok=rows > 2 * w.shape[0])
+        cols = _grouped(self.steps.im2col(x), self.groups)  # (groups, C/g * kh * kw, M)
+        self.cols = cols if self.needs_input_grad[1] else None
+        return self._correlate(cols, b)
 
     def backward(self, gy: Any) -> Any:
-        if self.window is not None:
-            return self._backward_kernels(gy, self.window)
-        xp, g, gr, w3 = self.be.xp, self.geom, self.groups, self.w3
-        cols = _im2col(xp, gy, g)  # (Cout, kh, kw, N, P)
-        # (groups, Cout/g*kk, M), sizes spelled out: M is 0 for an empty batch
-        cols = cols.reshape(gr, g.c * g.kk // gr, cols.shape[-2] * cols.shape[-1])
-        gx = gw = gb = None
-        if self.needs_input_grad[0]:
-            y2 = _group_matmul(xp, w3, cols)
-            y2 = y2.reshape(y2.shape[0] * y2.shape[1], cols.shape[-1])
-            gx = _from_cols_layout(xp, y2, g)
-        if self.needs_input_grad[1]:
-            gw = _group_matmul(xp, self.x2, cols.transpose(0, 2, 1))
-            gw = gw.reshape(-1, g.c // gr, g.kh, g.kw)
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
+        need = self.needs_input_grad
+        rows, gb = self._rows(gy, len(need) > 2 and need[2])
+        gx = self._spread(rows) if need[0] else None
+        gw = self._weight_grad(rows, self.cols) if need[1] else None
+        return gx, gw, gb
+
+
+@compute_widened
+class ConvTranspose2d(_Convolution):
+    """The adjoint of Conv2d in x: forward is Conv2d's input gradient (w^T x, then col2im), the
+    backward Conv2d's forward on gy (im2col, then w @ columns) and the weight gradient.
+
+    `geom` describes the convolution that maps the output (N, Cout, Ho, Wo) back to the input
+    grid (N, Cin, H, W).
+    """
+
+    def forward(self, x: Any, w: Any, b: Any = None) -> Any:
+        self._start(x, w, flat_ok=True)
+        rows = self._rows(x)[0]  # (groups, Cin/g, M)
+        self.x_rows = rows if self.needs_input_grad[1] else None
+        y = self._spread(rows)  # (N, Cout, Ho, Wo)
+        if b is not None:
+            y += b[:, None, None]
+        return y
+
+    def backward(self, gy: Any) -> Any:
+        need = self.needs_input_grad
+        cols = _grouped(self.steps.im2col(gy), self.groups)  # (groups, Cout/g * kh * kw, M)
+        gx = self._correlate(cols, None) if need[0] else None
+        gw = self._weight_grad(self.x_rows, cols) if need[1] else None
+        gb = gy.sum(axis=(0, 2, 3)) if len(need) > 2 and need[2] else None
         return gx, gw, gb
 
 
@@ -393,13 +272,8 @@ def _conv_pads(
         if padding == "same":
             if stride != (1, 1):
                 raise ValueError(f"{op}: padding='same' is not supported for strided convolutions")
-            total = [d * (k - 1) for d, k in zip(dilation, kernel)]
-            return (
-                total[0] // 2,
-                total[0] - total[0] // 2,
-                total[1] // 2,
-                total[1] - total[1] // 2,
-            )
+            th, tw = [d * (k - 1) for d, k in zip(dilation, kernel)]  # all the padding, per axis
+            return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
         raise ValueError(
             f"{op}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}"
         )
@@ -407,12 +281,42 @@ def _conv_pads(
     return (ph, ph, pw, pw)
 
 
-def _check_bias(op: str, bias: Tensor | None, n: int) -> None:
-    if bias is not None and tuple(bias.shape) != (n,):
-        raise ValueError(f"{op}: bias of shape {bias.shape} does not match {n} output channels")
+def _check_conv(
+    op: str, x: Tensor, w: Tensor, bias: Tensor | None, groups: Any, transposed: bool
+) -> int:
+    """The checks conv2d and conv_transpose2d share (input, weight, groups, bias); Cout."""
+    _check_input(op, x, "4-D input (N, C, H, W)")
+    layout = "(Cin, Cout/groups, kh, kw)" if transposed else "(O, C/groups, kh, kw)"
+    if w.ndim != 4:
+        raise ValueError(f"{op}: weight must be 4-D {layout}, got shape {w.shape}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    if transposed:
+        cin, cout, split, what = w.shape[0], w.shape[1] * groups, w.shape[0], "input"
+    else:
+        cin, cout, split, what = w.shape[1] * groups, w.shape[0], w.shape[0], "output"
+    if x.shape[1] != cin:
+        raise ValueError(
+            f"{op}: input of shape {x.shape} has {x.shape[1]} channels, but weight {w.shape} with "
+            f"groups={groups} expects {cin}"
+        )
+    if split % groups:
+        raise ValueError(f"{op}: {split} {what} channels are not divisible by groups={groups}")
+    if bias is not None and tuple(bias.shape) != (cout,):
+        raise ValueError(f"{op}: bias of shape {bias.shape} does not match {cout} output channels")
+    return cout
+
+
+def _convolve(
+    fn: type[_Convolution], op: str, x: Tensor, w: Tensor, b: Tensor | None, **params: Any
+) -> Tensor:
+    """Apply a convolution Function to the (autocast) input, weight and bias."""
+    x, w, b = cast_inputs(op, x, w, b)
+    return fn.apply(*((x, w) if b is None else (x, w, b)), **params)
 
 
 @register(top=True)
+@_unbatched
 def conv2d(
     input: Tensor,
     weight: Tensor,
@@ -424,40 +328,24 @@ def conv2d(
 ) -> Tensor:
     """2-D convolution of input (N, C, H, W) with weight (O, C/groups, kh, kw), as PyTorch's."""
     op = "conv2d"
-    if input.ndim == 3:  # unbatched (C, H, W)
-        out = conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups)
-        return out.squeeze(0)
-    _check_input(op, input)
-    if weight.ndim != 4:
-        raise ValueError(
-            f"{op}: weight must be 4-D (O, C/groups, kh, kw), got shape {weight.shape}"
-        )
-    stride, dilation = _pair(stride, "stride", op, 1), _pair(dilation, "dilation", op, 1)
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
-    o, cg, kh, kw = weight.shape
+    _check_conv(op, input, weight, bias, groups, transposed=False)
+    strides, dil = _pair(stride, "stride", op, 1), _pair(dilation, "dilation", op, 1)
     n, c, h, w = input.shape
-    if c != cg * groups:
+    kh, kw = weight.shape[2:]
+    pt, pb, pl, pr = _conv_pads(op, padding, (kh, kw), dil, strides)
+    eh, ew = dil[0] * (kh - 1) + 1, dil[1] * (kw - 1) + 1
+    if h + pt + pb < eh or w + pl + pr < ew:
         raise ValueError(
-            f"{op}: input of shape {input.shape} has {c} channels, but weight {weight.shape} with "
-            f"groups={groups} expects {cg * groups}"
+            f"{op}: input of spatial size ({h}, {w}) with padding {(pt, pb, pl, pr)} is smaller "
+            f"than the (dilated) kernel ({eh}, {ew})"
         )
-    if o % groups:
-        raise ValueError(f"{op}: {o} output channels are not divisible by groups={groups}")
-    _check_bias(op, bias, o)
-    pads = _conv_pads(op, padding, (kh, kw), dilation, stride)
-    eh, ew = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
-    if h + pads[0] + pads[1] < eh or w + pads[2] + pads[3] < ew:
-        raise ValueError(
-            f"{op}: input of spatial size ({h}, {w}) with padding {pads} is smaller than the "
-            f"(dilated) kernel ({eh}, {ew})"
-        )
-    input, weight, bias = cast_inputs("conv2d", input, weight, bias)
-    args = (input, weight) if bias is None else (input, weight, bias)
-    return Conv2d.apply(*args, stride=stride, pads=pads, dilation=dilation, groups=groups)
+    oh, ow = (h + pt + pb - eh) // strides[0] + 1, (w + pl + pr - ew) // strides[1] + 1
+    geom = Window(n, c, h, w, kh, kw, *strides, pt, pl, *dil, oh, ow, pb, pr)
+    return _convolve(Conv2d, op, input, weight, bias, geom=geom, groups=groups)
 
 
 @register(top=True)
+@_unbatched
 def conv_transpose2d(
     input: Tensor,
     weight: Tensor,
@@ -470,57 +358,33 @@ def conv_transpose2d(
 ) -> Tensor:
     """Transposed 2-D convolution of input (N, Cin, H, W) with weight (Cin, Cout/groups, kh, kw)."""
     op = "conv_transpose2d"
-    if input.ndim == 3:  # unbatched (C, H, W)
-        out = conv_transpose2d(
-            input.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation
-        )
-        return out.squeeze(0)
-    _check_input(op, input)
-    if weight.ndim != 4:
-        raise ValueError(
-            f"{op}: weight must be 4-D (Cin, Cout/groups, kh, kw), got shape {weight.shape}"
-        )
-    stride, dilation = _pair(stride, "stride", op, 1), _pair(dilation, "dilation", op, 1)
+    cout = _check_conv(op, input, weight, bias, groups, transposed=True)
+    strides, dil = _pair(stride, "stride", op, 1), _pair(dilation, "dilation", op, 1)
     ph, pw = _pair(padding, "padding", op, 0)
     oph, opw = _pair(output_padding, "output_padding", op, 0)
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
-    for o_pad, s, d, axis in ((oph, stride[0], dilation[0], 0), (opw, stride[1], dilation[1], 1)):
+    for o_pad, s, d, axis in ((oph, strides[0], dil[0], 0), (opw, strides[1], dil[1], 1)):
         if o_pad >= s and o_pad >= d:
             raise ValueError(
                 f"{op}: output_padding must be smaller than stride or dilation, got "
                 f"output_padding={o_pad}, stride={s}, dilation={d} (dim {axis})"
             )
-    cin, cout_g, kh, kw = weight.shape
-    n, c, h, w = input.shape
-    if c != cin:
-        raise ValueError(
-            f"{op}: input of shape {input.shape} has {c} channels, but weight {weight.shape} "
-            f"expects {cin}"
-        )
-    if cin % groups:
-        raise ValueError(f"{op}: {cin} input channels are not divisible by groups={groups}")
-    cout = cout_g * groups
-    _check_bias(op, bias, cout)
-    ho = (h - 1) * stride[0] - 2 * ph + dilation[0] * (kh - 1) + oph + 1
-    wo = (w - 1) * stride[1] - 2 * pw + dilation[1] * (kw - 1) + opw + 1
+    n, _, h, w = input.shape
+    kh, kw = weight.shape[2:]
+    ho = (h - 1) * strides[0] - 2 * ph + dil[0] * (kh - 1) + oph + 1
+    wo = (w - 1) * strides[1] - 2 * pw + dil[1] * (kw - 1) + opw + 1
     if ho <= 0 or wo <= 0:
         raise ValueError(
             f"{op}: input of spatial size ({h}, {w}) gives an empty output ({ho}, {wo}) "
             f"with padding ({ph}, {pw})"
         )
-    geom = _Geometry(
-        (n, cout, ho, wo), (kh, kw), stride, (ph, ph + oph, pw, pw + opw), dilation, out=(h, w)
-    )
-    input, weight, bias = cast_inputs("conv_transpose2d", input, weight, bias)
-    args = (input, weight) if bias is None else (input, weight, bias)
-    return ConvTranspose2d.apply(*args, geom=geom, groups=groups)
+    geom = Window(n, cout, ho, wo, kh, kw, *strides, ph, pw, *dil, h, w, ph + oph, pw + opw)
+    return _convolve(ConvTranspose2d, op, input, weight, bias, geom=geom, groups=groups)
 
 
 # ---- pooling ------------------------------------------------------------------------------------
 
 
-def _pool_geometry(
+def _pool_window(
     op: str,
     x: Tensor,
     kernel_size: Any,
@@ -528,25 +392,22 @@ def _pool_geometry(
     padding: Any,
     dilation: Any,
     ceil_mode: bool,
-    half_of: str,
-) -> _Geometry:
-    """Window geometry of a pooling op, with PyTorch's output size rule (ceil_mode included)."""
+) -> Window:
+    """Windows of a pooling op, with PyTorch's output size rule (ceil_mode included)."""
     kernel = _pair(kernel_size, "kernel_size", op, 1)
-    stride = kernel if stride is None or stride == [] else _pair(stride, "stride", op, 1)
+    strides = kernel if stride is None or stride == [] else _pair(stride, "stride", op, 1)
     pad = _pair(padding, "padding", op, 0)
     dil = _pair(dilation, "dilation", op, 1)
     n, c, h, w = x.shape
-    out, extra = [], []
-    for size, k, s, p, d in zip((h, w), kernel, stride, pad, dil):
-        eff = d * (k - 1) + 1
-        limit = eff // 2 if half_of else k // 2
-        if p > limit:
+    out, bottom = [], []
+    for size, k, s, p, d in zip((h, w), kernel, strides, pad, dil):
+        eff = d * (k - 1) + 1  # (avg pooling has no dilation: there it is the kernel size)
+        if p > eff // 2:
             raise ValueError(
-                f"{op}: padding should be at most half of the {half_of}kernel size, got "
+                f"{op}: padding should be at most half of the effective kernel size, got "
                 f"padding={pad}, kernel_size={kernel}, dilation={dil}"
             )
-        span = size + 2 * p - eff
-        o = (span + (s - 1 if ceil_mode else 0)) // s + 1
+        o = (size + 2 * p - eff + (s - 1 if ceil_mode else 0)) // s + 1
         if ceil_mode and (o - 1) * s >= size + p:  # the last window must start inside the input
             o -= 1
         if o <= 0:  # (in ceil_mode a window may be wider than the padded input, as in PyTorch)
@@ -555,108 +416,57 @@ def _pool_geometry(
                 f"dilation={dil}, padding={pad}"
             )
         out.append(o)
-        extra.append(max(0, (o - 1) * s + eff - size - 2 * p))  # ceil_mode's overhang
-    pads = (pad[0], pad[0] + extra[0], pad[1], pad[1] + extra[1])
-    return _Geometry((n, c, h, w), kernel, stride, pads, dil, out=tuple(out), flat_ok=False)
-
-
-def _pool_windows(xp: Any, x: Any, g: _Geometry, fill: float) -> Any:
-    """The windows of x copied to a contiguous (kh * kw, N * C * oh * ow) array."""
-    view = _window_view(xp, _pad(xp, x, g, fill), g)  # (N, C, kh, kw, oh, ow)
-    return xp.ascontiguousarray(view.transpose(2, 3, 0, 1, 4, 5)).reshape(g.kk, -1)
-
-
-def _unpool(xp: Any, gwin: Any, g: _Geometry) -> Any:
-    """Sum per-window gradients (kh, kw, N, C, oh, ow) back onto the input (N, C, H, W)."""
-    gpad = xp.zeros((g.n, g.c, g.hp, g.wp), dtype=gwin.dtype)
-    disjoint = g.sh >= g.dh * (g.kh - 1) + 1 and g.sw >= g.dw * (g.kw - 1) + 1
-    if disjoint:  # every input pixel is in at most one window: one strided assignment
-        s_n, s_c, s_h, s_w = gpad.strides
-        view = xp.lib.stride_tricks.as_strided(
-            gpad,
-            (g.kh, g.kw, g.n, g.c, g.oh, g.ow),
-            (g.dh * s_h, g.dw * s_w, s_n, s_c, g.sh * s_h, g.sw * s_w),
-        )
-        view[...] = gwin
-    else:
-        h_end, w_end = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
-        for i in range(g.kh):
-            for j in range(g.kw):
-                r, c = i * g.dh, j * g.dw
-                gpad[:, :, r : r + h_end : g.sh, c : c + w_end : g.sw] += gwin[i, j]
-    if not g.padded:
-        return gpad
-    return xp.ascontiguousarray(gpad[:, :, g.pt : g.pt + g.h, g.pl : g.pl + g.w])
+        bottom.append(max(p, (o - 1) * s + eff - size - p))  # ceil_mode's overhang included
+    return Window(n, c, h, w, *kernel, *strides, *pad, *dil, out[0], out[1], *bottom)
 
 
 class MaxPool2d(Function):
     """Max over each window; the gradient goes to the first maximum of the window (as PyTorch)."""
 
-    def __init__(self, geom: _Geometry) -> None:
+    def __init__(self, geom: Window) -> None:
         self.geom = geom
 
     def forward(self, x: Any) -> Any:
-        xp, g = self.be.xp, self.geom
-        self.idx: Any = None
-        if x.size and fconv.applies(self.be, x.dtype):  # one kernel: the max and its tap
-            y, self.idx = fconv.max_pool(self.be, x, _window(g))
-            return y
-        win = _pool_windows(xp, x, g, -math.inf)  # (kk, M)
-        y = win.max(axis=0)
-        self.win, self.y = win, y
-        return y.reshape(g.n, g.c, g.oh, g.ow)
+        y, self.idx = fconv.max_pool(self.be, x, self.geom)  # and the tap of each maximum
+        return y
 
     def backward(self, gy: Any) -> Any:
-        if self.idx is not None:  # one gather kernel: each pixel sums the windows it is the max of
-            return fconv.max_pool_backward(self.be, gy, self.idx, _window(self.geom))
-        xp, g, win, y = self.be.xp, self.geom, self.win, self.y
-        gflat = gy.reshape(-1)
-        gwin = xp.empty(win.shape, dtype=gy.dtype)
-        taken = None
-        for k in range(g.kk):  # the first tap that equals the max takes the gradient
-            hit = win[k] == y
-            if taken is None:
-                taken = hit
-            else:
-                hit &= ~taken
-                taken |= hit
-            xp.multiply(gflat, hit, out=gwin[k])
-        return _unpool(xp, gwin.reshape(g.kh, g.kw, g.n, g.c, g.oh, g.ow), g)
+        return fconv.max_pool_backward(self.be, gy, self.idx, self.geom)
 
 
 class AvgPool2d(Function):
-    """Mean over each window, divided by PyTorch's divisor (padding counted or not)."""
+    """Mean over each window, divided by PyTorch's divisor (padding counted or not).
 
-    def __init__(self, geom: _Geometry, divisor: Any) -> None:
+    Each channel of each image is an image of one channel to the window steps: im2col gives the
+    windows as (kh * kw, N * C * oh * ow), col2im spreads their gradients back.
+    """
+
+    def __init__(self, geom: Window, divisor: Any) -> None:
         self.geom, self.divisor = geom, divisor  # divisor: (oh, ow) host array or a number
+        self.planes = replace(geom, n=geom.n * geom.c, c=1)
 
     def forward(self, x: Any) -> Any:
-        xp, g = self.be.xp, self.geom
-        div = self.divisor
+        g, div = self.geom, self.divisor
         if isinstance(div, np.ndarray):  # cached on the device: no copy per call
             div = self.be.constant(tuple(div.ravel().tolist()), x.dtype).reshape(div.shape)
             self.divisor = div
-        y = _pool_windows(xp, x, g, 0.0).sum(axis=0).reshape(g.n, g.c, g.oh, g.ow)
+        planes = x.reshape(g.n * g.c, 1, g.h, g.w)
+        y = fconv.im2col(self.be, planes, self.planes).sum(axis=0).reshape(g.n, g.c, g.oh, g.ow)
         y /= div
         return y
 
     def backward(self, gy: Any) -> Any:
-        xp, g = self.be.xp, self.geom
-        share = gy / self.divisor  # (N, C, oh, ow)
-        gwin = xp.broadcast_to(share, (g.kh, g.kw) + share.shape)
-        return _unpool(xp, gwin, g)
+        g = self.geom
+        share = (gy / self.divisor).reshape(1, gy.size)
+        cols = self.be.xp.broadcast_to(share, (g.kh * g.kw, gy.size))
+        return fconv.col2im(self.be, cols, self.planes).reshape(g.n, g.c, g.h, g.w)
 
 
-def _check_pool_input(op: str, x: Tensor) -> None:
-    if x.ndim not in (3, 4):
-        raise ValueError(
-            f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {x.shape}"
-        )
-    if not is_floating(x.dtype):
-        raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
+_POOL_INPUT = "3-D (C, H, W) or 4-D (N, C, H, W) input"
 
 
 @register(top=True)
+@_unbatched
 def max_pool2d(
     input: Tensor,
     kernel_size: Any,
@@ -668,20 +478,17 @@ def max_pool2d(
 ) -> Tensor:
     """Max over kh x kw windows of (N, C, H, W); stride defaults to kernel_size."""
     op = "max_pool2d"
-    _check_pool_input(op, input)
+    _check_input(op, input, _POOL_INPUT)
     if return_indices:
         raise NotImplementedError(f"{op}: return_indices=True is not supported in gnn")
-    if input.ndim == 3:
-        out = max_pool2d(input.unsqueeze(0), kernel_size, stride, padding, dilation, ceil_mode)
-        return out.squeeze(0)
-    g = _pool_geometry(op, input, kernel_size, stride, padding, dilation, ceil_mode, "effective ")
+    g = _pool_window(op, input, kernel_size, stride, padding, dilation, ceil_mode)
     return MaxPool2d.apply(input, geom=g)
 
 
-def _avg_divisor(g: _Geometry, pad: tuple, count_include_pad: bool) -> np.ndarray:
+def _avg_divisor(g: Window, count_include_pad: bool) -> np.ndarray:
     """PyTorch's divisor per output position: window size clipped to input+padding (or input)."""
     sizes = []
-    for o, s, k, p, n in ((g.oh, g.sh, g.kh, pad[0], g.h), (g.ow, g.sw, g.kw, pad[1], g.w)):
+    for o, s, k, p, n in ((g.oh, g.sh, g.kh, g.pt, g.h), (g.ow, g.sw, g.kw, g.pl, g.w)):
         start = np.arange(o) * s - p
         end = np.minimum(start + k, n + p)
         if count_include_pad:
@@ -692,6 +499,7 @@ def _avg_divisor(g: _Geometry, pad: tuple, count_include_pad: bool) -> np.ndarra
 
 
 @register()
+@_unbatched
 def avg_pool2d(
     input: Tensor,
     kernel_size: Any,
@@ -703,14 +511,8 @@ def avg_pool2d(
 ) -> Tensor:
     """Mean over kh x kw windows of (N, C, H, W); stride defaults to kernel_size."""
     op = "avg_pool2d"
-    _check_pool_input(op, input)
-    if input.ndim == 3:
-        out = avg_pool2d(
-            input.unsqueeze(0), kernel_size, stride, padding, ceil_mode, count_include_pad,
-            divisor_override,
-        )  # fmt: skip
-        return out.squeeze(0)
-    g = _pool_geometry(op, input, kernel_size, stride, padding, 1, ceil_mode, "")
+    _check_input(op, input, _POOL_INPUT)
+    g = _pool_window(op, input, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None:
         if isinstance(divisor_override, bool) or divisor_override == 0:
             raise ValueError(
@@ -718,8 +520,7 @@ def avg_pool2d(
             )
         divisor: Any = float(divisor_override)
     else:
-        pad = _pair(padding, "padding", op, 0)
-        divisor = _avg_divisor(g, pad, count_include_pad)
+        divisor = _avg_divisor(g, count_include_pad)
         if divisor.size and (divisor == divisor.flat[0]).all():
             divisor = float(divisor.flat[0])  # every window full: one number
     return AvgPool2d.apply(input, geom=g, divisor=divisor)
