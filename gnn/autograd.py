@@ -224,13 +224,9 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
                 _hand_on(xp, inputs[0], gxs, grads, heap, shared)
         else:
             needs = fn.needs_input_grad
-            # one array for two inputs (as add's backward returns)? Two and three inputs inline.
-            n, g, h = len(gxs), gxs[0], gxs[1]
-            if n == 2:
-                repeats = g is h and g is not None
-            elif n == 3:
-                k = gxs[2]
-                repeats = ((g is h or g is k) and g is not None) or (h is k and h is not None)
+            # One array for two inputs (as add's backward returns)? Two inputs checked inline.
+            if len(gxs) == 2:
+                repeats = gxs[0] is gxs[1] and gxs[0] is not None
             else:
                 repeats = _repeats(gxs)
             if repeats:
@@ -279,6 +275,13 @@ def _share(inputs: tuple, needs: tuple, gxs: Any, shared: list) -> list:
     that ops like reshape hand on, copies it too. Only leaves (x + x too): the first keeps the
     array, the others get copies. Summed-down (broadcast) gradients are new arrays anyway.
     """
+    if len(gxs) == 2 and needs[0] and needs[1]:  # the common case: x + f(x), both made by ops
+        a, b = inputs
+        g = gxs[0]
+        if a._creator is not None and b._creator is not None:
+            if a.array.shape == g.shape == b.array.shape:
+                view = _read_only(g, shared)
+                return [view, view]
     out = list(gxs)
     done: list[Any] = []
     for i, g in enumerate(gxs):
