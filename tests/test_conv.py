@@ -2,6 +2,7 @@
 out by hand (one output pixel at a time), plus float64 gradient checks over strides, padding,
 dilation and groups."""
 
+import copy
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 import gnn
 import gnn.functional as F
-from gnn import nn
+from gnn import autograd, nn
 from gnn.testing import gradcheck
 
 rng = np.random.default_rng(0)
@@ -269,6 +270,15 @@ def test_max_pool_ties_send_the_gradient_to_the_first_maximum():
     np.testing.assert_array_equal(y.grad.numpy()[0, 0, 0], [0.0, 2.0, 0.0, 0.0])
 
 
+def test_max_pool_nan_is_the_maximum_and_takes_the_gradient():
+    """As in PyTorch: a window holding a NaN has the NaN as its max, and the NaN the gradient."""
+    x = t(np.array([[[[1.0, np.nan, 2.0, 0.5, np.nan, -np.inf]]]]), True)
+    y = F.max_pool2d(x, (1, 2))  # windows (1, nan), (2, 0.5), (nan, -inf)
+    np.testing.assert_array_equal(y.numpy()[0, 0, 0], [np.nan, 2.0, np.nan])
+    y.backward(gnn.tensor(np.array([[[[1.0, 2.0, 3.0]]]])))
+    np.testing.assert_array_equal(x.grad.numpy()[0, 0, 0], [0.0, 1.0, 2.0, 0.0, 3.0, 0.0])
+
+
 # ---- layers -------------------------------------------------------------------------------------
 
 
@@ -385,3 +395,31 @@ def test_small_cnn_gradcheck_end_to_end():
 
     x = t(rng.standard_normal((2, 2, 4, 4)), True)
     assert gradcheck(net, [x, conv.weight, conv.bias, up.weight])
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_transposed_conv_gradients_land_in_their_homes(device):
+    """On the optimizer's flat path ConvTranspose2d writes its weight gradient into the flat
+    buffer (strided and stride-1 layouts), with the same values as the per-parameter path."""
+    if device == "cuda" and not gnn.cuda.is_available():
+        pytest.skip("needs CuPy (GNN_FAKE_CUDA=1 for the fake)")
+    gnn.manual_seed(0)
+    base = nn.Sequential(
+        nn.ConvTranspose2d(3, 4, 3, stride=2), nn.ReLU(), nn.ConvTranspose2d(4, 2, 3, padding=1)
+    )
+    x = gnn.tensor(rng.standard_normal((2, 3, 4, 4)).astype(np.float32)).to(device)
+    grads = []
+    for foreach in (True, False):
+        model = copy.deepcopy(base).to(device)
+        opt = gnn.optim.Adam(model.parameters(), lr=1e-2, foreach=foreach)
+        for _ in range(2):  # the flat buffer (and the homes) exist from the first step on
+            opt.zero_grad()
+            (model(x) ** 2).sum().backward()
+            opt.step()
+        grads.append([p.grad.numpy() for p in model.parameters()])
+        if foreach:
+            weights = [model[0].weight, model[2].weight]
+            homes = [autograd.home_of(w) for w in weights]
+            assert all(h is not None and w.grad.array is h[0] for w, h in zip(weights, homes))
+    for got, want in zip(*grads):
+        np.testing.assert_array_equal(got, want)

@@ -394,6 +394,7 @@ def _pool_window(
     ceil_mode: bool,
 ) -> Window:
     """Windows of a pooling op, with PyTorch's output size rule (ceil_mode included)."""
+    _check_input(op, x, "3-D (C, H, W) or 4-D (N, C, H, W) input")
     kernel = _pair(kernel_size, "kernel_size", op, 1)
     strides = kernel if stride is None or stride == [] else _pair(stride, "stride", op, 1)
     pad = _pair(padding, "padding", op, 0)
@@ -462,9 +463,6 @@ class AvgPool2d(Function):
         return fconv.col2im(self.be, cols, self.planes).reshape(g.n, g.c, g.h, g.w)
 
 
-_POOL_INPUT = "3-D (C, H, W) or 4-D (N, C, H, W) input"
-
-
 @register(top=True)
 @_unbatched
 def max_pool2d(
@@ -478,7 +476,6 @@ def max_pool2d(
 ) -> Tensor:
     """Max over kh x kw windows of (N, C, H, W); stride defaults to kernel_size."""
     op = "max_pool2d"
-    _check_input(op, input, _POOL_INPUT)
     if return_indices:
         raise NotImplementedError(f"{op}: return_indices=True is not supported in gnn")
     g = _pool_window(op, input, kernel_size, stride, padding, dilation, ceil_mode)
@@ -511,7 +508,6 @@ def avg_pool2d(
 ) -> Tensor:
     """Mean over kh x kw windows of (N, C, H, W); stride defaults to kernel_size."""
     op = "avg_pool2d"
-    _check_input(op, input, _POOL_INPUT)
     g = _pool_window(op, input, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None:
         if isinstance(divisor_override, bool) or divisor_override == 0:

@@ -1,11 +1,13 @@
-"""Convolution and max-pooling helpers on the GPU: im2col, col2im, output layouts, max pooling.
+"""Convolution and pooling window steps: im2col, col2im, output layouts, max pooling.
 
-The references below are the only Python formula of kernels/conv.cu (float32 and float16; other
-dtypes take the reference). A `Window` says where the kh x kw windows of a sliding op fall on an
-(N, C, H, W) image. The columns layout is (C, kh, kw, N, oh * ow): a convolution is then one
-matmul of the weights (O, C * kh * kw) with it, giving (O, N * oh * ow). Every kernel is a gather
-(each output element is written by one thread, sums in a fixed order): no atomics, deterministic.
-The CPU keeps its own tuned NumPy code in gnn/ops/conv.py; these run where `applies` says so.
+The references below are the only Python formula of kernels/conv.cu (float32 and float16) and
+what runs everywhere else (the CPU, other dtypes, empty batches): written for NumPy's speed, with
+strided views, one copy of the windows and one strided add per kernel tap. A `Window` says where
+the kh x kw windows of a sliding op fall on an (N, C, H, W) image. The columns layout is (C, kh,
+kw, N, oh * ow): a convolution is then one matmul of the weights (O, C * kh * kw) with it, giving
+(O, N * oh * ow). Every kernel is a gather (each output element is written by one thread, sums in
+a fixed order): no atomics, deterministic. gnn/ops/conv.py picks the steps per call and has the
+CPU's one other layout (stride 1, `_FlatSteps`).
 """
 
 from __future__ import annotations
