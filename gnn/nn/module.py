@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn.backend import get_backend, parse_device
+from gnn.backend import parse_device
 from gnn.dtypes import is_floating, parse_dtype
 from gnn.nn.parameter import Parameter
 from gnn.tensor import Tensor, to_arguments
@@ -192,15 +192,19 @@ class Module:
 
     def to(self, device: Any = None, dtype: Any = None) -> Module:
         """Move parameters and buffers in place (the Parameter objects stay the same, so an
-        optimizer built before the move keeps working); returns self.
+        optimizer built before the move keeps working; a tensor already on that device with that
+        dtype keeps its array; integer buffers keep their dtype); returns self.
 
         `m.to("cuda")`, `m.to(gnn.float64)`, `m.to("float64")`, `m.to("cpu", "float32")` and
         `m.to(tensor)` (its device and dtype) work, as for Tensor.to.
         """
         device, dtype = to_arguments(device, dtype, "Module.to")
-        be = get_backend(device) if device is not None else None
+        cast = dtype is not None and is_floating(parse_dtype(dtype))  # integer buffers stay
         for _, t in [*self.named_parameters(), *self.named_buffers()]:
-            _move_in_place(t, be, dtype)
+            for u in (t, t.grad):  # its .grad moves too
+                if u is not None:
+                    moved = u.detach().to(device, dtype if cast and is_floating(u.dtype) else None)
+                    u.array, u._be = moved.array, moved._be
         return self
 
     def cpu(self) -> Module:
@@ -403,21 +407,6 @@ def _check_layer_input(module: Module, x: Any) -> None:
         f"gnn.tensor(x) (on the model's device: gnn.tensor(x, device=...)); Keras-style "
         "model.fit/evaluate/predict take arrays directly"
     )
-
-
-def _move_in_place(t: Tensor, be: Any, dtype: Any) -> None:
-    """Point t at a copy of its data on another backend and/or dtype; its .grad moves too."""
-    new_be = be or t._be
-    data = t.array
-    if new_be is not t._be:
-        data = new_be.asarray(t._be.to_numpy(data))
-    if dtype is not None:
-        dt = parse_dtype(dtype)
-        if is_floating(data.dtype) and is_floating(dt):  # integer buffers keep their dtype
-            data = data.astype(dt)
-    t.array, t._be = data, new_be
-    if t.grad is not None:
-        _move_in_place(t.grad, be, dtype)
 
 
 __all__ = ["Module", "RemovableHandle", "parse_device"]
