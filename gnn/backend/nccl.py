@@ -76,36 +76,31 @@ class Communicator:
                 f"cuda:{self.device_index} (one rank per GPU; see docs/distributed.md)"
             )
 
-    def _stream(self) -> int:
-        return self.xp.cuda.get_current_stream().ptr
-
     def all_reduce(self, a: Any, op: str) -> None:
         """a = op over ranks of a, in place ("sum", "max" or "min")."""
         self._check(a)
-        with self.xp.cuda.Device(self.device_index):
-            self.comm.allReduce(
-                a.data.ptr,
-                a.data.ptr,
-                a.size,
-                self._dtype(a),
-                getattr(self._nccl, _OPS[op]),
-                self._stream(),
-            )
+        reduce_op = getattr(self._nccl, _OPS[op])
+        self._on_device(
+            self.comm.allReduce, a.data.ptr, a.data.ptr, a.size, self._dtype(a), reduce_op
+        )
 
     def broadcast(self, a: Any, root: int) -> None:
         """a = root's a, in place."""
         self._check(a)
-        with self.xp.cuda.Device(self.device_index):
-            self.comm.bcast(a.data.ptr, a.size, self._dtype(a), root, self._stream())
+        self._on_device(self.comm.bcast, a.data.ptr, a.size, self._dtype(a), root)
 
     def all_gather(self, send: Any, recv: Any) -> None:
         """recv (world_size * send.size elements) = every rank's send, in rank order."""
         self._check(send)
         self._check(recv)
+        self._on_device(
+            self.comm.allGather, send.data.ptr, recv.data.ptr, send.size, self._dtype(send)
+        )
+
+    def _on_device(self, collective: Any, *args: Any) -> None:
+        """Queue `collective(*args, stream)` on this rank's GPU and its current stream."""
         with self.xp.cuda.Device(self.device_index):
-            self.comm.allGather(
-                send.data.ptr, recv.data.ptr, send.size, self._dtype(send), self._stream()
-            )
+            collective(*args, self.xp.cuda.get_current_stream().ptr)
 
     def synchronize(self) -> None:
         """Wait for the collectives queued on the current stream."""
