@@ -517,6 +517,6 @@ def avg_pool2d(
         divisor: Any = float(divisor_override)
     else:
         divisor = _avg_divisor(g, count_include_pad)
-        if divisor.size and (divisor == divisor.flat[0]).all():
+        if (divisor == divisor.flat[0]).all():
             divisor = float(divisor.flat[0])  # every window full: one number
     return AvgPool2d.apply(input, geom=g, divisor=divisor)
