@@ -111,14 +111,14 @@ class _FlatSteps(_Steps):
         """Zeros (C, M + reach): the padded batch, channel-major, one row per channel."""
         return self.xp.zeros((self.g.c, self.size + self.reach), dtype=dtype)
 
-    def _inner(self, a: Any) -> Any:
-        """(C, N, Hp, Wp) a framed batch -> its (C, N, H, W) inside, a view."""
-        g = self.g
-        return a.reshape(g.c, g.n, self.hp, self.wp)[:, :, g.pt : g.pt + g.h, g.pl : g.pl + g.w]
+    def _crop(self, a: Any, top: int, left: int, h: int, w: int) -> Any:
+        """Rows (R, M or more) as (R, N, h, w): the h x w pixels at (top, left) of each frame."""
+        a = a[:, : self.size].reshape(a.shape[0], self.g.n, self.hp, self.wp)
+        return a[:, :, top : top + h, left : left + w]
 
     def im2col(self, x: Any) -> Any:
         g, frame = self.g, self._frame(x.dtype)
-        self._inner(frame[:, : self.size])[...] = x.transpose(1, 0, 2, 3)
+        self._crop(frame, g.pt, g.pl, g.h, g.w)[...] = x.transpose(1, 0, 2, 3)
         s_c, s_x = frame.strides
         taps = self.xp.lib.stride_tricks.as_strided(
             frame, (g.c, g.kh, g.kw, self.size), (s_c, g.dh * self.wp * s_x, g.dw * s_x, s_x)
@@ -133,20 +133,18 @@ class _FlatSteps(_Steps):
             for j in range(g.kw):
                 offset = i * g.dh * self.wp + j * g.dw
                 frame[:, offset : offset + self.size] += taps[:, i, j]
-        return self.xp.ascontiguousarray(self._inner(frame[:, : self.size]).transpose(1, 0, 2, 3))
+        gx = self._crop(frame, g.pt, g.pl, g.h, g.w)
+        return self.xp.ascontiguousarray(gx.transpose(1, 0, 2, 3))
 
     def to_rows(self, y: Any, need_bias: bool = False, gbias: Any = None) -> tuple[Any, Any]:
-        g, o = self.g, y.shape[1]
-        rows = self.xp.zeros((o, g.n, self.hp, self.wp), dtype=y.dtype)
-        rows[:, :, : g.oh, : g.ow] = y.transpose(1, 0, 2, 3)
-        rows = rows.reshape(o, self.size)
+        rows = self.xp.zeros((y.shape[1], self.size), dtype=y.dtype)
+        self._crop(rows, 0, 0, self.g.oh, self.g.ow)[...] = y.transpose(1, 0, 2, 3)
         return rows, (rows.sum(axis=1, out=gbias) if need_bias else None)
 
     def to_image(self, y2: Any, bias: Any) -> Any:
-        g = self.g
         if bias is not None:
             y2 += bias[:, None]
-        y4 = y2.reshape(y2.shape[0], g.n, self.hp, self.wp)[:, :, : g.oh, : g.ow]
+        y4 = self._crop(y2, 0, 0, self.g.oh, self.g.ow)
         return self.xp.ascontiguousarray(y4.transpose(1, 0, 2, 3))
 
 
