@@ -78,7 +78,7 @@ VARIANTS = [
 @pytest.mark.parametrize("name,kw", MODELS)
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("with_state", [False, True])
-@pytest.mark.parametrize("batch", [2, 9])  # the LSTM projects inputs differently from batch 8 up
+@pytest.mark.parametrize("batch", [2, 9])
 def test_stack_matches_numpy(name, kw, variant, with_state, batch):
     gnn.manual_seed(0)
     model = getattr(nn, name)(3, 4, **kw, **variant, dtype="float64")

@@ -21,7 +21,7 @@ KINDS = [
 LAYOUTS = [  # (layer keyword arguments, batch; None = unbatched input)
     ({}, 3),
     ({"num_layers": 2, "bidirectional": True, "batch_first": True}, 2),
-    ({"num_layers": 3, "bias": False}, 9),  # batch >= 8: the LSTM projects its inputs per step
+    ({"num_layers": 3, "bias": False}, 9),
     ({"bidirectional": True}, None),
     ({"num_layers": 2, "bidirectional": True, "dropout": 0.5}, 4),  # dropout off in eval
 ]
