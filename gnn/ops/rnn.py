@@ -116,10 +116,11 @@ class Elman(Cell):
         self.w_rec = self.xp.ascontiguousarray(inp.w_hh.T)
         self.relu = layer.mode == "RNN_RELU"
         self.act = partial(self.xp.maximum, 0) if self.relu else self.xp.tanh  # relu: max(0, v)
+        self.hs = self.out = self.xw  # each step's pre-activation becomes its h in place
 
     def forward(self, t: int, rec: Any, h_prev: Any) -> None:
         h = self.hs[t]
-        self.xp.add(self.xw[t], 0 if rec is None else rec, out=h)
+        h += 0 if rec is None else rec
         self.act(h, out=h)
 
     def start_backward(self, gy: Any) -> None:
@@ -233,15 +234,14 @@ class Lstm(Cell):
         """With gc the gradient reaching c_t, the gate gradients are gc * K for i, f, g and
         gh * K for o: the coefficients K of all steps here, so that a step is a few products."""
         super().start_backward(gy)
-        gates, tc = self.xw, self.tcs
-        i, self.f, g, o = gates.swapaxes(0, 1)
-        self.coef = gates * (1.0 - gates)  # s (1 - s) for the sigmoid gates
+        i, self.f, g, o = self.xw.swapaxes(0, 1)
+        self.coef = self.xw * (1.0 - self.xw)  # s (1 - s) for the sigmoid gates
         k_i, k_f, k_g, k_o = self.coef.swapaxes(0, 1)
         k_i *= g
         k_f *= self.all_before(self.c_buf, self.c0)
         k_g[...] = i * (1.0 - g * g)
-        k_o *= tc
-        self.o_dtc = o * (1.0 - tc * tc)  # o (1 - tanh(c)^2): from h back to c
+        k_o *= self.tcs
+        self.o_dtc = o * (1.0 - self.tcs**2)  # o (1 - tanh(c)^2): from h back to c
         # the gate gradients (T, B, 4H) seen gate-major, (T, 4, B, H)
         self.d_gates = self.d_hh.reshape(self.row_shape[:2] + (4, self.n_h)).swapaxes(1, 2)
         self.gc = gy[-1].copy()  # the gradient of c_n, then of the c each step started from
