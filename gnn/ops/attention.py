@@ -38,6 +38,7 @@ class Attention(Function):
         self.scale, self.mask, self.dropout_p = scale, mask, dropout_p
         self.sink = sink  # a list that receives the attention weights when the caller wants them
         self.causal = causal  # mask is the causal one: every row sees key 0, no row is all masked
+        self.spec = fused_attention.Spec(scale, causal)  # the fused kernels' settings
 
     def forward(self, *xs: Any) -> Any:
         self.packed = len(xs) == 1
@@ -49,14 +50,11 @@ class Attention(Function):
         self.fused = None
         if self.be.name == "cuda" and self.dropout_p == 0.0 and self.sink is None:
             if self.mask is None or self.causal:
-                self.fused = fused_attention.cuda(self.be, xs[0], xs[1], xs[2], self._spec())
+                self.fused = fused_attention.cuda(self.be, xs[0], xs[1], xs[2], self.spec)
         if self.fused is not None:
             self.q, self.k, self.v = xs
             return self.fused.out
         return self._forward(*xs)
-
-    def _spec(self) -> Any:
-        return fused_attention.Spec(self.scale, self.causal)
 
     def _forward(self, q: Any, k: Any, v: Any) -> Any:
         """The composite: scores, softmax and the product with v as array operations."""
@@ -64,10 +62,15 @@ class Attention(Function):
         # Scores and softmax in float32 at least (float16 inputs are widened).
         acc = np.float64 if q.dtype == np.float64 else np.float32
         # A GPU's batched matmul (cuBLAS through the array module) copies every operand that is not
-        # C-contiguous, in every product: q, k^T and v are made contiguous once here and kept for
-        # the backward, which then copies one array (g^T) instead of seven; k^T is copied with the
-        # scale folded in (one pass over (S, E) instead of one over the (L, S) scores).
-        qa, va = xp.ascontiguousarray(q, dtype=acc), xp.ascontiguousarray(v, dtype=acc)
+        # C-contiguous, in every product: there q, k^T and v are made contiguous once here and kept
+        # for the backward, which then works transposed and copies one array (g^T) instead of
+        # seven. NumPy's BLAS takes the strided views as they are, so the CPU keeps them. k^T is
+        # copied with the scale folded in (one pass over (S, E) instead of one over the scores).
+        self.transposed = xp is not np
+        if self.transposed:
+            qa, va = xp.ascontiguousarray(q, dtype=acc), xp.ascontiguousarray(v, dtype=acc)
+        else:
+            qa, va = q.astype(acc, copy=False), v.astype(acc, copy=False)
         kt = xp.swapaxes(k, -1, -2)
         kt = xp.multiply(kt, acc(self.scale), out=xp.empty(kt.shape, dtype=acc))
         s = qa @ kt  # (..., L, S), scaled
@@ -108,7 +111,7 @@ class Attention(Function):
         grads = None
         if self.fused is not None:
             grads = fused_attention.cuda_backward(
-                self.be, self.q, self.k, self.v, self.fused, gy, self._spec(), parts
+                self.be, self.q, self.k, self.v, self.fused, gy, self.spec, parts
             )
             if grads is None:  # gy is not float32: the composite, its intermediates made now
                 self._forward(self.q, self.k, self.v)
@@ -121,29 +124,40 @@ class Attention(Function):
         return tuple(g if need else None for g, need in zip(grads, needs))
 
     def _backward(self, gy: Any, needs: tuple) -> Any:
-        """The composite's gradients, as products of contiguous operands (the forward made q, k^T
-        and v so): transposed where that leaves g^T the one array a GPU copies."""
-        xp = self.be.xp
-        q, kt, v, p, pd = self.q, self.kt, self.v, self.p, self.pd
-        gt = xp.ascontiguousarray(xp.swapaxes(gy, -1, -2), dtype=p.dtype)
+        """The composite's gradients: dS = P * (dP - delta), where the row sums delta =
+        rowsum(dP * P) = rowsum(g * out) come from (L, E) arrays, not (L, S) ones.
+
+        Where the forward made its operands contiguous (a GPU), the (L, S) arrays are used
+        transposed (dS^T from P^T and dP^T = v g^T), so that every product's operands are
+        C-contiguous and g^T is the one array copied."""
+        xp, t = self.be.xp, self.transposed
+        q, kt, v, p, pd, keep = self.q, self.kt, self.v, self.p, self.pd, self.keep
+        g = gy.astype(p.dtype, copy=False)
+        delta = (g * self.out).sum(axis=-1, keepdims=True)  # (..., L, 1)
+        if t:
+            g, p, delta = xp.ascontiguousarray(_t(g)), _t(p), _t(delta)
+            keep = None if keep is None else _t(keep)
         gq = gk = gv = None
         if needs[2]:
-            gv = xp.swapaxes(gt @ pd, -1, -2).astype(self.in_dtypes[2], copy=False)  # pd^T g
+            gv = _t(g @ pd) if t else _t(pd) @ g  # pd^T g
         if needs[0] or needs[1]:
-            gpt = v @ gt  # (..., S, L): dP^T
-            if self.keep is not None:
-                gpt *= xp.swapaxes(self.keep, -1, -2)
-            # Softmax backward, transposed: dS^T = P^T * (dP^T - delta), where the row sums
-            # delta = rowsum(dP * P) = rowsum(g * out) come from (L, E) arrays, not (L, S) ones.
-            gpt -= (gt * xp.swapaxes(self.out, -1, -2)).sum(axis=-2, keepdims=True)
-            gpt *= xp.swapaxes(p, -1, -2)
+            ds = v @ g if t else g @ _t(v)  # dP (or dP^T), then dS
+            if keep is not None:
+                ds *= keep
+            ds -= delta
+            ds *= p
             if needs[0]:  # dS k * scale: k^T holds the scale already
-                gq = xp.swapaxes(kt @ gpt, -1, -2).astype(self.in_dtypes[0], copy=False)
+                gq = _t(kt @ ds) if t else ds @ _t(kt)
             if needs[1]:
-                gk = gpt @ q  # dS^T q
+                gk = ds @ q if t else _t(ds) @ q  # dS^T q * scale
                 gk *= gk.dtype.type(self.scale)
-                gk = gk.astype(self.in_dtypes[1], copy=False)
-        return gq, gk, gv  # broadcast batch dims are summed back by the engine
+        grads = zip((gq, gk, gv), self.in_dtypes)
+        return tuple(None if gr is None else gr.astype(dt, copy=False) for gr, dt in grads)
+
+
+def _t(a: Any) -> Any:
+    """a with its last two dims swapped (a view)."""
+    return a.swapaxes(-1, -2)
 
 
 def _like(xp: Any, shape: tuple, strides: tuple, dtype: Any) -> Any:

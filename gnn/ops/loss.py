@@ -46,15 +46,6 @@ def _start(op: str, input: Any, target: Any, reduction: str) -> tuple[Tensor, An
     return input, target
 
 
-def _check_device(op: str, input: Tensor, other: Any, what: str = "target") -> None:
-    """The same "different devices" error as every other op, for Tensors used by their data."""
-    if isinstance(other, Tensor) and other._be is not input._be:
-        raise RuntimeError(
-            f"{op}: inputs are on different devices ({input.device} and {other.device}, the "
-            f"{what}); move them with .to(device) first"
-        )
-
-
 def _check_probabilities(op: str, input: Tensor) -> None:
     """Raise ValueError for finite values outside [0, 1] (NaN passes: fit reports NaN losses).
 
@@ -102,8 +93,12 @@ def _class_inputs(
             f"{op}: input ({what}) must be floating point, got {input.dtype}; "
             "convert it with .float() (integer scores would be cast silently otherwise)"
         )
-    _check_device(op, input, target)
-    _check_device(op, input, weight, "weight")
+    for what, other in (("target", target), ("weight", weight)):
+        if isinstance(other, Tensor) and other._be is not input._be:  # used by their data
+            raise RuntimeError(
+                f"{op}: inputs are on different devices ({input.device} and {other.device}, the "
+                f"{what}); move them with .to(device) first"
+            )
     return input, as_tensor(target, input)
 
 
