@@ -52,7 +52,7 @@ def push(device_type: str, dtype: Any, enabled: bool) -> None:
     if device_type not in DEFAULT_DTYPES:
         raise ValueError(f"autocast: device_type must be 'cuda' or 'cpu', got {device_type!r}")
     low = parse_dtype(DEFAULT_DTYPES[device_type] if dtype is None else dtype)
-    if low not in (np.dtype("float16"),) and not is_bfloat16(low):
+    if not is_low(low):
         raise ValueError(f"autocast: dtype must be float16 or bfloat16, got {low}")
     if device_type == "cuda" and is_bfloat16(low):
         # CuPy has no bfloat16 arrays, so gnn's CUDA backend cannot hold them.
@@ -66,10 +66,7 @@ def pop() -> None:
 
 def low_dtype(device_type: str) -> np.dtype | None:
     """The low dtype autocast uses for `device_type` now, or None when autocast is off there."""
-    for dev, low in reversed(_state.stack):
-        if dev == device_type:
-            return low
-    return None
+    return next((low for dev, low in reversed(_state.stack) if dev == device_type), None)
 
 
 def is_low(dtype: Any) -> bool:
@@ -81,10 +78,8 @@ def cast_inputs(op: str, *args: Any) -> tuple[Any, ...]:
     """`args` as autocast wants them for `op` (unchanged outside autocast or for other ops)."""
     if not _state.stack:
         return args
-    tensors = [a for a in args if isinstance(a, Tensor)]
-    if not tensors:
-        return args
-    low = low_dtype(tensors[0]._be.name)
+    first = next((a for a in args if isinstance(a, Tensor)), None)
+    low = None if first is None else low_dtype(first._be.name)
     if low is None:
         return args
     if op in LOW_PRECISION_OPS:  # every float up to 32 bits goes down to the low dtype

@@ -100,31 +100,25 @@ class MaxMin(Reduction):
         return mask * (gy.reshape(count.shape) / count)
 
 
-def _extreme(x: Tensor, dim: Any, keepdim: bool, take_max: bool) -> Any:
-    name = "max" if take_max else "min"
-    d = None if dim is None else norm_dim(dim, x.ndim, name)
-    if x.array.size == 0 and (d is None or x.shape[d] == 0):
-        where = "an empty tensor" if d is None else f"dim {dim} of size 0"
-        raise RuntimeError(f"{name}: cannot reduce {where} (shape {x.shape})")
-    if dim is None:
-        return MaxMin.apply(x, axes=None, keepdim=False, take_max=take_max)
-    # dim 0 or -1 of a 0-d tensor: the element itself, at index 0
-    values = MaxMin.apply(x, axes=(d,) if x.ndim else None, keepdim=keepdim, take_max=take_max)
-    arg = x.array.argmax if take_max else x.array.argmin
-    indices = arg(axis=d, keepdims=keepdim) if x.ndim else x._be.xp.zeros((), dtype="int64")
-    return MaxResult(values, Tensor._make(indices, x._be, False))
+def _extreme(name: str, take_max: bool, doc: str) -> Callable[..., Any]:
+    def op(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
+        d = None if dim is None else norm_dim(dim, x.ndim, name)
+        if x.array.size == 0 and (d is None or x.shape[d] == 0):
+            where = "an empty tensor" if d is None else f"dim {dim} of size 0"
+            raise RuntimeError(f"{name}: cannot reduce {where} (shape {x.shape})")
+        if dim is None:
+            return MaxMin.apply(x, axes=None, keepdim=False, take_max=take_max)
+        # dim 0 or -1 of a 0-d tensor: the element itself, at index 0
+        values = MaxMin.apply(x, axes=(d,) if x.ndim else None, keepdim=keepdim, take_max=take_max)
+        arg = x.array.argmax if take_max else x.array.argmin
+        indices = arg(axis=d, keepdims=keepdim) if x.ndim else x._be.xp.zeros((), dtype="int64")
+        return MaxResult(values, Tensor._make(indices, x._be, False))
+
+    return register(name=name, doc=doc, method=True, top=True)(op)
 
 
-@register(method=True, top=True)
-def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
-    """Largest value; with `dim`, a (values, indices) pair as in PyTorch."""
-    return _extreme(x, dim, keepdim, True)
-
-
-@register(method=True, top=True)
-def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
-    """Smallest value; with `dim`, a (values, indices) pair as in PyTorch."""
-    return _extreme(x, dim, keepdim, False)
+max = _extreme("max", True, "Largest value; with `dim`, a (values, indices) pair as in PyTorch.")
+min = _extreme("min", False, "Smallest value; with `dim`, a (values, indices) pair as in PyTorch.")
 
 
 def _index_of(name: str, take_max: bool, doc: str) -> Callable[..., Tensor]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import namedtuple
+from collections.abc import Callable
 from typing import Any
 
 from gnn.ops._util import norm_dim
@@ -167,25 +168,20 @@ def topk(
     return SortResult(narrow(values, d, 0, k), narrow(indices, d, 0, k))
 
 
-def _triangle(x: Tensor, diagonal: int, lower: bool, op: str) -> Tensor:
-    if x.ndim < 2:
-        raise ValueError(f"{op}: input must have at least 2 dims, got shape {x.shape}")
-    xp, (n, m), k = x._be.xp, x.shape[-2:], int(diagonal)
-    # the mask is made on the device (no copy); triu keeps what tril(k - 1) drops
-    keep = xp.tri(n, m, k, dtype=bool) if lower else ~xp.tri(n, m, k - 1, dtype=bool)
-    return where(keep, x, 0)
+def _triangle(name: str, lower: bool, doc: str) -> Callable[..., Tensor]:
+    def op(x: Tensor, diagonal: int = 0) -> Tensor:
+        if x.ndim < 2:
+            raise ValueError(f"{name}: input must have at least 2 dims, got shape {x.shape}")
+        xp, (n, m), k = x._be.xp, x.shape[-2:], int(diagonal)
+        # the mask is made on the device (no copy); triu keeps what tril(k - 1) drops
+        keep = xp.tri(n, m, k, dtype=bool) if lower else ~xp.tri(n, m, k - 1, dtype=bool)
+        return where(keep, x, 0)
+
+    return register(name=name, doc=doc, method=True, top=True)(op)
 
 
-@register(method=True, top=True)
-def tril(x: Tensor, diagonal: int = 0) -> Tensor:
-    """x with the elements above the diagonal-th diagonal set to 0 (last two dims)."""
-    return _triangle(x, diagonal, True, "tril")
-
-
-@register(method=True, top=True)
-def triu(x: Tensor, diagonal: int = 0) -> Tensor:
-    """x with the elements below the diagonal-th diagonal set to 0 (last two dims)."""
-    return _triangle(x, diagonal, False, "triu")
+tril = _triangle("tril", True, "x with 0 above the diagonal-th diagonal (of the last two dims).")
+triu = _triangle("triu", False, "x with 0 below the diagonal-th diagonal (of the last two dims).")
 
 
 @register(method=True)

@@ -5,6 +5,7 @@ Also the moves between devices and dtypes.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -202,13 +203,10 @@ class Cat(Function):
         self.sizes = [x.shape[self.axis] for x in xs]
         return self.be.xp.concatenate(xs, axis=self.axis)
 
-    def backward(self, gy: Any) -> Any:
-        out, start = [], 0
-        for n, need in zip(self.sizes, self.needs_input_grad):
-            index = (slice(None),) * self.axis + (slice(start, start + n),)
-            out.append(gy[index] if need else None)
-            start += n
-        return tuple(out)
+    def backward(self, gy: Any) -> Any:  # each input's slice of gy, from where it starts
+        lead = (slice(None),) * self.axis
+        parts = zip(itertools.accumulate(self.sizes, initial=0), self.sizes, self.needs_input_grad)
+        return tuple(gy[lead + (slice(s, s + n),)] if need else None for s, n, need in parts)
 
 
 def _check_join(op: str, tensors: Any) -> list:

@@ -58,22 +58,16 @@ def silu(x: Tensor) -> Tensor:
     return mul(x, sigmoid(x))
 
 
-@register(method=True, top=True)
-def square(x: Tensor) -> Tensor:
-    """x ** 2, elementwise."""
-    return pow(x, 2)
+def _power(name: str, p: float, doc: str) -> Callable[[Tensor], Tensor]:
+    def op(x: Tensor) -> Tensor:
+        return pow(x, p)
+
+    return register(name=name, doc=doc, method=True, top=True)(op)
 
 
-@register(method=True, top=True)
-def rsqrt(x: Tensor) -> Tensor:
-    """1 / sqrt(x), elementwise."""
-    return pow(x, -0.5)
-
-
-@register(method=True, top=True)
-def reciprocal(x: Tensor) -> Tensor:
-    """1 / x, elementwise."""
-    return pow(x, -1)
+square = _power("square", 2, "x ** 2, elementwise.")
+rsqrt = _power("rsqrt", -0.5, "1 / sqrt(x), elementwise.")
+reciprocal = _power("reciprocal", -1, "1 / x, elementwise.")
 
 
 def _no_grad(name: str, x: Tensor) -> Tensor:
