@@ -21,22 +21,19 @@ __all__ = ["bias_gelu"]
 
 @compute_widened
 class BiasGelu(Function):
-    """y = gelu(x + bias) over the last dim; saves what the fused forward hands back."""
+    """y = gelu(x + bias (D,)) over the last dim; saves what the fused forward hands back."""
 
     def __init__(self, approximate: str) -> None:
         self.spec = fused_gelu.GeluSpec(approximate)
 
-    def forward(self, x: Any, bias: Any = None) -> Any:
+    def forward(self, x: Any, bias: Any) -> Any:
         y, self.saved = fused_gelu.forward(self.be, x, bias, self.spec)
         return y
 
     def backward(self, gy: Any) -> Any:
-        needs = self.needs_input_grad
-        want: tuple = (needs[0], len(needs) > 1 and needs[1])
-        if len(needs) > 1:  # the kernel may write the bias gradient into its home
-            want += (self.grad_home(1, gy.dtype),)
-        gx, gb = fused_gelu.backward(self.be, gy, self.saved, self.spec, want)
-        return (gx, gb) if len(needs) > 1 else gx
+        # the kernel may write the bias gradient into its home
+        want = (*self.needs_input_grad, self.grad_home(1, gy.dtype))
+        return fused_gelu.backward(self.be, gy, self.saved, self.spec, want)
 
 
 @register()
