@@ -333,8 +333,9 @@ class RNNCellBase(Module):
             init.uniform_(p, -bound, bound)
 
     def _step(self, x: Tensor, hx: Any) -> LayerRun:
-        """Run one step as a one-step sequence (the fused op: a cell of primitives, as
-        gnn.nn.rnn_cells, measures 1.0 to 1.4 times as long)."""
+        """Run one step as a one-step sequence (the fused op: on a step's forward and backward,
+        batch 32, 32 -> 64 units, the cells of gnn.nn.rnn_cells took 0.9 (RNNCell), 1.3 (LSTMCell)
+        and 1.35 (GRUCell) times as long; CPU time, 2-vCPU VM, 2026-12-04)."""
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"{self._layer}(input_size={self.input_size}, hidden_size={self.hidden_size}): "

@@ -217,6 +217,7 @@ backward = Fused("lstm_cell_backward", reference_backward, cuda_backward)
 def runs_per_step(be: Any) -> bool:
     """Whether a recurrent layer on `be` should loop over these steps: on a CUDA backend, yes.
 
-    The CPU keeps gnn/ops/rnn.py's whole-sequence NumPy loop, which makes fewer, larger calls.
+    The CPU keeps gnn/ops/rnn.py's NumPy cell (Lstm), which works on whole-sequence arrays where
+    it can (the input terms, the backward's coefficients) and makes fewer, larger calls.
     """
     return be.name == "cuda"
