@@ -203,18 +203,20 @@ class Lstm(Cell):
     def prepare(self, inp: Inputs) -> None:
         """The input terms, gate-major, and w_rec; every sigmoid gate's pre-activation halved."""
         xp, n_h = self.xp, self.n_h
-        # per gate: the scale of its input and of its tanh, then its shift
-        self.scale = self.be.constant((0.5, 0.5, 1.0, 0.5), self.x.dtype).reshape(4, 1, 1)
-        self.shift = 1.0 - self.scale
-        w_in = (inp.w_ih.reshape(4, n_h, -1) * self.scale).transpose(0, 2, 1)  # (4, I, H)
+        scale = self.be.constant((0.5, 0.5, 1.0, 0.5), self.x.dtype).reshape(4, 1, 1)  # per gate
+        w_in = (inp.w_ih.reshape(4, n_h, -1) * scale).transpose(0, 2, 1)  # (4, I, H)
         # x_t @ w_in[k] for every step and gate, one batched matmul (NumPy's BLAS wants w_in
         # row-major)
         self.xw = xp.matmul(self.x[:, None], xp.ascontiguousarray(w_in))
         if inp.b_ih is not None:
-            self.xw += (inp.b_ih + inp.b_hh).reshape(4, 1, n_h) * self.scale
-        w_rec = (inp.w_hh.reshape(4, n_h, n_h) * self.scale).transpose(0, 2, 1)
+            self.xw += (inp.b_ih + inp.b_hh).reshape(4, 1, n_h) * scale
+        w_rec = (inp.w_hh.reshape(4, n_h, n_h) * scale).transpose(0, 2, 1)
         self.w_rec = xp.ascontiguousarray(w_rec)  # h @ w_rec: the (4, B, H) recurrent terms
         self.tcs = xp.empty_like(self.hs)  # tanh(c) per step
+        # a step's affine map after its tanh, as (4, B, H) arrays (NumPy broadcasts a (4, 1, 1)
+        # operand several times as slowly)
+        self.scale = xp.broadcast_to(scale, self.xw.shape[1:]).copy()
+        self.shift = 1.0 - self.scale
 
     def forward(self, t: int, rec: Any, h_prev: Any) -> None:
         xp, a, c, tc, h = self.xp, self.xw[t], self.cs[t], self.tcs[t], self.hs[t]
