@@ -41,10 +41,11 @@ class Cell:
     """One mode's time step on a (B, G*H) row of gates, forward and backward.
 
     Made by RecurrentLayer.forward. `xw` holds the input terms of all steps, x W_ih^T plus biases
-    (made by `project`), which the steps overwrite with the gates' activations. `w_rec` is
-    what h_{t-1} is multiplied by for the recurrent terms; `hs` (T, B, H) holds h after each step
-    and `out` is the op's output. Once backward's steps ran, `d_ih` and `d_hh` (T, B, G*H) hold the
-    gradients of the input terms and of the recurrent terms h W_hh^T (+ b_hh).
+    (made by `project`; the NumPy LSTM's gate-major), which the steps overwrite with the gates'
+    activations. `w_rec` is what h_{t-1} is multiplied by for the recurrent terms; `hs` (T, B, H)
+    holds h after each step and `out` is the op's output. Once backward's steps ran, `d_ih` and
+    `d_hh` (T, B, G*H) hold the gradients of the input terms and of the recurrent terms
+    h W_hh^T (+ b_hh).
     """
 
     xw: Any
@@ -81,7 +82,7 @@ class Cell:
         return self.xp.concatenate((first[None], after[:-1]))
 
     def forward(self, t: int, rec: Any, h_prev: Any) -> None:
-        """Step t from rec = h_{t-1} W_hh^T (None when h_{t-1} is the zero state)."""
+        """Step t from h_prev = h_{t-1} and rec = h_{t-1} W_hh^T (None when h_{t-1} is zero)."""
         raise NotImplementedError
 
     def start_backward(self, gy: Any) -> None:
