@@ -5,7 +5,6 @@ PyTorch-shaped: `dim`, `keepdim`.
 
 from __future__ import annotations
 
-import builtins
 import math
 from collections import namedtuple
 from collections.abc import Callable
@@ -142,8 +141,7 @@ def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True
     n = _count(x.shape, norm_dims(dim, x.ndim, "var"))
     centered = x - mean(x, dim, keepdim=True)
     # As PyTorch: no degrees of freedom left (one element, unbiased) gives nan, not 0.
-    # (builtins: this module's own max is the tensor reduction.)
-    divisor = builtins.max(n - (1 if unbiased else 0), 0)
+    divisor = n - 1 if unbiased and n else n
     return sum(centered * centered, dim, keepdim) / divisor
 
 
@@ -239,8 +237,7 @@ class LogSumExp(Reduction):
 def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) over dim (an int or a tuple), computed stably."""
     (x,) = cast_inputs("logsumexp", x)
-    axes = norm_dims(dim, x.ndim, "logsumexp")
-    return LogSumExp.apply(x, axes=axes, keepdim=keepdim)
+    return LogSumExp.apply(x, axes=norm_dims(dim, x.ndim, "logsumexp"), keepdim=keepdim)
 
 
 class CumSum(AlongAxis):

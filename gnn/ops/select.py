@@ -150,13 +150,7 @@ def sort(x: Tensor, dim: int = -1, descending: bool = False) -> SortResult:
 
 
 @register(method=True, top=True)
-def topk(
-    x: Tensor,
-    k: int,
-    dim: int = -1,
-    largest: bool = True,
-    sorted: bool = True,
-) -> SortResult:
+def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> SortResult:
     """(values, indices) of the k largest (or smallest) entries along dim, always in order."""
     d = norm_dim(dim, x.ndim, "topk")
     n = x.shape[d] if x.ndim else 1
