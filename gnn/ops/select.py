@@ -85,8 +85,6 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
 def flip(x: Tensor, dims: Any) -> Tensor:
     """x with the order of elements reversed along each of dims."""
     axes = {norm_dim(d, x.ndim, "flip") for d in ((dims,) if isinstance(dims, int) else dims)}
-    if x.ndim == 0:
-        return getitem(x, ())
     return getitem(
         x, tuple(slice(None, None, -1) if a in axes else slice(None) for a in range(x.ndim))
     )
