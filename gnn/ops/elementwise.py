@@ -209,11 +209,8 @@ class PowScalar(Function):
 @register(method=True, operators=("__pow__",), reflected="__rpow__", top=True)
 def pow(input: Any, exponent: Any) -> Tensor:
     """input ** exponent; a Python-number exponent takes the cheaper path."""
-    if (
-        isinstance(input, Tensor)
-        and isinstance(exponent, (int, float))
-        and not isinstance(exponent, bool)
-    ):
+    number = isinstance(exponent, (int, float)) and not isinstance(exponent, bool)
+    if isinstance(input, Tensor) and number:
         return PowScalar.apply(input, p=exponent)
     return _binary(Pow, "pow", input, exponent)
 
