@@ -68,18 +68,11 @@ class Cell:
             xw += b_ih if b_hh is None else b_ih + b_hh
         return xw
 
-    def before(self, after: Any, first: Any, t: int) -> Any:
-        """The state step t starts from: `first` at the sequence start, else a neighbour's."""
-        if t == self.steps[0]:
-            return first
-        return after[t + 1] if self.reverse else after[t - 1]
-
     def all_before(self, after: Any, first: Any) -> Any:
         """(T, B, H): the state each step started from, given those after each step (`after`,
         in time order) and the one the sequence started from."""
-        if self.reverse:
-            return self.xp.concatenate((after[1:], first[None]))
-        return self.xp.concatenate((first[None], after[:-1]))
+        parts = (after[1:], first[None]) if self.reverse else (first[None], after[:-1])
+        return self.xp.concatenate(parts)
 
     def forward(self, t: int, rec: Any, h_prev: Any) -> None:
         """Step t from h_prev = h_{t-1} and rec = h_{t-1} W_hh^T (None when h_{t-1} is zero)."""
@@ -97,9 +90,40 @@ class Cell:
         raise NotImplementedError
 
 
+def _address(a: Any) -> int:
+    """Where a's first element lies in memory (CuPy's memory pointer, else NumPy's)."""
+    return getattr(a.data, "ptr", None) or a.ctypes.data
+
+
+def _pair(xp: Any, first: Any, second: Any) -> Any:
+    """A (2, n) view over 1-D `first` and `second` when the second starts where the first ends
+    (b_ih's and b_hh's homes back to back in an optimizer's flat gradient buffer); else None."""
+    if first is None or second is None or _address(second) != _address(first) + first.nbytes:
+        return None
+    return xp.lib.stride_tricks.as_strided(first, (2, first.size), (first.nbytes, first.itemsize))
+
+
 def _rows(a: Any) -> Any:
     """(..., n) as (rows, n): the steps' rows of a (T, B, n) array, for one matmul over all."""
     return a.reshape(-1, a.shape[-1])
+
+
+def _bias_grads(be: Any, d_ih: Any, d_hh: Any, homes: Inputs, needs: Inputs) -> tuple[Any, Any]:
+    """b_ih's and b_hh's gradients: the column sums of d_ih and d_hh (T, B, G*H), into their homes.
+
+    When they are equal (d_ih is d_hh; float32/64), both come from one (2, rows) ones vector: one
+    matmul, straight into their homes when those lie back to back (an optimizer's flat buffer).
+    """
+    xp, rows = be.xp, _rows(d_ih)
+    if d_ih is not d_hh or not (needs.b_ih and needs.b_hh) or rows.dtype.itemsize < 4:
+        gb_ih = column_sums(be, rows, homes.b_ih) if needs.b_ih else None
+        return gb_ih, column_sums(be, _rows(d_hh), homes.b_hh) if needs.b_hh else None
+    ones = be.ones_vector(2 * len(rows), rows.dtype).reshape(2, -1)
+    pair = _pair(xp, homes.b_ih, homes.b_hh)
+    if pair is not None or homes.b_ih is None and homes.b_hh is None:
+        both = xp.matmul(ones, rows, out=pair)
+        return (homes.b_ih, homes.b_hh) if pair is not None else (both[0], both[1])
+    return xp.matmul(ones[0], rows, out=homes.b_ih), xp.matmul(ones[1], rows, out=homes.b_hh)
 
 
 class Elman(Cell):
@@ -124,9 +148,8 @@ class Elman(Cell):
         self.act_grad = (self.hs > 0).astype(self.hs.dtype) if self.relu else 1.0 - self.hs**2
 
     def backward(self, t: int, gy_t: Any, gh_rec: Any) -> Any:
-        d = self.d_hh[t]
-        self.xp.add(gy_t, 0 if gh_rec is None else gh_rec, out=d)
-        d *= self.act_grad[t]
+        gh = gy_t if gh_rec is None else gy_t + gh_rec
+        self.xp.multiply(gh, self.act_grad[t], out=self.d_hh[t])
 
 
 class Gru(Cell):
@@ -200,23 +223,24 @@ class Lstm(Cell):
         # c per step, in c_buf but for the last step's, c_n, which goes straight into the output
         self.cs = [self.out[-1] if t == self.steps[-1] else c for t, c in enumerate(self.c_buf)]
         self.prepare(inp)
+        # the c each step starts from: c_0 at the sequence start, else its neighbour's
+        self.c_prev = self.cs[1:] + [self.c0] if self.reverse else [self.c0] + self.cs[:-1]
 
     def prepare(self, inp: Inputs) -> None:
         """The input terms, gate-major, and w_rec; every sigmoid gate's pre-activation halved."""
-        xp, n_h = self.xp, self.n_h
         scale = self.be.constant((0.5, 0.5, 1.0, 0.5), self.x.dtype).reshape(4, 1, 1)  # per gate
-        w_in = (inp.w_ih.reshape(4, n_h, -1) * scale).transpose(0, 2, 1)  # (4, I, H)
+        w_in = (inp.w_ih.reshape(4, self.n_h, -1) * scale).transpose(0, 2, 1)  # (4, I, H)
         # x_t @ w_in[k] for every step and gate, one batched matmul (NumPy's BLAS wants w_in
         # row-major)
-        self.xw = xp.matmul(self.x[:, None], xp.ascontiguousarray(w_in))
+        self.xw = self.xp.matmul(self.x[:, None], self.xp.ascontiguousarray(w_in))
         if inp.b_ih is not None:
-            self.xw += (inp.b_ih + inp.b_hh).reshape(4, 1, n_h) * scale
-        w_rec = (inp.w_hh.reshape(4, n_h, n_h) * scale).transpose(0, 2, 1)
-        self.w_rec = xp.ascontiguousarray(w_rec)  # h @ w_rec: the (4, B, H) recurrent terms
-        self.tcs = xp.empty_like(self.hs)  # tanh(c) per step
+            self.xw += (inp.b_ih + inp.b_hh).reshape(4, 1, self.n_h) * scale
+        w_rec = (inp.w_hh.reshape(4, self.n_h, self.n_h) * scale).transpose(0, 2, 1)
+        self.w_rec = self.xp.ascontiguousarray(w_rec)  # h @ w_rec: the (4, B, H) recurrent terms
+        self.tcs = self.xp.empty_like(self.hs)  # tanh(c) per step
         # a step's affine map after its tanh, as (4, B, H) arrays (NumPy broadcasts a (4, 1, 1)
         # operand several times as slowly)
-        self.scale = xp.broadcast_to(scale, self.xw.shape[1:]).copy()
+        self.scale = self.xp.broadcast_to(scale, self.xw.shape[1:]).copy()
         self.shift = 1.0 - self.scale
 
     def forward(self, t: int, rec: Any, h_prev: Any) -> None:
@@ -226,7 +250,7 @@ class Lstm(Cell):
         a *= self.scale
         a += self.shift
         i, f, g, o = a
-        xp.multiply(f, self.before(self.cs, self.c0, t), out=c)
+        xp.multiply(f, self.c_prev[t], out=c)
         xp.multiply(i, g, out=h)  # h holds i g for a moment
         c += h
         xp.tanh(c, out=tc)
@@ -250,11 +274,9 @@ class Lstm(Cell):
 
     def backward(self, t: int, gy_t: Any, gh_rec: Any) -> Any:
         gh = gy_t if gh_rec is None else gy_t + gh_rec
-        gc = gh * self.o_dtc[t]
-        gc += self.gc
-        k, d = self.coef[t], self.d_gates[t]
-        self.xp.multiply(k[:3], gc, out=d[:3])
-        self.xp.multiply(k[3], gh, out=d[3])
+        gc = gh * self.o_dtc[t] + self.gc
+        self.xp.multiply(self.coef[t][:3], gc, out=self.d_gates[t][:3])
+        self.xp.multiply(self.coef[t][3], gh, out=self.d_gates[t][3])
         self.gc = gc * self.f[t]
 
 
@@ -271,18 +293,16 @@ class FusedLstm(Lstm):
         self.w_rec, self.c0 = inp.w_hh.T, self.xp.ascontiguousarray(inp.c0)
 
     def forward(self, t: int, rec: Any, h_prev: Any) -> None:
-        step = fused_lstm.StepIn(self.xw[t], rec, self.before(self.cs, self.c0, t), self.bias)
+        step = fused_lstm.StepIn(self.xw[t], rec, self.c_prev[t], self.bias)
         fused_lstm.forward(self.be, step, fused_lstm.StepOut(self.xw[t], self.cs[t], self.hs[t]))
 
     def start_backward(self, gy: Any) -> None:
         super(Lstm, self).start_backward(gy)
-        self.gy = self.xp.ascontiguousarray(gy)
-        self.gc = self.gy[-1]  # the gradient of c_n, then (in gc_buf) of c_t
-        self.gc_buf = self.xp.empty_like(self.gc)
+        # the gradient of c_n, then (in gc_buf) of the c each step started from
+        self.gc, self.gc_buf = gy[-1], self.xp.empty_like(gy[-1])
 
     def backward(self, t: int, gy_t: Any, gh_rec: Any) -> Any:
-        c_prev = self.before(self.cs, self.c0, t)
-        grad = fused_lstm.GradIn(self.xw[t], self.cs[t], c_prev, self.gy[t], gh_rec, self.gc)
+        grad = fused_lstm.GradIn(self.xw[t], self.cs[t], self.c_prev[t], gy_t, gh_rec, self.gc)
         fused_lstm.backward(self.be, grad, fused_lstm.GradOut(self.d_hh[t], self.gc_buf))
         self.gc = self.gc_buf
 
@@ -307,10 +327,6 @@ class RecurrentLayer(Function):
         """The op's inputs (or one value per input) in call order, by name."""
         return Inputs(**dict(zip(self.names, values)))
 
-    def _in_call_order(self, named: Inputs) -> tuple:
-        """The inverse of _named."""
-        return tuple(getattr(named, name) for name in self.names)
-
     def forward(self, *arrays: Any) -> Any:
         inp = self._named(arrays)
         self.x, self.h0, self.w_ih, self.w_hh = inp.x, inp.h0, inp.w_ih, inp.w_hh
@@ -330,6 +346,7 @@ class RecurrentLayer(Function):
     def backward(self, gy: Any) -> Any:
         cell, xp = self.cell, self.be.xp
         needs = self._named(self.needs_input_grad)
+        gy = xp.ascontiguousarray(gy)  # (the fused LSTM kernel reads its rows as they lie)
         cell.start_backward(gy)
         gh_rec, gh_buf = None, xp.empty_like(cell.hs[0])  # the gradient reaching h_{t-1}
         for t in reversed(self.steps):
@@ -339,7 +356,7 @@ class RecurrentLayer(Function):
                 if direct is not None:
                     gh_rec += direct
         # The weight gradients are one matmul each over all steps: (T * B, G*H) rows.
-        d_ih, d_hh = _rows(cell.d_ih), _rows(cell.d_hh)
+        d_ih = _rows(cell.d_ih)
         # the weights' slots in a flat gradient buffer, if any (Function.grad_home)
         homes = self._named([self.grad_home(i, d_ih.dtype) for i in range(len(self.names))])
         grads = Inputs(
@@ -348,10 +365,9 @@ class RecurrentLayer(Function):
             cell.gc if needs.c0 else None,
             xp.matmul(d_ih.T, self.x_rows, out=homes.w_ih) if needs.w_ih else None,
             self._recurrent_weight_grad(cell.d_hh, homes.w_hh) if needs.w_hh else None,
-            column_sums(self.be, d_ih, homes.b_ih) if needs.b_ih else None,
-            column_sums(self.be, d_hh, homes.b_hh) if needs.b_hh else None,
+            *_bias_grads(self.be, cell.d_ih, cell.d_hh, homes, needs),
         )
-        return self._in_call_order(grads)
+        return tuple(getattr(grads, name) for name in self.names)  # in call order
 
     def _recurrent_weight_grad(self, d_hh: Any, out: Any) -> Any:
         """The gradient of W_hh: the (T, B, G*H) gate gradients^T @ the states their steps
