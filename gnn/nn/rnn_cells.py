@@ -2,7 +2,7 @@
 
 Each cell is one time step with PyTorch's gate order and formulas, written with gnn ops so that
 autograd supplies the backward. The fused layers (gnn.ops.rnn) compute the same thing in one
-hand-written op per layer and direction, because a Python loop of small ops costs 2.4 to 3.2
+hand-written op per layer and direction, because a Python loop of small ops costs about three
 times as much (measured as gnn/ops/rnn.py says); tests/test_rnn_cells.py holds them to
 `unrolled`, which runs a whole recurrent layer through these cells.
 """

@@ -11,9 +11,9 @@ n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
 
 gnn.nn.rnn_cells writes the same cells in primitives: the readable spec, and the oracle this op is
 tested against (tests/test_rnn_cells.py). The hand-written cells stay because they are faster: a
-layer's forward and backward (T = 50, B = 32, I = 32, H = 64, float32) took 2.4 (LSTM), 2.6 (GRU)
-and 3.2 (RNN) times as long through the primitive cells (CPU time on the 2-vCPU VM this was
-written on, 2026-12-04).
+layer's forward and backward (T = 50, B = 32, I = 32, H = 64, float32) took 2.9 to 3.8 times as
+long through the primitive cells (medians of two runs each for RNN, LSTM and GRU; CPU time on the
+shared 2-vCPU VM this was written on, 2026-12-04).
 
 On a GPU the LSTM's step is one fused kernel each way (FusedLstm: gnn.backend.fused.lstm,
 kernels/lstm_cell.cu), so a step costs one cuBLAS matmul and one kernel launch each way.
