@@ -32,9 +32,9 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     return _REDUCE[reduction](loss)
 
 
-def _start(op: str, input: Any, target: Any, reduction: str) -> tuple[Tensor, Any]:
+def _start(op: str, input: Any, target: Any, reduction: str) -> tuple[Tensor, Tensor]:
     """The checks every loss begins with; the prediction must be a gnn Tensor (targets may be
-    arrays or lists: they are converted)."""
+    arrays or lists: they are converted onto its device)."""
     if reduction not in _REDUCE:
         raise ValueError(f"{op}: reduction must be one of {tuple(_REDUCE)}, got {reduction!r}")
     input, target = cast_inputs(op, input, target)
@@ -43,7 +43,7 @@ def _start(op: str, input: Any, target: Any, reduction: str) -> tuple[Tensor, An
             f"{op}: input must be a gnn Tensor, got a {type(input).__module__}."
             f"{type(input).__name__}; wrap it with gnn.tensor(...) (targets may be arrays)"
         )
-    return input, target
+    return input, as_tensor(target, input)
 
 
 def _check_probabilities(op: str, input: Tensor) -> None:
@@ -69,7 +69,6 @@ def _check_probabilities(op: str, input: Tensor) -> None:
 def _elementwise_inputs(op: str, input: Any, target: Any, reduction: str) -> tuple[Tensor, Tensor]:
     """The checks of the losses that compare input and target element by element."""
     input, target = _start(op, input, target, reduction)
-    target = as_tensor(target, input)
     if input.shape != target.shape:
         raise ValueError(
             f"{op}: input shape {input.shape} and target shape {target.shape} differ "
@@ -93,13 +92,13 @@ def _class_inputs(
             f"{op}: input ({what}) must be floating point, got {input.dtype}; "
             "convert it with .float() (integer scores would be cast silently otherwise)"
         )
-    for what, other in (("target", target), ("weight", weight)):
+    for name, other in (("target", target), ("weight", weight)):
         if isinstance(other, Tensor) and other._be is not input._be:  # used by their data
             raise RuntimeError(
                 f"{op}: inputs are on different devices ({input.device} and {other.device}, the "
-                f"{what}); move them with .to(device) first"
+                f"{name}); move them with .to(device) first"
             )
-    return input, as_tensor(target, input)
+    return input, target
 
 
 def _class_weight(op: str, weight: Any, input: Tensor, c: int) -> Tensor | None:
