@@ -3,9 +3,9 @@
 Workload: benchmarks/launch_counts.py's reference LSTM (2 layers x 256, input 256, 32 steps,
 batch 32, batch_first, a Linear 256-10 head on the last step, cross-entropy, Adam), float32.
 - fused: the default on CUDA, per step and layer one matmul and one kernels/lstm_cell.cu launch
-  each way (gnn/ops/rnn.py's _lstm_forward_fused / _lstm_backward_fused);
+  each way (gnn/ops/rnn.py's FusedLstm cell);
 - unfused (the baseline): the same step with gnn.backend.fused.lstm.runs_per_step patched to say
-  no, so the NumPy-shaped loop runs on CuPy arrays (about 45 launches per step and layer);
+  no, so the NumPy cell (Lstm) runs on CuPy arrays (about 21 launches per step and layer);
 - PyTorch's cuDNN LSTM, when PyTorch with CUDA is importable (same weights and data).
 Each entry also carries the median of CUDA-event timings. benchmarks/conftest.py adds the ratio to
 the baseline. GPU only: skipped without CuPy and a CUDA device.

@@ -75,8 +75,6 @@ def _rnn_step(mode: str, t_len: int, batch: int, hidden: int) -> None:
 def test_recurrent_layers_loop_over_time_only() -> None:
     for mode in ("RNN", "LSTM", "GRU"):
         base = _lines(_rnn_step, mode, 4, 2, 5)
-        # batch: the LSTM projects its inputs one way below batch 8 and another from 8 up, so
-        # compare batch sizes on the same side of that switch
         assert _lines(_rnn_step, mode, 4, 5, 5) == base, mode
         assert _lines(_rnn_step, mode, 4, 9, 5) == _lines(_rnn_step, mode, 4, 23, 5), mode
         assert _lines(_rnn_step, mode, 4, 2, 17) == base, mode  # hidden size
