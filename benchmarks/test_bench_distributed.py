@@ -39,7 +39,7 @@ def _mpiexec() -> str | None:
 # ---- the ranks' side -----------------------------------------------------------------------------
 
 
-def _mlp_step(rank: int, world: int):  # noqa: ANN202
+def _mlp_step(rank: int, world: int):
     import gnn
     from gnn import nn, optim
 
@@ -53,7 +53,7 @@ def _mlp_step(rank: int, world: int):  # noqa: ANN202
     return model, (lambda m: loss_fn(m(x), y)), optim.SGD(model.parameters(), lr=0.01)
 
 
-def _gpt_step(rank: int, world: int):  # noqa: ANN202
+def _gpt_step(rank: int, world: int):
     import gnn
     from gnn.models import GPT, GPTConfig
 
@@ -127,7 +127,7 @@ needs_mpi = pytest.mark.skipif(
 )
 
 
-def _bench(benchmark, name: str, world: int) -> None:  # noqa: ANN001
+def _bench(benchmark, name: str, world: int) -> None:
     result = benchmark.pedantic(_launch, args=(name, world), rounds=1, iterations=1)
     _results[(name, world)] = result
     benchmark.extra_info.update({k: round(v, 4) for k, v in result.items()})

@@ -46,7 +46,7 @@ def gnn_cnn() -> nn.Module:
     )
 
 
-def torch_cnn(torch):  # noqa: ANN001, ANN201
+def torch_cnn(torch):
     tnn = torch.nn
     return tnn.Sequential(
         tnn.Conv2d(1, 16, 3, padding=1),
@@ -73,14 +73,14 @@ class GnnSeq(nn.Module):
         return self.head(h[0])
 
 
-def torch_seq(torch):  # noqa: ANN001, ANN201
+def torch_seq(torch):
     class TorchSeq(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.lstm = torch.nn.LSTM(LSTM_IN, LSTM_H, batch_first=True)
             self.head = torch.nn.Linear(LSTM_H, 1)
 
-        def forward(self, x):  # noqa: ANN001, ANN202
+        def forward(self, x):
             _, (h, _) = self.lstm(x)
             return self.head(h[0])
 
@@ -99,7 +99,7 @@ def _seq_data() -> tuple[np.ndarray, np.ndarray]:
     return x, rng.standard_normal((LSTM_BATCH, 1)).astype(np.float32)
 
 
-def _bench_gnn(benchmark, model: nn.Module, x: np.ndarray, y: np.ndarray, loss_fn, target):  # noqa: ANN001
+def _bench_gnn(benchmark, model: nn.Module, x: np.ndarray, y: np.ndarray, loss_fn, target):
     opt = gnn.optim.Adam(model.parameters(), lr=1e-3)
     xt, yt = gnn.tensor(x), gnn.tensor(y)
 
@@ -113,7 +113,7 @@ def _bench_gnn(benchmark, model: nn.Module, x: np.ndarray, y: np.ndarray, loss_f
     benchmark.pedantic(step, rounds=30, iterations=5, warmup_rounds=2)
 
 
-def _bench_torch(benchmark, torch, model, ref: nn.Module, x, y, loss_fn) -> None:  # noqa: ANN001
+def _bench_torch(benchmark, torch, model, ref: nn.Module, x, y, loss_fn) -> None:
     model.load_state_dict({k: torch.tensor(v.numpy()) for k, v in ref.state_dict().items()})
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     xt, yt = torch.tensor(x), torch.tensor(y)

@@ -137,7 +137,7 @@ def test_mlp_epoch_gnn(benchmark, data) -> None:
     benchmark.extra_info["paired_ratios_vs_test_mlp_epoch_torch"] = [round(r, 4) for r in ratios]
 
 
-def _paired_ratios(ours, baseline, pairs: int) -> list[float]:  # noqa: ANN001
+def _paired_ratios(ours, baseline, pairs: int) -> list[float]:
     """Time ours and baseline back to back, `pairs` times, the baseline first in every other
     pair; one ratio (ours / baseline) per pair."""
     ratios = []
@@ -165,7 +165,7 @@ def test_gnn_epoch_matches_numpy(data) -> None:
     np.testing.assert_allclose(model[0].weight.numpy(), params["w1"], rtol=1e-4, atol=1e-6)
 
 
-def _torch_epoch(torch, x: np.ndarray, y: np.ndarray):  # noqa: ANN001, ANN202
+def _torch_epoch(torch, x: np.ndarray, y: np.ndarray):
     """The same model and epoch in PyTorch, from the same initial weights: a callable epoch."""
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)

@@ -33,7 +33,7 @@ def _torch():
     return torch
 
 
-def torch_gpt(torch, cfg: GPTConfig):  # noqa: ANN201
+def torch_gpt(torch, cfg: GPTConfig):
     """The same architecture in PyTorch, with nanoGPT's parameter names (so state dicts match)."""
     nn, F = torch.nn, torch.nn.functional
 
@@ -44,7 +44,7 @@ def torch_gpt(torch, cfg: GPTConfig):  # noqa: ANN201
             self.c_attn = nn.Linear(C, 3 * C, bias=cfg.bias)
             self.c_proj = nn.Linear(C, C, bias=cfg.bias)
 
-        def forward(self, x):  # noqa: ANN001, ANN202
+        def forward(self, x):
             B, T, C = x.shape
             q, k, v = self.c_attn(x).split(C, dim=2)
             q, k, v = (t.view(B, T, cfg.n_head, C // cfg.n_head).transpose(1, 2) for t in (q, k, v))
@@ -59,7 +59,7 @@ def torch_gpt(torch, cfg: GPTConfig):  # noqa: ANN201
             self.gelu = nn.GELU(approximate="tanh")
             self.c_proj = nn.Linear(4 * C, C, bias=cfg.bias)
 
-        def forward(self, x):  # noqa: ANN001, ANN202
+        def forward(self, x):
             return self.c_proj(self.gelu(self.c_fc(x)))
 
     class Block(nn.Module):
@@ -70,7 +70,7 @@ def torch_gpt(torch, cfg: GPTConfig):  # noqa: ANN201
             self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
             self.mlp = MLP()
 
-        def forward(self, x):  # noqa: ANN001, ANN202
+        def forward(self, x):
             x = x + self.attn(self.ln_1(x))
             return x + self.mlp(self.ln_2(x))
 
@@ -89,7 +89,7 @@ def torch_gpt(torch, cfg: GPTConfig):  # noqa: ANN201
             self.lm_head = nn.Linear(C, cfg.vocab_size, bias=False)
             self.lm_head.weight = self.transformer["wte"].weight
 
-        def forward(self, idx, targets):  # noqa: ANN001, ANN202
+        def forward(self, idx, targets):
             B, T = idx.shape
             tr = self.transformer
             x = tr["wte"](idx) + tr["wpe"](torch.arange(T, device=idx.device))
@@ -101,7 +101,7 @@ def torch_gpt(torch, cfg: GPTConfig):  # noqa: ANN201
     return TorchGPT()
 
 
-def _adamw(model):  # noqa: ANN001, ANN202
+def _adamw(model):
     from gnn.examples.text import make_optimizer
 
     return make_optimizer(model, 1e-4, 0.1)
@@ -113,7 +113,7 @@ def _batch(cfg: GPTConfig, batch: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, cfg.vocab_size, shape), rng.integers(0, cfg.vocab_size, shape)
 
 
-def cuda_kernel_launches(fn) -> int | None:  # noqa: ANN001
+def cuda_kernel_launches(fn) -> int | None:
     """Kernels fn() launches on the GPU, counted by CUPTI through torch.profiler (None: unknown).
 
     CUPTI records kernel activity for the whole process, so it sees CuPy's launches as well as
@@ -126,7 +126,7 @@ def cuda_kernel_launches(fn) -> int | None:  # noqa: ANN001
     except ImportError:
         return None
 
-    def count(run) -> int:  # noqa: ANN001
+    def count(run) -> int:
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             run()
             torch.cuda.synchronize()
@@ -148,13 +148,13 @@ def cuda_kernel_launches(fn) -> int | None:  # noqa: ANN001
         return None
 
 
-def _no_tf32(torch) -> None:  # noqa: ANN001
+def _no_tf32(torch) -> None:
     """float32 matmuls in full float32 on both sides (CuPy uses TF32 only with CUPY_TF32=1)."""
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
 
 
-def _bench_step(benchmark, cfg: GPTConfig, device: str, role: str | None) -> None:  # noqa: ANN001
+def _bench_step(benchmark, cfg: GPTConfig, device: str, role: str | None) -> None:
     gnn.manual_seed(0)
     model = GPT(cfg).to(device)
     opt = _adamw(model)
@@ -181,7 +181,7 @@ def _bench_step(benchmark, cfg: GPTConfig, device: str, role: str | None) -> Non
     benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
 
 
-def _bench_torch_step(benchmark, torch, cfg: GPTConfig, device: str) -> None:  # noqa: ANN001
+def _bench_torch_step(benchmark, torch, cfg: GPTConfig, device: str) -> None:
     if device != "cpu":
         _no_tf32(torch)
     gnn.manual_seed(0)

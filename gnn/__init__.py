@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from gnn import functional  # noqa: F401  (loads the ops: gnn.functional, Tensor's op methods)
+from gnn import functional  # loads the ops: gnn.functional, Tensor's op methods
 from gnn.backend import Device, cuda_available
 from gnn.config import (
     default_device,
@@ -44,8 +44,8 @@ from gnn.tensor import Tensor, is_floating_point, is_tensor, numel
 
 device = Device  # gnn.device("cuda:0"), as torch.device
 inference_mode = no_grad  # gnn keeps no graph under either
-bool = bool_  # noqa: A001  (gnn.bool, as torch.bool)
-float = float32  # noqa: A001
+bool = bool_  # gnn.bool, as torch.bool
+float = float32
 double = float64
 half = float16
 long = int64
@@ -65,7 +65,7 @@ __all__ += ["amp", "autocast", "bfloat16"]
 __all__ += sorted(top_level())
 
 
-def __getattr__(name: str):  # noqa: ANN202
+def __getattr__(name: str):
     """Load the heavier subpackages (nn, optim, data, ...) on first use, keeping import gnn fast."""
     import importlib
 

@@ -31,7 +31,7 @@ SAVEABLE = ("xor", "titanic", "digits", "digits-cnn", "autoencoder")
 # so instead of ignoring them silently (--text is only for the text example).
 
 
-def _example_module(name: str):  # noqa: ANN202
+def _example_module(name: str):
     """Import gnn.examples.<name>, with a clear message when this build does not have it."""
     mod = EXAMPLES[name]
     try:
@@ -62,7 +62,7 @@ def _cupy_distribution() -> str | None:
     return None
 
 
-def gpu_lines(cupy) -> list[str]:  # noqa: ANN001
+def gpu_lines(cupy) -> list[str]:
     """One line per CUDA device (name, memory) and one with the CuPy and CUDA versions."""
     rt = cupy.cuda.runtime
     lines = []
@@ -206,7 +206,7 @@ def _interrupted(args: argparse.Namespace, exc: KeyboardInterrupt, took: float) 
         try:
             exc.save(args.save)
             note = f"saved the weights trained so far to {args.save}"
-        except Exception as err:  # noqa: BLE001 - e.g. layers not built yet: report, do not crash
+        except Exception as err:  # e.g. layers not built yet: report, do not crash
             note = f"could not save to {args.save} ({err})"
     print(f"{head}; {note}", file=sys.stderr, flush=True)
     return 130
@@ -248,7 +248,7 @@ def _join_launcher(args: argparse.Namespace) -> tuple[int, int]:
     return rank, dist.get_world_size()
 
 
-def _load_saved(path: str, device: str | None):  # noqa: ANN202
+def _load_saved(path: str, device: str | None):
     """(metadata, example module, model with the saved weights)."""
     import gnn
     from gnn.examples._common import load_weights, read_metadata
@@ -302,7 +302,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_inputs(path: str):  # noqa: ANN202
+def _read_inputs(path: str):
     import numpy as np
 
     p = Path(path)
@@ -409,10 +409,10 @@ def _bench(args: argparse.Namespace) -> int:
     return 2
 
 
-def _number(kind: type, low: float, strict: bool):  # noqa: ANN202
+def _number(kind: type, low: float, strict: bool):
     """An argparse type: `kind` values above `low` (or at least `low` when not strict)."""
 
-    def parse(text: str):  # noqa: ANN202
+    def parse(text: str):
         try:
             value = kind(text)
         except ValueError:

@@ -187,13 +187,13 @@ def _step_cases() -> dict[str, tuple]:
 
     rng = np.random.default_rng(0)
 
-    def dev(a):  # noqa: ANN001, ANN202
+    def dev(a):
         return gnn.tensor(a, device="cuda")
 
-    def normal(*shape):  # noqa: ANN002, ANN202
+    def normal(*shape):
         return dev(rng.standard_normal(shape).astype(np.float32))
 
-    def labels(classes, n):  # noqa: ANN001, ANN202
+    def labels(classes, n):
         return dev(rng.integers(0, classes, n))
 
     x, y = normal(16, 20), labels(5, 16)

@@ -216,7 +216,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch, broken) -> None:
     assert gnn.load_checkpoint(path, fresh, optim.SGD(fresh.parameters(), lr=0.1))["epoch"] == 1
 
 
-def _set(path: list, value):  # noqa: ANN202
+def _set(path: list, value):
     """A change to the checkpoint record: set record[path[0]][path[1]]... = value."""
 
     def change(record: dict) -> None:

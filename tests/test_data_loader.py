@@ -160,7 +160,7 @@ BAD_SAMPLERS = [
 def test_sampler_errors_are_pytorchs(case: int) -> None:
     tdata = _torch().utils.data
     _, make = BAD_SAMPLERS[case]
-    with pytest.raises(Exception) as theirs:  # noqa: PT011 -- the type is what is compared
+    with pytest.raises(Exception) as theirs:  # the type is what is compared
         make(tdata)
     with pytest.raises(type(theirs.value)):
         make(gnn.data)
@@ -201,9 +201,9 @@ BAD_LOADERS = [
 @pytest.mark.parametrize("kwargs", BAD_LOADERS, ids=lambda kw: ",".join(kw))
 def test_loader_argument_conflicts_raise_like_pytorch(kwargs: dict) -> None:
     tdata = _torch().utils.data
-    with pytest.raises(ValueError):  # noqa: PT011 -- the same type as PyTorch's, checked here
+    with pytest.raises(ValueError):  # the same type as PyTorch's, checked here
         tdata.DataLoader(DS, **kwargs)
-    with pytest.raises(ValueError) as ours:  # noqa: PT011
+    with pytest.raises(ValueError) as ours:
         DataLoader(DS, **kwargs)
     assert "option" in str(ours.value) or "batch_size" in str(ours.value)
 

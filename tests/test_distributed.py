@@ -110,7 +110,7 @@ def test_distributed_is_an_attribute_after_import_gnn() -> None:
 
 
 @pytest.fixture
-def group_of_one(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def group_of_one(monkeypatch: pytest.MonkeyPatch):
     """An initialized group of one that never touches MPI (as without mpi4py installed)."""
     for size, _, _ in dist._LAUNCHER_ENV:
         monkeypatch.delenv(size, raising=False)

@@ -17,14 +17,14 @@ pytestmark = [
 
 
 @pytest.fixture
-def cp():  # noqa: ANN201
+def cp():
     import cupy
 
     assert getattr(cupy, "FAKE", False), "GNN_FAKE_CUDA=1 but the real CuPy was imported"
     return cupy
 
 
-def test_arrays_refuse_implicit_conversion_to_numpy(cp) -> None:  # noqa: ANN001
+def test_arrays_refuse_implicit_conversion_to_numpy(cp) -> None:
     a = cp.asarray(np.arange(6.0))
     with pytest.raises(TypeError, match="Implicit conversion"):
         np.asarray(a)
@@ -44,13 +44,13 @@ def test_arrays_refuse_implicit_conversion_to_numpy(cp) -> None:  # noqa: ANN001
         lambda cp, d, h: cp.where(d > 0, d, h),
     ],
 )
-def test_numpy_arrays_are_refused_as_operands(cp, mix) -> None:  # noqa: ANN001
+def test_numpy_arrays_are_refused_as_operands(cp, mix) -> None:
     d, h = cp.asarray(np.ones(3)), np.ones(3)
     with pytest.raises(TypeError):
         mix(cp, d, h)
 
 
-def test_transfers_copy(cp) -> None:  # noqa: ANN001
+def test_transfers_copy(cp) -> None:
     host = np.zeros(3)
     dev = cp.asarray(host)
     host[0] = 1.0
@@ -59,14 +59,14 @@ def test_transfers_copy(cp) -> None:  # noqa: ANN001
     assert float(dev[0]) == 0.0 and back[1] == 0.0
 
 
-def test_reductions_and_integer_indexing_give_device_arrays(cp) -> None:  # noqa: ANN001
+def test_reductions_and_integer_indexing_give_device_arrays(cp) -> None:
     a = cp.asarray(np.arange(6.0).reshape(2, 3))
     for value in (a.sum(), a[1, 2], cp.max(a), cp.count_nonzero(a)):
         assert isinstance(value, cp.ndarray) and value.shape == ()
     assert float(a.sum()) == 15.0 and int(cp.count_nonzero(a)) == 5
 
 
-def test_views_share_memory_and_out_is_returned(cp) -> None:  # noqa: ANN001
+def test_views_share_memory_and_out_is_returned(cp) -> None:
     a = cp.zeros((2, 3))
     a[:, 1] += 1.0
     a.T[2] = 5.0
@@ -75,7 +75,7 @@ def test_views_share_memory_and_out_is_returned(cp) -> None:  # noqa: ANN001
     np.testing.assert_array_equal(cp.asnumpy(out), [[1, 2, 6], [1, 2, 6]])
 
 
-def test_only_what_cupy_has(cp) -> None:  # noqa: ANN001
+def test_only_what_cupy_has(cp) -> None:
     with pytest.raises(AttributeError):
         cp.insert  # noqa: B018  (NumPy has it, CuPy 14 does not)
     with pytest.raises(AttributeError):
@@ -86,7 +86,7 @@ def test_only_what_cupy_has(cp) -> None:  # noqa: ANN001
         cp.add(cp.ones(2), 1.0, where=cp.ones(2, dtype=bool))
 
 
-def test_setitem_and_scatter_add_take_host_data_as_cupy_does(cp) -> None:  # noqa: ANN001
+def test_setitem_and_scatter_add_take_host_data_as_cupy_does(cp) -> None:
     import cupyx
 
     a = cp.zeros(4)
@@ -99,12 +99,12 @@ def test_setitem_and_scatter_add_take_host_data_as_cupy_does(cp) -> None:  # noq
         cupyx.scatter_add(cp.zeros(2, dtype=np.int64), np.array([0]), cp.ones(1, dtype=np.int64))
 
 
-def test_new_arrays_hold_garbage_not_zeros(cp) -> None:  # noqa: ANN001
+def test_new_arrays_hold_garbage_not_zeros(cp) -> None:
     assert np.isnan(cp.asnumpy(cp.empty(3))).all()
     assert (cp.asnumpy(cp.empty_like(cp.zeros(2, dtype=np.int64))) == -7).all()
 
 
-def test_kernel_launches_are_checked_against_the_c_signature(cp) -> None:  # noqa: ANN001
+def test_kernel_launches_are_checked_against_the_c_signature(cp) -> None:
     from gnn.backend.cuda import kernel_source
 
     forward = cp.RawModule(code=kernel_source("sigmoid"), options=()).get_function(
@@ -132,22 +132,22 @@ def test_kernel_launches_are_checked_against_the_c_signature(cp) -> None:  # noq
         reduce((1,), (48,), ())
 
 
-def test_numpy_dispatch_keeps_the_fake_definitions(cp) -> None:  # noqa: ANN001
+def test_numpy_dispatch_keeps_the_fake_definitions(cp) -> None:
     """np.empty_like(device array) goes through __array_function__ and must stay poisoned."""
     assert np.isnan(cp.asnumpy(np.empty_like(cp.zeros(3)))).all()
     assert np.isnan(cp.asnumpy(cp.empty(2))).all()  # and cupy.empty was not replaced by it
 
 
-def test_host_reads_are_counted(cp) -> None:  # noqa: ANN001
+def test_host_reads_are_counted(cp) -> None:
     a = cp.arange(4)
     before = cp.host_reads
-    float(a[1]), int(a.sum()), bool(a[0]), a.tolist(), cp.asnumpy(a)  # noqa: B018
+    float(a[1]), int(a.sum()), bool(a[0]), a.tolist(), cp.asnumpy(a)
     after_reads = cp.host_reads
     b = a * 2 + a.sum()  # device work only
     assert after_reads - before == 5 and cp.host_reads == after_reads and b.shape == (4,)
 
 
-def test_counting_follows_the_rules(cp) -> None:  # noqa: ANN001
+def test_counting_follows_the_rules(cp) -> None:
     """Each op below launches by a rule of the module docstring; the totals add them up."""
     host = np.ones((4, 3), np.float32)  # 48 bytes
     a = cp.asarray(host)
@@ -180,7 +180,7 @@ def test_counting_follows_the_rules(cp) -> None:  # noqa: ANN001
     )
 
 
-def test_counting_attributes_launches_to_gnn_code(cp) -> None:  # noqa: ANN001
+def test_counting_attributes_launches_to_gnn_code(cp) -> None:
     """A launch is charged to the first gnn frame outside gnn/backend (and the backend's)."""
     import gnn
 
@@ -194,11 +194,11 @@ def test_counting_attributes_launches_to_gnn_code(cp) -> None:  # noqa: ANN001
     assert all(s != "<outside gnn>" for s in sources), sources
 
 
-def test_counting_nests_and_stops(cp) -> None:  # noqa: ANN001
+def test_counting_nests_and_stops(cp) -> None:
     a = cp.ones(3)
     with cp.counting() as outer:
-        a + 1  # noqa: B018
+        a + 1
         with cp.counting() as inner:
-            a - 1  # noqa: B018
-    a * 2  # noqa: B018 (not counted: no block is open)
+            a - 1
+    a * 2  # not counted: no block is open
     assert (outer.launches, inner.launches) == (2, 1)

@@ -25,7 +25,7 @@ def _lines(fn, *args: object) -> int:
     fn(*args)
     count = 0
 
-    def tracer(frame, event, arg):  # noqa: ANN001, ANN202
+    def tracer(frame, event, arg):
         nonlocal count
         if frame.f_code.co_filename not in WATCHED:
             return None

@@ -552,7 +552,7 @@ class _WorkerIter:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001, S110 -- interpreter shutdown: modules may be gone
+        except Exception:  # interpreter shutdown: modules may be gone
             pass
 
 

@@ -55,7 +55,7 @@ class WorkerError:
         try:  # the type itself travels when it pickles (built-in and importable classes)
             pickle.loads(pickle.dumps(type(exc)))
             self.exc_type = type(exc)
-        except Exception:  # noqa: BLE001 -- a local class: fall back to RuntimeError
+        except Exception:  # a local class: fall back to RuntimeError
             self.exc_type = None
 
     def reraise(self) -> None:
@@ -67,7 +67,7 @@ class WorkerError:
         exc: BaseException
         try:
             exc = self.exc_type(msg) if self.exc_type is not None else RuntimeError(msg)
-        except Exception:  # noqa: BLE001 -- a type whose constructor wants other arguments
+        except Exception:  # a type whose constructor wants other arguments
             exc = RuntimeError(msg)
         raise exc
 
@@ -114,7 +114,7 @@ def worker_loop(
         seed_worker(seed, worker_id)
         if worker_init_fn is not None:
             worker_init_fn(worker_id)
-    except Exception:  # noqa: BLE001 -- reported with the first batch asked of this worker
+    except Exception:  # reported with the first batch asked of this worker
         init_error = WorkerError(worker_id, "in worker_init_fn")
     while not done_event.is_set():
         try:
@@ -133,7 +133,7 @@ def worker_loop(
                 # pickled here, not in the queue's feeder thread, so an unpicklable batch is an
                 # error the main process hears about instead of a batch that never arrives
                 payload = pickle.dumps(fetch(dataset, indices), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001 -- every error goes back to the main process
+        except Exception:  # every error goes back to the main process
             payload = pickle.dumps(WorkerError(worker_id, f"(pid {os.getpid()})"))
         result_queue.put((epoch, task_id, payload))
     # do not wait at exit for the main process to read what is still buffered: it has gone

@@ -87,7 +87,7 @@ def plot(history: Any, path: str | None, log: Any, saved_to: str | None = None) 
     except ImportError as exc:
         log(f"no plot: {exc}")
         return
-    except Exception as exc:  # noqa: BLE001 - whatever the plotting library raises
+    except Exception as exc:  # whatever the plotting library raises
         saved = f"; the model was saved to {saved_to}" if saved_to else ""
         raise RuntimeError(f"could not write the plot to {path}: {exc}{saved}") from exc
     log(f"training curves written to {path}")

@@ -302,7 +302,7 @@ def export(
                     break
                 except ExportError:
                     raise
-                except Exception:  # noqa: BLE001 - the other direction may work
+                except Exception:  # the other direction may work
                     continue
             if variant is None:
                 raise ExportError(
@@ -316,7 +316,7 @@ def export(
             probe = trace(model, [_reversed_values(t) for t in inputs])
         except ExportError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a model may demand ordered values
+        except Exception as exc:  # a model may demand ordered values
             warnings.warn(
                 f"export: the model fails on its inputs with their values reversed ({exc}); "
                 "constants computed from input values cannot be caught",

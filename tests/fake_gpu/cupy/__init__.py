@@ -137,7 +137,7 @@ _LAUNCH_KINDS = frozenset({"launch", "memset", "matmul", "copy"})
 _active: list[Counts] = []
 
 
-class counting:  # noqa: N801 (a function-like context manager, as CuPy names its helpers)
+class counting:  # a function-like context manager, as CuPy names its helpers
     """`with cupy.counting() as c:` counts what the device does inside the block."""
 
     def __enter__(self) -> Counts:
