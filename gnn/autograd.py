@@ -115,12 +115,14 @@ class Function:
         result.array = out
         result._be = be
         result.grad = None
-        record = config._state.grad_enabled and True in needs
-        if record:
+        if config._state.grad_enabled and True in needs:
             fn.inputs = inputs
             fn.seq = next(_sequence)
-        result.requires_grad = record
-        result._creator = fn if record else None
+            result.requires_grad = True
+            result._creator = fn
+        else:
+            result.requires_grad = False
+            result._creator = None
         if on_apply is not None:
             on_apply(fn, inputs, result)
         return result
@@ -224,9 +226,13 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
                 _hand_on(xp, inputs[0], gxs, grads, heap, shared)
         else:
             needs = fn.needs_input_grad
-            # One array for two inputs (as add's backward returns)? Two inputs checked inline.
-            if len(gxs) == 2:
-                repeats = gxs[0] is gxs[1] and gxs[0] is not None
+            # one array for two inputs (as add's backward returns)? Two and three inputs inline.
+            n, g, h = len(gxs), gxs[0], gxs[1]
+            if n == 2:
+                repeats = g is h and g is not None
+            elif n == 3:
+                k = gxs[2]
+                repeats = ((g is h or g is k) and g is not None) or (h is k and h is not None)
             else:
                 repeats = _repeats(gxs)
             if repeats:
