@@ -57,9 +57,10 @@ class Cell:
         self.steps, self.reverse, self.n_h = layer.steps, layer.reverse, inp.w_hh.shape[1]
         t_len, batch, _ = inp.x.shape
         self.row_shape = (t_len, batch, inp.w_ih.shape[0])  # (T, B, G*H)
-        rows = t_len + 1 if layer.mode == "LSTM" else t_len  # the LSTM appends c_n
-        self.out = self.xp.empty((rows, batch, self.n_h), dtype=inp.x.dtype)
-        self.hs = self.out[:t_len]
+        if layer.mode in ("LSTM", "GRU"):  # (Elman's h overwrite its input terms)
+            rows = t_len + 1 if layer.mode == "LSTM" else t_len  # the LSTM appends c_n
+            self.out = self.xp.empty((rows, batch, self.n_h), dtype=inp.x.dtype)
+            self.hs = self.out[:t_len]
 
     def project(self, w_ih: Any, b_ih: Any, b_hh: Any = None) -> Any:
         """The input terms of all steps, x W_ih^T + b_ih (+ b_hh), in one matmul: (T, B, G*H)."""
@@ -135,7 +136,8 @@ class Elman(Cell):
         # W_hh^T row-major: NumPy's per-step products are faster on it than on the view
         self.w_rec = self.xp.ascontiguousarray(inp.w_hh.T)
         self.relu = layer.mode == "RNN_RELU"
-        self.act = partial(self.xp.maximum, 0) if self.relu else self.xp.tanh  # relu: max(0, v)
+        zero = self.xp.zeros((), self.xw.dtype)  # NumPy takes a 0-d array faster than a 0
+        self.act = partial(self.xp.maximum, zero) if self.relu else self.xp.tanh  # relu: max(0, v)
         self.hs = self.out = self.xw  # each step's pre-activation becomes its h in place
 
     def forward(self, t: int, rec: Any, h_prev: Any) -> None:
@@ -144,12 +146,13 @@ class Elman(Cell):
         self.act(h, out=h)
 
     def start_backward(self, gy: Any) -> None:
-        super().start_backward(gy)
         self.act_grad = (self.hs > 0).astype(self.hs.dtype) if self.relu else 1.0 - self.hs**2
+        self.d_ih = self.d_hh = gy * self.act_grad  # the output's share; the steps add h_t's
 
     def backward(self, t: int, gy_t: Any, gh_rec: Any) -> Any:
-        gh = gy_t if gh_rec is None else gy_t + gh_rec
-        self.xp.multiply(gh, self.act_grad[t], out=self.d_hh[t])
+        if gh_rec is not None:  # (d_hh[t] += .. would also write d_hh[t] back over itself)
+            d = self.d_hh[t]
+            d += gh_rec * self.act_grad[t]
 
 
 class Gru(Cell):
@@ -336,9 +339,9 @@ class RecurrentLayer(Function):
         self.cell: Cell = cells.get(self.mode, Elman)(self, inp)
         cell, xp, h_prev = self.cell, self.be.xp, self.h0
         rec_buf = xp.empty_like(cell.xw[0])  # one buffer for each step's h_{t-1} W_hh^T
+        skip = self.steps[:1] if self.zero_state else ()  # from a zero h_0: no recurrent terms
         for t in self.steps:
-            from_zero = self.zero_state and t == self.steps[0]
-            rec = None if from_zero else xp.matmul(h_prev, cell.w_rec, out=rec_buf)
+            rec = None if t in skip else xp.matmul(h_prev, cell.w_rec, out=rec_buf)
             cell.forward(t, rec, h_prev)
             h_prev = cell.hs[t]
         return cell.out
@@ -348,11 +351,12 @@ class RecurrentLayer(Function):
         needs = self._named(self.needs_input_grad)
         gy = xp.ascontiguousarray(gy)  # (the fused LSTM kernel reads its rows as they lie)
         cell.start_backward(gy)
-        gh_rec, gh_buf = None, xp.empty_like(cell.hs[0])  # the gradient reaching h_{t-1}
+        gh_rec = None  # the gradient reaching h_{t-1}
+        skip = () if needs.h0 else self.steps[:1]  # the step from h_0: only if h_0 wants it
         for t in reversed(self.steps):
             direct = cell.backward(t, gy[t], gh_rec)
-            if t != self.steps[0] or needs.h0:  # the step from h_0: only if h_0 wants it
-                gh_rec = xp.matmul(cell.d_hh[t], self.w_hh, out=gh_buf)
+            if t not in skip:
+                gh_rec = cell.d_hh[t] @ self.w_hh
                 if direct is not None:
                     gh_rec += direct
         # The weight gradients are one matmul each over all steps: (T * B, G*H) rows.
