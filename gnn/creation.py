@@ -13,7 +13,7 @@ from gnn.tensor import Tensor
 
 
 def _shape(size: tuple) -> tuple[int, ...]:
-    """The shape from `*size` arguments: zeros(2, 3), zeros((2, 3)) and full's (size,) alike."""
+    """The shape from `*size` arguments: zeros(2, 3) and zeros((2, 3)) alike."""
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
     shape = tuple(int(s) for s in size)
@@ -78,8 +78,8 @@ def full(
     be = get_backend(device)
     if dtype is None:  # as PyTorch: bool for a bool, int64 for an int, else the default float
         dtype = {bool: "bool", int: "int64"}.get(type(fill_value), config.get_default_dtype())
-    dt = parse_dtype(dtype)
-    return _new(be.xp.full(_shape((size,)), fill_value, dtype=dt), be, requires_grad)
+    shape = _shape((size,) if isinstance(size, int) else (tuple(size),))  # any iterable size
+    return _new(be.xp.full(shape, fill_value, dtype=parse_dtype(dtype)), be, requires_grad)
 
 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -110,7 +110,8 @@ def randint(
     if dt.kind not in "iu":
         raise TypeError(f"randint: dtype must be an integer dtype, got {dt}")
     be = get_backend(device)
-    return _new(be.randint(low, high, _shape((size,)), dt), be, False)
+    shape = _shape((size,) if isinstance(size, int) else (tuple(size),))
+    return _new(be.randint(low, high, shape, dt), be, False)
 
 
 def arange(
