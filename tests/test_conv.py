@@ -279,6 +279,24 @@ def test_max_pool_nan_is_the_maximum_and_takes_the_gradient():
     np.testing.assert_array_equal(x.grad.numpy()[0, 0, 0], [0.0, 1.0, 2.0, 0.0, 3.0, 0.0])
 
 
+@pytest.mark.parametrize(
+    "kernel, stride, expected",
+    [
+        ((1, 2), 2, [0.0, np.nan, np.inf, 0.0, np.inf, 0.0]),  # windows (1,3) (2,0) (nan,1)
+        ((1, 3), 1, [0.0, np.nan, 0.0, 0.0, np.inf, 0.0]),  # two windows' max at 3, two at nan
+    ],
+)
+def test_max_pool_non_finite_gradient_reaches_the_maximum_alone(kernel, stride, expected):
+    """A NaN or inf gradient goes to its window's maximum only, the other pixels stay 0 (as
+    PyTorch and the CUDA kernel; a 0/1 mask times it would give them NaN)."""
+    x = t(np.array([[[[1.0, 3.0, 2.0, 0.0, np.nan, 1.0]]]]), True)
+    y = F.max_pool2d(x, kernel, stride)
+    gy = np.full(y.shape, np.inf)
+    gy[..., 0] = np.nan
+    y.backward(gnn.tensor(gy))
+    np.testing.assert_array_equal(x.grad.numpy()[0, 0, 0], expected)
+
+
 # ---- layers -------------------------------------------------------------------------------------
 
 

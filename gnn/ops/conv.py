@@ -426,7 +426,8 @@ class MaxPool2d(Function):
         self.geom = geom
 
     def forward(self, x: Any) -> Any:
-        y, self.idx = fconv.max_pool(self.be, x, self.geom)  # and the tap of each maximum
+        # y, and the tap of each maximum where a gradient will need it
+        y, self.idx = fconv.max_pool(self.be, x, self.geom, self.needs_input_grad[0])
         return y
 
     def backward(self, gy: Any) -> Any:

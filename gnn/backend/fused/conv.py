@@ -104,15 +104,13 @@ def _sum_taps(xp: Any, taps: Any, g: Window) -> Any:
     """taps (kh, kw, A, B, oh, ow) summed onto the frame tap by tap, in order; (A, B, h, w)."""
     hp, wp = g.frame()
     out = xp.zeros((taps.shape[2], taps.shape[3], hp, wp), dtype=taps.dtype)
-    if g.sh > g.dh * (g.kh - 1) and g.sw > g.dw * (g.kw - 1):  # disjoint windows: one copy
-        s_a, s_b, s_h, s_w = out.strides
-        shape = (g.kh, g.kw, *taps.shape[2:4], g.oh, g.ow)
-        strides = (g.dh * s_h, g.dw * s_w, s_a, s_b, g.sh * s_h, g.sw * s_w)
-        xp.lib.stride_tricks.as_strided(out, shape, strides)[...] = taps
-    else:
-        for i in range(g.kh):
-            for j in range(g.kw):
-                rows, cols = g.tap(i, j)
+    disjoint = g.sh > g.dh * (g.kh - 1) and g.sw > g.dw * (g.kw - 1)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            rows, cols = g.tap(i, j)
+            if disjoint:  # every pixel in one window at most: a copy (2x faster than an add)
+                out[:, :, rows, cols] = taps[i, j]
+            else:
                 out[:, :, rows, cols] += taps[i, j]
     return out[:, :, g.pt : g.pt + g.h, g.pl : g.pl + g.w]
 
@@ -149,16 +147,20 @@ def reference_to_rows(
     return gy2, (gy2.sum(axis=1, out=gbias) if need_bias else None)
 
 
-def reference_max_pool(xp: Any, x: Any, g: Window) -> tuple[Any, Any]:
+def reference_max_pool(xp: Any, x: Any, g: Window, need_idx: bool = True) -> tuple[Any, Any]:
     """(y, idx): each window's maximum (N, C, oh, ow) and its tap i * kw + j (int32).
 
     The first maximum wins (as PyTorch), a NaN beats every number (the first NaN); padding is
-    -inf, so a window of -inf takes tap 0.
+    -inf, so a window of -inf takes tap 0. idx is None unless need_idx (no gradient to route).
     """
     win = _windows(xp, x, g, -np.inf).transpose(2, 3, 0, 1, 4, 5)
     win = xp.ascontiguousarray(win).reshape((g.kh * g.kw, g.n, g.c, g.oh, g.ow))
     y, kk = win.max(axis=0), g.kh * g.kw
-    hit = (win == y) | xp.isnan(win)  # the taps that hold the maximum (or a NaN)
+    if not need_idx:  # the taps cost the CPU half as much again as the maximum
+        return y, None
+    hit = win == y  # the taps that hold the maximum
+    if xp.isnan(y).any():  # a NaN is its window's maximum: its taps hold it
+        hit |= xp.isnan(win)
     rank = xp.arange(kk, 0, -1, dtype=np.uint8 if kk < 256 else np.int32)  # kk for tap 0, ...
     first = kk - (hit * rank.reshape(-1, 1, 1, 1, 1)).max(axis=0)  # bytes: 3x faster than int32
     return y, first.astype(np.int32)
@@ -167,11 +169,13 @@ def reference_max_pool(xp: Any, x: Any, g: Window) -> tuple[Any, Any]:
 def reference_max_pool_backward(xp: Any, gy: Any, idx: Any, g: Window) -> Any:
     """gx (N, C, H, W): each pixel sums gy over the windows whose maximum it is, taps in order.
 
-    The taps are gy times each window's one-hot mask (a product: 4x faster than a select, but a
-    non-finite gy spreads over its window, where the kernel leaves the other pixels at zero).
+    Each window's gradient lands on its idx tap alone (a NaN or inf one too, as in the kernel).
     """
-    tap = xp.arange(g.kh * g.kw, dtype=np.int32).reshape(g.kh, g.kw, 1, 1, 1, 1)
-    return xp.ascontiguousarray(_sum_taps(xp, (idx == tap) * gy, g))  # (kh, kw, N, C, oh, ow)
+    m = gy.size
+    taps = xp.zeros(g.kh * g.kw * m, dtype=gy.dtype)  # (kh, kw, N, C, oh, ow), zero but at idx
+    taps[idx.reshape(m).astype(np.intp) * m + xp.arange(m)] = gy.reshape(m)
+    taps = taps.reshape(g.kh, g.kw, g.n, g.c, g.oh, g.ow)
+    return xp.ascontiguousarray(_sum_taps(xp, taps, g))
 
 
 # ---- the CUDA path ------------------------------------------------------------------------------
@@ -269,8 +273,9 @@ def cuda_to_rows(be: Any, gy: Any, need_bias: bool = False, gbias: Any = None) -
         return gy2, (gb if need_bias else None)
 
 
-def cuda_max_pool(be: Any, x: Any, g: Window) -> Any:
-    """One launch: (y, idx) of every window; None where it does not apply."""
+def cuda_max_pool(be: Any, x: Any, g: Window, need_idx: bool = True) -> Any:
+    """One launch: (y, idx) of every window (idx always: the kernel writes both); None where it
+    does not apply."""
     if not _ok(be, x):
         return None
     xp = be.xp
