@@ -286,14 +286,18 @@ def test_max_pool_nan_is_the_maximum_and_takes_the_gradient():
         ((1, 3), 1, [0.0, np.nan, 0.0, 0.0, np.inf, 0.0]),  # two windows' max at 3, two at nan
     ],
 )
-def test_max_pool_non_finite_gradient_reaches_the_maximum_alone(kernel, stride, expected):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_max_pool_non_finite_gradient_reaches_the_maximum_alone(kernel, stride, expected, device):
     """A NaN or inf gradient goes to its window's maximum only, the other pixels stay 0 (as
-    PyTorch and the CUDA kernel; a 0/1 mask times it would give them NaN)."""
-    x = t(np.array([[[[1.0, 3.0, 2.0, 0.0, np.nan, 1.0]]]]), True)
+    PyTorch; the CPU and the CUDA kernel agree; a 0/1 mask times it would give them NaN)."""
+    if device == "cuda" and not gnn.cuda.is_available():
+        pytest.skip("needs CuPy (GNN_FAKE_CUDA=1 for the fake)")
+    x0 = np.array([[[[1.0, 3.0, 2.0, 0.0, np.nan, 1.0]]]], np.float32)
+    x = gnn.tensor(x0, requires_grad=True, device=device)
     y = F.max_pool2d(x, kernel, stride)
-    gy = np.full(y.shape, np.inf)
+    gy = np.full(y.shape, np.inf, np.float32)
     gy[..., 0] = np.nan
-    y.backward(gnn.tensor(gy))
+    y.backward(gnn.tensor(gy, device=device))
     np.testing.assert_array_equal(x.grad.numpy()[0, 0, 0], expected)
 
 
