@@ -337,26 +337,28 @@ class RecurrentLayer(Function):
         self.x_rows = _rows(inp.x)
         cells = {"LSTM": FusedLstm if fused_lstm.runs_per_step(self.be) else Lstm, "GRU": Gru}
         self.cell: Cell = cells.get(self.mode, Elman)(self, inp)
-        cell, xp, h_prev = self.cell, self.be.xp, self.h0
-        rec_buf = xp.empty_like(cell.xw[0])  # one buffer for each step's h_{t-1} W_hh^T
+        # bound once: at small batches the loop's own overhead is much of its time
+        step, hs, w_rec, h_prev = self.cell.forward, self.cell.hs, self.cell.w_rec, self.h0
+        xp, rec_buf = self.be.xp, self.be.xp.empty_like(self.cell.xw[0])  # each h_{t-1} W_hh^T
         skip = self.steps[:1] if self.zero_state else ()  # from a zero h_0: no recurrent terms
         for t in self.steps:
-            rec = None if t in skip else xp.matmul(h_prev, cell.w_rec, out=rec_buf)
-            cell.forward(t, rec, h_prev)
-            h_prev = cell.hs[t]
-        return cell.out
+            rec = None if t in skip else xp.matmul(h_prev, w_rec, out=rec_buf)
+            step(t, rec, h_prev)
+            h_prev = hs[t]
+        return self.cell.out
 
     def backward(self, gy: Any) -> Any:
         cell, xp = self.cell, self.be.xp
         needs = self._named(self.needs_input_grad)
         gy = xp.ascontiguousarray(gy)  # (the fused LSTM kernel reads its rows as they lie)
         cell.start_backward(gy)
-        gh_rec = None  # the gradient reaching h_{t-1}
+        gh_rec, gh_buf = None, xp.empty_like(cell.hs[0])  # the gradient reaching h_{t-1}
         skip = () if needs.h0 else self.steps[:1]  # the step from h_0: only if h_0 wants it
+        step, d_hh, w_hh = cell.backward, cell.d_hh, self.w_hh  # bound once, as in forward
         for t in reversed(self.steps):
-            direct = cell.backward(t, gy[t], gh_rec)
+            direct = step(t, gy[t], gh_rec)
             if t not in skip:
-                gh_rec = cell.d_hh[t] @ self.w_hh
+                gh_rec = xp.matmul(d_hh[t], w_hh, out=gh_buf)
                 if direct is not None:
                     gh_rec += direct
         # The weight gradients are one matmul each over all steps: (T * B, G*H) rows.
