@@ -75,8 +75,9 @@ class Cell:
         parts = (after[1:], first[None]) if self.reverse else (first[None], after[:-1])
         return self.xp.concatenate(parts)
 
-    def forward(self, t: int, rec: Any, h_prev: Any) -> None:
-        """Step t from h_prev = h_{t-1} and rec = h_{t-1} W_hh^T (None when h_{t-1} is zero)."""
+    def forward(self, t: int, rec: Any, h_prev: Any) -> Any:
+        """Step t from h_prev = h_{t-1} and rec = h_{t-1} W_hh^T (None when h_{t-1} is zero);
+        returns h_t (hs[t])."""
         raise NotImplementedError
 
     def start_backward(self, gy: Any) -> None:
@@ -140,10 +141,10 @@ class Elman(Cell):
         self.act = partial(self.xp.maximum, zero) if self.relu else self.xp.tanh  # relu: max(0, v)
         self.hs = self.out = self.xw  # each step's pre-activation becomes its h in place
 
-    def forward(self, t: int, rec: Any, h_prev: Any) -> None:
+    def forward(self, t: int, rec: Any, h_prev: Any) -> Any:
         h = self.hs[t]
         h += 0 if rec is None else rec
-        self.act(h, out=h)
+        return self.act(h, out=h)
 
     def start_backward(self, gy: Any) -> None:
         self.act_grad = (self.hs > 0).astype(self.hs.dtype) if self.relu else 1.0 - self.hs**2
@@ -172,7 +173,7 @@ class Gru(Cell):
         rz = a[..., : 2 * self.n_h]
         return rz, rz[..., : self.n_h], rz[..., self.n_h :], a[..., 2 * self.n_h :]
 
-    def forward(self, t: int, rec: Any, h_prev: Any) -> None:
+    def forward(self, t: int, rec: Any, h_prev: Any) -> Any:
         xp, rz, r, z, n, h = self.xp, self.rz[t], self.r[t], self.z[t], self.n[t], self.hs[t]
         hw = xp.zeros_like(self.xw[t]) if rec is None else rec  # h' W_hh^T + b_hh
         if self.b_hh is not None:
@@ -187,7 +188,7 @@ class Gru(Cell):
         xp.tanh(n, out=n)
         xp.subtract(h_prev, n, out=h)  # (1 - z) n + z h' = n + z (h' - n)
         h *= z
-        h += n
+        return xp.add(h, n, out=h)
 
     def start_backward(self, gy: Any) -> None:
         """With gh the gradient reaching h_t, the gradients of the pre-activations of n, r and z
@@ -246,7 +247,7 @@ class Lstm(Cell):
         self.scale = self.xp.broadcast_to(scale, self.xw.shape[1:]).copy()
         self.shift = 1.0 - self.scale
 
-    def forward(self, t: int, rec: Any, h_prev: Any) -> None:
+    def forward(self, t: int, rec: Any, h_prev: Any) -> Any:
         xp, a, c, tc, h = self.xp, self.xw[t], self.cs[t], self.tcs[t], self.hs[t]
         a += 0 if rec is None else rec
         xp.tanh(a, out=a)
@@ -257,7 +258,7 @@ class Lstm(Cell):
         xp.multiply(i, g, out=h)  # h holds i g for a moment
         c += h
         xp.tanh(c, out=tc)
-        xp.multiply(o, tc, out=h)
+        return xp.multiply(o, tc, out=h)
 
     def start_backward(self, gy: Any) -> None:
         """With gc the gradient reaching c_t, the gate gradients are gc * K for i, f, g and
@@ -295,9 +296,10 @@ class FusedLstm(Lstm):
         self.bias = None if inp.b_ih is None else fused_lstm.Bias(inp.b_ih, inp.b_hh)
         self.w_rec, self.c0 = inp.w_hh.T, self.xp.ascontiguousarray(inp.c0)
 
-    def forward(self, t: int, rec: Any, h_prev: Any) -> None:
+    def forward(self, t: int, rec: Any, h_prev: Any) -> Any:
         step = fused_lstm.StepIn(self.xw[t], rec, self.c_prev[t], self.bias)
         fused_lstm.forward(self.be, step, fused_lstm.StepOut(self.xw[t], self.cs[t], self.hs[t]))
+        return self.hs[t]
 
     def start_backward(self, gy: Any) -> None:
         super(Lstm, self).start_backward(gy)
@@ -338,13 +340,12 @@ class RecurrentLayer(Function):
         cells = {"LSTM": FusedLstm if fused_lstm.runs_per_step(self.be) else Lstm, "GRU": Gru}
         self.cell: Cell = cells.get(self.mode, Elman)(self, inp)
         # bound once: at small batches the loop's own overhead is much of its time
-        step, hs, w_rec, h_prev = self.cell.forward, self.cell.hs, self.cell.w_rec, self.h0
+        step, w_rec, h_prev = self.cell.forward, self.cell.w_rec, self.h0
         xp, rec_buf = self.be.xp, self.be.xp.empty_like(self.cell.xw[0])  # each h_{t-1} W_hh^T
         skip = self.steps[:1] if self.zero_state else ()  # from a zero h_0: no recurrent terms
         for t in self.steps:
             rec = None if t in skip else xp.matmul(h_prev, w_rec, out=rec_buf)
-            step(t, rec, h_prev)
-            h_prev = hs[t]
+            h_prev = step(t, rec, h_prev)
         return self.cell.out
 
     def backward(self, gy: Any) -> Any:
