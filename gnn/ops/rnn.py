@@ -353,13 +353,15 @@ class RecurrentLayer(Function):
         needs = self._named(self.needs_input_grad)
         gy = xp.ascontiguousarray(gy)  # (the fused LSTM kernel reads its rows as they lie)
         cell.start_backward(gy)
-        gh_rec, gh_buf = None, xp.empty_like(cell.hs[0])  # the gradient reaching h_{t-1}
         skip = () if needs.h0 else self.steps[:1]  # the step from h_0: only if h_0 wants it
         step, d_hh, w_hh = cell.backward, cell.d_hh, self.w_hh  # bound once, as in forward
+        # the gradient reaching h_{t-1}, in one buffer; dot (leaner than matmul on small
+        # operands: ~0.6 against ~1.2 us at B = 1) writes only into its product's dtype
+        gh_rec, gh_buf = None, xp.empty_like(cell.hs[0], dtype=xp.result_type(d_hh, w_hh))
         for t in reversed(self.steps):
             direct = step(t, gy[t], gh_rec)
             if t not in skip:
-                gh_rec = xp.matmul(d_hh[t], w_hh, out=gh_buf)
+                gh_rec = xp.dot(d_hh[t], w_hh, out=gh_buf)
                 if direct is not None:
                     gh_rec += direct
         # The weight gradients are one matmul each over all steps: (T * B, G*H) rows.
