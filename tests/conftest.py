@@ -36,3 +36,24 @@ def device(request: pytest.FixtureRequest) -> str:
     if request.param == "cuda" and not _cuda_available():
         pytest.skip("needs CuPy and a CUDA device")
     return request.param
+
+
+@pytest.fixture
+def nan_filled_cuda(monkeypatch: pytest.MonkeyPatch):  # -> CupyBackend
+    """The CUDA backend, with cupy.empty's float arrays (bfloat16 too) NaN-filled, so that an
+    element a kernel leaves unwritten shows in the result."""
+    import cupy
+    import numpy as np
+
+    from gnn.backend import get_backend
+
+    real_empty = cupy.empty
+
+    def poisoned_empty(shape, dtype=float, order="C"):
+        out = real_empty(shape, dtype=dtype, order=order)
+        if np.dtype(dtype).kind == "f" or np.dtype(dtype).name == "bfloat16":
+            out.fill(np.nan)
+        return out
+
+    monkeypatch.setattr(cupy, "empty", poisoned_empty)
+    return get_backend("cuda")

@@ -95,22 +95,9 @@ def test_reference_max_pool_takes_the_first_maximum_and_nan():
 
 
 @pytest.fixture
-def be(monkeypatch):
-    """The CUDA backend, with float outputs of cupy.empty NaN-filled (unwritten elements show)."""
-    import cupy
-
-    from gnn.backend import get_backend
-
-    real_empty = cupy.empty
-
-    def poisoned_empty(shape, dtype=float, order="C"):
-        out = real_empty(shape, dtype=dtype, order=order)
-        if np.dtype(dtype).kind == "f":
-            out.fill(np.nan)
-        return out
-
-    monkeypatch.setattr(cupy, "empty", poisoned_empty)
-    return get_backend("cuda")
+def be(nan_filled_cuda):
+    """The CUDA backend, cupy.empty NaN-filled (tests/conftest.py)."""
+    return nan_filled_cuda
 
 
 def gpu(a):

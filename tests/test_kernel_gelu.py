@@ -132,22 +132,9 @@ def test_backward_shape():
 
 
 @pytest.fixture
-def be(monkeypatch):
-    """The CUDA backend, with float outputs of cupy.empty NaN-filled (unwritten elements show)."""
-    import cupy
-
-    from gnn.backend import get_backend
-
-    real_empty = cupy.empty
-
-    def poisoned_empty(shape, dtype=float, order="C"):
-        out = real_empty(shape, dtype=dtype, order=order)
-        if np.dtype(dtype).kind == "f" or np.dtype(dtype).name == "bfloat16":
-            out.fill(np.nan)
-        return out
-
-    monkeypatch.setattr(cupy, "empty", poisoned_empty)
-    return get_backend("cuda")
+def be(nan_filled_cuda):
+    """The CUDA backend, cupy.empty NaN-filled (tests/conftest.py)."""
+    return nan_filled_cuda
 
 
 def gpu(a):

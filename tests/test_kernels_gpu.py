@@ -129,23 +129,10 @@ def test_row_launch_shapes():
 
 
 @pytest.fixture
-def be(monkeypatch):
-    """The CUDA backend; float outputs of cupy.empty are NaN-filled; the error flag is clear."""
-    import cupy
-
-    from gnn.backend import get_backend
-
-    real_empty = cupy.empty
-
-    def poisoned_empty(shape, dtype=float, order="C"):
-        out = real_empty(shape, dtype=dtype, order=order)
-        if np.dtype(dtype).kind == "f" or np.dtype(dtype).name == "bfloat16":
-            out.fill(np.nan)
-        return out
-
-    monkeypatch.setattr(cupy, "empty", poisoned_empty)
+def be(nan_filled_cuda, monkeypatch):
+    """The CUDA backend, cupy.empty NaN-filled (tests/conftest.py); the error flag is clear."""
     monkeypatch.delenv("GNN_DEBUG_SYNC", raising=False)
-    backend = get_backend("cuda")
+    backend = nan_filled_cuda
     try:
         backend.check_errors()
     except IndexError:
