@@ -6,6 +6,7 @@ gnn/backend/fused.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -103,14 +104,15 @@ class NumpyBackend(Backend):
         runs on the widest activations.
         """
         terms = _ERF_TERMS if x.dtype == np.float64 else 3
+        erf_at, taylor = _erf_table()
         x64 = x.astype(np.float64, copy=False)
         a = np.fmin(np.abs(x64), _ERF_END)  # erf rounds to +-1 from there on (NaN: see below)
         i = np.rint(a * _ERF_STEPS).astype(np.intp)
         d = a - i / _ERF_STEPS  # exact, and |d| <= 1/64
         poly: Any = 0.0
-        for c in reversed(_ERF_TAYLOR[:terms]):  # Horner, from the highest power of d down
+        for c in reversed(taylor[:terms]):  # Horner, from the highest power of d down
             poly = (poly + c[i]) * d
-        out = np.copysign(_ERF_AT[i] + poly, x64)
+        out = np.copysign(erf_at[i] + poly, x64)
         return np.where(np.isnan(x64), x64, out).astype(x.dtype, copy=False)
 
     # ---- error checks: here they raise at once ------------------------------------------------
@@ -135,6 +137,7 @@ _ERF_END = 6.0
 _ERF_TERMS = 10  # 8 reach float64's rounding (measured against math.erf); 2 to spare
 
 
+@functools.cache  # made on the first erf, not at import gnn
 def _erf_table() -> tuple[np.ndarray, list[np.ndarray]]:
     """erf at the points x0 (math.erf, the C library's), and its Taylor coefficients there.
 
@@ -151,6 +154,3 @@ def _erf_table() -> tuple[np.ndarray, list[np.ndarray]]:
         coeffs.append((-1) ** k * scale * h / math.factorial(k + 1))
         h_before, h = h, 2.0 * x0 * h - 2.0 * k * h_before
     return np.array([math.erf(v) for v in x0]), coeffs
-
-
-_ERF_AT, _ERF_TAYLOR = _erf_table()
