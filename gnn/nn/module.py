@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
-
-import numpy as np
 
 from gnn.backend import parse_device
 from gnn.dtypes import is_floating, parse_dtype
 from gnn.nn.parameter import Parameter
+from gnn.nn.state_dict import load_state_dict, state_tensors
 from gnn.tensor import Tensor, to_arguments
 
 
@@ -227,19 +225,11 @@ class Module:
 
     # ---- state dicts ---------------------------------------------------------------------------
 
-    def _state_tensors(self) -> Iterator[tuple[str, Tensor]]:
-        """(key, tensor) of every parameter and persistent buffer, in PyTorch's key order."""
-        for mod_name, mod in self.named_modules(remove_duplicate=False):
-            pre = f"{mod_name}." if mod_name else ""
-            for name, t in [*mod._parameters.items(), *mod._buffers.items()]:
-                if t is not None and name not in mod._non_persistent:
-                    yield pre + name, t
-
     def state_dict(self, prefix: str = "", keep_vars: bool = False) -> OrderedDict[str, Tensor]:
         """Parameters and persistent buffers by dotted name, each key after `prefix`; detached
         views that share memory, or the Parameters themselves with keep_vars=True."""
         return OrderedDict(
-            (prefix + k, t if keep_vars else t.detach()) for k, t in self._state_tensors()
+            (prefix + k, t if keep_vars else t.detach()) for k, t in state_tensors(self)
         )
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> tuple[list[str], list[str]]:
@@ -249,60 +239,9 @@ class Module:
         that lists them all (shape mismatches raise with strict=False too, as in PyTorch). Values
         may be Tensors or numeric arrays from any device. All or nothing: every key, shape and
         dtype is checked and every value converted before the first copy, so a failed load
-        leaves the model unchanged.
+        leaves the model unchanged (gnn/nn/state_dict.py).
         """
-        who = f"{type(self).__name__}.load_state_dict"
-        if isinstance(state_dict, (str, bytes, os.PathLike)):
-            raise TypeError(
-                f"{who}: got a path ({os.fsdecode(state_dict)!r}); pass a dict; use "
-                "gnn.load(path) to read a weights file: model.load_state_dict(gnn.load(path))"
-            )
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(
-                f"{who}: expected a dict of name -> Tensor, got {type(state_dict).__name__}"
-            )
-        own = OrderedDict(self._state_tensors())
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        mismatched, wrong_type, ready = [], [], []
-        for k, target in own.items():
-            if k not in state_dict:
-                continue
-            value = state_dict[k]
-            if isinstance(value, Tensor):
-                src = value.numpy() if value._be is not target._be else value.array
-            else:
-                try:
-                    src = value if hasattr(value, "__array_namespace__") else np.asarray(value)
-                except (TypeError, ValueError) as e:
-                    wrong_type.append(f"{k}: a {type(value).__name__} ({e})")
-                    continue
-            dt = getattr(src, "dtype", None)
-            if dt is None or not (dt.kind in "biu" or is_floating(dt)):
-                what = dt or type(value).__name__
-                wrong_type.append(f"{k}: dtype {what} is not numeric (model {target.dtype})")
-            elif tuple(src.shape) != target.shape:
-                mismatched.append(f"{k}: checkpoint {tuple(src.shape)} vs model {target.shape}")
-            else:  # converted now, so that a failure here still changes nothing
-                ready.append((target, target._be.asarray(src, dtype=target.dtype)))
-        problems = [
-            f"{label}: {sep.join(map(str, keys))}"
-            for label, sep, keys in (
-                ("missing keys", ", ", missing if strict else []),
-                ("unexpected keys", ", ", unexpected if strict else []),
-                ("size mismatch", "; ", mismatched),
-                ("wrong type", "; ", wrong_type),
-            )
-            if keys
-        ]
-        if problems:
-            raise RuntimeError(
-                f"error(s) loading state_dict for {type(self).__name__}:\n  "
-                + "\n  ".join(problems)
-            )
-        for dest, data in ready:
-            dest.array[...] = data
-        return missing, unexpected
+        return load_state_dict(self, state_dict, strict)
 
     # ---- calling -------------------------------------------------------------------------------
 
