@@ -105,7 +105,7 @@ def test_new_arrays_hold_garbage_not_zeros(cp) -> None:
 
 
 def test_kernel_launches_are_checked_against_the_c_signature(cp) -> None:
-    from gnn.backend.cuda import kernel_source
+    from gnn.backend.kernels import kernel_source
 
     forward = cp.RawModule(code=kernel_source("sigmoid"), options=()).get_function(
         "sigmoid_forward_f32"

@@ -16,8 +16,7 @@ import pytest
 
 import gnn
 from gnn import functional as F
-from gnn.backend import NumpyBackend, cuda_available
-from gnn.backend import cuda as cuda_backend
+from gnn.backend import NumpyBackend, cuda_available, kernels
 from gnn.backend.fused import gelu as fused
 from gnn.ops.bias_gelu import bias_gelu
 from gnn.testing import gradcheck
@@ -187,7 +186,7 @@ def check(be, shape, dtype, approximate, bias=True, need_bias=True, place=gpu, s
 
 
 def suffix(dtype):
-    return cuda_backend.kernel_suffix(np.dtype(dtype))
+    return kernels.kernel_suffix(np.dtype(dtype))
 
 
 CODE_PATHS = {

@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pytest
 
-from gnn.backend import NumpyBackend, cuda_available
+from gnn.backend import NumpyBackend, cuda_available, kernels
 from gnn.backend import cuda as cuda_backend
 from gnn.backend.fused import layer_norm as fused_ln
 from gnn.backend.fused import sigmoid as fused_sigmoid
@@ -73,7 +73,7 @@ EMULATED = os.environ.get("GNN_FAKE_CUDA") == "emulate"
 
 
 def test_kernel_dir_holds_every_kernel_the_backend_launches():
-    folder = cuda_backend.kernel_dir()
+    folder = kernels.kernel_dir()
     expected = {
         "sigmoid": ["sigmoid_forward", "sigmoid_backward"],
         "softmax_cross_entropy": [
@@ -88,41 +88,41 @@ def test_kernel_dir_holds_every_kernel_the_backend_launches():
         defined = set(
             re.findall(r'extern "C" __global__ void __launch_bounds__\([\d, ]+\)\s*(\w+)\(', source)
         )
-        for stem, suffix in itertools.product(stems, cuda_backend.KERNEL_DTYPES.values()):
+        for stem, suffix in itertools.product(stems, kernels.KERNEL_DTYPES.values()):
             assert f"{stem}_{suffix}" in defined, f"{module}.cu lacks {stem}_{suffix}"
 
 
 def test_kernel_source_pastes_the_shared_header(tmp_path, monkeypatch):
     for module in ("sigmoid", "softmax_cross_entropy", "layer_norm"):
-        source = cuda_backend.kernel_source(module)
+        source = kernels.kernel_source(module)
         assert '#include "' not in source  # every local include was pasted
         assert "struct Pack" in source and "GNN_KERNELS_COMMON_CUH" in source
     (tmp_path / "broken.cu").write_text('#include "missing.cuh"\n')
-    monkeypatch.setattr(cuda_backend, "kernel_dir", lambda: tmp_path)
+    monkeypatch.setattr(kernels, "kernel_dir", lambda: tmp_path)
     with pytest.raises(FileNotFoundError, match="missing.cuh"):
-        cuda_backend.kernel_source("broken")
+        kernels.kernel_source("broken")
 
 
 def test_elementwise_launch_shapes():
-    assert cuda_backend.elementwise_launch(1, 4, 132) == (1, 256)
-    assert cuda_backend.elementwise_launch(1024, 4, 132) == (1, 256)  # 256 packs of 4
-    assert cuda_backend.elementwise_launch(1025, 4, 132) == (2, 256)
-    assert cuda_backend.elementwise_launch(2048, 2, 132) == (1, 256)  # 256 packs of 8 halves
-    assert cuda_backend.elementwise_launch(10**8, 4, 132) == (132 * 8, 256)  # capped: grid-stride
+    assert kernels.elementwise_launch(1, 4, 132) == (1, 256)
+    assert kernels.elementwise_launch(1024, 4, 132) == (1, 256)  # 256 packs of 4
+    assert kernels.elementwise_launch(1025, 4, 132) == (2, 256)
+    assert kernels.elementwise_launch(2048, 2, 132) == (1, 256)  # 256 packs of 8 halves
+    assert kernels.elementwise_launch(10**8, 4, 132) == (132 * 8, 256)  # capped: grid-stride
 
 
 def test_row_launch_shapes():
-    assert cuda_backend.row_threads(1, 4) == 32
-    assert cuda_backend.row_threads(1000, 4) == 256  # 250 packs of 4
-    assert cuda_backend.row_threads(50257, 4) == 1024
-    assert cuda_backend.row_threads(50257, 2) == 1024
+    assert kernels.row_threads(1, 4) == 32
+    assert kernels.row_threads(1000, 4) == 256  # 250 packs of 4
+    assert kernels.row_threads(50257, 4) == 1024
+    assert kernels.row_threads(50257, 2) == 1024
     for c in [1, 7, 31, 33, 129, 4097, 10**6]:
         for itemsize in (2, 4):
-            threads = cuda_backend.row_threads(c, itemsize)
+            threads = kernels.row_threads(c, itemsize)
             assert threads % 32 == 0 and 32 <= threads <= 1024
-    assert cuda_backend.reduce_threads(1) == 32
-    assert cuda_backend.reduce_threads(8192) == 1024
-    assert cuda_backend.row_blocks(5) == 5
+    assert kernels.reduce_threads(1) == 32
+    assert kernels.reduce_threads(8192) == 1024
+    assert kernels.row_blocks(5) == 5
 
 
 # ---- GPU fixtures and helpers ------------------------------------------------------------------
@@ -240,7 +240,7 @@ def test_sigmoid_float64_uses_the_reference(be):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sigmoid_kernels_accept_any_grid(be, dtype):
     # The grid-stride loops must cover every element with a grid smaller than the work.
-    suffix = cuda_backend.KERNEL_DTYPES[np.dtype(dtype)]
+    suffix = kernels.KERNEL_DTYPES[np.dtype(dtype)]
     x, x64 = rounded((10_007,), dtype, scale=4.0)
     y = gpu(np.full_like(x, np.nan))
     fn = be._kernel("sigmoid", f"sigmoid_forward_{suffix}")
@@ -401,7 +401,7 @@ def test_softmax_cross_entropy_float64_uses_the_reference(be):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_cross_entropy_kernels_accept_any_grid(be, dtype):
     # Row kernels stride over rows: a grid of 3 blocks must still do all 10 rows.
-    suffix = cuda_backend.KERNEL_DTYPES[np.dtype(dtype)]
+    suffix = kernels.KERNEL_DTYPES[np.dtype(dtype)]
     n, c = 10, 77
     z, z64 = rounded((n, c), dtype, scale=3.0)
     t = labels(n, c, True)
@@ -786,7 +786,7 @@ def test_layer_norm_extremes(be, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_layer_norm_kernels_accept_any_grid(be, dtype):
     # rows and column tiles are grid-stride loops: 3 blocks do 10 rows, 1 block does 3 tiles
-    suffix = cuda_backend.KERNEL_DTYPES[np.dtype(dtype)]
+    suffix = kernels.KERNEL_DTYPES[np.dtype(dtype)]
     n, d = 10, 77
     x, x64 = rounded((n, d), dtype, scale=3.0)
     gy, gy64 = rounded((n, d), dtype)

@@ -1,7 +1,7 @@
 """Builds gnn's CUDA kernels with g++ against cuda_emu.h and launches them on CPU threads.
 
 The fake CuPy (tests/fake_gpu) calls this in GNN_FAKE_CUDA=emulate mode: its RawModule hands over
-the source that gnn.backend.cuda.kernel_source() produced, and each launch goes to the compiled
+the source that gnn.backend.kernels.kernel_source() produced, and each launch goes to the compiled
 kernel instead of a NumPy stand-in. So gnn's launch code drives the unchanged kernel code.
 
 - Build: the source, plus one extern "C" trampoline per kernel (generated from its parsed C
@@ -196,7 +196,7 @@ def prebuild(lanes: list[str], jobs: int) -> int:
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from gnn.backend.cuda import kernel_dir, kernel_source
+    from gnn.backend.kernels import kernel_dir, kernel_source
 
     spec = importlib.util.spec_from_file_location(
         "gnn_emu_kernels", HERE.parent / "fake_gpu" / "cupy" / "_kernels.py"

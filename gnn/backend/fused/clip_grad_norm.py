@@ -119,7 +119,7 @@ def _table(be: Any, grads: list) -> Any:
 
 def cuda(be: Any, grads: list, spec: ClipSpec) -> Any:
     """Two launches per dtype for norm_type 2 or inf over contiguous float32/16/bf16 gradients."""
-    from gnn.backend.cuda import (
+    from gnn.backend.kernels import (
         ELEMENTWISE_THREADS,
         elementwise_launch,
         kernel_module,

@@ -185,7 +185,7 @@ def applies(be: Any, dtype: Any) -> bool:
     """Whether kernels/conv.cu runs on `be` for `dtype` (float32, float16 on a CUDA backend)."""
     if be.name != "cuda":  # the CPU's test first: its path pays nothing more
         return False
-    from gnn.backend.cuda import KERNEL_DTYPES
+    from gnn.backend.kernels import KERNEL_DTYPES
 
     return np.dtype(dtype) in KERNEL_DTYPES
 
@@ -196,7 +196,7 @@ def _grid(be: Any, total: int) -> tuple[int, int]:
 
 
 def _run(be: Any, name: str, out: Any, args: tuple) -> Any:
-    from gnn.backend.cuda import kernel_suffix
+    from gnn.backend.kernels import kernel_suffix
 
     blocks, threads = _grid(be, out.size)
     be._launch("conv", f"{name}_{kernel_suffix(out.dtype)}", blocks, threads, (*args, out))
@@ -252,7 +252,7 @@ def cuda_to_image(be: Any, y2: Any, bias: Any, n: int) -> Any:
 def cuda_to_rows(be: Any, gy: Any, need_bias: bool = False, gbias: Any = None) -> Any:
     """One launch: (N, O, P) to (O, N * P) and the bias gradient (into `gbias`, a contiguous (O,)
     array of gy's dtype, when given); None where it does not apply."""
-    from gnn.backend.cuda import kernel_suffix
+    from gnn.backend.kernels import kernel_suffix
 
     if not _ok(be, gy):
         return None

@@ -166,7 +166,7 @@ def backward_shape(n: int, d: int, sm_count: int) -> tuple[int, int, int]:
 
 def _applies(arrays: tuple, dtype: Any) -> str | None:
     """The kernel suffix when every array has `dtype` and the kernel covers it, else None."""
-    from gnn.backend.cuda import kernel_suffix
+    from gnn.backend.kernels import kernel_suffix
 
     suffix = kernel_suffix(dtype)
     if suffix is None or any(a is not None and a.dtype != dtype for a in arrays):
@@ -176,7 +176,7 @@ def _applies(arrays: tuple, dtype: Any) -> str | None:
 
 def cuda(be: Any, x: Any, bias: Any, spec: GeluSpec, erf: Any = None) -> Any:
     """The one-launch forward for float32/float16/bfloat16 x (bias of x's dtype); else None."""
-    from gnn.backend.cuda import elementwise_launch, kernel_module
+    from gnn.backend.kernels import elementwise_launch, kernel_module
 
     suffix = _applies((bias,), x.dtype)
     if suffix is None or x.ndim == 0 or not x.size:
@@ -199,7 +199,7 @@ def cuda_backward(
     be: Any, gy: Any, saved: GeluSaved, spec: GeluSpec, needs: tuple, erf: Any = None
 ) -> Any:
     """gx in one launch, the bias gradient in one more, after a kernel forward; else None."""
-    from gnn.backend.cuda import elementwise_launch, kernel_module
+    from gnn.backend.kernels import elementwise_launch, kernel_module
 
     x, bias = saved.x, saved.bias
     if x is None:  # the reference's forward ran (float64, ...): so does its backward

@@ -85,7 +85,7 @@ def reference_backward(
 
 def cuda(be: Any, x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Saved] | None:
     """The forward kernel (Saved without xhat); None for float64, empty x or mixed dtypes."""
-    from gnn.backend.cuda import kernel_module, kernel_suffix, row_blocks, row_threads
+    from gnn.backend.kernels import kernel_module, kernel_suffix, row_blocks, row_threads
 
     suffix = kernel_suffix(x.dtype)
     if (
@@ -117,7 +117,7 @@ def cuda_backward(
 ) -> tuple[Any, Any, Any] | None:
     """gx by one launch, gweight and gbias by another (each column summed by one block in a
     fixed order: deterministic); None where the forward ran the reference."""
-    from gnn.backend.cuda import kernel_module, kernel_suffix, row_blocks, row_threads
+    from gnn.backend.kernels import kernel_module, kernel_suffix, row_blocks, row_threads
 
     suffix = kernel_suffix(getattr(x, "dtype", None))
     if (

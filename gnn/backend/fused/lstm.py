@@ -129,7 +129,7 @@ def reference_backward(xp: Any, grad: GradIn, out: GradOut | None = None) -> Gra
 
 def _suffix(be: Any, *arrays: Any) -> str | None:
     """The kernel suffix when every array is one kernel dtype, else None (the reference)."""
-    from gnn.backend.cuda import kernel_suffix
+    from gnn.backend.kernels import kernel_suffix
 
     dtype = arrays[0].dtype
     suffix = kernel_suffix(dtype)
@@ -146,7 +146,7 @@ def _contiguous(arrays: tuple) -> bool:
 
 def _launch(be: Any, kernel: str, suffix: str, size: int, args: tuple) -> None:
     """Queue `kernel` over `size` (batch * hidden) elements, one per thread, grid-stride."""
-    from gnn.backend.cuda import BLOCKS_PER_SM, ELEMENTWISE_THREADS
+    from gnn.backend.kernels import BLOCKS_PER_SM, ELEMENTWISE_THREADS
 
     if size:
         threads = ELEMENTWISE_THREADS

@@ -257,7 +257,7 @@ def rmsprop_reference(
 
 def _kernel(be: Any, arrays: Any, clock: DeviceClock | None) -> str | None:
     """The kernel-name suffix when a kernel applies: a clock, 1-D contiguous same-dtype buffers."""
-    from gnn.backend.cuda import kernel_suffix
+    from gnn.backend.kernels import kernel_suffix
 
     if clock is None:
         return None
@@ -272,7 +272,7 @@ def _kernel(be: Any, arrays: Any, clock: DeviceClock | None) -> str | None:
 
 
 def _launch(be: Any, kernel: str, suffix: str, n: int, itemsize: int, args: tuple) -> bool:
-    from gnn.backend.cuda import elementwise_launch, kernel_module
+    from gnn.backend.kernels import elementwise_launch, kernel_module
 
     blocks, threads = elementwise_launch(n, itemsize, be._sms())
     be._launch(kernel_module("optim", suffix), f"{kernel}_{suffix}", blocks, threads, args)

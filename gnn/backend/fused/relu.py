@@ -22,7 +22,7 @@ def reference_backward(xp: Any, y: Any, gy: Any) -> Any:
 
 def cuda_backward(be: Any, y: Any, gy: Any) -> Any:
     """One launch for float32/float16 y and gy of one shape and dtype; None (the reference) else."""
-    from gnn.backend.cuda import elementwise_launch
+    from gnn.backend.kernels import elementwise_launch
 
     suffix = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}.get(y.dtype)
     if suffix is None or not (be.is_array(gy) and gy.dtype == y.dtype and gy.shape == y.shape):

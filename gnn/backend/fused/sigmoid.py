@@ -42,7 +42,7 @@ def reference_backward(xp: Any, y: Any, gy: Any) -> Any:
 def _launch(be: Any, kernel: str, operands: tuple, like: Any) -> Any:
     """Run kernels/sigmoid.cu's `kernel` over `operands` (made contiguous), writing an array like
     `like`; None where like's dtype has no kernel."""
-    from gnn.backend.cuda import elementwise_launch, kernel_module, kernel_suffix
+    from gnn.backend.kernels import elementwise_launch, kernel_module, kernel_suffix
 
     suffix = kernel_suffix(like.dtype)
     if suffix is None:

@@ -224,7 +224,7 @@ def cuda(be: Any, logits: Any, target: Any, spec: Spec) -> tuple[Any, Saved] | N
 
     A bad label does not raise here: the kernel flags it, and `check_errors()` raises later.
     """
-    from gnn.backend.cuda import (
+    from gnn.backend.kernels import (
         kernel_module,
         kernel_suffix,
         reduce_threads,
@@ -261,7 +261,7 @@ def cuda_backward(
     be: Any, logits: Any, target: Any, saved: Saved, gloss: Any, spec: Spec
 ) -> Any | None:
     """The one-pass backward kernel; None for float64 or empty logits, or an odd-sized gloss."""
-    from gnn.backend.cuda import kernel_module, kernel_suffix, row_blocks, row_threads
+    from gnn.backend.kernels import kernel_module, kernel_suffix, row_blocks, row_threads
 
     suffix = kernel_suffix(logits.dtype)
     n, c = logits.shape if logits.ndim == 2 else (0, 0)
