@@ -111,6 +111,36 @@ def _class_weight(op: str, weight: Any, input: Tensor, c: int) -> Tensor | None:
     return w
 
 
+def _labels(op: str, input: Tensor, target: Tensor) -> tuple[int, tuple]:
+    """(C, the shape of an unreduced loss) after checking class labels against scores `input`:
+    (C,) with a 0-d target, (N, C) with (N,), or (N, C, d1, ...) with (N, d1, ...)."""
+    if input.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
+    if target.dtype.kind not in "iu":
+        raise TypeError(
+            f"{op}: target must hold integer class labels, got {target.dtype}; "
+            "convert them with .long()"
+        )
+    if input.ndim == 1 and target.ndim != 0:  # one sample
+        raise ValueError(f"{op}: input (C,) needs a 0-d target, got {target.shape}")
+    c = input.shape[0] if input.ndim == 1 else input.shape[1]
+    expected = () if input.ndim == 1 else (input.shape[0],) + input.shape[2:]
+    if target.shape != expected:
+        raise ValueError(
+            f"{op}: input {input.shape} needs target of shape {expected}, got {target.shape}"
+        )
+    if c == 0:
+        raise ValueError(f"{op}: input {input.shape} has no classes")
+    return c, expected
+
+
+def _rows(input: Tensor, c: int) -> Tensor:
+    """Scores (C,), (N, C) or (N, C, d1, ...) as (rows, C): (1, C), as they are, (N * d..., C)."""
+    if input.ndim > 2:  # classes last: (N, d..., C)
+        input = permute(input, (0,) + tuple(range(2, input.ndim)) + (1,))
+    return input if input.ndim == 2 else reshape(input, (-1, c))
+
+
 @register()
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean squared error between input and target (same shape)."""
@@ -214,35 +244,14 @@ def cross_entropy(
                 f"probabilities must have the input's shape {input.shape}"
             )
         return _soft_cross_entropy(input, target, weight, reduction, label_smoothing)
-    if input.ndim == 0:
-        raise ValueError("cross_entropy: input must have a class dimension, got a 0-d tensor")
-    if target.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: target must hold integer class labels, got {target.dtype}")
-    if input.ndim == 1 and target.ndim != 0:  # one sample
-        raise ValueError(f"cross_entropy: input (C,) needs a 0-d target, got {target.shape}")
-    c = input.shape[0] if input.ndim == 1 else input.shape[1]
-    expected = () if input.ndim == 1 else (input.shape[0],) + input.shape[2:]
-    if target.shape != expected:
-        raise ValueError(
-            f"cross_entropy: input {input.shape} needs target of shape {expected}, "
-            f"got {target.shape}"
-        )
-    if c == 0:
-        raise ValueError(f"cross_entropy: input {input.shape} has no classes")
+    c, shape = _labels("cross_entropy", input, target)
     w = _class_weight("cross_entropy", weight, input, c)
-    logits = input
-    if input.ndim > 2:  # (N, C, d...) -> (N, d..., C), then rows (below)
-        logits = permute(input, (0,) + tuple(range(2, input.ndim)) + (1,))
-    if input.ndim != 2:  # rows of C logits: (1, C) for one sample
-        logits = reshape(logits, (-1, c))
     labels = target.array.reshape(-1)
     spec = fused_ce.Spec(
         None if w is None else w.array, int(ignore_index), reduction, float(label_smoothing)
     )
-    loss = SoftmaxCrossEntropy.apply(logits, target=labels, spec=spec)
-    if reduction == "none" and input.ndim != 2:
-        loss = reshape(loss, expected)
-    return loss
+    loss = SoftmaxCrossEntropy.apply(_rows(input, c), target=labels, spec=spec)
+    return reshape(loss, shape) if reduction == "none" else loss
 
 
 def _soft_cross_entropy(
@@ -271,27 +280,20 @@ def nll_loss(
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> Tensor:
-    """Negative log-likelihood of log-probabilities (N, C) at labels (N,)."""
+    """Negative log-likelihood of log-probabilities at class labels, shaped as cross_entropy's:
+    input (N, C), (C,) or (N, C, d1, ...); target (N,), () or (N, d1, ...)."""
     op = "nll_loss"
     input, target = _class_inputs(op, input, target, weight, reduction, "log-probabilities")
-    if input.ndim != 2 or target.shape != (input.shape[0],):
-        raise ValueError(
-            f"{op}: expected input (N, C) and target (N,), got {input.shape} and {target.shape}"
-        )
-    if target.dtype.kind not in "iu":
-        raise TypeError(
-            f"{op}: target must hold integer class labels, got {target.dtype}; "
-            "convert them with .long()"
-        )
+    c, shape = _labels(op, input, target)
     be, xp = input._be, input._be.xp
-    n, c = input.shape
-    labels = target.array
+    labels = target.array.reshape(-1)
     fused_ce.check_targets(xp, labels, c, ignore_index)
     valid = labels != ignore_index
     safe = xp.where(valid, labels, 0)
     w = _class_weight(op, weight, input, c)
     w_t = xp.where(valid, 1 if w is None else w.array[safe], 0).astype(input.dtype)
-    loss = -getitem(input, (xp.arange(n), safe)) * Tensor._make(w_t, be, False)
+    picked = getitem(_rows(input, c), (xp.arange(labels.size), safe))
+    loss = -picked * Tensor._make(w_t, be, False)
     if reduction == "mean":
         return _sum(loss) / Tensor._make(w_t.sum(), be, False)
-    return _reduce(loss, reduction)
+    return reshape(loss, shape) if reduction == "none" else _sum(loss)
