@@ -99,7 +99,7 @@ class Function:
         fn.be = be
         if len(inputs) == 1:
             needs: tuple[bool, ...] = (inputs[0].requires_grad,)
-            fn.needs_input_grad = needs
+            fn.needs_input_grad = needs  # before forward: some save less when a grad is not needed
             out = fn.forward(inputs[0].array)
         else:
             for t in inputs:
@@ -111,24 +111,22 @@ class Function:
             needs = tuple([t.requires_grad for t in inputs])
             fn.needs_input_grad = needs
             out = fn.forward(*[t.array for t in inputs])
+        recording = config._state.grad_enabled and True in needs
         result = _Tensor.__new__(_Tensor)
         result.array = out
         result._be = be
         result.grad = None
-        if config._state.grad_enabled and True in needs:
+        result.requires_grad = recording
+        result._creator = fn if recording else None
+        if recording:
             fn.inputs = inputs
             fn.seq = next(_sequence)
-            result.requires_grad = True
-            result._creator = fn
-        else:
-            result.requires_grad = False
-            result._creator = None
         if on_apply is not None:
             on_apply(fn, inputs, result)
         return result
 
 
-def _sum_to_shape(xp: Any, g: Any, shape: tuple) -> Any:
+def _sum_to_shape(g: Any, shape: tuple) -> Any:
     """Sum a broadcast gradient back down to `shape` (the engine does this once for every op)."""
     if g.shape == shape:
         return g
@@ -136,15 +134,11 @@ def _sum_to_shape(xp: Any, g: Any, shape: tuple) -> Any:
     axes = tuple(range(lead)) + tuple(
         i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1
     )
-    g = g.sum(axis=axes, keepdims=True) if axes else g
-    if lead:
-        g = g.reshape(g.shape[lead:])
-    return g.reshape(shape)
+    return g.sum(axis=axes).reshape(shape)  # the size-1 axes summed away come back
 
 
 def _seed(root: Tensor, grad: Any) -> Any:
     """The gradient backward starts from: ones for a scalar, else a checked copy of `grad`."""
-    xp = root._be.xp
     data = root.array
     if grad is None:
         if data.size != 1:
@@ -155,7 +149,7 @@ def _seed(root: Tensor, grad: Any) -> Any:
             )
         return _ones_seed(root._be, data.shape, data.dtype)
     # A copy: the seed may end up as a leaf's .grad, which later steps change in place.
-    g0 = xp.array(grad.array if isinstance(grad, _Tensor) else grad, dtype=data.dtype)
+    g0 = root._be.xp.array(grad.array if isinstance(grad, _Tensor) else grad, dtype=data.dtype)
     if g0.shape != data.shape:
         raise RuntimeError(
             f"backward: gradient shape {tuple(g0.shape)} does not match the output shape "
@@ -197,7 +191,6 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
     if top is None:  # a leaf: its gradient is the seed itself
         _accumulate_leaf(root, g0)
         return
-    xp = root._be.xp
     # Functions waiting to run, newest first, each with the gradient of its output summed so far.
     # A Function enters when its first gradient arrives; by the time it leaves, every Function
     # that used its output (all newer than it) has run and added to that gradient.
@@ -223,7 +216,7 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             if isinstance(gxs, tuple):
                 gxs = gxs[0]
             if gxs is not None and fn.needs_input_grad[0]:
-                _hand_on(xp, inputs[0], gxs, grads, heap, shared)
+                _hand_on(inputs[0], gxs, grads, heap, shared)
         else:
             needs = fn.needs_input_grad
             # one array for two inputs (as add's backward returns)? Two and three inputs inline.
@@ -239,7 +232,7 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
                 gxs = _share(inputs, needs, gxs, shared)
             for t, need, gx in zip(inputs, needs, gxs):
                 if need and gx is not None:
-                    _hand_on(xp, t, gx, grads, heap, shared)
+                    _hand_on(t, gx, grads, heap, shared)
         if not retain_graph:
             del fn.inputs
             fn.__dict__.clear()  # drop saved arrays now, not when the graph is collected
@@ -281,32 +274,20 @@ def _share(inputs: tuple, needs: tuple, gxs: Any, shared: list) -> list:
     that ops like reshape hand on, copies it too. Only leaves (x + x too): the first keeps the
     array, the others get copies. Summed-down (broadcast) gradients are new arrays anyway.
     """
-    if len(gxs) == 2 and needs[0] and needs[1]:  # the common case: x + f(x), both made by ops
-        a, b = inputs
-        g = gxs[0]
-        if a._creator is not None and b._creator is not None:
-            if a.array.shape == g.shape == b.array.shape:
-                view = _read_only(g, shared)
-                return [view, view]
     out = list(gxs)
-    done: list[Any] = []
-    for i, g in enumerate(gxs):
-        if g is None or not needs[i] or any(d is g for d in done):
-            continue
-        done.append(g)
-        targets = [j for j in range(i, len(gxs)) if gxs[j] is g and needs[j]]
+    for g in {id(g): g for g in gxs if g is not None}.values():  # each array once
+        # the inputs g would reach as it is (not summed down to a smaller shape: a new array)
+        targets = [j for j, h in enumerate(gxs) if h is g and needs[j]]
+        targets = [j for j in targets if inputs[j].array.shape == g.shape]
         if len(targets) < 2:
             continue
-        keep = [j for j in targets if inputs[j].array.shape == g.shape]  # not summed down
-        leaves = [j for j in keep if inputs[j]._creator is None]
-        fns = [j for j in keep if inputs[j]._creator is not None]
-        if not fns:
-            leaves = leaves[1:]  # the first leaf keeps g
-        elif len(fns) > 1:
+        fns = [j for j in targets if inputs[j]._creator is not None]
+        if len(fns) > 1:
             view = _read_only(g, shared)
             for j in fns:
                 out[j] = view
-        for j in leaves:
+        leaves = [j for j in targets if inputs[j]._creator is None]
+        for j in leaves if fns else leaves[1:]:  # with no Function, the first leaf keeps g
             out[j] = g.copy()
     return out
 
@@ -331,11 +312,11 @@ def _aliases(g: Any, shared: list) -> bool:
     return any(s.data.ptr <= ptr < s.data.ptr + s.nbytes for s in shared)
 
 
-def _hand_on(xp: Any, t: Tensor, gx: Any, grads: dict, heap: list, shared: list) -> None:
+def _hand_on(t: Tensor, gx: Any, grads: dict, heap: list, shared: list) -> None:
     """Pass the gradient gx of input t on: into t.grad for a leaf, else to t's creator."""
     shape = t.array.shape
     if gx.shape != shape:
-        gx = _sum_to_shape(xp, gx, shape)
+        gx = _sum_to_shape(gx, shape)
     creator = t._creator
     if creator is None:
         if shared and t.grad is None and _aliases(gx, shared):

@@ -179,8 +179,7 @@ class Tensor:
         return self.array.__dlpack_device__()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = self.numpy()
-        return out if dtype is None else out.astype(dtype)
+        return np.asarray(self.numpy(), dtype=dtype)
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
@@ -214,40 +213,37 @@ class Tensor:
                 "do it under gnn.no_grad() or on .data"
             )
 
-    def zero_(self) -> Tensor:
-        self._check_inplace("zero_")
-        self.array[...] = 0
+    def _assign(self, what: str, values: Any, index: Any = ...) -> Tensor:
+        """self[index] = values, outside the graph (the in-place methods below)."""
+        self._check_inplace(what)
+        self.array[index] = values
         return self
 
+    def zero_(self) -> Tensor:
+        return self._assign("zero_", 0)
+
     def fill_(self, value: Any) -> Tensor:
-        self._check_inplace("fill_")
-        self.array[...] = value
-        return self
+        return self._assign("fill_", value)
 
     def copy_(self, src: Any) -> Tensor:
         """Copy values from `src` (any device, broadcastable shape) into this tensor."""
-        self._check_inplace("copy_")
-        values = src.numpy() if isinstance(src, Tensor) and src._be is not self._be else src
-        values = values.array if isinstance(values, Tensor) else values
-        self.array[...] = self._be.asarray(values, dtype=self.dtype)
-        return self
+        if isinstance(src, Tensor):
+            src = src.array if src._be is self._be else src.numpy()
+        return self._assign("copy_", self._be.asarray(src, dtype=self.dtype))
 
     def uniform_(self, from_: float = 0.0, to: float = 1.0) -> Tensor:
         """Fill with values drawn from U(from_, to), in place."""
-        self._check_inplace("uniform_")
-        self.array[...] = self._be.rand(self.shape, self.dtype) * (to - from_) + from_
-        return self
+        return self._assign(
+            "uniform_", self._be.rand(self.shape, self.dtype) * (to - from_) + from_
+        )
 
     def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
         """Fill with values drawn from N(mean, std^2), in place."""
-        self._check_inplace("normal_")
-        self.array[...] = self._be.randn(self.shape, self.dtype) * std + mean
-        return self
+        return self._assign("normal_", self._be.randn(self.shape, self.dtype) * std + mean)
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        self._check_inplace("__setitem__")
         value = value.array if isinstance(value, Tensor) else value
-        self.array[_raw_index(index)] = value
+        self._assign("__setitem__", value, _raw_index(index))
 
     def __pos__(self) -> Tensor:
         return self
