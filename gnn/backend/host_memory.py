@@ -20,6 +20,7 @@ user set glibc's own MALLOC_* variables or malloc tunables, and off glibc.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -27,15 +28,10 @@ MMAP_THRESHOLD = 32 * 2**20  # glibc's own ceiling for its dynamic threshold (64
 TRIM_THRESHOLD = 256 * 2**20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 
-_applied: bool | None = None
 
-
+@functools.cache  # process-wide settings: made once, and the answer kept
 def tune_malloc() -> bool:
     """Raise glibc's mmap and trim thresholds for this process (once); True when they were set."""
-    global _applied
-    if _applied is not None:
-        return _applied
-    _applied = False
     if os.environ.get("GNN_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
         return False
     user_set = [k for k in os.environ if k.startswith("MALLOC_") and k.endswith("_")]
@@ -47,7 +43,6 @@ def tune_malloc() -> bool:
     except (OSError, AttributeError):  # not glibc (musl has no mallopt thresholds)
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    _applied = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
-    return _applied

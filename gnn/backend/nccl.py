@@ -52,8 +52,7 @@ class Communicator:
         from gnn.backend import get_backend
 
         self._nccl = _nccl()
-        self.backend = get_backend(f"cuda:{device_index}")
-        self.xp = self.backend.xp
+        self.xp = get_backend(f"cuda:{device_index}").xp
         self.device_index = device_index
         # This rank's GPU becomes the current device (as torch.cuda.set_device): arrays made
         # without a device context land there, and NCCL binds the communicator to it.
@@ -61,13 +60,8 @@ class Communicator:
         # ncclCommInitRank returns once every rank has called it.
         self.comm = self._nccl.NcclCommunicator(world_size, unique_id, rank)
 
-    def _dtype(self, a: Any) -> int:
-        name = _DTYPES.get(np.dtype(a.dtype))
-        if name is None:
-            raise TypeError(f"nccl: no NCCL type for dtype {a.dtype}")
-        return getattr(self._nccl, name)
-
-    def _check(self, a: Any) -> None:
+    def _buffer(self, a: Any) -> tuple[int, int, int]:
+        """(device pointer, element count, NCCL dtype) of `a`, once NCCL can take it."""
         if not isinstance(a, self.xp.ndarray) or not a.flags.c_contiguous:
             raise TypeError("nccl: expected a C-contiguous CuPy array")
         if a.device.id != self.device_index:
@@ -75,27 +69,24 @@ class Communicator:
                 f"nccl: the array is on cuda:{a.device.id}, this rank's communicator on "
                 f"cuda:{self.device_index} (one rank per GPU; see docs/distributed.md)"
             )
+        name = _DTYPES.get(np.dtype(a.dtype))
+        if name is None:
+            raise TypeError(f"nccl: no NCCL type for dtype {a.dtype}")
+        return a.data.ptr, a.size, getattr(self._nccl, name)
 
     def all_reduce(self, a: Any, op: str) -> None:
         """a = op over ranks of a, in place ("sum", "max" or "min")."""
-        self._check(a)
-        reduce_op = getattr(self._nccl, _OPS[op])
-        self._on_device(
-            self.comm.allReduce, a.data.ptr, a.data.ptr, a.size, self._dtype(a), reduce_op
-        )
+        ptr, size, dtype = self._buffer(a)
+        self._on_device(self.comm.allReduce, ptr, ptr, size, dtype, getattr(self._nccl, _OPS[op]))
 
     def broadcast(self, a: Any, root: int) -> None:
         """a = root's a, in place."""
-        self._check(a)
-        self._on_device(self.comm.bcast, a.data.ptr, a.size, self._dtype(a), root)
+        self._on_device(self.comm.bcast, *self._buffer(a), root)
 
     def all_gather(self, send: Any, recv: Any) -> None:
         """recv (world_size * send.size elements) = every rank's send, in rank order."""
-        self._check(send)
-        self._check(recv)
-        self._on_device(
-            self.comm.allGather, send.data.ptr, recv.data.ptr, send.size, self._dtype(send)
-        )
+        send_ptr, size, dtype = self._buffer(send)
+        self._on_device(self.comm.allGather, send_ptr, self._buffer(recv)[0], size, dtype)
 
     def _on_device(self, collective: Any, *args: Any) -> None:
         """Queue `collective(*args, stream)` on this rank's GPU and its current stream."""
