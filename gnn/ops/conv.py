@@ -13,7 +13,7 @@ windows: max pooling through its own kernels, average pooling through im2col and
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -32,11 +32,8 @@ from gnn.tensor import Tensor
 
 def _pair(value: Any, name: str, op: str, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, each >= minimum, as a 2-tuple (or a ValueError naming the op)."""
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    try:
-        pair = tuple(pair)
-    except TypeError:
-        pair = ()
+    pair = (value, value) if isinstance(value, (int, np.integer)) else value  # (bools: rejected)
+    pair = tuple(pair) if isinstance(pair, Iterable) else ()
     if len(pair) != 2 or any(
         not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum for v in pair
     ):
@@ -52,6 +49,28 @@ def _check_input(op: str, x: Tensor, expected: str) -> None:
         raise ValueError(f"{op}: expected a {expected}, got shape {x.shape}")
     if not is_floating(x.dtype):
         raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
+
+
+def _window(
+    op: str, x: Tensor, kernel: tuple, strides: tuple, pads: tuple, dil: tuple, ceil: bool = False
+) -> Window:
+    """The windows of a convolution or pooling op on x (N, C, H, W), pads (top, bottom, left,
+    right), with PyTorch's output size rule (ceil_mode's included)."""
+    n, c, h, w = x.shape
+    out, far = [], []
+    for size, k, s, near, pad, d in zip((h, w), kernel, strides, pads[::2], pads[1::2], dil):
+        eff = d * (k - 1) + 1  # the dilated kernel's extent
+        o = (size + near + pad - eff + (s - 1 if ceil else 0)) // s + 1
+        if ceil and (o - 1) * s >= size + near:  # the last window must start inside the input
+            o -= 1
+        if o <= 0:  # (in ceil_mode a window may be wider than the padded input, as in PyTorch)
+            raise ValueError(
+                f"{op}: input of spatial size ({h}, {w}) is too small for kernel_size={kernel}, "
+                f"dilation={dil}, padding={pads} (top, bottom, left, right)"
+            )
+        out.append(o)
+        far.append(max(pad, (o - 1) * s + eff - size - near))  # ceil_mode's overhang included
+    return Window(n, c, h, w, *kernel, *strides, *pads[::2], *dil, *out, *far)
 
 
 def _unbatched(op: Callable[..., Tensor]) -> Callable[..., Tensor]:
@@ -71,28 +90,21 @@ def _unbatched(op: Callable[..., Tensor]) -> Callable[..., Tensor]:
 
 class _Steps:
     """The window steps on one geometry: the kernels of kernels/conv.cu where they apply, else
-    their NumPy reference. Columns are (C * kh * kw, M), rows (O, M), images (N, O, oh, ow)."""
+    their NumPy reference. Columns are (C * kh * kw, M), rows (O, M), images (N, O, oh, ow).
+
+    im2col(x), col2im(cols); to_rows(y, need_bias, gbias): y as rows, and their sums (the bias
+    gradient) when need_bias; to_image(y2, bias): rows as an image, plus bias (O,) when not None.
+    (_FlatSteps has the same four.)
+    """
 
     def __init__(self, be: Any, g: Window) -> None:
-        self.be, self.g = be, g
-
-    def im2col(self, x: Any) -> Any:
-        return fconv.im2col(self.be, x, self.g)
-
-    def col2im(self, cols: Any) -> Any:
-        return fconv.col2im(self.be, cols, self.g)
-
-    def to_rows(self, y: Any, need_bias: bool = False, gbias: Any = None) -> tuple[Any, Any]:
-        """y (N, O, oh, ow) as rows, and their sums (the bias gradient) when need_bias."""
-        return fconv.to_rows(self.be, y, need_bias, gbias)
-
-    def to_image(self, y2: Any, bias: Any) -> Any:
-        """Rows (O, M) as an image, plus bias (O,) when not None."""
-        g = self.g
-        return fconv.to_image(self.be, y2, bias, g.n).reshape(g.n, y2.shape[0], g.oh, g.ow)
+        self.im2col = functools.partial(fconv.im2col, be, g=g)
+        self.col2im = functools.partial(fconv.col2im, be, g=g)
+        self.to_rows = functools.partial(fconv.to_rows, be)
+        self.to_image = functools.partial(fconv.to_image, be, n=g.n)  # (N, O, oh * ow)
 
 
-class _FlatSteps(_Steps):
+class _FlatSteps:
     """The CPU's stride-1 layout: a column per padded pixel of the whole batch (M = N * Hp * Wp).
 
     Each kernel tap is then one contiguous run per channel (im2col and col2im copy and add long
@@ -102,8 +114,7 @@ class _FlatSteps(_Steps):
     """
 
     def __init__(self, be: Any, g: Window) -> None:
-        super().__init__(be, g)
-        self.xp, (self.hp, self.wp) = be.xp, g.frame()
+        self.g, self.xp, (self.hp, self.wp) = g, be.xp, g.frame()
         self.size = g.n * self.hp * self.wp
         self.reach = (g.kh - 1) * g.dh * self.wp + (g.kw - 1) * g.dw  # last tap's run's offset
 
@@ -198,7 +209,8 @@ class _Convolution(Function):
 
     def _correlate(self, cols: Any, bias: Any) -> Any:
         """w3 @ columns, as an image (N, rows of w, oh, ow), plus the bias when not None."""
-        return self.steps.to_image(_group_matmul(self.be.xp, self.w3, cols), bias)
+        g, y2 = self.geom, _group_matmul(self.be.xp, self.w3, cols)
+        return self.steps.to_image(y2, bias).reshape(g.n, y2.shape[0], g.oh, g.ow)
 
     def _spread(self, rows: Any) -> Any:
         """w3^T @ grouped rows, summed back onto the windows' image (col2im): the adjoint."""
@@ -328,17 +340,9 @@ def conv2d(
     op = "conv2d"
     _check_conv(op, input, weight, bias, groups, transposed=False)
     strides, dil = _pair(stride, "stride", op, 1), _pair(dilation, "dilation", op, 1)
-    n, c, h, w = input.shape
-    kh, kw = weight.shape[2:]
-    pt, pb, pl, pr = _conv_pads(op, padding, (kh, kw), dil, strides)
-    eh, ew = dil[0] * (kh - 1) + 1, dil[1] * (kw - 1) + 1
-    if h + pt + pb < eh or w + pl + pr < ew:
-        raise ValueError(
-            f"{op}: input of spatial size ({h}, {w}) with padding {(pt, pb, pl, pr)} is smaller "
-            f"than the (dilated) kernel ({eh}, {ew})"
-        )
-    oh, ow = (h + pt + pb - eh) // strides[0] + 1, (w + pl + pr - ew) // strides[1] + 1
-    geom = Window(n, c, h, w, kh, kw, *strides, pt, pl, *dil, oh, ow, pb, pr)
+    kernel = tuple(weight.shape[2:])
+    pads = _conv_pads(op, padding, kernel, dil, strides)
+    geom = _window(op, input, kernel, strides, pads, dil)
     return _convolve(Conv2d, op, input, weight, bias, geom=geom, groups=groups)
 
 
@@ -391,32 +395,19 @@ def _pool_window(
     dilation: Any,
     ceil_mode: bool,
 ) -> Window:
-    """Windows of a pooling op, with PyTorch's output size rule (ceil_mode included)."""
+    """Windows of a pooling op: its arguments checked, and at most half a window of padding."""
     _check_input(op, x, "3-D (C, H, W) or 4-D (N, C, H, W) input")
     kernel = _pair(kernel_size, "kernel_size", op, 1)
     strides = kernel if stride is None or stride == [] else _pair(stride, "stride", op, 1)
     pad = _pair(padding, "padding", op, 0)
     dil = _pair(dilation, "dilation", op, 1)
-    n, c, h, w = x.shape
-    out, bottom = [], []
-    for size, k, s, p, d in zip((h, w), kernel, strides, pad, dil):
-        eff = d * (k - 1) + 1  # (avg pooling has no dilation: there it is the kernel size)
-        if p > eff // 2:
-            raise ValueError(
-                f"{op}: padding should be at most half of the effective kernel size, got "
-                f"padding={pad}, kernel_size={kernel}, dilation={dil}"
-            )
-        o = (size + 2 * p - eff + (s - 1 if ceil_mode else 0)) // s + 1
-        if ceil_mode and (o - 1) * s >= size + p:  # the last window must start inside the input
-            o -= 1
-        if o <= 0:  # (in ceil_mode a window may be wider than the padded input, as in PyTorch)
-            raise ValueError(
-                f"{op}: input of spatial size ({h}, {w}) is too small for kernel_size={kernel}, "
-                f"dilation={dil}, padding={pad}"
-            )
-        out.append(o)
-        bottom.append(max(p, (o - 1) * s + eff - size - p))  # ceil_mode's overhang included
-    return Window(n, c, h, w, *kernel, *strides, *pad, *dil, out[0], out[1], *bottom)
+    # (avg pooling has no dilation: there the kernel size is the effective one)
+    if any(p > (d * (k - 1) + 1) // 2 for p, k, d in zip(pad, kernel, dil)):
+        raise ValueError(
+            f"{op}: padding should be at most half of the effective kernel size, got "
+            f"padding={pad}, kernel_size={kernel}, dilation={dil}"
+        )
+    return _window(op, x, kernel, strides, (pad[0], pad[0], pad[1], pad[1]), dil, ceil_mode)
 
 
 class MaxPool2d(Function):

@@ -50,17 +50,14 @@ class Cell:
 
     xw: Any
     w_rec: Any
+    hs: Any
+    out: Any
     gc: Any = None  # the LSTM's: the gradient reaching c_0 once backward's steps ran
 
     def __init__(self, layer: RecurrentLayer, inp: Inputs) -> None:
         self.be, self.xp, self.x, self.x_rows = layer.be, layer.be.xp, inp.x, layer.x_rows
         self.steps, self.reverse, self.n_h = layer.steps, layer.reverse, inp.w_hh.shape[1]
-        t_len, batch, _ = inp.x.shape
-        self.row_shape = (t_len, batch, inp.w_ih.shape[0])  # (T, B, G*H)
-        if layer.mode in ("LSTM", "GRU"):  # (Elman's h overwrite its input terms)
-            rows = t_len + 1 if layer.mode == "LSTM" else t_len  # the LSTM appends c_n
-            self.out = self.xp.empty((rows, batch, self.n_h), dtype=inp.x.dtype)
-            self.hs = self.out[:t_len]
+        self.row_shape = (*inp.x.shape[:2], inp.w_ih.shape[0])  # (T, B, G*H)
 
     def project(self, w_ih: Any, b_ih: Any, b_hh: Any = None) -> Any:
         """The input terms of all steps, x W_ih^T + b_ih (+ b_hh), in one matmul: (T, B, G*H)."""
@@ -164,6 +161,7 @@ class Gru(Cell):
         self.xw = self.project(inp.w_ih, inp.b_ih)  # b_hh stays inside r * (..)
         self.w_rec = self.xp.ascontiguousarray(inp.w_hh.T)  # as Elman's
         self.b_hh, self.h0 = inp.b_hh, inp.h0
+        self.hs = self.out = self.xp.empty((*self.row_shape[:2], self.n_h), dtype=inp.x.dtype)
         self.hwn = self.xp.empty_like(self.hs)  # W_hn h' + b_hn per step
         # the gates of all steps as views, made once: the steps slice them by time
         self.rz, self.r, self.z, self.n = self.blocks(self.xw)
@@ -223,6 +221,9 @@ class Lstm(Cell):
 
     def __init__(self, layer: RecurrentLayer, inp: Inputs) -> None:
         super().__init__(layer, inp)
+        t_len, batch, _ = self.row_shape
+        self.out = self.xp.empty((t_len + 1, batch, self.n_h), dtype=inp.x.dtype)  # hs, then c_n
+        self.hs = self.out[:t_len]
         self.c0, self.c_buf = inp.c0, self.xp.empty_like(self.hs)
         # c per step, in c_buf but for the last step's, c_n, which goes straight into the output
         self.cs = [self.out[-1] if t == self.steps[-1] else c for t, c in enumerate(self.c_buf)]
@@ -324,9 +325,8 @@ class RecurrentLayer(Function):
         # The caller made h0 (and c0) as zeros: the first step skips its recurrent terms.
         self.zero_state = zero_state
         # the inputs' names in call order: x, h0, [c0], w_ih, w_hh, [b_ih, b_hh]
-        absent = set() if mode == "LSTM" else {"c0"}
-        absent |= set() if has_bias else {"b_ih", "b_hh"}
-        self.names = [name for name in Inputs._fields if name not in absent]
+        present = {"c0": mode == "LSTM", "b_ih": has_bias, "b_hh": has_bias}  # the optional ones
+        self.names = [name for name in Inputs._fields if present.get(name, True)]
 
     def _named(self, values: Any) -> Inputs:
         """The op's inputs (or one value per input) in call order, by name."""
