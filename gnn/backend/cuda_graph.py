@@ -13,12 +13,13 @@ imports no CuPy itself.
 Device-side error checks (CupyBackend.check_ids, the kernels' error flags) are bookkept on the
 host when a kernel is queued; a replay queues nothing from Python, so StreamCapture redoes that
 bookkeeping at each replay: the ids a captured step checks are folded, inside the graph, into a
-maximum of its own, handed to the backend's pending checks after each replay, and reset after a
-check has read it.
+maximum of its own, which each replay hands to the backend's pending checks; once a check has
+read it, the next replay restarts it from the eager steps' checks since then (or from none).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 # cudaStreamCaptureMode: CUDA's values (part of its ABI), by the names torch.cuda.graph takes
@@ -65,7 +66,6 @@ class GraphPool:
     """Device memory for captured work: every block it hands out stays reserved while it lives."""
 
     def __init__(self, backend: Any) -> None:
-        self.backend = backend
         self.blocks: list[Any] = []
         self._pool = backend.xp.get_default_memory_pool()
 
@@ -83,10 +83,9 @@ class StreamCapture:
         self.backend = backend
         self.graph: Any = None
         self._stream: Any = None
-        self._allocating: Any = None
+        self._allocating = contextlib.ExitStack()  # the pool's allocator, current until end()
         self._outer: tuple[dict, bool] = ({}, False)  # the backend's pending checks, kept aside
         self._id_maxima: dict[tuple, Any] = {}  # check_ids key -> the graph's running maximum
-        self._armed: set[tuple] = set()  # keys whose maximum the backend holds (or a check read)
         self._flags = False  # whether the captured kernels can flag errors
 
     def begin(self, pool: GraphPool, mode: str = "relaxed") -> None:
@@ -102,14 +101,10 @@ class StreamCapture:
                 "use `with gnn.cuda.graph(g):`, which picks a side stream, or "
                 "`with gnn.cuda.stream(gnn.cuda.Stream()):` around capture_begin/capture_end"
             )
-        allocating = cuda.using_allocator(pool.malloc)
-        allocating.__enter__()
-        try:
+        with contextlib.ExitStack() as allocating:  # undone at once if the capture cannot start
+            allocating.enter_context(cuda.using_allocator(pool.malloc))
             stream.begin_capture(CAPTURE_MODES[mode])
-        except BaseException:
-            allocating.__exit__(None, None, None)
-            raise
-        self._stream, self._allocating = stream, allocating
+            self._stream, self._allocating = stream, allocating.pop_all()
         be = self.backend  # the capture's own checks start from none
         self._outer = (be._id_checks, be._errors_pending)
         be._id_checks, be._errors_pending = {}, False
@@ -118,24 +113,19 @@ class StreamCapture:
         """Stop capturing; the graph is then ready to replay."""
         if self._stream is None:
             raise RuntimeError("capture_end without capture_begin")
-        stream, allocating = self._stream, self._allocating
-        self._stream = self._allocating = None
+        stream, self._stream = self._stream, None
         be, xp = self.backend, self.backend.xp
         captured, self._flags = be._id_checks, be._errors_pending
         be._id_checks, be._errors_pending = self._outer
-        try:
-            # still capturing: each checked id maximum folds into one that outlives a replay
-            maxima = {key: xp.empty_like(top) for key, top in captured.items()}
-            for key, top in captured.items():
-                xp.maximum(maxima[key], top, out=maxima[key])
-        finally:
+        with self._allocating:  # the pool allocates until the capture has ended, come what may
             try:
-                self.graph = stream.end_capture()
+                # still capturing: each checked id maximum folds into one that outlives a replay
+                maxima = {key: xp.empty_like(top) for key, top in captured.items()}
+                for key, top in captured.items():
+                    xp.maximum(maxima[key], top, out=maxima[key])
             finally:
-                allocating.__exit__(None, None, None)
-        for m in maxima.values():
-            m.fill(0)  # after the capture: the graph's maxima start from "no id seen"
-        self._id_maxima, self._armed = maxima, set()
+                self.graph = stream.end_capture()
+        self._id_maxima = maxima  # set at each replay before it is read (see replay)
 
     def replay(self) -> None:
         """Launch the captured graph on the current stream: all its work, one launch."""
@@ -143,18 +133,15 @@ class StreamCapture:
             raise RuntimeError("replay of a CUDA graph that was not captured (or was reset)")
         be = self.backend
         for key, top in self._id_maxima.items():
-            if be._id_checks.get(key) is None:
-                if key in self._armed:  # read by a check since the last replay: start afresh
+            seen = be._id_checks.get(key)
+            if seen is not top:  # a check read it since the last replay (or none came yet):
+                # restart from what eager steps checked since then, or from "no id seen"
+                if seen is None:
                     top.fill(0)
+                else:
+                    top[...] = seen
                 be._id_checks[key] = top
-                self._armed.add(key)
         with be._cuda_device:
             self.graph.launch(be.xp.cuda.get_current_stream())
-        for key, top in self._id_maxima.items():
-            seen = be._id_checks[key]
-            if seen is not top:  # eager steps checked the same ids since the last check: fold
-                be.xp.maximum(top, seen, out=top)
-                be._id_checks[key] = top
-                self._armed.add(key)
         if self._flags or self._id_maxima:
             be._errors_pending = True
