@@ -26,36 +26,39 @@ class Module:
     # ---- registration --------------------------------------------------------------------------
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if "_parameters" not in self.__dict__:
+        d = self.__dict__
+        if "_parameters" not in d:
             raise AttributeError(
                 f"cannot assign {name!r} before Module.__init__() is called "
                 f"(call super().__init__() first in {type(self).__name__}.__init__)"
             )
-        d = self.__dict__
-        params, buffers, modules = d["_parameters"], d["_buffers"], d["_modules"]
         if isinstance(value, Parameter):
-            buffers.pop(name, None)
-            modules.pop(name, None)
-            d["_non_persistent"].discard(name)  # a parameter is always saved
-            params[name] = value
+            self._put("_parameters", name, value)
         elif isinstance(value, Module):
-            params.pop(name, None)
-            buffers.pop(name, None)
-            modules[name] = value
-        elif name in buffers:
-            buffers[name] = value
-        elif name in params:
+            self._put("_modules", name, value)
+        elif name in d["_buffers"]:
+            self._put("_buffers", name, value)
+        elif name in d["_parameters"]:
             if value is not None:
                 raise TypeError(
                     f"cannot assign {type(value).__name__} to parameter {name!r} "
                     "(wrap it in nn.Parameter, or assign None)"
                 )
-            params[name] = None
-        elif name in modules and value is None:
-            modules[name] = None
+            self._put("_parameters", name, None)
+        elif name in d["_modules"] and value is None:
+            self._put("_modules", name, None)
         else:
             object.__setattr__(self, name, value)
-            return
+
+    def _put(self, store: str, name: str, value: Any) -> None:
+        """Enter value under name in one of the three stores, out of the other two."""
+        d = self.__dict__
+        for other in ("_parameters", "_buffers", "_modules"):
+            if other != store:
+                d[other].pop(name, None)
+        d[store][name] = value  # where it was if it was there: the state dict's order stays
+        if store != "_buffers":
+            d["_non_persistent"].discard(name)  # only a buffer may be left out of state_dict
         # Also kept as a plain attribute, so `self.weight` is found without a failed lookup and
         # __getattr__ (which cost 15x a plain read, and layers read their weights every call).
         # Everything that changes the three stores by name keeps this copy in step.
@@ -81,16 +84,13 @@ class Module:
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         """Add a parameter (None registers an absent one, like a layer built with bias=False)."""
-        if param is None:
-            self._parameters[name] = None
-            self.__dict__[name] = None  # the plain-attribute copy, as __setattr__ keeps
-        else:
-            setattr(self, name, param)
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: {type(param).__name__} is not a Parameter")
+        self._put("_parameters", name, param)
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """Add state that is saved in state_dict() (if persistent) but not trained."""
-        self._buffers[name] = tensor
-        self.__dict__[name] = tensor  # the plain-attribute copy, as __setattr__ keeps
+        self._put("_buffers", name, tensor)
         if persistent:
             self._non_persistent.discard(name)
         else:
