@@ -1,9 +1,9 @@
 """Scaled dot-product attention as one Function: softmax(q k^T * scale + mask) @ v.
 
-The backward goes through the attention weights in one step (dS = P * (dP - rowsum(dP * P)))
-instead of a graph of small ops. Masks follow PyTorch: a boolean mask says which pairs take part
-(True = attend), a float mask is added to the scores; both broadcast over batch and heads.
-"""
+The formula, forward and backward, is gnn/backend/fused/attention.py's (its reference, and its
+kernels on a GPU); here are the public functions, their checks and masks, and the Function. Masks
+follow PyTorch: a boolean mask says which pairs take part (True = attend), a float mask is added
+to the scores; both broadcast over batch and heads."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ class Attention(Function):
 
     Inputs are q, k, v, or one packed tensor whose [0], [1], [2] are q, k, v (the self-attention
     projections, see `_packed`): then the backward writes the three gradients into one buffer
-    laid out as that tensor, instead of three zero-filled copies added together. On a GPU,
-    float32 / float16 with no mask or the causal one and no dropout runs the fused kernels
-    (gnn/backend/fused/attention.py).
+    laid out as that tensor, instead of three zero-filled copies added together. The math is
+    gnn/backend/fused/attention.py: its reference, and on a GPU its kernels where they apply
+    (float32 / float16, no mask or the causal one, no dropout, weights not asked for).
     """
 
     def __init__(
@@ -37,8 +37,7 @@ class Attention(Function):
     ) -> None:
         self.scale, self.mask, self.dropout_p = scale, mask, dropout_p
         self.sink = sink  # a list that receives the attention weights when the caller wants them
-        self.causal = causal  # mask is the causal one: every row sees key 0, no row is all masked
-        self.spec = fused_attention.Spec(scale, causal)  # the fused kernels' settings
+        self.spec = fused_attention.Spec(scale, causal)  # causal: mask is the causal one
 
     def forward(self, *xs: Any) -> Any:
         self.packed = len(xs) == 1
@@ -46,118 +45,32 @@ class Attention(Function):
             qkv = xs[0]
             self.layout = (qkv.shape, qkv.strides, qkv.dtype)
             xs = (qkv[0], qkv[1], qkv[2])
-        self.in_dtypes = tuple(x.dtype for x in xs)
-        self.fused = None
-        if self.be.name == "cuda" and self.dropout_p == 0.0 and self.sink is None:
-            if self.mask is None or self.causal:
-                self.fused = fused_attention.cuda(self.be, xs[0], xs[1], xs[2], self.spec)
-        if self.fused is not None:
-            self.q, self.k, self.v = xs
-            return self.fused.out
-        return self._forward(*xs)
-
-    def _forward(self, q: Any, k: Any, v: Any) -> Any:
-        """The composite: scores, softmax and the product with v as array operations."""
-        xp = self.be.xp
-        # Scores and softmax in float32 at least (float16 inputs are widened).
-        acc = np.float64 if q.dtype == np.float64 else np.float32
-        # A GPU's batched matmul (cuBLAS through the array module) copies every operand that is not
-        # C-contiguous, in every product: there q, k^T and v are made contiguous once here and kept
-        # for the backward, which then works transposed and copies one array (g^T) instead of
-        # seven. NumPy's BLAS takes the strided views as they are, so the CPU keeps them. k^T is
-        # copied with the scale folded in (one pass over (S, E) instead of one over the scores).
-        self.transposed = xp is not np
-        if self.transposed:
-            qa, va = xp.ascontiguousarray(q, dtype=acc), xp.ascontiguousarray(v, dtype=acc)
-        else:
-            qa, va = q.astype(acc, copy=False), v.astype(acc, copy=False)
-        kt = xp.swapaxes(k, -1, -2)
-        kt = xp.multiply(kt, acc(self.scale), out=xp.empty(kt.shape, dtype=acc))
-        s = qa @ kt  # (..., L, S), scaled
-        if self.mask is not None:
-            if np.broadcast_shapes(s.shape, self.mask.shape) == s.shape:
-                s += self.mask
-            else:  # the mask adds batch dims the scores do not have
-                s = s + self.mask
-        m = s.max(axis=-1, keepdims=True)
-        guard = self.mask is not None and not self.causal
-        if guard:
-            # A row with every key masked has max -inf: it gives zero weights (and output), as
-            # PyTorch's scaled_dot_product_attention does, rather than NaN (the row's exp() sum is
-            # 0 below, and 0 / tiny is 0).
-            m = xp.maximum(m, xp.finfo(acc).min)
-        s -= m
-        xp.exp(s, out=s)
-        total = s.sum(axis=-1, keepdims=True)
-        if guard:
-            total = xp.maximum(total, xp.finfo(acc).tiny)  # an unmasked row's sum is >= 1
-        s /= total
-        p = pd = s  # (..., L, S) attention weights, and those after dropout
-        self.keep = None
-        if self.dropout_p > 0.0:
-            keep = self.be.rand(p.shape, acc) >= self.dropout_p
-            self.keep = keep.astype(acc) * acc(1.0 / (1.0 - self.dropout_p))
-            pd = p * self.keep
-        out = pd @ va
-        self.q, self.kt, self.v, self.p, self.pd, self.out = qa, kt, va, p, pd, out
-        if self.sink is not None:
-            self.sink.append(pd)
-        return out.astype(v.dtype, copy=False)
+        self.xs = xs
+        q, k, v = xs
+        keep = None
+        if self.dropout_p > 0.0:  # kept elements of the scores (..., L, S), scaled
+            acc = np.float64 if q.dtype == np.float64 else np.float32
+            mask_shape = () if self.mask is None else self.mask.shape
+            scores = (q.shape[:-1] + k.shape[-2:-1], k.shape[:-2] + (1, 1), mask_shape)
+            shape = np.broadcast_shapes(*scores)
+            keep = (self.be.rand(shape, acc) >= self.dropout_p).astype(acc)
+            keep *= acc(1.0 / (1.0 - self.dropout_p))
+        if self.sink is None:
+            self.saved = fused_attention.forward(self.be, q, k, v, self.spec, self.mask, keep)
+        else:  # the weights are asked for: the reference, which makes them
+            self.saved = fused_attention.reference(self.be.xp, q, k, v, self.spec, self.mask, keep)
+            self.sink.append(self.saved.weights[1])
+        return self.saved.out.astype(v.dtype, copy=False)
 
     def backward(self, gy: Any) -> Any:
         needs = (True, True, True) if self.packed else self.needs_input_grad
         into = _like(self.be.xp, *self.layout) if self.packed else None
         parts = None if into is None else (into[0], into[1], into[2])
-        grads = None
-        if self.fused is not None:
-            grads = fused_attention.cuda_backward(
-                self.be, self.q, self.k, self.v, self.fused, gy, self.spec, parts
-            )
-            if grads is None:  # gy is not float32: the composite, its intermediates made now
-                self._forward(self.q, self.k, self.v)
-        if grads is None:
-            grads = self._backward(gy, needs)
-            for part, g in zip(parts or (), grads):
-                part[...] = g
+        grads = fused_attention.backward(self.be, *self.xs, self.saved, gy, self.spec, parts, needs)
         if self.packed:
             return into
-        return tuple(g if need else None for g, need in zip(grads, needs))
-
-    def _backward(self, gy: Any, needs: tuple) -> Any:
-        """The composite's gradients: dS = P * (dP - delta), where the row sums delta =
-        rowsum(dP * P) = rowsum(g * out) come from (L, E) arrays, not (L, S) ones.
-
-        Where the forward made its operands contiguous (a GPU), the (L, S) arrays are used
-        transposed (dS^T from P^T and dP^T = v g^T), so that every product's operands are
-        C-contiguous and g^T is the one array copied."""
-        xp, t = self.be.xp, self.transposed
-        q, kt, v, p, pd, keep = self.q, self.kt, self.v, self.p, self.pd, self.keep
-        g = gy.astype(p.dtype, copy=False)
-        delta = (g * self.out).sum(axis=-1, keepdims=True)  # (..., L, 1)
-        if t:
-            g, p, delta = xp.ascontiguousarray(_t(g)), _t(p), _t(delta)
-            keep = None if keep is None else _t(keep)
-        gq = gk = gv = None
-        if needs[2]:
-            gv = _t(g @ pd) if t else _t(pd) @ g  # pd^T g
-        if needs[0] or needs[1]:
-            ds = v @ g if t else g @ _t(v)  # dP (or dP^T), then dS
-            if keep is not None:
-                ds *= keep
-            ds -= delta
-            ds *= p
-            if needs[0]:  # dS k * scale: k^T holds the scale already
-                gq = _t(kt @ ds) if t else ds @ _t(kt)
-            if needs[1]:
-                gk = ds @ q if t else _t(ds) @ q  # dS^T q * scale
-                gk *= gk.dtype.type(self.scale)
-        grads = zip((gq, gk, gv), self.in_dtypes)
-        return tuple(None if gr is None else gr.astype(dt, copy=False) for gr, dt in grads)
-
-
-def _t(a: Any) -> Any:
-    """a with its last two dims swapped (a view)."""
-    return a.swapaxes(-1, -2)
+        grads = zip(grads, needs, self.xs)
+        return tuple(g.astype(x.dtype, copy=False) if need else None for g, need, x in grads)
 
 
 def _like(xp: Any, shape: tuple, strides: tuple, dtype: Any) -> Any:

@@ -1,13 +1,12 @@
-"""Scaled dot-product attention, fused: softmax(q k^T * scale [+ causal mask]) v and its gradients.
+"""Scaled dot-product attention, fused: softmax(q k^T * scale + mask) v and its gradients.
 
-The references below are the only Python formula of the fused op; the kernels are
-kernels/attention.cu (float32, and float16 with float32 math): one forward launch that keeps no
-scores matrix and saves each query row's logsumexp, and two backward launches (dq, then dk and dv)
-that recompute the scores from it. The kernels apply to float32 or float16 q, k, v of one batch
-shape, head dim <= 128, no mask or the causal one (query i sees keys 0..i); everything else (float
-masks, dropout, other dtypes) is the unfused composite's, gnn/ops/attention.py. Set
-GNN_FUSED_ATTENTION=0 to turn the kernels off.
-"""
+The reference below is the op's one Python formula, masks and dropout included: it keeps the
+attention weights for its backward. The kernels are kernels/attention.cu (float32, and float16
+with float32 math): one forward launch that keeps no scores matrix and saves each query row's
+logsumexp, and two backward launches (dq, then dk and dv) that recompute the weights from it, as
+`reference_grads` does. They apply to float32 or float16 q, k, v of one batch shape, head dim
+<= 128, no mask or the causal one (query i sees keys 0..i), no dropout; everything else runs the
+reference, on either device. Set GNN_FUSED_ATTENTION=0 to turn the kernels off."""
 
 from __future__ import annotations
 
@@ -49,10 +48,14 @@ class Spec:
 
 @dataclass(frozen=True)
 class Saved:
-    """What the forward keeps for the backward besides q, k, v: the output and row logsumexps."""
+    """What the forward keeps for the backward besides q, k, v: the output and row logsumexps,
+    from which the kernels recompute the weights; the reference keeps what its backward reads."""
 
-    out: Any  # (..., L, D), the inputs' dtype
-    lse: Any  # (..., L) float32 on the kernel path (the reference: the inputs' float dtype)
+    out: Any  # (..., L, D): the inputs' dtype from the kernels, float32 at least from the reference
+    lse: Any  # (..., L): float32 from the kernels, the reference's float dtype from it
+    operands: Any = None  # the reference's q, k^T * scale, v as its products used them
+    weights: Any = None  # the reference's P and P after dropout, (..., L, S)
+    keep: Any = None  # dropout's kept elements, scaled by 1 / (1 - p), or None
 
 
 def enabled() -> bool:
@@ -60,29 +63,74 @@ def enabled() -> bool:
     return os.environ.get("GNN_FUSED_ATTENTION", "1") != "0"
 
 
-def _scores(xp: Any, q: Any, k: Any, spec: Spec) -> Any:
-    """q k^T * scale, with -inf where the causal mask hides a key."""
-    s = (q * q.dtype.type(spec.scale)) @ xp.swapaxes(k, -1, -2)
-    if spec.causal:
-        L, S = s.shape[-2], s.shape[-1]
-        s = xp.where(xp.tri(L, S, dtype=bool), s, s.dtype.type(-np.inf))
-    return s
+def reference(
+    xp: Any, q: Any, k: Any, v: Any, spec: Spec, mask: Any = None, keep: Any = None
+) -> Saved:
+    """out = (softmax(q k^T * scale + mask) * keep) v and lse = log(sum(exp(scores))) per row.
 
-
-def reference(xp: Any, q: Any, k: Any, v: Any, spec: Spec) -> Saved:
-    """out = softmax(scores) v and lse = log(sum(exp(scores))) per query row."""
-    s = _scores(xp, q, k, spec)
+    mask: additive, broadcast to the scores (the causal one is made here when spec.causal and
+    none is given); keep: dropout's scaled keep mask of the scores' shape, or None.
+    """
+    acc = np.float64 if q.dtype == np.float64 else np.float32  # float16 is widened
+    # A GPU's batched matmul (cuBLAS through the array module) copies every operand that is not
+    # C-contiguous, in every product: there q, k^T and v are made contiguous once here and kept
+    # for the backward, which then works transposed and copies one array (g^T) instead of
+    # seven. NumPy's BLAS takes the strided views as they are, so the CPU keeps them. k^T is
+    # copied with the scale folded in (one pass over (S, E) instead of one over the scores).
+    if xp is not np:
+        qa, va = xp.ascontiguousarray(q, dtype=acc), xp.ascontiguousarray(v, dtype=acc)
+    else:
+        qa, va = q.astype(acc, copy=False), v.astype(acc, copy=False)
+    kt = xp.swapaxes(k, -1, -2)
+    kt = xp.multiply(kt, acc(spec.scale), out=xp.empty(kt.shape, dtype=acc))
+    s = qa @ kt  # (..., L, S), scaled
+    if mask is None and spec.causal:
+        mask = xp.where(xp.tri(s.shape[-2], s.shape[-1], dtype=bool), acc(0), acc(-np.inf))
+    if mask is not None:
+        if np.broadcast_shapes(s.shape, mask.shape) == s.shape:
+            s += mask
+        else:  # the mask adds batch dims the scores do not have
+            s = s + mask
     m = s.max(axis=-1, keepdims=True)
-    lse = m + xp.log(xp.exp(s - m).sum(axis=-1, keepdims=True))
-    out = xp.exp(s - lse) @ v
-    return Saved(out, lse[..., 0])
+    guard = mask is not None and not spec.causal
+    if guard:
+        # A row with every key masked has max -inf: it gives zero weights (and output), as
+        # PyTorch's scaled_dot_product_attention does, rather than NaN (the row's exp() sum is
+        # 0 below, and 0 / tiny is 0). A causal row always sees key 0.
+        m = xp.maximum(m, xp.finfo(acc).min)
+    s -= m
+    xp.exp(s, out=s)
+    total = s.sum(axis=-1, keepdims=True)
+    if guard:
+        total = xp.maximum(total, xp.finfo(acc).tiny)  # an unmasked row's sum is >= 1
+    s /= total
+    pd = s if keep is None else s * keep  # the weights, and those after dropout
+    lse = m[..., 0] + xp.log(total[..., 0])
+    return Saved(pd @ va, lse, (qa, kt, va), (s, pd), keep)
 
 
 def reference_backward(
-    xp: Any, q: Any, k: Any, v: Any, saved: Saved, gout: Any, spec: Spec
-) -> tuple[Any, Any, Any]:
-    """(gq, gk, gv), the weights recomputed from the saved logsumexp."""
-    return reference_grads(xp, q, k, v, saved.lse, reference_delta(saved.out, gout), gout, spec)
+    xp: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    saved: Saved,
+    gout: Any,
+    spec: Spec,
+    into: tuple | None = None,
+    needs: tuple = (True, True, True),
+) -> tuple:
+    """(gq, gk, gv), float32 at least, None where `needs` says so; `into`: three views to fill.
+
+    After the kernels' forward (no weights saved) the reference forward runs again first."""
+    if saved.weights is None:
+        saved = reference(xp, q, k, v, spec)
+    g = gout.astype(saved.out.dtype, copy=False)
+    delta = reference_delta(saved.out, g)[..., None]
+    grads = _grads(xp, saved, delta, g, spec.scale, needs)
+    for part, gr in zip(into or (), grads):
+        part[...] = gr
+    return grads
 
 
 def reference_delta(out: Any, gout: Any) -> Any:
@@ -93,11 +141,47 @@ def reference_delta(out: Any, gout: Any) -> Any:
 def reference_grads(
     xp: Any, q: Any, k: Any, v: Any, lse: Any, delta: Any, gout: Any, spec: Spec
 ) -> tuple[Any, Any, Any]:
-    """(gq, gk, gv) from the row logsumexps and deltas: dS = P (dP - delta) * scale."""
-    p = xp.exp(_scores(xp, q, k, spec) - lse[..., None])  # masked keys: exp(-inf) = 0
-    ds = p * (gout @ xp.swapaxes(v, -1, -2) - delta[..., None])
-    ds *= ds.dtype.type(spec.scale)
-    return ds @ k, xp.swapaxes(ds, -1, -2) @ q, xp.swapaxes(p, -1, -2) @ gout
+    """(gq, gk, gv) as the kernels make them: the weights recomputed from the row logsumexps."""
+    kt = xp.swapaxes(k, -1, -2) * q.dtype.type(spec.scale)
+    s = q @ kt
+    if spec.causal:
+        s = xp.where(xp.tri(s.shape[-2], s.shape[-1], dtype=bool), s, s.dtype.type(-np.inf))
+    p = xp.exp(s - lse[..., None])  # masked keys: exp(-inf) = 0
+    saved = Saved(None, lse, (q, kt, v), (p, p))
+    return _grads(xp, saved, delta[..., None], gout, spec.scale, (True, True, True))
+
+
+def _grads(xp: Any, saved: Saved, delta: Any, g: Any, scale: float, needs: tuple) -> tuple:
+    """(gq, gk, gv) from the weights: dS = P * (dP - delta), where the row sums delta =
+    rowsum(dP * P) = rowsum(g * out) come from (L, E) arrays, not (L, S) ones.
+
+    On a GPU (where the forward made its operands contiguous) the (L, S) arrays are used
+    transposed (dS^T from P^T and dP^T = v g^T), so that every product's operands are
+    C-contiguous and g^T is the one array copied."""
+    (q, kt, v), (p, pd), keep, t = saved.operands, saved.weights, saved.keep, xp is not np
+    if t:
+        g, p, delta = xp.ascontiguousarray(_t(g)), _t(p), _t(delta)
+        keep = None if keep is None else _t(keep)
+    gq = gk = gv = None
+    if needs[2]:
+        gv = _t(g @ pd) if t else _t(pd) @ g  # pd^T g
+    if needs[0] or needs[1]:
+        ds = v @ g if t else g @ _t(v)  # dP (or dP^T), then dS
+        if keep is not None:
+            ds *= keep
+        ds -= delta
+        ds *= p
+        if needs[0]:  # dS k * scale: k^T holds the scale already
+            gq = _t(kt @ ds) if t else ds @ _t(kt)
+        if needs[1]:
+            gk = ds @ q if t else _t(ds) @ q  # dS^T q * scale
+            gk *= gk.dtype.type(scale)
+    return gq, gk, gv
+
+
+def _t(a: Any) -> Any:
+    """a with its last two dims swapped (a view)."""
+    return a.swapaxes(-1, -2)
 
 
 # ---- the kernels ---------------------------------------------------------------------------------
@@ -157,8 +241,13 @@ def _launch_shape(rows: int, groups: int) -> tuple[int, int]:
     return max(1, min(blocks, 2**31 - 1)), 32 * warps
 
 
-def cuda(be: Any, q: Any, k: Any, v: Any, spec: Spec) -> Saved | None:
-    """The forward kernel where it applies, else None. A 4-D output is laid out (B, L, H, D)."""
+def cuda(
+    be: Any, q: Any, k: Any, v: Any, spec: Spec, mask: Any = None, keep: Any = None
+) -> Saved | None:
+    """The forward kernel where it applies (no mask but the causal one, no dropout), else None.
+    A 4-D output is laid out (B, L, H, D)."""
+    if keep is not None or (mask is not None and not spec.causal):
+        return None
     if not (enabled() and applies(q, k, v)):
         return None
     xp = be.xp
@@ -200,10 +289,19 @@ def _sizes(H: int, BH: int, L: int, S: int, D: int, spec: Spec) -> tuple:
 
 
 def cuda_backward(
-    be: Any, q: Any, k: Any, v: Any, saved: Saved, gout: Any, spec: Spec, into: tuple | None = None
+    be: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    saved: Saved,
+    gout: Any,
+    spec: Spec,
+    into: tuple | None = None,
+    needs: tuple = (True, True, True),
 ) -> tuple[Any, Any, Any] | None:
-    """(gq, gk, gv) from the two backward kernels, else None; `into`: three views to fill."""
-    if not (enabled() and applies(q, k, v) and gout.dtype == q.dtype):
+    """(gq, gk, gv) from the two backward kernels (all three, whatever `needs` says) after the
+    kernels' forward, else None; `into`: three views to fill."""
+    if saved.weights is not None or not (enabled() and applies(q, k, v) and gout.dtype == q.dtype):
         return None
     sfx = KERNEL_DTYPES[q.dtype]
     xp = be.xp
