@@ -66,9 +66,7 @@ def norm_dims(dim: Any, ndim: int, op: str) -> tuple[int, ...] | None:
         return None
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
     axes = tuple(norm_dim(d, ndim, op) for d in dims)
-    if ndim == 0:  # a 0-d tensor takes dim 0 or -1 (as in PyTorch) but has no axis to name
-        return None
-    return axes
+    return axes if ndim else None  # a 0-d tensor takes dim 0 or -1 but has no axis to name
 
 
 def check_broadcast(op: str, a: Any, b: Any) -> None:

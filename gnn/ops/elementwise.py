@@ -16,7 +16,7 @@ from gnn.backend.fused import gelu as fused_gelu
 from gnn.backend.fused import relu as fused_relu
 from gnn.backend.fused import sigmoid as fused_sigmoid
 from gnn.ops._util import as_tensor, cast_exact, check_broadcast, pair
-from gnn.ops.registry import register
+from gnn.ops.registry import Fn, register
 from gnn.tensor import Tensor
 
 Formula = Callable[..., Any]  # a forward or gradient formula on arrays: pointwise, binary say which
@@ -51,14 +51,19 @@ def _update(x: Tensor, what: str, ufunc: str, other: Any) -> Tensor:
     return x
 
 
+def _scaled(other: Any, alpha: Any) -> Any:
+    """alpha * other, for add's and sub's alpha (other itself when alpha is 1)."""
+    return other if alpha == 1 else other * alpha
+
+
 def add_(x: Tensor, other: Any, alpha: Any = 1) -> Tensor:
     """x += alpha * other, in place (under gnn.no_grad() for tensors that need grad)."""
-    return _update(x, "add_", "add", other if alpha == 1 else other * alpha)
+    return _update(x, "add_", "add", _scaled(other, alpha))
 
 
 def sub_(x: Tensor, other: Any, alpha: Any = 1) -> Tensor:
     """x -= alpha * other, in place."""
-    return _update(x, "sub_", "subtract", other if alpha == 1 else other * alpha)
+    return _update(x, "sub_", "subtract", _scaled(other, alpha))
 
 
 def mul_(x: Tensor, other: Any) -> Tensor:
@@ -108,52 +113,40 @@ Pow = binary(
 )
 
 
-@register(
-    method=True, operators=("__add__",), reflected="__radd__", tensor={"add_": add_}, top=True
-)
+def _arithmetic(inplace: Callable[..., Tensor], *aliases: str) -> Callable[[Fn], Fn]:
+    """register for an arithmetic op: Tensor.<op>, its in-place form, its operator and the
+    reflected one (`__truediv__` and `__rtruediv__` for div), gnn.<op>, and `aliases`."""
+    name = inplace.__name__.rstrip("_")
+    dunder = "truediv" if name == "div" else name
+    return register(
+        method=True,
+        operators=(f"__{dunder}__",),
+        reflected=f"__r{dunder}__",
+        tensor={inplace.__name__: inplace},
+        aliases=aliases,
+        top=True,
+    )
+
+
+@_arithmetic(add_)
 def add(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     """input + alpha * other with broadcasting."""
-    if alpha != 1:
-        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
-    return _binary(Add, "add", input, other)
+    return _binary(Add, "add", input, _scaled(other, alpha))
 
 
-@register(
-    method=True,
-    operators=("__sub__",),
-    reflected="__rsub__",
-    tensor={"sub_": sub_},
-    top=True,
-    aliases=("subtract",),
-)
+@_arithmetic(sub_, "subtract")
 def sub(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     """input - alpha * other with broadcasting."""
-    if alpha != 1:
-        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
-    return _binary(Sub, "sub", input, other)
+    return _binary(Sub, "sub", input, _scaled(other, alpha))
 
 
-@register(
-    method=True,
-    operators=("__mul__",),
-    reflected="__rmul__",
-    tensor={"mul_": mul_},
-    top=True,
-    aliases=("multiply",),
-)
+@_arithmetic(mul_, "multiply")
 def mul(input: Any, other: Any) -> Tensor:
     """input * other with broadcasting."""
     return _binary(Mul, "mul", input, other)
 
 
-@register(
-    method=True,
-    operators=("__truediv__",),
-    reflected="__rtruediv__",
-    tensor={"div_": div_},
-    top=True,
-    aliases=("divide", "true_divide"),
-)
+@_arithmetic(div_, "divide", "true_divide")
 def div(input: Any, other: Any, rounding_mode: str | None = None) -> Tensor:
     """input / other with broadcasting; true division (integers divide into the default float).
 

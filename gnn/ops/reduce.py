@@ -99,19 +99,23 @@ class MaxMin(Reduction):
         return mask * (gy.reshape(count.shape) / count)
 
 
+def _arg(x: Tensor, d: int | None, keepdim: bool, take_max: bool) -> Tensor:
+    """Where x's largest (or smallest) entries are along dim d (None: over all); no gradient."""
+    arg = x.array.argmax if take_max else x.array.argmin
+    # a 0-d x (dim 0 or -1) is its own element, at index 0; NumPy's 0-d results are scalars
+    indices = arg() if d is None or x.ndim == 0 else arg(axis=d, keepdims=keepdim)
+    return Tensor._make(x._be.xp.asarray(indices), x._be, False)
+
+
 def _extreme(name: str, take_max: bool, doc: str) -> Callable[..., Any]:
     def op(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
         d = None if dim is None else norm_dim(dim, x.ndim, name)
         if x.array.size == 0 and (d is None or x.shape[d] == 0):
             where = "an empty tensor" if d is None else f"dim {dim} of size 0"
             raise RuntimeError(f"{name}: cannot reduce {where} (shape {x.shape})")
-        if dim is None:
-            return MaxMin.apply(x, axes=None, keepdim=False, take_max=take_max)
-        # dim 0 or -1 of a 0-d tensor: the element itself, at index 0
-        values = MaxMin.apply(x, axes=(d,) if x.ndim else None, keepdim=keepdim, take_max=take_max)
-        arg = x.array.argmax if take_max else x.array.argmin
-        indices = arg(axis=d, keepdims=keepdim) if x.ndim else x._be.xp.zeros((), dtype="int64")
-        return MaxResult(values, Tensor._make(indices, x._be, False))
+        axes = (d,) if d is not None and x.ndim else None
+        values = MaxMin.apply(x, axes=axes, keepdim=keepdim and d is not None, take_max=take_max)
+        return values if d is None else MaxResult(values, _arg(x, d, keepdim, take_max))
 
     return register(name=name, doc=doc, method=True, top=True)(op)
 
@@ -122,10 +126,7 @@ min = _extreme("min", False, "Smallest value; with `dim`, a (values, indices) pa
 
 def _index_of(name: str, take_max: bool, doc: str) -> Callable[..., Tensor]:
     def op(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        arg = x.array.argmax if take_max else x.array.argmin
-        if dim is None:
-            return Tensor._make(x._be.xp.asarray(arg()), x._be, False)
-        return Tensor._make(arg(axis=norm_dim(dim, x.ndim, name), keepdims=keepdim), x._be, False)
+        return _arg(x, None if dim is None else norm_dim(dim, x.ndim, name), keepdim, take_max)
 
     return register(name=name, doc=doc, method=True, top=True)(op)
 

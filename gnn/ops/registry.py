@@ -61,14 +61,14 @@ def register(
     def decorate(fn: Fn) -> Fn:
         op = Op(name or fn.__name__, fn, aliases, dict(tensor or {}), top)
         if doc is not None:
-            fn.__name__ = fn.__qualname__ = op.name
+            _named(fn, op.name)
             fn.__doc__ = doc
         if method:
             impl = _sizes_method(fn, op.name) if sizes else fn if method is True else method
             op.tensor.update({spelling: impl for spelling in op.names})
         op.tensor.update({operator: fn for operator in operators})
-        if reflected:
-            op.tensor[reflected] = _reflected(fn, reflected)
+        if reflected:  # `2 - t` calls t.__rsub__(2), which is sub(2, t)
+            op.tensor[reflected] = _named(lambda self, other: fn(other, self), reflected)
         clash = [n for n in op.names if any(n in o.names for o in OPS.values())]
         # Tensor's own attributes (tensor.py) and those of the ops registered so far are taken
         clash += [a for a in op.tensor if a in vars(Tensor)]
@@ -82,24 +82,19 @@ def register(
     return decorate
 
 
+def _named(fn: Fn, name: str) -> Fn:
+    """fn, named `name` (a function made here or by an op module's factory)."""
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
 def _sizes_method(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     """The Tensor method of an op taking a tuple of sizes, which also takes them one by one."""
 
     def method(x: Tensor, *sizes: Any) -> Any:
         return fn(x, shape_args(sizes))
 
-    method.__name__ = method.__qualname__ = name
-    return method
-
-
-def _reflected(fn: Callable[..., Any], name: str) -> Callable[[Any, Any], Any]:
-    """The reflected operator of a binary op: `2 - t` calls t.__rsub__(2), which is sub(2, t)."""
-
-    def operator(self: Any, other: Any) -> Any:
-        return fn(other, self)
-
-    operator.__name__ = operator.__qualname__ = name
-    return operator
+    return _named(method, name)
 
 
 def functions() -> dict[str, Callable[..., Any]]:
