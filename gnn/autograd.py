@@ -238,10 +238,10 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             fn.__dict__.clear()  # drop saved arrays now, not when the graph is collected
 
 
-def _grad_out(inputs: tuple, needs: tuple) -> tuple | None:
+def _grad_out(inputs: tuple, needs: tuple) -> tuple:
     """The gradient homes of a Function's inputs that may take a gradient now: leaves that need
     one, have a home, no gradient yet and no earlier .grad Tensor still held; each leaf once."""
-    out: list | None = None
+    out: list = [None] * len(inputs)
     for i, t in enumerate(inputs):
         if not needs[i] or t._creator is not None or t.grad is not None:
             continue
@@ -250,10 +250,8 @@ def _grad_out(inputs: tuple, needs: tuple) -> tuple | None:
             continue
         if any(u is t for u in inputs[:i]):
             continue
-        if out is None:
-            out = [None] * len(inputs)
         out[i] = entry[0]
-    return None if out is None else tuple(out)
+    return tuple(out)
 
 
 def _repeats(gxs: Any) -> bool:

@@ -60,13 +60,12 @@ def parse_dtype(dtype: Any) -> np.dtype:
         dt = np.dtype(dtype)  # also NumPy's names ("uint8", "f4") for storage dtypes
     except TypeError:
         raise TypeError(f"unknown dtype {dtype!r}; known: {', '.join(sorted(_BY_NAME))}") from None
-    if dt not in SUPPORTED:
-        # Other NumPy dtypes (uint8, int16, ...) are accepted as storage; math promotes them.
-        if dt.kind not in "biuf" and not is_bfloat16(dt):  # ml_dtypes.bfloat16 given as a type
-            raise TypeError(
-                f"unsupported dtype {dt}; gnn supports bool, integer and floating dtypes "
-                "(float16, bfloat16, float32, float64)"
-            )
+    # Other NumPy dtypes (uint8, int16, ...) are accepted as storage; math promotes them.
+    if dt.kind not in "biuf" and not is_bfloat16(dt):  # ml_dtypes.bfloat16 given as a type
+        raise TypeError(
+            f"unsupported dtype {dt}; gnn supports bool, integer and floating dtypes "
+            "(float16, bfloat16, float32, float64)"
+        )
     return dt
 
 
@@ -74,8 +73,3 @@ def is_floating(dtype: Any) -> bool:
     """True for float16/32/64 and bfloat16 (whose NumPy kind is "V", not "f")."""
     dt = np.dtype(dtype)
     return dt.kind == "f" or is_bfloat16(dt)
-
-
-def compute_dtype(dtype: Any) -> np.dtype:
-    """The dtype the CPU computes a low-precision dtype in: float32 for bfloat16, else itself."""
-    return float32 if is_bfloat16(dtype) else np.dtype(dtype)
