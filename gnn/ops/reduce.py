@@ -15,7 +15,7 @@ from gnn.dtypes import is_floating
 from gnn.ops._util import norm_dim, norm_dims
 from gnn.ops.autocast import cast_inputs
 from gnn.ops.registry import register
-from gnn.ops.shape import reshape
+from gnn.ops.shape import AlongAxis, reshape
 from gnn.tensor import Tensor
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
@@ -153,13 +153,6 @@ def std(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True
 
 
 # ---- softmax family ------------------------------------------------------------------------------
-
-
-class AlongAxis(Function):
-    """A Function along one axis of its input (softmax, log_softmax, cumsum)."""
-
-    def __init__(self, axis: int) -> None:
-        self.axis = axis
 
 
 def _along(fn: type[AlongAxis], op: str, x: Tensor, dim: int) -> Tensor:

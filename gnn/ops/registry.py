@@ -9,7 +9,7 @@ set on the class here, by `register`, and nowhere else: tensor.py holds only wha
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gnn.tensor import Tensor, shape_args
@@ -23,13 +23,9 @@ class Op:
 
     name: str
     fn: Callable[..., Any]
-    aliases: tuple[str, ...] = ()
-    tensor: dict[str, Any] = field(default_factory=dict)  # Tensor attribute -> its value
-    top: bool = False  # gnn.<name> and gnn.<alias>
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return (self.name, *self.aliases)
+    names: tuple[str, ...]  # the name, then its aliases: gnn.functional's names for fn
+    tensor: dict[str, Any]  # Tensor attribute -> its value
+    top: bool  # gnn.<name> and gnn.<alias>
 
 
 OPS: dict[str, Op] = {}
@@ -59,7 +55,8 @@ def register(
     """
 
     def decorate(fn: Fn) -> Fn:
-        op = Op(name or fn.__name__, fn, aliases, dict(tensor or {}), top)
+        op_name = name or fn.__name__
+        op = Op(op_name, fn, (op_name, *aliases), dict(tensor or {}), top)
         if doc is not None:
             _named(fn, op.name)
             fn.__doc__ = doc

@@ -191,10 +191,14 @@ def getitem(x: Tensor, index: Any) -> Tensor:
 # ---- joining -------------------------------------------------------------------------------------
 
 
-class Cat(Function):
+class AlongAxis(Function):
+    """A Function along one axis of its inputs (cat, stack; softmax, log_softmax, cumsum)."""
+
     def __init__(self, axis: int) -> None:
         self.axis = axis
 
+
+class Cat(AlongAxis):
     def forward(self, *xs: Any) -> Any:
         self.sizes = [x.shape[self.axis] for x in xs]
         return self.be.xp.concatenate(xs, axis=self.axis)
@@ -234,10 +238,7 @@ def concatenate(tensors: Any, axis: int = 0) -> Tensor:
     return cat(tensors, axis)
 
 
-class Stack(Function):
-    def __init__(self, axis: int) -> None:
-        self.axis = axis
-
+class Stack(AlongAxis):
     def forward(self, *xs: Any) -> Any:
         return self.be.xp.stack(xs, axis=self.axis)
 
