@@ -9,14 +9,12 @@ import numpy as np
 from gnn import config
 from gnn.backend import get_backend
 from gnn.dtypes import is_floating, parse_dtype
-from gnn.tensor import Tensor
+from gnn.tensor import Tensor, shape_args
 
 
 def _shape(size: tuple) -> tuple[int, ...]:
     """The shape from `*size` arguments: zeros(2, 3) and zeros((2, 3)) alike."""
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    shape = tuple(int(s) for s in size)
+    shape = tuple(int(s) for s in shape_args(size))
     if any(s < 0 for s in shape):
         raise ValueError(f"negative dimension in shape {shape}")
     return shape
@@ -40,10 +38,10 @@ def _new(arr: Any, be: Any, requires_grad: bool) -> Tensor:
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of `data` (lists, scalars, NumPy/CuPy arrays or Tensors)."""
-    t = Tensor(data, dtype=dtype, device=device, requires_grad=False)
+    t = Tensor(data, dtype, device, requires_grad)
     if t.array is data:  # a NumPy or CuPy array already of the right dtype and device
         t.array = data.copy()  # tensor() copies, as torch.tensor does; from_numpy shares
-    return t.requires_grad_(True) if requires_grad else t
+    return t
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
