@@ -112,17 +112,16 @@ def get_backend(device: Any = None) -> Backend:
     if dev.type == "cpu":
         return _cpu_backend
     index = dev.index or 0
-    be = _cuda_backends.get(index)
-    if be is None:
+    if index not in _cuda_backends:
         if importlib.util.find_spec("cupy") is None:
             raise RuntimeError(
                 f"device {str(dev)!r} needs CuPy, which is not installed; " + CUDA_INSTALL_HINT
             )
         from gnn.backend.cuda import CupyBackend
 
-        be = CupyBackend(index)  # raises a clear error without CuPy or without such a GPU
-        _cuda_backends[index] = be
-    return be
+        # raises a clear error where CuPy cannot load or there is no such GPU
+        _cuda_backends[index] = CupyBackend(index)
+    return _cuda_backends[index]
 
 
 def _check_device(device: Any) -> str:
@@ -135,8 +134,6 @@ config.check_device = _check_device
 
 def cuda_available() -> bool:
     """True when CuPy is installed and sees at least one CUDA device."""
-    if importlib.util.find_spec("cupy") is None:
-        return False
-    from gnn.backend.cuda import device_count
+    from gnn.backend.cuda import device_count  # which imports CuPy only where it is installed
 
-    return device_count() > 0
+    return importlib.util.find_spec("cupy") is not None and device_count() > 0

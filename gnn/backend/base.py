@@ -56,10 +56,8 @@ class Backend(ABC):
         return f"{type(self).__name__}({self.device})"
 
     # One backend object per device: copies of tensors and modules share it (copy.deepcopy of a
-    # model must not try to copy the array module), and unpickling finds it again by device.
-    def __deepcopy__(self, memo: dict) -> Backend:
-        return self
-
+    # model must not try to copy the array module), and unpickling finds it again by device;
+    # copy and deepcopy use this too, and get_backend returns the one object.
     def __reduce__(self) -> tuple:
         from gnn.backend import get_backend
 
@@ -121,6 +119,8 @@ class Backend(ABC):
     def _read_only(self, a: Any) -> Any:
         """`a`, marked read-only where the library can (NumPy: so a write to a shared array
         raises in the CPU suite; CuPy has no such flag)."""
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
         return a
 
     # ---- random numbers: one generator per device, re-seeded by gnn.manual_seed --------------

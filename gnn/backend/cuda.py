@@ -57,8 +57,9 @@ class CupyBackend(KernelBackend):
         self._cuda_device = cupy.cuda.Device(index)
         self._modules: dict[str, Any] = {}
         self._functions: dict[tuple[str, str], Any] = {}
-        self._sm_count = 0
-        self._dummy: Any = None  # stands in for optional pointer arguments the kernel will not read
+        self._sm_count = int(self._cuda_device.attributes["MultiProcessorCount"])
+        with self._cuda_device:  # stands in for optional pointer arguments a kernel will not read
+            self._dummy = cupy.zeros((1,), dtype=np.float32)
         self._errors: Any = None  # int64[ERROR_SLOTS] on this GPU, made on first use
         self._errors_pending = False  # a flagging kernel ran since the last check_errors()
         self._scalars: dict[tuple, Any] = {}  # see scalar()
@@ -108,8 +109,7 @@ class CupyBackend(KernelBackend):
         if a is None:
             if len(self._scalars) >= _SCALAR_CACHE_SIZE:
                 self._scalars.clear()  # many distinct numbers (a schedule): start afresh
-            with self._cuda_device:
-                a = self.xp.asarray(value, dtype=dtype)
+            a = self.asarray(value, dtype)
             self._scalars[key] = a
         return a
 
@@ -156,13 +156,9 @@ class CupyBackend(KernelBackend):
             self.check_errors()
 
     def _sms(self) -> int:
-        if not self._sm_count:
-            self._sm_count = int(self._cuda_device.attributes["MultiProcessorCount"])
         return self._sm_count
 
     def _dummy_f32(self) -> Any:
-        if self._dummy is None:
-            self._dummy = self.xp.zeros((1,), dtype=np.float32)
         return self._dummy
 
     def _error_slots(self) -> Any:
@@ -198,10 +194,9 @@ class CupyBackend(KernelBackend):
         """
         self.synchronize()  # also surfaces asynchronous CUDA errors of earlier launches
         self._errors_pending = False
-        error = self._id_error()
-        label_error = self._label_error()
-        if error or label_error:
-            raise error or label_error
+        id_error, label_error = self._id_error(), self._label_error()  # both clear their flags
+        if id_error or label_error:
+            raise id_error or label_error
 
     def _id_error(self) -> IndexError | None:
         """The first out-of-range id flagged by check_ids since the last check (all cleared)."""

@@ -92,9 +92,7 @@ class StreamCapture:
         """Start capturing the current stream; new device memory comes from `pool` until end()."""
         if mode not in CAPTURE_MODES:
             raise ValueError(f"capture_error_mode: one of {list(CAPTURE_MODES)}, not {mode!r}")
-        cuda = self.backend.xp.cuda
-        with self.backend._cuda_device:
-            stream = cuda.get_current_stream()
+        stream = current_stream(self.backend).raw
         if stream.ptr == 0:
             raise RuntimeError(
                 "CUDA graphs must be captured on a stream other than the default (legacy) one: "
@@ -102,7 +100,7 @@ class StreamCapture:
                 "`with gnn.cuda.stream(gnn.cuda.Stream()):` around capture_begin/capture_end"
             )
         with contextlib.ExitStack() as allocating:  # undone at once if the capture cannot start
-            allocating.enter_context(cuda.using_allocator(pool.malloc))
+            allocating.enter_context(self.backend.xp.cuda.using_allocator(pool.malloc))
             stream.begin_capture(CAPTURE_MODES[mode])
             self._stream, self._allocating = stream, allocating.pop_all()
         be = self.backend  # the capture's own checks start from none

@@ -53,10 +53,6 @@ class NumpyBackend(Backend):
         a.flags.writeable = False
         return a
 
-    def _read_only(self, a: Any) -> Any:
-        a.flags.writeable = False
-        return a
-
     # ---- random numbers ------------------------------------------------------------------------
 
     def _new_generator(self, seed: int | None) -> Any:
