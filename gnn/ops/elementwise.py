@@ -51,19 +51,14 @@ def _update(x: Tensor, what: str, ufunc: str, other: Any) -> Tensor:
     return x
 
 
-def _scaled(other: Any, alpha: Any) -> Any:
-    """alpha * other, for add's and sub's alpha (other itself when alpha is 1)."""
-    return other if alpha == 1 else other * alpha
-
-
 def add_(x: Tensor, other: Any, alpha: Any = 1) -> Tensor:
     """x += alpha * other, in place (under gnn.no_grad() for tensors that need grad)."""
-    return _update(x, "add_", "add", _scaled(other, alpha))
+    return _update(x, "add_", "add", other if alpha == 1 else other * alpha)
 
 
 def sub_(x: Tensor, other: Any, alpha: Any = 1) -> Tensor:
     """x -= alpha * other, in place."""
-    return _update(x, "sub_", "subtract", _scaled(other, alpha))
+    return _update(x, "sub_", "subtract", other if alpha == 1 else other * alpha)
 
 
 def mul_(x: Tensor, other: Any) -> Tensor:
@@ -131,13 +126,17 @@ def _arithmetic(inplace: Callable[..., Tensor], *aliases: str) -> Callable[[Fn],
 @_arithmetic(add_)
 def add(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     """input + alpha * other with broadcasting."""
-    return _binary(Add, "add", input, _scaled(other, alpha))
+    if alpha != 1:
+        other = other * alpha  # a Tensor other: mul(other, alpha), in the graph
+    return _binary(Add, "add", input, other)
 
 
 @_arithmetic(sub_, "subtract")
 def sub(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     """input - alpha * other with broadcasting."""
-    return _binary(Sub, "sub", input, _scaled(other, alpha))
+    if alpha != 1:
+        other = other * alpha
+    return _binary(Sub, "sub", input, other)
 
 
 @_arithmetic(mul_, "multiply")

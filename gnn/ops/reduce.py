@@ -23,9 +23,7 @@ MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 def _kept(shape: tuple, axes: tuple | None) -> tuple:
     """`shape` reduced over `axes` (None: all) with keepdim=True: those axes of size 1."""
-    if axes is None:
-        return (1,) * len(shape)
-    return tuple(1 if k in axes else n for k, n in enumerate(shape))
+    return tuple(1 if axes is None or k in axes else n for k, n in enumerate(shape))
 
 
 def _squeezed(y: Any, axes: tuple | None, keepdim: bool) -> Any:
@@ -102,9 +100,9 @@ class MaxMin(Reduction):
 def _arg(x: Tensor, d: int | None, keepdim: bool, take_max: bool) -> Tensor:
     """Where x's largest (or smallest) entries are along dim d (None: over all); no gradient."""
     arg = x.array.argmax if take_max else x.array.argmin
-    # a 0-d x (dim 0 or -1) is its own element, at index 0; NumPy's 0-d results are scalars
-    indices = arg() if d is None or x.ndim == 0 else arg(axis=d, keepdims=keepdim)
-    return Tensor._make(x._be.xp.asarray(indices), x._be, False)
+    if d is None or x.ndim == 0:  # a 0-d x (dim 0 or -1): its element; NumPy gives scalars
+        return Tensor._make(x._be.xp.asarray(arg()), x._be, False)
+    return Tensor._make(arg(axis=d, keepdims=keepdim), x._be, False)
 
 
 def _extreme(name: str, take_max: bool, doc: str) -> Callable[..., Any]:

@@ -123,13 +123,10 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
                 f"gather: index shape {tuple(data.shape)} is larger than the input "
                 f"{tuple(x.shape)} in dim {k}"
             )
-    xp = x._be.xp
-    where = tuple(
-        data if k == d else xp.arange(m).reshape((1,) * k + (m,) + (1,) * (data.ndim - k - 1))
-        for k, m in enumerate(data.shape)
-    )
-    # an advanced index: getitem's backward adds up positions gathered more than once
-    return getitem(x, where)
+    # each other dim k indexed by its own positions, broadcast along the rest (xp.ix_: an open
+    # mesh); an advanced index: getitem's backward adds up positions gathered more than once
+    mesh = x._be.xp.ix_(*[x._be.xp.arange(m) for m in data.shape])
+    return getitem(x, tuple(data if k == d else mesh[k] for k in range(data.ndim)))
 
 
 @register(method=True, top=True)

@@ -142,8 +142,12 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
 @register(method=True, top=True)
 def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
     """Remove dimensions of size 1 (only `dim` when given, and only if it has size 1)."""
-    dims = range(x.ndim) if dim is None else (norm_dim(dim, x.ndim, "squeeze"),)
-    return reshape(x, tuple(n for k, n in enumerate(x.shape) if n != 1 or k not in dims))
+    if dim is None:
+        return reshape(x, tuple(s for s in x.shape if s != 1))
+    d = norm_dim(dim, x.ndim, "squeeze")
+    if x.shape[d] != 1:
+        return x
+    return reshape(x, x.shape[:d] + x.shape[d + 1 :])
 
 
 # ---- indexing ------------------------------------------------------------------------------------
