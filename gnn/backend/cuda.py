@@ -94,11 +94,12 @@ class CupyBackend(KernelBackend):
             return self.xp.random.default_rng(seed)
 
     def get_rng_state(self) -> dict:
-        # CuPy's generators do not expose their state; checkpoints keep the seed generation only.
+        """{}: CuPy's generators do not expose their state; checkpoints keep the seed generation
+        only."""
         return {}
 
     def set_rng_state(self, state: dict) -> None:
-        pass
+        """Nothing to restore: get_rng_state has nothing to give."""
 
     def scalar(self, value: Any, dtype: Any) -> Any:
         """A cached 0-d device array for a Python number: x * 2 copies the 2 over once, not on
@@ -174,11 +175,8 @@ class CupyBackend(KernelBackend):
             return
         # Seen as unsigned, a negative id is huge: one max checks both ends of the range.
         top = ids.view(f"u{ids.dtype.itemsize}").max() if ids.dtype.kind == "i" else ids.max()
-        key = (op, num, ids.dtype)
-        seen = self._id_checks.get(key)
-        if seen is None:
-            self._id_checks[key] = top
-        else:  # the largest since the last check, kept on the device
+        seen = self._id_checks.setdefault((op, num, ids.dtype), top)
+        if seen is not top:  # the largest since the last check, kept on the device
             self.xp.maximum(seen, top, out=seen)
         self._errors_pending = True
         if os.environ.get("GNN_DEBUG_SYNC") == "1":
@@ -208,8 +206,7 @@ class CupyBackend(KernelBackend):
             tops = self.xp.asnumpy(self.xp.stack([t.astype(np.uint64) for t in checks.values()]))
         for (op, num, dtype), top in zip(checks, tops.tolist()):
             if top >= num:
-                bits = 8 * dtype.itemsize
-                bad = top - 2**bits if dtype.kind == "i" and top >= 2 ** (bits - 1) else top
+                bad = int(np.array(top, dtype=f"u{dtype.itemsize}").view(dtype))  # signed again
                 return IndexError(
                     f"{id_range_message(op, bad, num)}; found on {self.device} after the lookup "
                     "ran (CuPy read a wrapped-around row for it)"

@@ -134,10 +134,7 @@ class StreamCapture:
             seen = be._id_checks.get(key)
             if seen is not top:  # a check read it since the last replay (or none came yet):
                 # restart from what eager steps checked since then, or from "no id seen"
-                if seen is None:
-                    top.fill(0)
-                else:
-                    top[...] = seen
+                top[...] = 0 if seen is None else seen
                 be._id_checks[key] = top
         with be._cuda_device:
             self.graph.launch(be.xp.cuda.get_current_stream())
