@@ -261,31 +261,22 @@ def cuda(
             out4 = xp.empty((B, H, L, D), dtype=q.dtype)
         lse = xp.empty((B * H, L), dtype=np.float32)
         blocks, threads = _launch_shape(L, B * H)
-        args = (
-            *_view_args(xp, q4),
-            *_view_args(xp, k4),
-            *_view_args(xp, v4),
-            *_view_args(xp, out4, True),
-            lse,
-            *_sizes(H, B * H, L, S, D, spec),
-        )
-        be._launch(
-            "attention", f"attention_forward_{KERNEL_DTYPES[q.dtype]}", blocks, threads, args
-        )
+        args = (*_views(xp, q4, k4, v4), *_views(xp, out4, written=True), lse)
+        sfx = KERNEL_DTYPES[q.dtype]
+        sizes = _sizes(H, B * H, L, S, D, spec)
+        be._launch("attention", f"attention_forward_{sfx}", blocks, threads, (*args, *sizes))
     return Saved(out4.reshape(q.shape[:-1] + (D,)), lse.reshape(q.shape[:-1]))
 
 
 def _sizes(H: int, BH: int, L: int, S: int, D: int, spec: Spec) -> tuple:
-    i64 = np.int64
-    return (
-        i64(H),
-        i64(BH),
-        i64(L),
-        i64(S),
-        np.int32(D),
-        np.float32(spec.scale),
-        np.int32(spec.causal),
-    )
+    """The kernels' trailing scalars, typed as their C signatures declare them."""
+    counts = tuple(np.int64(n) for n in (H, BH, L, S))
+    return (*counts, np.int32(D), np.float32(spec.scale), np.int32(spec.causal))
+
+
+def _views(xp: Any, *arrays: Any, written: bool = False) -> tuple:
+    """The `_view_args` of several 4-D arrays, one after another."""
+    return tuple(arg for a in arrays for arg in _view_args(xp, a, written))
 
 
 def cuda_backward(
@@ -314,24 +305,15 @@ def cuda_backward(
         gq4, gk4, gv4 = (_as4d(g) for g in into)
         lse = xp.ascontiguousarray(saved.lse).reshape(B * H, L)
         delta = xp.empty((B * H, L), dtype=np.float32)
-        reads = (*_view_args(xp, q4), *_view_args(xp, k4), *_view_args(xp, v4))
-        o_args = _view_args(xp, _as4d(saved.out))
-        g_args = _view_args(xp, _as4d(gout))
+        reads = _views(xp, q4, k4, v4)
+        g_args = _views(xp, _as4d(gout))
         sizes = _sizes(H, B * H, L, S, D, spec)
-        blocks, threads = _launch_shape(L, B * H)
-        args = (*reads, *o_args, *g_args, *_view_args(xp, gq4, True), lse, delta, *sizes)
-        be._launch("attention", f"attention_backward_dq_{sfx}", blocks, threads, args)
-        blocks, threads = _launch_shape(S, B * H)
-        args = (
-            *reads,
-            *g_args,
-            *_view_args(xp, gk4, True),
-            *_view_args(xp, gv4, True),
-            lse,
-            delta,
-            *sizes,
-        )
-        be._launch("attention", f"attention_backward_dkdv_{sfx}", blocks, threads, args)
+        dq = (*_views(xp, _as4d(saved.out)), *g_args, *_views(xp, gq4, written=True))
+        dkdv = (*g_args, *_views(xp, gk4, gv4, written=True))
+        for name, rows, writes in (("dq", L, dq), ("dkdv", S, dkdv)):
+            blocks, threads = _launch_shape(rows, B * H)
+            args = (*reads, *writes, lse, delta, *sizes)
+            be._launch("attention", f"attention_backward_{name}_{sfx}", blocks, threads, args)
     return into
 
 
