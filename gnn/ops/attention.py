@@ -110,9 +110,7 @@ def causal_mask(be: Any, L: int, S: int, acc: Any) -> Any:
     key = (be.device, L, S, np.dtype(acc))
     mask = _CAUSAL_MASKS.get(key)
     if mask is None:
-        xp = be.xp
-        keep = xp.tril(xp.ones((L, S), dtype=bool))  # query i sees keys 0..i (top-left aligned)
-        mask = xp.where(keep, acc(0), acc(-np.inf)).astype(acc)
+        mask = fused_attention.causal_mask(be.xp, L, S, acc)
         if isinstance(mask, np.ndarray):
             mask.flags.writeable = False
         if len(_CAUSAL_MASKS) >= _CAUSAL_CACHE_SIZE:
@@ -151,7 +149,10 @@ def attention(
     query, key, value = cast_inputs("scaled_dot_product_attention", query, key, value)
     if causal:
         if mask is not None:
-            raise ValueError("attention: pass either a mask or causal=True, not both")
+            raise ValueError(
+                "scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both "
+                "(fold the causal pattern into attn_mask instead)"
+            )
         acc = np.float64 if query.dtype == np.float64 else np.float32
         mask = causal_mask(query.backend, query.shape[-2], key.shape[-2], acc)
     packed = _packed(query, key, value)
@@ -226,11 +227,6 @@ def scaled_dot_product_attention(
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(
             f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}"
-        )
-    if is_causal and attn_mask is not None:
-        raise ValueError(
-            "scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both "
-            "(fold the causal pattern into attn_mask instead)"
         )
     mask = None if attn_mask is None else _sdpa_mask(attn_mask, query, key)
     out, _ = attention(query, key, value, mask, dropout_p, scale, causal=bool(is_causal))

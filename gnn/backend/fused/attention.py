@@ -23,6 +23,7 @@ __all__ = [
     "Spec",
     "Saved",
     "backward",
+    "causal_mask",
     "cuda",
     "cuda_backward",
     "enabled",
@@ -63,6 +64,11 @@ def enabled() -> bool:
     return os.environ.get("GNN_FUSED_ATTENTION", "1") != "0"
 
 
+def causal_mask(xp: Any, L: int, S: int, acc: Any) -> Any:
+    """The additive (L, S) causal mask: 0 where key j <= query i (top-left aligned), else -inf."""
+    return xp.where(xp.tri(L, S, dtype=bool), acc(0), acc(-np.inf)).astype(acc, copy=False)
+
+
 def reference(
     xp: Any, q: Any, k: Any, v: Any, spec: Spec, mask: Any = None, keep: Any = None
 ) -> Saved:
@@ -85,7 +91,7 @@ def reference(
     kt = xp.multiply(kt, acc(spec.scale), out=xp.empty(kt.shape, dtype=acc))
     s = qa @ kt  # (..., L, S), scaled
     if mask is None and spec.causal:
-        mask = xp.where(xp.tri(s.shape[-2], s.shape[-1], dtype=bool), acc(0), acc(-np.inf))
+        mask = causal_mask(xp, s.shape[-2], s.shape[-1], acc)
     if mask is not None:
         if np.broadcast_shapes(s.shape, mask.shape) == s.shape:
             s += mask
@@ -145,7 +151,7 @@ def reference_grads(
     kt = xp.swapaxes(k, -1, -2) * q.dtype.type(spec.scale)
     s = q @ kt
     if spec.causal:
-        s = xp.where(xp.tri(s.shape[-2], s.shape[-1], dtype=bool), s, s.dtype.type(-np.inf))
+        s += causal_mask(xp, s.shape[-2], s.shape[-1], s.dtype.type)
     p = xp.exp(s - lse[..., None])  # masked keys: exp(-inf) = 0
     saved = Saved(None, lse, (q, kt, v), (p, p))
     return _grads(xp, saved, delta[..., None], gout, spec.scale, (True, True, True))
