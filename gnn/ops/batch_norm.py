@@ -46,30 +46,25 @@ class BatchNorm(Function):
             xc = xa - mean
             var = (xc * xc).mean(axis=axes, keepdims=True)
             if self.stats is not None:
-                self._update_running(mean.reshape(-1), var.reshape(-1), x.size // x.shape[1])
+                # running = (1 - momentum) * running + momentum * batch, unbiased variance
+                n, m = x.size // x.shape[1], self.momentum
+                for running, batch in zip(self.stats, (mean, var * (n / (n - 1)))):
+                    running *= 1.0 - m
+                    running += (m * batch.reshape(-1)).astype(running.dtype, copy=False)
+                self.stats = None  # not needed by backward
         else:
             assert self.stats is not None  # batch_norm trains on the batch when there are none
             mean, var = (a.astype(acc, copy=False).reshape(bshape) for a in self.stats)
             xc = xa - mean
         rstd = 1.0 / self.be.xp.sqrt(var + self.eps)
         xc *= rstd  # now xhat
-        rest = [a.astype(acc, copy=False).reshape(bshape) for a in affine]
-        w = rest.pop(0) if self.has_weight else None
-        b = rest.pop(0) if self.has_bias else None
+        w = affine[0].astype(acc, copy=False).reshape(bshape) if self.has_weight else None
+        b = affine[-1].astype(acc, copy=False).reshape(bshape) if self.has_bias else None
         self.xhat, self.rstd, self.w, self.axes = xc, rstd, w, axes
         y = xc * w if w is not None else xc.copy() if b is not None else xc
         if b is not None:
             y += b
         return y.astype(x.dtype, copy=False)
-
-    def _update_running(self, mean: Any, var: Any, count: int) -> None:
-        """running = (1 - momentum) * running + momentum * batch, unbiased variance (in place)."""
-        assert self.stats is not None  # only called when there are running statistics
-        m = self.momentum
-        for running, batch in zip(self.stats, (mean, var * (count / (count - 1)))):
-            running *= 1.0 - m
-            running += (m * batch).astype(running.dtype, copy=False)
-        self.stats = None  # not needed by backward
 
     def backward(self, gy: Any) -> Any:
         xhat, rstd, w, axes = self.xhat, self.rstd, self.w, self.axes
