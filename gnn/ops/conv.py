@@ -404,10 +404,9 @@ def _avg_divisor(g: Window, count_include_pad: bool) -> np.ndarray:
     for o, s, k, p, n in ((g.oh, g.sh, g.kh, g.pt, g.h), (g.ow, g.sw, g.kw, g.pl, g.w)):
         start = np.arange(o) * s - p
         end = np.minimum(start + k, n + p)
-        if count_include_pad:
-            sizes.append(end - start)
-        else:
-            sizes.append(np.minimum(end, n) - np.maximum(start, 0))
+        if not count_include_pad:  # only the input's own pixels count
+            start, end = np.maximum(start, 0), np.minimum(end, n)
+        sizes.append(end - start)
     return np.outer(sizes[0], sizes[1]).astype(np.float64)
 
 
