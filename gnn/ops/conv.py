@@ -58,10 +58,10 @@ def _window(
     right), with PyTorch's output size rule (ceil_mode's included)."""
     n, c, h, w = x.shape
     out, far = [], []
-    for size, k, s, near, pad, d in zip((h, w), kernel, strides, pads[::2], pads[1::2], dil):
+    for size, k, s, before, after, d in zip((h, w), kernel, strides, pads[::2], pads[1::2], dil):
         eff = d * (k - 1) + 1  # the dilated kernel's extent
-        o = (size + near + pad - eff + (s - 1 if ceil else 0)) // s + 1
-        if ceil and (o - 1) * s >= size + near:  # the last window must start inside the input
+        o = (size + before + after - eff + (s - 1 if ceil else 0)) // s + 1
+        if ceil and (o - 1) * s >= size + before:  # the last window must start inside the input
             o -= 1
         if o <= 0:  # (in ceil_mode a window may be wider than the padded input, as in PyTorch)
             raise ValueError(
@@ -69,7 +69,7 @@ def _window(
                 f"dilation={dil}, padding={pads} (top, bottom, left, right)"
             )
         out.append(o)
-        far.append(max(pad, (o - 1) * s + eff - size - near))  # ceil_mode's overhang included
+        far.append(max(after, (o - 1) * s + eff - size - before))  # ceil_mode's overhang too
     return Window(n, c, h, w, *kernel, *strides, *pads[::2], *dil, *out, *far)
 
 
