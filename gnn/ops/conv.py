@@ -13,7 +13,7 @@ pooling through im2col and col2im.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -32,8 +32,11 @@ from gnn.tensor import Tensor
 
 def _pair(value: Any, name: str, op: str, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, each >= minimum, as a 2-tuple (or a ValueError naming the op)."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else value  # (bools: rejected)
-    pair = tuple(pair) if isinstance(pair, Iterable) else ()
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    try:
+        pair = tuple(pair)
+    except TypeError:
+        pair = ()
     if len(pair) != 2 or any(
         not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum for v in pair
     ):
