@@ -250,3 +250,5 @@ def flat_step(opt: Optimizer, group: dict[str, Any]) -> None:
         opt.update_flat(part.flat_param, part.grad_flat, flat_state, group, part.clock)
         if flat_state is not None:
             part.adopt_new(flat_state, states)
+            if counts and part.be.name == "cuda" and part.clock.host_steps != flat_state["step"]:
+                part.clock.count(part.be.xp, flat_state["step"])  # the rule's kernel did not

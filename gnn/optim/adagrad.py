@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from gnn.optim._device_scalars import in_dtype_of
 from gnn.optim._pytorch_state import pytorch_scalars
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
@@ -61,7 +62,10 @@ class Adagrad(Optimizer):
         xp, x, wd = param.backend.xp, param.array, group["weight_decay"]
         if wd:
             grad = grad + wd * x
-        clr = group["lr"] / (1.0 + (state["step"] - 1) * group["lr_decay"])
+        clr = group["lr"]
+        if group["lr_decay"]:  # a rate that decays with the step count (on a GPU, the device's)
+            step = self.step_count(param, state["step"])
+            clr = in_dtype_of(x, clr / (1.0 + (step - 1) * group["lr_decay"]))
         total = state["sum"].array
         total += grad * grad
         denom = xp.sqrt(total)

@@ -80,7 +80,8 @@ class Adam(FusedRule):
         """The rule (gnn/backend/fused/optim.py): the kernel where it applies, else the reference.
 
         lr and the step count go as host numbers for the reference and through the clock (device
-        memory, rewritten only on a change) for the kernel.
+        memory, rewritten only on a change) for the kernel; on a GPU the reference (foreach=False)
+        takes its step count from the device too (Optimizer.step_count).
         """
         beta1, beta2 = group["betas"]
         spec = _spec(
@@ -93,7 +94,8 @@ class Adam(FusedRule):
             None if vmax is None else vmax.array,
         )  # fmt: skip
         if clock is None:  # the per-parameter path: the reference, on any backend
-            fused_optim.adam_reference(param.backend.xp, spec, arrays, group["lr"], state["step"])
+            step = self.step_count(param, state["step"])
+            fused_optim.adam_reference(param.backend.xp, spec, arrays, group["lr"], step)
         else:
             fused_optim.adam(param.backend, spec, arrays, group["lr"], state["step"], clock)
 

@@ -63,7 +63,7 @@ class NAdam(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x, step = param.backend.xp, param.array, state["step"]
+        xp, x = param.backend.xp, param.array
         lr, eps, wd, psi = group["lr"], group["eps"], group["weight_decay"], group["momentum_decay"]
         beta1, beta2 = group["betas"]
         if wd:
@@ -71,16 +71,30 @@ class NAdam(Optimizer):
                 x *= 1.0 - lr * wd
             else:
                 grad = grad + wd * x
-        # The momentum schedule is host arithmetic on the host step count.
+        # The momentum schedule comes from the step count: host numbers on the CPU, device
+        # numbers on a GPU, where the device keeps mu_product too (see Optimizer.step_count).
+        on_device = self.scalars_on_device(param)
+        step = state["step"] if on_device is None else on_device.step(state["step"])
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
-        mu_product = state["mu_product"] * mu
-        state["mu_product"] = mu_product
+        if on_device is None:
+            mu_product = state["mu_product"] * mu
+            state["mu_product"] = mu_product
+        else:
+            mu_product = on_device.get("mu_product", state["mu_product"])
+            mu_product *= mu
+        bc2 = 1.0 - beta2**step
+        grad_scale = lr * (1.0 - mu) / (1.0 - mu_product)
+        m_scale = lr * mu_next / (1.0 - mu_product * mu_next)
+        if on_device is not None:  # in x's dtype: a float64 number would make the arrays float64
+            bc2, grad_scale, m_scale = (
+                c.astype(x.dtype, copy=False) for c in (bc2, grad_scale, m_scale)
+            )
         m, v = state["exp_avg"].array, state["exp_avg_sq"].array
         m += (1.0 - beta1) * (grad - m)
         v *= beta2
         v += (1.0 - beta2) * (grad * grad)
-        denom = xp.sqrt(v / (1.0 - beta2**step))
+        denom = xp.sqrt(v / bc2)
         denom += eps
-        x -= (lr * (1.0 - mu) / (1.0 - mu_product)) * (grad / denom)
-        x -= (lr * mu_next / (1.0 - mu_product * mu_next)) * (m / denom)
+        x -= grad_scale * (grad / denom)
+        x -= m_scale * (m / denom)

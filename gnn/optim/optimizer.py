@@ -11,8 +11,11 @@ and the default `_update_group` calls `update(param, grad, state, group)` once p
 a class keeps that default, the loop calls `update` as it goes, without building the lists).
 `update` is the one method a new optimizer must write: it changes `param.array` and the arrays in
 `state` in place through the parameter's array namespace (`param.backend.xp`). Every scalar it
-needs is a Python number computed on the host, so a step never waits on the GPU. Adam, AdamW, SGD
-and RMSprop write theirs once, in gnn/backend/fused/optim.py, as the reference of their kernels.
+needs is a Python number computed on the host, so a step never waits on the GPU, except those
+made from the step count (or from scalar state such as NAdam's mu_product): on a GPU these come
+from `step_count` / `scalars_on_device`, device copies a captured CUDA graph advances at each
+replay (gnn/optim/_device_scalars.py). Adam, AdamW, SGD and RMSprop write their rules once, in
+gnn/backend/fused/optim.py, as the reference of their kernels.
 
 `_update_group` is the seam for a fused multi-tensor update: an optimizer (or a mixin) whose
 group lives in one flat buffer overrides it to update every parameter of the group at once and
@@ -37,6 +40,7 @@ import numpy as np
 
 from gnn.backend.fused.optim import DeviceClock
 from gnn.config import enable_grad, no_grad
+from gnn.optim._device_scalars import DeviceScalars, sync_host_state
 from gnn.optim._flat import flat_step, wants_flat
 from gnn.tensor import Tensor
 
@@ -66,6 +70,11 @@ def check_range(
         raise ValueError(f"{who}: {name} must be in {left}{low:g}, {right}, got {value!r}")
 
 
+#: Lists that every Optimizer.step appends its optimizer to. GraphedStep (gnn/train/cuda_graph.py)
+#: puts one here while it captures, to learn which optimizers its step runs and watch their lr.
+step_watchers: list[list[Optimizer]] = []
+
+
 class Optimizer:
     """Holds param groups (dicts with "params" and hyperparameters) and per-parameter state.
 
@@ -76,6 +85,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.state: dict[Tensor, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
+        self._device_scalars: dict[Tensor, DeviceScalars] = {}  # on a GPU, see scalars_on_device
         if isinstance(params, Tensor):
             raise TypeError(
                 f"{type(self).__name__}: params must be an iterable of Tensors or of dicts, "
@@ -133,6 +143,8 @@ class Optimizer:
                 loss = closure()
         self._follow_parameters()
         self._step()
+        for stepped in step_watchers:
+            stepped.append(self)
         return loss
 
     def _follow_parameters(self) -> None:
@@ -194,6 +206,22 @@ class Optimizer:
         for p, grad, state in zip(params, grads, states):
             update(p, grad, state, group)
 
+    def scalars_on_device(self, param: Tensor) -> DeviceScalars | None:
+        """On a GPU, the device copies of `param`'s scalar state, which the update reads and
+        advances instead of host numbers (so CUDA graphs replay it); None on the CPU."""
+        return self._scalars(param) if param.backend.name == "cuda" else None
+
+    def step_count(self, param: Tensor, step: int) -> Any:
+        """The number of the step the update of `param` makes (`step`, its state's): that host int
+        on the CPU, its device copy (advanced on the device, once per step) on a GPU."""
+        return self._scalars(param).step(step) if param.backend.name == "cuda" else step
+
+    def _scalars(self, param: Tensor) -> DeviceScalars:
+        scalars = self._device_scalars.get(param)
+        if scalars is None or scalars.backend is not param.backend:
+            scalars = self._device_scalars[param] = DeviceScalars(param.backend)
+        return scalars
+
     @staticmethod
     def zeros_state(param: Tensor) -> Tensor:
         """A state Tensor of zeros beside `param` (same backend, shape and dtype)."""
@@ -221,6 +249,8 @@ class Optimizer:
         update = self.update
         params, grads, states = [], [], []
         maximize = group.get("maximize", False)
+        # On a GPU the step counts are kept on the device too (see step_count): true after replays
+        count_on_device = counts and bool(group_params) and group_params[0].backend.name == "cuda"
         for p in group_params:
             g = p.grad
             if g is None:
@@ -235,6 +265,8 @@ class Optimizer:
                     all_state[p] = state
             if counts:
                 state["step"] += 1
+                if count_on_device:
+                    self.step_count(p, state["step"])
             if fused:
                 params.append(p)
                 grads.append(grad)
@@ -250,8 +282,10 @@ class Optimizer:
         """{"state": {index: {...}}, "param_groups": [...]}, parameters numbered as in PyTorch.
 
         Array state is returned as Tensors that share memory with the optimizer (as PyTorch does);
-        counters such as "step" are Python numbers.
+        counters such as "step" are Python numbers, read from their device copies where a GPU
+        keeps them (after CUDA graph replays only the device has the true counts).
         """
+        sync_host_state(self)
         index: dict[int, int] = {}
         groups = []
         for g in self.param_groups:
@@ -283,6 +317,10 @@ class Optimizer:
         for g, new in zip(self.param_groups, new_groups):
             g.update(new)
         self.state = new_state
+        self._device_scalars = {}  # the loaded numbers are the truth now, on every device
+        for _, _, parts in self.__dict__.get("_flat_parts", {}).values():
+            for part in parts:
+                part.clock.host_steps, part.clock.counted = None, False
 
     def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
         """The state keys step() reads for a parameter of this group once it has state."""

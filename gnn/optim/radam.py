@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from gnn.optim._device_scalars import in_dtype_of
 from gnn.optim._pytorch_state import pytorch_scalars
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
@@ -60,7 +61,7 @@ class RAdam(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x, step = param.backend.xp, param.array, state["step"]
+        xp, x = param.backend.xp, param.array
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
         beta1, beta2 = group["betas"]
         rho_inf = 2.0 / (1.0 - beta2) - 1.0
@@ -73,15 +74,23 @@ class RAdam(Optimizer):
         m += (1.0 - beta1) * (grad - m)
         v *= beta2
         v += (1.0 - beta2) * (grad * grad)
+        # The step count is the device's on a GPU (see Optimizer.step_count), and so is rho_t.
+        step = self.step_count(param, state["step"])
         bc1 = 1.0 - beta1**step
         bc2 = 1.0 - beta2**step
-        m_hat = m / bc1
         rho_t = rho_inf - 2.0 * step * beta2**step / bc2
-        if rho_t > 5.0:  # the variance of the adaptive step is tractable: rectify it
-            num = (rho_t - 4) * (rho_t - 2) * rho_inf
-            rect = math.sqrt(num / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        rect_sq = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+        if not isinstance(rho_t, float):  # device numbers: both steps, chosen on the device
+            m_hat = m / in_dtype_of(x, bc1)
             denom = xp.sqrt(v)
             denom += eps
-            x -= (lr * rect * math.sqrt(bc2)) * (m_hat / denom)
+            rectified = in_dtype_of(x, lr * xp.sqrt(xp.maximum(rect_sq, 0.0) * bc2)) / denom
+            x -= m_hat * xp.where(rho_t > 5.0, rectified, in_dtype_of(x, lr))
+            return
+        m_hat = m / bc1
+        if rho_t > 5.0:  # the variance of the adaptive step is tractable: rectify it
+            denom = xp.sqrt(v)
+            denom += eps
+            x -= (lr * math.sqrt(rect_sq) * math.sqrt(bc2)) * (m_hat / denom)
         else:
             x -= lr * m_hat

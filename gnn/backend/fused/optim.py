@@ -106,6 +106,8 @@ class DeviceClock:
     `lr` is a (1,) float64 array; `steps` a (2,) int64 array: the steps done, and the kernel's
     count of finished blocks (zero between launches). `host_lr` and `host_steps` are what the
     device holds as far as the host knows (None: unknown), so a write happens only on a change.
+    `counted`: a kernel counts the steps here (Adam's), so `steps` is the count to report after
+    graph replays, which the host does not see.
     """
 
     def __init__(self) -> None:
@@ -113,19 +115,28 @@ class DeviceClock:
         self.steps: Any = None
         self.host_lr: float | None = None
         self.host_steps: int | None = None
+        self.counted = False
 
-    def set(self, xp: Any, lr: float, steps: int | None = None) -> None:
+    def set(self, xp: Any, lr: float | None, steps: int | None = None) -> None:
         """Make the device hold `lr` (and `steps` steps done): written only where they differ."""
         if self.lr is None:
             self.lr = xp.zeros((1,), dtype=np.float64)
             self.steps = xp.zeros((2,), dtype=np.int64)
             self.host_lr, self.host_steps = 0.0, 0
-        if self.host_lr != lr:
+        if lr is not None and self.host_lr != lr:
             self.lr[0] = lr
             self.host_lr = lr
         if steps is not None and self.host_steps != steps:
             self.steps[0] = steps
             self.host_steps = steps
+
+    def count(self, xp: Any, step: int) -> Any:
+        """Count step `step` (1 for the first) on the device, as Adam's kernel does itself, for a
+        rule whose kernel does not; returns the count, a 0-d device array."""
+        self.set(xp, None, step - 1)
+        self.steps[:1] += 1
+        self.host_steps, self.counted = step, True
+        return self.steps[0]
 
 
 def _in_float32(arrays: Any, update: Any) -> None:
@@ -149,7 +160,11 @@ def _negated(xp: Any, grad: Any, maximize: bool) -> Any:
 def adam_reference(
     xp: Any, spec: AdamSpec, arrays: AdamArrays, lr: float, step: int, clock: Any = None
 ) -> None:
-    """Adam's step `step` (1 for the first) in place; `clock` is the kernel's (unused here)."""
+    """Adam's step `step` (1 for the first) in place; `clock` is the kernel's (unused here).
+
+    `step` is a host int, or on a GPU a 0-d device array (gnn/optim/_device_scalars.py): the bias
+    corrections are then computed on the device, so a captured step replays with the right ones.
+    """
     if arrays.param.itemsize < 4:  # 16-bit arrays: float32 math, one rounding
         return _in_float32(arrays, lambda a: adam_reference(xp, spec, a, lr, step))
     x, m, v = arrays.param, arrays.exp_avg, arrays.exp_avg_sq
@@ -174,7 +189,8 @@ def adam_reference(
         xp.maximum(vmax, v, out=vmax)
         v = vmax
     xp.sqrt(v, out=tmp)  # denom = sqrt(v) / sqrt(1 - beta2^t) + eps
-    tmp /= math.sqrt(1.0 - beta2**step)
+    bc2 = 1.0 - beta2**step  # a device number on a GPU: then in place, no temporary of its dtype
+    tmp /= math.sqrt(bc2) if isinstance(bc2, float) else xp.sqrt(bc2)
     tmp += spec.eps
     xp.divide(m, tmp, out=tmp)
     tmp *= lr / (1.0 - beta1**step)
@@ -282,10 +298,15 @@ def _launch(be: Any, kernel: str, suffix: str, n: int, itemsize: int, args: tupl
 def adam_cuda(
     be: Any, spec: AdamSpec, arrays: AdamArrays, lr: float, step: int, clock: Any = None
 ) -> bool | None:
-    """The Adam kernel on flat buffers with a clock; None (the reference) otherwise."""
+    """The Adam kernel on flat buffers with a clock; None (the reference) otherwise. Buffers the
+    kernel does not take (float64) get the reference with the clock's step count, on the device."""
     suffix = _kernel(be, arrays, clock)
     if suffix is None:
-        return None
+        if clock is None:
+            return None
+        with be._cuda_device:
+            adam_reference(be.xp, spec, arrays, lr, clock.count(be.xp, step))
+        return True
     x, m, v = arrays.param, arrays.exp_avg, arrays.exp_avg_sq
     vmax = arrays.max_exp_avg_sq if spec.amsgrad else v
     with be._cuda_device:
@@ -297,7 +318,7 @@ def adam_cuda(
             np.int32(spec.decoupled),
         )  # fmt: skip
         _launch(be, "adam_step", suffix, x.size, x.itemsize, args)
-    clock.host_steps = step  # the kernel counted it
+    clock.host_steps, clock.counted = step, True  # the kernel counted it
     return True
 
 
