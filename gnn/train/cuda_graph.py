@@ -6,7 +6,9 @@ replays the capture; every later call only copies its batch into the static inpu
 replays. A batch of other shapes or dtypes than the first (the last, smaller batch of an epoch)
 runs the step eagerly instead, outside the graph. Each call is one training step, so a GraphedStep
 trains exactly as calling `step` would. The rules of capture (static shapes, no host reads in the
-step, no host numbers that change from step to step) are in docs/cuda-graphs.md.
+step, no host numbers that change from step to step) are in docs/cuda-graphs.md. A change of a
+hyperparameter (a learning rate schedule) of an optimizer the captured step runs makes a new
+capture, since replays keep the captured values.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gnn.cuda
+from gnn.optim.optimizer import step_watchers
 from gnn.tensor import Tensor
 
 
@@ -22,8 +25,9 @@ class GraphedStep:
     """Calls `step(*batch) -> loss` through a CUDA graph: warm-up, one capture, then replays."""
 
     def __init__(self, step: Callable[..., Tensor], warmup: int = 3, optimizer: Any = None) -> None:
-        """optimizer: the step's optimizer, if any; a change of its hyperparameters (a learning
-        rate schedule) then makes a new capture, since replays keep the captured values."""
+        """optimizer: an optimizer to watch besides those the captured step runs, which are
+        watched anyway: a change of their hyperparameters (a learning rate schedule) makes a new
+        capture, since replays keep the captured values."""
         if warmup < 1:
             raise ValueError(f"GraphedStep: warmup must be at least 1 eager step, got {warmup}")
         self.step = step
@@ -34,7 +38,8 @@ class GraphedStep:
         self.static_inputs: list[Tensor] = []
         self.static_loss: Tensor | None = None
         self.optimizer = optimizer
-        self._captured_with: list = []  # the optimizer's hyperparameters at capture
+        self._stepped: list = []  # the optimizers the captured step ran
+        self._captured_with: list = []  # the watched optimizers' hyperparameters at capture
         self._side: gnn.cuda.Stream | None = None
 
     def __call__(self, *batch: Tensor) -> Tensor:
@@ -75,7 +80,8 @@ class GraphedStep:
     def _capture(self, side: gnn.cuda.Stream) -> Tensor:
         """Capture one step on the side stream, then replay it: this call's step."""
         graph = gnn.cuda.CUDAGraph()
-        self._captured_with = self._hyperparameters()
+        stepped: list = []
+        step_watchers.append(stepped)
         try:
             with gnn.cuda.graph(graph, stream=side):
                 loss = self.step(*self.static_inputs)
@@ -88,6 +94,10 @@ class GraphedStep:
                 "step nothing may read the GPU from the host (.item(), .numpy(), print, "
                 "GradScaler) or copy host data over; see docs/cuda-graphs.md"
             ) from exc
+        finally:
+            step_watchers.remove(stepped)
+        self._stepped = list({id(opt): opt for opt in stepped}.values())
+        self._captured_with = self._hyperparameters()
         if not isinstance(loss, Tensor):
             raise TypeError(f"GraphedStep: the step must return the loss Tensor, got {type(loss)}")
         self.graph, self.static_loss = graph, loss
@@ -108,12 +118,12 @@ class GraphedStep:
         self.calls, self.warmup = 0, warmup
 
     def _hyperparameters(self) -> list:
-        """The optimizer's numbers per parameter group (lr, momentum, betas, ...), or []."""
-        if self.optimizer is None:
-            return []
+        """The watched optimizers' numbers per parameter group (lr, momentum, betas, ...)."""
+        watched = self._stepped + ([] if self.optimizer is None else [self.optimizer])
         return [
             sorted((k, v) for k, v in group.items() if isinstance(v, (int, float, tuple)))
-            for group in self.optimizer.param_groups
+            for opt in watched
+            for group in opt.param_groups
         ]
 
     @staticmethod
