@@ -308,7 +308,7 @@ def test_max_pool_non_finite_gradient_reaches_the_maximum_alone(kernel, stride, 
     "make, shape, out_shape",
     [
         (lambda: nn.Conv2d(2, 4, 3, padding=1, groups=2), (0, 2, 5, 5), (0, 4, 5, 5)),
-        (lambda: nn.Conv2d(8, 2, 3, padding=1), (0, 8, 5, 5), (0, 2, 5, 5)),
+        (lambda: nn.Conv2d(8, 2, 3, padding=1), (0, 8, 5, 5), (0, 2, 5, 5)),  # flat layout
         (lambda: nn.Conv2d(2, 3, 3, stride=2), (0, 2, 5, 5), (0, 3, 2, 2)),
         (lambda: nn.ConvTranspose2d(2, 3, 3, stride=2), (0, 2, 5, 5), (0, 3, 11, 11)),
         (lambda: nn.ConvTranspose2d(2, 3, 3), (0, 2, 5, 5), (0, 3, 7, 7)),

@@ -4,10 +4,10 @@ A convolution is one (grouped) matmul of the weights with the im2col columns of 
 gradients that fall on overlapping windows are summed back by col2im. These window steps, and the
 layout changes around the matmul, are gnn/backend/fused/conv.py's: on a GPU (float32, float16)
 kernels/conv.cu, one launch each, elsewhere their NumPy reference (strided views, one copy of the
-windows, one strided add per kernel tap: no Python loop over pixels or images). ConvTranspose2d
-is Conv2d's adjoint in x: its forward is Conv2d's input gradient, its backward runs Conv2d's
-forward steps. Pooling reads the same windows: max pooling through its own kernels, average
-pooling through im2col and col2im.
+windows, one strided add per kernel tap: no Python loop over pixels or images). At stride 1 the
+CPU uses a layout of its own, `_FlatSteps`. ConvTranspose2d is Conv2d's adjoint in x: its forward
+is Conv2d's input gradient, its backward runs Conv2d's forward steps. Pooling reads the same
+windows: max pooling through its own kernels, average pooling through im2col and col2im.
 """
 
 from __future__ import annotations
@@ -88,7 +88,78 @@ def _unbatched(op: Callable[..., Tensor]) -> Callable[..., Tensor]:
     return either
 
 
-# ---- the grouped matmul -------------------------------------------------------------------------
+# ---- the window steps of a convolution ----------------------------------------------------------
+
+
+class _Steps:
+    """The window steps on one geometry: the kernels of kernels/conv.cu where they apply, else
+    their NumPy reference. Columns are (C * kh * kw, M), rows (O, M), images (N, O, oh, ow).
+
+    im2col(x), col2im(cols); to_rows(y, need_bias, gbias): y as rows, and their sums (the bias
+    gradient) when need_bias; to_image(y2, bias): rows as an image, plus bias (O,) when not None.
+    (_FlatSteps has the same four.)
+    """
+
+    def __init__(self, be: Any, g: Window) -> None:
+        self.im2col = functools.partial(fconv.im2col, be, g=g)
+        self.col2im = functools.partial(fconv.col2im, be, g=g)
+        self.to_rows = functools.partial(fconv.to_rows, be)
+        self.to_image = functools.partial(fconv.to_image, be, n=g.n)  # (N, O, oh * ow)
+
+
+class _FlatSteps:
+    """The CPU's stride-1 layout: a column per padded pixel of the whole batch (M = N * Hp * Wp).
+
+    Each kernel tap is then one contiguous run per channel (im2col and col2im copy and add long
+    runs), at the price of junk columns where a window would wrap past a row or image edge. The
+    junk columns of im2col hold neighbours' pixels; every product that reads them multiplies by
+    zeros (to_rows writes zeros there) or lands in columns that to_image drops.
+    """
+
+    def __init__(self, be: Any, g: Window) -> None:
+        self.g, self.xp, (self.hp, self.wp) = g, be.xp, g.frame()
+        self.size = g.n * self.hp * self.wp
+        self.reach = (g.kh - 1) * g.dh * self.wp + (g.kw - 1) * g.dw  # last tap's run's offset
+
+    def _frame(self, dtype: Any) -> Any:
+        """Zeros (C, M + reach): the padded batch, channel-major, one row per channel."""
+        return self.xp.zeros((self.g.c, self.size + self.reach), dtype=dtype)
+
+    def _crop(self, a: Any, top: int, left: int, h: int, w: int) -> Any:
+        """Rows (R, M or more) as (R, N, h, w): the h x w pixels at (top, left) of each frame."""
+        a = a[:, : self.size].reshape(a.shape[0], self.g.n, self.hp, self.wp)
+        return a[:, :, top : top + h, left : left + w]
+
+    def im2col(self, x: Any) -> Any:
+        g, frame = self.g, self._frame(x.dtype)
+        self._crop(frame, g.pt, g.pl, g.h, g.w)[...] = x.transpose(1, 0, 2, 3)
+        s_c, s_x = frame.strides
+        taps = self.xp.lib.stride_tricks.as_strided(
+            frame, (g.c, g.kh, g.kw, self.size), (s_c, g.dh * self.wp * s_x, g.dw * s_x, s_x)
+        )
+        return self.xp.ascontiguousarray(taps).reshape(g.c * g.kh * g.kw, self.size)
+
+    def col2im(self, cols: Any) -> Any:
+        """The adjoint of im2col; the junk columns of `cols` must be zero (products with zeros)."""
+        g, frame = self.g, self._frame(cols.dtype)
+        taps = cols.reshape(g.c, g.kh, g.kw, self.size)
+        for i in range(g.kh):
+            for j in range(g.kw):
+                offset = i * g.dh * self.wp + j * g.dw
+                frame[:, offset : offset + self.size] += taps[:, i, j]
+        gx = self._crop(frame, g.pt, g.pl, g.h, g.w)
+        return self.xp.ascontiguousarray(gx.transpose(1, 0, 2, 3))
+
+    def to_rows(self, y: Any, need_bias: bool = False, gbias: Any = None) -> tuple[Any, Any]:
+        rows = self.xp.zeros((y.shape[1], self.size), dtype=y.dtype)
+        self._crop(rows, 0, 0, self.g.oh, self.g.ow)[...] = y.transpose(1, 0, 2, 3)
+        return rows, (rows.sum(axis=1, out=gbias) if need_bias else None)
+
+    def to_image(self, y2: Any, bias: Any) -> Any:
+        if bias is not None:
+            y2 += bias[:, None]
+        y4 = self._crop(y2, 0, 0, self.g.oh, self.g.ow)
+        return self.xp.ascontiguousarray(y4.transpose(1, 0, 2, 3))
 
 
 def _grouped(a: Any, groups: int) -> Any:
@@ -107,8 +178,6 @@ def _group_matmul(xp: Any, a: Any, b: Any, out: Any = None) -> Any:
     2-D matmul passes the transpose to BLAS instead; groups are few, so the loop is short.
     """
     if out is None:
-        if a.shape[0] == 1:
-            return a[0] @ b[0]
         out = xp.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=xp.result_type(a, b))
     for i in range(a.shape[0]):
         xp.matmul(a[i], b[i], out=out[i])
@@ -126,25 +195,27 @@ class _Convolution(Function):
     def __init__(self, geom: Window, groups: int) -> None:
         self.geom, self.groups = geom, groups
 
-    def _keep_weight(self, w: Any) -> None:
-        """Keep w as w3 (a view): the matmuls' weight operand."""
+    def _start(self, x: Any, w: Any, flat_ok: bool) -> None:
+        """Choose the window steps (once per call) and keep w as w3."""
+        g, be = self.geom, self.be
+        flat = flat_ok and g.sh == g.sw == 1 and not fconv.applies(be, x.dtype)
+        self.steps = _FlatSteps(be, g) if flat else _Steps(be, g)
         self.w3 = _grouped(w.reshape(w.shape[0], -1), self.groups)
 
     def _rows(self, y: Any, need_bias: bool = False) -> tuple[Any, Any]:
         """y (N, O, oh, ow) as grouped rows (groups, O/g, M), and its bias gradient if asked."""
         home = self.grad_home(2, y.dtype) if need_bias else None  # the bias's gradient home
-        rows, gb = fconv.to_rows(self.be, y, need_bias, home)
+        rows, gb = self.steps.to_rows(y, need_bias, home)
         return _grouped(rows, self.groups), gb
 
     def _correlate(self, cols: Any, bias: Any) -> Any:
         """w3 @ columns, as an image (N, rows of w, oh, ow), plus the bias when not None."""
         g, y2 = self.geom, _group_matmul(self.be.xp, self.w3, cols)
-        return fconv.to_image(self.be, y2, bias, g.n).reshape(g.n, y2.shape[0], g.oh, g.ow)
+        return self.steps.to_image(y2, bias).reshape(g.n, y2.shape[0], g.oh, g.ow)
 
     def _spread(self, rows: Any) -> Any:
         """w3^T @ grouped rows, summed back onto the windows' image (col2im): the adjoint."""
-        gx_cols = _group_matmul(self.be.xp, self.w3.transpose(0, 2, 1), rows)
-        return fconv.col2im(self.be, gx_cols, self.geom)
+        return self.steps.col2im(_group_matmul(self.be.xp, self.w3.transpose(0, 2, 1), rows))
 
     def _weight_grad(self, rows: Any, cols: Any) -> Any:
         """rows @ columns^T, into the weight's slot in a flat gradient buffer when it has one."""
@@ -159,8 +230,11 @@ class Conv2d(_Convolution):
     """y = conv(x, w) + b as w (groups, O/g, C/g*kh*kw) @ im2col columns (groups, C/g*kh*kw, M)."""
 
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
-        self._keep_weight(w)
-        cols = _grouped(fconv.im2col(self.be, x, self.geom), self.groups)  # (groups, C/g*kh*kw, M)
+        # The flat layout saves on im2col/col2im (C*kh*kw rows, twice with an input gradient) but
+        # costs junk columns and slower layout changes of the output (O rows, twice): measured.
+        rows = x.shape[1] * w.shape[2] * w.shape[3] * (2 if self.needs_input_grad[0] else 1)
+        self._start(x, w, flat_ok=rows > 2 * w.shape[0])
+        cols = _grouped(self.steps.im2col(x), self.groups)  # (groups, C/g * kh * kw, M)
         self.cols = cols if self.needs_input_grad[1] else None
         return self._correlate(cols, b)
 
@@ -182,7 +256,7 @@ class ConvTranspose2d(_Convolution):
     """
 
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
-        self._keep_weight(w)
+        self._start(x, w, flat_ok=True)
         rows = self._rows(x)[0]  # (groups, Cin/g, M)
         self.x_rows = rows if self.needs_input_grad[1] else None
         y = self._spread(rows)  # (N, Cout, Ho, Wo)
@@ -192,9 +266,7 @@ class ConvTranspose2d(_Convolution):
 
     def backward(self, gy: Any) -> Any:
         need = self.needs_input_grad
-        cols = _grouped(
-            fconv.im2col(self.be, gy, self.geom), self.groups
-        )  # (groups, Cout/g*kh*kw, M)
+        cols = _grouped(self.steps.im2col(gy), self.groups)  # (groups, Cout/g * kh * kw, M)
         gx = self._correlate(cols, None) if need[0] else None
         gw = self._weight_grad(self.x_rows, cols) if need[1] else None
         gb = gy.sum(axis=(0, 2, 3)) if len(need) > 2 and need[2] else None

@@ -6,7 +6,8 @@ strided views, one copy of the windows and one strided add per kernel tap. A `Wi
 the kh x kw windows of a sliding op fall on an (N, C, H, W) image. The columns layout is (C, kh,
 kw, N, oh * ow): a convolution is then one matmul of the weights (O, C * kh * kw) with it, giving
 (O, N * oh * ow). Every kernel is a gather (each output element is written by one thread, sums in
-a fixed order): no atomics, deterministic. gnn/ops/conv.py runs these steps around its matmuls.
+a fixed order): no atomics, deterministic. gnn/ops/conv.py picks the steps per call and has the
+CPU's one other layout (stride 1, `_FlatSteps`).
 """
 
 from __future__ import annotations
