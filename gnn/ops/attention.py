@@ -17,6 +17,7 @@ from gnn.autograd import Function
 from gnn.backend.fused import attention as fused_attention
 from gnn.dtypes import is_floating
 from gnn.ops.autocast import cast_inputs
+from gnn.ops.dropout import keep_mask
 from gnn.ops.registry import register
 from gnn.ops.shape import GetItem
 from gnn.tensor import Tensor
@@ -37,7 +38,7 @@ class Attention(Function):
     ) -> None:
         self.scale, self.mask, self.dropout_p = scale, mask, dropout_p
         self.sink = sink  # a list that receives the attention weights when the caller wants them
-        self.spec = fused_attention.Spec(scale, causal)  # causal: mask is the causal one
+        self.spec = fused_attention.Spec(scale, causal)  # causal: forward sets the causal mask
 
     def forward(self, *xs: Any) -> Any:
         self.packed = len(xs) == 1
@@ -47,14 +48,14 @@ class Attention(Function):
             xs = (qkv[0], qkv[1], qkv[2])
         self.xs = xs
         q, k, v = xs
+        acc = np.float64 if q.dtype == np.float64 else np.float32
+        if self.spec.causal:  # one cached mask for every layer and step (the kernels need none)
+            self.mask = causal_mask(self.be, q.shape[-2], k.shape[-2], acc)
         keep = None
-        if self.dropout_p > 0.0:  # kept elements of the scores (..., L, S), scaled
-            acc = np.float64 if q.dtype == np.float64 else np.float32
+        if self.dropout_p > 0.0:  # kept elements of the scores (..., L, S)
             mask_shape = () if self.mask is None else self.mask.shape
             scores = (q.shape[:-1] + k.shape[-2:-1], k.shape[:-2] + (1, 1), mask_shape)
-            shape = np.broadcast_shapes(*scores)
-            keep = (self.be.rand(shape, acc) >= self.dropout_p).astype(acc)
-            keep *= acc(1.0 / (1.0 - self.dropout_p))
+            keep = keep_mask(self.be, np.broadcast_shapes(*scores), acc, self.dropout_p)
         if self.sink is None:
             self.saved = fused_attention.forward(self.be, q, k, v, self.spec, self.mask, keep)
         else:  # the weights are asked for: the reference, which makes them
@@ -147,14 +148,11 @@ def attention(
         scale = 1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] else 1.0
     sink: list | None = [] if need_weights else None
     query, key, value = cast_inputs("scaled_dot_product_attention", query, key, value)
-    if causal:
-        if mask is not None:
-            raise ValueError(
-                "scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both "
-                "(fold the causal pattern into attn_mask instead)"
-            )
-        acc = np.float64 if query.dtype == np.float64 else np.float32
-        mask = causal_mask(query.backend, query.shape[-2], key.shape[-2], acc)
+    if causal and mask is not None:
+        raise ValueError(
+            "scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both "
+            "(fold the causal pattern into attn_mask instead)"
+        )
     packed = _packed(query, key, value)
     inputs = (packed,) if packed is not None else (query, key, value)
     params = dict(mask=mask, dropout_p=float(dropout_p), sink=sink, causal=causal)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from gnn.autograd import Function
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
@@ -29,7 +31,10 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    be = x._be
-    keep = be.rand(x.shape, x.dtype) >= p
-    mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
-    return Dropout.apply(x, mask=mask)
+    return Dropout.apply(x, mask=keep_mask(x._be, x.shape, x.dtype, p))
+
+
+def keep_mask(be: Any, shape: tuple, dtype: Any, p: float) -> Any:
+    """Inverted dropout's mask: 1 / (1 - p) where an element is kept (probability 1 - p), else 0."""
+    keep = be.rand(shape, dtype) >= p
+    return keep.astype(dtype) * np.dtype(dtype).type(1.0 / (1.0 - p))
