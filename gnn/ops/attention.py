@@ -7,6 +7,7 @@ to the scores; both broadcast over batch and heads."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -100,23 +101,15 @@ def _packed(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
     return src if src.shape[0] == 3 and q.dtype == src.dtype else None
 
 
-# Causal masks by (device, L, S, dtype): a transformer's layers all use the same one, and each
-# step again; building it is several launches on a GPU. Shared, so read-only (never written).
-_CAUSAL_MASKS: dict[tuple, Any] = {}
-_CAUSAL_CACHE_SIZE = 16
-
-
+@functools.lru_cache(maxsize=16)
 def causal_mask(be: Any, L: int, S: int, acc: Any) -> Any:
-    """The additive (L, S) causal mask on be's device: 0 where key j <= query i, else -inf."""
-    key = (be.device, L, S, np.dtype(acc))
-    mask = _CAUSAL_MASKS.get(key)
-    if mask is None:
-        mask = fused_attention.causal_mask(be.xp, L, S, acc)
-        if isinstance(mask, np.ndarray):
-            mask.flags.writeable = False
-        if len(_CAUSAL_MASKS) >= _CAUSAL_CACHE_SIZE:
-            _CAUSAL_MASKS.clear()  # many distinct lengths: start afresh
-        _CAUSAL_MASKS[key] = mask
+    """The additive (L, S) causal mask on be's device: 0 where key j <= query i, else -inf.
+
+    Cached: a transformer's layers all use the same one, and each step again, and building it is
+    several launches on a GPU. Shared, so read-only (never written)."""
+    mask = fused_attention.causal_mask(be.xp, L, S, acc)
+    if isinstance(mask, np.ndarray):
+        mask.flags.writeable = False
     return mask
 
 
