@@ -198,11 +198,10 @@ class Module:
         """
         device, dtype = to_arguments(device, dtype, "Module.to")
         cast = dtype is not None and is_floating(parse_dtype(dtype))  # integer buffers stay
-        for _, t in [*self.named_parameters(), *self.named_buffers()]:
+        for t in [*self.parameters(), *self.buffers()]:
             for u in (t, t.grad):  # its .grad moves too
-                if u is not None:
-                    moved = u.detach().to(device, dtype if cast and is_floating(u.dtype) else None)
-                    u.array, u._be = moved.array, moved._be
+                if u is not None:  # .data takes the moved storage: the same Tensor objects
+                    u.data = u.detach().to(device, dtype if cast and is_floating(u.dtype) else None)
         return self
 
     def cpu(self) -> Module:
