@@ -9,7 +9,7 @@ from typing import Any
 from gnn.backend import parse_device
 from gnn.dtypes import is_floating, parse_dtype
 from gnn.nn.parameter import Parameter
-from gnn.nn.state_dict import load_state_dict, state_tensors
+from gnn.nn.state_dict import load_into, state_tensors
 from gnn.tensor import Tensor, to_arguments
 
 
@@ -240,7 +240,7 @@ class Module:
         dtype is checked and every value converted before the first copy, so a failed load
         leaves the model unchanged (gnn/nn/state_dict.py).
         """
-        return load_state_dict(self, state_dict, strict)
+        return load_into(self, state_dict, strict)
 
     # ---- calling -------------------------------------------------------------------------------
 

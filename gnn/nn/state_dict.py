@@ -30,7 +30,7 @@ def state_tensors(module: Module) -> Iterator[tuple[str, Tensor]]:
                 yield pre + name, t
 
 
-def load_state_dict(module: Module, state_dict: Any, strict: bool) -> tuple[list[str], list[str]]:
+def load_into(module: Module, state_dict: Any, strict: bool) -> tuple[list[str], list[str]]:
     """Check every key, shape and dtype of state_dict against module and convert every value,
     then copy them all in; returns (missing_keys, unexpected_keys). See Module.load_state_dict."""
     who = f"{type(module).__name__}.load_state_dict"
