@@ -37,3 +37,12 @@ def test_nll_label_shape_mismatch_says_the_expected_shape():
         ValueError, match=r"nll_loss: input \(2, 3, 5\) needs target of shape \(2, 5\)"
     ):
         F.nll_loss(gnn.zeros(2, 3, 5), gnn.tensor([0, 1]))
+
+
+def test_nll_ignored_rows_count_for_nothing_even_when_nan():
+    # as in PyTorch (and cross_entropy): an ignored row adds exactly 0, a NaN in it included
+    x = gnn.tensor([[np.nan, -1.0], [-0.5, -2.0]], requires_grad=True)
+    loss = F.nll_loss(x, gnn.tensor([-100, 0]), reduction="sum")
+    assert loss.item() == 0.5
+    loss.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[0.0, 0.0], [-1.0, 0.0]])

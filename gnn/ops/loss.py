@@ -7,6 +7,7 @@ which are converted onto the input's device (a documented choice: labels often c
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -21,7 +22,7 @@ from gnn.ops.reduce import log_softmax
 from gnn.ops.reduce import mean as _mean
 from gnn.ops.reduce import sum as _sum
 from gnn.ops.registry import register
-from gnn.ops.shape import getitem, permute, reshape
+from gnn.ops.shape import permute, reshape
 from gnn.tensor import Tensor
 
 # Each reduction's op: the loss's mean, its sum, or the loss itself ("none").
@@ -244,14 +245,18 @@ def cross_entropy(
                 f"probabilities must have the input's shape {input.shape}"
             )
         return _soft_cross_entropy(input, target, weight, reduction, label_smoothing)
-    c, shape = _labels("cross_entropy", input, target)
-    w = _class_weight("cross_entropy", weight, input, c)
-    labels = target.array.reshape(-1)
-    spec = fused_ce.Spec(
-        None if w is None else w.array, int(ignore_index), reduction, float(label_smoothing)
-    )
-    loss = SoftmaxCrossEntropy.apply(_rows(input, c), target=labels, spec=spec)
-    return reshape(loss, shape) if reduction == "none" else loss
+    spec = fused_ce.Spec(None, int(ignore_index), reduction, float(label_smoothing))
+    return _label_loss("cross_entropy", input, target, weight, spec)
+
+
+def _label_loss(op: str, input: Tensor, target: Tensor, weight: Any, spec: fused_ce.Spec) -> Tensor:
+    """The loss at class labels as one fused op (cross_entropy's, or nll_loss's where
+    spec.log_probs), with the class weights checked and put into spec."""
+    c, shape = _labels(op, input, target)
+    w = _class_weight(op, weight, input, c)
+    spec = dataclasses.replace(spec, weight=None if w is None else w.array)
+    loss = SoftmaxCrossEntropy.apply(_rows(input, c), target=target.array.reshape(-1), spec=spec)
+    return reshape(loss, shape) if spec.reduction == "none" else loss
 
 
 def _soft_cross_entropy(
@@ -284,16 +289,5 @@ def nll_loss(
     input (N, C), (C,) or (N, C, d1, ...); target (N,), () or (N, d1, ...)."""
     op = "nll_loss"
     input, target = _class_inputs(op, input, target, weight, reduction, "log-probabilities")
-    c, shape = _labels(op, input, target)
-    be, xp = input._be, input._be.xp
-    labels = target.array.reshape(-1)
-    fused_ce.check_targets(xp, labels, c, ignore_index)
-    valid = labels != ignore_index
-    safe = xp.where(valid, labels, 0)
-    w = _class_weight(op, weight, input, c)
-    w_t = xp.where(valid, 1 if w is None else w.array[safe], 0).astype(input.dtype)
-    picked = getitem(_rows(input, c), (xp.arange(labels.size), safe))
-    loss = -picked * Tensor._make(w_t, be, False)
-    if reduction == "mean":
-        return _sum(loss) / Tensor._make(w_t.sum(), be, False)
-    return reshape(loss, shape) if reduction == "none" else _sum(loss)
+    spec = fused_ce.Spec(None, int(ignore_index), reduction, log_probs=True)
+    return _label_loss(op, input, target, weight, spec)

@@ -41,6 +41,7 @@ class Spec:
     ignore_index: int = -100
     reduction: str = "mean"
     label_smoothing: float = 0.0
+    log_probs: bool = False  # the logits are log-probabilities already (nll_loss): no softmax
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,7 @@ def reference(xp: Any, logits: Any, target: Any, spec: Spec) -> tuple[Any, Saved
     all_classes = check_targets(xp, target, c, ignore_index)
     acc = np.float64 if logits.dtype == np.float64 else np.float32
     z = logits.astype(acc, copy=False)
-    lse = logsumexp_rows(xp, z)
+    lse = xp.zeros((n,), acc) if spec.log_probs else logsumexp_rows(xp, z)
     if all_classes and spec.weight is None and spec.label_smoothing == 0.0 and n and c:
         # The common case: no weights, no smoothing, nothing ignored (the same numbers as
         # below, without the masks and weights that are all ones here). The flat index of
@@ -160,8 +161,7 @@ def reference_backward(
     if saved.picked is not None:
         # the forward's short path: every label a class, no weights, no smoothing
         scale = gloss / denom if reduction not in ("none", "sum") else gloss
-        g = xp.subtract(logits, lse[:, None], dtype=acc)
-        xp.exp(g, out=g)
+        g = _softmax(xp, logits, lse, spec)
         g *= scale[:, None] if reduction == "none" else scale  # per row, or one number
         g.reshape(-1)[saved.picked] -= scale  # each row's label once: no repeats to accumulate
         return g.astype(logits.dtype, copy=False)
@@ -178,8 +178,7 @@ def reference_backward(
     total_w = float(c) if w is None else w.sum()
     # row coefficient of softmax: (1 - eps) w_t + eps / C * sum(w)
     coef = ((1.0 - eps) * w_t + (eps / c) * total_w) * scale if c else scale
-    g = xp.subtract(logits, lse[:, None], dtype=acc)
-    xp.exp(g, out=g)
+    g = _softmax(xp, logits, lse, spec)
     g *= coef[:, None]
     g[xp.arange(n), safe_t] -= (1.0 - eps) * w_t * scale
     if eps > 0.0:
@@ -189,6 +188,15 @@ def reference_backward(
             g -= (eps / c) * (scale[:, None] * w[None, :])
     g = xp.where(valid[:, None], g, 0.0)  # ignored rows: exactly 0, even for NaN logits
     return g.astype(logits.dtype, copy=False)
+
+
+def _softmax(xp: Any, logits: Any, lse: Any, spec: Spec) -> Any:
+    """softmax(logits), a new array in lse's dtype: the gradient's log-softmax part (zeros where
+    the logits are log-probabilities already)."""
+    if spec.log_probs:
+        return xp.zeros(logits.shape, lse.dtype)
+    g = xp.subtract(logits, lse[:, None], dtype=lse.dtype)
+    return xp.exp(g, out=g)
 
 
 # ---- the kernels --------------------------------------------------------------------------------
@@ -233,7 +241,7 @@ def cuda(be: Any, logits: Any, target: Any, spec: Spec) -> tuple[Any, Saved] | N
     )
 
     suffix = kernel_suffix(logits.dtype)
-    if suffix is None or logits.ndim != 2 or 0 in logits.shape:
+    if suffix is None or logits.ndim != 2 or 0 in logits.shape or spec.log_probs:
         return None
     xp = be.xp
     n, c = logits.shape
@@ -267,7 +275,7 @@ def cuda_backward(
     n, c = logits.shape if logits.ndim == 2 else (0, 0)
     gloss_size = int(getattr(gloss, "size", 1))
     per_row = spec.reduction == "none" and gloss_size == n and n > 1
-    if suffix is None or n == 0 or c == 0 or not (gloss_size == 1 or per_row):
+    if suffix is None or n == 0 or c == 0 or not (gloss_size == 1 or per_row) or spec.log_probs:
         return None
     xp = be.xp
     mean = spec.reduction not in ("none", "sum")
