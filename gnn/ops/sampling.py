@@ -46,16 +46,11 @@ def multinomial(
         raise ValueError("multinomial: a row of probabilities sums to zero")
     n_rows = rows.shape[0]
     if not replacement:
-        if num_samples > k:
-            raise ValueError(
-                f"multinomial: cannot draw {num_samples} samples without replacement from "
-                f"{k} categories"
-            )
-        fewest = int(be.to_numpy(nonzero.min()))
+        fewest = int(be.to_numpy(nonzero.min()))  # at most k
         if num_samples > fewest:
             raise ValueError(
-                f"multinomial: cannot draw {num_samples} samples without replacement from a "
-                f"row with only {fewest} non-zero probabilities"
+                f"multinomial: cannot draw {num_samples} samples without replacement from {k} "
+                f"categories: a row has only {fewest} non-zero probabilities"
             )
         # Exponential races: category i arrives at E_i / p_i; the first num_samples to arrive
         # are a draw without replacement with the right probabilities.
