@@ -305,6 +305,23 @@ def test_attribute_reads_follow_every_change_of_parameters_buffers_and_modules()
     assert isinstance(getattr(seq, "0"), nn.ReLU)
 
 
+def test_a_name_lives_in_one_store_and_registering_checks_the_kind() -> None:
+    """register_parameter/register_buffer move a name out of the other stores (one entry per
+    name, its place kept on replacement); register_parameter takes only Parameters or None."""
+    m = nn.Module()
+    m.register_buffer("a", gnn.zeros(1), persistent=False)
+    m.register_parameter("a", nn.Parameter(gnn.ones(1)))  # the buffer becomes a parameter
+    assert "a" not in m._buffers and list(m.state_dict()) == ["a"]  # and is saved
+    m.b = nn.Parameter(gnn.zeros(1))
+    m.a = nn.Parameter(gnn.zeros(1))  # replaced where it was: the state dict's order stays
+    assert list(m.state_dict()) == ["a", "b"]
+    m.register_buffer("b", gnn.ones(1))
+    assert list(m._parameters) == ["a"] and m.b is m._buffers["b"]
+    with pytest.raises(TypeError, match="register_parameter: Tensor is not a Parameter"):
+        m.register_parameter("c", gnn.zeros(1))
+    assert "c" not in m._parameters
+
+
 def test_repr_is_readable_and_pytorch_like() -> None:
     text = repr(Net())
     assert text.startswith("Net(\n  (features): Sequential(\n")
