@@ -92,13 +92,11 @@ def _packed(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
     fns = (q._creator, k._creator, v._creator)
     if q.backend.name != "cuda" or autograd.on_apply is not None:
         return None
-    if not all(isinstance(f, GetItem) for f in fns):
-        return None
-    src = fns[0].inputs[0]  # type: ignore[union-attr]
+    src = fns[0].inputs[0] if isinstance(fns[0], GetItem) else None
     for i, f in enumerate(fns):
-        if f.index != i or f.inputs[0] is not src or f.advanced:  # type: ignore[union-attr]
+        if not isinstance(f, GetItem) or f.index != i or f.inputs[0] is not src or f.advanced:
             return None
-    return src if src.shape[0] == 3 and q.dtype == src.dtype else None
+    return src if src is not None and src.shape[0] == 3 and q.dtype == src.dtype else None
 
 
 @functools.lru_cache(maxsize=16)
