@@ -53,10 +53,8 @@ class Attention(Function):
         if self.spec.causal:  # one cached mask for every layer and step (the kernels need none)
             self.mask = causal_mask(self.be, q.shape[-2], k.shape[-2], acc)
         keep = None
-        if self.dropout_p > 0.0:  # kept elements of the scores (..., L, S)
-            mask_shape = () if self.mask is None else self.mask.shape
-            scores = (q.shape[:-1] + k.shape[-2:-1], k.shape[:-2] + (1, 1), mask_shape)
-            keep = keep_mask(self.be, np.broadcast_shapes(*scores), acc, self.dropout_p)
+        if self.dropout_p > 0.0:  # the reference makes the mask for the scores' shape
+            keep = functools.partial(keep_mask, self.be, dtype=acc, p=self.dropout_p)
         if self.sink is None:
             self.saved = fused_attention.forward(self.be, q, k, v, self.spec, self.mask, keep)
         else:  # the weights are asked for: the reference, which makes them

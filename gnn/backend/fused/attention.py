@@ -75,7 +75,8 @@ def reference(
     """out = (softmax(q k^T * scale + mask) * keep) v and lse = log(sum(exp(scores))) per row.
 
     mask: additive, broadcast to the scores (the causal one is made here when spec.causal and
-    none is given); keep: dropout's scaled keep mask of the scores' shape, or None.
+    none is given); keep: None, or a function that makes dropout's scaled keep mask for the
+    scores' shape (called once the scores are made, which gives that shape).
     """
     acc = np.float64 if q.dtype == np.float64 else np.float32  # float16 is widened
     # A GPU's batched matmul (cuBLAS through the array module) copies every operand that is not
@@ -110,6 +111,8 @@ def reference(
     if guard:
         total = xp.maximum(total, xp.finfo(acc).tiny)  # an unmasked row's sum is >= 1
     s /= total
+    if keep is not None:
+        keep = keep(s.shape)
     pd = s if keep is None else s * keep  # the weights, and those after dropout
     lse = m[..., 0] + xp.log(total[..., 0])
     return Saved(pd @ va, lse, (qa, kt, va), (s, pd), keep)
