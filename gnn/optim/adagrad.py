@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from gnn.optim._device_scalars import in_dtype_of
 from gnn.optim._pytorch_state import pytorch_scalars
 from gnn.optim.optimizer import Optimizer, check_range
 from gnn.tensor import Tensor
@@ -63,9 +62,12 @@ class Adagrad(Optimizer):
         if wd:
             grad = grad + wd * x
         clr = group["lr"]
-        if group["lr_decay"]:  # a rate that decays with the step count (on a GPU, the device's)
-            step = self.step_count(param, state["step"])
-            clr = in_dtype_of(x, clr / (1.0 + (step - 1) * group["lr_decay"]))
+        if group["lr_decay"]:  # a rate that decays with the step count
+            if param.backend.name != "cuda":
+                clr /= 1.0 + (state["step"] - 1) * group["lr_decay"]
+            else:  # the device's count (Optimizer.step_count); the rate in x's dtype, not float64
+                step = self.step_count(param, state["step"])
+                clr = (clr / (1.0 + (step - 1) * group["lr_decay"])).astype(x.dtype, copy=False)
         total = state["sum"].array
         total += grad * grad
         denom = xp.sqrt(total)

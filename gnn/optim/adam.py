@@ -94,7 +94,9 @@ class Adam(FusedRule):
             None if vmax is None else vmax.array,
         )  # fmt: skip
         if clock is None:  # the per-parameter path: the reference, on any backend
-            step = self.step_count(param, state["step"])
+            step = state["step"]
+            if param.backend.name == "cuda":  # the device's count (Optimizer.step_count)
+                step = self.step_count(param, step)
             fused_optim.adam_reference(param.backend.xp, spec, arrays, group["lr"], step)
         else:
             fused_optim.adam(param.backend, spec, arrays, group["lr"], state["step"], clock)

@@ -75,22 +75,26 @@ class RAdam(Optimizer):
         v *= beta2
         v += (1.0 - beta2) * (grad * grad)
         # The step count is the device's on a GPU (see Optimizer.step_count), and so is rho_t.
-        step = self.step_count(param, state["step"])
+        step = state["step"]
+        if param.backend.name == "cuda":
+            step = self.step_count(param, step)
         bc1 = 1.0 - beta1**step
         bc2 = 1.0 - beta2**step
         rho_t = rho_inf - 2.0 * step * beta2**step / bc2
-        rect_sq = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
         if not isinstance(rho_t, float):  # device numbers: both steps, chosen on the device
+            rect = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
             m_hat = m / in_dtype_of(x, bc1)
             denom = xp.sqrt(v)
             denom += eps
-            rectified = in_dtype_of(x, lr * xp.sqrt(xp.maximum(rect_sq, 0.0) * bc2)) / denom
+            rectified = in_dtype_of(x, lr * xp.sqrt(xp.maximum(rect, 0.0) * bc2)) / denom
             x -= m_hat * xp.where(rho_t > 5.0, rectified, in_dtype_of(x, lr))
             return
         m_hat = m / bc1
         if rho_t > 5.0:  # the variance of the adaptive step is tractable: rectify it
+            num = (rho_t - 4) * (rho_t - 2) * rho_inf
+            rect = math.sqrt(num / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
             denom = xp.sqrt(v)
             denom += eps
-            x -= (lr * math.sqrt(rect_sq) * math.sqrt(bc2)) * (m_hat / denom)
+            x -= (lr * rect * math.sqrt(bc2)) * (m_hat / denom)
         else:
             x -= lr * m_hat
