@@ -134,6 +134,6 @@ config.check_device = _check_device
 
 def cuda_available() -> bool:
     """True when CuPy is installed and sees at least one CUDA device."""
-    from gnn.backend.cuda import device_count  # which imports CuPy only where it is installed
+    from gnn.backend.cuda import device_count  # safe without CuPy: only the call imports it
 
     return importlib.util.find_spec("cupy") is not None and device_count() > 0
