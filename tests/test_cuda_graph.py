@@ -645,6 +645,48 @@ def test_which_optimizers_replay_as_they_run(cuda: None, make_opt: Callable) -> 
 
 
 @gpu
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        pytest.param(lambda p: optim.Adam(p, lr=1e-2), id="adam-flat"),  # no float64 kernel
+        pytest.param(lambda p: optim.NAdam(p, lr=1e-2), id="nadam"),
+        pytest.param(lambda p: optim.RAdam(p, lr=1e-2, betas=(0.5, 0.9)), id="radam"),
+    ],
+)
+def test_float64_steps_replay_as_they_run(cuda: None, make_opt: Callable) -> None:
+    """float64: the flat path's Adam has no kernel and runs its reference, with the step count
+    of the part's clock (on the device); the per-parameter rules compute in float64."""
+
+    def make() -> tuple[nn.Module, Callable[..., Tensor]]:
+        gnn.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 4)).to("cuda", "float64")
+        opt = make_opt(model.parameters())
+
+        def step(x: Tensor, y: Tensor) -> Tensor:  # float64 cross_entropy checks labels on the host
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        return model, step
+
+    rng = np.random.default_rng(2)
+    batches = [
+        tuple(gnn.tensor(rng.standard_normal(shape), device="cuda") for shape in ((5, 6), (5, 4)))
+        for _ in range(7)
+    ]
+    (eager_model, eager_step), (graphed_model, train_step) = make(), make()
+    step = GraphedStep(train_step, warmup=2)
+    for x, y in batches:
+        eager_step(x, y)
+        step(x, y)
+    for a, b in zip(eager_model.parameters(), graphed_model.parameters()):
+        assert b.dtype == gnn.float64
+        _same(b.numpy(), a.numpy())
+
+
+@gpu
 @pytest.mark.parametrize("make_opt", _OPTIMIZERS)
 def test_state_dict_after_replays_is_what_eager_steps_give(cuda: None, make_opt: Callable) -> None:
     """A replay runs no Python: the host's counters lag behind, and state_dict() reads the true

@@ -508,3 +508,39 @@ def test_parameter_vector_round_trip() -> None:
     np.testing.assert_allclose(nn.utils.parameters_to_vector(params).numpy(), vec.numpy() * 2)
     with pytest.raises(ValueError, match="8 elements"):
         nn.utils.vector_to_parameters(gnn.zeros(7), params)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: optim.Adam(p, lr=0.01, foreach=False, amsgrad=True),
+        lambda p: optim.Adam(p, lr=0.01, weight_decay=0.1),  # flat on CUDA: float64 has no kernel
+        lambda p: optim.Adagrad(p, lr=0.1, lr_decay=0.5),
+        lambda p: optim.NAdam(p, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+        lambda p: optim.RAdam(p, lr=0.01, betas=(0.5, 0.9)),  # rectified from step 3
+    ],
+    ids=["adam-1by1", "adam-flat", "adagrad-decay", "nadam", "radam"],
+)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_step_counts_on_the_device_give_the_cpus_steps(make, dtype: str, device: str) -> None:
+    """On a GPU these rules make their step-dependent numbers on the device (for CUDA graphs);
+    the steps are the CPU's host arithmetic's, in the parameters' dtype, and so is the state."""
+    rng = np.random.default_rng(4)
+    w0, grads = rng.standard_normal((3, 4)), rng.standard_normal((8, 3, 4))
+
+    def run(dev: str) -> tuple:
+        w = gnn.tensor(w0, dtype=dtype, device=dev, requires_grad=True)
+        opt = make([w])
+        for g in grads:
+            w.grad = gnn.tensor(g, dtype=dtype, device=dev)
+            opt.step()
+        return w.numpy(), opt.state_dict()["state"][0]
+
+    (got, got_state), (want, want_state) = run(device), run("cpu")
+    assert got.dtype == np.dtype(dtype)
+    tol = {"float64": 1e-12, "float32": 1e-5}[dtype]
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    assert got_state["step"] == want_state["step"] == 8
+    for k, v in want_state.items():
+        if isinstance(v, float):  # NAdam's mu_product, read back from the device
+            assert got_state[k] == pytest.approx(v, rel=1e-12)
