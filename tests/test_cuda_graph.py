@@ -718,9 +718,16 @@ def test_state_dict_after_replays_is_what_eager_steps_give(cuda: None, make_opt:
     for x, y in [batches[7], small, batches[8]]:
         eager_step(x, y)
         step(x, y)
-    states_agree()
     for a, b in zip(eager_model.parameters(), graphed_model.parameters()):
         _same(b.numpy(), a.numpy())
+    for model in (eager_model, graphed_model):  # moved: the counters the device kept come along
+        model.to("cpu")
+    cpu_batch = (batches[0][0].to("cpu"), batches[0][1].to("cpu"))
+    eager_step(*cpu_batch)
+    train_step(*cpu_batch)
+    states_agree()
+    steps = {s.get("step") for s in train_step.optimizer.state.values()}  # type: ignore[attr-defined]
+    assert steps <= {None, 11}  # 7 + 3 on the GPU (SGD counts none), 1 on the CPU
 
 
 @gpu

@@ -69,20 +69,29 @@ def sync_host_state(opt: Optimizer) -> None:
     """Write into `opt.state` what the device copies of its scalar state hold: the parameters'
     DeviceScalars and the step counts of the flat path's counting kernels (Adam's). One read per
     device; nothing to read, nothing done."""
-    mirrors = [(opt.state[p], s) for p, s in opt._device_scalars.items() if p in opt.state]
+    # A device copy is read only while the host still holds the value the device was last given
+    # or advanced to: a host value changed since (steps taken after a move to the CPU, a loaded
+    # state) is the truth instead.
+    mirrors = [
+        (opt.state[p], s, key)
+        for p, s in opt._device_scalars.items()
+        if p in opt.state
+        for key in s.arrays
+        if opt.state[p].get(key) == s.known.get(key)
+    ]
     clocks = [
         ([opt.state[p] for p in part.params], part)
         for _, _, parts in opt.__dict__.get("_flat_parts", {}).values()
         for part in parts
-        if part.clock.counted and all(p in opt.state for p in part.params)
+        if part.clock.counted
+        and all(opt.state.get(p, {}).get("step") == part.clock.host_steps for p in part.params)
     ]
-    arrays = [(s.backend, a) for _, s in mirrors for a in s.arrays.values()]
+    arrays = [(s.backend, s.arrays[key]) for _, s, key in mirrors]
     arrays += [(part.be, part.clock.steps[:1]) for _, part in clocks]
     values = iter(_read(arrays))
-    for state, scalars in mirrors:
-        for key in scalars.arrays:
-            value = next(values)
-            state[key] = scalars.known[key] = int(value) if key == "step" else float(value)
+    for state, scalars, key in mirrors:
+        value = next(values)
+        state[key] = scalars.known[key] = int(value) if key == "step" else float(value)
     for states, part in clocks:
         step = int(next(values))
         for s in states:

@@ -151,8 +151,10 @@ class Optimizer:
         """Move state arrays to the device and float dtype of their parameter, if it changed.
 
         A model moved with `model.to(...)` keeps its Parameter objects, so the optimizer still
-        holds them; their state (momentum, Adam moments) follows here, and training goes on.
+        holds them; their state (momentum, Adam moments) follows here, and training goes on,
+        from the counters the old device kept (true after CUDA graph replays, see state_dict).
         """
+        synced = False
         for p, entry in self.state.items():
             be, dtype = p.backend, p.array.dtype
             for k, v in entry.items():
@@ -160,6 +162,9 @@ class Optimizer:
                     continue
                 moved = v.backend is not be
                 cast = v.array.dtype != dtype and v.array.dtype.kind == "f"
+                if moved and not synced:
+                    sync_host_state(self)
+                    synced = True
                 if moved or cast:
                     data = be.asarray(v.backend.to_numpy(v.array)) if moved else v.array
                     entry[k] = Tensor.wrap(data.astype(dtype, copy=False), be)
