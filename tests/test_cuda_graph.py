@@ -469,34 +469,48 @@ def test_the_fake_refuses_work_on_other_streams_during_capture(cuda: None) -> No
         side.end_capture()
 
 
+_LR_CASES = {  # optimizer, and whether its updates read lr from device memory (flat kernels)
+    "sgd": (lambda p: optim.SGD(p, lr=0.1, momentum=0.9), True),
+    "adamw": (lambda p: optim.AdamW(p, lr=1e-2, weight_decay=0.1), True),
+    "adam-1by1": (lambda p: optim.Adam(p, lr=1e-2, foreach=False), False),
+    "nadam": (lambda p: optim.NAdam(p, lr=1e-2), False),
+}
+
+
 @gpu
-@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+@pytest.mark.parametrize("opt_name", list(_LR_CASES))
 @pytest.mark.parametrize("how", ["reset", "watched optimizer", "nothing"])
-def test_a_new_learning_rate_makes_a_new_capture(cuda: None, opt_name: str, how: str) -> None:
-    """Replays keep the captured rate: GraphedStep captures anew when a hyperparameter of an
-    optimizer its step runs changes (watched without `optimizer=` too), or after reset()."""
-    if opt_name != "sgd" and not _adam_steps_on_device():
-        pytest.skip("Adam's bias corrections are host numbers here: a capture would bake them in")
-    batches = _batches("mlp", 7)
-    (_, eager_step), (_, train_step) = _mlp(opt_name), _mlp(opt_name)
+def test_a_new_learning_rate_reaches_the_replays(cuda: None, opt_name: str, how: str) -> None:
+    """A scheduler's new lr: where every update reads lr from device memory (the flat path's
+    kernels) GraphedStep writes it there and replays on; elsewhere (lr a host number in the
+    graph) it captures anew. Either way the steps are eager steps', with or without
+    `optimizer=`; reset() captures anew in any case."""
+    make_opt, on_device = _LR_CASES[opt_name]
+    batches = _batches("mlp", 9)
+    (_, eager_step), (_, train_step) = _mlp_with(make_opt), _mlp_with(make_opt)
     watched = train_step.optimizer if how == "watched optimizer" else None  # type: ignore
     step = GraphedStep(train_step, warmup=1, optimizer=watched)
 
     def lower_lr(train: Callable) -> None:  # what a scheduler does, on the step's optimizer
         for group in train.optimizer.param_groups:  # type: ignore[attr-defined]
-            group["lr"] *= 0.1
+            group["lr"] *= 0.5
 
     losses = []
     for i, (x, y) in enumerate(batches):
-        if i == 4:  # after warm-up, capture and two replays
+        if i >= 4:  # after warm-up, capture and two replays: a new rate at every step
             lower_lr(eager_step)
             lower_lr(train_step)
-            if how == "reset":
+            if how == "reset" and i == 4:
                 step.reset()
         losses.append((step(x, y).item(), eager_step(x, y).item()))
     for got, want in losses:
         _same(got, want)
-    assert step.graph is not None and step.calls == 3  # 1 eager, 1 capture, 1 replay since
+    if not on_device:  # captured anew at each new rate: an eager step, a capture, and again
+        assert step.calls <= 2
+    elif how == "reset":  # reset at the first new rate: 1 eager, 1 capture, 3 replays
+        assert step.graph is not None and step.calls == 5
+    else:  # one capture, replays since (the new rates written to the device)
+        assert step.graph is not None and step.calls == 9
 
 
 @gpu

@@ -224,6 +224,7 @@ def flat_step(opt: Optimizer, group: dict[str, Any]) -> None:
     all_state, counts = opt.state, opt.counts_steps
     for part in _parts(opt, group):
         params = part.params
+        part.clock.read_lr = False  # until a kernel reads lr from the clock in this step
         states: list[Any] = []  # one step count in a part: _parts saw to it
         for p in params:
             s = all_state.get(p)

@@ -147,6 +147,20 @@ class Optimizer:
             stepped.append(self)
         return loss
 
+    def lr_to_device(self) -> bool:
+        """Write each group's lr into the device memory its kernels read it from; True when every
+        update of the last step read lr there (the flat path's kernels), so that the replays of
+        a captured step follow a new lr. False: some update took lr as a host number."""
+        cache = self.__dict__.get("_flat_parts", {})
+        if any(id(g) not in cache for g in self.param_groups):
+            return False  # a group on the per-parameter path
+        parts = [(g, part) for g in self.param_groups for part in cache[id(g)][2]]
+        if not all(part.clock.read_lr for _, part in parts):
+            return False  # a part without a kernel (float64, states that do not line up)
+        for group, part in parts:
+            part.clock.set(part.be.xp, float(group["lr"]))
+        return True
+
     def _follow_parameters(self) -> None:
         """Move state arrays to the device and float dtype of their parameter, if it changed.
 

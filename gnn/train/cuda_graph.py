@@ -13,7 +13,8 @@ capture, since replays keep the captured values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gnn.cuda
@@ -38,7 +39,7 @@ class GraphedStep:
         self.static_inputs: list[Tensor] = []
         self.static_loss: Tensor | None = None
         self.optimizer = optimizer
-        self._stepped: list = []  # the optimizers the captured step ran
+        self._stepped: list = []  # the optimizers the last warm-up or captured step ran
         self._captured_with: list = []  # the watched optimizers' hyperparameters at capture
         self._side: gnn.cuda.Stream | None = None
 
@@ -56,7 +57,7 @@ class GraphedStep:
         for static, x in zip(self.static_inputs, batch):
             static.copy_(x)
         if self.graph is not None and self._hyperparameters() != self._captured_with:
-            self.reset()  # e.g. a new learning rate: the graph holds the old one
+            self._follow_hyperparameters()
         self.calls += 1
         if self.graph is not None:
             self.graph.replay()
@@ -72,7 +73,7 @@ class GraphedStep:
         """One eager step on the side stream (PyTorch's recipe for the steps before capture)."""
         before = gnn.cuda.current_stream()
         side.wait_stream(before)
-        with side:
+        with side, self._watching():
             loss = self.step(*self.static_inputs)
         before.wait_stream(side)
         return loss
@@ -80,10 +81,10 @@ class GraphedStep:
     def _capture(self, side: gnn.cuda.Stream) -> Tensor:
         """Capture one step on the side stream, then replay it: this call's step."""
         graph = gnn.cuda.CUDAGraph()
-        stepped: list = []
-        step_watchers.append(stepped)
+        for opt in self._watched():  # a rate new since the warm-up: written now, not captured
+            opt.lr_to_device()
         try:
-            with gnn.cuda.graph(graph, stream=side):
+            with self._watching(), gnn.cuda.graph(graph, stream=side):
                 loss = self.step(*self.static_inputs)
         except RuntimeError as exc:
             if "StreamCapture" not in str(exc):
@@ -94,9 +95,6 @@ class GraphedStep:
                 "step nothing may read the GPU from the host (.item(), .numpy(), print, "
                 "GradScaler) or copy host data over; see docs/cuda-graphs.md"
             ) from exc
-        finally:
-            step_watchers.remove(stepped)
-        self._stepped = list({id(opt): opt for opt in stepped}.values())
         self._captured_with = self._hyperparameters()
         if not isinstance(loss, Tensor):
             raise TypeError(f"GraphedStep: the step must return the loss Tensor, got {type(loss)}")
@@ -117,14 +115,43 @@ class GraphedStep:
         self.graph, self.static_loss = None, None
         self.calls, self.warmup = 0, warmup
 
-    def _hyperparameters(self) -> list:
-        """The watched optimizers' numbers per parameter group (lr, momentum, betas, ...)."""
-        watched = self._stepped + ([] if self.optimizer is None else [self.optimizer])
-        return [
-            sorted((k, v) for k, v in group.items() if isinstance(v, (int, float, tuple)))
-            for opt in watched
-            for group in opt.param_groups
-        ]
+    def _follow_hyperparameters(self) -> None:
+        """A watched optimizer's numbers changed since the capture: a new lr alone is written to
+        the device memory the captured kernels read it from, where every update reads it there
+        (Optimizer.lr_to_device); anything else makes a new capture (the graph holds the old)."""
+        now, keep = self._hyperparameters(), self._hyperparameters(("lr",))
+        if keep == self._hyperparameters(("lr",), self._captured_with) and all(
+            opt.lr_to_device() for opt in self._watched()
+        ):
+            self._captured_with = now
+        else:
+            self.reset()
+
+    @contextmanager
+    def _watching(self) -> Iterator[None]:
+        """Note the optimizers the step runs (each Optimizer.step appends itself to a list in
+        gnn.optim.optimizer.step_watchers)."""
+        stepped: list = []
+        step_watchers.append(stepped)
+        try:
+            yield
+        finally:
+            step_watchers.remove(stepped)
+            self._stepped = list({id(opt): opt for opt in stepped}.values())
+
+    def _watched(self) -> list:
+        return self._stepped + ([] if self.optimizer is None else [self.optimizer])
+
+    def _hyperparameters(self, skip: tuple = (), groups: list | None = None) -> list:
+        """The watched optimizers' numbers per parameter group (lr, momentum, betas, ...), or
+        those of `groups` (a list this returned), without the keys in `skip`."""
+        if groups is None:
+            groups = [
+                sorted((k, v) for k, v in g.items() if isinstance(v, (int, float, tuple)))
+                for opt in self._watched()
+                for g in opt.param_groups
+            ]
+        return [[(k, v) for k, v in g if k not in skip] for g in groups]
 
     @staticmethod
     def _static_like(x: Tensor) -> Tensor:

@@ -107,7 +107,8 @@ class DeviceClock:
     count of finished blocks (zero between launches). `host_lr` and `host_steps` are what the
     device holds as far as the host knows (None: unknown), so a write happens only on a change.
     `counted`: a kernel counts the steps here (Adam's), so `steps` is the count to report after
-    graph replays, which the host does not see.
+    graph replays, which the host does not see. `read_lr`: a kernel read lr from here (set by
+    `set(xp, lr)`; the caller clears it before a step), so a new lr needs only a write here.
     """
 
     def __init__(self) -> None:
@@ -116,6 +117,7 @@ class DeviceClock:
         self.host_lr: float | None = None
         self.host_steps: int | None = None
         self.counted = False
+        self.read_lr = False
 
     def set(self, xp: Any, lr: float | None, steps: int | None = None) -> None:
         """Make the device hold `lr` (and `steps` steps done): written only where they differ."""
@@ -123,9 +125,11 @@ class DeviceClock:
             self.lr = xp.zeros((1,), dtype=np.float64)
             self.steps = xp.zeros((2,), dtype=np.int64)
             self.host_lr, self.host_steps = 0.0, 0
-        if lr is not None and self.host_lr != lr:
-            self.lr[0] = lr
-            self.host_lr = lr
+        if lr is not None:
+            self.read_lr = True
+            if self.host_lr != lr:
+                self.lr[0] = lr
+                self.host_lr = lr
         if steps is not None and self.host_steps != steps:
             self.steps[0] = steps
             self.host_steps = steps
