@@ -58,12 +58,13 @@ class Adagrad(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x, wd = param.backend.xp, param.array, group["weight_decay"]
+        be, x, wd = param.backend, param.array, group["weight_decay"]
+        xp = be.xp
         if wd:
             grad = grad + wd * x
         clr = group["lr"]
         if group["lr_decay"]:  # a rate that decays with the step count
-            if param.backend.name != "cuda":
+            if be.name != "cuda":
                 clr /= 1.0 + (state["step"] - 1) * group["lr_decay"]
             else:  # the device's count (Optimizer.step_count); the rate in x's dtype, not float64
                 step = self.step_count(param, state["step"])

@@ -94,10 +94,10 @@ class Adam(FusedRule):
             None if vmax is None else vmax.array,
         )  # fmt: skip
         if clock is None:  # the per-parameter path: the reference, on any backend
-            step = state["step"]
-            if param.backend.name == "cuda":  # the device's count (Optimizer.step_count)
+            be, step = param.backend, state["step"]
+            if be.name == "cuda":  # the device's count (Optimizer.step_count)
                 step = self.step_count(param, step)
-            fused_optim.adam_reference(param.backend.xp, spec, arrays, group["lr"], step)
+            fused_optim.adam_reference(be.xp, spec, arrays, group["lr"], step)
         else:
             fused_optim.adam(param.backend, spec, arrays, group["lr"], state["step"], clock)
 

@@ -176,10 +176,10 @@ class Optimizer:
                     continue
                 moved = v.backend is not be
                 cast = v.array.dtype != dtype and v.array.dtype.kind == "f"
-                if moved and not synced:
-                    sync_host_state(self)
-                    synced = True
                 if moved or cast:
+                    if moved and not synced:
+                        sync_host_state(self)
+                        synced = True
                     data = be.asarray(v.backend.to_numpy(v.array)) if moved else v.array
                     entry[k] = Tensor.wrap(data.astype(dtype, copy=False), be)
 

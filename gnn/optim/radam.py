@@ -61,7 +61,8 @@ class RAdam(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        xp, x = param.backend.xp, param.array
+        be, x = param.backend, param.array
+        xp = be.xp
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
         beta1, beta2 = group["betas"]
         rho_inf = 2.0 / (1.0 - beta2) - 1.0
@@ -76,7 +77,7 @@ class RAdam(Optimizer):
         v += (1.0 - beta2) * (grad * grad)
         # The step count is the device's on a GPU (see Optimizer.step_count), and so is rho_t.
         step = state["step"]
-        if param.backend.name == "cuda":
+        if be.name == "cuda":
             step = self.step_count(param, step)
         bc1 = 1.0 - beta1**step
         bc2 = 1.0 - beta2**step

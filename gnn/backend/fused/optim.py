@@ -194,7 +194,7 @@ def adam_reference(
         v = vmax
     xp.sqrt(v, out=tmp)  # denom = sqrt(v) / sqrt(1 - beta2^t) + eps
     bc2 = 1.0 - beta2**step  # a device number on a GPU: then in place, no temporary of its dtype
-    tmp /= math.sqrt(bc2) if isinstance(bc2, float) else xp.sqrt(bc2)
+    tmp /= math.sqrt(bc2) if type(bc2) is float else xp.sqrt(bc2)
     tmp += spec.eps
     xp.divide(m, tmp, out=tmp)
     tmp *= lr / (1.0 - beta1**step)
