@@ -193,11 +193,14 @@ def adam_reference(
         xp.maximum(vmax, v, out=vmax)
         v = vmax
     xp.sqrt(v, out=tmp)  # denom = sqrt(v) / sqrt(1 - beta2^t) + eps
-    bc2 = 1.0 - beta2**step  # a device number on a GPU: then in place, no temporary of its dtype
-    tmp /= math.sqrt(bc2) if type(bc2) is float else xp.sqrt(bc2)
+    bc1, bc2 = 1.0 - beta1**step, 1.0 - beta2**step
+    if type(bc2) is float:
+        tmp /= math.sqrt(bc2)
+    else:  # device numbers (float64): rounded to the arrays' dtype first, as a host float is
+        xp.divide(tmp, xp.sqrt(bc2), out=tmp, dtype=tmp.dtype)
     tmp += spec.eps
     xp.divide(m, tmp, out=tmp)
-    tmp *= lr / (1.0 - beta1**step)
+    xp.multiply(tmp, lr / bc1, out=tmp, dtype=tmp.dtype)
     x -= tmp
 
 
