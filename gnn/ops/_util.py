@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gnn import config
+from gnn.autograd import Function
 from gnn.tensor import Tensor
+
+
+class Configured(Function):
+    """A Function whose settings (apply's keyword arguments) are the fields its class body declares
+    (`p: float`): each subclass is a dataclass, its __init__ one store per field."""
+
+    def __init_subclass__(cls) -> None:
+        dataclass(eq=False, repr=False)(cls)  # eq=False: Functions are keys by identity
 
 
 def as_tensor(x: Any, like: Tensor) -> Tensor:

@@ -110,20 +110,18 @@ def compute_widened(cls: type) -> type:
         self._low_dtypes = None
         if low is None:
             return forward(self, *xs)
-        self._low_dtypes = [getattr(x, "dtype", None) for x in xs]
+        self._low_dtypes = [x.dtype for x in xs]
         return forward(self, *[_widen(x) for x in xs]).astype(low)
 
     def widened_backward(self: Any, gy: Any) -> Any:
         if self._low_dtypes is None:
             return backward(self, gy)
         grads = backward(self, _widen(gy))
-        one = not isinstance(grads, tuple)
-        grads = (grads,) if one else grads
-        out = tuple(
-            g if g is None or dt is None else g.astype(dt, copy=False)
-            for g, dt in zip(grads, self._low_dtypes)
+        # one gradient per input, as a tuple even for one input (the engine takes either)
+        return tuple(
+            None if g is None else g.astype(dt, copy=False)
+            for g, dt in zip(grads if isinstance(grads, tuple) else (grads,), self._low_dtypes)
         )
-        return out[0] if one else out
 
     cls.forward, cls.backward = widened_forward, widened_backward
     return cls

@@ -15,7 +15,7 @@ from gnn.autograd import Function
 from gnn.backend.fused import gelu as fused_gelu
 from gnn.backend.fused import relu as fused_relu
 from gnn.backend.fused import sigmoid as fused_sigmoid
-from gnn.ops._util import as_tensor, cast_exact, check_broadcast, pair
+from gnn.ops._util import Configured, as_tensor, cast_exact, check_broadcast, pair
 from gnn.ops.registry import Fn, register
 from gnn.tensor import Tensor
 
@@ -179,11 +179,10 @@ def _rounded_div(a: Tensor, b: Tensor, rounding_mode: str) -> Tensor:
     return Tensor._make(q, a._be, False)
 
 
-class PowScalar(Function):
+class PowScalar(Configured):
     """x ** p for a Python number p."""
 
-    def __init__(self, p: float) -> None:
-        self.p = p
+    p: float
 
     def forward(self, x: Any) -> Any:
         self.x = x
@@ -295,9 +294,8 @@ class Relu(Function):
 relu = unary_op(Relu, "max(x, 0), elementwise.")
 
 
-class LeakyRelu(Function):
-    def __init__(self, negative_slope: float) -> None:
-        self.slope = negative_slope
+class LeakyRelu(Configured):
+    slope: float  # negative_slope
 
     def forward(self, x: Any) -> Any:
         self.mask = x > 0
@@ -310,19 +308,18 @@ class LeakyRelu(Function):
 @register()
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     """x where x > 0, else negative_slope * x."""
-    return LeakyRelu.apply(x, negative_slope=negative_slope)
+    return LeakyRelu.apply(x, slope=negative_slope)
 
 
-class Gelu(Function):
+class Gelu(Configured):
     """x * Phi(x); approximate="tanh" uses 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 
     gnn/backend/fused/gelu.py without a bias: its reference on the CPU (in-place chains on one or
     two buffers, as GELU runs on the widest activations), one kernel each way on a GPU.
     """
 
-    def __init__(self, approximate: str) -> None:
-        self.approximate = approximate  # read by the ONNX export
-        self.spec = fused_gelu.GeluSpec(approximate)
+    approximate: str  # read by the ONNX export
+    spec: fused_gelu.GeluSpec  # the same, for the fused unit
 
     def forward(self, x: Any) -> Any:
         y, self.saved = fused_gelu.forward(self.be, x, None, self.spec)
@@ -337,15 +334,14 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """Gaussian error linear unit; approximate is "none" (erf) or "tanh"."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return Gelu.apply(x, approximate=approximate)
+    return Gelu.apply(x, approximate=approximate, spec=fused_gelu.GeluSpec(approximate))
 
 
 # ---- selection -----------------------------------------------------------------------------------
 
 
-class Where(Function):
-    def __init__(self, cond: Any) -> None:
-        self.cond = cond
+class Where(Configured):
+    cond: Any  # a bool array
 
     def forward(self, a: Any, b: Any) -> Any:
         return self.be.xp.where(self.cond, a, b)
@@ -362,7 +358,7 @@ def _where_method(x: Tensor, condition: Any, other: Any) -> Tensor:
     return where(condition, x, other)
 
 
-@register(method=_where_method, top=True)
+@register(tensor={"where": _where_method}, top=True)
 def where(condition: Any, a: Any, b: Any) -> Tensor:
     """Elements of a where condition holds, else of b (all three broadcast)."""
     ref = next((t for t in (a, b, condition) if isinstance(t, Tensor)), None)
@@ -382,9 +378,9 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
         raise
 
 
-class Clamp(Function):
-    def __init__(self, lo: Any, hi: Any) -> None:
-        self.lo, self.hi = lo, hi
+class Clamp(Configured):
+    lo: Any  # a number or None (no lower bound)
+    hi: Any
 
     def forward(self, x: Any) -> Any:
         self.x = x

@@ -10,9 +10,8 @@ from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
 
-from gnn.autograd import Function
 from gnn.dtypes import is_floating
-from gnn.ops._util import norm_dim, norm_dims
+from gnn.ops._util import Configured, norm_dim, norm_dims
 from gnn.ops.autocast import cast_inputs
 from gnn.ops.registry import register
 from gnn.ops.shape import AlongAxis, reshape
@@ -36,11 +35,11 @@ def _count(shape: tuple, axes: tuple | None) -> int:
     return math.prod(shape if axes is None else [shape[a] for a in axes])
 
 
-class Reduction(Function):
+class Reduction(Configured):
     """A Function reducing over `axes` (None: all), keeping them as size 1 when keepdim."""
 
-    def __init__(self, axes: tuple | None, keepdim: bool) -> None:
-        self.axes, self.keepdim = axes, keepdim
+    axes: tuple | None
+    keepdim: bool
 
 
 class Sum(Reduction):
@@ -82,8 +81,7 @@ def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
 class MaxMin(Reduction):
     """max or min over axes; the gradient is shared evenly among tied extremes."""
 
-    def __init__(self, axes: tuple | None, keepdim: bool, take_max: bool) -> None:
-        self.axes, self.keepdim, self.take_max = axes, keepdim, take_max
+    take_max: bool  # max, else min
 
     def forward(self, x: Any) -> Any:
         op = x.max if self.take_max else x.min

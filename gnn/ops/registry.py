@@ -33,7 +33,7 @@ OPS: dict[str, Op] = {}
 
 def register(
     *,
-    method: bool | Callable[..., Any] = False,
+    method: bool = False,
     operators: tuple[str, ...] = (),
     reflected: str | None = None,
     tensor: dict[str, Any] | None = None,
@@ -45,8 +45,8 @@ def register(
 ) -> Callable[[Fn], Fn]:
     """Register the decorated function as an op.
 
-    method: True makes the function itself Tensor.<name> (and Tensor.<alias>); a callable is the
-    method instead, for a PyTorch method whose arguments differ (`t.reshape(2, 3)`). operators:
+    method: the function itself is Tensor.<name> (and Tensor.<alias>); a PyTorch method whose
+    arguments differ is one of `tensor`'s attributes instead (`t.where(cond, y)`). operators:
     the Tensor operators that are the function itself (`__add__`); reflected: the one that swaps
     its two operands (`__radd__`). tensor: any other Tensor attributes (in-place forms,
     properties). top: also gnn.<name>. name: when it is not the function's own. doc: the
@@ -60,8 +60,8 @@ def register(
         if doc is not None:
             _named(fn, op.name)
             fn.__doc__ = doc
-        if method:
-            impl = _sizes_method(fn, op.name) if sizes else fn if method is True else method
+        if method:  # with sizes, `t.reshape(2, 3)` as well as `t.reshape((2, 3))`
+            impl = _named(lambda x, *sizes: fn(x, shape_args(sizes)), op.name) if sizes else fn
             op.tensor.update({spelling: impl for spelling in op.names})
         op.tensor.update({operator: fn for operator in operators})
         if reflected:  # `2 - t` calls t.__rsub__(2), which is sub(2, t)
@@ -83,15 +83,6 @@ def _named(fn: Fn, name: str) -> Fn:
     """fn, named `name` (a function made here or by an op module's factory)."""
     fn.__name__ = fn.__qualname__ = name
     return fn
-
-
-def _sizes_method(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
-    """The Tensor method of an op taking a tuple of sizes, which also takes them one by one."""
-
-    def method(x: Tensor, *sizes: Any) -> Any:
-        return fn(x, shape_args(sizes))
-
-    return _named(method, name)
 
 
 def functions() -> dict[str, Callable[..., Any]]:

@@ -9,18 +9,16 @@ import itertools
 import math
 from typing import Any
 
-from gnn.autograd import Function
 from gnn.backend import get_backend, parse_device
 from gnn.dtypes import is_floating, parse_dtype
-from gnn.ops._util import norm_dim
+from gnn.ops._util import Configured, norm_dim
 from gnn.ops.elementwise import clone
 from gnn.ops.registry import register
 from gnn.tensor import Tensor, _raw_index, to_arguments
 
 
-class Reshape(Function):
-    def __init__(self, shape: tuple) -> None:
-        self.shape = shape
+class Reshape(Configured):
+    shape: tuple
 
     def forward(self, x: Any) -> Any:
         self.in_shape = x.shape
@@ -57,9 +55,8 @@ def reshape(x: Tensor, shape: Any) -> Tensor:
 view = register(name="view", method=True, sizes=True)(reshape)  # F.view, Tensor.view: no torch.view
 
 
-class Permute(Function):
-    def __init__(self, dims: tuple) -> None:
-        self.dims = dims
+class Permute(Configured):
+    dims: tuple  # out.shape[i] == x.shape[dims[i]]
 
     def forward(self, x: Any) -> Any:
         return x.transpose(self.dims)
@@ -91,9 +88,8 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     return Permute.apply(x, dims=tuple(dims))
 
 
-class Expand(Function):
-    def __init__(self, shape: tuple) -> None:
-        self.shape = shape
+class Expand(Configured):
+    shape: tuple
 
     def forward(self, x: Any) -> Any:
         return self.be.xp.broadcast_to(x, self.shape)
@@ -153,9 +149,9 @@ def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
 # ---- indexing ------------------------------------------------------------------------------------
 
 
-class GetItem(Function):
-    def __init__(self, index: Any, advanced: bool) -> None:
-        self.index, self.advanced = index, advanced
+class GetItem(Configured):
+    index: Any  # as NumPy takes it, Tensors and lists made arrays
+    advanced: bool  # it holds an array: positions may repeat
 
     def forward(self, x: Any) -> Any:
         self.in_shape = x.shape
@@ -195,11 +191,10 @@ def getitem(x: Tensor, index: Any) -> Tensor:
 # ---- joining -------------------------------------------------------------------------------------
 
 
-class AlongAxis(Function):
+class AlongAxis(Configured):
     """A Function along one axis of its inputs (cat, stack; softmax, log_softmax, cumsum)."""
 
-    def __init__(self, axis: int) -> None:
-        self.axis = axis
+    axis: int
 
 
 class Cat(AlongAxis):
@@ -274,9 +269,8 @@ def swapaxes(x: Tensor, axis0: int, axis1: int) -> Tensor:
 # ---- device and dtype moves ----------------------------------------------------------------------
 
 
-class ToDevice(Function):
-    def __init__(self, target: Any) -> None:
-        self.target = target
+class ToDevice(Configured):
+    target: Any  # the backend of the device moved to
 
     def forward(self, x: Any) -> Any:
         return self.target.asarray(self.be.to_numpy(x) if self.be.name != "cpu" else x)
@@ -285,9 +279,8 @@ class ToDevice(Function):
         return self.be.asarray(self.target.to_numpy(gy) if self.target.name != "cpu" else gy)
 
 
-class Cast(Function):
-    def __init__(self, dtype: Any) -> None:
-        self.dtype = dtype
+class Cast(Configured):
+    dtype: Any
 
     def forward(self, x: Any) -> Any:
         self.in_dtype = x.dtype

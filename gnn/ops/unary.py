@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gnn.autograd import Function
 from gnn.backend.fused import sigmoid as fused_sigmoid
+from gnn.ops._util import Configured
 from gnn.ops.elementwise import mul, pointwise, pow, sigmoid, unary_op
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
@@ -24,11 +24,11 @@ Expm1 = pointwise("Expm1", lambda xp, x: xp.expm1(x), lambda xp, gy, y: gy * (y 
 expm1 = unary_op(Expm1, "exp(x) - 1, accurate for small x.")
 
 
-class Softplus(Function):
+class Softplus(Configured):
     """log(1 + exp(beta x)) / beta, linear where beta x > threshold (as in PyTorch)."""
 
-    def __init__(self, beta: float, threshold: float) -> None:
-        self.beta, self.threshold = beta, threshold
+    beta: float
+    threshold: float
 
     def forward(self, x: Any) -> Any:
         xp = self.be.xp
