@@ -7,7 +7,6 @@ which are converted onto the input's device (a documented choice: labels often c
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -29,13 +28,12 @@ from gnn.tensor import Tensor
 _REDUCE = {"mean": _mean, "sum": _sum, "none": lambda loss: loss}
 
 
-def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    return _REDUCE[reduction](loss)
-
-
-def _start(op: str, input: Any, target: Any, reduction: str) -> tuple[Tensor, Tensor]:
+def _start(
+    op: str, input: Any, target: Any, reduction: str, same_shape: bool = False
+) -> tuple[Tensor, Tensor]:
     """The checks every loss begins with; the prediction must be a gnn Tensor (targets may be
-    arrays or lists: they are converted onto its device)."""
+    arrays or lists: they are converted onto its device), of the target's shape where the loss
+    compares them element by element (same_shape)."""
     if reduction not in _REDUCE:
         raise ValueError(f"{op}: reduction must be one of {tuple(_REDUCE)}, got {reduction!r}")
     input, target = cast_inputs(op, input, target)
@@ -44,7 +42,13 @@ def _start(op: str, input: Any, target: Any, reduction: str) -> tuple[Tensor, Te
             f"{op}: input must be a gnn Tensor, got a {type(input).__module__}."
             f"{type(input).__name__}; wrap it with gnn.tensor(...) (targets may be arrays)"
         )
-    return input, as_tensor(target, input)
+    target = as_tensor(target, input)
+    if same_shape and input.shape != target.shape:
+        raise ValueError(
+            f"{op}: input shape {input.shape} and target shape {target.shape} differ "
+            "(broadcasting them is almost always a bug; reshape one to match)"
+        )
+    return input, target
 
 
 def _check_probabilities(op: str, input: Tensor) -> None:
@@ -67,64 +71,19 @@ def _check_probabilities(op: str, input: Tensor) -> None:
         )
 
 
-def _elementwise_inputs(op: str, input: Any, target: Any, reduction: str) -> tuple[Tensor, Tensor]:
-    """The checks of the losses that compare input and target element by element."""
-    input, target = _start(op, input, target, reduction)
-    if input.shape != target.shape:
-        raise ValueError(
-            f"{op}: input shape {input.shape} and target shape {target.shape} differ "
-            "(broadcasting them is almost always a bug; reshape one to match)"
-        )
-    return input, target
-
-
 def _weighted(loss: Tensor, weight: Any, reduction: str) -> Tensor:
     """The elementwise loss times weight (None: no weights), reduced."""
-    return _reduce(loss if weight is None else loss * as_tensor(weight, loss), reduction)
+    return _REDUCE[reduction](loss if weight is None else loss * as_tensor(weight, loss))
 
 
-def _class_inputs(
-    op: str, input: Any, target: Any, weight: Any, reduction: str, what: str
-) -> tuple[Tensor, Tensor]:
-    """The checks cross_entropy and nll_loss share: scores `what` (floating) and class targets."""
-    input, target = _start(op, input, target, reduction)
-    if not is_floating(input.dtype):
-        raise TypeError(
-            f"{op}: input ({what}) must be floating point, got {input.dtype}; "
-            "convert it with .float() (integer scores would be cast silently otherwise)"
-        )
-    for name, other in (("target", target), ("weight", weight)):
-        if isinstance(other, Tensor) and other._be is not input._be:  # used by their data
-            raise RuntimeError(
-                f"{op}: inputs are on different devices ({input.device} and {other.device}, the "
-                f"{name}); move them with .to(device) first"
-            )
-    return input, target
-
-
-def _class_weight(op: str, weight: Any, input: Tensor, c: int) -> Tensor | None:
-    """The class weights as a (C,) Tensor, or None."""
-    if weight is None:
-        return None
-    w = as_tensor(weight, input)
-    if w.shape != (c,):
-        raise ValueError(f"{op}: weight must have shape ({c},), got {tuple(w.shape)}")
-    return w
-
-
-def _labels(op: str, input: Tensor, target: Tensor) -> tuple[int, tuple]:
-    """(C, the shape of an unreduced loss) after checking class labels against scores `input`:
+def _labels(op: str, input: Tensor, target: Tensor, c: int) -> tuple:
+    """The shape of an unreduced loss, after checking class labels against C scores `input`:
     (C,) with a 0-d target, (N, C) with (N,), or (N, C, d1, ...) with (N, d1, ...)."""
-    if input.ndim == 0:
-        raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
     if target.dtype.kind not in "iu":
         raise TypeError(
             f"{op}: target must hold integer class labels, got {target.dtype}; "
             "convert them with .long()"
         )
-    if input.ndim == 1 and target.ndim != 0:  # one sample
-        raise ValueError(f"{op}: input (C,) needs a 0-d target, got {target.shape}")
-    c = input.shape[0] if input.ndim == 1 else input.shape[1]
     expected = () if input.ndim == 1 else (input.shape[0],) + input.shape[2:]
     if target.shape != expected:
         raise ValueError(
@@ -132,7 +91,7 @@ def _labels(op: str, input: Tensor, target: Tensor) -> tuple[int, tuple]:
         )
     if c == 0:
         raise ValueError(f"{op}: input {input.shape} has no classes")
-    return c, expected
+    return expected
 
 
 def _rows(input: Tensor, c: int) -> Tensor:
@@ -145,16 +104,16 @@ def _rows(input: Tensor, c: int) -> Tensor:
 @register()
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean squared error between input and target (same shape)."""
-    input, target = _elementwise_inputs("mse_loss", input, target, reduction)
+    input, target = _start("mse_loss", input, target, reduction, same_shape=True)
     diff = input - target
-    return _reduce(diff * diff, reduction)
+    return _REDUCE[reduction](diff * diff)
 
 
 @register()
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean absolute error between input and target (same shape)."""
-    input, target = _elementwise_inputs("l1_loss", input, target, reduction)
-    return _reduce((input - target).abs(), reduction)
+    input, target = _start("l1_loss", input, target, reduction, same_shape=True)
+    return _REDUCE[reduction]((input - target).abs())
 
 
 @register()
@@ -162,7 +121,7 @@ def binary_cross_entropy(
     input: Tensor, target: Any, weight: Any = None, reduction: str = "mean"
 ) -> Tensor:
     """BCE on probabilities in [0, 1]; logs are clamped at -100 as in PyTorch."""
-    input, target = _elementwise_inputs("binary_cross_entropy", input, target, reduction)
+    input, target = _start("binary_cross_entropy", input, target, reduction, True)
     _check_probabilities("binary_cross_entropy", input)
     loss = -(
         target * clamp(log(input), min=-100.0) + (1 - target) * clamp(log(1 - input), min=-100.0)
@@ -200,7 +159,7 @@ def binary_cross_entropy_with_logits(
 ) -> Tensor:
     """BCE on logits (sigmoid folded in), numerically stable for large |input|."""
     op = "binary_cross_entropy_with_logits"
-    input, target = _elementwise_inputs(op, input, target, reduction)
+    input, target = _start(op, input, target, reduction, same_shape=True)
     pw = () if pos_weight is None else (as_tensor(pos_weight, input),)
     return _weighted(BCEWithLogits.apply(input, target, *pw), weight, reduction)
 
@@ -234,48 +193,63 @@ def cross_entropy(
     input: (N, C), (C,) or (N, C, d1, ...) logits; target: labels of shape (N,) / () / (N, d1, ...)
     in [0, C) or ignore_index, or probabilities of input's shape.
     """
-    input, target = _class_inputs("cross_entropy", input, target, weight, reduction, "logits")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    if is_floating(target.dtype):
+    spec = fused_ce.Spec(None, int(ignore_index), reduction, float(label_smoothing))
+    return _class_loss("cross_entropy", input, target, weight, spec)
+
+
+def _class_loss(op: str, input: Any, target: Any, weight: Any, spec: fused_ce.Spec) -> Tensor:
+    """cross_entropy's and nll_loss's one body (nll_loss's where spec.log_probs): floating scores
+    against class labels as one fused op, or (cross_entropy) against class probabilities."""
+    input, target = _start(op, input, target, spec.reduction)
+    what = "log-probabilities" if spec.log_probs else "logits"
+    if not is_floating(input.dtype):
+        raise TypeError(
+            f"{op}: input ({what}) must be floating point, got {input.dtype}; "
+            "convert it with .float() (integer scores would be cast silently otherwise)"
+        )
+    if input.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
+    for name, other in (("target", target), ("weight", weight)):
+        if isinstance(other, Tensor) and other._be is not input._be:  # used by their data
+            raise RuntimeError(
+                f"{op}: inputs are on different devices ({input.device} and {other.device}, the "
+                f"{name}); move them with .to(device) first"
+            )
+    if not 0.0 <= spec.label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {spec.label_smoothing}")
+    c = input.shape[0] if input.ndim == 1 else input.shape[1]  # the classes
+    w = None if weight is None else as_tensor(weight, input)
+    if w is not None and w.shape != (c,):
+        raise ValueError(f"{op}: weight must have shape ({c},), got {tuple(w.shape)}")
+    if not spec.log_probs and is_floating(target.dtype):
         if target.shape != input.shape:
             raise ValueError(
-                f"cross_entropy: target has dtype {target.dtype} and shape {target.shape}: "
+                f"{op}: target has dtype {target.dtype} and shape {target.shape}: "
                 f"class labels must be integers (convert them with .long()), and class "
                 f"probabilities must have the input's shape {input.shape}"
             )
-        return _soft_cross_entropy(input, target, weight, reduction, label_smoothing)
-    spec = fused_ce.Spec(None, int(ignore_index), reduction, float(label_smoothing))
-    return _label_loss("cross_entropy", input, target, weight, spec)
-
-
-def _label_loss(op: str, input: Tensor, target: Tensor, weight: Any, spec: fused_ce.Spec) -> Tensor:
-    """The loss at class labels as one fused op (cross_entropy's, or nll_loss's where
-    spec.log_probs), with the class weights checked and put into spec."""
-    c, shape = _labels(op, input, target)
-    w = _class_weight(op, weight, input, c)
-    if w is not None:  # (a replace costs 3 us: not in the common case)
-        spec = dataclasses.replace(spec, weight=w.array)
+        return _soft_cross_entropy(input, target, w, spec)
+    shape = _labels(op, input, target, c)
+    if w is not None:  # (a replace costs 1 us: not in the common case)
+        spec = spec._replace(weight=w.array)
     loss = SoftmaxCrossEntropy.apply(_rows(input, c), target=target.array.reshape(-1), spec=spec)
     return reshape(loss, shape) if spec.reduction == "none" else loss
 
 
-def _soft_cross_entropy(
-    input: Tensor, target: Tensor, weight: Any, reduction: str, label_smoothing: float
-) -> Tensor:
-    """Cross-entropy against class probabilities of input's shape (composed; classes: dim 1)."""
+def _soft_cross_entropy(input: Tensor, target: Tensor, w: Any, spec: fused_ce.Spec) -> Tensor:
+    """Cross-entropy against class probabilities of input's shape (composed; classes: dim 1),
+    with class weights w (C,) or None."""
     dim = 1 if input.ndim > 1 else 0
-    c = input.shape[dim]
-    if label_smoothing:
-        target = target * (1 - label_smoothing) + label_smoothing / c
+    c, eps = input.shape[dim], spec.label_smoothing
+    if eps:
+        target = target * (1 - eps) + eps / c
     logp = log_softmax(input, dim)
-    w = _class_weight("cross_entropy", weight, input, c)
     if w is not None:  # (C, 1, ...): along dim 1 of (N, C, d...)
         logp = logp * reshape(w, (c,) + (1,) * (input.ndim - 2))
     loss = -_sum(logp * target, dim)
-    if reduction == "mean":
+    if spec.reduction == "mean":
         return _sum(loss) / max(loss.array.size, 1)
-    return _reduce(loss, reduction)
+    return _REDUCE[spec.reduction](loss)
 
 
 @register()
@@ -288,7 +262,5 @@ def nll_loss(
 ) -> Tensor:
     """Negative log-likelihood of log-probabilities at class labels, shaped as cross_entropy's:
     input (N, C), (C,) or (N, C, d1, ...); target (N,), () or (N, d1, ...)."""
-    op = "nll_loss"
-    input, target = _class_inputs(op, input, target, weight, reduction, "log-probabilities")
     spec = fused_ce.Spec(None, int(ignore_index), reduction, log_probs=True)
-    return _label_loss(op, input, target, weight, spec)
+    return _class_loss("nll_loss", input, target, weight, spec)
