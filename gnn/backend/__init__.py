@@ -27,10 +27,9 @@ def _split_name(name: str) -> tuple[str, int | None]:
     text = name.strip().lower()
     if text == "cpu":
         return "cpu", None
-    if text in ("cuda", "gpu"):
-        return "cuda", 0
-    if text.startswith("cuda:") and text[5:].isdigit():
-        return "cuda", int(text[5:])
+    kind, _, number = text.partition(":")
+    if text in ("cuda", "gpu") or (kind == "cuda" and number.isdigit()):
+        return "cuda", int(number or 0)
     raise ValueError(f"unknown device {name!r}; expected 'cpu', 'cuda' or 'cuda:N'")
 
 
@@ -51,12 +50,11 @@ class Device:
                 raise ValueError(f"device(): {self.type!r} already names an index")
             object.__setattr__(self, "type", kind)
             object.__setattr__(self, "index", index if self.index is None else self.index)
-        if self.index is not None:
-            if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
-                raise ValueError(f"device(): index must be an integer >= 0, got {self.index!r}")
-            if self.type == "cpu" and self.index != 0:
-                raise ValueError(f"device(): the CPU has no index {self.index}")
+        if self.index is not None and (type(self.index) is not int or self.index < 0):  # not bool
+            raise ValueError(f"device(): index must be an integer >= 0, got {self.index!r}")
         if self.type == "cpu":
+            if self.index not in (None, 0):
+                raise ValueError(f"device(): the CPU has no index {self.index}")
             object.__setattr__(self, "index", None)
 
     def __str__(self) -> str:

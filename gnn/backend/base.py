@@ -12,7 +12,9 @@ need nothing of it (their references run on its `xp`).
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,13 +26,30 @@ if TYPE_CHECKING:
 
 __all__ = ["Backend", "KernelBackend", "id_range_message"]
 
-# Ones vectors kept per backend (Backend.ones_vector): one per batch length and dtype.
-_ONES_CACHE_SIZE = 64
-
 
 def id_range_message(op: str, bad: int, num: int) -> str:
     """The error for an id outside 0..num-1 of a table of num rows."""
     return f"{op}: id {bad} is out of range for an embedding of {num} rows (valid: 0..{num - 1})"
+
+
+class _Cache(dict):
+    """Arrays made on first use by `make(key[0], key[1])` (later parts of a key only tell keys
+    apart) and kept, read-only where the library can mark them (NumPy: so a write to a shared
+    array raises in the CPU suite; CuPy has no such flag). One holding `size` arrays starts
+    afresh (many batch lengths, or a schedule's many numbers)."""
+
+    def __init__(self, make: Callable, size: int | None = None) -> None:
+        super().__init__()
+        self.make = make
+        self.size = size
+
+    def __missing__(self, key: tuple) -> Any:
+        if self.size is not None and len(self) >= self.size:
+            self.clear()
+        a = self[key] = self.make(key[0], key[1])
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+        return a
 
 
 class Backend(ABC):
@@ -49,8 +68,9 @@ class Backend(ABC):
         self.device = device
         self._rng: Any = None
         self._seed_generation = -1
-        self._constants: dict[tuple, Any] = {}
-        self._ones_vectors: dict[tuple, Any] = {}
+        self._ones_vectors = _Cache(xp.ones, size=64)  # by (n, dtype)
+        self._constants = _Cache(self.asarray)  # by (values, dtype)
+        self._scalars = _Cache(self.asarray, size=1024)  # by (value, dtype, repr(value))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.device})"
@@ -97,41 +117,25 @@ class Backend(ABC):
 
     def ones_vector(self, n: int, dtype: Any) -> Any:
         """A cached vector of n ones (bias gradients as ones @ g); shared, so never written to."""
-        key = (n, np.dtype(dtype))
-        ones = self._ones_vectors.get(key)
-        if ones is None:
-            if len(self._ones_vectors) >= _ONES_CACHE_SIZE:
-                self._ones_vectors.clear()  # many distinct lengths (batch sizes): start afresh
-            ones = self._read_only(self.xp.ones(n, dtype=dtype))
-            self._ones_vectors[key] = ones
-        return ones
+        return self._ones_vectors[n, np.dtype(dtype)]
 
     def constant(self, values: tuple, dtype: Any) -> Any:
         """A 1-D array of `values` on this device, made once and cached: no host-to-device copy
         (on a GPU, a wait) each time an op needs the same small table. Do not write to it."""
-        key = (tuple(values), np.dtype(dtype))
-        a = self._constants.get(key)
-        if a is None:
-            a = self._read_only(self.asarray(np.array(key[0], dtype=key[1])))
-            self._constants[key] = a
-        return a
+        return self._constants[tuple(values), np.dtype(dtype)]
 
-    @abstractmethod
     def scalar(self, value: Any, dtype: Any) -> Any:
-        """A 0-d array holding a Python number (an operand such as the 2 of x * 2); read-only."""
-
-    def _read_only(self, a: Any) -> Any:
-        """`a`, marked read-only where the library can (NumPy: so a write to a shared array
-        raises in the CPU suite; CuPy has no such flag)."""
-        if isinstance(a, np.ndarray):
-            a.flags.writeable = False
-        return a
+        """A 0-d array holding a Python number (an operand such as the 2 of x * 2), made once
+        and cached: on a GPU, x * 2 copies the 2 over once, not on every call. Do not write to
+        it (the CPU's arrays are read-only, to hold the ops to that)."""
+        # repr keeps -0.0 apart from 0.0; a NaN is keyed as math.nan (no NaN equals another)
+        return self._scalars[value if value == value else math.nan, np.dtype(dtype), repr(value)]
 
     # ---- random numbers: one generator per device, re-seeded by gnn.manual_seed --------------
 
-    @abstractmethod
     def _new_generator(self, seed: int | None) -> Any:
         """A new generator of the array library's, on this device."""
+        return self.xp.random.default_rng(seed)
 
     def rng(self) -> Any:
         """This device's generator, re-seeded after every `gnn.manual_seed`."""
@@ -187,19 +191,23 @@ class Backend(ABC):
     def erf(self, x: Any) -> Any:
         """The error function, elementwise."""
 
-    # ---- error checks: the CPU raises at once; a GPU flags on the device and raises later ----
+    # ---- error checks: written here to raise at once; a GPU flags on the device, raises later --
 
-    @abstractmethod
     def value_range(self, a: Any) -> tuple[int, int]:
         """(min, max) of a non-empty integer array, as Python ints."""
+        return int(a.min()), int(a.max())
 
-    @abstractmethod
     def check_ids(self, ids: Any, num: int, op: str) -> None:
-        """IndexError for an id outside 0..num-1: now, or at the next `check_errors()`."""
+        """IndexError for an id outside 0..num-1: raised here at once (a GPU backend flags it
+        on the device instead, for the next `check_errors()`)."""
+        if ids.size:
+            lo, hi = self.value_range(ids)
+            if lo < 0 or hi >= num:
+                raise IndexError(id_range_message(op, lo if lo < 0 else hi, num))
 
-    @abstractmethod
     def check_errors(self) -> None:
         """Wait for the device, then raise (and clear) an error flagged since the last check."""
+        return None  # nothing is ever pending where every check raises at once
 
 
 class KernelBackend(Backend):

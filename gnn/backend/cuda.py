@@ -29,7 +29,6 @@ def device_count() -> int:
 # Device error slots: flag, first bad label, classes, ignore_index, bad rows seen by the forward,
 # by the backward (see the .cu file)
 ERROR_SLOTS = 6
-_SCALAR_CACHE_SIZE = 1024  # 0-d operands kept on each GPU (CupyBackend.scalar)
 
 
 class CupyBackend(KernelBackend):
@@ -62,7 +61,6 @@ class CupyBackend(KernelBackend):
             self._dummy = cupy.zeros((1,), dtype=np.float32)
         self._errors: Any = None  # int64[ERROR_SLOTS] on this GPU, made on first use
         self._errors_pending = False  # a flagging kernel ran since the last check_errors()
-        self._scalars: dict[tuple, Any] = {}  # see scalar()
         self._id_checks: dict[tuple, Any] = {}  # see check_ids()
 
     # ---- arrays --------------------------------------------------------------------------------
@@ -101,19 +99,6 @@ class CupyBackend(KernelBackend):
     def set_rng_state(self, state: dict) -> None:
         """Nothing to restore: get_rng_state has nothing to give."""
 
-    def scalar(self, value: Any, dtype: Any) -> Any:
-        """A cached 0-d device array for a Python number: x * 2 copies the 2 over once, not on
-        every call. Shared, so never written to (the CPU backend makes its copies read-only to
-        hold the ops to that)."""
-        key = (type(value), repr(value), np.dtype(dtype))  # repr: -0.0 and nan stay apart
-        a = self._scalars.get(key)
-        if a is None:
-            if len(self._scalars) >= _SCALAR_CACHE_SIZE:
-                self._scalars.clear()  # many distinct numbers (a schedule): start afresh
-            a = self.asarray(value, dtype)
-            self._scalars[key] = a
-        return a
-
     def value_range(self, a: Any) -> tuple[int, int]:
         # one device-to-host copy (one wait for the GPU) for both numbers, not two
         lo, hi = self.xp.stack((a.min(), a.max())).tolist()
@@ -139,16 +124,14 @@ class CupyBackend(KernelBackend):
 
     def _kernel(self, module: str, name: str) -> Any:
         """Kernel `name` of kernels/<module>.cu, compiled once per device (a RawModule)."""
-        fn = self._functions.get((module, name))
-        if fn is None:
-            mod = self._modules.get(module)
-            if mod is None:
+        key = (module, name)
+        if key not in self._functions:
+            if module not in self._modules:
                 with self._cuda_device:
-                    mod = self.xp.RawModule(code=kernel_source(module), options=("--std=c++17",))
-                self._modules[module] = mod
-            fn = mod.get_function(name)
-            self._functions[(module, name)] = fn
-        return fn
+                    code = kernel_source(module)
+                    self._modules[module] = self.xp.RawModule(code=code, options=("--std=c++17",))
+            self._functions[key] = self._modules[module].get_function(name)
+        return self._functions[key]
 
     def _launch(self, module: str, name: str, blocks: int, threads: int, args: tuple) -> None:
         """Queue kernels/<module>.cu:<name> on the current stream (GNN_DEBUG_SYNC=1: and wait)."""

@@ -29,12 +29,12 @@ CAPTURE_MODES = {"global": 0, "thread_local": 1, "relaxed": 2}
 class DeviceStream:
     """A CUDA stream of one GPU (a `with` makes it current: kernels queue on it)."""
 
-    def __init__(self, backend: Any, raw: Any = None) -> None:
+    def __init__(self, backend: Any, current: bool = False) -> None:
+        """A new stream of the backend's GPU, or (current=True) the one kernels queue on now."""
         self.backend = backend
-        if raw is None:
-            with backend._cuda_device:
-                raw = backend.xp.cuda.Stream(non_blocking=True)
-        self.raw = raw
+        with backend._cuda_device:
+            cuda = backend.xp.cuda
+            self.raw = cuda.get_current_stream() if current else cuda.Stream(non_blocking=True)
 
     def wait_stream(self, other: DeviceStream) -> None:
         """Work queued here from now on waits for the work queued on `other` so far."""
@@ -58,8 +58,7 @@ class DeviceStream:
 
 def current_stream(backend: Any) -> DeviceStream:
     """The stream kernels queue on now (the legacy default stream outside any `with stream`)."""
-    with backend._cuda_device:
-        return DeviceStream(backend, backend.xp.cuda.get_current_stream())
+    return DeviceStream(backend, current=True)
 
 
 class GraphPool:

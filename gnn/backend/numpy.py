@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn.backend.base import Backend, id_range_message
+from gnn.backend.base import Backend
 
 # From this many indices up, index_add of whole rows sorts and sums runs instead of np.add.at.
 _SORTED_INDEX_ADD_MIN = 128
@@ -37,26 +37,7 @@ class NumpyBackend(Backend):
     def synchronize(self) -> None:
         """Nothing to wait for: NumPy's work is done when its call returns."""
 
-    def ones(self, shape: tuple, dtype: Any) -> Any:
-        """A new array of ones; a 0-d one (backward's usual seed) skips np.ones' Python fill."""
-        if shape == ():
-            return np.array(1, dtype=dtype)
-        return np.ones(shape, dtype=dtype)
-
-    def scalar(self, value: Any, dtype: Any) -> Any:
-        """A 0-d array holding a Python number (an operand such as the 2 of x * 2).
-
-        Read-only: ops must not write to their operands, and on a GPU these arrays are cached
-        and shared (CupyBackend.scalar), so the CPU suite is where a write would show.
-        """
-        a = np.asarray(value, dtype=dtype)  # not through _read_only: this is a hot path
-        a.flags.writeable = False
-        return a
-
     # ---- random numbers ------------------------------------------------------------------------
-
-    def _new_generator(self, seed: int | None) -> Any:
-        return np.random.default_rng(seed)
 
     def get_rng_state(self) -> dict:
         return self.rng().bit_generator.state
@@ -110,21 +91,6 @@ class NumpyBackend(Backend):
             poly = (poly + c[i]) * d
         out = np.copysign(erf_at[i] + poly, x64)
         return np.where(np.isnan(x64), x64, out).astype(x.dtype, copy=False)
-
-    # ---- error checks: here they raise at once ------------------------------------------------
-
-    def value_range(self, a: Any) -> tuple[int, int]:
-        return int(a.min()), int(a.max())
-
-    def check_ids(self, ids: Any, num: int, op: str) -> None:
-        """Raise IndexError now for an id outside 0..num-1."""
-        if ids.size:
-            lo, hi = self.value_range(ids)
-            if lo < 0 or hi >= num:
-                raise IndexError(id_range_message(op, lo if lo < 0 else hi, num))
-
-    def check_errors(self) -> None:
-        """Nothing to raise: on the CPU every check raises at once."""
 
 
 # erf's table: points x0 = k / _ERF_STEPS on [0, _ERF_END], and Taylor terms for float64
