@@ -42,11 +42,9 @@ class Attention(Function):
         self.spec = fused_attention.Spec(scale, causal)  # causal: forward sets the causal mask
 
     def forward(self, *xs: Any) -> Any:
-        self.packed = len(xs) == 1
-        if self.packed:
-            qkv = xs[0]
-            self.layout = (qkv.shape, qkv.strides, qkv.dtype)
-            xs = (qkv[0], qkv[1], qkv[2])
+        self.qkv = xs[0] if len(xs) == 1 else None  # the packed tensor, or None
+        if self.qkv is not None:
+            xs = (self.qkv[0], self.qkv[1], self.qkv[2])
         self.xs = xs
         q, k, v = xs
         acc = np.float64 if q.dtype == np.float64 else np.float32
@@ -63,25 +61,26 @@ class Attention(Function):
         return self.saved.out.astype(v.dtype, copy=False)
 
     def backward(self, gy: Any) -> Any:
-        needs = (True, True, True) if self.packed else self.needs_input_grad
-        into = _like(self.be.xp, *self.layout) if self.packed else None
+        needs = (True, True, True) if self.qkv is not None else self.needs_input_grad
+        into = None if self.qkv is None else _like(self.be.xp, self.qkv)
         parts = None if into is None else (into[0], into[1], into[2])
         grads = fused_attention.backward(self.be, *self.xs, self.saved, gy, self.spec, parts, needs)
-        if self.packed:
+        if into is not None:
             return into
         grads = zip(grads, needs, self.xs)
         return tuple(g.astype(x.dtype, copy=False) if need else None for g, need, x in grads)
 
 
-def _like(xp: Any, shape: tuple, strides: tuple, dtype: Any) -> Any:
-    """An empty array of `shape` whose dims are laid out in memory in the order `strides` give."""
-    order = sorted(range(len(shape)), key=lambda i: -strides[i])  # outermost first (stable)
-    buf = xp.empty(tuple(shape[i] for i in order), dtype=dtype)
-    return buf.transpose(tuple(order.index(i) for i in range(len(shape))))
+def _like(xp: Any, a: Any) -> Any:
+    """An empty array of a's shape and dtype whose dims are laid out in memory as a's are."""
+    order = sorted(range(a.ndim), key=lambda i: -a.strides[i])  # outermost first (stable)
+    buf = xp.empty(tuple(a.shape[i] for i in order), dtype=a.dtype)
+    return buf.transpose(tuple(order.index(i) for i in range(a.ndim)))
 
 
-def _packed(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
-    """The tensor t when q, k, v are t[0], t[1], t[2] (one projection, split), else None.
+def _packed(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, ...]:
+    """Attention's inputs: (t,) when q, k, v are t[0], t[1], t[2] (one projection, split), else
+    (q, k, v).
 
     Attention then takes t itself, so its backward writes one gradient buffer: on a GPU that is
     3 launches instead of 8. Not on the CPU, where the strided copies into a fresh buffer measured
@@ -89,12 +88,12 @@ def _packed(q: Tensor, k: Tensor, v: Tensor) -> Tensor | None:
     while an exporter traces the graph (autograd.on_apply), which wants the ops as written."""
     fns = (q._creator, k._creator, v._creator)
     if q.backend.name != "cuda" or autograd.on_apply is not None:
-        return None
+        return q, k, v
     src = fns[0].inputs[0] if isinstance(fns[0], GetItem) else None
     for i, f in enumerate(fns):
         if not isinstance(f, GetItem) or f.index != i or f.inputs[0] is not src or f.advanced:
-            return None
-    return src if src is not None and src.shape[0] == 3 and q.dtype == src.dtype else None
+            return q, k, v
+    return (src,) if src is not None and src.shape[0] == 3 and q.dtype == src.dtype else (q, k, v)
 
 
 @functools.lru_cache(maxsize=16)
@@ -112,9 +111,8 @@ def causal_mask(be: Any, L: int, S: int, acc: Any) -> Any:
 def to_additive(be: Any, m: Any, acc: Any, what: str, true_attends: bool) -> Any:
     """A bool or float mask array as an additive `acc` one: a bool mask's masked-out keys -inf."""
     if m.dtype == bool:
-        xp = be.xp
         keep, drop = (acc(0), acc(-np.inf)) if true_attends else (acc(-np.inf), acc(0))
-        return xp.where(m, keep, drop).astype(acc)
+        return be.xp.where(m, keep, drop).astype(acc)
     if m.dtype.kind != "f":
         raise TypeError(f"{what} must be bool or floating, got {m.dtype}")
     return m.astype(acc, copy=False)
@@ -142,14 +140,13 @@ def attention(
             "scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both "
             "(fold the causal pattern into attn_mask instead)"
         )
-    packed = _packed(query, key, value)
-    inputs = (packed,) if packed is not None else (query, key, value)
     params = dict(mask=mask, dropout_p=float(dropout_p), sink=sink, causal=causal)
-    out = Attention.apply(*inputs, scale=float(scale), **params)
+    out = Attention.apply(*_packed(query, key, value), scale=float(scale), **params)
     return out, (sink[0] if sink else None)
 
 
-def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
+def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> tuple:
+    """The attention scores' shape (batch..., L, S) after checking query, key and value."""
     op = "scaled_dot_product_attention"
     for name, t in (("query", query), ("key", key), ("value", value)):
         if not isinstance(t, Tensor):
@@ -167,15 +164,16 @@ def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
             f"{op}: key {key.shape} and value {value.shape} differ in the sequence dim (-2)"
         )
     try:
-        np.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+        batch = np.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
     except ValueError:
         raise ValueError(
             f"{op}: batch dims of query {query.shape}, key {key.shape} and value {value.shape} "
             "do not broadcast"
         ) from None
+    return batch + (query.shape[-2], key.shape[-2])
 
 
-def _sdpa_mask(attn_mask: Any, query: Tensor, key: Tensor) -> Any:
+def _sdpa_mask(attn_mask: Any, query: Tensor, scores: tuple) -> Any:
     """attn_mask (a bool or float Tensor or array) as an additive float array on query's device."""
     be, op = query.backend, "scaled_dot_product_attention"
     if isinstance(attn_mask, Tensor):
@@ -186,8 +184,6 @@ def _sdpa_mask(attn_mask: Any, query: Tensor, key: Tensor) -> Any:
         m = attn_mask.array
     else:
         m = be.asarray(attn_mask)
-    L, S = query.shape[-2], key.shape[-2]
-    scores = np.broadcast_shapes(query.shape[:-2], key.shape[:-2]) + (L, S)
     try:
         np.broadcast_shapes(tuple(m.shape), scores)
     except ValueError:
@@ -210,11 +206,11 @@ def scaled_dot_product_attention(
     scale: float | None = None,
 ) -> Tensor:
     """softmax(query @ key^T * scale + mask) @ value, as in PyTorch (bool mask: True = attend)."""
-    _check_qkv(query, key, value)
+    scores = _check_qkv(query, key, value)
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(
             f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}"
         )
-    mask = None if attn_mask is None else _sdpa_mask(attn_mask, query, key)
+    mask = None if attn_mask is None else _sdpa_mask(attn_mask, query, scores)
     out, _ = attention(query, key, value, mask, dropout_p, scale, causal=bool(is_causal))
     return out
