@@ -51,7 +51,6 @@ class BatchNorm(Function):
                 for running, batch in zip(self.stats, (mean, var * (n / (n - 1)))):
                     running *= 1.0 - m
                     running += (m * batch.reshape(-1)).astype(running.dtype, copy=False)
-                self.stats = None  # not needed by backward
         else:
             assert self.stats is not None  # batch_norm trains on the batch when there are none
             mean, var = (a.astype(acc, copy=False).reshape(bshape) for a in self.stats)
@@ -117,7 +116,8 @@ def batch_norm(
                 f"{op}: {name} of shape {t.shape} does not match the {c} channels of the input "
                 f"of shape {input.shape}"
             )
-    if (running_mean is None) != (running_var is None):
+    stats = tuple(t.array for t in (running_mean, running_var) if t is not None)
+    if len(stats) == 1:
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     count = input.array.size // c if c else 0
     if training and count <= 1:
@@ -125,15 +125,12 @@ def batch_norm(
             f"{op}: expected more than 1 value per channel when training, got input of shape "
             f"{input.shape} (use a batch of 2 or more, or call .eval())"
         )
-    stats = None
-    if running_mean is not None and running_var is not None:
-        stats = (running_mean.array, running_var.array)
     return BatchNorm.apply(
         input,
         *(t for t in (weight, bias) if t is not None),
-        training=training or stats is None,  # no running statistics: the batch's own, always
+        training=training or not stats,  # no running statistics: the batch's own, always
         eps=float(eps),
-        stats=stats,
+        stats=stats or None,
         momentum=0.1 if momentum is None else float(momentum),
         has_weight=weight is not None,
         has_bias=bias is not None,

@@ -16,8 +16,6 @@ from gnn.ops.elementwise import add, gelu
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
-__all__ = ["bias_gelu"]
-
 
 @compute_widened
 class BiasGelu(Function):

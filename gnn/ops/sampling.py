@@ -36,17 +36,16 @@ def multinomial(
     be, xp = input._be, input._be.xp
     k = input.shape[-1]
     rows = input.array.reshape(-1, k).astype(np.float64)
-    nonzero = (rows > 0).sum(axis=1)
-    # One host check for all the ways a row can be bad (as PyTorch, which also syncs here).
-    bad = xp.stack([~xp.isfinite(rows).all(), (rows < 0).any(), (nonzero == 0).any()])
-    bad = [bool(b) for b in be.to_numpy(bad)]
-    if bad[0] or bad[1]:
+    # One host read for all the ways a row can be bad (as PyTorch, which also syncs here), and
+    # the fewest non-zero probabilities in a row (at most k).
+    checks = xp.stack([(~xp.isfinite(rows) | (rows < 0)).any(), (rows > 0).sum(axis=1).min()])
+    bad, fewest = (int(v) for v in be.to_numpy(checks))
+    if bad:
         raise ValueError("multinomial: probabilities must be finite and non-negative")
-    if bad[2]:
+    if fewest == 0:
         raise ValueError("multinomial: a row of probabilities sums to zero")
     n_rows = rows.shape[0]
     if not replacement:
-        fewest = int(be.to_numpy(nonzero.min()))  # at most k
         if num_samples > fewest:
             raise ValueError(
                 f"multinomial: cannot draw {num_samples} samples without replacement from {k} "
