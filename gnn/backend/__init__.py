@@ -22,15 +22,16 @@ CUDA_INSTALL_HINT = (
 )
 
 
-def _split_name(name: str) -> tuple[str, int | None]:
-    """("cpu", None) or ("cuda", N) for "cpu", "cuda", "gpu" or "cuda:N" (any case, padded)."""
+def _split_name(name: str, source: str = "") -> tuple[str, int | None]:
+    """("cpu", None) or ("cuda", N) for "cpu", "cuda", "gpu" or "cuda:N" (any case, padded);
+    a ValueError otherwise, `source` saying where the name came from."""
     text = name.strip().lower()
     if text == "cpu":
         return "cpu", None
     kind, _, number = text.partition(":")
     if text in ("cuda", "gpu") or (kind == "cuda" and number.isdigit()):
         return "cuda", int(number or 0)
-    raise ValueError(f"unknown device {name!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+    raise ValueError(f"unknown device {name!r}{source}; expected 'cpu', 'cuda' or 'cuda:N'")
 
 
 @dataclass(frozen=True)
@@ -80,15 +81,9 @@ class Device:
 
 def parse_device(device: Any) -> Device:
     """Parse "cpu", "cuda", "cuda:1", a Device, or None (the default device)."""
-    if device is None:
-        name = config.get_default_device()
-        try:
-            return parse_device(name)
-        except ValueError:  # set_default_device checks its argument: this came from GNN_DEVICE
-            raise ValueError(
-                f"unknown default device {name!r} from the GNN_DEVICE environment variable; "
-                "expected 'cpu', 'cuda' or 'cuda:N'"
-            ) from None
+    if device is None:  # set_default_device checks its argument: a bad default is GNN_DEVICE's
+        source = " (the default device, from the GNN_DEVICE environment variable)"
+        return Device(*_split_name(config.get_default_device(), source))
     if isinstance(device, Device):
         return device
     if hasattr(device, "device") and isinstance(device.device, Device):  # a Tensor

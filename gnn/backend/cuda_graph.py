@@ -61,18 +61,17 @@ def current_stream(backend: Any) -> DeviceStream:
     return DeviceStream(backend, current=True)
 
 
-class GraphPool:
-    """Device memory for captured work: every block it hands out stays reserved while it lives."""
+class GraphPool(list):
+    """Device memory for captured work: the blocks it hands out, reserved while it lives."""
 
     def __init__(self, backend: Any) -> None:
-        self.blocks: list[Any] = []
+        super().__init__()
         self._pool = backend.xp.get_default_memory_pool()
 
     def malloc(self, size: int) -> Any:
         """A block from CuPy's pool, kept: a CuPy allocator (cupy.cuda.using_allocator)."""
-        block = self._pool.malloc(size)
-        self.blocks.append(block)
-        return block
+        self.append(self._pool.malloc(size))
+        return self[-1]
 
 
 class StreamCapture:

@@ -37,12 +37,10 @@ def tune_malloc() -> bool:
     user_set = [k for k in os.environ if k.startswith("MALLOC_") and k.endswith("_")]
     if user_set or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return False  # the user tuned the allocator: their settings stand
-    try:
-        libc = ctypes.CDLL("libc.so.6")  # by name: find_library would start a subprocess
-        mallopt = libc.mallopt
+    try:  # libc by name: find_library would start a subprocess
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt thresholds)
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    )
+    settings = ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return all(mallopt(option, value) for option, value in settings)
