@@ -22,10 +22,10 @@ CUDA_INSTALL_HINT = (
 )
 
 
-def _split_name(name: str, source: str = "") -> tuple[str, int | None]:
+def _split_name(name: Any, source: str = "") -> tuple[str, int | None]:
     """("cpu", None) or ("cuda", N) for "cpu", "cuda", "gpu" or "cuda:N" (any case, padded);
-    a ValueError otherwise, `source` saying where the name came from."""
-    text = name.strip().lower()
+    a ValueError otherwise (a non-string too), `source` saying where the name came from."""
+    text = name.strip().lower() if isinstance(name, str) else ""
     if text == "cpu":
         return "cpu", None
     kind, _, number = text.partition(":")
@@ -88,8 +88,6 @@ def parse_device(device: Any) -> Device:
         return device
     if hasattr(device, "device") and isinstance(device.device, Device):  # a Tensor
         return device.device
-    if not isinstance(device, str):
-        raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
     return Device(*_split_name(device))
 
 

@@ -12,7 +12,6 @@ need nothing of it (their references run on its `xp`).
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -128,8 +127,8 @@ class Backend(ABC):
         """A 0-d array holding a Python number (an operand such as the 2 of x * 2), made once
         and cached: on a GPU, x * 2 copies the 2 over once, not on every call. Do not write to
         it (the CPU's arrays are read-only, to hold the ops to that)."""
-        # repr keeps -0.0 apart from 0.0; a NaN is keyed as math.nan (no NaN equals another)
-        return self._scalars[value if value == value else math.nan, np.dtype(dtype), repr(value)]
+        # repr keeps -0.0 apart from 0.0; a NaN is keyed as np.nan (no NaN equals another)
+        return self._scalars[value if value == value else np.nan, np.dtype(dtype), repr(value)]
 
     # ---- random numbers: one generator per device, re-seeded by gnn.manual_seed --------------
 
