@@ -233,12 +233,4 @@ def _unsqueeze_mask(mask: Any) -> Any:
 
 def _additive(mask: Any, like: Tensor, what: str, acc: Any) -> Any:
     """A MultiheadAttention mask as an additive array: bool True (masked out) -> -inf."""
-    if isinstance(mask, Tensor):
-        if mask.backend is not like.backend:
-            raise RuntimeError(
-                f"MultiheadAttention: {what} is on {mask.device}, the inputs on {like.device}"
-            )
-        m = mask.array
-    else:
-        m = like.backend.asarray(mask)
-    return to_additive(like.backend, m, acc, f"MultiheadAttention: {what}", False)
+    return to_additive(mask, like, acc, f"MultiheadAttention: {what}", False)

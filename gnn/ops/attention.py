@@ -108,8 +108,13 @@ def causal_mask(be: Any, L: int, S: int, acc: Any) -> Any:
     return mask
 
 
-def to_additive(be: Any, m: Any, acc: Any, what: str, true_attends: bool) -> Any:
-    """A bool or float mask array as an additive `acc` one: a bool mask's masked-out keys -inf."""
+def to_additive(mask: Any, like: Tensor, acc: Any, what: str, true_attends: bool) -> Any:
+    """A bool or float mask (a Tensor on like's device, or array-like) as an additive `acc` array
+    on like's device: a bool mask's masked-out keys -inf. Used by sdpa and MultiheadAttention."""
+    be = like.backend
+    if isinstance(mask, Tensor) and mask.backend is not be:
+        raise RuntimeError(f"{what} is on {mask.device}, the inputs on {like.device}")
+    m = mask.array if isinstance(mask, Tensor) else be.asarray(mask)
     if m.dtype == bool:
         keep, drop = (acc(0), acc(-np.inf)) if true_attends else (acc(-np.inf), acc(0))
         return be.xp.where(m, keep, drop).astype(acc)
@@ -175,15 +180,9 @@ def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> tuple:
 
 def _sdpa_mask(attn_mask: Any, query: Tensor, scores: tuple) -> Any:
     """attn_mask (a bool or float Tensor or array) as an additive float array on query's device."""
-    be, op = query.backend, "scaled_dot_product_attention"
-    if isinstance(attn_mask, Tensor):
-        if attn_mask.backend is not be:
-            raise RuntimeError(
-                f"{op}: attn_mask is on {attn_mask.device}, the queries on {query.device}"
-            )
-        m = attn_mask.array
-    else:
-        m = be.asarray(attn_mask)
+    op = "scaled_dot_product_attention"
+    acc = np.float64 if query.dtype == np.float64 else np.float32
+    m = to_additive(attn_mask, query, acc, f"{op}: attn_mask", True)
     try:
         np.broadcast_shapes(tuple(m.shape), scores)
     except ValueError:
@@ -191,8 +190,7 @@ def _sdpa_mask(attn_mask: Any, query: Tensor, scores: tuple) -> Any:
             f"{op}: attn_mask of shape {tuple(m.shape)} does not broadcast to the attention "
             f"scores' shape {scores} (batch..., L, S)"
         ) from None
-    acc = np.float64 if query.dtype == np.float64 else np.float32
-    return to_additive(be, m, acc, f"{op}: attn_mask", True)
+    return m
 
 
 @register()
