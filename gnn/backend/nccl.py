@@ -37,14 +37,6 @@ def new_unique_id() -> Any:
     return _nccl().get_unique_id()
 
 
-# NCCL's names for the dtypes it reduces: float16 -> NCCL_FLOAT16, ...
-_DTYPES = {
-    np.dtype(name): f"NCCL_{name.upper()}"
-    for name in ("float16", "float32", "float64", "int32", "int64", "uint8", "int8")
-}
-_OPS = {"sum": "NCCL_SUM", "max": "NCCL_MAX", "min": "NCCL_MIN"}
-
-
 class Communicator:
     """One rank's NCCL communicator on GPU `device_index`; collectives in place on CuPy arrays."""
 
@@ -69,15 +61,17 @@ class Communicator:
                 f"nccl: the array is on cuda:{a.device.id}, this rank's communicator on "
                 f"cuda:{self.device_index} (one rank per GPU; see docs/distributed.md)"
             )
-        name = _DTYPES.get(np.dtype(a.dtype))
-        if name is None:
+        # NCCL names its types as NumPy does, upper-cased: float16 -> NCCL_FLOAT16 (none for bool)
+        code = getattr(self._nccl, f"NCCL_{np.dtype(a.dtype).name.upper()}", None)
+        if code is None:
             raise TypeError(f"nccl: no NCCL type for dtype {a.dtype}")
-        return a.data.ptr, a.size, getattr(self._nccl, name)
+        return a.data.ptr, a.size, code
 
     def all_reduce(self, a: Any, op: str) -> None:
-        """a = op over ranks of a, in place ("sum", "max" or "min")."""
+        """a = op over ranks of a, in place ("sum", "max" or "min": NCCL_SUM, ...)."""
         ptr, size, dtype = self._buffer(a)
-        self._on_device(self.comm.allReduce, ptr, ptr, size, dtype, getattr(self._nccl, _OPS[op]))
+        code = getattr(self._nccl, f"NCCL_{op.upper()}")
+        self._on_device(self.comm.allReduce, ptr, ptr, size, dtype, code)
 
     def broadcast(self, a: Any, root: int) -> None:
         """a = root's a, in place."""
