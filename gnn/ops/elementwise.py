@@ -186,15 +186,11 @@ class PowScalar(Configured):
 
     def forward(self, x: Any) -> Any:
         self.x = x
-        if self.p == 2:
-            return x * x
-        return x**self.p
+        return x * x if self.p == 2 else x**self.p  # squares (the usual case) without a power
 
     def backward(self, gy: Any) -> Any:
-        p = self.p
-        if p == 2:
-            return gy * (2 * self.x)
-        return gy * (p * self.x ** (p - 1))
+        p, x = self.p, self.x
+        return gy * (2 * x if p == 2 else p * x ** (p - 1))
 
 
 @register(method=True, operators=("__pow__",), reflected="__rpow__", top=True)
@@ -365,13 +361,11 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     if ref is None:
         raise TypeError("where: expected at least one Tensor argument")
     cond = as_tensor(condition, ref)
-    if cond.dtype.kind != "b":
-        cond = Tensor._make(cond.array != 0, cond._be, False)
     a, b = pair(a, b)
     if cond._be is not a._be:
         raise RuntimeError(f"where: condition is on {cond.device}, values on {a.device}")
     try:
-        return Where.apply(a, b, cond=cond.array)
+        return Where.apply(a, b, cond=cond.array if cond.dtype.kind == "b" else cond.array != 0)
     except ValueError:
         for p, q in ((a, b), (cond, a), (cond, b)):
             check_broadcast("where", p, q)

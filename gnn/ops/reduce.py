@@ -163,9 +163,8 @@ def _along(fn: type[AlongAxis], op: str, x: Tensor, dim: int) -> Tensor:
 
 class Softmax(AlongAxis):
     def forward(self, x: Any) -> Any:
-        xp = self.be.xp
         y = x - (x.max(axis=self.axis, keepdims=True) if x.size else 0)  # empty: no max
-        xp.exp(y, out=y)
+        self.be.xp.exp(y, out=y)
         y /= y.sum(axis=self.axis, keepdims=True)
         self.y = y
         return y
@@ -211,8 +210,7 @@ class LogSumExp(Reduction):
         xp = self.be.xp
         m = x.max(axis=self.axes, keepdims=True) if x.size else xp.zeros((1,) * x.ndim, x.dtype)
         m = xp.where(xp.isfinite(m), m, 0)  # rows of -inf (or inf) must not give inf - inf
-        s = xp.exp(x - m).sum(axis=self.axes, keepdims=True)
-        out = xp.log(s)
+        out = xp.log(xp.exp(x - m).sum(axis=self.axes, keepdims=True))
         out += m
         self.x, self.out = x, out
         return _squeezed(out, self.axes, self.keepdim)

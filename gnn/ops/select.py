@@ -21,9 +21,11 @@ from gnn.tensor import Tensor
 SortResult = namedtuple("SortResult", ["values", "indices"])
 
 
-def _index_array(index: Any, x: Tensor, op: str, dim: int) -> Any:
-    """An integer index as an array on x's device (a Tensor there, or anything array-like), its
-    values checked against dim's size: CuPy would wrap out-of-range indices silently."""
+def _index_array(index: Any, x: Tensor, op: str, dim: int) -> tuple[int, Any]:
+    """dim as a non-negative index, and an integer index as an array on x's device (a Tensor
+    there, or anything array-like), its values checked against dim's size: CuPy would wrap
+    out-of-range indices silently."""
+    d = norm_dim(dim, x.ndim, op)
     if isinstance(index, Tensor):
         if index._be is not x._be:
             raise RuntimeError(f"{op}: index is on {index.device}, the input on {x.device}")
@@ -32,12 +34,12 @@ def _index_array(index: Any, x: Tensor, op: str, dim: int) -> Any:
         data = x._be.asarray(index)
     if data.dtype.kind not in "iu":
         raise TypeError(f"{op}: index must hold integers, got dtype {data.dtype}")
-    size = x.shape[norm_dim(dim, x.ndim, op)] if x.ndim else 1
+    size = x.shape[d] if x.ndim else 1
     lo, hi = x._be.value_range(data) if data.size else (0, 0)
     if lo < -size or hi >= size:
         bad = lo if lo < -size else hi
         raise IndexError(f"{op}: index {bad} is out of range for dim {dim} of size {size}")
-    return data
+    return d, data
 
 
 @register(method=True, top=True)
@@ -93,8 +95,7 @@ def flip(x: Tensor, dims: Any) -> Tensor:
 @register(method=True, top=True)
 def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
     """The entries of x at the 1-D integer `index` along dim (repeats allowed)."""
-    d = norm_dim(dim, x.ndim, "index_select")
-    data = _index_array(index, x, "index_select", dim)
+    d, data = _index_array(index, x, "index_select", dim)
     if data.ndim > 1:
         raise ValueError(f"index_select: index must be 1-D, got shape {tuple(data.shape)}")
     if x.ndim == 0:
@@ -108,8 +109,7 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
 
     `index` has x's number of dims and is no larger than x outside dim, as in PyTorch.
     """
-    d = norm_dim(dim, x.ndim, "gather")
-    data = _index_array(index, x, "gather", dim)
+    d, data = _index_array(index, x, "gather", dim)
     if data.ndim != x.ndim and not (x.ndim == 0 and data.ndim <= 1):
         raise ValueError(
             f"gather: index must have as many dims as the input ({x.ndim}), "
