@@ -119,8 +119,7 @@ def batch_norm(
     stats = tuple(t.array for t in (running_mean, running_var) if t is not None)
     if len(stats) == 1:
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
-    count = input.array.size // c if c else 0
-    if training and count <= 1:
+    if training and input.array.size <= c:  # at most one value per channel
         raise ValueError(
             f"{op}: expected more than 1 value per channel when training, got input of shape "
             f"{input.shape} (use a batch of 2 or more, or call .eval())"

@@ -77,10 +77,9 @@ def layer_norm(
             raise ValueError(
                 f"layer_norm: {name} of shape {p.shape} does not match normalized_shape {shape}"
             )
-    affine = [t for t in (weight, bias) if t is not None]
     return LayerNorm.apply(
         input,
-        *affine,
+        *(t for t in (weight, bias) if t is not None),
         ndim=n,
         eps=float(eps),
         has_weight=weight is not None,

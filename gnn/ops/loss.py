@@ -142,9 +142,7 @@ class BCEWithLogits(Function):
         x, t, pw, needs = self.x, self.t, self.pw, self.needs_input_grad
         sig_neg = fused_sigmoid.forward(self.be, -x)  # sigma(-x) = 1 - sigma(x)
         gx = gy * ((1 - t) - self.c * sig_neg) if needs[0] else None
-        gt = None
-        if needs[1]:
-            gt = gy * (-x + (0 if pw is None else (pw - 1) * self.softplus_neg))
+        gt = gy * (-x + (0 if pw is None else (pw - 1) * self.softplus_neg)) if needs[1] else None
         gpw = gy * t * self.softplus_neg if pw is not None and needs[2] else None
         return gx, gt, gpw
 
