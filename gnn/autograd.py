@@ -13,6 +13,8 @@ import itertools
 import weakref
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from gnn import config
 
 if TYPE_CHECKING:
@@ -127,9 +129,8 @@ class Function:
 
 
 def _sum_to_shape(g: Any, shape: tuple) -> Any:
-    """Sum a broadcast gradient back down to `shape` (the engine does this once for every op)."""
-    if g.shape == shape:
-        return g
+    """Sum a broadcast gradient (not of `shape`) back down to `shape` (the engine does this once,
+    for every op)."""
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1
@@ -147,7 +148,10 @@ def _seed(root: Tensor, grad: Any) -> Any:
                 f"{tuple(data.shape)}; pass a gradient of that shape, "
                 "e.g. y.backward(gnn.ones_like(y))"
             )
-        return _ones_seed(root._be, data.shape, data.dtype)
+        # One cached 1 per device and dtype, viewed in the root's shape and shared, read-only
+        # where arrays can be: no fill launch each step on a GPU. No backward writes its incoming
+        # gradient in place, and _accumulate_leaf copies the seed, not keeps it.
+        return root._be.constant((1,), data.dtype).reshape(data.shape)
     # A copy: the seed may end up as a leaf's .grad, which later steps change in place.
     g0 = root._be.xp.array(grad.array if isinstance(grad, _Tensor) else grad, dtype=data.dtype)
     if g0.shape != data.shape:
@@ -158,25 +162,9 @@ def _seed(root: Tensor, grad: Any) -> Any:
     return g0
 
 
-def _ones_seed(be: Any, shape: tuple, dtype: Any) -> Any:
-    """The ones a scalar's backward starts from, made once per backend, shape and dtype and then
-    shared, read-only where the arrays say so: no fill launch each step on a GPU. No backward
-    writes its incoming gradient in place, and _accumulate_leaf copies the seed, not keeps it."""
-    seeds = be.__dict__.setdefault("_seeds", {})
-    key = (shape, dtype)
-    g = seeds.get(key)
-    if g is None:
-        g = be.ones(shape, dtype)
-        if hasattr(g.flags, "writeable"):  # NumPy (and the fake CuPy); CuPy's flags lack it
-            g.flags.writeable = False
-        seeds[key] = g
-    return g
-
-
 def _is_seed(be: Any, g: Any) -> bool:
-    """Whether g (a one-element array on a device without read-only arrays) views a seed."""
-    ptr = g.data.ptr
-    return any(s.data.ptr == ptr for s in be.__dict__.get("_seeds", {}).values())
+    """Whether g (a one-element array on a device without read-only arrays) views the seed."""
+    return g.data.ptr == be.constant((1,), g.dtype).data.ptr
 
 
 def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
@@ -186,19 +174,15 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             "backward: this tensor does not require grad and has no graph "
             "(was it computed under no_grad(), or from tensors without requires_grad=True?)"
         )
-    g0 = _seed(root, grad)
-    top = root._creator
-    if top is None:  # a leaf: its gradient is the seed itself
-        _accumulate_leaf(root, g0)
-        return
     # Functions waiting to run, newest first, each with the gradient of its output summed so far.
     # A Function enters when its first gradient arrives; by the time it leaves, every Function
     # that used its output (all newer than it) has run and added to that gradient.
-    heap: list[tuple[int, Function]] = [(-top.seq, top)]
-    grads: dict[Function, Any] = {top: g0}
+    heap: list[tuple[int, Function]] = []
+    grads: dict[Function, Any] = {}
     # Arrays handed to two Functions at once, where arrays cannot be made read-only (CuPy): a
     # leaf that would keep one (or a view of it) as its .grad copies it instead (see _share).
     shared: list[Any] = []
+    _hand_on(root, _seed(root, grad), grads, heap, shared)  # a leaf root keeps it as its .grad
     while heap:
         fn = heapq.heappop(heap)[1]
         gy = grads.pop(fn)
@@ -341,14 +325,14 @@ def _accumulate_leaf(t: Tensor, g: Any) -> None:
     by nobody else); later ones are added in place, as PyTorch does."""
     if t.grad is None:
         flags = g.flags
-        # CuPy's flags have no `writeable` (its broadcast views are not C-contiguous instead, and
-        # a view of the shared seed is found by its pointer).
-        writeable = getattr(flags, "writeable", None)
+        # CuPy's flags have no `writeable` (its broadcast views are not C-contiguous instead), and
+        # only as a NumPy array is the shared seed read-only: a view of a CuPy one (the fake CuPy's
+        # too) is found by its pointer.
         if (
             g.dtype != t.array.dtype
             or not flags.c_contiguous
-            or writeable is False
-            or (writeable is None and g.size == 1 and _is_seed(t._be, g))
+            or getattr(flags, "writeable", True) is False
+            or (g.size == 1 and not isinstance(g, np.ndarray) and _is_seed(t._be, g))
         ):
             g = t._be.xp.array(g, dtype=t.array.dtype, order="C")  # e.g. a broadcast view
         t.grad = _Tensor._make(g, t._be)
