@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import pytest
 
 from gnn.backend import Backend, NumpyBackend, cuda_available, get_backend
@@ -75,3 +76,43 @@ def test_cuda_backend_implements_the_kernel_interface():
     check_implements(be, KernelBackend)
     with be._cuda_device:
         assert be._sms() > 0
+
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA device"),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_scalars_are_made_once_and_told_apart_by_sign_and_type(device: str) -> None:
+    be = get_backend(device)
+    f32 = np.float32
+    assert be.scalar(2.0, f32) is be.scalar(2.0, f32)
+    assert be.scalar(2.0, f32) is not be.scalar(2.0, np.float64)
+    assert be.scalar(2, f32) is not be.scalar(2.0, f32)  # same value, but kept apart by type
+    zero, negative_zero = be.to_numpy(be.scalar(0.0, f32)), be.to_numpy(be.scalar(-0.0, f32))
+    assert not np.signbit(zero) and np.signbit(negative_zero)
+    nan = be.scalar(float("nan"), f32)  # a NaN equals no other NaN, yet one array serves them all
+    assert be.scalar(float("nan"), f32) is nan and np.isnan(be.to_numpy(nan))
+    if device == "cpu":  # shared, so read-only where the library can say so
+        with pytest.raises(ValueError, match="read-only"):
+            be.scalar(2.0, f32)[...] = 3.0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_default_error_checks_raise_at_once_or_at_check_errors(device: str) -> None:
+    be = get_backend(device)
+    ids = be.asarray(np.array([0, 6, 7]), np.int64)
+    with pytest.raises(IndexError, match="id 7 is out of range for an embedding of 7 rows"):
+        be.check_ids(ids, 7, "lookup")
+        be.check_errors()  # a GPU flags on the device: raised here
+    assert be.value_range(ids) == (0, 7)
+    be.check_ids(ids, 8, "lookup")
+    be.check_errors()  # nothing pending
