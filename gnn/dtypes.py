@@ -23,7 +23,8 @@ SUPPORTED = (float16, float32, float64, int32, int64, bool_)
 # NumPy's names of the supported dtypes, and PyTorch's other names for them
 _BY_NAME: dict[str, np.dtype] = {dt.name: dt for dt in SUPPORTED}
 _BY_NAME.update(half=float16, float=float32, double=float64, int=int32, long=int64)
-_PYTHON_TYPES: dict[type, np.dtype] = {float: float32, int: int64, bool: bool_}
+# ... and Python's own types
+_KNOWN: dict[Any, np.dtype] = {**_BY_NAME, float: float32, int: int64, bool: bool_}
 _BFLOAT16_NAMES = ("bfloat16", "bf16")
 
 
@@ -50,12 +51,10 @@ def parse_dtype(dtype: Any) -> np.dtype:
     """Turn a gnn/NumPy dtype, a Python type or a name like "float32" into a NumPy dtype."""
     if dtype is None:  # np.dtype(None) would silently be float64
         raise TypeError("dtype None: pass a dtype such as gnn.float32 (or leave the argument out)")
-    if isinstance(dtype, str) and dtype in _BY_NAME:
-        return _BY_NAME[dtype]
+    if isinstance(dtype, (str, type)) and dtype in _KNOWN:
+        return _KNOWN[dtype]
     if (isinstance(dtype, str) and dtype in _BFLOAT16_NAMES) or is_bfloat16(dtype):
         return bfloat16_dtype()
-    if isinstance(dtype, type) and dtype in _PYTHON_TYPES:
-        return _PYTHON_TYPES[dtype]
     try:
         dt = np.dtype(dtype)  # also NumPy's names ("uint8", "f4") for storage dtypes
     except TypeError:

@@ -115,6 +115,7 @@ class Tensor:
         return self.array.ndim
 
     def numel(self) -> int:
+        """The number of elements (also torch.numel(x) and nelement())."""
         return int(self.array.size)
 
     def __len__(self) -> int:
@@ -259,6 +260,7 @@ class Tensor:
         return Tensor._make(self._be.xp.asarray(self.array.all()), self._be, False)
 
     def is_floating_point(self) -> bool:
+        """True when the dtype is floating, bfloat16 too (also torch.is_floating_point(x))."""
         return is_floating(self.dtype)
 
     nelement = numel
@@ -334,14 +336,9 @@ def is_tensor(obj: Any) -> bool:
     return isinstance(obj, Tensor)
 
 
-def numel(x: Tensor) -> int:
-    """The number of elements of x: torch.numel."""
-    return x.numel()
-
-
-def is_floating_point(x: Tensor) -> bool:
-    """True when x has a floating dtype: torch.is_floating_point."""
-    return is_floating(x.dtype)
+# torch.numel(x) and torch.is_floating_point(x): the methods, called as functions
+numel = Tensor.numel
+is_floating_point = Tensor.is_floating_point
 
 
 def to_arguments(device: Any, dtype: Any, who: str) -> tuple[Any, Any]:
@@ -417,12 +414,10 @@ def _to_array(data: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
         )
     if dtype is not None:
         dt = parse_dtype(dtype)
-    elif is_array or probe.kind == "b":
+    elif is_array or probe.kind not in "iufO":  # arrays keep theirs; bools (and what is refused)
         dt = probe
-    elif probe.kind in "iu":
-        dt = np.dtype("int64")
-    else:  # floats, and objects such as a list of Tensors
-        dt = config.get_default_dtype() if probe.kind in "fO" else probe
+    else:  # Python ints are int64; floats (and objects such as a list of Tensors) the default
+        dt = np.dtype("int64") if probe.kind in "iu" else config.get_default_dtype()
     # object, complex, strings, dates: no gnn op computes on them (bfloat16's kind is "V")
     if not is_floating(dt) and dt.kind not in "biu":
         raise TypeError(

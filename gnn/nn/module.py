@@ -6,7 +6,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from gnn.backend import parse_device
 from gnn.dtypes import is_floating, parse_dtype
 from gnn.nn.parameter import Parameter
 from gnn.nn.state_dict import load_into, state_tensors
@@ -347,4 +346,4 @@ def _check_layer_input(module: Module, x: Any) -> None:
     )
 
 
-__all__ = ["Module", "RemovableHandle", "parse_device"]
+__all__ = ["Module", "RemovableHandle"]
