@@ -84,15 +84,13 @@ class MaxMin(Reduction):
     take_max: bool  # max, else min
 
     def forward(self, x: Any) -> Any:
-        op = x.max if self.take_max else x.min
-        y = op(axis=self.axes, keepdims=True)
+        y = (x.max if self.take_max else x.min)(axis=self.axes, keepdims=True)
         self.mask = x == y
         return _squeezed(y, self.axes, self.keepdim)
 
     def backward(self, gy: Any) -> Any:
-        mask = self.mask
-        count = mask.sum(axis=self.axes, keepdims=True)
-        return mask * (gy.reshape(count.shape) / count)
+        count = self.mask.sum(axis=self.axes, keepdims=True)
+        return self.mask * (gy.reshape(count.shape) / count)
 
 
 def _arg(x: Tensor, d: int | None, keepdim: bool, take_max: bool) -> Tensor:
@@ -186,8 +184,7 @@ class LogSoftmax(AlongAxis):
     def forward(self, x: Any) -> Any:
         xp = self.be.xp
         shifted = x - (x.max(axis=self.axis, keepdims=True) if x.size else 0)  # empty: no max
-        lse = xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
-        shifted -= lse
+        shifted -= xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))  # log-sum-exp
         self.y = shifted
         return shifted
 
