@@ -108,11 +108,7 @@ class Backend(ABC):
     def synchronize(self) -> None:
         """Wait until the work queued on this device is done."""
 
-    # ---- ones, constants and scalars: the cached ones are shared, so never written to --------
-
-    def ones(self, shape: tuple, dtype: Any) -> Any:
-        """A new array of ones (backward's usual 0-d seed)."""
-        return self.xp.ones(shape, dtype=dtype)
+    # ---- ones vectors, constants and scalars: made once, shared, so never written to ---------
 
     def ones_vector(self, n: int, dtype: Any) -> Any:
         """A cached vector of n ones (bias gradients as ones @ g); shared, so never written to."""
