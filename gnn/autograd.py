@@ -282,16 +282,15 @@ def _share(inputs: tuple, needs: tuple, gxs: Any, shared: list) -> list:
 
 
 def _read_only(g: Any, shared: list) -> Any:
-    """A read-only view of g; on CuPy (no read-only arrays) g itself, noted in `shared`."""
-    view = g.view()
-    flags = view.flags
-    if hasattr(flags, "writeable"):  # NumPy, the fake CuPy
-        try:
-            flags.writeable = False
-        except ValueError:  # a NumPy scalar (0-d math returns one): immutable already
-            return g
+    """A read-only view of a NumPy array g. A CuPy array (the fake CuPy's too: CuPy has no
+    read-only arrays) is g itself, noted in `shared`; a NumPy scalar (0-d math returns one) is
+    immutable already."""
+    if isinstance(g, np.ndarray):
+        view = g.view()
+        view.flags.writeable = False
         return view
-    shared.append(g)
+    if not isinstance(g, np.generic):
+        shared.append(g)
     return g
 
 
