@@ -119,20 +119,22 @@ class _FlatSteps:
     def __init__(self, be: Any, g: Window) -> None:
         self.g, self.xp, (self.hp, self.wp) = g, be.xp, g.frame()
         self.size = g.n * self.hp * self.wp
-        self.reach = (g.kh - 1) * g.dh * self.wp + (g.kw - 1) * g.dw  # last tap's run's offset
+        # where each kernel tap's run starts in the frame, taps in (i, j) order
+        self.offsets = [i * g.dh * self.wp + j * g.dw for i in range(g.kh) for j in range(g.kw)]
 
     def _frame(self, dtype: Any) -> Any:
-        """Zeros (C, M + reach): the padded batch, channel-major, one row per channel."""
-        return self.xp.zeros((self.g.c, self.size + self.reach), dtype=dtype)
+        """Zeros (C, M + the last tap's offset): the padded batch, channel-major, a row each."""
+        return self.xp.zeros((self.g.c, self.size + self.offsets[-1]), dtype=dtype)
 
     def _crop(self, a: Any, top: int, left: int, h: int, w: int) -> Any:
-        """Rows (R, M or more) as (R, N, h, w): the h x w pixels at (top, left) of each frame."""
+        """Rows (R, M or more) as an image (N, R, h, w), a view: the h x w pixels at (top, left)
+        of each frame."""
         a = a[:, : self.size].reshape(a.shape[0], self.g.n, self.hp, self.wp)
-        return a[:, :, top : top + h, left : left + w]
+        return a[:, :, top : top + h, left : left + w].transpose(1, 0, 2, 3)
 
     def im2col(self, x: Any) -> Any:
         g, frame = self.g, self._frame(x.dtype)
-        self._crop(frame, g.pt, g.pl, g.h, g.w)[...] = x.transpose(1, 0, 2, 3)
+        self._crop(frame, g.pt, g.pl, g.h, g.w)[...] = x
         s_c, s_x = frame.strides
         taps = self.xp.lib.stride_tricks.as_strided(
             frame, (g.c, g.kh, g.kw, self.size), (s_c, g.dh * self.wp * s_x, g.dw * s_x, s_x)
@@ -142,24 +144,20 @@ class _FlatSteps:
     def col2im(self, cols: Any) -> Any:
         """The adjoint of im2col; the junk columns of `cols` must be zero (products with zeros)."""
         g, frame = self.g, self._frame(cols.dtype)
-        taps = cols.reshape(g.c, g.kh, g.kw, self.size)
-        for i in range(g.kh):
-            for j in range(g.kw):
-                offset = i * g.dh * self.wp + j * g.dw
-                frame[:, offset : offset + self.size] += taps[:, i, j]
-        gx = self._crop(frame, g.pt, g.pl, g.h, g.w)
-        return self.xp.ascontiguousarray(gx.transpose(1, 0, 2, 3))
+        taps = cols.reshape(g.c, g.kh * g.kw, self.size)
+        for k, offset in enumerate(self.offsets):
+            frame[:, offset : offset + self.size] += taps[:, k]
+        return self.xp.ascontiguousarray(self._crop(frame, g.pt, g.pl, g.h, g.w))
 
     def to_rows(self, y: Any, need_bias: bool = False, gbias: Any = None) -> tuple[Any, Any]:
         rows = self.xp.zeros((y.shape[1], self.size), dtype=y.dtype)
-        self._crop(rows, 0, 0, self.g.oh, self.g.ow)[...] = y.transpose(1, 0, 2, 3)
+        self._crop(rows, 0, 0, self.g.oh, self.g.ow)[...] = y
         return rows, (rows.sum(axis=1, out=gbias) if need_bias else None)
 
     def to_image(self, y2: Any, bias: Any) -> Any:
         if bias is not None:
             y2 += bias[:, None]
-        y4 = self._crop(y2, 0, 0, self.g.oh, self.g.ow)
-        return self.xp.ascontiguousarray(y4.transpose(1, 0, 2, 3))
+        return self.xp.ascontiguousarray(self._crop(y2, 0, 0, self.g.oh, self.g.ow))
 
 
 def _grouped(a: Any, groups: int) -> Any:
@@ -388,20 +386,13 @@ def conv_transpose2d(
 
 
 def _pool_window(
-    op: str,
-    x: Tensor,
-    kernel_size: Any,
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    ceil_mode: bool,
+    op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool
 ) -> Window:
     """Windows of a pooling op: its arguments checked, and at most half a window of padding."""
     _check_input(op, x, "3-D (C, H, W) or 4-D (N, C, H, W) input")
     kernel = _pair(kernel_size, "kernel_size", op, 1)
     strides = kernel if stride is None or stride == [] else _pair(stride, "stride", op, 1)
-    pad = _pair(padding, "padding", op, 0)
-    dil = _pair(dilation, "dilation", op, 1)
+    pad, dil = _pair(padding, "padding", op, 0), _pair(dilation, "dilation", op, 1)
     # (avg pooling has no dilation: there the kernel size is the effective one)
     if any(p > (d * (k - 1) + 1) // 2 for p, k, d in zip(pad, kernel, dil)):
         raise ValueError(
