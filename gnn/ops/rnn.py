@@ -48,8 +48,6 @@ class Cell:
     h W_hh^T (+ b_hh).
     """
 
-    xw: Any
-    w_rec: Any
     hs: Any
     out: Any
     gc: Any = None  # the LSTM's: the gradient reaching c_0 once backward's steps ran
@@ -59,12 +57,13 @@ class Cell:
         self.steps, self.reverse, self.n_h = layer.steps, layer.reverse, inp.w_hh.shape[1]
         self.row_shape = (*inp.x.shape[:2], inp.w_ih.shape[0])  # (T, B, G*H)
 
-    def project(self, w_ih: Any, b_ih: Any, b_hh: Any = None) -> Any:
-        """The input terms of all steps, x W_ih^T + b_ih (+ b_hh), in one matmul: (T, B, G*H)."""
-        xw = (self.x_rows @ w_ih.T).reshape(self.row_shape)
-        if b_ih is not None:
-            xw += b_ih if b_hh is None else b_ih + b_hh
-        return xw
+    def project(self, inp: Inputs, b_hh: Any) -> None:
+        """xw, the input terms of all steps, x W_ih^T + b_ih (+ b_hh), in one matmul (T, B, G*H);
+        w_rec, W_hh^T row-major (NumPy's per-step products are faster on it than on the view)."""
+        self.xw = (self.x_rows @ inp.w_ih.T).reshape(self.row_shape)
+        if inp.b_ih is not None:
+            self.xw += inp.b_ih if b_hh is None else inp.b_ih + b_hh
+        self.w_rec = self.xp.ascontiguousarray(inp.w_hh.T)
 
     def all_before(self, after: Any, first: Any) -> Any:
         """(T, B, H): the state each step started from, given those after each step (`after`,
@@ -130,9 +129,7 @@ class Elman(Cell):
 
     def __init__(self, layer: RecurrentLayer, inp: Inputs) -> None:
         super().__init__(layer, inp)
-        self.xw = self.project(inp.w_ih, inp.b_ih, inp.b_hh)
-        # W_hh^T row-major: NumPy's per-step products are faster on it than on the view
-        self.w_rec = self.xp.ascontiguousarray(inp.w_hh.T)
+        self.project(inp, inp.b_hh)
         self.relu = layer.mode == "RNN_RELU"
         zero = self.xp.zeros((), self.xw.dtype)  # NumPy takes a 0-d array faster than a 0
         self.act = partial(self.xp.maximum, zero) if self.relu else self.xp.tanh  # relu: max(0, v)
@@ -158,8 +155,7 @@ class Gru(Cell):
 
     def __init__(self, layer: RecurrentLayer, inp: Inputs) -> None:
         super().__init__(layer, inp)
-        self.xw = self.project(inp.w_ih, inp.b_ih)  # b_hh stays inside r * (..)
-        self.w_rec = self.xp.ascontiguousarray(inp.w_hh.T)  # as Elman's
+        self.project(inp, None)  # b_hh stays inside r * (..)
         self.b_hh, self.h0 = inp.b_hh, inp.h0
         self.hs = self.out = self.xp.empty((*self.row_shape[:2], self.n_h), dtype=inp.x.dtype)
         self.hwn = self.xp.empty_like(self.hs)  # W_hn h' + b_hn per step
@@ -293,7 +289,7 @@ class FusedLstm(Lstm):
 
     def prepare(self, inp: Inputs) -> None:
         """The kernel adds the biases; W_hh^T as it is, (H, 4H) column-major, as cuBLAS takes it."""
-        self.xw = self.project(inp.w_ih, None)
+        self.xw = (self.x_rows @ inp.w_ih.T).reshape(self.row_shape)  # x W_ih^T alone
         self.bias = None if inp.b_ih is None else fused_lstm.Bias(inp.b_ih, inp.b_hh)
         self.w_rec, self.c0 = inp.w_hh.T, self.xp.ascontiguousarray(inp.c0)
 
