@@ -157,8 +157,7 @@ class GetItem(Configured):
         return x[self.index]
 
     def backward(self, gy: Any) -> Any:
-        xp = self.be.xp
-        gx = xp.zeros(self.in_shape, dtype=gy.dtype)
+        gx = self.be.xp.zeros(self.in_shape, dtype=gy.dtype)
         if self.advanced:
             self.be.index_add(gx, self.index, gy)  # repeated indices accumulate
         else:
