@@ -21,9 +21,8 @@ Fn = TypeVar("Fn", bound=Callable[..., Any])
 class Op:
     """One registered op: its function and every name it goes by."""
 
-    name: str
     fn: Callable[..., Any]
-    names: tuple[str, ...]  # the name, then its aliases: gnn.functional's names for fn
+    names: tuple[str, ...]  # its name (OPS's key), then its aliases: gnn.functional's names for fn
     tensor: dict[str, Any]  # Tensor attribute -> its value
     top: bool  # gnn.<name> and gnn.<alias>
 
@@ -56,12 +55,12 @@ def register(
 
     def decorate(fn: Fn) -> Fn:
         op_name = name or fn.__name__
-        op = Op(op_name, fn, (op_name, *aliases), dict(tensor or {}), top)
+        op = Op(fn, (op_name, *aliases), dict(tensor or {}), top)
         if doc is not None:
-            _named(fn, op.name)
+            _named(fn, op_name)
             fn.__doc__ = doc
         if method:  # with sizes, `t.reshape(2, 3)` as well as `t.reshape((2, 3))`
-            impl = _named(lambda x, *sizes: fn(x, shape_args(sizes)), op.name) if sizes else fn
+            impl = _named(lambda x, *sizes: fn(x, shape_args(sizes)), op_name) if sizes else fn
             op.tensor.update({spelling: impl for spelling in op.names})
         op.tensor.update({operator: fn for operator in operators})
         if reflected:  # `2 - t` calls t.__rsub__(2), which is sub(2, t)
@@ -70,8 +69,8 @@ def register(
         # Tensor's own attributes (tensor.py) and those of the ops registered so far are taken
         clash += [a for a in op.tensor if a in vars(Tensor)]
         if clash:
-            raise ValueError(f"register {op.name}: {clash} already taken")
-        OPS[op.name] = op
+            raise ValueError(f"register {op_name}: {clash} already taken")
+        OPS[op_name] = op
         for attribute, value in op.tensor.items():
             setattr(Tensor, attribute, value)
         return fn
