@@ -3,8 +3,10 @@
 `Backend` documents every member a backend has. What works alike on NumPy and CuPy it implements
 once, through `self.xp` (the array module); the abstract methods are what the libraries do
 differently, and each backend implements them: NumpyBackend (numpy.py) and CupyBackend (cuda.py)
-hold only those, plus CuPy's device context where a call needs it. `KernelBackend` adds the hook
-gnn's CUDA kernels launch through (CupyBackend implements it; for gnn/backend/fused only).
+hold only those, plus CuPy's device context where a call needs it. The error checks here raise
+at once; CupyBackend overrides them to flag on the device and raise later. `KernelBackend` adds
+the hook gnn's CUDA kernels launch through (CupyBackend implements it; for gnn/backend/fused
+only).
 Above gnn/backend/, code reaches a backend through `Tensor.backend` or `get_backend(device)` and
 uses only what is declared here. A new backend is one new file subclassing `Backend`; fused ops
 need nothing of it (their references run on its `xp`).
