@@ -54,7 +54,7 @@ class Device:
         if self.index is not None and (type(self.index) is not int or self.index < 0):  # not bool
             raise ValueError(f"device(): index must be an integer >= 0, got {self.index!r}")
         if self.type == "cpu":
-            if self.index not in (None, 0):
+            if self.index:  # an index checked above: only 0 (or none) names the CPU
                 raise ValueError(f"device(): the CPU has no index {self.index}")
             object.__setattr__(self, "index", None)
 
