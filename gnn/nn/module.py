@@ -332,7 +332,6 @@ def _check_layer_input(module: Module, x: Any) -> None:
     Only gnn's own layers are checked (a user's Module may take anything), and only their first
     argument, the input: otherwise the layer would fail deep inside with an AttributeError.
     """
-    name = type(module).__name__
     if isinstance(x, (list, tuple)) and x and not any(isinstance(v, Tensor) for v in x):
         what = f"a Python {type(x).__name__}"
     elif hasattr(x, "__array__") or hasattr(x, "__cuda_array_interface__"):
@@ -340,7 +339,7 @@ def _check_layer_input(module: Module, x: Any) -> None:
     else:
         return
     raise TypeError(
-        f"{name}: the input is {what}, not a gnn Tensor; convert it first with "
+        f"{type(module).__name__}: the input is {what}, not a gnn Tensor; convert it first with "
         f"gnn.tensor(x) (on the model's device: gnn.tensor(x, device=...)); Keras-style "
         "model.fit/evaluate/predict take arrays directly"
     )
