@@ -473,3 +473,15 @@ def test_checkpoint_saved_on_gpu_resumes_on_cpu(tmp_path) -> None:
                if isinstance(v, gnn.Tensor))  # fmt: skip
     F.mse_loss(cpu_model(x.to("cpu")), y.to("cpu")).backward()
     cpu_opt.step()
+
+
+def test_dir_lists_parameters_buffers_and_children() -> None:
+    """dir() shows every registered name: parameters and buffers (plain attributes too) and
+    sub-modules, a container's numbered children included."""
+    lin = nn.Linear(2, 3)
+    lin.register_buffer("stat", None)
+    seq = nn.Sequential(lin, nn.ReLU())
+    assert {"weight", "bias", "stat", "forward"} <= set(dir(lin))
+    assert {"0", "1"} <= set(dir(seq))
+    del lin.stat
+    assert "stat" not in dir(lin)

@@ -300,9 +300,8 @@ class Module:
         return head + "\n  " + "\n  ".join(lines) + "\n)"
 
     def __dir__(self) -> list[str]:
-        return sorted(
-            set(super().__dir__()) | set(self._parameters) | set(self._modules) | set(self._buffers)
-        )
+        # parameters and buffers are plain attributes too (see _put); a container's children not
+        return sorted(set(super().__dir__()) | set(self._modules))
 
 
 class RemovableHandle:
