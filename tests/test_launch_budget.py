@@ -62,7 +62,8 @@ CEILINGS = {
 # cnn was (105, 0, 0) before the conv kernels (kernels/conv.cu: im2col, col2im and max pooling's
 # backward one gather launch each, not a loop over the kernel taps; layout changes fused), (38, 0,
 # 0) before the bias gradient's sum joined the gradient's layout change (one launch per conv).
-# Each was 1 higher before backward's seed of ones was cached (gnn/autograd.py: _ones_seed),
+# Each was 1 higher before backward's seed of ones was cached (gnn/autograd.py: _seed,
+# through Backend.constant),
 # lstm and gpt included;
 # cnn was (35, 0, 0) before Conv2d's weight and bias gradients went into their homes; mlp (24, 0,
 # 0) and cnn (31, 0, 0) before ReLU's backward became one kernel (kernels/relu.cu), not two.
