@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from gnn.autograd import Function
+from gnn.ops._util import Configured
 from gnn.ops.autocast import cast_inputs
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 
-class BatchNorm(Function):
+class BatchNorm(Configured):
     """y = (x - mean) / sqrt(var + eps) * weight + bias per channel (dim 1).
 
     Training: mean/var over every dim but 1, from the batch; backward needs xhat and 1/std.
@@ -24,17 +24,12 @@ class BatchNorm(Function):
     Inputs: x, then weight and bias where given (has_weight, has_bias say which).
     """
 
-    def __init__(
-        self,
-        training: bool,
-        eps: float,
-        stats: tuple | None,
-        momentum: float,
-        has_weight: bool,
-        has_bias: bool,
-    ) -> None:
-        self.training, self.eps, self.stats, self.momentum = training, eps, stats, momentum
-        self.has_weight, self.has_bias = has_weight, has_bias  # read by the ONNX exporter too
+    training: bool
+    eps: float
+    stats: tuple  # (running_mean, running_var) arrays, updated in place in training; or ()
+    momentum: float
+    has_weight: bool  # read by the ONNX exporter too
+    has_bias: bool
 
     def forward(self, x: Any, *affine: Any) -> Any:
         axes = (0,) + tuple(range(2, x.ndim))
@@ -45,14 +40,13 @@ class BatchNorm(Function):
             mean = xa.mean(axis=axes, keepdims=True)
             xc = xa - mean
             var = (xc * xc).mean(axis=axes, keepdims=True)
-            if self.stats is not None:
+            if self.stats:
                 # running = (1 - momentum) * running + momentum * batch, unbiased variance
                 n, m = x.size // x.shape[1], self.momentum
                 for running, batch in zip(self.stats, (mean, var * (n / (n - 1)))):
                     running *= 1.0 - m
                     running += (m * batch.reshape(-1)).astype(running.dtype, copy=False)
         else:
-            assert self.stats is not None  # batch_norm trains on the batch when there are none
             mean, var = (a.astype(acc, copy=False).reshape(bshape) for a in self.stats)
             xc = xa - mean
         rstd = 1.0 / self.be.xp.sqrt(var + self.eps)
@@ -72,11 +66,9 @@ class BatchNorm(Function):
         if self.needs_input_grad[0]:
             gxhat = g * w if w is not None else g
             if self.training:  # the batch statistics depend on x too
-                gx = gxhat - gxhat.mean(axis=axes, keepdims=True)
-                gx -= xhat * (gxhat * xhat).mean(axis=axes, keepdims=True)
-                gx *= rstd
-            else:
-                gx = gxhat * rstd
+                proj = xhat * (gxhat * xhat).mean(axis=axes, keepdims=True)
+                gxhat = gxhat - gxhat.mean(axis=axes, keepdims=True) - proj
+            gx = gxhat * rstd
         grads = [gx]
         if self.has_weight:
             grads.append((g * xhat).sum(axis=axes) if self.needs_input_grad[1] else None)
@@ -129,7 +121,7 @@ def batch_norm(
         *(t for t in (weight, bias) if t is not None),
         training=training or not stats,  # no running statistics: the batch's own, always
         eps=float(eps),
-        stats=stats or None,
+        stats=stats,
         momentum=0.1 if momentum is None else float(momentum),
         has_weight=weight is not None,
         has_bias=bias is not None,
