@@ -8,7 +8,7 @@ from gnn.autograd import Function
 from gnn.ops._util import column_sums, pair
 from gnn.ops.autocast import cast_inputs, compute_widened
 from gnn.ops.registry import register
-from gnn.ops.shape import squeeze, unsqueeze
+from gnn.ops.shape import reshape, unsqueeze
 from gnn.tensor import Tensor
 
 
@@ -39,13 +39,9 @@ def matmul(input: Any, other: Any) -> Tensor:
         raise ValueError(f"matmul: {a.shape} @ {b.shape}: inner dims {k_a} != {k_b}")
     if a.ndim == 1 or b.ndim == 1:
         # (n,) @ (..., n, m): a row vector; (..., m, n) @ (n,): a column vector; both: a dot
-        # product. The added dims are dropped again after.
+        # product. The product's shape leaves out the dims added: a's rows, b's columns.
         out = matmul(unsqueeze(a, 0) if a.ndim == 1 else a, unsqueeze(b, -1) if b.ndim == 1 else b)
-        if b.ndim == 1:
-            out = squeeze(out, -1)
-        if a.ndim == 1:
-            out = squeeze(out, -1 if b.ndim == 1 else -2)
-        return out
+        return reshape(out, out.shape[:-2] + a.shape[-2:-1] + (b.shape[-1:] if b.ndim > 1 else ()))
     try:
         return MatMul.apply(a, b)
     except ValueError:
