@@ -43,10 +43,8 @@ class Attention(Function):
 
     def forward(self, *xs: Any) -> Any:
         self.qkv = xs[0] if len(xs) == 1 else None  # the packed tensor, or None
-        if self.qkv is not None:
-            xs = (self.qkv[0], self.qkv[1], self.qkv[2])
-        self.xs = xs
-        q, k, v = xs
+        self.xs = xs if self.qkv is None else tuple(self.qkv)  # (q, k, v)
+        q, k, v = self.xs
         acc = np.float64 if q.dtype == np.float64 else np.float32
         if self.spec.causal:  # one cached mask for every layer and step (the kernels need none)
             self.mask = causal_mask(self.be, q.shape[-2], k.shape[-2], acc)
@@ -150,8 +148,9 @@ def attention(
     return out, (sink[0] if sink else None)
 
 
-def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> tuple:
-    """The attention scores' shape (batch..., L, S) after checking query, key and value."""
+def _sdpa_mask(query: Tensor, key: Tensor, value: Tensor, attn_mask: Any, dropout_p: float) -> Any:
+    """scaled_dot_product_attention's checks; then attn_mask (a bool or float Tensor or array) as
+    an additive float array on query's device that broadcasts to the scores, or None."""
     op = "scaled_dot_product_attention"
     for name, t in (("query", query), ("key", key), ("value", value)):
         if not isinstance(t, Tensor):
@@ -168,6 +167,8 @@ def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> tuple:
         raise ValueError(
             f"{op}: key {key.shape} and value {value.shape} differ in the sequence dim (-2)"
         )
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"{op}: dropout_p must be in [0, 1), got {dropout_p}")
     try:
         batch = np.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
     except ValueError:
@@ -175,14 +176,11 @@ def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> tuple:
             f"{op}: batch dims of query {query.shape}, key {key.shape} and value {value.shape} "
             "do not broadcast"
         ) from None
-    return batch + (query.shape[-2], key.shape[-2])
-
-
-def _sdpa_mask(attn_mask: Any, query: Tensor, scores: tuple) -> Any:
-    """attn_mask (a bool or float Tensor or array) as an additive float array on query's device."""
-    op = "scaled_dot_product_attention"
+    if attn_mask is None:
+        return None
     acc = np.float64 if query.dtype == np.float64 else np.float32
     m = to_additive(attn_mask, query, acc, f"{op}: attn_mask", True)
+    scores = batch + (query.shape[-2], key.shape[-2])
     try:
         np.broadcast_shapes(tuple(m.shape), scores)
     except ValueError:
@@ -204,11 +202,6 @@ def scaled_dot_product_attention(
     scale: float | None = None,
 ) -> Tensor:
     """softmax(query @ key^T * scale + mask) @ value, as in PyTorch (bool mask: True = attend)."""
-    scores = _check_qkv(query, key, value)
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(
-            f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}"
-        )
-    mask = None if attn_mask is None else _sdpa_mask(attn_mask, query, scores)
+    mask = _sdpa_mask(query, key, value, attn_mask, dropout_p)
     out, _ = attention(query, key, value, mask, dropout_p, scale, causal=bool(is_causal))
     return out
