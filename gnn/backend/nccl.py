@@ -16,19 +16,18 @@ import numpy as np
 
 
 def _nccl() -> Any:
+    """CuPy's NCCL module; one clear error, whichever way it is missing."""
     try:
         from cupy.cuda import nccl
+
+        if not getattr(nccl, "available", True):  # a CuPy that has the module but no library
+            raise ImportError("CuPy reports NCCL as unavailable")
     except Exception as exc:  # ImportError, or a CuPy built without NCCL
         raise RuntimeError(
             f"the 'nccl' backend needs CuPy with NCCL ({exc}); install the CUDA extra "
             "(pip install 'gnn[cuda12]') and NCCL (pip install nvidia-nccl-cu12), or use "
             "backend='mpi'"
         ) from exc
-    if not getattr(nccl, "available", True):
-        raise RuntimeError(
-            "the 'nccl' backend: CuPy reports NCCL as unavailable; install NCCL "
-            "(pip install nvidia-nccl-cu12) or use backend='mpi'"
-        )
     return nccl
 
 
