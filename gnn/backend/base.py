@@ -33,11 +33,18 @@ def id_range_message(op: str, bad: int, num: int) -> str:
     return f"{op}: id {bad} is out of range for an embedding of {num} rows (valid: 0..{num - 1})"
 
 
+def _drawn(draw: Callable, shape: tuple, dtype: Any) -> Any:
+    """`draw(shape, dtype=...)` of a generator, in `dtype`: float16 and bfloat16 are drawn in
+    float64 and rounded (NumPy's and CuPy's generators do not make them)."""
+    wide = dtype not in (np.float32, np.float64)
+    return draw(shape, dtype=np.float64 if wide else dtype).astype(dtype, copy=False)
+
+
 class _Cache(dict):
-    """Arrays made on first use by `make(key[0], key[1])` (later parts of a key only tell keys
-    apart) and kept, read-only where the library can mark them (NumPy: so a write to a shared
-    array raises in the CPU suite; CuPy has no such flag). One holding `size` arrays starts
-    afresh (many batch lengths, or a schedule's many numbers)."""
+    """Values made on first use by `make(key[0], key[1])` (later parts of a key only tell keys
+    apart) and kept: arrays, read-only where the library can mark them (NumPy: so a write to a
+    shared array raises in the CPU suite; CuPy has no such flag), or a GPU's compiled kernels.
+    One holding `size` values starts afresh (many batch lengths, or a schedule's many numbers)."""
 
     def __init__(self, make: Callable, size: int | None = None) -> None:
         super().__init__()
@@ -158,17 +165,11 @@ class Backend(ABC):
 
     def randn(self, shape: tuple, dtype: Any) -> Any:
         """Standard normal samples."""
-        # float16/bfloat16 are drawn in float64 and rounded (NumPy's and CuPy's generators do
-        # not make them)
-        wide = dtype not in (np.float32, np.float64)
-        out = self.rng().standard_normal(shape, dtype=np.float64 if wide else dtype)
-        return out.astype(dtype, copy=False)
+        return _drawn(self.rng().standard_normal, shape, dtype)
 
     def rand(self, shape: tuple, dtype: Any) -> Any:
         """Uniform samples in [0, 1)."""
-        wide = dtype not in (np.float32, np.float64)
-        out = self.rng().random(shape, dtype=np.float64 if wide else dtype)
-        return out.astype(dtype, copy=False)
+        return _drawn(self.rng().random, shape, dtype)
 
     def randint(self, low: int, high: int, shape: tuple, dtype: Any) -> Any:
         """Integers in [low, high)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn.backend.base import KernelBackend, id_range_message
+from gnn.backend.base import KernelBackend, _Cache, id_range_message
 from gnn.backend.kernels import kernel_source
 
 
@@ -54,8 +54,8 @@ class CupyBackend(KernelBackend):
             raise RuntimeError(f"device 'cuda:{index}' does not exist: {count} GPU(s) visible")
         super().__init__(cupy, Device("cuda", index))
         self._cuda_device = cupy.cuda.Device(index)
-        self._modules: dict[str, Any] = {}
-        self._functions: dict[tuple[str, str], Any] = {}
+        self._modules: dict[str, Any] = {}  # kernels/<module>.cu compiled, by module
+        self._kernels = _Cache(self._kernel)  # by (module, name)
         self._sm_count = int(self._cuda_device.attributes["MultiProcessorCount"])
         with self._cuda_device:  # stands in for optional pointer arguments a kernel will not read
             self._dummy = cupy.zeros((1,), dtype=np.float32)
@@ -123,19 +123,17 @@ class CupyBackend(KernelBackend):
     # ---- kernels -------------------------------------------------------------------------------
 
     def _kernel(self, module: str, name: str) -> Any:
-        """Kernel `name` of kernels/<module>.cu, compiled once per device (a RawModule)."""
-        key = (module, name)
-        if key not in self._functions:
-            if module not in self._modules:
-                with self._cuda_device:
-                    code = kernel_source(module)
-                    self._modules[module] = self.xp.RawModule(code=code, options=("--std=c++17",))
-            self._functions[key] = self._modules[module].get_function(name)
-        return self._functions[key]
+        """Kernel `name` of kernels/<module>.cu, the module compiled once per device (a RawModule);
+        `_launch` finds it in `_kernels`, which calls this once per kernel."""
+        if module not in self._modules:
+            with self._cuda_device:
+                code = kernel_source(module)
+                self._modules[module] = self.xp.RawModule(code=code, options=("--std=c++17",))
+        return self._modules[module].get_function(name)
 
     def _launch(self, module: str, name: str, blocks: int, threads: int, args: tuple) -> None:
         """Queue kernels/<module>.cu:<name> on the current stream (GNN_DEBUG_SYNC=1: and wait)."""
-        self._kernel(module, name)((blocks,), (threads,), args)
+        self._kernels[module, name]((blocks,), (threads,), args)
         if os.environ.get("GNN_DEBUG_SYNC") == "1":
             self.check_errors()
 
@@ -207,9 +205,8 @@ class CupyBackend(KernelBackend):
             self._errors.fill(0)
         label, classes, ignore_index, forward, backward = (int(v) for v in slots[1:])
         # the forward's count, or the backward's when the forward's was raised by an earlier check
-        count = forward or backward
         return IndexError(
-            f"cross_entropy: target {label} is out of bounds for {classes} classes "
-            f"(valid: 0..{classes - 1}, or ignore_index={ignore_index}); {count} bad label(s) "
-            f"found by the CUDA kernel on {self.device} (their loss and gradient rows are NaN)"
+            f"cross_entropy: target {label} is out of bounds for {classes} classes (valid: "
+            f"0..{classes - 1}, or ignore_index={ignore_index}); {forward or backward} bad label(s)"
+            f" found by the CUDA kernel on {self.device} (their loss and gradient rows are NaN)"
         )
