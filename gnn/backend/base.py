@@ -225,9 +225,9 @@ class KernelBackend(Backend):
     def _sms(self) -> int:
         """The number of streaming multiprocessors (to size grid-stride launches)."""
 
-    @abstractmethod
     def _dummy_f32(self) -> Any:
         """A float32 array standing in for an optional pointer the kernel will not read."""
+        return self.ones_vector(1, np.float32)  # any will do: shared, as the kernels only read it
 
     @abstractmethod
     def _error_slots(self) -> Any:

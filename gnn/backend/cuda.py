@@ -57,8 +57,6 @@ class CupyBackend(KernelBackend):
         self._modules: dict[str, Any] = {}  # kernels/<module>.cu compiled, by module
         self._kernels = _Cache(self._kernel)  # by (module, name)
         self._sm_count = int(self._cuda_device.attributes["MultiProcessorCount"])
-        with self._cuda_device:  # stands in for optional pointer arguments a kernel will not read
-            self._dummy = cupy.zeros((1,), dtype=np.float32)
         self._errors: Any = None  # int64[ERROR_SLOTS] on this GPU, made on first use
         self._errors_pending = False  # a flagging kernel ran since the last check_errors()
         self._id_checks: dict[tuple, Any] = {}  # see check_ids()
@@ -139,9 +137,6 @@ class CupyBackend(KernelBackend):
 
     def _sms(self) -> int:
         return self._sm_count
-
-    def _dummy_f32(self) -> Any:
-        return self._dummy
 
     def _error_slots(self) -> Any:
         if self._errors is None:
