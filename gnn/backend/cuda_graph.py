@@ -80,9 +80,9 @@ class StreamCapture:
     def __init__(self, backend: Any) -> None:
         self.backend = backend
         self.graph: Any = None
-        self._stream: Any = None
-        self._allocating = contextlib.ExitStack()  # the pool's allocator, current until end()
-        self._outer: tuple[dict, bool] = ({}, False)  # the backend's pending checks, kept aside
+        # from begin() to end(): the stream, the pool's allocator held current, and the backend's
+        # pending checks kept aside
+        self._open: tuple[Any, contextlib.ExitStack, tuple[dict, bool]] | None = None
         self._id_maxima: dict[tuple, Any] = {}  # check_ids key -> the graph's running maximum
         self._flags = False  # whether the captured kernels can flag errors
 
@@ -100,20 +100,20 @@ class StreamCapture:
         with contextlib.ExitStack() as allocating:  # undone at once if the capture cannot start
             allocating.enter_context(self.backend.xp.cuda.using_allocator(pool.malloc))
             stream.begin_capture(CAPTURE_MODES[mode])
-            self._stream, self._allocating = stream, allocating.pop_all()
+            held = allocating.pop_all()
         be = self.backend  # the capture's own checks start from none
-        self._outer = (be._id_checks, be._errors_pending)
+        self._open = (stream, held, (be._id_checks, be._errors_pending))
         be._id_checks, be._errors_pending = {}, False
 
     def end(self) -> None:
         """Stop capturing; the graph is then ready to replay."""
-        if self._stream is None:
+        if self._open is None:
             raise RuntimeError("capture_end without capture_begin")
-        stream, self._stream = self._stream, None
+        (stream, allocating, outer), self._open = self._open, None
         be, xp = self.backend, self.backend.xp
         captured, self._flags = be._id_checks, be._errors_pending
-        be._id_checks, be._errors_pending = self._outer
-        with self._allocating:  # the pool allocates until the capture has ended, come what may
+        be._id_checks, be._errors_pending = outer
+        with allocating:  # the pool allocates until the capture has ended, come what may
             try:
                 # still capturing: each checked id maximum folds into one that outlives a replay
                 maxima = {key: xp.empty_like(top) for key, top in captured.items()}
