@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from gnn.autograd import Function
 from gnn.backend.fused import conv as fconv
 from gnn.backend.fused.conv import Window
 from gnn.dtypes import is_floating
+from gnn.ops._util import Configured
 from gnn.ops.autocast import cast_inputs, compute_widened
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
@@ -185,18 +185,24 @@ def _group_matmul(xp: Any, a: Any, b: Any, out: Any = None) -> Any:
 # ---- convolution --------------------------------------------------------------------------------
 
 
-class _Convolution(Function):
+class _Convolution(Configured):
     """The steps Conv2d and ConvTranspose2d share. `geom` is the convolution's windows (for the
     transposed one: those of the convolution it is the adjoint of); w is kept as w3, (groups,
-    rows / groups, columns / groups), rows being its first axis."""
+    rows / groups, columns / groups), rows being its first axis (the image side's channels)."""
 
-    def __init__(self, geom: Window, groups: int) -> None:
-        self.geom, self.groups = geom, groups
+    geom: Window
+    groups: int
 
-    def _start(self, x: Any, w: Any, flat_ok: bool) -> None:
+    def _start(self, x: Any, w: Any) -> None:
         """Choose the window steps (once per call) and keep w as w3."""
         g, be = self.geom, self.be
-        flat = flat_ok and g.sh == g.sw == 1 and not fconv.applies(be, x.dtype)
+        # The flat layout saves on im2col/col2im (`rows`: the window side's channels * kh * kw,
+        # twice with an input gradient) but costs junk columns and slower layout changes of the
+        # image side (w's first axis): measured, it pays when rows outnumber the image side's
+        # and one channel's taps (2 * kh * kw: first layers of one or two channels lose).
+        rows = w.shape[1] * self.groups * g.kh * g.kw * (2 if self.needs_input_grad[0] else 1)
+        flat = rows > max(w.shape[0], 2 * g.kh * g.kw) and g.sh == g.sw == 1
+        flat = flat and not fconv.applies(be, x.dtype)
         self.steps = _FlatSteps(be, g) if flat else _Steps(be, g)
         self.w3 = _grouped(w.reshape(w.shape[0], -1), self.groups)
 
@@ -228,10 +234,7 @@ class Conv2d(_Convolution):
     """y = conv(x, w) + b as w (groups, O/g, C/g*kh*kw) @ im2col columns (groups, C/g*kh*kw, M)."""
 
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
-        # The flat layout saves on im2col/col2im (C*kh*kw rows, twice with an input gradient) but
-        # costs junk columns and slower layout changes of the output (O rows, twice): measured.
-        rows = x.shape[1] * w.shape[2] * w.shape[3] * (2 if self.needs_input_grad[0] else 1)
-        self._start(x, w, flat_ok=rows > 2 * w.shape[0])
+        self._start(x, w)
         cols = _grouped(self.steps.im2col(x), self.groups)  # (groups, C/g * kh * kw, M)
         self.cols = cols if self.needs_input_grad[1] else None
         return self._correlate(cols, b)
@@ -254,7 +257,7 @@ class ConvTranspose2d(_Convolution):
     """
 
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
-        self._start(x, w, flat_ok=True)
+        self._start(x, w)
         rows = self._rows(x)[0]  # (groups, Cin/g, M)
         self.x_rows = rows if self.needs_input_grad[1] else None
         y = self._spread(rows)  # (N, Cout, Ho, Wo)
@@ -361,24 +364,24 @@ def conv_transpose2d(
     op = "conv_transpose2d"
     cout = _check_conv(op, input, weight, bias, groups, transposed=True)
     strides, dil = _pair(stride, "stride", op, 1), _pair(dilation, "dilation", op, 1)
-    ph, pw = _pair(padding, "padding", op, 0)
-    oph, opw = _pair(output_padding, "output_padding", op, 0)
-    for o_pad, s, d, axis in ((oph, strides[0], dil[0], 0), (opw, strides[1], dil[1], 1)):
-        if o_pad >= s and o_pad >= d:
-            raise ValueError(
-                f"{op}: output_padding must be smaller than stride or dilation, got "
-                f"output_padding={o_pad}, stride={s}, dilation={d} (dim {axis})"
-            )
+    pads, extra = _pair(padding, "padding", op, 0), _pair(output_padding, "output_padding", op, 0)
     n, _, h, w = input.shape
     kh, kw = weight.shape[2:]
-    ho = (h - 1) * strides[0] - 2 * ph + dil[0] * (kh - 1) + oph + 1
-    wo = (w - 1) * strides[1] - 2 * pw + dil[1] * (kw - 1) + opw + 1
-    if ho <= 0 or wo <= 0:
+    out = []  # the output's size per axis
+    for dim, (size, k, s, p, o_p, d) in enumerate(zip((h, w), (kh, kw), strides, pads, extra, dil)):
+        if o_p >= s and o_p >= d:
+            raise ValueError(
+                f"{op}: output_padding must be smaller than stride or dilation, got "
+                f"output_padding={o_p}, stride={s}, dilation={d} (dim {dim})"
+            )
+        out.append((size - 1) * s - 2 * p + d * (k - 1) + o_p + 1)
+    if min(out) <= 0:
         raise ValueError(
-            f"{op}: input of spatial size ({h}, {w}) gives an empty output ({ho}, {wo}) "
-            f"with padding ({ph}, {pw})"
+            f"{op}: input of spatial size ({h}, {w}) gives an empty output {tuple(out)} "
+            f"with padding {pads}"
         )
-    geom = Window(n, cout, ho, wo, kh, kw, *strides, ph, pw, *dil, h, w, ph + oph, pw + opw)
+    (ho, wo), far = out, [p + o_p for p, o_p in zip(pads, extra)]  # far: output_padding's side
+    geom = Window(n, cout, ho, wo, kh, kw, *strides, *pads, *dil, h, w, *far)
     return _convolve(ConvTranspose2d, op, input, weight, bias, geom=geom, groups=groups)
 
 
@@ -402,11 +405,10 @@ def _pool_window(
     return _window(op, x, kernel, strides, (pad[0], pad[0], pad[1], pad[1]), dil, ceil_mode)
 
 
-class MaxPool2d(Function):
+class MaxPool2d(Configured):
     """Max over each window; the gradient goes to the first maximum of the window (as PyTorch)."""
 
-    def __init__(self, geom: Window) -> None:
-        self.geom = geom
+    geom: Window
 
     def forward(self, x: Any) -> Any:
         # y, and the tap of each maximum where a gradient will need it
@@ -417,32 +419,28 @@ class MaxPool2d(Function):
         return fconv.max_pool_backward(self.be, gy, self.idx, self.geom)
 
 
-class AvgPool2d(Function):
+class AvgPool2d(Configured):
     """Mean over each window, divided by PyTorch's divisor (padding counted or not).
 
-    Each channel of each image is an image of one channel to the window steps: im2col gives the
-    windows as (kh * kw, N * C * oh * ow), col2im spreads their gradients back.
+    `geom` sees each channel of each image as an image of one channel (n = N * C, c = 1): im2col
+    gives the windows as (kh * kw, N * C * oh * ow), col2im spreads their gradients back.
     """
 
-    def __init__(self, geom: Window, divisor: Any) -> None:
-        self.geom, self.divisor = geom, divisor  # divisor: (oh, ow) host array or a number
-        self.planes = replace(geom, n=geom.n * geom.c, c=1)
+    geom: Window
+    divisor: Any  # a number, or (oh, ow) on the input's device (see _avg_divisor)
 
     def forward(self, x: Any) -> Any:
-        g, div = self.geom, self.divisor
-        if isinstance(div, np.ndarray):  # cached on the device: no copy per call
-            div = self.be.constant(tuple(div.ravel().tolist()), x.dtype).reshape(div.shape)
-            self.divisor = div
-        planes = x.reshape(g.n * g.c, 1, g.h, g.w)
-        y = fconv.im2col(self.be, planes, self.planes).sum(axis=0).reshape(g.n, g.c, g.oh, g.ow)
-        y /= div
+        g = self.geom
+        y = fconv.im2col(self.be, x.reshape(g.n, 1, g.h, g.w), g).sum(axis=0)
+        y = y.reshape(x.shape[0], x.shape[1], g.oh, g.ow)
+        y /= self.divisor
         return y
 
     def backward(self, gy: Any) -> Any:
         g = self.geom
         share = (gy / self.divisor).reshape(1, gy.size)
         cols = self.be.xp.broadcast_to(share, (g.kh * g.kw, gy.size))
-        return fconv.col2im(self.be, cols, self.planes).reshape(g.n, g.c, g.h, g.w)
+        return fconv.col2im(self.be, cols, g).reshape(gy.shape[0], gy.shape[1], g.h, g.w)
 
 
 @register(top=True)
@@ -464,8 +462,11 @@ def max_pool2d(
     return MaxPool2d.apply(input, geom=g)
 
 
-def _avg_divisor(g: Window, count_include_pad: bool) -> np.ndarray:
-    """PyTorch's divisor per output position: window size clipped to input+padding (or input)."""
+def _avg_divisor(g: Window, count_include_pad: bool, x: Tensor) -> Any:
+    """PyTorch's divisor per output position: window size clipped to input+padding (or input).
+
+    One number when every window is full; else an (oh, ow) array cached on x's device, in its
+    dtype (no copy per call)."""
     sizes = []
     for o, s, k, p, n in ((g.oh, g.sh, g.kh, g.pt, g.h), (g.ow, g.sw, g.kw, g.pl, g.w)):
         start = np.arange(o) * s - p
@@ -473,7 +474,10 @@ def _avg_divisor(g: Window, count_include_pad: bool) -> np.ndarray:
         if not count_include_pad:  # only the input's own pixels count
             start, end = np.maximum(start, 0), np.minimum(end, n)
         sizes.append(end - start)
-    return np.outer(sizes[0], sizes[1]).astype(np.float64)
+    div = np.outer(sizes[0], sizes[1]).astype(np.float64)
+    if (div == div.flat[0]).all():
+        return float(div.flat[0])
+    return x._be.constant(tuple(div.ravel().tolist()), x.dtype).reshape(div.shape)
 
 
 @register()
@@ -497,7 +501,5 @@ def avg_pool2d(
             )
         divisor: Any = float(divisor_override)
     else:
-        divisor = _avg_divisor(g, count_include_pad)
-        if (divisor == divisor.flat[0]).all():
-            divisor = float(divisor.flat[0])  # every window full: one number
-    return AvgPool2d.apply(input, geom=g, divisor=divisor)
+        divisor = _avg_divisor(g, count_include_pad, input)
+    return AvgPool2d.apply(input, geom=replace(g, n=g.n * g.c, c=1), divisor=divisor)
