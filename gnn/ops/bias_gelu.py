@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gnn.autograd import Function
 from gnn.backend.fused import gelu as fused_gelu
+from gnn.ops._util import Configured
 from gnn.ops.autocast import cast_inputs, compute_widened
 from gnn.ops.elementwise import add, gelu
 from gnn.ops.registry import register
@@ -18,11 +18,10 @@ from gnn.tensor import Tensor
 
 
 @compute_widened
-class BiasGelu(Function):
+class BiasGelu(Configured):
     """y = gelu(x + bias (D,)) over the last dim; saves what the fused forward hands back."""
 
-    def __init__(self, approximate: str) -> None:
-        self.spec = fused_gelu.GeluSpec(approximate)
+    spec: fused_gelu.GeluSpec  # the approximation, checked
 
     def forward(self, x: Any, bias: Any) -> Any:
         y, self.saved = fused_gelu.forward(self.be, x, bias, self.spec)
@@ -41,11 +40,11 @@ def bias_gelu(x: Tensor, bias: Tensor | None, approximate: str = "none") -> Tens
     approximate is "none" (the erf form) or "tanh" (GPT-2's). A bias of another dtype or shape
     takes the unfused composite, which broadcasts and promotes as add() does.
     """
-    fused_gelu.GeluSpec(approximate)  # the argument check, before any work
+    spec = fused_gelu.GeluSpec(approximate)  # the argument check, before any work
     if bias is None:
         return gelu(x, approximate)
     x, bias = cast_inputs("linear", x, bias)  # the bias of a Linear: autocast it as one
     d = x.shape[-1] if x.ndim else None
     if bias.shape != (d,) or bias.dtype != x.dtype or bias.backend is not x.backend:
         return gelu(add(x, bias), approximate)
-    return BiasGelu.apply(x, bias, approximate=approximate)
+    return BiasGelu.apply(x, bias, spec=spec)

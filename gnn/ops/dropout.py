@@ -6,14 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from gnn.autograd import Function
+from gnn.ops._util import Configured
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 
-class Dropout(Function):
-    def __init__(self, mask: Any) -> None:
-        self.mask = mask  # already scaled by 1 / (1 - p)
+class Dropout(Configured):
+    """x * mask, the mask 0 where an element is dropped and 1 / (1 - p) where it is kept."""
+
+    mask: Any  # keep_mask's
 
     def forward(self, x: Any) -> Any:
         return x * self.mask
