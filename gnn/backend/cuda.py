@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn.backend.base import KernelBackend, _Cache, id_range_message
+from gnn.backend.base import Device, KernelBackend, _Cache, id_range_message
 from gnn.backend.kernels import kernel_source
 
 
@@ -38,7 +38,7 @@ class CupyBackend(KernelBackend):
     name = "cuda"
 
     def __init__(self, index: int = 0) -> None:
-        from gnn.backend import CUDA_INSTALL_HINT, Device
+        from gnn.backend import CUDA_INSTALL_HINT
 
         try:
             import cupy

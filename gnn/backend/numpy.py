@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn.backend.base import Backend
+from gnn.backend.base import Backend, Device
 
 # From this many indices up, index_add of whole rows sorts and sums runs instead of np.add.at.
 _SORTED_INDEX_ADD_MIN = 128
@@ -24,8 +24,6 @@ class NumpyBackend(Backend):
     name = "cpu"
 
     def __init__(self) -> None:
-        from gnn.backend import Device
-
         super().__init__(np, Device("cpu"))
 
     # ---- arrays --------------------------------------------------------------------------------
