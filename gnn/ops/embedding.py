@@ -4,30 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from gnn.autograd import Function
+from gnn.ops._util import Configured
 from gnn.ops.registry import register
 from gnn.tensor import Tensor
 
 
-class Embedding(Function):
+class Embedding(Configured):
     """weight[ids]; backward adds each output row's gradient into its id's row (repeats add up)."""
 
-    def __init__(self, ids: Any, padding_idx: int | None) -> None:
-        self.ids, self.padding_idx = ids, padding_idx
+    ids: Any  # an integer array on the weight's device, checked against its rows
+    padding_idx: int | None  # in [0, rows) when given
 
     def forward(self, weight: Any) -> Any:
-        self.num = weight.shape[0]
+        self.shape = weight.shape
         return weight[self.ids]
 
     def backward(self, gy: Any) -> Any:
-        xp = self.be.xp
-        d = gy.shape[-1]
         gw = self.grad_home(0, gy.dtype)  # the weight's slot in a flat gradient buffer
         if gw is None:
-            gw = xp.zeros((self.num, d), dtype=gy.dtype)
+            gw = self.be.xp.zeros(self.shape, dtype=gy.dtype)
         else:
             gw.fill(0)
-        self.be.index_add(gw, self.ids.reshape(-1), gy.reshape(-1, d))
+        self.be.index_add(gw, self.ids.reshape(-1), gy.reshape(-1, self.shape[1]))
         if self.padding_idx is not None:
             gw[self.padding_idx] = 0  # the padding row gets no gradient, as in PyTorch
         return gw
