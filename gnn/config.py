@@ -18,8 +18,7 @@ from gnn.dtypes import float32, parse_dtype
 
 
 class _State(threading.local):
-    def __init__(self) -> None:
-        self.grad_enabled = True
+    grad_enabled = True  # each thread starts with grad mode on
 
 
 _state = _State()
@@ -113,14 +112,9 @@ def set_default_dtype(dtype: Any) -> None:
     _default_dtype = dt
 
 
-@contextlib.contextmanager
-def default_dtype(dtype: Any) -> Iterator[None]:
-    prev = _default_dtype
-    set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        set_default_dtype(prev)
+def default_dtype(dtype: Any) -> contextlib.AbstractContextManager[None]:
+    """`with gnn.default_dtype(gnn.float64):` the default dtype inside the block."""
+    return _for_block(set_default_dtype, dtype, _default_dtype)
 
 
 # ---- default device --------------------------------------------------------------------------
@@ -134,20 +128,25 @@ def get_default_device() -> str:
 
 
 def set_default_device(device: Any) -> None:
-    """Set the device of new tensors: "cpu", "cuda" or "cuda:N" (checked at once)."""
+    """Set the device of new tensors: "cpu", "cuda" or "cuda:N" (checked at once); None goes
+    back to GNN_DEVICE's ("cpu" when it is not set)."""
     global _default_device
-    _default_device = check_device(device)
+    _default_device = None if device is None else check_device(device)
+
+
+def default_device(device: Any) -> contextlib.AbstractContextManager[None]:
+    """`with gnn.default_device("cuda"):` the default device inside the block."""
+    return _for_block(set_default_device, device, _default_device)
 
 
 @contextlib.contextmanager
-def default_device(device: Any) -> Iterator[None]:
-    prev = get_default_device()
-    set_default_device(device)
+def _for_block(set_: Callable[[Any], None], value: Any, prev: Any) -> Iterator[None]:
+    """set_(value) for the length of a `with` block, then set_(prev): the previous setting."""
+    set_(value)
     try:
         yield
     finally:
-        global _default_device
-        _default_device = prev
+        set_(prev)
 
 
 # ---- random seed -----------------------------------------------------------------------------

@@ -463,6 +463,20 @@ def test_gnn_device_cuda_without_cupy_is_a_clear_error(
         gnn.zeros(1)
 
 
+def test_default_device_none_and_a_block_go_back_to_the_environment_default(
+    fresh_default_device: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GNN_DEVICE", "bogus")  # read (and refused) only when a tensor is made
+    with gnn.default_device("cpu"):
+        assert gnn.zeros(1).device == "cpu"
+    with pytest.raises(ValueError, match="GNN_DEVICE"):
+        gnn.zeros(1)
+    gnn.set_default_device("cpu")
+    monkeypatch.setenv("GNN_DEVICE", "cpu")
+    gnn.set_default_device(None)  # as torch.set_default_device(None): the default again
+    assert config._default_device is None and gnn.get_default_device() == "cpu"
+
+
 def test_to_cpu_and_dtype_conversions() -> None:
     t = gnn.tensor([1.5, -2.0])
     assert t.to("cpu") is t and t.cpu() is t and t.to(Device("cpu")) is t
