@@ -35,8 +35,8 @@ class Module:
             self._put("_parameters", name, value)
         elif isinstance(value, Module):
             self._put("_modules", name, value)
-        elif name in d["_buffers"]:
-            self._put("_buffers", name, value)
+        elif name in d["_buffers"]:  # a new value for a buffer: saved in state_dict as before
+            self.register_buffer(name, value, name not in d["_non_persistent"])
         elif name in d["_parameters"]:
             if value is not None:
                 raise TypeError(
@@ -56,8 +56,7 @@ class Module:
             if other != store:
                 d[other].pop(name, None)
         d[store][name] = value  # where it was if it was there: the state dict's order stays
-        if store != "_buffers":
-            d["_non_persistent"].discard(name)  # only a buffer may be left out of state_dict
+        d["_non_persistent"].discard(name)  # register_buffer(persistent=False) adds it back
         # Also kept as a plain attribute, so `self.weight` is found without a failed lookup and
         # __getattr__ (which cost 15x a plain read, and layers read their weights every call).
         # Everything that changes the three stores by name keeps this copy in step.
@@ -90,9 +89,7 @@ class Module:
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """Add state that is saved in state_dict() (if persistent) but not trained."""
         self._put("_buffers", name, tensor)
-        if persistent:
-            self._non_persistent.discard(name)
-        else:
+        if not persistent:
             self._non_persistent.add(name)
 
     def add_module(self, name: str, module: Module | None) -> None:
