@@ -106,13 +106,6 @@ def id_range_message(op: str, bad: int, num: int) -> str:
     return f"{op}: id {bad} is out of range for an embedding of {num} rows (valid: 0..{num - 1})"
 
 
-def _drawn(draw: Callable, shape: tuple, dtype: Any) -> Any:
-    """`draw(shape, dtype=...)` of a generator, in `dtype`: float16 and bfloat16 are drawn in
-    float64 and rounded (NumPy's and CuPy's generators do not make them)."""
-    wide = dtype not in (np.float32, np.float64)
-    return draw(shape, dtype=np.float64 if wide else dtype).astype(dtype, copy=False)
-
-
 class _Cache(dict):
     """Values made on first use by `make(key[0], key[1])` (later parts of a key only tell keys
     apart) and kept: arrays, read-only where the library can mark them (NumPy: so a write to a
@@ -238,11 +231,17 @@ class Backend(ABC):
 
     def randn(self, shape: tuple, dtype: Any) -> Any:
         """Standard normal samples."""
-        return _drawn(self.rng().standard_normal, shape, dtype)
+        # float16/bfloat16 are drawn in float64 and rounded (NumPy's and CuPy's generators do
+        # not make them)
+        wide = dtype not in (np.float32, np.float64)
+        out = self.rng().standard_normal(shape, dtype=np.float64 if wide else dtype)
+        return out.astype(dtype, copy=False)
 
     def rand(self, shape: tuple, dtype: Any) -> Any:
         """Uniform samples in [0, 1)."""
-        return _drawn(self.rng().random, shape, dtype)
+        wide = dtype not in (np.float32, np.float64)
+        out = self.rng().random(shape, dtype=np.float64 if wide else dtype)
+        return out.astype(dtype, copy=False)
 
     def randint(self, low: int, high: int, shape: tuple, dtype: Any) -> Any:
         """Integers in [low, high)."""
