@@ -61,7 +61,8 @@ class NumpyBackend(Backend):
             # Whole rows (an embedding's gradient): np.add.at goes element by element, so sort
             # the rows by index, sum each run of equal indices with one reduceat and add each
             # sum once. 0.57 against 3.1 ms for 1024 rows of 256 into 65.
-            index = np.where(index < 0, index + target.shape[0], index)  # -1 and n-1: one run
+            if index.min() < 0:
+                index = np.where(index < 0, index + target.shape[0], index)
             order = np.argsort(index, kind="stable")
             rows = index[order]
             starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
