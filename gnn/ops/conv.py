@@ -195,14 +195,16 @@ class _Convolution(Configured):
 
     def _start(self, x: Any, w: Any) -> None:
         """Choose the window steps (once per call) and keep w as w3."""
-        g, be = self.geom, self.be
-        # The flat layout saves on im2col/col2im (`rows`: the window side's channels * kh * kw,
-        # twice with an input gradient) but costs junk columns and slower layout changes of the
-        # image side (w's first axis): measured, it pays when rows outnumber the image side's
-        # and one channel's taps (2 * kh * kw: first layers of one or two channels lose).
+        g, be, o = self.geom, self.be, w.shape[0]  # o: the image side's channels
+        # The flat layout saves on im2col/col2im, whose `rows` are the window side's channels *
+        # kh * kw (twice with an input gradient), but each product with the o rows of the image
+        # side carries its junk columns (hp * wp - oh * ow per image). Measured single-thread (3x3
+        # kernels, 2x2 to 32x32 images, 1 to 128 channels), it pays when rows outnumber o and two
+        # channels' taps, and o times the junk per image stays under 280 times oh.
         rows = w.shape[1] * self.groups * g.kh * g.kw * (2 if self.needs_input_grad[0] else 1)
-        flat = rows > max(w.shape[0], 2 * g.kh * g.kw) and g.sh == g.sw == 1
-        flat = flat and not fconv.applies(be, x.dtype)
+        hp, wp = g.frame()
+        flat = g.sh == g.sw == 1 and rows > max(o, 2 * g.kh * g.kw)
+        flat = flat and o * (hp * wp - g.oh * g.ow) < 280 * g.oh and not fconv.applies(be, x.dtype)
         self.steps = _FlatSteps(be, g) if flat else _Steps(be, g)
         self.w3 = _grouped(w.reshape(w.shape[0], -1), self.groups)
 
