@@ -14,7 +14,7 @@ from gnn.autograd import Function
 from gnn.backend.fused import sigmoid as fused_sigmoid
 from gnn.backend.fused import softmax_cross_entropy as fused_ce
 from gnn.dtypes import is_floating
-from gnn.ops._util import as_tensor
+from gnn.ops._util import Configured, as_tensor
 from gnn.ops.autocast import cast_inputs
 from gnn.ops.elementwise import clamp, log
 from gnn.ops.reduce import log_softmax
@@ -162,11 +162,11 @@ def binary_cross_entropy_with_logits(
     return _weighted(BCEWithLogits.apply(input, target, *pw), weight, reduction)
 
 
-class SoftmaxCrossEntropy(Function):
+class SoftmaxCrossEntropy(Configured):
     """Fused log-softmax + nll over (N, C) logits and (N,) labels; backward in one pass."""
 
-    def __init__(self, target: Any, spec: fused_ce.Spec):
-        self.target, self.spec = target, spec
+    target: Any  # the (N,) labels array
+    spec: fused_ce.Spec
 
     def forward(self, logits: Any) -> Any:
         self.logits = logits
@@ -244,10 +244,7 @@ def _soft_cross_entropy(input: Tensor, target: Tensor, w: Any, spec: fused_ce.Sp
     logp = log_softmax(input, dim)
     if w is not None:  # (C, 1, ...): along dim 1 of (N, C, d...)
         logp = logp * reshape(w, (c,) + (1,) * (input.ndim - 2))
-    loss = -_sum(logp * target, dim)
-    if spec.reduction == "mean":
-        return _sum(loss) / max(loss.array.size, 1)
-    return _REDUCE[spec.reduction](loss)
+    return _REDUCE[spec.reduction](-_sum(logp * target, dim))
 
 
 @register()
