@@ -23,8 +23,9 @@ SUPPORTED = (float16, float32, float64, int32, int64, bool_)
 # NumPy's names of the supported dtypes, and PyTorch's other names for them
 _BY_NAME: dict[str, np.dtype] = {dt.name: dt for dt in SUPPORTED}
 _BY_NAME.update(half=float16, float=float32, double=float64, int=int32, long=int64)
-# ... and Python's own types
+# ... Python's own types, and the dtypes themselves (a dtype's .name takes microseconds)
 _KNOWN: dict[Any, np.dtype] = {**_BY_NAME, float: float32, int: int64, bool: bool_}
+_KNOWN.update({dt: dt for dt in SUPPORTED})
 _BFLOAT16_NAMES = ("bfloat16", "bf16")
 
 
@@ -47,11 +48,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'gnn.dtypes' has no attribute {name!r}")
 
 
-def parse_dtype(dtype: Any) -> np.dtype:
-    """Turn a gnn/NumPy dtype, a Python type or a name like "float32" into a NumPy dtype."""
+def parse_dtype(dtype: Any, who: str = "") -> np.dtype:
+    """Turn a gnn/NumPy dtype, a Python type or a name like "float32" into a NumPy dtype.
+
+    `who` starts the message that refuses a dtype gnn cannot compute in (as "tensor(): ")."""
     if dtype is None:  # np.dtype(None) would silently be float64
         raise TypeError("dtype None: pass a dtype such as gnn.float32 (or leave the argument out)")
-    if isinstance(dtype, (str, type)) and dtype in _KNOWN:
+    if isinstance(dtype, (str, type, np.dtype)) and dtype in _KNOWN:
         return _KNOWN[dtype]
     if (isinstance(dtype, str) and dtype in _BFLOAT16_NAMES) or is_bfloat16(dtype):
         return bfloat16_dtype()
@@ -62,7 +65,7 @@ def parse_dtype(dtype: Any) -> np.dtype:
     # Other NumPy dtypes (uint8, int16, ...) are accepted as storage; math promotes them.
     if dt.kind not in "biuf" and not is_bfloat16(dt):  # ml_dtypes.bfloat16 given as a type
         raise TypeError(
-            f"unsupported dtype {dt}; gnn supports bool, integer and floating dtypes "
+            f"{who}unsupported dtype {dt}; gnn supports bool, integer and floating dtypes "
             "(float16, bfloat16, float32, float64)"
         )
     return dt

@@ -125,9 +125,7 @@ class Tensor:
 
     def __repr__(self) -> str:
         body = np.array2string(self.numpy(), separator=", ", precision=4, prefix="tensor(")
-        extra = ""
-        if self.device.type != "cpu":
-            extra += f", device='{self.device}'"
+        extra = "" if self.device.type == "cpu" else f", device='{self.device}'"
         # As PyTorch: the dtype is shown unless the values imply it (default float, int64, bool).
         if self.dtype not in (config.get_default_dtype(), np.int64, np.bool_):
             extra += f", dtype={self.dtype}"
@@ -250,8 +248,7 @@ class Tensor:
         return self
 
     def __iter__(self) -> Any:
-        for i in range(len(self)):
-            yield self[i]
+        return (self[i] for i in range(len(self)))  # len() refuses a 0-d tensor at once
 
     def any(self) -> Tensor:
         return Tensor._make(self._be.xp.asarray(self.array.any()), self._be, False)
@@ -318,14 +315,12 @@ class Tensor:
 
     def __format__(self, spec: str) -> str:
         """f"{loss:.4f}" formats a one-element tensor as its number, as PyTorch does."""
-        if self.array.size == 1 and (spec or self.ndim == 0):
-            return format(self.item(), spec)
-        if spec:
+        if spec and self.array.size != 1:
             raise TypeError(
                 f"format spec {spec!r} needs a one-element tensor, got shape {self.shape}; "
                 "format t.item() or t.tolist()"
             )
-        return str(self)
+        return format(self.item(), spec) if spec or self.ndim == 0 else str(self)
 
 
 autograd._Tensor = Tensor  # ops make plain Tensors, whatever their inputs' class
@@ -412,18 +407,11 @@ def _to_array(data: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
             "tensor(): the data holds None; fill missing values explicitly (e.g. float('nan') "
             "or 0) before making a tensor"
         )
-    if dtype is not None:
-        dt = parse_dtype(dtype)
-    elif is_array or probe.kind not in "iufO":  # arrays keep theirs; bools (and what is refused)
-        dt = probe
+    if dtype is not None or is_array or probe.kind not in "iufO":
+        # arrays keep their dtype, bools too; parse_dtype refuses objects, complex, strings, dates
+        dt = parse_dtype(probe if dtype is None else dtype, "tensor(): ")
     else:  # Python ints are int64; floats (and objects such as a list of Tensors) the default
         dt = np.dtype("int64") if probe.kind in "iu" else config.get_default_dtype()
-    # object, complex, strings, dates: no gnn op computes on them (bfloat16's kind is "V")
-    if not is_floating(dt) and dt.kind not in "biu":
-        raise TypeError(
-            f"tensor(): unsupported data of dtype {dt} (gnn tensors hold bool, integers or "
-            "floats; convert with .astype(...) first)"
-        )
     if be.is_array(data) and data.dtype == dt:
         return data, be
     try:

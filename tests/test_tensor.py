@@ -366,6 +366,13 @@ def test_numpy_item_tolist() -> None:
     assert float(gnn.tensor(1.25)) == 1.25 and int(gnn.tensor([4])) == 4
 
 
+def test_iterating_gives_the_rows_and_a_0d_tensor_refuses_at_once() -> None:
+    rows = list(gnn.tensor([[1, 2], [3, 4]]))
+    assert [r.tolist() for r in rows] == [[1, 2], [3, 4]]
+    with pytest.raises(TypeError, match="0-d"):
+        iter(gnn.tensor(1.0))  # as PyTorch: at iter(), not at the first next()
+
+
 def test_item_on_many_elements_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"item\(\).*3 elements"):
         gnn.ones(3).item()
