@@ -150,7 +150,7 @@ def _seed(root: Tensor, grad: Any) -> Any:
             )
         # One cached 1 per device and dtype, viewed in the root's shape and shared, read-only
         # where arrays can be: no fill launch each step on a GPU. No backward writes its incoming
-        # gradient in place, and _accumulate_leaf copies the seed, not keeps it.
+        # gradient in place, and _hand_on copies the seed, not keeps it.
         return root._be.constant((1,), data.dtype).reshape(data.shape)
     # A copy: the seed may end up as a leaf's .grad, which later steps change in place.
     g0 = root._be.xp.array(grad.array if isinstance(grad, _Tensor) else grad, dtype=data.dtype)
@@ -249,7 +249,7 @@ def _share(inputs: tuple, needs: tuple, gxs: Any, shared: list) -> list:
     backward returns gy for both operands: every residual connection).
 
     No backward writes into its incoming gradient (docs/architecture.md), so Functions may share
-    one array. A leaf may not: _accumulate_leaf keeps its first gradient as its .grad and adds
+    one array. A leaf may not: _hand_on keeps its first gradient as its .grad and adds
     later ones into it in place. So leaves that would keep the array get copies; one Function
     alone gets the array itself; several get it read-only (a view; on CuPy, which has no
     read-only arrays, it is noted in `shared`), so that a leaf it reaches later, through views
@@ -301,43 +301,39 @@ def _aliases(g: Any, shared: list) -> bool:
 
 
 def _hand_on(t: Tensor, gx: Any, grads: dict, heap: list, shared: list) -> None:
-    """Pass the gradient gx of input t on: into t.grad for a leaf, else to t's creator."""
+    """Pass the gradient gx of input t on: to t's creator, or into t.grad for a leaf.
+
+    A leaf's first gradient becomes its .grad as is when it is a fresh contiguous array owned by
+    nobody else (else a copy); later ones are added in place, as PyTorch does.
+    """
     shape = t.array.shape
     if gx.shape != shape:
         gx = _sum_to_shape(gx, shape)
     creator = t._creator
-    if creator is None:
-        if shared and t.grad is None and _aliases(gx, shared):
-            gx = gx.copy()  # Functions share it (see _share): not to be kept as a .grad
-        _accumulate_leaf(t, gx)
-        return
-    prev = grads.get(creator)
-    if prev is None:
-        grads[creator] = gx
-        heapq.heappush(heap, (-creator.seq, creator))
+    if creator is not None:
+        prev = grads.get(creator)
+        if prev is None:
+            grads[creator] = gx
+            heapq.heappush(heap, (-creator.seq, creator))
+        else:
+            grads[creator] = prev + gx  # out of place: gx may also be held elsewhere
+    elif t.grad is not None:
+        t.grad.array += gx
     else:
-        grads[creator] = prev + gx  # out of place: gx may also be held elsewhere
-
-
-def _accumulate_leaf(t: Tensor, g: Any) -> None:
-    """t.grad += g. The first gradient is stored as is when it is a fresh contiguous array (owned
-    by nobody else); later ones are added in place, as PyTorch does."""
-    if t.grad is None:
-        flags = g.flags
+        flags = gx.flags
         # CuPy's flags have no `writeable` (its broadcast views are not C-contiguous instead), and
         # only as a NumPy array is the shared seed read-only: a view of a CuPy one (the fake CuPy's
-        # too) is found by its pointer.
+        # too) is found by its pointer, as are the arrays Functions share (see _share).
         if (
-            g.dtype != t.array.dtype
+            gx.dtype != t.array.dtype
             or not flags.c_contiguous
             or getattr(flags, "writeable", True) is False
-            or (g.size == 1 and not isinstance(g, np.ndarray) and _is_seed(t._be, g))
+            or (gx.size == 1 and not isinstance(gx, np.ndarray) and _is_seed(t._be, gx))
+            or (shared and _aliases(gx, shared))
         ):
-            g = t._be.xp.array(g, dtype=t.array.dtype, order="C")  # e.g. a broadcast view
-        t.grad = _Tensor._make(g, t._be)
+            gx = t._be.xp.array(gx, dtype=t.array.dtype, order="C")  # e.g. a broadcast view
+        t.grad = _Tensor._make(gx, t._be)
         if homes:
             entry = home_of(t)
-            if entry is not None and entry[0] is g:
+            if entry is not None and entry[0] is gx:
                 entry[1] = weakref.ref(t.grad)
-    else:
-        t.grad.array += g

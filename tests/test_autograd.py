@@ -420,12 +420,12 @@ class _CupyLikeArray(np.ndarray):
 
 
 def test_leaf_accumulation_works_with_cupy_style_flags() -> None:
-    from gnn.autograd import _accumulate_leaf
+    from gnn.autograd import _hand_on
 
     x = leaf([1.0, 2.0])
     g = np.array([3.0, 4.0]).view(_CupyLikeArray)
-    _accumulate_leaf(x, g)  # CuPy arrays have no flags.writeable: this must not raise
-    _accumulate_leaf(x, np.array([1.0, 1.0]))
+    _hand_on(x, g, {}, [], [])  # CuPy arrays have no flags.writeable: this must not raise
+    _hand_on(x, np.array([1.0, 1.0]), {}, [], [])
     np.testing.assert_allclose(np.asarray(x.grad.array), [4.0, 5.0])
 
 
