@@ -114,10 +114,9 @@ class Module:
                 continue
             seen.add(id(mod))
             yield name, mod
-            children = [
-                (f"{name}.{k}" if name else k, m) for k, m in mod._modules.items() if m is not None
-            ]
-            stack.extend(reversed(children))
+            for k, m in reversed(mod._modules.items()):  # popped in order, the first child next
+                if m is not None:
+                    stack.append((f"{name}.{k}" if name else k, m))
 
     def modules(self) -> Iterator[Module]:
         return (m for _, m in self.named_modules())
