@@ -46,9 +46,7 @@ def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool
 
 def from_numpy(array: np.ndarray) -> Tensor:
     """A CPU tensor sharing memory with a NumPy array."""
-    if type(array) is not np.ndarray:
-        array = np.asarray(array)
-    return Tensor._make(array, get_backend("cpu"), False)
+    return Tensor._make(np.asarray(array), get_backend("cpu"), False)  # an ndarray is kept as is
 
 
 def empty(shape: tuple, dtype: Any = None, device: Any = None) -> Tensor:
