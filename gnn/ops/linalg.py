@@ -65,9 +65,8 @@ class Linear(Function):
     def backward(self, gy: Any) -> Any:
         x, w, needs = self.x, self.w, self.needs_input_grad
         g2 = gy.reshape(-1, gy.shape[-1])
-        gx = gw = gb = None
-        if needs[0]:
-            gx = (g2 @ w).reshape(x.shape)
+        gx = (g2 @ w).reshape(x.shape) if needs[0] else None
+        gw = gb = None
         if needs[1]:
             x2 = x.reshape(-1, x.shape[-1])
             home = self.grad_home(1, g2.dtype)  # the weight's slot in a flat gradient buffer
