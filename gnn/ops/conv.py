@@ -305,17 +305,16 @@ def _check_conv(
         raise ValueError(f"{op}: weight must be 4-D {layout}, got shape {w.shape}")
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
-    if transposed:  # (the weight's first axis is always the one split into groups)
-        cin, cout, what = w.shape[0], w.shape[1] * groups, "input"
-    else:
-        cin, cout, what = w.shape[1] * groups, w.shape[0], "output"
+    # the weight's first axis is the one split into groups, for both kinds
+    split, other = w.shape[0], w.shape[1] * groups
+    cin, cout, what = (split, other, "input") if transposed else (other, split, "output")
     if x.shape[1] != cin:
         raise ValueError(
             f"{op}: input of shape {x.shape} has {x.shape[1]} channels, but weight {w.shape} with "
             f"groups={groups} expects {cin}"
         )
-    if w.shape[0] % groups:
-        raise ValueError(f"{op}: {w.shape[0]} {what} channels are not divisible by groups={groups}")
+    if split % groups:
+        raise ValueError(f"{op}: {split} {what} channels are not divisible by groups={groups}")
     if bias is not None and tuple(bias.shape) != (cout,):
         raise ValueError(f"{op}: bias of shape {bias.shape} does not match {cout} output channels")
     return cout
