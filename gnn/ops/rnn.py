@@ -131,7 +131,7 @@ class Elman(Cell):
         super().__init__(layer, inp)
         self.project(inp, inp.b_hh)
         self.relu = layer.mode == "RNN_RELU"
-        zero = self.xp.zeros((), self.xw.dtype)  # NumPy takes a 0-d array faster than a 0
+        zero = self.be.scalar(0, self.xw.dtype)  # NumPy takes a 0-d array faster than a 0
         self.act = partial(self.xp.maximum, zero) if self.relu else self.xp.tanh  # relu: max(0, v)
         self.hs = self.out = self.xw  # each step's pre-activation becomes its h in place
 
