@@ -47,12 +47,8 @@ homes: dict[int, list] = {}
 def set_home(p: Tensor, home: Any) -> None:
     """Make `home` (an array of p's shape and dtype) the place p's gradients go first, while p's
     array stays the one it is now (a move to another device or dtype makes a new one)."""
-    key = id(p)
-
-    def forget(_: Any) -> None:  # p died: its id may be reused
-        homes.pop(key, None)
-
-    homes[key] = [home, None, weakref.ref(p, forget), p.array]
+    key = id(p)  # forgotten when p dies: its id may be reused
+    homes[key] = [home, None, weakref.ref(p, lambda _: homes.pop(key, None)), p.array]
 
 
 def home_of(p: Tensor) -> list | None:

@@ -482,3 +482,14 @@ def test_a_leaf_handed_the_seed_keeps_a_copy(device: str) -> None:
     np.testing.assert_array_equal(x.grad.numpy(), 3.0)
     np.testing.assert_array_equal(y.grad.numpy(), [3.0])
     np.testing.assert_array_equal(x._be.to_numpy(_seed_of(x)), 1.0)
+
+
+def test_a_gradient_home_is_forgotten_when_its_parameter_dies() -> None:
+    from gnn import autograd
+
+    p = leaf([1.0, 2.0])
+    autograd.set_home(p, np.zeros(2))
+    key = id(p)
+    assert autograd.home_of(p) is not None and key in autograd.homes
+    del p  # its id may be reused by the next object: the entry must not outlive it
+    assert key not in autograd.homes
