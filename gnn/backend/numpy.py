@@ -79,15 +79,16 @@ class NumpyBackend(Backend):
         runs on the widest activations.
         """
         terms = _ERF_TERMS if x.dtype == np.float64 else 3
-        table = _erf_table()
+        erf_at, taylor = _erf_table()
         x64 = x.astype(np.float64, copy=False)
         a = np.fmin(np.abs(x64), _ERF_END)  # erf rounds to +-1 from there on (NaN: see below)
         i = np.rint(a * _ERF_STEPS).astype(np.intp)
         d = a - i / _ERF_STEPS  # exact, and |d| <= 1/64
         poly: Any = 0.0
-        for c in reversed(table[: terms + 1]):  # Horner, from the highest power of d down
-            poly = poly * d + c[i]
-        return np.where(np.isnan(x64), x64, np.copysign(poly, x64)).astype(x.dtype, copy=False)
+        for c in reversed(taylor[:terms]):  # Horner, from the highest power of d down
+            poly = (poly + c[i]) * d
+        out = np.copysign(erf_at[i] + poly, x64)
+        return np.where(np.isnan(x64), x64, out).astype(x.dtype, copy=False)
 
 
 # erf's table: points x0 = k / _ERF_STEPS on [0, _ERF_END], and Taylor terms for float64
@@ -97,18 +98,17 @@ _ERF_TERMS = 10  # 8 reach float64's rounding (measured against math.erf); 2 to 
 
 
 @functools.cache  # made on the first erf, not at import gnn
-def _erf_table() -> list[np.ndarray]:
-    """The Taylor coefficients of erf at the points x0, by power of d: erf(x0 + d) = sum over k
-    of c_k d^k, with c_0 = erf(x0) (math.erf, the C library's).
+def _erf_table() -> tuple[np.ndarray, list[np.ndarray]]:
+    """erf at the points x0 (math.erf, the C library's), and its Taylor coefficients there.
 
-    For k >= 1, c_k = g_(k-1) / k, g_j being the Taylor coefficients of erf' = g =
-    2 / sqrt(pi) exp(-x^2) at x0. Since g' = -2x g, they follow one from another:
-    g_0 = g(x0), g_(j+1) = -2 (x0 g_j + g_(j-1)) / (j + 1).
+    erf(x0 + d) = erf(x0) + sum over k of c_k d^(k+1), with c_k = g_k / (k + 1), g_k being the
+    Taylor coefficients of erf' = g = 2 / sqrt(pi) exp(-x^2) at x0. Since g' = -2x g, each
+    follows from the two before: g_0 = g(x0), g_(k+1) = -2 (x0 g_k + g_(k-1)) / (k + 1).
     """
     x0 = np.arange(int(_ERF_END) * _ERF_STEPS + 1) / _ERF_STEPS
     g_before, g = np.zeros_like(x0), 2.0 / math.sqrt(math.pi) * np.exp(-x0 * x0)
-    coeffs = [np.array([math.erf(v) for v in x0])]
-    for j in range(_ERF_TERMS):
-        coeffs.append(g / (j + 1))
-        g_before, g = g, -2.0 * (x0 * g + g_before) / (j + 1)
-    return coeffs
+    coeffs = []
+    for k in range(_ERF_TERMS):
+        coeffs.append(g / (k + 1))
+        g_before, g = g, -2.0 * (x0 * g + g_before) / (k + 1)
+    return np.array([math.erf(v) for v in x0]), coeffs
