@@ -63,8 +63,7 @@ def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A tensor of ones."""
-    be = get_backend(device)
-    return _new(be.xp.ones(_shape(size), dtype=_float_dtype(dtype)), be, requires_grad)
+    return full(_shape(size), 1, _float_dtype(dtype), device, requires_grad)
 
 
 def full(
