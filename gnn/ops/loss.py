@@ -76,9 +76,10 @@ def _weighted(loss: Tensor, weight: Any, reduction: str) -> Tensor:
     return _REDUCE[reduction](loss if weight is None else loss * as_tensor(weight, loss))
 
 
-def _labels(op: str, input: Tensor, target: Tensor, c: int) -> tuple:
-    """The shape of an unreduced loss, after checking class labels against C scores `input`:
-    (C,) with a 0-d target, (N, C) with (N,), or (N, C, d1, ...) with (N, d1, ...)."""
+def _label_rows(op: str, input: Tensor, target: Tensor, c: int) -> Tensor:
+    """C scores `input` as (rows, C) after checking their class labels `target`: (C,) with a 0-d
+    target as (1, C), (N, C) with (N,) as they are, (N, C, d1, ...) with (N, d1, ...) as
+    (N * d..., C), the rows in the order of the labels' flat layout."""
     if target.dtype.kind not in "iu":
         raise TypeError(
             f"{op}: target must hold integer class labels, got {target.dtype}; "
@@ -91,11 +92,6 @@ def _labels(op: str, input: Tensor, target: Tensor, c: int) -> tuple:
         )
     if c == 0:
         raise ValueError(f"{op}: input {input.shape} has no classes")
-    return expected
-
-
-def _rows(input: Tensor, c: int) -> Tensor:
-    """Scores (C,), (N, C) or (N, C, d1, ...) as (rows, C): (1, C), as they are, (N * d..., C)."""
     if input.ndim > 2:  # classes last: (N, d..., C)
         input = permute(input, (0,) + tuple(range(2, input.ndim)) + (1,))
     return input if input.ndim == 2 else reshape(input, (-1, c))
@@ -227,11 +223,11 @@ def _class_loss(op: str, input: Any, target: Any, weight: Any, spec: fused_ce.Sp
                 f"probabilities must have the input's shape {input.shape}"
             )
         return _soft_cross_entropy(input, target, w, spec)
-    shape = _labels(op, input, target, c)
+    rows = _label_rows(op, input, target, c)
     if w is not None:  # (a replace costs 1 us: not in the common case)
         spec = spec._replace(weight=w.array)
-    loss = SoftmaxCrossEntropy.apply(_rows(input, c), target=target.array.reshape(-1), spec=spec)
-    return reshape(loss, shape) if spec.reduction == "none" else loss
+    loss = SoftmaxCrossEntropy.apply(rows, target=target.array.reshape(-1), spec=spec)
+    return reshape(loss, target.shape) if spec.reduction == "none" else loss
 
 
 def _soft_cross_entropy(input: Tensor, target: Tensor, w: Any, spec: fused_ce.Spec) -> Tensor:
