@@ -140,8 +140,7 @@ class Backend(ABC):
     def __init__(self, xp: Any, device: Device) -> None:
         self.xp = xp
         self.device = device
-        self._rng: Any = None
-        self._seed_generation = -1
+        self._seed_generation = -1  # the seed generation of _rng: none yet, so rng() makes one
         self._ones_vectors = _Cache(xp.ones, size=64)  # by (n, dtype)
         self._constants = _Cache(self.asarray)  # by (values, dtype)
         self._scalars = _Cache(self.asarray, size=1024)  # by (value, dtype, repr(value))
@@ -210,7 +209,7 @@ class Backend(ABC):
     def rng(self) -> Any:
         """This device's generator, re-seeded after every `gnn.manual_seed`."""
         generation, seed = config.seed_state()
-        if self._rng is None or generation != self._seed_generation:
+        if generation != self._seed_generation:  # a first call, or gnn.manual_seed since
             self._rng = self._new_generator(seed)
             self._seed_generation = generation
         return self._rng
