@@ -317,6 +317,12 @@ def test_a_name_lives_in_one_store_and_registering_checks_the_kind() -> None:
     assert list(m.state_dict()) == ["a", "b"]
     m.register_buffer("b", gnn.ones(1))
     assert list(m._parameters) == ["a"] and m.b is m._buffers["b"]
+    m.register_buffer("c", gnn.zeros(1), persistent=False)
+    m.c, m.b = gnn.ones(1), gnn.ones(1)  # a new value keeps the buffer's persistence
+    assert list(m.state_dict()) == ["a", "b"] and m.c is m._buffers["c"]
+    m.register_buffer("c", gnn.zeros(1))  # registered again, persistent: saved from now on
+    assert list(m.state_dict()) == ["a", "b", "c"]
+    del m.c
     with pytest.raises(TypeError, match="register_parameter: Tensor is not a Parameter"):
         m.register_parameter("c", gnn.zeros(1))
     assert "c" not in m._parameters

@@ -35,8 +35,9 @@ class Module:
             self._put("_parameters", name, value)
         elif isinstance(value, Module):
             self._put("_modules", name, value)
-        elif name in d["_buffers"]:  # a new value for a buffer: saved in state_dict as before
-            self.register_buffer(name, value, name not in d["_non_persistent"])
+        elif name in d["_buffers"]:  # persistent or not, as the buffer was
+            d["_buffers"][name] = value
+            d[name] = value  # the plain-attribute copy (see _put)
         elif name in d["_parameters"]:
             if value is not None:
                 raise TypeError(
