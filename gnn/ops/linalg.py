@@ -33,10 +33,9 @@ def matmul(input: Any, other: Any) -> Tensor:
     a, b = cast_inputs("matmul", *pair(input, other))
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both operands need at least 1 dim, got {a.shape} @ {b.shape}")
-    k_a = a.shape[-1]
-    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
-    if k_a != k_b:
-        raise ValueError(f"matmul: {a.shape} @ {b.shape}: inner dims {k_a} != {k_b}")
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]  # b's rows
+    if a.shape[-1] != k_b:
+        raise ValueError(f"matmul: {a.shape} @ {b.shape}: inner dims {a.shape[-1]} != {k_b}")
     if a.ndim == 1 or b.ndim == 1:
         # (n,) @ (..., n, m): a row vector; (..., m, n) @ (n,): a column vector; both: a dot
         # product. The product's shape leaves out the dims added: a's rows, b's columns.
