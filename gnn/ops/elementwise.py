@@ -6,7 +6,6 @@ Gradients of broadcast operands are summed back to their shapes by the engine, n
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from gnn.ops._util import Configured, as_tensor, cast_exact, check_broadcast, pa
 from gnn.ops.registry import Fn, register
 from gnn.tensor import Tensor
 
-Formula = Callable[..., Any]  # a forward or gradient formula on arrays: pointwise, binary say which
+Formula = Callable[..., Any]  # a gradient formula on arrays, grad(xp, gy, *saved): see pointwise
 
 # ---- arithmetic ----------------------------------------------------------------------------------
 
@@ -71,38 +70,46 @@ def div_(x: Tensor, other: Any) -> Tensor:
     return _update(x, "div_", "divide", other)
 
 
-def binary(name: str, forward: Formula, grad_a: Formula, grad_b: Formula) -> type[Function]:
-    """The Function of a two-input elementwise op, from its formulas: y = forward(a, b).
+def pointwise(
+    name: str, function: str, grad: Formula, grad_b: Formula | None = None, saves: str = "x"
+) -> type[Function]:
+    """The Function of an elementwise op of one or two inputs: y = xp.<function>(*xs).
 
-    grad_a(xp, gy, a, b) and grad_b(xp, gy, a, b) are the inputs' gradients, each computed only
-    when that input needs one (an operand that is a constant costs nothing in backward).
+    grad(xp, gy, *s) is the (first) input's gradient, grad_b(xp, gy, *s) the second's; each is
+    computed only when that input needs one (an operand that is a constant costs nothing in
+    backward). s is the inputs xs (saves="x", free: the graph holds them anyway) or the output y
+    alone (saves="y", when the gradient reads y).
     """
+    keeps_y = saves == "y"
 
-    class Binary(Function):
-        def forward(self, a: Any, b: Any) -> Any:
-            self.a, self.b = a, b
-            return forward(a, b)
+    class Pointwise(Function):
+        def forward(self, *xs: Any) -> Any:
+            y = getattr(self.be.xp, function)(*xs)
+            self.saved = (y,) if keeps_y else xs
+            return y
 
         def backward(self, gy: Any) -> Any:
-            xp, a, b = self.be.xp, self.a, self.b
-            ga = grad_a(xp, gy, a, b) if self.needs_input_grad[0] else None
-            gb = grad_b(xp, gy, a, b) if self.needs_input_grad[1] else None
-            return ga, gb
+            xp, s = self.be.xp, self.saved
+            if grad_b is None:  # one input: backward runs only when it needs its gradient
+                return grad(xp, gy, s[0])
+            (a, b), needs = s, self.needs_input_grad
+            ga = grad(xp, gy, a, b) if needs[0] else None
+            return ga, grad_b(xp, gy, a, b) if needs[1] else None
 
-    Binary.__name__ = Binary.__qualname__ = name
-    return Binary
+    Pointwise.__name__ = Pointwise.__qualname__ = name
+    return Pointwise
 
 
-Add = binary("Add", operator.add, lambda xp, gy, a, b: gy, lambda xp, gy, a, b: gy)
-Sub = binary("Sub", operator.sub, lambda xp, gy, a, b: gy, lambda xp, gy, a, b: -gy)
-Mul = binary("Mul", operator.mul, lambda xp, gy, a, b: gy * b, lambda xp, gy, a, b: gy * a)
-Div = binary(
-    "Div", operator.truediv, lambda xp, gy, a, b: gy / b, lambda xp, gy, a, b: -gy * a / (b * b)
+Add = pointwise("Add", "add", lambda xp, gy, a, b: gy, lambda xp, gy, a, b: gy)
+Sub = pointwise("Sub", "subtract", lambda xp, gy, a, b: gy, lambda xp, gy, a, b: -gy)
+Mul = pointwise("Mul", "multiply", lambda xp, gy, a, b: gy * b, lambda xp, gy, a, b: gy * a)
+Div = pointwise(
+    "Div", "divide", lambda xp, gy, a, b: gy / b, lambda xp, gy, a, b: -gy * a / (b * b)
 )
 # d/db reads log a: a must be positive where b needs a gradient
-Pow = binary(
+Pow = pointwise(
     "Pow",
-    operator.pow,
+    "power",
     lambda xp, gy, a, b: gy * b * a ** (b - 1),
     lambda xp, gy, a, b: gy * a**b * xp.log(xp.where(a > 0, a, 1)),
 )
@@ -205,28 +212,6 @@ def pow(input: Any, exponent: Any) -> Tensor:
 # ---- unary math ----------------------------------------------------------------------------------
 
 
-def pointwise(name: str, forward: Formula, backward: Formula, saves: str = "x") -> type[Function]:
-    """The Function of a one-input elementwise op, from its two formulas.
-
-    y = forward(xp, x); gx = backward(xp, gy, s), where s is the input x (saves="x", free: the
-    graph holds the input anyway) or the output y (saves="y", when the gradient reads y).
-    """
-
-    keeps_y = saves == "y"
-
-    class Pointwise(Function):
-        def forward(self, x: Any) -> Any:
-            y = forward(self.be.xp, x)
-            self.saved = y if keeps_y else x
-            return y
-
-        def backward(self, gy: Any) -> Any:
-            return backward(self.be.xp, gy, self.saved)
-
-    Pointwise.__name__ = Pointwise.__qualname__ = name
-    return Pointwise
-
-
 def unary_op(fn: type[Function], doc: str, **spellings: Any) -> Callable[[Tensor], Tensor]:
     """Register fn.apply as the op of one tensor named fn.__name__ in lower case: `doc` is its
     docstring; it is a Tensor method and gnn.<name> too unless `spellings` (register's) say not."""
@@ -238,24 +223,24 @@ def unary_op(fn: type[Function], doc: str, **spellings: Any) -> Callable[[Tensor
     return register(name=fn.__name__.lower(), doc=doc, **spellings)(op)
 
 
-Neg = pointwise("Neg", lambda xp, x: -x, lambda xp, gy, x: -gy)
+Neg = pointwise("Neg", "negative", lambda xp, gy, x: -gy)
 neg = unary_op(Neg, "-x.", operators=("__neg__",), aliases=("negative",))
-Exp = pointwise("Exp", lambda xp, x: xp.exp(x), lambda xp, gy, y: gy * y, saves="y")
+Exp = pointwise("Exp", "exp", lambda xp, gy, y: gy * y, saves="y")
 exp = unary_op(Exp, "e ** x, elementwise.")
-Log = pointwise("Log", lambda xp, x: xp.log(x), lambda xp, gy, x: gy / x)
+Log = pointwise("Log", "log", lambda xp, gy, x: gy / x)
 log = unary_op(Log, "Natural logarithm, elementwise.")
-Sqrt = pointwise("Sqrt", lambda xp, x: xp.sqrt(x), lambda xp, gy, y: gy / (2 * y), saves="y")
+Sqrt = pointwise("Sqrt", "sqrt", lambda xp, gy, y: gy / (2 * y), saves="y")
 sqrt = unary_op(Sqrt, "Square root, elementwise.")
-Abs = pointwise("Abs", lambda xp, x: xp.abs(x), lambda xp, gy, x: gy * xp.sign(x))
+Abs = pointwise("Abs", "abs", lambda xp, gy, x: gy * xp.sign(x))
 abs = unary_op(Abs, "|x| (gradient 0 at 0).", operators=("__abs__",), aliases=("absolute",))
-Clone = pointwise("Clone", lambda xp, x: x.copy(), lambda xp, gy, x: gy)
+Clone = pointwise("Clone", "copy", lambda xp, gy, x: gy)
 clone = unary_op(Clone, "A copy of x that stays in the graph.")
 
 
 # ---- activations ---------------------------------------------------------------------------------
 
 
-Tanh = pointwise("Tanh", lambda xp, x: xp.tanh(x), lambda xp, gy, y: gy * (1 - y * y), saves="y")
+Tanh = pointwise("Tanh", "tanh", lambda xp, gy, y: gy * (1 - y * y), saves="y")
 tanh = unary_op(Tanh, "Hyperbolic tangent, elementwise.")
 
 
