@@ -119,8 +119,6 @@ def expand(x: Tensor, shape: Any) -> Tensor:
 @register(method=True, top=True)
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dimensions start_dim..end_dim into one."""
-    if x.ndim == 0:
-        return reshape(x, (1,))
     s, e = norm_dim(start_dim, x.ndim, "flatten"), norm_dim(end_dim, x.ndim, "flatten")
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
@@ -206,26 +204,31 @@ class Cat(AlongAxis):
         return tuple(gy[lead + (slice(s, s + n),)] if need else None for s, n, need in parts)
 
 
-def _check_join(op: str, tensors: Any) -> list:
+def _check_join(op: str, tensors: Any, dim: int, new: bool) -> tuple[list, int]:
+    """The tensors as a list, checked, and dim as an axis of the result: one of theirs (cat) or
+    a new one (stack, new=True). Stack's tensors match in shape, cat's in all dims but that one."""
     tensors = list(tensors)
     if not tensors:
         raise ValueError(f"{op}: expected a non-empty sequence of tensors")
     for t in tensors:
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: expected Tensors, got {type(t).__name__}")
-    return tensors
+    d = norm_dim(dim, tensors[0].ndim + new, op)
+
+    def fixed(t: Tensor) -> tuple:  # what must match across the tensors
+        return t.shape if new else (t.ndim, t.shape[:d] + t.shape[d + 1 :])
+
+    if any(fixed(t) != fixed(tensors[0]) for t in tensors[1:]):
+        shapes = ", ".join(str(t.shape) for t in tensors)
+        where = "" if new else f" except in dim {d}"
+        raise ValueError(f"{op}: shapes must match{where}, got {shapes}")
+    return tensors, d
 
 
 @register(aliases=("concat",), top=True)
 def cat(tensors: Any, dim: int = 0) -> Tensor:
     """Join tensors along an existing dimension."""
-    tensors = _check_join("cat", tensors)
-    d = norm_dim(dim, tensors[0].ndim, "cat")
-    ref = tensors[0].shape
-    for t in tensors[1:]:
-        if t.ndim != len(ref) or t.shape[:d] + t.shape[d + 1 :] != ref[:d] + ref[d + 1 :]:
-            shapes = ", ".join(str(t.shape) for t in tensors)
-            raise ValueError(f"cat: shapes must match except in dim {d}, got {shapes}")
+    tensors, d = _check_join("cat", tensors, dim, new=False)
     return Cat.apply(*tensors, axis=d)
 
 
@@ -249,12 +252,7 @@ class Stack(AlongAxis):
 @register(top=True)
 def stack(tensors: Any, dim: int = 0) -> Tensor:
     """Join tensors of one shape along a new dimension."""
-    tensors = _check_join("stack", tensors)
-    for t in tensors[1:]:
-        if t.shape != tensors[0].shape:
-            shapes = ", ".join(str(t.shape) for t in tensors)
-            raise ValueError(f"stack: all tensors must have the same shape, got {shapes}")
-    d = norm_dim(dim, tensors[0].ndim + 1, "stack")
+    tensors, d = _check_join("stack", tensors, dim, new=True)
     return Stack.apply(*tensors, axis=d)
 
 
@@ -311,10 +309,8 @@ def to(
 
 def cuda(x: Tensor, device: Any = None, non_blocking: bool = False) -> Tensor:
     """x on a GPU: `device` is an index, "cuda:N" or a device (default: GPU 0)."""
-    if device is None:
-        device = 0
-    if isinstance(device, int) and not isinstance(device, bool):
-        device = f"cuda:{device}"
+    if device is None or isinstance(device, int) and not isinstance(device, bool):
+        device = f"cuda:{device or 0}"
     if parse_device(device).type != "cuda":
         raise ValueError(f"cuda(): expected a CUDA device, got {device!r}")
     return to(x, device)
