@@ -22,7 +22,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import sys
 
 MMAP_THRESHOLD = 32 * 2**20  # glibc's own ceiling for its dynamic threshold (64-bit)
 TRIM_THRESHOLD = 256 * 2**20
@@ -32,14 +31,14 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 @functools.cache  # process-wide settings: made once, and the answer kept
 def tune_malloc() -> bool:
     """Raise glibc's mmap and trim thresholds for this process (once); True when they were set."""
-    if os.environ.get("GNN_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+    if os.environ.get("GNN_MALLOC_TUNING", "1") == "0":
         return False
     user_set = [k for k in os.environ if k.startswith("MALLOC_") and k.endswith("_")]
     if user_set or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return False  # the user tuned the allocator: their settings stand
-    try:  # libc by name: find_library would start a subprocess
+    try:  # libc by name, glibc's (find_library would start a subprocess)
         mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt thresholds)
+    except (OSError, AttributeError):  # not glibc: macOS, Windows, musl, the BSDs
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     settings = ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
