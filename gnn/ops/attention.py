@@ -48,9 +48,8 @@ class Attention(Function):
         acc = np.float64 if q.dtype == np.float64 else np.float32
         if self.spec.causal:  # one cached mask for every layer and step (the kernels need none)
             self.mask = causal_mask(self.be, q.shape[-2], k.shape[-2], acc)
-        keep = None
-        if self.dropout_p > 0.0:  # the reference makes the mask for the scores' shape
-            keep = functools.partial(keep_mask, self.be, dtype=acc, p=self.dropout_p)
+        p = self.dropout_p  # dropout: the reference makes the mask once the scores give its shape
+        keep = functools.partial(keep_mask, self.be, dtype=acc, p=p) if p > 0.0 else None
         if self.sink is None:
             self.saved = fused_attention.forward(self.be, q, k, v, self.spec, self.mask, keep)
         else:  # the weights are asked for: the reference, which makes them
@@ -203,5 +202,4 @@ def scaled_dot_product_attention(
 ) -> Tensor:
     """softmax(query @ key^T * scale + mask) @ value, as in PyTorch (bool mask: True = attend)."""
     mask = _sdpa_mask(query, key, value, attn_mask, dropout_p)
-    out, _ = attention(query, key, value, mask, dropout_p, scale, causal=bool(is_causal))
-    return out
+    return attention(query, key, value, mask, dropout_p, scale, causal=bool(is_causal))[0]
