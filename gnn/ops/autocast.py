@@ -78,8 +78,7 @@ def cast_inputs(op: str, *args: Any) -> tuple[Any, ...]:
     """`args` as autocast wants them for `op` (unchanged outside autocast or for other ops)."""
     if not _state.stack:
         return args
-    first = next((a for a in args if isinstance(a, Tensor)), None)
-    low = None if first is None else low_dtype(first._be.name)
+    low = next((low_dtype(a._be.name) for a in args if isinstance(a, Tensor)), None)
     if low is None:
         return args
     if op in LOW_PRECISION_OPS:  # every float up to 32 bits goes down to the low dtype

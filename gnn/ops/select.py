@@ -132,15 +132,11 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
 @register(method=True, top=True)
 def sort(x: Tensor, dim: int = -1, descending: bool = False) -> SortResult:
     """(values, indices) of x sorted along dim; the values carry the gradient back."""
-    d = norm_dim(dim, x.ndim, "sort")
-    if x.ndim == 0:
-        zero = Tensor._make(x._be.xp.zeros((), dtype=x._be.xp.int64), x._be, False)
-        return SortResult(getitem(x, ()), zero)
-    xp = x._be.xp
-    order = xp.argsort(x.array, axis=d, kind="stable")
+    xp, d = x._be.xp, norm_dim(dim, x.ndim, "sort")
+    order = xp.argsort(x.array.reshape(x.shape or (1,)), axis=d, kind="stable")  # 0-d: 1 element
     if descending:
         order = xp.ascontiguousarray(xp.flip(order, axis=d))
-    indices = Tensor._make(order, x._be, False)
+    indices = Tensor._make(order.reshape(x.shape), x._be, False)
     return SortResult(gather(x, d, indices), indices)
 
 

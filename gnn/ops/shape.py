@@ -138,7 +138,7 @@ def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
     if dim is None:
         return reshape(x, tuple(s for s in x.shape if s != 1))
     d = norm_dim(dim, x.ndim, "squeeze")
-    if x.shape[d] != 1:
+    if x.shape[d : d + 1] != (1,):  # not of size 1 (a 0-d x has no dim d: it stays as it is)
         return x
     return reshape(x, x.shape[:d] + x.shape[d + 1 :])
 
