@@ -106,10 +106,9 @@ def compute_widened(cls: type) -> type:
 
     def widened_forward(self: Any, *xs: Any) -> Any:
         low = next((x.dtype for x in xs if isinstance(x, np.ndarray) and is_low(x.dtype)), None)
-        self._low_dtypes = None
+        self._low_dtypes = None if low is None else [x.dtype for x in xs]
         if low is None:
             return forward(self, *xs)
-        self._low_dtypes = [x.dtype for x in xs]
         return forward(self, *[_widen(x) for x in xs]).astype(low)
 
     def widened_backward(self: Any, gy: Any) -> Any:

@@ -23,7 +23,10 @@ Formula = Callable[..., Any]  # a gradient formula on arrays, grad(xp, gy, *save
 # ---- arithmetic ----------------------------------------------------------------------------------
 
 
-def _binary(fn: type[Function], name: str, a: Any, b: Any) -> Tensor:
+def _binary(fn: type[Function], name: str, a: Any, b: Any, alpha: Any = 1) -> Tensor:
+    """fn applied to a and alpha * b (add's and sub's alpha), made Tensors on one device."""
+    if alpha != 1:
+        b = b * alpha  # a Tensor b: mul(b, alpha), in the graph
     a, b = pair(a, b)
     try:
         return fn.apply(a, b)
@@ -133,17 +136,13 @@ def _arithmetic(inplace: Callable[..., Tensor], *aliases: str) -> Callable[[Fn],
 @_arithmetic(add_)
 def add(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     """input + alpha * other with broadcasting."""
-    if alpha != 1:
-        other = other * alpha  # a Tensor other: mul(other, alpha), in the graph
-    return _binary(Add, "add", input, other)
+    return _binary(Add, "add", input, other, alpha)
 
 
 @_arithmetic(sub_, "subtract")
 def sub(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     """input - alpha * other with broadcasting."""
-    if alpha != 1:
-        other = other * alpha
-    return _binary(Sub, "sub", input, other)
+    return _binary(Sub, "sub", input, other, alpha)
 
 
 @_arithmetic(mul_, "multiply")
