@@ -63,7 +63,8 @@ def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A tensor of ones."""
-    return full(_shape(size), 1, _float_dtype(dtype), device, requires_grad)
+    be = get_backend(device)
+    return _new(be.xp.ones(_shape(size), dtype=_float_dtype(dtype)), be, requires_grad)
 
 
 def full(
