@@ -245,12 +245,11 @@ def _share(inputs: tuple, needs: tuple, gxs: Any, shared: list) -> list:
     backward returns gy for both operands: every residual connection).
 
     No backward writes into its incoming gradient (docs/architecture.md), so Functions may share
-    one array. A leaf may not: _hand_on keeps its first gradient as its .grad and adds
-    later ones into it in place. So leaves that would keep the array get copies; one Function
-    alone gets the array itself; several get it read-only (a view; on CuPy, which has no
-    read-only arrays, it is noted in `shared`), so that a leaf it reaches later, through views
-    that ops like reshape hand on, copies it too. Only leaves (x + x too): the first keeps the
-    array, the others get copies. Summed-down (broadcast) gradients are new arrays anyway.
+    one array: they get it read-only (a view; on CuPy, which has no read-only arrays, it is
+    noted in `shared`), so that a leaf it reaches later, through views that ops like reshape
+    hand on, copies it. A leaf may not share it: _hand_on keeps its first gradient as its .grad
+    and adds later ones into it in place, so leaves get copies (x + x too). Summed-down
+    (broadcast) gradients are new arrays anyway.
     """
     if len(gxs) == 2 and needs[0] and needs[1]:  # the common case, x + f(x): written out for speed
         a, b = inputs
@@ -266,14 +265,9 @@ def _share(inputs: tuple, needs: tuple, gxs: Any, shared: list) -> list:
         targets = [j for j in targets if inputs[j].array.shape == g.shape]
         if len(targets) < 2:
             continue
-        fns = [j for j in targets if inputs[j]._creator is not None]
-        if len(fns) > 1:
-            view = _read_only(g, shared)
-            for j in fns:
-                out[j] = view
-        leaves = [j for j in targets if inputs[j]._creator is None]
-        for j in leaves if fns else leaves[1:]:  # with no Function, the first leaf keeps g
-            out[j] = g.copy()
+        view = _read_only(g, shared)
+        for j in targets:
+            out[j] = view if inputs[j]._creator is not None else g.copy()
     return out
 
 
