@@ -133,10 +133,12 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
 def sort(x: Tensor, dim: int = -1, descending: bool = False) -> SortResult:
     """(values, indices) of x sorted along dim; the values carry the gradient back."""
     xp, d = x._be.xp, norm_dim(dim, x.ndim, "sort")
-    order = xp.argsort(x.array.reshape(x.shape or (1,)), axis=d, kind="stable")  # 0-d: 1 element
+    if x.ndim == 0:  # one element: index 0 (NumPy's argsort gives shape (1,))
+        return SortResult(getitem(x, ()), Tensor._make(xp.zeros((), xp.int64), x._be, False))
+    order = xp.argsort(x.array, axis=d, kind="stable")
     if descending:
         order = xp.ascontiguousarray(xp.flip(order, axis=d))
-    indices = Tensor._make(order.reshape(x.shape), x._be, False)
+    indices = Tensor._make(order, x._be, False)
     return SortResult(gather(x, d, indices), indices)
 
 

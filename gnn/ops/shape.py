@@ -213,15 +213,14 @@ def _check_join(op: str, tensors: Any, dim: int, new: bool) -> tuple[list, int]:
     for t in tensors:
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: expected Tensors, got {type(t).__name__}")
-    d = norm_dim(dim, tensors[0].ndim + new, op)
-
-    def fixed(t: Tensor) -> tuple:  # what must match across the tensors
-        return t.shape if new else (t.ndim, t.shape[:d] + t.shape[d + 1 :])
-
-    if any(fixed(t) != fixed(tensors[0]) for t in tensors[1:]):
-        shapes = ", ".join(str(t.shape) for t in tensors)
-        where = "" if new else f" except in dim {d}"
-        raise ValueError(f"{op}: shapes must match{where}, got {shapes}")
+    d, ref = norm_dim(dim, tensors[0].ndim + new, op), tensors[0].shape
+    for t in tensors[1:]:  # cat's shapes may differ in dim d
+        if t.shape != ref and (
+            new or t.ndim != len(ref) or t.shape[:d] + t.shape[d + 1 :] != ref[:d] + ref[d + 1 :]
+        ):
+            shapes = ", ".join(str(t.shape) for t in tensors)
+            where = "" if new else f" except in dim {d}"
+            raise ValueError(f"{op}: shapes must match{where}, got {shapes}")
     return tensors, d
 
 
