@@ -12,7 +12,7 @@ Each op's entry point calls `cast_inputs(op_name, ...)`; outside autocast that i
 
 from __future__ import annotations
 
-import threading
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -38,13 +38,9 @@ FLOAT32_OPS = frozenset(
 DEFAULT_DTYPES = {"cuda": "float16", "cpu": "bfloat16"}
 
 
-class _State(threading.local):
-    def __init__(self) -> None:
-        # (device_type, low dtype or None when disabled), innermost last
-        self.stack: list[tuple[str, np.dtype | None]] = []
-
-
-_state = _State()
+# The regions entered, innermost last: (device_type, low dtype or None when disabled). A context
+# variable: each thread has its own (a new one starts with none), as PyTorch's autocast state.
+_regions: ContextVar[tuple[tuple[str, np.dtype | None], ...]] = ContextVar("autocast", default=())
 
 
 def push(device_type: str, dtype: Any, enabled: bool) -> None:
@@ -57,16 +53,16 @@ def push(device_type: str, dtype: Any, enabled: bool) -> None:
     if device_type == "cuda" and is_bfloat16(low):
         # CuPy has no bfloat16 arrays, so gnn's CUDA backend cannot hold them.
         raise ValueError("autocast: bfloat16 on CUDA is not supported by gnn; use float16")
-    _state.stack.append((device_type, low if enabled else None))
+    _regions.set((*_regions.get(), (device_type, low if enabled else None)))
 
 
 def pop() -> None:
-    _state.stack.pop()
+    _regions.set(_regions.get()[:-1])
 
 
 def low_dtype(device_type: str) -> np.dtype | None:
     """The low dtype autocast uses for `device_type` now, or None when autocast is off there."""
-    return next((low for dev, low in reversed(_state.stack) if dev == device_type), None)
+    return next((low for dev, low in reversed(_regions.get()) if dev == device_type), None)
 
 
 def is_low(dtype: Any) -> bool:
@@ -76,7 +72,7 @@ def is_low(dtype: Any) -> bool:
 
 def cast_inputs(op: str, *args: Any) -> tuple[Any, ...]:
     """`args` as autocast wants them for `op` (unchanged outside autocast or for other ops)."""
-    if not _state.stack:
+    if not _regions.get():
         return args
     low = next((low_dtype(a._be.name) for a in args if isinstance(a, Tensor)), None)
     if low is None:
