@@ -341,11 +341,10 @@ def _where_method(x: Tensor, condition: Any, other: Any) -> Tensor:
 @register(tensor={"where": _where_method}, top=True)
 def where(condition: Any, a: Any, b: Any) -> Tensor:
     """Elements of a where condition holds, else of b (all three broadcast)."""
-    ref = next((t for t in (a, b, condition) if isinstance(t, Tensor)), None)
-    if ref is None:
-        raise TypeError("where: expected at least one Tensor argument")
-    cond = as_tensor(condition, ref)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):  # they give the device and dtype
+        raise TypeError("where: expected at least one of a and b to be a Tensor")
     a, b = pair(a, b)
+    cond = as_tensor(condition, a)
     if cond._be is not a._be:
         raise RuntimeError(f"where: condition is on {cond.device}, values on {a.device}")
     try:
