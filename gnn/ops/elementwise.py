@@ -402,9 +402,8 @@ def _compare(name: str, a: Any, b: Any) -> Tensor:
     a, b = pair(a, b)
     if a._be is not b._be:
         raise RuntimeError(f"{name}: inputs are on different devices ({a.device} and {b.device})")
-    op = getattr(a._be.xp, name)
     try:
-        return Tensor._make(op(a.array, b.array), a._be, False)
+        return Tensor._make(getattr(a._be.xp, name)(a.array, b.array), a._be, False)
     except ValueError:
         check_broadcast(name, a, b)
         raise
