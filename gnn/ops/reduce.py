@@ -161,10 +161,9 @@ def _along(fn: type[AlongAxis], op: str, x: Tensor, dim: int) -> Tensor:
 
 class Softmax(AlongAxis):
     def forward(self, x: Any) -> Any:
-        y = x - (x.max(axis=self.axis, keepdims=True) if x.size else 0)  # empty: no max
+        self.y = y = x - (x.max(axis=self.axis, keepdims=True) if x.size else 0)  # empty: no max
         self.be.xp.exp(y, out=y)
         y /= y.sum(axis=self.axis, keepdims=True)
-        self.y = y
         return y
 
     def backward(self, gy: Any) -> Any:
@@ -183,10 +182,9 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 class LogSoftmax(AlongAxis):
     def forward(self, x: Any) -> Any:
         xp = self.be.xp
-        shifted = x - (x.max(axis=self.axis, keepdims=True) if x.size else 0)  # empty: no max
-        shifted -= xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))  # log-sum-exp
-        self.y = shifted
-        return shifted
+        self.y = y = x - (x.max(axis=self.axis, keepdims=True) if x.size else 0)  # empty: no max
+        y -= xp.log(xp.exp(y).sum(axis=self.axis, keepdims=True))  # log-sum-exp
+        return y
 
     def backward(self, gy: Any) -> Any:
         xp = self.be.xp
