@@ -180,8 +180,7 @@ def _rounded_div(a: Tensor, b: Tensor, rounding_mode: str) -> Tensor:
         if rounding_mode == "trunc":  # floor_divide rounds down: step negative quotients back up
             q = q + ((q < 0) & (q * b.array != a.array))
     else:
-        q = xp.true_divide(a.array, b.array)
-        q = xp.trunc(q) if rounding_mode == "trunc" else xp.floor(q)
+        q = (xp.trunc if rounding_mode == "trunc" else xp.floor)(xp.true_divide(a.array, b.array))
     return Tensor._make(q, a._be, False)
 
 
