@@ -187,8 +187,7 @@ class LogSoftmax(AlongAxis):
         return y
 
     def backward(self, gy: Any) -> Any:
-        xp = self.be.xp
-        return gy - xp.exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
+        return gy - self.be.xp.exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
 
 
 @register(method=True, top=True)

@@ -39,9 +39,8 @@ class Softplus(Configured):
         return xp.where(z > self.threshold, x, y)
 
     def backward(self, gy: Any) -> Any:
-        xp = self.be.xp
         slope = fused_sigmoid.forward(self.be, self.z)
-        return gy * xp.where(self.z > self.threshold, 1, slope)
+        return gy * self.be.xp.where(self.z > self.threshold, 1, slope)
 
 
 @register()
