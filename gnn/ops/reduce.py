@@ -136,8 +136,7 @@ def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True
     n = _count(x.shape, norm_dims(dim, x.ndim, "var"))
     centered = x - mean(x, dim, keepdim=True)
     # As PyTorch: no degrees of freedom left (one element, unbiased) gives nan, not 0.
-    divisor = n - 1 if unbiased and n else n
-    return sum(centered * centered, dim, keepdim) / divisor
+    return sum(centered * centered, dim, keepdim) / (n - 1 if unbiased and n else n)
 
 
 @register(method=True, top=True)
