@@ -152,7 +152,8 @@ def binary_cross_entropy_with_logits(
     pos_weight: Any = None,
 ) -> Tensor:
     """BCE on logits (sigmoid folded in), numerically stable for large |input|."""
-    input, target = _start("binary_cross_entropy_with_logits", input, target, reduction, True)
+    op = "binary_cross_entropy_with_logits"
+    input, target = _start(op, input, target, reduction, same_shape=True)
     pw = () if pos_weight is None else (as_tensor(pos_weight, input),)
     return _weighted(BCEWithLogits.apply(input, target, *pw), weight, reduction)
 

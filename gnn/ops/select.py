@@ -184,7 +184,8 @@ def repeat(x: Tensor, *sizes: Any) -> Tensor:
     shape = (1,) * (len(reps) - x.ndim) + tuple(x.shape)
     spread = tuple(v for s in shape for v in (1, s))  # a length-1 axis before each dim
     tiled = tuple(v for r, s in zip(reps, shape) for v in (r, s))
-    return reshape(expand(reshape(x, spread), tiled), tuple(r * s for r, s in zip(reps, shape)))
+    out = expand(reshape(x, spread), tiled)
+    return reshape(out, tuple(r * s for r, s in zip(reps, shape)))
 
 
 @register(method=True, top=True)

@@ -308,8 +308,10 @@ def to(
 
 def cuda(x: Tensor, device: Any = None, non_blocking: bool = False) -> Tensor:
     """x on a GPU: `device` is an index, "cuda:N" or a device (default: GPU 0)."""
-    if device is None or isinstance(device, int) and not isinstance(device, bool):
-        device = f"cuda:{device or 0}"
+    if device is None:
+        device = 0
+    if isinstance(device, int) and not isinstance(device, bool):
+        device = f"cuda:{device}"
     if parse_device(device).type != "cuda":
         raise ValueError(f"cuda(): expected a CUDA device, got {device!r}")
     return to(x, device)
