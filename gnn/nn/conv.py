@@ -10,19 +10,8 @@ from gnn.nn import init
 from gnn.nn.linear import check_positive
 from gnn.nn.module import Module
 from gnn.nn.parameter import Parameter
+from gnn.ops.conv import int_pair
 from gnn.tensor import Tensor
-
-
-def _pair(layer: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints (each >= minimum) as a 2-tuple, or a ValueError naming the layer."""
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    ok = isinstance(pair, (tuple, list)) and len(pair) == 2
-    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in pair)
-    if not ok:
-        raise ValueError(
-            f"{layer}: {name} must be an int >= {minimum} or a pair of them, got {value!r}"
-        )
-    return int(pair[0]), int(pair[1])
 
 
 class _ConvNd(Module):
@@ -58,9 +47,9 @@ class _ConvNd(Module):
                 "gnn pads with 'zeros' only"
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = _pair(layer, "kernel_size", kernel_size, 1)
-        self.stride = _pair(layer, "stride", stride, 1)
-        self.dilation = _pair(layer, "dilation", dilation, 1)
+        self.kernel_size = int_pair(kernel_size, "kernel_size", layer, 1)
+        self.stride = int_pair(stride, "stride", layer, 1)
+        self.dilation = int_pair(dilation, "dilation", layer, 1)
         if isinstance(padding, str):
             if padding not in ("same", "valid") or self.transposed:
                 raise ValueError(
@@ -74,7 +63,7 @@ class _ConvNd(Module):
                 )
             self.padding: Any = padding
         else:
-            self.padding = _pair(layer, "padding", padding, 0)
+            self.padding = int_pair(padding, "padding", layer, 0)
         self.padding_mode = padding_mode
         dtype = dtype or config.get_default_dtype()
         kh, kw = self.kernel_size
@@ -172,7 +161,7 @@ class ConvTranspose2d(_ConvNd):
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
             padding_mode, device, dtype,
         )  # fmt: skip
-        self.output_padding = _pair("ConvTranspose2d", "output_padding", output_padding, 0)
+        self.output_padding = int_pair(output_padding, "output_padding", "ConvTranspose2d", 0)
         for op, s, d in zip(self.output_padding, self.stride, self.dilation):
             if op >= s and op >= d:
                 raise ValueError(

@@ -5,18 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from gnn import functional as F
-from gnn.nn.conv import _pair
 from gnn.nn.module import Module
+from gnn.ops.conv import int_pair
 from gnn.tensor import Tensor
 
 
 def _check_window(layer: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> None:
     """Fail at construction, naming the argument and its range, on a bad window shape."""
-    kernel = _pair(layer, "kernel_size", kernel_size, 1)
+    kernel = int_pair(kernel_size, "kernel_size", layer, 1)
     if stride is not None:
-        _pair(layer, "stride", stride, 1)
-    pad = _pair(layer, "padding", padding, 0)
-    dil = _pair(layer, "dilation", dilation, 1)
+        int_pair(stride, "stride", layer, 1)
+    pad = int_pair(padding, "padding", layer, 0)
+    dil = int_pair(dilation, "dilation", layer, 1)
     for p, k, d in zip(pad, kernel, dil):
         if p > (d * (k - 1) + 1) // 2:
             raise ValueError(

@@ -30,8 +30,9 @@ from gnn.tensor import Tensor
 # ---- argument parsing ---------------------------------------------------------------------------
 
 
-def _pair(value: Any, name: str, op: str, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints, each >= minimum, as a 2-tuple (or a ValueError naming the op)."""
+def int_pair(value: Any, name: str, op: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each >= minimum, as a 2-tuple (or a ValueError naming the op or
+    layer): the size arguments of the convolution and pooling ops and layers."""
     pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
     try:
         pair = tuple(pair)
@@ -291,7 +292,7 @@ def _conv_pads(
         raise ValueError(
             f"{op}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}"
         )
-    ph, pw = _pair(padding, "padding", op, 0)
+    ph, pw = int_pair(padding, "padding", op, 0)
     return (ph, ph, pw, pw)
 
 
@@ -342,7 +343,7 @@ def conv2d(
     """2-D convolution of input (N, C, H, W) with weight (O, C/groups, kh, kw), as PyTorch's."""
     op = "conv2d"
     _check_conv(op, input, weight, bias, groups, transposed=False)
-    strides, dil = _pair(stride, "stride", op, 1), _pair(dilation, "dilation", op, 1)
+    strides, dil = int_pair(stride, "stride", op, 1), int_pair(dilation, "dilation", op, 1)
     kernel = tuple(weight.shape[2:])
     pads = _conv_pads(op, padding, kernel, dil, strides)
     geom = _window(op, input, kernel, strides, pads, dil)
@@ -364,8 +365,9 @@ def conv_transpose2d(
     """Transposed 2-D convolution of input (N, Cin, H, W) with weight (Cin, Cout/groups, kh, kw)."""
     op = "conv_transpose2d"
     cout = _check_conv(op, input, weight, bias, groups, transposed=True)
-    strides, dil = _pair(stride, "stride", op, 1), _pair(dilation, "dilation", op, 1)
-    pads, extra = _pair(padding, "padding", op, 0), _pair(output_padding, "output_padding", op, 0)
+    strides, dil = int_pair(stride, "stride", op, 1), int_pair(dilation, "dilation", op, 1)
+    pads = int_pair(padding, "padding", op, 0)
+    extra = int_pair(output_padding, "output_padding", op, 0)
     n, _, h, w = input.shape
     kh, kw = weight.shape[2:]
     out = []  # the output's size per axis
@@ -394,9 +396,9 @@ def _pool_window(
 ) -> Window:
     """Windows of a pooling op: its arguments checked, and at most half a window of padding."""
     _check_input(op, x, "3-D (C, H, W) or 4-D (N, C, H, W) input")
-    kernel = _pair(kernel_size, "kernel_size", op, 1)
-    strides = kernel if stride is None or stride == [] else _pair(stride, "stride", op, 1)
-    pad, dil = _pair(padding, "padding", op, 0), _pair(dilation, "dilation", op, 1)
+    kernel = int_pair(kernel_size, "kernel_size", op, 1)
+    strides = kernel if stride is None or stride == [] else int_pair(stride, "stride", op, 1)
+    pad, dil = int_pair(padding, "padding", op, 0), int_pair(dilation, "dilation", op, 1)
     # (avg pooling has no dilation: there the kernel size is the effective one)
     if any(p > (d * (k - 1) + 1) // 2 for p, k, d in zip(pad, kernel, dil)):
         raise ValueError(
