@@ -767,11 +767,11 @@ def _array_part(index: Any) -> Any:
 # ---- reductions ----------------------------------------------------------------------------------
 
 
-@converts(reduce.Sum, reduce.Mean)
+@converts(reduce.SumMean)
 def _sum_mean(op: Op) -> str:
     axes = op.static(lambda f: f.axes, "dims")
     keep = op.static(lambda f: f.keepdim, "keepdim")
-    kind = "ReduceSum" if isinstance(op.fn, reduce.Sum) else "ReduceMean"
+    kind = "ReduceMean" if op.static(lambda f: f.mean, "sum/mean") else "ReduceSum"
     return _reduce(op, kind, op.x(0), axes, keep)
 
 
@@ -820,7 +820,7 @@ def _attention(op: Op) -> str:
     g = op.g
     if op.static(lambda f: f.dropout_p, "dropout_p") > 0:
         raise op.error("attention dropout is on; export in eval mode (dropout_p=0)")
-    scale = float(op.static(lambda f: f.scale, "scale"))
+    scale = float(op.static(lambda f: f.spec.scale, "scale"))
     q, k, v = op.x(0), op.x(1), op.x(2)
     rank = len(op.shape(1))
     perm = list(range(rank - 2)) + [rank - 1, rank - 2]

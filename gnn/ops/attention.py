@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from gnn import autograd
-from gnn.autograd import Function
 from gnn.backend.fused import attention as fused_attention
 from gnn.dtypes import is_floating
+from gnn.ops._util import Configured
 from gnn.ops.autocast import cast_inputs
 from gnn.ops.dropout import keep_mask
 from gnn.ops.registry import register
@@ -24,7 +24,7 @@ from gnn.ops.shape import GetItem
 from gnn.tensor import Tensor
 
 
-class Attention(Function):
+class Attention(Configured):
     """out = dropout(softmax(q @ k^T * scale + mask)) @ v, batched over the leading dims.
 
     Inputs are q, k, v, or one packed tensor whose [0], [1], [2] are q, k, v (the self-attention
@@ -34,12 +34,10 @@ class Attention(Function):
     (float32 / float16, no mask or the causal one, no dropout, weights not asked for).
     """
 
-    def __init__(
-        self, scale: float, mask: Any, dropout_p: float, sink: list | None, causal: bool = False
-    ) -> None:
-        self.scale, self.mask, self.dropout_p = scale, mask, dropout_p
-        self.sink = sink  # a list that receives the attention weights when the caller wants them
-        self.spec = fused_attention.Spec(scale, causal)  # causal: forward sets the causal mask
+    spec: fused_attention.Spec  # scale and causal (then forward sets the causal mask)
+    mask: Any
+    dropout_p: float
+    sink: list | None  # a list that receives the attention weights when the caller wants them
 
     def forward(self, *xs: Any) -> Any:
         self.qkv = xs[0] if len(xs) == 1 else None  # the packed tensor, or None
@@ -142,8 +140,9 @@ def attention(
             "scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both "
             "(fold the causal pattern into attn_mask instead)"
         )
-    params = dict(mask=mask, dropout_p=float(dropout_p), sink=sink, causal=causal)
-    out = Attention.apply(*_packed(query, key, value), scale=float(scale), **params)
+    spec = fused_attention.Spec(float(scale), causal)
+    params = dict(spec=spec, mask=mask, dropout_p=float(dropout_p), sink=sink)
+    out = Attention.apply(*_packed(query, key, value), **params)
     return out, (sink[0] if sink else None)
 
 

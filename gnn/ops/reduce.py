@@ -42,31 +42,30 @@ class Reduction(Configured):
     keepdim: bool
 
 
-class Sum(Reduction):
+class SumMean(Reduction):
+    """sum, or mean; the gradient goes back over the reduced axes as a broadcast view (no copy),
+    the mean's divided by the count of elements each output took in."""
+
+    mean: bool = False  # the mean, else the sum
+
     def forward(self, x: Any) -> Any:
         self.shape = x.shape
+        if self.mean:
+            return x.mean(axis=self.axes, keepdims=self.keepdim)
         return x.sum(axis=self.axes, keepdims=self.keepdim)
 
-    def backward(self, gy: Any) -> Any:  # broadcast back over the reduced axes: a view, no copy
-        return self.be.xp.broadcast_to(gy.reshape(_kept(self.shape, self.axes)), self.shape)
+    def backward(self, gy: Any) -> Any:
+        # a sum, or a mean of no elements: no division
+        count = _count(self.shape, self.axes) if self.mean else 0
+        g = gy / count if count else gy
+        return self.be.xp.broadcast_to(g.reshape(_kept(self.shape, self.axes)), self.shape)
 
 
 @register(method=True, top=True)
 def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     """Sum over `dim` (an int, a tuple, or None for all)."""
     (x,) = cast_inputs("sum", x)
-    return Sum.apply(x, axes=norm_dims(dim, x.ndim, "sum"), keepdim=keepdim)
-
-
-class Mean(Reduction):
-    def forward(self, x: Any) -> Any:
-        self.shape = x.shape
-        return x.mean(axis=self.axes, keepdims=self.keepdim)
-
-    def backward(self, gy: Any) -> Any:
-        count = _count(self.shape, self.axes)
-        g = gy / count if count else gy
-        return self.be.xp.broadcast_to(g.reshape(_kept(self.shape, self.axes)), self.shape)
+    return SumMean.apply(x, axes=norm_dims(dim, x.ndim, "sum"), keepdim=keepdim)
 
 
 @register(method=True, top=True)
@@ -75,7 +74,7 @@ def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     (x,) = cast_inputs("mean", x)
     if not is_floating(x.dtype):
         raise TypeError(f"mean: needs a floating tensor, got {x.dtype} (use .float() first)")
-    return Mean.apply(x, axes=norm_dims(dim, x.ndim, "mean"), keepdim=keepdim)
+    return SumMean.apply(x, axes=norm_dims(dim, x.ndim, "mean"), keepdim=keepdim, mean=True)
 
 
 class MaxMin(Reduction):
