@@ -8,6 +8,7 @@ broadcast operands back to their shapes, accumulates into leaves' `.grad`, and f
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import weakref
@@ -144,10 +145,7 @@ def _seed(root: Tensor, grad: Any) -> Any:
                 f"{tuple(data.shape)}; pass a gradient of that shape, "
                 "e.g. y.backward(gnn.ones_like(y))"
             )
-        # One cached 1 per device and dtype, viewed in the root's shape and shared, read-only
-        # where arrays can be: no fill launch each step on a GPU. No backward writes its incoming
-        # gradient in place, and _hand_on copies the seed, not keeps it.
-        return root._be.constant((1,), data.dtype).reshape(data.shape)
+        return _ones(root._be, data.dtype, data.shape)
     # A copy: the seed may end up as a leaf's .grad, which later steps change in place.
     g0 = root._be.xp.array(grad.array if isinstance(grad, _Tensor) else grad, dtype=data.dtype)
     if g0.shape != data.shape:
@@ -156,6 +154,14 @@ def _seed(root: Tensor, grad: Any) -> Any:
             f"{tuple(data.shape)}"
         )
     return g0
+
+
+@functools.cache  # one lookup per backward, not constant()'s key building and a reshape
+def _ones(be: Any, dtype: Any, shape: tuple) -> Any:
+    """The seed of a scalar root: the backend's cached 1 of `dtype`, viewed in `shape` and shared,
+    read-only where arrays can be (no fill launch each step on a GPU). No backward writes its
+    incoming gradient in place, and _hand_on copies the seed, not keeps it."""
+    return be.constant((1,), dtype).reshape(shape)
 
 
 def _is_seed(be: Any, g: Any) -> bool:
@@ -195,7 +201,7 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         if len(inputs) == 1:
             if isinstance(gxs, tuple):
                 gxs = gxs[0]
-            if gxs is not None and fn.needs_input_grad[0]:
+            if gxs is not None:  # needed: a Function of one input is recorded only then
                 _hand_on(inputs[0], gxs, grads, heap, shared)
         else:
             needs = fn.needs_input_grad
@@ -207,7 +213,8 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
                 k = gxs[2]
                 repeats = ((g is h or g is k) and g is not None) or (h is k and h is not None)
             else:
-                repeats = _repeats(gxs)
+                ids = [id(g) for g in gxs if g is not None]
+                repeats = len(set(ids)) < len(ids)
             if repeats:
                 gxs = _share(inputs, needs, gxs, shared)
             for t, need, gx in zip(inputs, needs, gxs):
@@ -232,12 +239,6 @@ def _grad_out(inputs: tuple, needs: tuple) -> tuple:
             continue
         out[i] = entry[0]
     return tuple(out)
-
-
-def _repeats(gxs: Any) -> bool:
-    """Whether one array is the gradient of two inputs."""
-    ids = [id(g) for g in gxs if g is not None]
-    return len(set(ids)) < len(ids)
 
 
 def _share(inputs: tuple, needs: tuple, gxs: Any, shared: list) -> list:

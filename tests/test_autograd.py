@@ -433,8 +433,11 @@ def test_leaf_accumulation_works_with_cupy_style_flags() -> None:
 
 
 def _seed_of(t: gnn.Tensor) -> Any:
-    """The cached 1 that backward views as the seed of a one-element t (Backend.constant)."""
-    return t._be.constant((1,), t.array.dtype)
+    """The seed backward starts from for a one-element t: the backend's cached 1 (constant),
+    viewed in t's shape once and cached."""
+    from gnn.autograd import _ones
+
+    return _ones(t._be, t.array.dtype, t.shape)
 
 
 @pytest.mark.parametrize("loss_name", ["mse", "cross_entropy", "sum"])
@@ -465,7 +468,7 @@ def test_two_backwards_share_one_unchanged_seed(device: str, loss_name: str) -> 
     else:
         one = x.T @ np.ones((2, 3))
     np.testing.assert_allclose(w.grad.numpy(), 2 * one, rtol=1e-12)
-    assert seeds[0] is seeds[1]
+    assert seeds[0] is seeds[1] and seeds[0].shape == ()  # no backward reshaped it in place
     np.testing.assert_array_equal(loss._be.to_numpy(seeds[0]), 1.0)
 
 
