@@ -142,7 +142,9 @@ class Backend(ABC):
         self.device = device
         self._seed_generation = -1  # the seed generation of _rng: none yet, so rng() makes one
         self._ones_vectors = _Cache(xp.ones, size=64)  # by (n, dtype)
-        self._constants = _Cache(self.asarray)  # by (values, dtype)
+        # by (values, dtype); never cleared: autograd's seed views the 1 kept here and, on CuPy,
+        # tells it from other arrays by its pointer (autograd._is_seed)
+        self._constants = _Cache(self.asarray)
         self._scalars = _Cache(self.asarray, size=1024)  # by (value, dtype, repr(value))
 
     def __repr__(self) -> str:
