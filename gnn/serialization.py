@@ -13,6 +13,7 @@ cannot be saved at all: save their state_dict() and rebuild them in code.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -173,7 +174,7 @@ def _unsavable(value: Any, path: str) -> str:
             "(or optimizer.state_dict()) and rebuild the object in code before "
             "load_state_dict: gnn saves no pickled objects"
         )
-    if hasattr(value, "__dict__") and type(value).__name__ == "Namespace":
+    if isinstance(value, argparse.Namespace):
         return f"gnn.save: {_where(path)} is an argparse Namespace; save vars(args) instead"
     return (
         f"gnn.save: {_where(path)} is a {kind}; gnn saves Tensors, arrays, numbers, strings, "

@@ -13,9 +13,7 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Any, requires_grad: bool = True) -> None:
-        # a Tensor subclass filling Tensor's own fields: the data's array is shared, not copied
-        source = data if isinstance(data, Tensor) else Tensor(data)
-        self.array, self._be = source.array, source.backend
+        self.data = data if isinstance(data, Tensor) else Tensor(data)  # shared, not copied
         self.grad = None
         self._creator = None
         self.requires_grad = False

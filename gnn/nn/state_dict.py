@@ -52,7 +52,7 @@ def load_into(module: Module, state_dict: Any, strict: bool) -> tuple[list[str],
             continue
         value = state_dict[k]
         if isinstance(value, Tensor):
-            src = value.numpy() if value._be is not target._be else value.array
+            src = value.numpy() if value.backend is not target.backend else value.array
         else:
             try:
                 src = value if hasattr(value, "__array_namespace__") else np.asarray(value)
@@ -66,7 +66,7 @@ def load_into(module: Module, state_dict: Any, strict: bool) -> tuple[list[str],
         elif tuple(src.shape) != target.shape:
             mismatched.append(f"{k}: checkpoint {tuple(src.shape)} vs model {target.shape}")
         else:  # converted now, so that a failure here still changes nothing
-            ready.append((target, target._be.asarray(src, dtype=target.dtype)))
+            ready.append((target, target.backend.asarray(src, dtype=target.dtype)))
     problems = [
         f"{label}: {sep.join(map(str, keys))}"
         for label, sep, keys in (
