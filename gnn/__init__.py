@@ -5,17 +5,20 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from gnn import functional  # loads the ops: gnn.functional, Tensor's op methods
-from gnn.backend import Device, cuda_available
-from gnn.config import (
+from gnn.backend import (
+    Device,
+    cuda_available,
     default_device,
+    get_default_device,
+    set_default_device,
+)
+from gnn.config import (
     default_dtype,
     enable_grad,
-    get_default_device,
     get_default_dtype,
     is_grad_enabled,
     manual_seed,
     no_grad,
-    set_default_device,
     set_default_dtype,
     set_grad_enabled,
 )

@@ -19,11 +19,8 @@ import numpy as np
 from gnn import config
 
 if TYPE_CHECKING:
+    from gnn.backend import Backend
     from gnn.tensor import Tensor
-
-# gnn.tensor.Tensor, set by gnn/tensor.py when it loads (this layer sits below it). Results of ops
-# and gradients are plain Tensors, whatever subclass (Parameter) their inputs are.
-_Tensor: Any = None
 
 # Every recorded Function takes the next number. An op's inputs were made before it, so going
 # through Functions from the highest number down visits each after everything that uses it.
@@ -68,7 +65,7 @@ class Function:
     __slots__ = ("inputs", "needs_input_grad", "be", "seq", "__dict__")
     inputs: tuple[Tensor, ...]
     needs_input_grad: tuple[bool, ...]
-    be: Any  # the inputs' backend; gnn.backend sits above this layer, so not named here
+    be: Backend  # the inputs' backend
     seq: int
     # Set by backward just before it calls backward(): per input, an array its gradient may be
     # written into (a leaf's gradient home, see `homes`), or None. See grad_home.
@@ -111,7 +108,8 @@ class Function:
             fn.needs_input_grad = needs
             out = fn.forward(*[t.array for t in inputs])
         recording = config._state.grad_enabled and True in needs
-        result = _Tensor.__new__(_Tensor)
+        plain = inputs[0]._plain  # Tensor, whatever subclass (Parameter) the input is
+        result = plain.__new__(plain)
         result.array = out
         result._be = be
         result.grad = None
@@ -147,7 +145,7 @@ def _seed(root: Tensor, grad: Any) -> Any:
             )
         return _ones(root._be, data.dtype, data.shape)
     # A copy: the seed may end up as a leaf's .grad, which later steps change in place.
-    g0 = root._be.xp.array(grad.array if isinstance(grad, _Tensor) else grad, dtype=data.dtype)
+    g0 = root._be.xp.array(grad.array if isinstance(grad, root._plain) else grad, dtype=data.dtype)
     if g0.shape != data.shape:
         raise RuntimeError(
             f"backward: gradient shape {tuple(g0.shape)} does not match the output shape "
@@ -323,7 +321,7 @@ def _hand_on(t: Tensor, gx: Any, grads: dict, heap: list, shared: list) -> None:
             or (shared and _aliases(gx, shared))
         ):
             gx = t._be.xp.array(gx, dtype=t.array.dtype, order="C")  # e.g. a broadcast view
-        t.grad = _Tensor._make(gx, t._be)
+        t.grad = t._plain._make(gx, t._be)
         if homes:
             entry = home_of(t)
             if entry is not None and entry[0] is gx:

@@ -1,13 +1,13 @@
-"""Process-wide settings: default device, default dtype, grad mode and the random seed.
+"""Process-wide settings: default dtype, grad mode and the random seed.
 
-These are the only global mutable state in gnn; each has a setter and a context manager.
+With the default device (gnn/backend/, which can check a device at once), these are the only
+global mutable state in gnn; each has a setter and a context manager.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,11 +23,6 @@ class _State(threading.local):
 
 _state = _State()
 _default_dtype: np.dtype = float32
-_default_device: str | None = None  # None: read GNN_DEVICE on first use, else "cpu"
-# Checks a device name and returns its canonical form ("gpu" -> "cuda:0"), raising a clear error
-# for unknown or missing devices. gnn.backend (the layer above) installs it when it loads, so this
-# module never imports upward.
-check_device: Callable[[Any], str] = str
 _seed_generation = 0  # bumped by manual_seed so backends re-seed their generators
 _seed: int | None = None
 
@@ -115,28 +110,6 @@ def set_default_dtype(dtype: Any) -> None:
 def default_dtype(dtype: Any) -> contextlib.AbstractContextManager[None]:
     """`with gnn.default_dtype(gnn.float64):` the default dtype inside the block."""
     return _for_block(set_default_dtype, dtype, _default_dtype)
-
-
-# ---- default device --------------------------------------------------------------------------
-
-
-def get_default_device() -> str:
-    global _default_device
-    if _default_device is None:
-        _default_device = os.environ.get("GNN_DEVICE", "cpu").strip() or "cpu"
-    return _default_device
-
-
-def set_default_device(device: Any) -> None:
-    """Set the device of new tensors: "cpu", "cuda" or "cuda:N" (checked at once); None goes
-    back to GNN_DEVICE's ("cpu" when it is not set)."""
-    global _default_device
-    _default_device = None if device is None else check_device(device)
-
-
-def default_device(device: Any) -> contextlib.AbstractContextManager[None]:
-    """`with gnn.default_device("cuda"):` the default device inside the block."""
-    return _for_block(set_default_device, device, _default_device)
 
 
 @contextlib.contextmanager

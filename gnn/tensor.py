@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gnn import autograd, config
-from gnn.backend import Device, get_backend, parse_device
+from gnn.backend import Backend, Device, get_backend, parse_device
 from gnn.dtypes import is_floating, parse_dtype
 
 
@@ -25,6 +25,9 @@ class Tensor:
 
     __slots__ = ("array", "_be", "requires_grad", "grad", "_creator", "__weakref__")
     __array_priority__ = 1000  # so numpy_array * tensor calls Tensor.__rmul__
+    _plain: type[Tensor]  # Tensor (set below the class)
+    array: Any  # a NumPy or CuPy array
+    _be: Backend
 
     def __init__(
         self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
@@ -52,7 +55,7 @@ class Tensor:
     # ---- attributes ----------------------------------------------------------------------------
 
     @property
-    def backend(self) -> Any:
+    def backend(self) -> Backend:
         """The backend that owns this tensor's array (`.xp` is its array module)."""
         return self._be
 
@@ -323,7 +326,9 @@ class Tensor:
         return format(self.item(), spec) if spec or self.ndim == 0 else str(self)
 
 
-autograd._Tensor = Tensor  # ops make plain Tensors, whatever their inputs' class
+# The class of what ops and autograd make from a tensor (results, gradients): plain Tensor, for a
+# Parameter too. Autograd, the layer below, reads it here rather than importing this module.
+Tensor._plain = Tensor
 
 
 def is_tensor(obj: Any) -> bool:

@@ -25,15 +25,15 @@ HAS_CUPY = importlib.util.find_spec("cupy") is not None
 @pytest.fixture(autouse=True)
 def _restore_settings() -> Any:
     """A failing test must not leave another default dtype or device to the tests after it."""
-    dtype, device = config._default_dtype, config._default_device
+    dtype, device = config._default_dtype, backend.base._default_device
     yield
-    config._default_dtype, config._default_device = dtype, device
+    config._default_dtype, backend.base._default_device = dtype, device
 
 
 @pytest.fixture
 def fresh_default_device(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget the default device, so GNN_DEVICE is read again; restored after the test."""
-    monkeypatch.setattr(config, "_default_device", None)
+    monkeypatch.setattr(backend.base, "_default_device", None)
     monkeypatch.delenv("GNN_DEVICE", raising=False)
 
 
@@ -454,7 +454,7 @@ def test_gnn_device_environment_variable(
 ) -> None:
     monkeypatch.setenv("GNN_DEVICE", "cpu")
     assert gnn.get_default_device() == "cpu" and gnn.ones(1).device == "cpu"
-    monkeypatch.setattr(config, "_default_device", None)
+    monkeypatch.setattr(backend.base, "_default_device", None)
     monkeypatch.setenv("GNN_DEVICE", "bogus")
     with pytest.raises(ValueError, match=r"'bogus'.*GNN_DEVICE"):
         gnn.zeros(1)
@@ -481,7 +481,7 @@ def test_default_device_none_and_a_block_go_back_to_the_environment_default(
     gnn.set_default_device("cpu")
     monkeypatch.setenv("GNN_DEVICE", "cpu")
     gnn.set_default_device(None)  # as torch.set_default_device(None): the default again
-    assert config._default_device is None and gnn.get_default_device() == "cpu"
+    assert backend.base._default_device is None and gnn.get_default_device() == "cpu"
 
 
 def test_to_cpu_and_dtype_conversions() -> None:

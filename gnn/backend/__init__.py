@@ -6,14 +6,26 @@ Only `gnn/backend/cuda.py` imports CuPy, and only when a CUDA backend is first a
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from typing import Any
 
 from gnn import config
-from gnn.backend.base import Backend, Device, parse_device
+from gnn.backend import base
+from gnn.backend.base import Backend, Device, get_default_device, parse_device
 from gnn.backend.numpy import NumpyBackend
 
-__all__ = ["Backend", "Device", "NumpyBackend", "cuda_available", "get_backend", "parse_device"]
+__all__ = [
+    "Backend",
+    "Device",
+    "NumpyBackend",
+    "cuda_available",
+    "default_device",
+    "get_backend",
+    "get_default_device",
+    "parse_device",
+    "set_default_device",
+]
 
 CUDA_INSTALL_HINT = (
     "install the CUDA extra that matches your driver: pip install 'gnn[cuda12]' "
@@ -45,12 +57,15 @@ def get_backend(device: Any = None) -> Backend:
     return _cuda_backends[index]
 
 
-def _check_device(device: Any) -> str:
-    """The canonical name of `device`, once its backend is known to work (for config)."""
-    return str(get_backend(device).device)
+def set_default_device(device: Any) -> None:
+    """Set the device of new tensors: "cpu", "cuda" or "cuda:N" (checked at once: its backend
+    must work); None goes back to GNN_DEVICE's ("cpu" when it is not set)."""
+    base._default_device = None if device is None else str(get_backend(device).device)
 
 
-config.check_device = _check_device
+def default_device(device: Any) -> contextlib.AbstractContextManager[None]:
+    """`with gnn.default_device("cuda"):` the default device inside the block."""
+    return config._for_block(set_default_device, device, base._default_device)
 
 
 def cuda_available() -> bool:

@@ -15,6 +15,7 @@ need nothing of it (their references run on its `xp`).
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,11 +87,22 @@ class Device:
         return hash((self.type, self.index or 0))
 
 
+_default_device: str | None = None  # None: GNN_DEVICE's on first use, else "cpu"
+
+
+def get_default_device() -> str:
+    """The device of new tensors: set_default_device's, else GNN_DEVICE's, else "cpu"."""
+    global _default_device
+    if _default_device is None:
+        _default_device = os.environ.get("GNN_DEVICE", "cpu").strip() or "cpu"
+    return _default_device
+
+
 def parse_device(device: Any) -> Device:
     """Parse "cpu", "cuda", "cuda:1", a Device, or None (the default device)."""
     if device is None:  # set_default_device checks its argument: a bad default is GNN_DEVICE's
         source = " (the default device, from the GNN_DEVICE environment variable)"
-        return Device(*_split_name(config.get_default_device(), source))
+        return Device(*_split_name(get_default_device(), source))
     if isinstance(device, Device):
         return device
     if hasattr(device, "device") and isinstance(device.device, Device):  # a Tensor
