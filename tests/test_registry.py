@@ -116,6 +116,7 @@ def test_tensor_has_exactly_the_registered_methods() -> None:
         set(vars(Tensor)) - own - set(registered) - set(vars(object)) - {"__slots__", "__dict__"}
     )
     extra -= {"__module__", "__qualname__", "__firstlineno__", "__static_attributes__", "__doc__"}
+    extra -= {"__annotations__", "__annotate__", "__annotate_func__"}  # annotated attributes
     extra -= set(Tensor.__slots__)
     extra.discard("__slotnames__")  # copyreg's cache, set once a Tensor has been copied
     assert not extra, f"Tensor attributes neither in tensor.py nor registered: {sorted(extra)}"
