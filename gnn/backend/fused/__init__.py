@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gnn.backend.base import Backend
+
 __all__ = ["Fused"]
 
 
@@ -31,7 +33,7 @@ class Fused:
     reference: Callable[..., Any]  # reference(xp, *args, **kwargs)
     cuda: Callable[..., Any] | None = None  # cuda(be, *args, **kwargs) -> result, or None
 
-    def __call__(self, be: Any, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, be: Backend, *args: Any, **kwargs: Any) -> Any:
         """Run on `be`: the kernel on a CUDA backend where it applies, else the reference."""
         if self.cuda is not None and be.name == "cuda":
             out = self.cuda(be, *args, **kwargs)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from gnn.backend.base import KernelBackend
 from gnn.backend.fused import Fused
 
 __all__ = [
@@ -251,7 +252,7 @@ def _launch_shape(rows: int, groups: int) -> tuple[int, int]:
 
 
 def cuda(
-    be: Any, q: Any, k: Any, v: Any, spec: Spec, mask: Any = None, keep: Any = None
+    be: KernelBackend, q: Any, k: Any, v: Any, spec: Spec, mask: Any = None, keep: Any = None
 ) -> Saved | None:
     """The forward kernel where it applies (no mask but the causal one, no dropout), else None.
     A 4-D output is laid out (B, L, H, D)."""
@@ -289,7 +290,7 @@ def _views(xp: Any, *arrays: Any, written: bool = False) -> tuple:
 
 
 def cuda_backward(
-    be: Any,
+    be: KernelBackend,
     q: Any,
     k: Any,
     v: Any,

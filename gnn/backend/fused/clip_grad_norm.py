@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gnn.backend.base import KernelBackend
 from gnn.backend.fused import Fused
 
 __all__ = ["ClipSpec", "coefficient", "forward", "reference", "scale_", "total_norm"]
@@ -92,7 +93,7 @@ def reference(xp: Any, grads: list, spec: ClipSpec) -> Any:
 # ---- the CUDA path --------------------------------------------------------------------------
 
 
-def _table(be: Any, grads: list) -> Any:
+def _table(be: KernelBackend, grads: list) -> Any:
     """The device table [pointers..., element counts...] (uint64) of `grads`, cached per set.
 
     A new set is written by clip_norm_table launches, 16 tensors each, with the pointers and
@@ -117,7 +118,7 @@ def _table(be: Any, grads: list) -> Any:
     return table
 
 
-def cuda(be: Any, grads: list, spec: ClipSpec) -> Any:
+def cuda(be: KernelBackend, grads: list, spec: ClipSpec) -> Any:
     """Two launches per dtype for norm_type 2 or inf over contiguous float32/16/bf16 gradients."""
     from gnn.backend.kernels import (
         ELEMENTWISE_THREADS,

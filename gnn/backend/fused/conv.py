@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gnn.backend.base import Backend, KernelBackend
 from gnn.backend.fused import Fused
 
 __all__ = [
@@ -181,7 +182,7 @@ def reference_max_pool_backward(xp: Any, gy: Any, idx: Any, g: Window) -> Any:
 # ---- the CUDA path ------------------------------------------------------------------------------
 
 
-def applies(be: Any, dtype: Any) -> bool:
+def applies(be: Backend, dtype: Any) -> bool:
     """Whether kernels/conv.cu runs on `be` for `dtype` (float32, float16 on a CUDA backend)."""
     if be.name != "cuda":  # the CPU's test first: its path pays nothing more
         return False
@@ -190,12 +191,12 @@ def applies(be: Any, dtype: Any) -> bool:
     return np.dtype(dtype) in KERNEL_DTYPES
 
 
-def _grid(be: Any, total: int) -> tuple[int, int]:
+def _grid(be: KernelBackend, total: int) -> tuple[int, int]:
     """(blocks, threads) of a grid-stride kernel over `total` outputs."""
     return max(1, min(-(-total // THREADS), 8 * be._sms())), THREADS
 
 
-def _run(be: Any, name: str, out: Any, args: tuple) -> Any:
+def _run(be: KernelBackend, name: str, out: Any, args: tuple) -> Any:
     from gnn.backend.kernels import kernel_suffix
 
     blocks, threads = _grid(be, out.size)
@@ -203,7 +204,7 @@ def _run(be: Any, name: str, out: Any, args: tuple) -> Any:
     return out
 
 
-def _ok(be: Any, *arrays: Any) -> bool:
+def _ok(be: KernelBackend, *arrays: Any) -> bool:
     """Whether the kernels take these arrays: one kernel dtype, and not empty."""
     return (
         arrays[0].size > 0
@@ -212,7 +213,7 @@ def _ok(be: Any, *arrays: Any) -> bool:
     )
 
 
-def cuda_im2col(be: Any, x: Any, g: Window) -> Any:
+def cuda_im2col(be: KernelBackend, x: Any, g: Window) -> Any:
     """One launch: the columns of x; None where the kernel does not apply."""
     if not _ok(be, x):
         return None
@@ -223,7 +224,7 @@ def cuda_im2col(be: Any, x: Any, g: Window) -> Any:
         return _run(be, "conv_im2col", cols, (x, *g.ints()))
 
 
-def cuda_col2im(be: Any, cols: Any, g: Window) -> Any:
+def cuda_col2im(be: KernelBackend, cols: Any, g: Window) -> Any:
     """One launch: each pixel gathers its taps from the columns; None where it does not apply."""
     if not _ok(be, cols):
         return None
@@ -234,7 +235,7 @@ def cuda_col2im(be: Any, cols: Any, g: Window) -> Any:
         return _run(be, "conv_col2im", x, (cols, *g.ints()))
 
 
-def cuda_to_image(be: Any, y2: Any, bias: Any, n: int) -> Any:
+def cuda_to_image(be: KernelBackend, y2: Any, bias: Any, n: int) -> Any:
     """One launch: (O, N * P) to (N, O, P) with the bias added; None where it does not apply."""
     if not _ok(be, y2, bias):
         return None
@@ -249,7 +250,7 @@ def cuda_to_image(be: Any, y2: Any, bias: Any, n: int) -> Any:
         return _run(be, "conv_to_image", y, (y2, b, np.int32(bias is not None), *sizes))
 
 
-def cuda_to_rows(be: Any, gy: Any, need_bias: bool = False, gbias: Any = None) -> Any:
+def cuda_to_rows(be: KernelBackend, gy: Any, need_bias: bool = False, gbias: Any = None) -> Any:
     """One launch: (N, O, P) to (O, N * P) and the bias gradient (into `gbias`, a contiguous (O,)
     array of gy's dtype, when given); None where it does not apply."""
     from gnn.backend.kernels import kernel_suffix
@@ -273,7 +274,7 @@ def cuda_to_rows(be: Any, gy: Any, need_bias: bool = False, gbias: Any = None) -
         return gy2, (gb if need_bias else None)
 
 
-def cuda_max_pool(be: Any, x: Any, g: Window, need_idx: bool = True) -> Any:
+def cuda_max_pool(be: KernelBackend, x: Any, g: Window, need_idx: bool = True) -> Any:
     """One launch: (y, idx) of every window (idx always: the kernel writes both); None where it
     does not apply."""
     if not _ok(be, x):
@@ -287,7 +288,7 @@ def cuda_max_pool(be: Any, x: Any, g: Window, need_idx: bool = True) -> Any:
         return y, idx
 
 
-def cuda_max_pool_backward(be: Any, gy: Any, idx: Any, g: Window) -> Any:
+def cuda_max_pool_backward(be: KernelBackend, gy: Any, idx: Any, g: Window) -> Any:
     """One launch: each input pixel gathers the gradients of the windows it is the max of."""
     if not _ok(be, gy):
         return None

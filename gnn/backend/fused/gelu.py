@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gnn.backend.base import Backend, KernelBackend
 from gnn.backend.fused import Fused
 
 __all__ = [
@@ -174,7 +175,7 @@ def _applies(arrays: tuple, dtype: Any) -> str | None:
     return suffix
 
 
-def cuda(be: Any, x: Any, bias: Any, spec: GeluSpec, erf: Any = None) -> Any:
+def cuda(be: KernelBackend, x: Any, bias: Any, spec: GeluSpec, erf: Any = None) -> Any:
     """The one-launch forward for float32/float16/bfloat16 x (bias of x's dtype); else None."""
     from gnn.backend.kernels import elementwise_launch, kernel_module
 
@@ -196,7 +197,7 @@ def cuda(be: Any, x: Any, bias: Any, spec: GeluSpec, erf: Any = None) -> Any:
 
 
 def cuda_backward(
-    be: Any, gy: Any, saved: GeluSaved, spec: GeluSpec, needs: tuple, erf: Any = None
+    be: KernelBackend, gy: Any, saved: GeluSaved, spec: GeluSpec, needs: tuple, erf: Any = None
 ) -> Any:
     """gx in one launch, the bias gradient in one more, after a kernel forward; else None."""
     from gnn.backend.kernels import elementwise_launch, kernel_module
@@ -237,11 +238,13 @@ _forward = Fused("bias_gelu", reference, cuda)
 _backward = Fused("bias_gelu_backward", reference_backward, cuda_backward)
 
 
-def forward(be: Any, x: Any, bias: Any, spec: GeluSpec) -> tuple[Any, GeluSaved]:
+def forward(be: Backend, x: Any, bias: Any, spec: GeluSpec) -> tuple[Any, GeluSaved]:
     """y = gelu(x + bias) on `be`: the kernel where it applies, else the reference."""
     return _forward(be, x, bias, spec, erf=be.erf)
 
 
-def backward(be: Any, gy: Any, saved: GeluSaved, spec: GeluSpec, needs: tuple) -> tuple[Any, Any]:
+def backward(
+    be: Backend, gy: Any, saved: GeluSaved, spec: GeluSpec, needs: tuple
+) -> tuple[Any, Any]:
     """(gx, gbias) on `be`, from what `forward` saved."""
     return _backward(be, gy, saved, spec, needs, erf=be.erf)

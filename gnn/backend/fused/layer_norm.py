@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from gnn.backend.base import KernelBackend
 from gnn.backend.fused import Fused
 
 __all__ = ["Needs", "Saved", "backward", "forward", "reference", "reference_backward"]
@@ -83,7 +84,7 @@ def reference_backward(
 # ---- the kernels --------------------------------------------------------------------------------
 
 
-def cuda(be: Any, x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Saved] | None:
+def cuda(be: KernelBackend, x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Saved] | None:
     """The forward kernel (Saved without xhat); None for float64, empty x or mixed dtypes."""
     from gnn.backend.kernels import kernel_module, kernel_suffix, row_blocks, row_threads
 
@@ -113,7 +114,7 @@ def cuda(be: Any, x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Save
 
 
 def cuda_backward(
-    be: Any, x: Any, gy: Any, saved: Saved, weight: Any, needs: Needs
+    be: KernelBackend, x: Any, gy: Any, saved: Saved, weight: Any, needs: Needs
 ) -> tuple[Any, Any, Any] | None:
     """gx by one launch, gweight and gbias by another (each column summed by one block in a
     fixed order: deterministic); None where the forward ran the reference."""

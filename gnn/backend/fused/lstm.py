@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gnn.backend.base import Backend, KernelBackend
 from gnn.backend.fused import Fused
 
 __all__ = [
@@ -127,7 +128,7 @@ def reference_backward(xp: Any, grad: GradIn, out: GradOut | None = None) -> Gra
 # ---- the kernels --------------------------------------------------------------------------------
 
 
-def _suffix(be: Any, *arrays: Any) -> str | None:
+def _suffix(be: KernelBackend, *arrays: Any) -> str | None:
     """The kernel suffix when every array is one kernel dtype, else None (the reference)."""
     from gnn.backend.kernels import kernel_suffix
 
@@ -144,7 +145,7 @@ def _contiguous(arrays: tuple) -> bool:
     return all(a is None or a.flags.c_contiguous for a in arrays)
 
 
-def _launch(be: Any, kernel: str, suffix: str, size: int, args: tuple) -> None:
+def _launch(be: KernelBackend, kernel: str, suffix: str, size: int, args: tuple) -> None:
     """Queue `kernel` over `size` (batch * hidden) elements, one per thread, grid-stride."""
     from gnn.backend.kernels import BLOCKS_PER_SM, ELEMENTWISE_THREADS
 
@@ -155,7 +156,7 @@ def _launch(be: Any, kernel: str, suffix: str, size: int, args: tuple) -> None:
             be._launch("lstm_cell", f"{kernel}_{suffix}", blocks, threads, args)
 
 
-def cuda(be: Any, step: StepIn, out: StepOut) -> StepOut | None:
+def cuda(be: KernelBackend, step: StepIn, out: StepOut) -> StepOut | None:
     """The forward kernel, writing `out`; None (the reference) for other dtypes or layouts."""
     bias = step.bias
     operands = (step.xw, step.rec, step.c_prev, out.gates, out.c, out.h)
@@ -184,7 +185,7 @@ def cuda(be: Any, step: StepIn, out: StepOut) -> StepOut | None:
     return out
 
 
-def cuda_backward(be: Any, grad: GradIn, out: GradOut) -> GradOut | None:
+def cuda_backward(be: KernelBackend, grad: GradIn, out: GradOut) -> GradOut | None:
     """The backward kernel, writing `out`; None (the reference) for other dtypes or layouts."""
     operands: tuple = (grad.gates, grad.c, grad.c_prev, grad.gy_h, grad.gh_rec, grad.gc)
     operands += (out.dgates, out.gc_prev)
@@ -214,7 +215,7 @@ forward = Fused("lstm_cell", reference, cuda)
 backward = Fused("lstm_cell_backward", reference_backward, cuda_backward)
 
 
-def runs_per_step(be: Any) -> bool:
+def runs_per_step(be: Backend) -> bool:
     """Whether a recurrent layer on `be` should loop over these steps: on a CUDA backend, yes.
 
     The CPU keeps gnn/ops/rnn.py's NumPy cell (Lstm), which works on whole-sequence arrays where

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from gnn.backend.base import KernelBackend
 from gnn.backend.fused import Fused
 
 __all__ = [
@@ -278,7 +279,7 @@ def rmsprop_reference(
 # ---- kernels -----------------------------------------------------------------------------------
 
 
-def _kernel(be: Any, arrays: Any, clock: DeviceClock | None) -> str | None:
+def _kernel(be: KernelBackend, arrays: Any, clock: DeviceClock | None) -> str | None:
     """The kernel-name suffix when a kernel applies: a clock, 1-D contiguous same-dtype buffers."""
     from gnn.backend.kernels import kernel_suffix
 
@@ -294,7 +295,9 @@ def _kernel(be: Any, arrays: Any, clock: DeviceClock | None) -> str | None:
     return suffix if fits and x.ndim == 1 and x.size else None
 
 
-def _launch(be: Any, kernel: str, suffix: str, n: int, itemsize: int, args: tuple) -> bool:
+def _launch(
+    be: KernelBackend, kernel: str, suffix: str, n: int, itemsize: int, args: tuple
+) -> bool:
     from gnn.backend.kernels import elementwise_launch, kernel_module
 
     blocks, threads = elementwise_launch(n, itemsize, be._sms())
@@ -303,7 +306,7 @@ def _launch(be: Any, kernel: str, suffix: str, n: int, itemsize: int, args: tupl
 
 
 def adam_cuda(
-    be: Any, spec: AdamSpec, arrays: AdamArrays, lr: float, step: int, clock: Any = None
+    be: KernelBackend, spec: AdamSpec, arrays: AdamArrays, lr: float, step: int, clock: Any = None
 ) -> bool | None:
     """The Adam kernel on flat buffers with a clock; None (the reference) otherwise. Buffers the
     kernel does not take (float64) get the reference with the clock's step count, on the device."""
@@ -330,7 +333,7 @@ def adam_cuda(
 
 
 def sgd_cuda(
-    be: Any, spec: SGDSpec, arrays: SGDArrays, lr: float, clock: Any = None
+    be: KernelBackend, spec: SGDSpec, arrays: SGDArrays, lr: float, clock: Any = None
 ) -> bool | None:
     """The SGD kernel on flat buffers with a clock; None (the reference) otherwise."""
     suffix = _kernel(be, arrays, clock)
@@ -349,7 +352,7 @@ def sgd_cuda(
 
 
 def rmsprop_cuda(
-    be: Any, spec: RMSpropSpec, arrays: RMSpropArrays, lr: float, clock: Any = None
+    be: KernelBackend, spec: RMSpropSpec, arrays: RMSpropArrays, lr: float, clock: Any = None
 ) -> bool | None:
     """The RMSprop kernel on flat buffers with a clock; None (the reference) otherwise."""
     suffix = _kernel(be, arrays, clock)

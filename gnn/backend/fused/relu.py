@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from gnn.backend.base import KernelBackend
 from gnn.backend.fused import Fused
 
 __all__ = ["backward", "reference_backward"]
@@ -20,7 +21,7 @@ def reference_backward(xp: Any, y: Any, gy: Any) -> Any:
     return gy * (y > 0)
 
 
-def cuda_backward(be: Any, y: Any, gy: Any) -> Any:
+def cuda_backward(be: KernelBackend, y: Any, gy: Any) -> Any:
     """One launch for float32/float16 y and gy of one shape and dtype; None (the reference) else."""
     from gnn.backend.kernels import elementwise_launch
 

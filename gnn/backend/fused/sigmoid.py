@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from gnn.backend.base import KernelBackend
 from gnn.backend.fused import Fused
 
 __all__ = ["backward", "forward", "reference", "reference_backward"]
@@ -39,7 +40,7 @@ def reference_backward(xp: Any, y: Any, gy: Any) -> Any:
     return gx
 
 
-def _launch(be: Any, kernel: str, operands: tuple, like: Any) -> Any:
+def _launch(be: KernelBackend, kernel: str, operands: tuple, like: Any) -> Any:
     """Run kernels/sigmoid.cu's `kernel` over `operands` (made contiguous), writing an array like
     `like`; None where like's dtype has no kernel."""
     from gnn.backend.kernels import elementwise_launch, kernel_module, kernel_suffix
@@ -59,12 +60,12 @@ def _launch(be: Any, kernel: str, operands: tuple, like: Any) -> Any:
     return out
 
 
-def cuda(be: Any, x: Any) -> Any:
+def cuda(be: KernelBackend, x: Any) -> Any:
     """The forward kernel for float32/float16/bfloat16 x; None (the reference) for others."""
     return _launch(be, "sigmoid_forward", (x,), x)
 
 
-def cuda_backward(be: Any, y: Any, gy: Any) -> Any:
+def cuda_backward(be: KernelBackend, y: Any, gy: Any) -> Any:
     """The one-pass backward kernel, when y and gy are arrays of one shape and a kernel dtype."""
     if not (be.is_array(gy) and gy.dtype == y.dtype and gy.shape == y.shape):
         return None

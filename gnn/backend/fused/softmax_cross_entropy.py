@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from gnn.backend.base import KernelBackend
 from gnn.backend.fused import Fused
 
 __all__ = [
@@ -202,7 +203,7 @@ def _softmax(xp: Any, logits: Any, lse: Any, spec: Spec) -> Any:
 # ---- the kernels --------------------------------------------------------------------------------
 
 
-def _operands(be: Any, logits: Any, target: Any, spec: Spec) -> tuple:
+def _operands(be: KernelBackend, logits: Any, target: Any, spec: Spec) -> tuple:
     """Checked, contiguous kernel operands: logits, int64 target, float32 weight, its sum (read
     only with label smoothing; kept on the device: no host sync) and the has-weight flag."""
     xp = be.xp
@@ -227,7 +228,7 @@ def _operands(be: Any, logits: Any, target: Any, spec: Spec) -> tuple:
     return logits, target, weight, weight_sum, np.int32(1)
 
 
-def cuda(be: Any, logits: Any, target: Any, spec: Spec) -> tuple[Any, Saved] | None:
+def cuda(be: KernelBackend, logits: Any, target: Any, spec: Spec) -> tuple[Any, Saved] | None:
     """The forward kernels (row losses, then their reduction); None for float64 or empty logits.
 
     A bad label does not raise here: the kernel flags it, and `check_errors()` raises later.
@@ -266,7 +267,7 @@ def cuda(be: Any, logits: Any, target: Any, spec: Spec) -> tuple[Any, Saved] | N
 
 
 def cuda_backward(
-    be: Any, logits: Any, target: Any, saved: Saved, gloss: Any, spec: Spec
+    be: KernelBackend, logits: Any, target: Any, saved: Saved, gloss: Any, spec: Spec
 ) -> Any | None:
     """The one-pass backward kernel; None for float64 or empty logits, or an odd-sized gloss."""
     from gnn.backend.kernels import kernel_module, kernel_suffix, row_blocks, row_threads
