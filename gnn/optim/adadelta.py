@@ -46,8 +46,9 @@ class Adadelta(Optimizer):
         }
 
     def update(
-        self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
+        self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
     ) -> None:
+        assert state is not None  # init_state gives every parameter state, and step passes it
         xp, x = param.backend.xp, param.array
         rho, eps, wd = group["rho"], group["eps"], group["weight_decay"]
         sq, acc = state["square_avg"].array, state["acc_delta"].array

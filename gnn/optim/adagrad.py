@@ -56,8 +56,9 @@ class Adagrad(Optimizer):
         return ("step", "sum")
 
     def update(
-        self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
+        self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
     ) -> None:
+        assert state is not None  # init_state gives every parameter state, and step passes it
         be, x, wd = param.backend, param.array, group["weight_decay"]
         xp = be.xp
         if wd:

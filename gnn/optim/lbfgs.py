@@ -261,7 +261,7 @@ class LBFGS(Optimizer):
     # ---- the step ------------------------------------------------------------------------------
 
     @no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Run up to max_iter iterations through `closure`; returns the first loss it gave."""
         if closure is None:
             raise RuntimeError(

@@ -61,8 +61,9 @@ class NAdam(Optimizer):
         }
 
     def update(
-        self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
+        self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
     ) -> None:
+        assert state is not None  # init_state gives every parameter state, and step passes it
         xp, x = param.backend.xp, param.array
         lr, eps, wd, psi = group["lr"], group["eps"], group["weight_decay"], group["momentum_decay"]
         beta1, beta2 = group["betas"]

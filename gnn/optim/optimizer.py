@@ -283,6 +283,10 @@ class Optimizer:
                 if state is not None:
                     all_state[p] = state
             if counts:
+                if state is None:  # a subclass's init_state kept no state, yet asks for a count
+                    raise TypeError(
+                        f"{type(self).__name__}: counts_steps is True but init_state returned None"
+                    )
                 state["step"] += 1
                 if count_on_device:
                     self.step_count(p, state["step"])
@@ -362,7 +366,7 @@ class Optimizer:
                 f"{who}: {len(groups)} param groups saved, the optimizer has "
                 f"{len(self.param_groups)}"
             )
-        pairs = []
+        pairs: list[tuple[Any, Tensor]] = []  # (saved index, parameter)
         for i, (saved, g) in enumerate(zip(groups, self.param_groups)):
             if len(saved["params"]) != len(g["params"]):
                 raise ValueError(

@@ -59,8 +59,9 @@ class RAdam(Optimizer):
         }
 
     def update(
-        self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]
+        self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
     ) -> None:
+        assert state is not None  # init_state gives every parameter state, and step passes it
         be, x = param.backend, param.array
         xp = be.xp
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]

@@ -52,7 +52,7 @@ class RMSprop(FusedRule):
         check_range("RMSprop", "alpha", group["alpha"], 0.0, 1.0, high_open=False)
 
     def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
-        keys = ("step", "square_avg")
+        keys: tuple[str, ...] = ("step", "square_avg")
         keys += ("momentum_buffer",) if group.get("momentum", 0) > 0 else ()
         return keys + ("grad_avg",) if group.get("centered") else keys
 
