@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -216,13 +217,14 @@ class Builder:
         only looks alike for one input is not taken. The newest candidate is tried first.
         """
         n = len(self.traces)
-        sources: list[tuple[str, Callable[[int], Any]]] = []
+        # (the graph input's name, or the index of the comparison's record; its value in trace k)
+        sources: list[tuple[str | int, Callable[[int], Any]]] = []
         for j, t in enumerate(self.traces[0].inputs):
             if t.dtype == np.bool_:
-                sources.append((self.g.input_names[j], lambda k, j=j: self._input(k, j)))
+                sources.append((self.g.input_names[j], partial(self._input, j=j)))
         for i, r in enumerate(self.traces[0].records):
             if isinstance(r.fn, Compare) and r.output.dtype == np.bool_:
-                sources.append((i, lambda k, i=i: self._output(k, i)))
+                sources.append((i, partial(self._output, i=i)))
         masks = [np.asarray(m) for m in per_trace]
         if masks[0].dtype.kind not in "fiu" or len(masks) != n + 1:
             return None
@@ -282,11 +284,11 @@ class Builder:
     def run(self, output_names: list[str], in_labels: dict, out_labels: dict) -> Any:
         helper, TP = self.onnx.helper, self.onnx.TensorProto
         base = self.traces[0]
-        for t in self.traces[1:] + [self.probe]:
-            if [type(r.fn) for r in t.records] != [type(r.fn) for r in base.records]:
+        for tr in self.traces[1:] + [self.probe]:
+            if [type(r.fn) for r in tr.records] != [type(r.fn) for r in base.records]:
                 raise ExportError(
                     "export: the model runs different ops when the "
-                    + ("inputs' values change" if t is self.probe else "dynamic axes change size")
+                    + ("inputs' values change" if tr is self.probe else "dynamic axes change size")
                     + " (control flow that depends on them); export with fixed axes"
                 )
         made = {id(r.output): i for i, r in enumerate(base.records)}
@@ -975,8 +977,9 @@ def _recurrent(op: Op) -> str:
     has_bias = op.static(lambda f: f.has_bias, "bias")
     lstm = mode == "LSTM"
     first = 3 if lstm else 2
-    weights = [op.const_of(i) for i in range(first, op.n_inputs)]
-    if any(w is None for w in weights):
+    consts = [op.const_of(i) for i in range(first, op.n_inputs)]
+    weights = [w for w in consts if w is not None]
+    if len(weights) != len(consts):
         raise op.error("recurrent weights must be parameters (constants), not computed values")
     w_ih, w_hh = weights[0], weights[1]
     hidden = w_hh.shape[1]

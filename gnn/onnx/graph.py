@@ -15,7 +15,7 @@ import numpy as np
 from gnn.onnx.export import ExportError
 
 # (c, ((label, e), ...)): c times the product of the labelled sizes to their powers
-Sym = tuple
+Sym = tuple[int, tuple[tuple[str, int], ...]]
 
 
 class Graph:
@@ -69,7 +69,7 @@ class Graph:
     def solve(self, values: list[int]) -> Sym | None:
         """The Sym whose value in each trace is `values` (base first), or None if none fits."""
         v0 = int(values[0])
-        exps = []
+        exps: list[tuple[str, int]] = []
         for k, (label, _, n0, n1) in enumerate(self.symbols):
             v1 = int(values[k + 1])
             if v1 == v0:
@@ -103,11 +103,13 @@ class Graph:
             return self.ints([c])
         key = ("dim", sym)
         if key not in self._dims:
-            out = None
+            out: str | None = None
             for label, e in exps:
                 for _ in range(e):
                     size = self.label_size(label)
                     out = size if out is None else self.node("Mul", [out, size])
+            # solve() gives each label an exponent of 1 to 3, and exps is not empty here
+            assert out is not None
             if c != 1:
                 out = self.node("Mul", [out, self.ints([c])])
             self._dims[key] = out
@@ -141,7 +143,7 @@ class Graph:
         lengths = {len(v) for v in per_trace}
         if len(lengths) != 1:
             raise ExportError(f"export: {what} changes rank with the dynamic axes")
-        out = []
+        out: list[int | Sym] = []
         for values in zip(*per_trace):
             if all(v == values[0] for v in values):
                 out.append(int(values[0]))
