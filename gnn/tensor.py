@@ -26,7 +26,6 @@ class Tensor:
     __slots__ = ("array", "_be", "requires_grad", "grad", "_creator", "__weakref__")
     __array_priority__ = 1000  # so numpy_array * tensor calls Tensor.__rmul__
     _plain: type[Tensor]  # Tensor (set below the class)
-    array: Any  # a NumPy or CuPy array
     _be: Backend
 
     def __init__(

@@ -168,9 +168,9 @@ class CupyBackend(KernelBackend):
         """
         self.synchronize()  # also surfaces asynchronous CUDA errors of earlier launches
         self._errors_pending = False
-        id_error, label_error = self._id_error(), self._label_error()  # both clear their flags
-        if id_error or label_error:
-            raise id_error or label_error
+        errors = [e for e in (self._id_error(), self._label_error()) if e]  # both clear flags
+        if errors:
+            raise errors[0]
 
     def _id_error(self) -> IndexError | None:
         """The first out-of-range id flagged by check_ids since the last check (all cleared)."""

@@ -13,10 +13,11 @@ Each op's entry point calls `cast_inputs(op_name, ...)`; outside autocast that i
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from gnn.autograd import Function
 from gnn.dtypes import float32, is_bfloat16, parse_dtype
 from gnn.ops.shape import Cast
 from gnn.tensor import Tensor
@@ -88,11 +89,14 @@ def cast_inputs(op: str, *args: Any) -> tuple[Any, ...]:
     )
 
 
+FunctionT = TypeVar("FunctionT", bound=Function)
+
+
 def _widen(a: Any) -> Any:
     return a.astype(np.float32) if isinstance(a, np.ndarray) and is_low(a.dtype) else a
 
 
-def compute_widened(cls: type) -> type:
+def compute_widened(cls: type[FunctionT]) -> type[FunctionT]:
     """Make a Function compute in float32 on the CPU when its inputs are bfloat16/float16.
 
     Outputs and gradients are rounded back to the input dtypes: the graph stores low precision,
@@ -117,5 +121,6 @@ def compute_widened(cls: type) -> type:
             for g, dt in zip(grads if isinstance(grads, tuple) else (grads,), self._low_dtypes)
         )
 
-    cls.forward, cls.backward = widened_forward, widened_backward
+    # replacing a class's methods is what this decorator is for; mypy refuses it on principle
+    cls.forward, cls.backward = widened_forward, widened_backward  # type: ignore[method-assign]
     return cls
