@@ -155,14 +155,14 @@ def _seed(root: Tensor, grad: Any) -> Any:
 
 
 @functools.cache  # one lookup per backward, not constant()'s key building and a reshape
-def _ones(be: Any, dtype: Any, shape: tuple) -> Any:
+def _ones(be: Backend, dtype: Any, shape: tuple) -> Any:
     """The seed of a scalar root: the backend's cached 1 of `dtype`, viewed in `shape` and shared,
     read-only where arrays can be (no fill launch each step on a GPU). No backward writes its
     incoming gradient in place, and _hand_on copies the seed, not keeps it."""
     return be.constant((1,), dtype).reshape(shape)
 
 
-def _is_seed(be: Any, g: Any) -> bool:
+def _is_seed(be: Backend, g: Any) -> bool:
     """Whether g (a one-element array on a device without read-only arrays) views the seed."""
     return g.data.ptr == be.constant((1,), g.dtype).data.ptr
 

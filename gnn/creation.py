@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from gnn import config
-from gnn.backend import get_backend
+from gnn.backend import Backend, get_backend
 from gnn.dtypes import is_floating, parse_dtype
 from gnn.tensor import Tensor, shape_args
 
@@ -32,7 +32,7 @@ def _random_float_dtype(op: str, dtype: Any) -> np.dtype:
     return dt
 
 
-def _new(arr: Any, be: Any, requires_grad: bool) -> Tensor:
+def _new(arr: Any, be: Backend, requires_grad: bool) -> Tensor:
     return Tensor._make(arr, be).requires_grad_(requires_grad)
 
 

@@ -37,7 +37,7 @@ class Tensor:
         self.requires_grad_(requires_grad)  # sets requires_grad, checking the dtype
 
     @classmethod
-    def _make(cls, data: Any, be: Any, requires_grad: bool = False) -> Tensor:
+    def _make(cls, data: Any, be: Backend, requires_grad: bool = False) -> Tensor:
         """A tensor on backend `be` holding the array `data` itself (no copy, no checks); `wrap`
         is its public name, for code above the ops that computes raw arrays (optimizers,
         metrics) and hands them back as tensors."""
