@@ -157,11 +157,13 @@ def read_header(path: str | os.PathLike) -> tuple[list[_Entry], dict[str, str], 
         entries.append(_Entry(name, dtype, tuple(shape), begin, end))
     entries.sort(key=lambda e: (e.begin, e.end))
     position = 0
-    for e in entries:
-        if e.begin != position:
-            what = "overlaps the previous tensor" if e.begin < position else "leaves a gap"
-            raise bad(f"tensor {e.name!r} at byte {e.begin} {what} (expected byte {position})")
-        position = e.end
+    for entry in entries:  # not `e`: Python deletes the except clause's `e`, mypy flags reuse
+        if entry.begin != position:
+            what = "overlaps the previous tensor" if entry.begin < position else "leaves a gap"
+            raise bad(
+                f"tensor {entry.name!r} at byte {entry.begin} {what} (expected byte {position})"
+            )
+        position = entry.end
     if position != data_size:
         raise bad(f"the tensors cover {position} data bytes but the file holds {data_size}")
     return entries, dict(metadata), 8 + n
@@ -183,17 +185,17 @@ def _read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
         except (SafetensorError, ValueError, OverflowError, TypeError) as e:
             # what our own checks let through: still a ValueError that names the file
             raise ValueError(f"{path}: not a valid safetensors file: {e}") from None
-    for e in entries:
-        if e.dtype == "BF16":  # safetensors' NumPy reader has no bfloat16: read the bytes
+    for entry in entries:  # not `e`: Python deletes the except clause's `e`, mypy flags reuse
+        if entry.dtype == "BF16":  # safetensors' NumPy reader has no bfloat16: read the bytes
             with open(path, "rb") as f:
-                f.seek(start + e.begin)
-                half = np.frombuffer(f.read(e.end - e.begin), dtype="<u2")
-            arrays[e.name] = half.view(bfloat16_dtype()).reshape(e.shape)
-    for e in entries:
-        got = arrays[e.name]
-        if tuple(got.shape) != e.shape:  # safetensors disagrees with our reading: refuse
+                f.seek(start + entry.begin)
+                half = np.frombuffer(f.read(entry.end - entry.begin), dtype="<u2")
+            arrays[entry.name] = half.view(bfloat16_dtype()).reshape(entry.shape)
+    for entry in entries:
+        got = arrays[entry.name]
+        if tuple(got.shape) != entry.shape:  # safetensors disagrees with our reading: refuse
             raise ValueError(
-                f"{path}: tensor {e.name!r} read with shape {got.shape}, not {e.shape}"
+                f"{path}: tensor {entry.name!r} read with shape {got.shape}, not {entry.shape}"
             )
     return {e.name: arrays[e.name] for e in entries}, metadata
 
