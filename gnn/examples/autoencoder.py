@@ -50,8 +50,9 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
     x_tr, _, x_te, _ = load_data(seed)
     config = {"features": x_tr.shape[1], "sizes": DEFAULTS["sizes"]}
     model = build_model(config)
-    if getattr(args, "device", None):
-        model.to(args.device)
+    device = getattr(args, "device", None)
+    if device:
+        model.to(device)
     compile_model(model, lr)
     sizes = [
         config["features"],
@@ -74,8 +75,9 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
     mse = evaluated["loss"]
     baseline = float(np.mean((x_te - x_tr.mean(axis=0)) ** 2))
     log(f"test reconstruction MSE {mse:.4f} (predicting the mean image: {baseline:.4f})")
-    if getattr(args, "save", None):  # before the plot: a failing plot must not lose it
-        save_example(model, args.save, "autoencoder", config, seed=seed, metrics={"test_mse": mse})
-        log(f"saved to {args.save}")
-    plot(history, getattr(args, "plot", None), log, saved_to=getattr(args, "save", None))
+    save = getattr(args, "save", None)
+    if save:  # before the plot: a failing plot must not lose it
+        save_example(model, save, "autoencoder", config, seed=seed, metrics={"test_mse": mse})
+        log(f"saved to {save}")
+    plot(history, getattr(args, "plot", None), log, saved_to=save)
     return {"test_mse": mse, "baseline_mse": baseline, "epochs": epochs}

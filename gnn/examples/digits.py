@@ -56,8 +56,9 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
     x_tr, y_tr, x_te, y_te = load_data(seed)
     config = {"features": x_tr.shape[1], "hidden": DEFAULTS["hidden"]}
     model = build_model(config)
-    if getattr(args, "device", None):
-        model.to(args.device)
+    device = getattr(args, "device", None)
+    if device:
+        model.to(device)
     compile_model(model, lr)
     log(
         f"digits: {len(x_tr)} training images, {len(x_te)} test images; MLP "
@@ -75,15 +76,16 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
         seed=seed,
     )
     log(f"test accuracy {result['accuracy']:.3f} (loss {result['loss']:.4f})")
-    if getattr(args, "save", None):  # before the plot: a failing plot must not lose it
+    save = getattr(args, "save", None)
+    if save:  # before the plot: a failing plot must not lose it
         save_example(
             model,
-            args.save,
+            save,
             "digits",
             config,
             seed=seed,
             metrics={"test_accuracy": result["accuracy"]},
         )
-        log(f"saved to {args.save}")
-    plot(history, getattr(args, "plot", None), log, saved_to=getattr(args, "save", None))
+        log(f"saved to {save}")
+    plot(history, getattr(args, "plot", None), log, saved_to=save)
     return {"test_accuracy": result["accuracy"], "test_loss": result["loss"], "epochs": epochs}

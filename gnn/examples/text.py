@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -20,8 +20,36 @@ from gnn.models import GPT, CharTokenizer, GPTConfig
 from gnn.optim.optimizer import Optimizer
 from gnn.tensor import Tensor
 
+
+class Settings(TypedDict):
+    """The recipe's settings: DEFAULTS, each replaced by the command line's value when given."""
+
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    lr: float
+    seed: int
+    block_size: int
+    n_layer: int
+    n_head: int
+    n_embd: int
+    dropout: float
+    weight_decay: float
+    warmup: int
+    eval_batches: int
+    val_fraction: float
+    save: str
+
+
+#: The settings a command line may give (argparse names them as Settings does).
+_FROM_ARGS: tuple[
+    Literal["epochs", "batch_size", "lr", "seed", "steps_per_epoch", "block_size", "n_layer",
+            "n_head", "n_embd", "eval_batches"], ...,
+] = ("epochs", "batch_size", "lr", "seed", "steps_per_epoch", "block_size", "n_layer", "n_head",
+     "n_embd", "eval_batches")  # fmt: skip
+
 # Measured on the 2-core CPU of the development machine: 6.5 to 9.3 minutes (docs/transformer.md).
-DEFAULTS = {
+DEFAULTS: Settings = {
     "epochs": 20,  # evaluations; each follows `steps_per_epoch` training steps
     "steps_per_epoch": 150,
     "batch_size": 32,
@@ -118,7 +146,7 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
 
 
 @gnn.no_grad()
-def estimate_loss(model: GPT, data: np.ndarray, cfg: dict, rng: np.random.Generator) -> float:
+def estimate_loss(model: GPT, data: np.ndarray, cfg: Settings, rng: np.random.Generator) -> float:
     """Mean loss over cfg["eval_batches"] random batches, in eval mode."""
     was_training = model.training
     model.eval()
@@ -149,10 +177,8 @@ def sample_text(
 
 def main(args: argparse.Namespace | None = None, log: Callable[..., Any] = print) -> dict:
     """Train the character GPT; returns {"val_loss", "train_loss", "unigram_loss", ...}."""
-    cfg = dict(DEFAULTS)
-    for name in ("epochs", "batch_size", "lr", "seed"):
-        cfg[name] = arg(args, name, DEFAULTS[name])
-    for name in ("steps_per_epoch", "block_size", "n_layer", "n_head", "n_embd", "eval_batches"):
+    cfg = DEFAULTS.copy()
+    for name in _FROM_ARGS:
         cfg[name] = arg(args, name, DEFAULTS[name])
     quiet = bool(getattr(args, "quiet", False))
     gnn.manual_seed(cfg["seed"])

@@ -71,8 +71,9 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
         "dropout": DEFAULTS["dropout"],
     }
     model = build_model(config)
-    if getattr(args, "device", None):
-        model.to(args.device)
+    device = getattr(args, "device", None)
+    if device:
+        model.to(device)
     compile_model(model, lr)
     log(
         f"titanic: {len(x_tr)} passengers to train on, {len(x_val)} held out; "
@@ -98,16 +99,17 @@ def main(args: argparse.Namespace | None = None, log: Any = print) -> dict[str, 
         f"validation accuracy {result['accuracy']:.3f} (loss {result['loss']:.4f}); "
         f"always guessing 'died' would score {1 - y_val.mean():.3f}"
     )
-    if getattr(args, "save", None):  # before the plot: a failing plot must not lose it
+    save = getattr(args, "save", None)
+    if save:  # before the plot: a failing plot must not lose it
         meta = save_example(
             model,
-            args.save,
+            save,
             "titanic",
             config,
             seed=seed,
             feature_names=names,
             metrics={"val_accuracy": result["accuracy"]},
         )
-        log(f"saved weights to {args.save} and settings to {meta}")
-    plot(history, getattr(args, "plot", None), log, saved_to=getattr(args, "save", None))
+        log(f"saved weights to {save} and settings to {meta}")
+    plot(history, getattr(args, "plot", None), log, saved_to=save)
     return {"val_accuracy": result["accuracy"], "val_loss": result["loss"], "epochs": epochs}

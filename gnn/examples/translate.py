@@ -94,7 +94,7 @@ class Task:
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n training numbers (rejecting held-out ones)."""
-        out = []
+        out: list[int] = []
         while len(out) < n:
             for x in rng.integers(0, self.max_number + 1, size=2 * n).tolist():
                 if x not in self.held_out:
@@ -257,10 +257,11 @@ def main(args: argparse.Namespace | None = None, log: Callable[..., Any] = print
     for n, p in zip(task.test[:3].tolist(), pred):
         log(f"  {' '.join(number_words(n))!r} -> {to_digits(p)}")
     log(f"held-out exact match {test_em:.3f} ({len(task.test)} numbers), training {train_em:.3f}")
-    if getattr(args, "save", None):  # before the plot: a failing plot must not lose it
-        save_example(model, args.save, "translate", cfg, metrics={"exact_match": test_em})
-        log(f"saved to {args.save}")
-    plot(history, getattr(args, "plot", None), log, saved_to=getattr(args, "save", None))
+    save = getattr(args, "save", None)
+    if save:  # before the plot: a failing plot must not lose it
+        save_example(model, save, "translate", cfg, metrics={"exact_match": test_em})
+        log(f"saved to {save}")
+    plot(history, getattr(args, "plot", None), log, saved_to=save)
     return {
         "exact_match": test_em,
         "train_exact_match": train_em,
