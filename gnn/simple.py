@@ -89,7 +89,8 @@ class NeuralNetwork:
 
     # ---- building -------------------------------------------------------------------------------
 
-    def _initialize(self, sizes: list[int]) -> None:
+    def _initialize(self, sizes: list[int]) -> nn.Sequential:
+        """Build fresh layers for `sizes` (inputs, hidden..., outputs); returns self.model."""
         self.sizes = list(sizes)
         layers: list[nn.Module] = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -98,12 +99,13 @@ class NeuralNetwork:
                 nn.init.uniform_(lin.weight, -0.2, 0.2)
                 nn.init.uniform_(lin.bias, -0.2, 0.2)
             layers += [lin, _activation_module(self.activation, self.leaky_relu_alpha)]
-        self.model = nn.Sequential(*layers)
+        model = self.model = nn.Sequential(*layers)
         self._optimizer = None
+        return model
 
-    def _make_optimizer(self, learning_rate: float) -> optim.SGD:
-        weights = [m.weight for m in self.model if isinstance(m, nn.Linear)]
-        biases = [m.bias for m in self.model if isinstance(m, nn.Linear)]
+    def _make_optimizer(self, model: nn.Sequential, learning_rate: float) -> optim.SGD:
+        weights = [m.weight for m in model if isinstance(m, nn.Linear)]
+        biases = [m.bias for m in model if isinstance(m, nn.Linear)]
         return optim.SGD(
             [{"params": weights, "momentum": self.momentum}, {"params": biases, "momentum": 0.0}],
             lr=learning_rate,
@@ -203,11 +205,12 @@ class NeuralNetwork:
             self.momentum = float(momentum)
             self._optimizer = None
         x, y = self._format(data)
-        if self.model is None:
+        model = self.model
+        if model is None:
             hidden = self.hidden_layers
             if hidden is None:
                 hidden = [max(3, x.shape[1] // 2)]
-            self._initialize([x.shape[1], *hidden, y.shape[1]])
+            model = self._initialize([x.shape[1], *hidden, y.shape[1]])
         elif x.shape[1] != self.sizes[0] or y.shape[1] != self.sizes[-1]:
             raise ValueError(
                 f"NeuralNetwork.train: the network has {self.sizes[0]} inputs and "
@@ -215,15 +218,14 @@ class NeuralNetwork:
             )
         lr = self.learning_rate if learning_rate is None else float(learning_rate)
         if self._optimizer is None or self._optimizer.param_groups[0]["lr"] != lr:
-            self._optimizer = self._make_optimizer(lr)
+            self._optimizer = self._make_optimizer(model, lr)
         opt = self._optimizer
-        device = next(self.model.parameters()).device
-        dtype = next(self.model.parameters()).dtype
+        device = next(model.parameters()).device
+        dtype = next(model.parameters()).dtype
         xs = [gnn.tensor(row[None, :], dtype=dtype, device=device) for row in x]
         ys = [gnn.tensor(row[None, :], dtype=dtype, device=device) for row in y]
         n_out = y.shape[1]
         logger = print if log is True else (log or None)
-        model = self.model
         model.train()
         error, done = 1.0, 0
         while done < iterations and error > error_thresh:
@@ -258,7 +260,8 @@ class NeuralNetwork:
 
     def run(self, input: Any) -> Any:
         """The network's output for one input: a list, or a dict when trained on dict outputs."""
-        if self.model is None:
+        model = self.model
+        if model is None:
             raise RuntimeError(
                 "NeuralNetwork.run: the network is not trained yet (call train first)"
             )
@@ -267,9 +270,9 @@ class NeuralNetwork:
             raise ValueError(
                 f"NeuralNetwork.run: expected {self.sizes[0]} inputs, got {x.shape[0]}"
             )
-        p = next(self.model.parameters())
+        p = next(model.parameters())
         with no_grad():
-            out = self.model(gnn.tensor(x[None, :], dtype=p.dtype, device=p.device)).numpy()[0]
+            out = model(gnn.tensor(x[None, :], dtype=p.dtype, device=p.device)).numpy()[0]
         values = [float(v) for v in out]
         if self.output_lookup is not None:
             return {k: values[i] for k, i in self.output_lookup.items()}
@@ -278,7 +281,12 @@ class NeuralNetwork:
     def test(self, data: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         """Mean squared error and (for one output) accuracy at binary_thresh over `data`."""
         x, y = self._format(data)
-        outs = np.array([self._raw_run(row) for row in x])
+        model = self.model
+        if model is None:  # as run() says (it was an AttributeError on None)
+            raise RuntimeError(
+                "NeuralNetwork.test: the network is not trained yet (call train first)"
+            )
+        outs = np.array([self._raw_run(model, row) for row in x])
         result = {"error": float(np.mean((outs - y) ** 2))}
         if y.shape[1] == 1:
             result["accuracy"] = float(
@@ -288,20 +296,22 @@ class NeuralNetwork:
             result["accuracy"] = float(np.mean(outs.argmax(1) == y.argmax(1)))
         return result
 
-    def _raw_run(self, row: np.ndarray) -> np.ndarray:
-        p = next(self.model.parameters())
+    @staticmethod
+    def _raw_run(model: nn.Sequential, row: np.ndarray) -> np.ndarray:
+        p = next(model.parameters())
         with no_grad():
-            return self.model(gnn.tensor(row[None, :], dtype=p.dtype, device=p.device)).numpy()[0]
+            return model(gnn.tensor(row[None, :], dtype=p.dtype, device=p.device)).numpy()[0]
 
     # ---- JSON -----------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
         """What rebuilds the network: sizes, weights (a row per node), biases, lookups."""
-        if self.model is None:
+        model = self.model
+        if model is None:
             raise RuntimeError("NeuralNetwork.to_json: the network is not trained yet")
         layers = [
             {"weights": m.weight.numpy().tolist(), "biases": m.bias.numpy().tolist()}
-            for m in self.model
+            for m in model
             if isinstance(m, nn.Linear)
         ]
         return {
@@ -369,8 +379,7 @@ class NeuralNetwork:
             leaky_relu_alpha=opts.get("leakyReluAlpha", 0.01),
             device=device,
         )
-        net._initialize(list(sizes))
-        linears = [m for m in net.model if isinstance(m, nn.Linear)]
+        linears = [m for m in net._initialize(list(sizes)) if isinstance(m, nn.Linear)]
         for i, (lin, layer) in enumerate(zip(linears, layers)):
             try:
                 w = np.asarray(layer["weights"], dtype=np.float64)

@@ -144,6 +144,13 @@ def test_default_hidden_layer_and_errors():
         NeuralNetwork().train([{"input": [1, 2], "output": [0]}, {"input": [1], "output": [0]}])
 
 
+def test_test_before_train_says_not_trained():
+    # test() on an untrained network raised AttributeError ('NoneType' ... 'parameters'); it now
+    # says what run() says (found by mypy: NeuralNetwork.model is None until train/from_json).
+    with pytest.raises(RuntimeError, match=r"NeuralNetwork\.test: the network is not trained"):
+        NeuralNetwork().test(XOR)
+
+
 def test_non_finite_training_data_names_the_sample():
     data = [{"input": [0, 1], "output": [1]}, {"input": [float("nan"), 1], "output": [0]}]
     with pytest.raises(ValueError, match=r"the input of sample 1 is not finite"):
