@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -135,11 +135,11 @@ class DistributedDataParallel(Module):
     # ---- setup ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _make_buckets(params: list[Tensor], cap: int) -> list[_Bucket]:
+    def _make_buckets(params: Sequence[Tensor], cap: int) -> list[_Bucket]:
         """Reverse parameter order; a new bucket when the dtype changes or the cap is reached."""
         buckets: list[_Bucket] = []
         current: list[int] = []
-        cur_dtype: np.dtype | None = None
+        cur_dtype: np.dtype = np.dtype(np.float32)  # that of `current`'s parameters, once any
         cur_bytes = 0
         for i in reversed(range(len(params))):
             p = params[i]
@@ -188,6 +188,8 @@ class DistributedDataParallel(Module):
             if token is None:
                 leaf = creation.zeros((), dtype=np.float32, device=t.device, requires_grad=True)
                 token = _SyncMarker.apply(leaf, owner=self._self_ref)
+                # grad mode is on (checked above) and leaf requires grad: apply recorded a creator
+                assert token._creator is not None
                 token._creator.seq = next(_marker_sequence)
             return _Join.apply(t, token)
 
@@ -346,6 +348,8 @@ class SyncBatchNorm(_BatchNorm):
             self.num_batches_tracked.array += 1
             if self.momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked.array)
+        w: Tensor
+        b: Tensor
         if self.affine:
             w, b = self.weight, self.bias
         else:
