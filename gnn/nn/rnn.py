@@ -109,7 +109,10 @@ class RNNBase(Module):
             for d in range(self.num_directions):
                 sfx = f"_l{k}" + ("_reverse" if d else "")
                 n_in = input_size if k == 0 else hidden_size * self.num_directions
-                shapes = {f"weight_ih{sfx}": (gates, n_in), f"weight_hh{sfx}": (gates, hidden_size)}
+                shapes: dict[str, tuple[int, ...]] = {
+                    f"weight_ih{sfx}": (gates, n_in),
+                    f"weight_hh{sfx}": (gates, hidden_size),
+                }
                 if bias:
                     shapes.update({f"bias_ih{sfx}": (gates,), f"bias_hh{sfx}": (gates,)})
                 for name, shape in shapes.items():
@@ -177,9 +180,16 @@ class RNNBase(Module):
             if not batched:
                 h0 = h0.unsqueeze(1)
                 c0 = c0.unsqueeze(1) if c0 is not None else None
-        zeros = None
-        if h0 is None or (lstm and c0 is None):
-            zeros = _zero_state(x, batch, self.hidden_size)
+        # Each (layer, direction)'s initial states: h_0[idx] when given, else the shared zeros.
+        n_states = self.num_layers * self.num_directions
+        h_starts: Tensor | list[Tensor] = (
+            h0 if h0 is not None else [_zero_state(x, batch, self.hidden_size)] * n_states
+        )
+        c_starts: Tensor | list[Tensor] | None = None
+        if lstm:
+            c_starts = (
+                c0 if c0 is not None else [_zero_state(x, batch, self.hidden_size)] * n_states
+            )
 
         h_n, c_n = [], []
         for k in range(self.num_layers):
@@ -187,8 +197,8 @@ class RNNBase(Module):
             for d in range(self.num_directions):
                 idx = k * self.num_directions + d
                 weights = [getattr(self, n) for n in self._flat_names[idx]]
-                h_start = zeros if h0 is None else h0[idx]
-                c_start = (zeros if c0 is None else c0[idx]) if lstm else None
+                h_start = h_starts[idx]
+                c_start = c_starts[idx] if c_starts is not None else None
                 run = run_layer(
                     self.mode, x, h_start, c_start, weights, bool(d), zero_state=hx is None
                 )
@@ -361,7 +371,7 @@ class RNNCellBase(Module):
                     )
             if not batched:
                 states = [s.unsqueeze(0) for s in states]
-        weights = [self.weight_ih, self.weight_hh]
+        weights: list[Tensor] = [self.weight_ih, self.weight_hh]
         if self.bias:
             weights += [self.bias_ih, self.bias_hh]
         c0 = states[1] if self.mode == "LSTM" else None
@@ -412,6 +422,7 @@ class LSTMCell(RNNCellBase):
 
     def forward(self, input: Tensor, hx: Any = None) -> tuple[Tensor, Tensor]:
         run = self._step(input, hx)
+        assert run.c_n is not None  # run_layer returns c_n for an LSTM, which this cell is
         return self._unbatch(run.h_n), self._unbatch(run.c_n)
 
 

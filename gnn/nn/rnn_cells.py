@@ -71,7 +71,11 @@ def cell_step(mode: str, x: Tensor, state: Any, weights: list[Tensor]) -> Any:
         return lstm_cell(x, state, *weights)
     if mode == "GRU":
         return gru_cell(x, state, *weights)
-    return rnn_cell(x, state, *weights, nonlinearity="tanh" if mode == "RNN_TANH" else "relu")
+    # the biases by name: *weights before a keyword could, for mypy, also fill nonlinearity
+    b_ih = weights[2] if len(weights) > 2 else None
+    b_hh = weights[3] if len(weights) > 3 else None
+    act = "tanh" if mode == "RNN_TANH" else "relu"
+    return rnn_cell(x, state, weights[0], weights[1], b_ih, b_hh, nonlinearity=act)
 
 
 def unrolled(layer: Any, input: Tensor, hx: Any = None) -> tuple:
