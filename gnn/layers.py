@@ -133,6 +133,9 @@ class Dense(Module):
     "he_uniform", "he_normal" or "torch" (nn.Linear's init).
     """
 
+    weight: Parameter | None  # None until built (from the first input, input_shape or input_dim)
+    bias: Parameter | None  # also None without use_bias
+
     def __init__(
         self,
         units: int,
@@ -216,7 +219,9 @@ class Dense(Module):
             )
         placement = self.lazy_placement()
         if placement is None:  # rebuilt by hand: the device of the old weights
-            placement = (self.weight.device, self.weight.dtype)
+            old = self.weight
+            assert old is not None  # the placement buffer is dropped only once weights exist
+            placement = (old.device, old.dtype)
         if device is None or self._moved():
             device = placement[0]
         dtype = placement[1]
@@ -226,22 +231,27 @@ class Dense(Module):
         self.in_features = in_features
         # Initialised on the CPU, from gnn's seeded generator, then moved: after manual_seed a
         # model starts from the same weights on every device (the GPU's generator differs).
-        self.weight = Parameter(creation.empty((self.units, in_features), dtype, "cpu"))
+        self.weight = weight = Parameter(creation.empty((self.units, in_features), dtype, "cpu"))
+        bias = None
         if self.use_bias:
-            self.bias = Parameter(creation.empty((self.units,), dtype, "cpu"))
+            self.bias = bias = Parameter(creation.empty((self.units,), dtype, "cpu"))
         self.reset_parameters()
-        if self.weight.device != device:
-            self.weight = Parameter(self.weight.detach().to(device))
-            if self.use_bias:
-                self.bias = Parameter(self.bias.detach().to(device))
+        if weight.device != device:
+            self.weight = Parameter(weight.detach().to(device))
+            if bias is not None:
+                self.bias = Parameter(bias.detach().to(device))
 
     def reset_parameters(self) -> None:
         """Initialise the kernel as kernel_initializer says; the bias to zeros (Keras)."""
-        w, kind = self.weight, self.kernel_initializer
+        w, kind, fan_in = self.weight, self.kernel_initializer, self.in_features
+        if w is None or fan_in is None:
+            raise RuntimeError(
+                f"Dense({self.units}): no weights to initialise yet; they are built at the first "
+                "call, or at construction from input_shape or input_dim"
+            )
         if kind == "torch":
             init.default_linear_init_(w, self.bias)
             return
-        fan_in = self.in_features
         if kind == "glorot_uniform":
             init.xavier_uniform_(w)
         elif kind == "glorot_normal":

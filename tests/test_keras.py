@@ -67,6 +67,15 @@ def test_dense_errors():
         Dense(2, activation="relux")
 
 
+def test_dense_reset_parameters_before_build_says_so():
+    # an unbuilt Dense has no weight yet: this was an AttributeError on None (found by mypy)
+    layer = Dense(3)
+    with pytest.raises(RuntimeError, match=r"Dense\(3\): no weights to initialise yet"):
+        layer.reset_parameters()
+    layer(gnn.tensor(np.ones((2, 4), np.float32)))  # still builds at the first call
+    assert layer.weight.shape == (3, 4)
+
+
 def test_fit_learns_and_history_keys():
     x, y = blobs(400)
     model = binary_model()
