@@ -232,13 +232,14 @@ def save(
     if path is not None:
         _io._write_atomic(writer.arrays, path, meta)
         return
-    if not callable(getattr(f, "write", None)):
+    write = getattr(f, "write", None)  # not a path, so a file object (checked here)
+    if not callable(write):
         raise TypeError(
             f"gnn.save: f must be a path or a binary file open for writing, got {type(f).__name__}"
         )
     from safetensors.numpy import save as to_bytes
 
-    f.write(to_bytes(writer.arrays, metadata=meta or None))
+    write(to_bytes(writer.arrays, metadata=meta or None))
 
 
 def _as_path(f: Any) -> str | None:
@@ -397,12 +398,13 @@ def load(
         with open(path, "rb") as fh:
             _refuse_pickles(fh.read(8), path)
         return _load_path(path, map_location, path)
-    if not callable(getattr(f, "read", None)):
+    read = getattr(f, "read", None)  # not a path, so a file object (checked here)
+    if not callable(read):
         raise TypeError(
             f"gnn.load: f must be a path or a binary file open for reading, got {type(f).__name__}"
         )
     name = str(getattr(f, "name", "<file object>"))
-    data = f.read()
+    data = read()
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"gnn.load: {name} was opened in text mode; open it with 'rb'")
     _refuse_pickles(bytes(data[:8]), name)
