@@ -13,7 +13,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from gnn.tensor import Tensor
 
@@ -140,7 +140,8 @@ def _mode_for(monitor: str, mode: str, who: str) -> str:
     return "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[float]:
+    """A number, not None and not NaN or infinite (True tells mypy it is a float)."""
     return value is not None and math.isfinite(float(value))
 
 
