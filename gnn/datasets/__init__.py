@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import functools
 import gzip
+import io
 import math
 from dataclasses import dataclass
 from importlib import resources
@@ -57,7 +58,12 @@ def _data_file(name: str) -> Traversable:
 
 def _read_titanic() -> dict[str, np.ndarray]:
     """The raw table as float64 columns; missing ages are NaN, sex is 0 = female, 1 = male."""
-    with _data_file(_TITANIC_FILE).open("r", encoding="utf-8", newline="") as f:
+    # csv wants newline="", which Traversable.open's declared text mode does not take: decode the
+    # bytes here instead (what Path.open("r", newline="") does)
+    with (
+        _data_file(_TITANIC_FILE).open("rb") as raw,
+        io.TextIOWrapper(raw, encoding="utf-8", newline="") as f,
+    ):
         reader = csv.reader(f)
         header = next(reader)
         if header != _TITANIC_COLUMNS:
