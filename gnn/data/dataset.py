@@ -44,7 +44,7 @@ class TensorDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> tuple:
         """A whole batch in one indexing operation per tensor (what DataLoader uses)."""
-        out = []
+        out: list[Tensor | np.ndarray] = []  # a column that is no Tensor gives a NumPy array
         for t in self.tensors:
             if isinstance(t, Tensor):
                 # a raw take through the public backend: the loader's hot path (a Tensor index

@@ -58,6 +58,19 @@ def _rebuild(like: Any, items: list) -> Any:
     return items
 
 
+def _rebuild_mapping(like: Mapping, out: dict) -> Any:
+    """`out` as a mapping of the same type as `like` when that type can be built from a dict
+    (an OrderedDict, a dict subclass), else `out` itself."""
+    if type(like) is dict:
+        return out
+    # Any: a Mapping subclass's constructor is its own (Mapping declares none), hence the try
+    make: Any = type(like)
+    try:
+        return make(out)
+    except TypeError:
+        return out
+
+
 def _to_tensor(a: Any) -> Any:
     if isinstance(a, (Tensor, _FromTensor)):
         return a if isinstance(a, Tensor) else Tensor.wrap(a.array, get_backend("cpu"))
@@ -103,11 +116,7 @@ def _collate(batch: Any, host: bool) -> Any:
             )
         return _leaf(np.stack([np.asarray(s) for s in batch]), host)
     if isinstance(first, Mapping):
-        out = {k: _collate([s[k] for s in batch], host) for k in first}
-        try:  # keep the sample's own mapping type when it can be built from a dict
-            return out if type(first) is dict else type(first)(out)
-        except TypeError:
-            return out
+        return _rebuild_mapping(first, {k: _collate([s[k] for s in batch], host) for k in first})
     if isinstance(first, (tuple, list)):
         if any(len(s) != len(first) for s in batch):
             raise ValueError("default_collate: samples in a batch have different numbers of fields")
@@ -131,11 +140,7 @@ def _convert(data: Any, host: bool) -> Any:
             return data  # strings and objects have no Tensor form
         return _leaf(data if isinstance(data, Tensor) else np.asarray(data), host)
     if isinstance(data, Mapping):
-        out = {k: _convert(v, host) for k, v in data.items()}
-        try:
-            return out if type(data) is dict else type(data)(out)
-        except TypeError:
-            return out
+        return _rebuild_mapping(data, {k: _convert(v, host) for k, v in data.items()})
     if isinstance(data, (tuple, list)) and not isinstance(data, str):
         return _rebuild(data, [_convert(v, host) for v in data])
     return data
@@ -152,11 +157,7 @@ def _from_host(data: Any) -> Any:
     if isinstance(data, (np.ndarray, _FromTensor)):
         return _to_tensor(data)
     if isinstance(data, Mapping):
-        out = {k: _from_host(v) for k, v in data.items()}
-        try:
-            return out if type(data) is dict else type(data)(out)
-        except TypeError:
-            return out
+        return _rebuild_mapping(data, {k: _from_host(v) for k, v in data.items()})
     if isinstance(data, (tuple, list)):
         return _rebuild(data, [_from_host(v) for v in data])
     return data

@@ -50,6 +50,8 @@ class WorkerError:
         self.where = where
         self.exc_type: type[BaseException] | None = None
         exc = sys.exc_info()[1]
+        if exc is None:  # made only in an except clause, where the exception is the one caught
+            raise RuntimeError("WorkerError: made outside the handling of an exception")
         self.type_name = type(exc).__name__
         self.text = traceback.format_exc()
         try:  # the type itself travels when it pickles (built-in and importable classes)
