@@ -260,10 +260,10 @@ def _load_saved(path: str, device: str | None):
     except (ValueError, AttributeError, TypeError) as e:
         from gnn.examples._common import metadata_path
 
-        if isinstance(e, AttributeError):  # read_metadata called .get on a list or number
-            e = "expected a JSON object"
+        # an AttributeError: read_metadata called .get on a list or number
+        reason = "expected a JSON object" if isinstance(e, AttributeError) else e
         raise ValueError(
-            f"{metadata_path(path)}: the settings file beside {path} is not valid ({e}); "
+            f"{metadata_path(path)}: the settings file beside {path} is not valid ({reason}); "
             f"save the model again with `gnn train NAME --save {path}`"
         ) from None
     name = meta.get("example")

@@ -91,7 +91,8 @@ class MeanSquaredError(Loss):
     def probability_loss(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return F.mse_loss(y_pred, y_true)
 
-    from_logits_loss = probability_loss
+    def from_logits_loss(self, y_true: Tensor, logits: Tensor) -> Tensor:
+        return F.mse_loss(logits, y_true)  # no activation in between: the same loss
 
 
 class MeanAbsoluteError(Loss):
@@ -102,7 +103,8 @@ class MeanAbsoluteError(Loss):
     def probability_loss(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return F.l1_loss(y_pred, y_true)
 
-    from_logits_loss = probability_loss
+    def from_logits_loss(self, y_true: Tensor, logits: Tensor) -> Tensor:
+        return F.l1_loss(logits, y_true)  # no activation in between: the same loss
 
 
 LOSSES: dict[str, type[Loss]] = {
