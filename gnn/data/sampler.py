@@ -9,7 +9,7 @@ generator at the start of each iteration, so `gnn.manual_seed(s)` makes every or
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -206,7 +206,10 @@ class BatchSampler(Sampler):
             yield batch
 
     def __len__(self) -> int:
-        n = len(self.sampler)  # type: ignore[arg-type]
+        sampler = self.sampler
+        if not isinstance(sampler, Sized):  # any iterable batches; only a sized one counts
+            raise TypeError(f"object of type {type(sampler).__name__!r} has no len()")
+        n = len(sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
 

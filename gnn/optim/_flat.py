@@ -83,6 +83,9 @@ class FlatPart:
         """Copy into grad_flat the gradients that autograd did not already write into their home;
         a home that a kept earlier gradient still wraps gets a new buffer first."""
         views, params = self.grad_views, self.params
+        # Each p.grad is set (the ignores below): a part holds only parameters that had a gradient
+        # when _parts made it, and is remade when that changes; a check per parameter would cost
+        # the hot path for what mypy cannot follow.
         todo = [i for i, (v, p) in enumerate(zip(views, params)) if p.grad.array is not v]  # type: ignore[union-attr]
         if not todo:
             return

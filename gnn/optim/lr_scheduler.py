@@ -263,6 +263,8 @@ class ReduceLROnPlateau(LRScheduler):
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
+    # metrics first, as PyTorch's ReduceLROnPlateau.step takes it: an API that departs from the
+    # base's step(epoch) on purpose, hence the ignore
     def step(self, metrics: Any, epoch: int | None = None) -> None:  # type: ignore[override]
         """Record this epoch's metric (a number or a one-element Tensor) and maybe cut the lr."""
         current = float(metrics)  # the one host read a plateau test cannot avoid

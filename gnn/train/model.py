@@ -225,7 +225,9 @@ class Model(Module):
         step = (
             self._graphed_step(device, autocast, scaler, shards) if cuda_graph else self.train_step
         )
-        cbs = self._callbacks(callbacks, verbose, epochs, batch_size, data, scheduler, stop_on_nan)
+        cbs, history = self._callbacks(
+            callbacks, verbose, epochs, batch_size, data, scheduler, stop_on_nan
+        )
         if shards is not None:
             shards.start(self)  # every rank takes rank 0's weights
             cbs.callbacks = [cb for cb in cbs.callbacks if not cb.rank_zero_only or not shards.rank]
@@ -250,7 +252,7 @@ class Model(Module):
         finally:
             self._fitting = self._tally = None
             cbs.on_train_end({})
-        return self.history  # type: ignore[return-value]
+        return history
 
     def _train_epoch(
         self, batches: Any, step: Callable, cbs: Any, epoch: int
@@ -282,10 +284,11 @@ class Model(Module):
         data: data_adapter.FitData,
         scheduler: Any,
         stop_on_nan: bool,
-    ) -> CallbackList:
-        """History first, the user's callbacks, the NaN report and the progress display."""
-        self.history = History()
-        cb_list: list[Callback] = [self.history, *(callbacks or [])]
+    ) -> tuple[CallbackList, History]:
+        """History first, the user's callbacks, the NaN report and the progress display; and the
+        History (also kept as self.history)."""
+        self.history = history = History()
+        cb_list: list[Callback] = [history, *(callbacks or [])]
         if stop_on_nan:
             cb_list.append(cb_mod.NonFiniteLossReport())
         if verbose:
@@ -299,7 +302,7 @@ class Model(Module):
         cbs = CallbackList(cb_list, model=self, params=params)
         cbs.log_lr = log_lr
         self.stop_training = False
-        return cbs
+        return cbs, history
 
     def _graphed_step(self, device: Any, autocast: Any, scaler: Any, shards: Any) -> Callable:
         """train_step's work replayed as a CUDA graph, one per batch shape (the last batch of an
