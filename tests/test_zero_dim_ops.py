@@ -47,6 +47,27 @@ def test_sort_descending_along_a_dim_carries_the_gradient_back() -> None:
     np.testing.assert_array_equal(x.grad.numpy(), [[1, 3, 2], [3, 1, 2]])
 
 
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+def test_sort_is_stable_in_both_directions(descending: bool, dtype: str) -> None:
+    # As torch.sort(stable=True): equal values keep their index order, descending too.
+    rows = [[2, 1, 2, 0, 1, 2], [5, 5, 5, 5, 5, 5], [0, 3, 3, 1, 0, 3]]
+    sign = -1 if descending else 1
+    want = [sorted(range(len(r)), key=lambda i, r=r: sign * r[i]) for r in rows]
+    x = gnn.tensor(np.array(rows, dtype=dtype))
+    values, indices = gnn.sort(x, 1, descending=descending)
+    np.testing.assert_array_equal(indices.numpy(), want)
+    np.testing.assert_array_equal(values.numpy(), np.take_along_axis(np.array(rows), np.array(want), 1))
+    np.testing.assert_array_equal(x.argsort(1, descending=descending).numpy(), want)
+    np.testing.assert_array_equal(gnn.sort(x.T, 0, descending=descending)[1].numpy().T, want)
+
+
+def test_sort_descending_puts_nan_first_as_the_largest() -> None:
+    x = gnn.tensor([1.0, float("nan"), 3.0, 1.0])
+    np.testing.assert_array_equal(gnn.argsort(x, descending=True).numpy(), [1, 2, 0, 3])
+    np.testing.assert_array_equal(gnn.argsort(x).numpy(), [0, 3, 2, 1])
+
+
 def test_cat_and_stack_name_what_must_match() -> None:
     a, b = gnn.ones(2, 3), gnn.ones(3, 3)
     with pytest.raises(ValueError, match=r"stack: shapes must match, got \(2, 3\), \(3, 3\)"):

@@ -130,14 +130,16 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
 
 
 @register(method=True, top=True)
-def sort(x: Tensor, dim: int = -1, descending: bool = False) -> SortResult:
-    """(values, indices) of x sorted along dim; the values carry the gradient back."""
+def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> SortResult:
+    """(values, indices) of x sorted along dim, always stably: equal values keep their order,
+    descending too (NaN sorts as the largest); the values carry the gradient back."""
     xp, d = x._be.xp, norm_dim(dim, x.ndim, "sort")
     if x.ndim == 0:  # one element: index 0 (NumPy's argsort gives shape (1,))
         return SortResult(getitem(x, ()), Tensor._make(xp.zeros((), xp.int64), x._be, False))
-    order = xp.argsort(x.array, axis=d, kind="stable")
-    if descending:
-        order = xp.ascontiguousarray(xp.flip(order, axis=d))
+    if descending:  # the ascending order of x reversed, read backwards: ties stay in order
+        order = x.shape[d] - 1 - xp.flip(xp.argsort(xp.flip(x.array, d), d, kind="stable"), d)
+    else:
+        order = xp.argsort(x.array, axis=d, kind="stable")
     indices = Tensor._make(order, x._be, False)
     return SortResult(gather(x, d, indices), indices)
 
@@ -198,7 +200,7 @@ def t(x: Tensor) -> Tensor:
 
 @register(method=True, top=True)
 def argsort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
-    """The indices that sort x along dim (always a stable sort here)."""
+    """The indices that sort x along dim (always a stable sort here, as `sort`)."""
     return sort(x, dim, descending)[1]
 
 
