@@ -57,7 +57,9 @@ def test_sort_is_stable_in_both_directions(descending: bool, dtype: str) -> None
     x = gnn.tensor(np.array(rows, dtype=dtype))
     values, indices = gnn.sort(x, 1, descending=descending)
     np.testing.assert_array_equal(indices.numpy(), want)
-    np.testing.assert_array_equal(values.numpy(), np.take_along_axis(np.array(rows), np.array(want), 1))
+    np.testing.assert_array_equal(
+        values.numpy(), np.take_along_axis(np.array(rows), np.array(want), 1)
+    )
     np.testing.assert_array_equal(x.argsort(1, descending=descending).numpy(), want)
     np.testing.assert_array_equal(gnn.sort(x.T, 0, descending=descending)[1].numpy().T, want)
 

@@ -34,7 +34,8 @@ GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
 # The op's inputs (or their gradients, or needs_input_grad) by name; absent ones are None.
-Inputs = namedtuple("Inputs", "x h0 c0 w_ih w_hh b_ih b_hh", defaults=(None,) * 7)
+# (mypy reads namedtuple defaults only when written out as a literal tuple, hence its ignore)
+Inputs = namedtuple("Inputs", "x h0 c0 w_ih w_hh b_ih b_hh", defaults=(None,) * 7)  # type: ignore[misc]
 
 
 class Cell:
