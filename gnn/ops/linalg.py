@@ -50,24 +50,29 @@ def matmul(input: Any, other: Any) -> Tensor:
         ) from None
 
 
+def _rows(a: Any) -> Any:
+    """a as a matrix of its last dim's rows: itself when 2-D (a reshape costs more than the ask)."""
+    return a if a.ndim == 2 else a.reshape(-1, a.shape[-1])
+
+
 @compute_widened
 class Linear(Function):
     """y = x @ W.T + b over the last dim of x; one Function so a layer costs one graph node."""
 
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
         self.x, self.w = x, w
-        y = x.reshape(-1, x.shape[-1]) @ w.T
+        y = _rows(x) @ w.T
         if b is not None:
             y += b
-        return y.reshape(x.shape[:-1] + (w.shape[0],))
+        return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (w.shape[0],))
 
     def backward(self, gy: Any) -> Any:
         x, w, needs = self.x, self.w, self.needs_input_grad
-        g2 = gy.reshape(-1, gy.shape[-1])
+        g2 = _rows(gy)
         gx = (g2 @ w).reshape(x.shape) if needs[0] else None
         gw = gb = None
         if needs[1]:
-            x2 = x.reshape(-1, x.shape[-1])
+            x2 = _rows(x)
             home = self.grad_home(1, g2.dtype)  # the weight's slot in a flat gradient buffer
             gw = g2.T @ x2 if home is None else self.be.xp.matmul(g2.T, x2, out=home)
         if len(needs) > 2 and needs[2]:
