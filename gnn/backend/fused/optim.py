@@ -155,10 +155,6 @@ def _in_float32(arrays: Any, update: Any) -> None:
             v[...] = wide[k].astype(v.dtype)
 
 
-def _negated(xp: Any, grad: Any, maximize: bool) -> Any:
-    return xp.negative(grad) if maximize else grad
-
-
 # ---- references --------------------------------------------------------------------------------
 
 
@@ -173,7 +169,7 @@ def adam_reference(
     if arrays.param.itemsize < 4:  # 16-bit arrays: float32 math, one rounding
         return _in_float32(arrays, lambda a: adam_reference(xp, spec, a, lr, step))
     x, m, v = arrays.param, arrays.exp_avg, arrays.exp_avg_sq
-    grad = _negated(xp, arrays.grad, spec.maximize)
+    grad = xp.negative(arrays.grad) if spec.maximize else arrays.grad  # inline: per parameter
     beta1, beta2, wd = spec.beta1, spec.beta2, spec.weight_decay
     if wd:
         if spec.decoupled:  # AdamW: decay the weights themselves
@@ -210,7 +206,7 @@ def sgd_reference(xp: Any, spec: SGDSpec, arrays: SGDArrays, lr: float, clock: A
     if arrays.param.itemsize < 4:  # 16-bit arrays: float32 math, one rounding
         return _in_float32(arrays, lambda a: sgd_reference(xp, spec, a, lr))
     x, mom, wd = arrays.param, spec.momentum, spec.weight_decay
-    d = _negated(xp, arrays.grad, spec.maximize)
+    d = xp.negative(arrays.grad) if spec.maximize else arrays.grad  # inline: per parameter
     owned = spec.maximize  # d is a scratch array we may overwrite
     if wd:
         decayed = xp.multiply(x, wd)
@@ -244,7 +240,7 @@ def rmsprop_reference(
     if arrays.param.itemsize < 4:  # 16-bit arrays: float32 math, one rounding
         return _in_float32(arrays, lambda a: rmsprop_reference(xp, spec, a, lr))
     x, alpha, wd, mom = arrays.param, spec.alpha, spec.weight_decay, spec.momentum
-    grad = _negated(xp, arrays.grad, spec.maximize)
+    grad = xp.negative(arrays.grad) if spec.maximize else arrays.grad  # inline: per parameter
     if wd:
         decayed = xp.multiply(x, wd)
         decayed += grad
