@@ -15,7 +15,8 @@ needs is a Python number computed on the host, so a step never waits on the GPU,
 made from the step count (or from scalar state such as NAdam's mu_product): on a GPU these come
 from `step_count` / `scalars_on_device`, device copies a captured CUDA graph advances at each
 replay (gnn/optim/_device_scalars.py). Adam, AdamW, SGD and RMSprop write their rules once, in
-gnn/backend/fused/optim.py, as the reference of their kernels.
+gnn/backend/fused/optim.py, as the reference of their kernels; the loop calls their update in the
+form `_group_update` gives, with the group's spec and lr made once, not per parameter.
 
 `_update_group` is the seam for a fused multi-tensor update: an optimizer (or a mixin) whose
 group lives in one flat buffer overrides it to update every parameter of the group at once and
@@ -32,6 +33,7 @@ kernel launch (kernels/optim.cu) that reads lr and the step count from device me
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -69,6 +71,9 @@ def check_range(
         right = "inf)" if high is None else (f"{high:g})" if high_open else f"{high:g}]")
         raise ValueError(f"{who}: {name} must be in {left}{low:g}, {right}, got {value!r}")
 
+
+#: An update of one parameter: (param, grad, state, group), as Optimizer.update.
+UpdateFn = Callable[[Tensor, Any, "dict[str, Any] | None", "dict[str, Any]"], None]
 
 #: Lists that every Optimizer.step appends its optimizer to. GraphedStep (gnn/train/cuda_graph.py)
 #: puts one here while it captures, to learn which optimizers its step runs and watch their lr.
@@ -171,17 +176,29 @@ class Optimizer:
         synced = False
         for p, entry in self.state.items():
             be, dtype = p.backend, p.array.dtype
-            for k, v in entry.items():
-                if not isinstance(v, Tensor):
-                    continue
-                moved = v.backend is not be
-                cast = v.array.dtype != dtype and v.array.dtype.kind == "f"
-                if moved or cast:
-                    if moved and not synced:
-                        sync_host_state(self)
-                        synced = True
-                    data = be.asarray(v.backend.to_numpy(v.array)) if moved else v.array
-                    entry[k] = Tensor.wrap(data.astype(dtype, copy=False), be)
+            for v in entry.values():
+                # Identities only (this runs every step for every state entry); a dtype that is
+                # equal but another object gets the exact test in _follow_entry.
+                if isinstance(v, Tensor) and (v.array.dtype is not dtype or v.backend is not be):
+                    synced = self._follow_entry(p, entry, synced)
+                    break
+
+    def _follow_entry(self, p: Tensor, entry: dict[str, Any], synced: bool) -> bool:
+        """Move `entry`'s arrays to `p`'s device and float dtype where they differ; `synced`: the
+        host state was read back already this step. Returns whether it has been now."""
+        be, dtype = p.backend, p.array.dtype
+        for k, v in entry.items():
+            if not isinstance(v, Tensor):
+                continue
+            moved = v.backend is not be
+            cast = v.array.dtype != dtype and v.array.dtype.kind == "f"
+            if moved or cast:
+                if moved and not synced:
+                    sync_host_state(self)
+                    synced = True
+                data = be.asarray(v.backend.to_numpy(v.array)) if moved else v.array
+                entry[k] = Tensor.wrap(data.astype(dtype, copy=False), be)
+        return synced
 
     # ---- the update loop ---------------------------------------------------------------------
 
@@ -225,6 +242,13 @@ class Optimizer:
         for p, grad, state in zip(params, grads, states):
             update(p, grad, state, group)
 
+    def _group_update(self, group: dict[str, Any]) -> UpdateFn:
+        """The update the per-parameter loop calls, `(param, grad, state, group)`, for each
+        parameter of `group` in this step: `update` itself, or a form of it that made what depends
+        only on the group once (FusedRule: the spec and lr, built again each step, so a changed
+        hyperparameter takes effect at the next step)."""
+        return self.update
+
     def scalars_on_device(self, param: Tensor) -> DeviceScalars | None:
         """On a GPU, the device copies of `param`'s scalar state, which the update reads and
         advances instead of host numbers (so CUDA graphs replay it); None on the CPU."""
@@ -250,14 +274,14 @@ class Optimizer:
     #: arrays shaped like the parameter): such optimizers take foreach/fused (gnn/optim/_flat.py).
     supports_flat = False
 
+    @no_grad()  # the decorator costs less per call than a with block
     def _step(self) -> None:
         """Run each group's update over its parameters that have a gradient."""
-        with no_grad():
-            for group in self.param_groups:
-                if self.supports_flat and wants_flat(self, group):
-                    flat_step(self, group)
-                else:
-                    self._update_params(group, group["params"])
+        for group in self.param_groups:
+            if self.supports_flat and wants_flat(self, group):
+                flat_step(self, group)
+            else:
+                self._update_params(group, group["params"])
 
     def _update_params(self, group: dict[str, Any], group_params: list[Tensor]) -> None:
         """The per-parameter path: update each of `group_params` that has a gradient."""
@@ -265,7 +289,7 @@ class Optimizer:
         # Unless a subclass fuses the group, update each parameter as the loop reaches it: the
         # lists _update_group takes would cost the hot path three appends per parameter.
         fused = type(self)._update_group is not Optimizer._update_group
-        update = self.update
+        update = self._group_update(group)
         params, grads, states = [], [], []
         maximize = group.get("maximize", False)
         # On a GPU the step counts are kept on the device too (see step_count): true after replays
@@ -452,14 +476,26 @@ def _state_value(value: Any, p: Tensor, who: str, key: str) -> Any:
 
 
 class FusedRule(Optimizer):
-    """An optimizer whose rule is one fused unit of gnn/backend/fused/optim.py: `_fused` runs it
-    on one parameter (clock None: the reference, on any backend) or on a whole flat buffer (the
-    kernel on CUDA, with the buffer's device clock)."""
+    """An optimizer whose rule is one fused unit of gnn/backend/fused/optim.py.
+
+    `_spec_values(group)` are the group's hyperparameters that make the unit's typed spec (all its
+    fields but maximize, in order), `_spec(values, maximize)` the spec, and
+    `_fused(spec, lr, arrays, clock, param, grad, state, group)` runs the unit on one parameter
+    (clock None: the reference, on any backend) or on a whole flat buffer (the kernel on CUDA,
+    with the buffer's device clock), after filling in every field of `arrays`, an object of the
+    unit's arrays class from `_blank_arrays()`. On the per-parameter path these are made once per
+    group, not per parameter, and again only when the group's values change (`_group_update`).
+    """
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        # id(group) -> (lr, spec values, the per-parameter update made from them): _group_update
+        self._group_updates: dict[int, tuple[Any, tuple[Any, ...], UpdateFn]] = {}
+        super().__init__(params, defaults)
 
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
     ) -> None:
-        self._fused(param, grad, state, group, None, maximize=False)  # grad already negated
+        self._group_update(group)(param, grad, state, group)
 
     def update_flat(
         self,
@@ -469,15 +505,45 @@ class FusedRule(Optimizer):
         group: dict[str, Any],
         clock: DeviceClock,
     ) -> None:
-        self._fused(param, grad, state, group, clock, group.get("maximize", False))
+        spec = self._spec(self._spec_values(group), group.get("maximize", False))
+        self._fused(spec, group["lr"], self._blank_arrays(), clock, param, grad, state, group)
+
+    def _group_update(self, group: dict[str, Any]) -> UpdateFn:
+        # The update (spec, lr and one arrays object bound) is kept while the group's lr is the
+        # same object and its spec values compare equal (as the specs' lru_cache compares them),
+        # so that a step after a change of hyperparameters follows it. grad arrives already
+        # negated for maximize (Optimizer._update_params): maximize=False.
+        lr, values = group["lr"], self._spec_values(group)
+        kept = self._group_updates.get(id(group))
+        if kept is not None and kept[0] is lr and kept[1] == values:
+            return kept[2]
+        update = functools.partial(
+            self._fused, self._spec(values, False), lr, self._blank_arrays(), None
+        )
+        self._group_updates[id(group)] = (lr, values, update)
+        return update
+
+    def _spec_values(self, group: dict[str, Any]) -> tuple[Any, ...]:
+        """The fields of the fused unit's spec but maximize, from `group`'s hyperparameters."""
+        raise NotImplementedError(f"{type(self).__name__} does not define _spec_values()")
+
+    def _spec(self, values: tuple[Any, ...], maximize: bool) -> Any:
+        """The fused unit's spec from `_spec_values` and maximize."""
+        raise NotImplementedError(f"{type(self).__name__} does not define _spec()")
+
+    def _blank_arrays(self) -> Any:
+        """An object of the fused unit's arrays class, for `_fused` to fill in."""
+        raise NotImplementedError(f"{type(self).__name__} does not define _blank_arrays()")
 
     def _fused(
         self,
+        spec: Any,
+        lr: float,
+        arrays: Any,
+        clock: DeviceClock | None,
         param: Tensor,
         grad: Any,
         state: Any,
         group: dict[str, Any],
-        clock: DeviceClock | None,
-        maximize: bool,
     ) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not define _fused()")
