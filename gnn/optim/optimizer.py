@@ -245,8 +245,8 @@ class Optimizer:
     def _group_update(self, group: dict[str, Any]) -> UpdateFn:
         """The update the per-parameter loop calls, `(param, grad, state, group)`, for each
         parameter of `group` in this step: `update` itself, or a form of it that made what depends
-        only on the group once (FusedRule: the spec and lr, built again each step, so a changed
-        hyperparameter takes effect at the next step)."""
+        only on the group once, not per parameter (FusedRule: the spec and lr, made again when
+        the group's values change, so that a change takes effect at the next step)."""
         return self.update
 
     def scalars_on_device(self, param: Tensor) -> DeviceScalars | None:
@@ -495,7 +495,9 @@ class FusedRule(Optimizer):
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
     ) -> None:
-        self._group_update(group)(param, grad, state, group)
+        # grad is already negated for maximize. Made afresh: only the loop keeps updates, per group.
+        spec = self._spec(self._spec_values(group), False)
+        self._fused(spec, group["lr"], self._blank_arrays(), None, param, grad, state, group)
 
     def update_flat(
         self,
