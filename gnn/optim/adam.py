@@ -11,8 +11,7 @@ from gnn.backend.fused.optim import AdamArrays, AdamSpec, DeviceClock
 from gnn.optim.optimizer import FusedRule, check_range
 from gnn.tensor import Tensor
 
-# Specs are made per group on the per-parameter path, per flat part and step on the flat path:
-# one per setting, cached.
+# Specs are made per parameter per step on the per-parameter path: one per setting, cached.
 _spec = functools.lru_cache(maxsize=256)(AdamSpec)
 
 
@@ -69,28 +68,14 @@ class Adam(FusedRule):
             state["max_exp_avg_sq"] = self.zeros_state(param)
         return state
 
-    def _spec_values(self, group: dict[str, Any]) -> tuple[Any, ...]:
-        beta1, beta2 = group["betas"]
-        return (
-            beta1, beta2, group["eps"], group["weight_decay"], group["amsgrad"], self._decoupled,
-        )  # fmt: skip
-
-    def _spec(self, values: tuple[Any, ...], maximize: bool) -> AdamSpec:
-        return _spec(*values, maximize)
-
-    def _blank_arrays(self) -> AdamArrays:
-        return AdamArrays(None, None, None, None)
-
     def _fused(
         self,
-        spec: AdamSpec,
-        lr: float,
-        arrays: AdamArrays,
-        clock: DeviceClock | None,
         param: Tensor,
         grad: Any,
         state: dict[str, Any],
         group: dict[str, Any],
+        clock: DeviceClock | None,
+        maximize: bool,
     ) -> None:
         """The rule (gnn/backend/fused/optim.py): the kernel where it applies, else the reference.
 
@@ -98,20 +83,23 @@ class Adam(FusedRule):
         memory, rewritten only on a change) for the kernel; on a GPU the reference (foreach=False)
         takes its step count from the device too (Optimizer.step_count).
         """
+        beta1, beta2 = group["betas"]
+        spec = _spec(
+            beta1, beta2, group["eps"], group["weight_decay"], group["amsgrad"], self._decoupled,
+            maximize,
+        )  # fmt: skip
         vmax = state.get("max_exp_avg_sq")
-        arrays.param = param.array
-        arrays.grad = grad
-        arrays.exp_avg = state["exp_avg"].array
-        arrays.exp_avg_sq = state["exp_avg_sq"].array
-        arrays.max_exp_avg_sq = None if vmax is None else vmax.array
-        be, step = param.backend, state["step"]
+        arrays = AdamArrays(
+            param.array, grad, state["exp_avg"].array, state["exp_avg_sq"].array,
+            None if vmax is None else vmax.array,
+        )  # fmt: skip
         if clock is None:  # the per-parameter path: the reference, on any backend
+            be, step = param.backend, state["step"]
             if be.name == "cuda":  # the device's count (Optimizer.step_count)
                 step = self.step_count(param, step)
-            fused_optim.adam_reference(be.xp, spec, arrays, lr, step)
-            arrays.grad = None  # `arrays` is kept for the next step, the gradient need not be
+            fused_optim.adam_reference(be.xp, spec, arrays, group["lr"], step)
         else:
-            fused_optim.adam(be, spec, arrays, lr, step, clock)
+            fused_optim.adam(param.backend, spec, arrays, group["lr"], state["step"], clock)
 
 
 class AdamW(Adam):

@@ -15,8 +15,7 @@ needs is a Python number computed on the host, so a step never waits on the GPU,
 made from the step count (or from scalar state such as NAdam's mu_product): on a GPU these come
 from `step_count` / `scalars_on_device`, device copies a captured CUDA graph advances at each
 replay (gnn/optim/_device_scalars.py). Adam, AdamW, SGD and RMSprop write their rules once, in
-gnn/backend/fused/optim.py, as the reference of their kernels; the loop calls their update in the
-form `_group_update` gives, with the group's spec and lr made once, not per parameter.
+gnn/backend/fused/optim.py, as the reference of their kernels.
 
 `_update_group` is the seam for a fused multi-tensor update: an optimizer (or a mixin) whose
 group lives in one flat buffer overrides it to update every parameter of the group at once and
@@ -33,7 +32,6 @@ kernel launch (kernels/optim.cu) that reads lr and the step count from device me
 from __future__ import annotations
 
 import copy
-import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -71,9 +69,6 @@ def check_range(
         right = "inf)" if high is None else (f"{high:g})" if high_open else f"{high:g}]")
         raise ValueError(f"{who}: {name} must be in {left}{low:g}, {right}, got {value!r}")
 
-
-#: An update of one parameter: (param, grad, state, group), as Optimizer.update.
-UpdateFn = Callable[[Tensor, Any, "dict[str, Any] | None", "dict[str, Any]"], None]
 
 #: Lists that every Optimizer.step appends its optimizer to. GraphedStep (gnn/train/cuda_graph.py)
 #: puts one here while it captures, to learn which optimizers its step runs and watch their lr.
@@ -242,13 +237,6 @@ class Optimizer:
         for p, grad, state in zip(params, grads, states):
             update(p, grad, state, group)
 
-    def _group_update(self, group: dict[str, Any]) -> UpdateFn:
-        """The update the per-parameter loop calls, `(param, grad, state, group)`, for each
-        parameter of `group` in this step: `update` itself, or a form of it that made what depends
-        only on the group once, not per parameter (FusedRule: the spec and lr, made again when
-        the group's values change, so that a change takes effect at the next step)."""
-        return self.update
-
     def scalars_on_device(self, param: Tensor) -> DeviceScalars | None:
         """On a GPU, the device copies of `param`'s scalar state, which the update reads and
         advances instead of host numbers (so CUDA graphs replay it); None on the CPU."""
@@ -289,7 +277,7 @@ class Optimizer:
         # Unless a subclass fuses the group, update each parameter as the loop reaches it: the
         # lists _update_group takes would cost the hot path three appends per parameter.
         fused = type(self)._update_group is not Optimizer._update_group
-        update = self._group_update(group)
+        update = self.update
         params, grads, states = [], [], []
         maximize = group.get("maximize", False)
         # On a GPU the step counts are kept on the device too (see step_count): true after replays
@@ -476,28 +464,14 @@ def _state_value(value: Any, p: Tensor, who: str, key: str) -> Any:
 
 
 class FusedRule(Optimizer):
-    """An optimizer whose rule is one fused unit of gnn/backend/fused/optim.py.
-
-    `_spec_values(group)` are the group's hyperparameters that make the unit's typed spec (all its
-    fields but maximize, in order), `_spec(values, maximize)` the spec, and
-    `_fused(spec, lr, arrays, clock, param, grad, state, group)` runs the unit on one parameter
-    (clock None: the reference, on any backend) or on a whole flat buffer (the kernel on CUDA,
-    with the buffer's device clock), after filling in every field of `arrays`, an object of the
-    unit's arrays class from `_blank_arrays()`. On the per-parameter path these are made once per
-    group, not per parameter, and again only when the group's values change (`_group_update`).
-    """
-
-    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
-        # id(group) -> (lr, spec values, the per-parameter update made from them): _group_update
-        self._group_updates: dict[int, tuple[Any, tuple[Any, ...], UpdateFn]] = {}
-        super().__init__(params, defaults)
+    """An optimizer whose rule is one fused unit of gnn/backend/fused/optim.py: `_fused` runs it
+    on one parameter (clock None: the reference, on any backend) or on a whole flat buffer (the
+    kernel on CUDA, with the buffer's device clock)."""
 
     def update(
         self, param: Tensor, grad: Any, state: dict[str, Any] | None, group: dict[str, Any]
     ) -> None:
-        # grad is already negated for maximize. Made afresh: only the loop keeps updates, per group.
-        spec = self._spec(self._spec_values(group), False)
-        self._fused(spec, group["lr"], self._blank_arrays(), None, param, grad, state, group)
+        self._fused(param, grad, state, group, None, maximize=False)  # grad already negated
 
     def update_flat(
         self,
@@ -507,45 +481,15 @@ class FusedRule(Optimizer):
         group: dict[str, Any],
         clock: DeviceClock,
     ) -> None:
-        spec = self._spec(self._spec_values(group), group.get("maximize", False))
-        self._fused(spec, group["lr"], self._blank_arrays(), clock, param, grad, state, group)
-
-    def _group_update(self, group: dict[str, Any]) -> UpdateFn:
-        # The update (spec, lr and one arrays object bound) is kept while the group's lr is the
-        # same object and its spec values compare equal (as the specs' lru_cache compares them),
-        # so that a step after a change of hyperparameters follows it. grad arrives already
-        # negated for maximize (Optimizer._update_params): maximize=False.
-        lr, values = group["lr"], self._spec_values(group)
-        kept = self._group_updates.get(id(group))
-        if kept is not None and kept[0] is lr and kept[1] == values:
-            return kept[2]
-        update = functools.partial(
-            self._fused, self._spec(values, False), lr, self._blank_arrays(), None
-        )
-        self._group_updates[id(group)] = (lr, values, update)
-        return update
-
-    def _spec_values(self, group: dict[str, Any]) -> tuple[Any, ...]:
-        """The fields of the fused unit's spec but maximize, from `group`'s hyperparameters."""
-        raise NotImplementedError(f"{type(self).__name__} does not define _spec_values()")
-
-    def _spec(self, values: tuple[Any, ...], maximize: bool) -> Any:
-        """The fused unit's spec from `_spec_values` and maximize."""
-        raise NotImplementedError(f"{type(self).__name__} does not define _spec()")
-
-    def _blank_arrays(self) -> Any:
-        """An object of the fused unit's arrays class, for `_fused` to fill in."""
-        raise NotImplementedError(f"{type(self).__name__} does not define _blank_arrays()")
+        self._fused(param, grad, state, group, clock, group.get("maximize", False))
 
     def _fused(
         self,
-        spec: Any,
-        lr: float,
-        arrays: Any,
-        clock: DeviceClock | None,
         param: Tensor,
         grad: Any,
         state: Any,
         group: dict[str, Any],
+        clock: DeviceClock | None,
+        maximize: bool,
     ) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not define _fused()")

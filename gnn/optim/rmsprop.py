@@ -11,8 +11,7 @@ from gnn.backend.fused.optim import DeviceClock, RMSpropArrays, RMSpropSpec
 from gnn.optim.optimizer import FusedRule, check_range
 from gnn.tensor import Tensor
 
-# Specs are made per group on the per-parameter path, per flat part and step on the flat path:
-# one per setting, cached.
+# Specs are made per parameter per step on the per-parameter path: one per setting, cached.
 _spec = functools.lru_cache(maxsize=256)(RMSpropSpec)
 
 
@@ -65,38 +64,26 @@ class RMSprop(FusedRule):
             state["grad_avg"] = self.zeros_state(param)
         return state
 
-    def _spec_values(self, group: dict[str, Any]) -> tuple[Any, ...]:
-        return (
-            group["alpha"], group["eps"], group["weight_decay"], group["momentum"],
-            group["centered"],
-        )  # fmt: skip
-
-    def _spec(self, values: tuple[Any, ...], maximize: bool) -> RMSpropSpec:
-        return _spec(*values, maximize)
-
-    def _blank_arrays(self) -> RMSpropArrays:
-        return RMSpropArrays(None, None, None)
-
     def _fused(
         self,
-        spec: RMSpropSpec,
-        lr: float,
-        arrays: RMSpropArrays,
-        clock: DeviceClock | None,
         param: Tensor,
         grad: Any,
         state: dict[str, Any],
         group: dict[str, Any],
+        clock: DeviceClock | None,
+        maximize: bool,
     ) -> None:
         """The rule (gnn/backend/fused/optim.py): the kernel where it applies, else reference."""
+        spec = _spec(
+            group["alpha"], group["eps"], group["weight_decay"], group["momentum"],
+            group["centered"], maximize,
+        )  # fmt: skip
         ga, buf = state.get("grad_avg"), state.get("momentum_buffer")
-        arrays.param = param.array
-        arrays.grad = grad
-        arrays.square_avg = state["square_avg"].array
-        arrays.grad_avg = None if ga is None else ga.array
-        arrays.momentum_buffer = None if buf is None else buf.array
+        arrays = RMSpropArrays(
+            param.array, grad, state["square_avg"].array, None if ga is None else ga.array,
+            None if buf is None else buf.array,
+        )  # fmt: skip
         if clock is None:  # the per-parameter path: the reference, on any backend
-            fused_optim.rmsprop_reference(param.backend.xp, spec, arrays, lr)
-            arrays.grad = None  # `arrays` is kept for the next step, the gradient need not be
+            fused_optim.rmsprop_reference(param.backend.xp, spec, arrays, group["lr"])
         else:
-            fused_optim.rmsprop(param.backend, spec, arrays, lr, clock)
+            fused_optim.rmsprop(param.backend, spec, arrays, group["lr"], clock)

@@ -11,8 +11,7 @@ from gnn.backend.fused.optim import DeviceClock, SGDArrays, SGDSpec
 from gnn.optim.optimizer import FusedRule, check_range
 from gnn.tensor import Tensor
 
-# Specs are made per group on the per-parameter path, per flat part and step on the flat path:
-# one per setting, cached.
+# Specs are made per parameter per step on the per-parameter path: one per setting, cached.
 _spec = functools.lru_cache(maxsize=256)(SGDSpec)
 
 
@@ -61,27 +60,20 @@ class SGD(FusedRule):
         # momentum SGD keeps no state at all, as PyTorch's does.
         return {} if group["momentum"] else None
 
-    def _spec_values(self, group: dict[str, Any]) -> tuple[Any, ...]:
-        return (group["momentum"], group["dampening"], group["weight_decay"], group["nesterov"])
-
-    def _spec(self, values: tuple[Any, ...], maximize: bool) -> SGDSpec:
-        return _spec(*values, maximize)
-
-    def _blank_arrays(self) -> SGDArrays:
-        return SGDArrays(None, None)
-
     def _fused(
         self,
-        spec: SGDSpec,
-        lr: float,
-        arrays: SGDArrays,
-        clock: DeviceClock | None,
         param: Tensor,
         grad: Any,
         state: dict[str, Any] | None,
         group: dict[str, Any],
+        clock: DeviceClock | None,
+        maximize: bool,
     ) -> None:
         """The rule (gnn/backend/fused/optim.py): the kernel where it applies, else reference."""
+        spec = _spec(
+            group["momentum"], group["dampening"], group["weight_decay"], group["nesterov"],
+            maximize,
+        )  # fmt: skip
         buf, new = None, False
         if spec.momentum:
             assert state is not None  # init_state gives every parameter state under momentum
@@ -90,12 +82,8 @@ class SGD(FusedRule):
                 buf_t = state["momentum_buffer"] = self.zeros_state(param)
                 new = True
             buf = buf_t.array
-        arrays.param = param.array
-        arrays.grad = grad
-        arrays.momentum_buffer = buf
-        arrays.new_buffer = new
+        arrays = SGDArrays(param.array, grad, buf, new)
         if clock is None:  # the per-parameter path: the reference, on any backend
-            fused_optim.sgd_reference(param.backend.xp, spec, arrays, lr)
-            arrays.grad = None  # `arrays` is kept for the next step, the gradient need not be
+            fused_optim.sgd_reference(param.backend.xp, spec, arrays, group["lr"])
         else:
-            fused_optim.sgd(param.backend, spec, arrays, lr, clock)
+            fused_optim.sgd(param.backend, spec, arrays, group["lr"], clock)
