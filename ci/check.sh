@@ -12,7 +12,7 @@ ruff check .
 echo "== ruff format --check"
 ruff format --check .
 echo "== core line budget (docs/architecture.md: target 3,000; the ceiling is today's count)"
-python ci/core_lines.py --max 3865
+python ci/core_lines.py --max 3861
 echo "== mypy over gnn/ (configuration and per-module exceptions: pyproject.toml [tool.mypy])"
 mypy
 echo "== nvcc compile check of kernels/*.cu"

@@ -280,6 +280,7 @@ class Dense(Module):
                 f"last dim, "
                 f"got shape {x.shape}"
             )
+        assert self.weight is not None  # built above, or at construction
         return F.linear(x, self.weight, self.bias)
 
     def forward(self, x: Tensor) -> Tensor:

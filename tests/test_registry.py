@@ -6,6 +6,7 @@ exactly the registered spellings.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 from pathlib import Path
 
@@ -178,4 +179,17 @@ def test_every_module_that_registers_ops_is_loaded_by_gnn_ops() -> None:
     loaded = {name.rsplit(".", 1)[1] for name in out.stdout.split() if name.startswith("gnn.ops.")}
     assert registering and registering <= loaded, (
         f"not loaded by importing gnn.ops: {sorted(registering - loaded)}"
+    )
+
+
+def test_the_functional_stub_matches_the_registry() -> None:
+    # gnn/functional.pyi is what mypy reads for gnn.functional (every F.<op> call is checked
+    # against the op's own signature); a new or renamed op must regenerate it.
+    path = Path(__file__).resolve().parents[1] / "ci" / "functional_stub.py"
+    spec = importlib.util.spec_from_file_location("functional_stub", path)
+    assert spec is not None and spec.loader is not None
+    stub = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stub)
+    assert stub.STUB.read_text() == stub.stub_text(), (
+        "gnn/functional.pyi is out of date: run python ci/functional_stub.py --write"
     )
